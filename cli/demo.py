@@ -1,0 +1,63 @@
+"""`ledger demo`: fill the store with demo customers and show one customer's history."""
+
+from __future__ import annotations
+
+import io
+
+import click
+
+from cli.context import FORMAT_OPTION, cli_context, emit_json
+from ledger.appending import Appender
+from ledger.demo import FEATURED_CUSTOMER, demo_ndjson
+from ledger.input import read_items
+from ledger.preview import interactions_preview
+
+
+@click.command()
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 1000),
+    default=15,
+    show_default=True,
+    help="Interactions to show in the preview.",
+)
+@FORMAT_OPTION
+def demo(limit: int, output_format: str) -> None:
+    """Store demo customers with every kind of interaction (idempotent), then
+    print one customer's "Previous interactions"."""
+    ctx = cli_context()
+    app = ctx.app()
+    appender = Appender(app, ctx.policy())
+    try:
+        report = appender.append(read_items(io.StringIO("\n".join(demo_ndjson()))))
+    finally:
+        appender.close()
+    if report.rejected:  # the demo data is ours: a rejection is a bug
+        raise click.ClickException(f"demo data rejected: {report.rejected[0]}")
+    preview = interactions_preview(app, FEATURED_CUSTOMER, limit)
+    if output_format == "json":
+        emit_json(
+            {
+                "appended": report.appended,
+                "duplicates": report.duplicates,
+                "database": app.url.display(),
+                "customer_id": FEATURED_CUSTOMER,
+                "items": [item.as_json() for item in preview],
+            }
+        )
+        return
+    click.echo(
+        f"demo data in {app.url.display()}: appended {report.appended}, "
+        f"duplicates {report.duplicates}"
+    )
+    click.echo("")
+    click.echo(
+        f"Previous interactions of {FEATURED_CUSTOMER} (newest first, {len(preview)} shown):"
+    )
+    for item in preview:
+        click.echo(f"  {item.occurred_at:%Y-%m-%d %H:%M}  {item.kind:<9} {item.summary}")
+    click.echo("")
+    click.echo(
+        f"More: ledger tab {FEATURED_CUSTOMER} timeline   (tabs: timeline tasks visits "
+        "segments chats emails orders card)"
+    )

@@ -1,0 +1,29 @@
+"""`ledger schemas`: the JSON Schemas of the event contracts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ledger.schemas import write_schemas
+
+
+@click.group()
+def schemas() -> None:
+    """JSON Schemas of the event contracts."""
+
+
+@schemas.command()
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("schemas"),
+    show_default=True,
+    help="Directory to write the schemas into.",
+)
+def export(out_dir: Path) -> None:
+    """Write one JSON Schema per event type, plus the envelopes, into OUT."""
+    written = write_schemas(out_dir)
+    click.echo(f"wrote {len(written)} schemas to {out_dir}")

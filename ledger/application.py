@@ -1,0 +1,64 @@
+"""The ledger as an eventsourcing Application: storage, mapper and repository."""
+
+from __future__ import annotations
+
+from typing import cast
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import (
+    JSONTranscoder,
+    Mapper,
+    OperationalError,
+    PersistenceError,
+)
+
+from ledger.config import DatabaseURL
+from ledger.db import DatabaseUnavailable
+from ledger.domain import Customer, customer_stream_id
+from ledger.mapper import LedgerMapper
+from ledger.stores.base import LedgerRecorder
+
+
+class LedgerApplication(Application[UUID]):
+    name = "ledger"
+
+    def __init__(self, url: DatabaseURL, *, create_tables: bool | None = None) -> None:
+        self.url = url
+        env = url.library_env()
+        if create_tables is not None:
+            env["CREATE_TABLE"] = "y" if create_tables else "n"
+        try:
+            super().__init__(env=env)
+        except (OperationalError, PersistenceError, OSError) as exc:
+            raise DatabaseUnavailable(
+                f"cannot open database {url.display()}: {_first_line(exc)}"
+            ) from exc
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        # The transcoder is unused: the mapper writes pydantic JSON itself.
+        return LedgerMapper(
+            transcoder=JSONTranscoder(),
+            compressor=self.factory.compressor(),
+            cipher=self.factory.cipher(),
+        )
+
+    @property
+    def ledger_recorder(self) -> LedgerRecorder:
+        return cast(LedgerRecorder, self.recorder)
+
+    def customer(self, customer_id: str) -> Customer:
+        """The customer's aggregate; a new, not-yet-existing one if never created."""
+        stream_id = customer_stream_id(customer_id)
+        try:
+            return cast(Customer, self.repository.get(stream_id))
+        except AggregateNotFoundError:
+            return Customer(id=stream_id, customer_id=customer_id)
+
+    def head_position(self) -> int:
+        return self.recorder.max_notification_id() or 0
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

@@ -1,0 +1,88 @@
+"""Plain SQL access to the ledger's database, for readers that bypass the library
+(projections, the audit trail, the relay). Statements use `?` placeholders on
+both stores; on PostgreSQL they are rewritten to psycopg's `%s`."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+
+from ledger.config import DatabaseURL
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database cannot be reached or opened; the message says where and why."""
+
+
+class Connection:
+    def __init__(self, url: DatabaseURL) -> None:
+        self.url = url
+        self.kind = url.kind
+        self._raw: sqlite3.Connection | psycopg.Connection[tuple[Any, ...]]
+        try:
+            if url.kind == "sqlite":
+                raw = sqlite3.connect(url.path, isolation_level=None, timeout=30)
+                raw.execute("PRAGMA journal_mode=WAL")
+                self._raw = raw
+            else:
+                self._raw = psycopg.connect(
+                    url.conninfo(),
+                    autocommit=True,
+                    options=f"-c search_path={url.schema}",
+                )
+        except (sqlite3.Error, psycopg.Error) as exc:
+            raise DatabaseUnavailable(f"cannot open database {url.display()}: {exc}") from exc
+
+    @property
+    def raw(self) -> Any:
+        """The driver's own connection, for driver-specific work (COPY, LISTEN)."""
+        return self._raw
+
+    def _sql(self, statement: str) -> str:
+        return statement if self.kind == "sqlite" else statement.replace("?", "%s")
+
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> Any:
+        return self._raw.execute(self._sql(statement), params)
+
+    def executemany(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        if not rows:
+            return
+        if isinstance(self._raw, sqlite3.Connection):
+            self._raw.executemany(statement, rows)
+        else:
+            with self._raw.cursor() as cur:
+                cur.executemany(self._sql(statement), rows)
+
+    def fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return list(self.execute(statement, params).fetchall())
+
+    def fetchone(self, statement: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        row = self.execute(statement, params).fetchone()
+        return tuple(row) if row is not None else None
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        if isinstance(self._raw, sqlite3.Connection):
+            self._raw.execute("BEGIN IMMEDIATE")
+            try:
+                yield self
+            except BaseException:
+                self._raw.execute("ROLLBACK")
+                raise
+            self._raw.execute("COMMIT")
+        else:
+            with self._raw.transaction():
+                yield self
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

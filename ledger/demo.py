@@ -1,0 +1,285 @@
+"""Realistic demo data: a handful of customers, every event type, a few hundred events.
+
+Deterministic (seeded, fixed event ids, fixed dates), so running the demo twice
+stores everything once: the second run reports duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+DEMO_NAMESPACE = uuid.UUID("5d6f3c1e-2a47-4b8e-9f10-6c0d7e8a9b21")
+DEMO_START = datetime(2026, 9, 1, 8, 0, tzinfo=UTC)
+DEMO_CUSTOMERS = (
+    ("cust-1001", "Anna Petrova", "anna@example.com"),
+    ("cust-1002", "Ben Okafor", "ben@example.com"),
+    ("cust-1003", "Chloe Martin", "chloe@example.com"),
+    ("cust-1004", "Diego Alvarez", "diego@example.com"),
+    ("cust-1005", "Emma Schulz", "emma@example.com"),
+    ("cust-1006", "Farid Haddad", "farid@example.com"),
+)
+FEATURED_CUSTOMER = DEMO_CUSTOMERS[0][0]
+
+_AGENTS = (("u-1", "Maria (sales)"), ("u-2", "Ivan (support)"))
+_SEGMENTS = (("seg-vip", "VIP"), ("seg-newsletter", "Newsletter"), ("seg-churn", "Churn risk"))
+_CHANNELS = ("whatsapp", "telegram", "website", "instagram", "facebook")
+
+
+class _Writer:
+    def __init__(self, customer_id: str, rng: random.Random) -> None:
+        self.customer_id = customer_id
+        self.rng = rng
+        self.clock = DEMO_START + timedelta(hours=rng.randint(0, 48))
+        self.events: list[dict[str, Any]] = []
+
+    def emit(self, event_type: str, data: dict[str, Any], actor: str = "user") -> None:
+        self.clock += timedelta(minutes=self.rng.randint(5, 900))
+        n = len(self.events)
+        if actor == "user":
+            uid, name = self.rng.choice(_AGENTS)
+            who: dict[str, Any] = {"kind": "user", "id": uid, "name": name}
+        else:
+            who = {
+                "kind": actor,
+                "id": {"integration": "google-analytics", "system": "crm"}.get(
+                    actor, "api-client-7"
+                ),
+            }
+        source = {
+            "user": "crm-ui",
+            "integration": "google-analytics",
+            "system": "crm",
+            "api": "api",
+        }[actor]
+        self.events.append(
+            {
+                "event_id": str(uuid.uuid5(DEMO_NAMESPACE, f"{self.customer_id}/{n}")),
+                "type": event_type,
+                "customer_id": self.customer_id,
+                "occurred_at": self.clock.isoformat().replace("+00:00", "Z"),
+                "actor": who,
+                "source": source,
+                "data": data,
+            }
+        )
+
+
+def _customer_story(index: int, customer_id: str, name: str, email: str) -> list[dict[str, Any]]:
+    rng = random.Random(index)
+    w = _Writer(customer_id, rng)
+    w.emit(
+        "customer.created",
+        {"card": {"name": name, "email": email, "phone": f"+4930555{index:04d}"}},
+    )
+    w.emit(
+        "customer.card_changed",
+        {
+            "changes": [
+                {"field": "phone", "old": f"+4930555{index:04d}", "new": f"+4917600{index:04d}"}
+            ]
+        },
+    )
+    seg_member: set[str] = set()
+    for seg_id, seg_name in _SEGMENTS[: 2 + index % 2]:
+        w.emit(
+            "segment.joined",
+            {"segment_id": seg_id, "segment_name": seg_name, "reason": "rule match"},
+            actor="system",
+        )
+        seg_member.add(seg_id)
+    for v in range(8):
+        w.emit(
+            "visit.recorded",
+            {
+                "visit_id": f"{customer_id}-v{v}",
+                "site": "shop.example.com",
+                "source": rng.choice(["google", "newsletter", "facebook.com", "(direct)"]),
+                "channel": rng.choice(["search", "ppc", "referral", "email", "direct", "social"]),
+                "duration_s": rng.randint(20, 1200),
+                "pages_viewed": rng.randint(1, 15),
+                "landing_page": "https://shop.example.com/" + rng.choice(["", "sale", "new"]),
+            },
+            actor="integration",
+        )
+    for o in range(3):
+        order_id = f"{customer_id}-o{o}"
+        w.emit(
+            "order.created",
+            {
+                "order_id": order_id,
+                "number": f"A-{index}{o:03d}",
+                "status": "new",
+                "total": f"{rng.randint(20, 900)}.{rng.randint(0, 99):02d}",
+                "currency": "EUR",
+            },
+        )
+        w.emit(
+            "order.changed",
+            {"order_id": order_id, "changes": [{"field": "status", "old": "new", "new": "paid"}]},
+        )
+        if o % 2 == 0:
+            w.emit(
+                "order.changed",
+                {
+                    "order_id": order_id,
+                    "changes": [{"field": "status", "old": "paid", "new": "shipped"}],
+                },
+            )
+    for m in range(6):
+        mid = f"{customer_id}-e{m}"
+        w.emit(
+            "email.sent",
+            {
+                "message_id": mid,
+                "subject": rng.choice(
+                    ["Your order has shipped", "Autumn sale: 20% off", "We miss you", "Invoice"]
+                ),
+                "to": email,
+                "campaign_id": f"camp-{m % 3}",
+            },
+            actor="system",
+        )
+        w.emit("email.delivered", {"message_id": mid}, actor="integration")
+        if m == 5 and index % 2 == 1:
+            continue  # the last email stays unopened for some customers
+        if rng.random() < 0.15:
+            w.emit(
+                "email.bounced", {"message_id": mid, "reason": "mailbox full"}, actor="integration"
+            )
+            continue
+        for _ in range(rng.randint(1, 3)):
+            w.emit("email.opened", {"message_id": mid}, actor="integration")
+        if rng.random() < 0.6:
+            w.emit(
+                "email.clicked",
+                {"message_id": mid, "url": "https://shop.example.com/sale"},
+                actor="integration",
+            )
+    for s in range(3):
+        sid = f"{customer_id}-s{s}"
+        w.emit(
+            "sms.sent",
+            {
+                "message_id": sid,
+                "to": f"+4917600{index:04d}",
+                "text": "Your parcel arrives tomorrow",
+            },
+            actor="system",
+        )
+        w.emit(
+            "sms.failed" if s == 2 else "sms.delivered",
+            {"message_id": sid, "reason": "unreachable" if s == 2 else None},
+            actor="integration",
+        )
+    for c in range(4):
+        w.emit(
+            "call.logged",
+            {
+                "call_id": f"{customer_id}-c{c}",
+                "direction": rng.choice(["inbound", "outbound"]),
+                "result": rng.choice(["answered", "answered", "missed", "busy"]),
+                "duration_s": rng.randint(0, 600),
+                "phone": f"+4917600{index:04d}",
+            },
+        )
+    for d in range(2):
+        did = f"{customer_id}-d{d}"
+        w.emit(
+            "chat.started",
+            {
+                "dialog_id": did,
+                "channel": _CHANNELS[(index + d) % len(_CHANNELS)],
+                "url": f"https://crm.example.com/chats/{did}",
+            },
+            actor="integration",
+        )
+        for k in range(rng.randint(2, 6)):
+            w.emit(
+                "chat.message",
+                {
+                    "dialog_id": did,
+                    "message_id": f"{did}-m{k}",
+                    "direction": "inbound" if k % 2 == 0 else "outbound",
+                    "text": rng.choice(
+                        ["Hi, where is my order?", "Let me check.", "Thanks!", "It ships today."]
+                    ),
+                },
+                actor="integration" if k % 2 == 0 else "user",
+            )
+            if k == 0:
+                w.emit("chat.status_changed", {"dialog_id": did, "status": "in_progress"})
+        if d == 0:
+            w.emit("chat.status_changed", {"dialog_id": did, "status": "closed"})
+    for t in range(4):
+        tid = f"{customer_id}-t{t}"
+        w.emit(
+            "task.created",
+            {
+                "task_id": tid,
+                "title": rng.choice(
+                    [
+                        "Call back about delivery",
+                        "Send invoice copy",
+                        "Offer loyalty discount",
+                        "Check refund",
+                    ]
+                ),
+                "due_at": (w.clock + timedelta(days=2)).isoformat(),
+                "assignee_id": "u-1",
+            },
+        )
+        if t == 0:
+            w.emit(
+                "task.edited",
+                {"task_id": tid, "changes": [{"field": "assignee_id", "old": "u-1", "new": "u-2"}]},
+            )
+        if t in (1, 2):
+            w.emit("task.completed", {"task_id": tid})
+        if t == 2:
+            w.emit("task.reopened", {"task_id": tid})
+        if t == 3:
+            w.emit("task.deleted", {"task_id": tid})
+    w.emit(
+        "note.added", {"note_id": f"{customer_id}-n0", "text": "Prefers WhatsApp, mornings only."}
+    )
+    w.emit(
+        "file.attached",
+        {
+            "file_id": f"{customer_id}-f0",
+            "name": "contract.pdf",
+            "size_bytes": 48213,
+            "content_type": "application/pdf",
+            "url": f"https://files.example.com/{customer_id}/contract.pdf",
+        },
+    )
+    if "seg-churn" in seg_member or index % 3 == 0:
+        w.emit(
+            "segment.left",
+            {
+                "segment_id": "seg-newsletter",
+                "segment_name": "Newsletter",
+                "reason": "unsubscribed",
+            },
+            actor="system",
+        )
+    return w.events
+
+
+def demo_events() -> list[dict[str, Any]]:
+    """Every demo event, customers interleaved by time as a CRM would produce them."""
+    events: list[dict[str, Any]] = []
+    for i, (cid, name, email) in enumerate(DEMO_CUSTOMERS, start=1):
+        events.extend(_customer_story(i, cid, name, email))
+    # Stable sort: each customer's own order is kept, customers interleave by time.
+    events.sort(key=lambda e: e["occurred_at"])
+    return events
+
+
+def demo_ndjson() -> Iterator[str]:
+    for event in demo_events():
+        yield json.dumps(event)

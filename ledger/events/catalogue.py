@@ -1,0 +1,197 @@
+"""The event catalogue: every type in the spec, its payload and its envelopes.
+
+One place maps a type name (`task.completed`) to its contract; parsing and
+JSON Schema export go through it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field, TypeAdapter, ValidationError, create_model
+
+from ledger.events.call import CallLogged
+from ledger.events.chat import ChatMessage, ChatStarted, ChatStatusChanged
+from ledger.events.common import Payload
+from ledger.events.customer import CustomerCardChanged, CustomerCreated
+from ledger.events.email import (
+    EmailBounced,
+    EmailClicked,
+    EmailDelivered,
+    EmailOpened,
+    EmailSent,
+)
+from ledger.events.envelope import InboundEvent, RecordedEvent
+from ledger.events.file import FileAttached
+from ledger.events.note import NoteAdded
+from ledger.events.order import OrderChanged, OrderCreated
+from ledger.events.segment import SegmentJoined, SegmentLeft
+from ledger.events.sms import SmsDelivered, SmsFailed, SmsSent
+from ledger.events.task import (
+    TaskCompleted,
+    TaskCreated,
+    TaskDeleted,
+    TaskEdited,
+    TaskReopened,
+)
+from ledger.events.visit import VisitRecorded
+
+PAYLOAD_CLASSES: tuple[type[Payload], ...] = (
+    CustomerCreated,
+    CustomerCardChanged,
+    OrderCreated,
+    OrderChanged,
+    SegmentJoined,
+    SegmentLeft,
+    EmailSent,
+    EmailDelivered,
+    EmailOpened,
+    EmailClicked,
+    EmailBounced,
+    SmsSent,
+    SmsDelivered,
+    SmsFailed,
+    CallLogged,
+    ChatStarted,
+    ChatMessage,
+    ChatStatusChanged,
+    TaskCreated,
+    TaskEdited,
+    TaskCompleted,
+    TaskReopened,
+    TaskDeleted,
+    NoteAdded,
+    FileAttached,
+    VisitRecorded,
+)
+
+PAYLOADS: dict[str, type[Payload]] = {p.type_name: p for p in PAYLOAD_CLASSES}
+EVENT_TYPES: tuple[str, ...] = tuple(PAYLOADS)
+
+
+def _envelope_for(base: type[Any], payload: type[Payload], suffix: str) -> type[Any]:
+    name = payload.__name__ + suffix
+    model = create_model(
+        name,
+        __base__=base,
+        __module__=__name__,
+        type=(Literal[payload.type_name], ...),  # type: ignore[arg-type]
+        data=(payload, ...),
+    )
+    model.__doc__ = f"`{payload.type_name}` event, schema version {payload.schema_version}."
+    return model
+
+
+INBOUND_MODELS: dict[str, type[InboundEvent]] = {
+    t: _envelope_for(InboundEvent, p, "Event") for t, p in PAYLOADS.items()
+}
+RECORDED_MODELS: dict[str, type[RecordedEvent]] = {
+    t: _envelope_for(RecordedEvent, p, "Recorded") for t, p in PAYLOADS.items()
+}
+
+# Built at run time from the catalogue, so the checker sees them as Any.
+_inbound_union: Any = Annotated[
+    Union[tuple(INBOUND_MODELS.values())],  # noqa: UP007
+    Field(discriminator="type"),
+]
+_recorded_union: Any = Annotated[
+    Union[tuple(RECORDED_MODELS.values())],  # noqa: UP007
+    Field(discriminator="type"),
+]
+INBOUND_ADAPTER: TypeAdapter[InboundEvent] = TypeAdapter(_inbound_union)
+RECORDED_ADAPTER: TypeAdapter[RecordedEvent] = TypeAdapter(_recorded_union)
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.reason}"
+
+
+class ContractError(ValueError):
+    """An event that breaks its type's schema. Carries what the producer needs
+    to fix it: the type (when known) and each field with its reason."""
+
+    def __init__(self, errors: list[FieldError], event_type: str | None = None) -> None:
+        self.errors = errors
+        self.event_type = event_type
+        super().__init__("; ".join(str(e) for e in errors))
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += ("." if path else "") + part
+    return path
+
+
+def _field_errors(exc: ValidationError, event_type: str | None) -> list[FieldError]:
+    errors: list[FieldError] = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        # The discriminated union puts the type tag first; producers never wrote it.
+        if loc and loc[0] == event_type:
+            loc = loc[1:]
+        kind = err["type"]
+        if kind == "union_tag_invalid":
+            field, reason = "type", f"unknown event type {err['ctx']['tag']!r}"
+        elif kind == "union_tag_not_found":
+            field, reason = "type", "field required"
+        elif kind == "extra_forbidden":
+            field, reason = _field_path(loc), "unknown field"
+        elif kind == "json_invalid":
+            field, reason = "(json)", f"malformed JSON: {err['ctx'].get('error', err['msg'])}"
+        else:
+            field, reason = _field_path(loc) or "(event)", err["msg"]
+        errors.append(FieldError(field, reason))
+    return errors
+
+
+def _peek_type(obj: object) -> str | None:
+    if isinstance(obj, dict):
+        t = obj.get("type")
+        return t if isinstance(t, str) else None
+    return None
+
+
+def parse_inbound(obj: dict[str, Any]) -> InboundEvent:
+    """Validate one producer event already decoded from JSON.
+
+    Validation runs in JSON mode, where strictness means what a producer expects:
+    timestamps and UUIDs as strings, no number-to-string coercion."""
+    return parse_inbound_json(json.dumps(obj))
+
+
+def parse_inbound_json(raw: str | bytes) -> InboundEvent:
+    try:
+        return INBOUND_ADAPTER.validate_json(raw)
+    except ValidationError as exc:
+        try:
+            obj = json.loads(raw)
+        except ValueError as bad_json:
+            raise ContractError([FieldError("(json)", f"malformed JSON: {bad_json}")]) from None
+        if not isinstance(obj, dict):
+            raise ContractError([FieldError("(event)", "must be a JSON object")]) from None
+        event_type = _peek_type(obj)
+        raise ContractError(_field_errors(exc, event_type), event_type) from None
+
+
+def parse_recorded_json(raw: str | bytes) -> RecordedEvent:
+    """Validate a stored envelope (from the events table or a Kafka message)."""
+    try:
+        return RECORDED_ADAPTER.validate_json(raw)
+    except ValidationError as exc:
+        event_type = None
+        try:
+            event_type = _peek_type(json.loads(raw))
+        except ValueError:
+            pass
+        raise ContractError(_field_errors(exc, event_type), event_type) from None

@@ -1,0 +1,45 @@
+"""The envelope around every event: what producers send and what the ledger stores.
+
+`InboundEvent` is what a producer sends (spec "Envelope"). `RecordedEvent` is the
+stored envelope readers get back: the producer's fields plus what the ledger adds
+when it stores an event (`recorded_at`, `schema_version`, `position`, and the
+stream with its version). Each catalogue type gets its own subclass of both, with
+`type` fixed and `data` typed, so JSON Schema and validation are per type.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from pydantic import AwareDatetime
+
+from ledger.events.common import Actor, Contract, CustomerId, Payload
+
+
+class InboundEvent(Contract):
+    event_id: UUID | None = None
+    type: str
+    customer_id: CustomerId
+    occurred_at: AwareDatetime
+    actor: Actor
+    source: str | None = None
+    data: Payload
+
+
+class RecordedEvent(Contract):
+    """A stored event. `position`, `stream_id` and `stream_version` come from the
+    events table's columns, not the stored JSON, so they are optional here: a
+    reader fills them in from the row (see `ledger.reading`)."""
+
+    event_id: UUID
+    type: str
+    customer_id: CustomerId
+    occurred_at: AwareDatetime
+    actor: Actor
+    source: str | None = None
+    data: Payload
+    recorded_at: AwareDatetime
+    schema_version: int
+    position: int | None = None
+    stream_id: UUID | None = None
+    stream_version: int | None = None

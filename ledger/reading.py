@@ -1,0 +1,73 @@
+"""Reading stored events in position order, for projectors, the relay and auditors.
+
+Positions are assigned under the events table's write lock (see ledger.stores),
+so position order is commit order: a reader that has seen position P has seen
+everything at or below P, and `WHERE notification_id > P` never skips an event
+committed later. Positions may still have holes; readers must not assume +1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from uuid import UUID
+
+from ledger.db import Connection
+from ledger.events import RecordedEvent, parse_recorded_json
+from ledger.stores.rows import EVENTS_TABLE
+
+_SELECT = (
+    f"SELECT notification_id, originator_id, originator_version, topic, state FROM {EVENTS_TABLE} "
+)
+
+
+@dataclass(frozen=True)
+class StoredRow:
+    """One row of the events table, undecoded: for readers that only need the JSON."""
+
+    position: int
+    stream_id: UUID
+    stream_version: int
+    type: str
+    state: bytes
+
+    def decode(self) -> RecordedEvent:
+        event = parse_recorded_json(self.state)
+        return event.model_copy(
+            update={
+                "position": self.position,
+                "stream_id": self.stream_id,
+                "stream_version": self.stream_version,
+            }
+        )
+
+
+def _stream_id(value: object) -> UUID:
+    return value if isinstance(value, UUID) else UUID(str(value))
+
+
+def read_rows(conn: Connection, after: int, limit: int) -> list[StoredRow]:
+    """Up to `limit` rows with position > `after`, in position order."""
+    rows = conn.fetchall(
+        _SELECT + "WHERE notification_id > ? ORDER BY notification_id LIMIT ?", (after, limit)
+    )
+    return [StoredRow(r[0], _stream_id(r[1]), r[2], r[3], bytes(r[4])) for r in rows]
+
+
+def iter_rows(conn: Connection, after: int = 0, page: int = 1000) -> Iterator[StoredRow]:
+    """Every row after `after`, read a page at a time (constant memory)."""
+    while True:
+        rows = read_rows(conn, after, page)
+        yield from rows
+        if len(rows) < page:
+            return
+        after = rows[-1].position
+
+
+def read_events(conn: Connection, after: int, limit: int) -> list[RecordedEvent]:
+    return [row.decode() for row in read_rows(conn, after, limit)]
+
+
+def head_position(conn: Connection) -> int:
+    row = conn.fetchone(f"SELECT MAX(notification_id) FROM {EVENTS_TABLE}")
+    return int(row[0]) if row and row[0] is not None else 0

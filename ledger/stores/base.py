@@ -1,0 +1,24 @@
+"""What the write path needs from a store, beyond the library's recorder interface."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+from eventsourcing.persistence import StoredEvent
+
+
+class WriteSession(Protocol):
+    """One database transaction holding the events table's write lock.
+
+    Several batches can be inserted before it commits, so an all-or-nothing
+    import of a large file is one transaction made of batched inserts."""
+
+    def insert(self, stored_events: Sequence[StoredEvent]) -> list[int]: ...
+
+
+class LedgerRecorder(Protocol):
+    def write_session(self) -> AbstractContextManager[WriteSession]: ...
+
+    def max_notification_id(self) -> int | None: ...
