@@ -1,1 +1,68 @@
-pytest_plugins = ["kafka_broker"]
+"""Fixtures shared by the suite: a fresh store on SQLite and on a real PostgreSQL.
+
+PostgreSQL tests use the server at LEDGER_TEST_PG_URL (default: the local
+`test` database), each test in a fresh schema dropped afterwards. They are
+never mocked; if the server is down, .ci/run starts it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ledger.application import LedgerApplication
+from ledger.config import DatabaseURL, parse_database_url
+
+PG_URL = os.environ.get("LEDGER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _pg_admin() -> psycopg.Connection[tuple[object, ...]]:
+    return psycopg.connect(parse_database_url(PG_URL).conninfo(), autocommit=True)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A URL for a fresh PostgreSQL schema, dropped after the test."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with _pg_admin() as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    sep = "&" if "?" in PG_URL else "?"
+    yield f"{PG_URL}{sep}schema={schema}"
+    with _pg_admin() as conn:
+        # Close the test's leftover sessions so DROP is not blocked by their locks.
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE pid <> pg_backend_pid() AND datname = current_database() "
+            "AND state = 'idle in transaction'"
+        )
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'ledger.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """Each store-facing test runs on both stores."""
+    if request.param == "sqlite":
+        return str(request.getfixturevalue("sqlite_url"))
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def db_url(store_url: str) -> DatabaseURL:
+    return parse_database_url(store_url)
+
+
+@pytest.fixture
+def app(db_url: DatabaseURL) -> Iterator[LedgerApplication]:
+    application = LedgerApplication(db_url)
+    yield application
+    application.close()
