@@ -113,6 +113,9 @@ class Appender:
             for batch in batches:
                 self._append_committing(batch, report)
             return report
+        # Under the write lock nobody else can write, so state loaded from here on is
+        # current; drop what an earlier call cached, which may be stale by now.
+        self._forget_written()
         try:
             with self.app.ledger_recorder.write_session() as session:
                 for batch in batches:

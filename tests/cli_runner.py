@@ -1,0 +1,23 @@
+"""Running the real `ledger` console script in a subprocess, as a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+LEDGER = str(Path(sys.executable).parent / "ledger")
+
+
+def run_ledger(
+    *args: str, db: str | None = None, stdin: str | None = None, env: dict[str, str] | None = None,
+    cwd: str | Path | None = None, timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **(env or {})}
+    if db is not None:
+        full_env["LEDGER_DATABASE_URL"] = db
+    return subprocess.run(
+        [LEDGER, *args], input=stdin, capture_output=True, text=True, env=full_env,
+        cwd=cwd, timeout=timeout, check=False,
+    )
