@@ -22,7 +22,7 @@ Tansu behaviour the tests rely on or must work around (Tansu 0.6.0, kafka-python
 - A consumer-group join takes about half of ``session_timeout_ms``: pass
   ``session_timeout_ms=6000, heartbeat_interval_ms=2000`` in tests.
 
-Register the fixtures with ``pytest_plugins = ["kafka_broker"]`` in ``tests/conftest.py``.
+Register the fixtures with ``pytest_plugins = ["tests.kafka_broker"]`` in ``tests/conftest.py``.
 """
 
 from __future__ import annotations
@@ -82,6 +82,18 @@ def _free_port() -> int:
         return port
 
 
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # Same option Tansu (tokio) binds with, so a TIME_WAIT left by our own previous
+        # run does not count as busy.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+        return True
+
+
 def _kill_if_running(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.kill()
@@ -110,6 +122,7 @@ class TansuBroker:
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._atexit_kill: functools.partial[None] | None = None
+        self._log_start = 0
 
     # -- addresses ------------------------------------------------------------------
 
@@ -206,19 +219,26 @@ class TansuBroker:
         state = "running" if self.running else "stopped"
         return f"<TansuBroker {HOST}:{self._port} {state} log={self.log_path}>"
 
-    def log_tail(self, lines: int = 40) -> str:
+    def log_tail(self, lines: int = 40, *, current_run_only: bool = False) -> str:
         try:
-            text = self.log_path.read_text(errors="replace")
+            with open(self.log_path, "rb") as log:
+                log.seek(self._log_start if current_run_only else 0)
+                text = log.read().decode(errors="replace")
         except FileNotFoundError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
     def _spawn_and_wait(self) -> None:
+        # On a taken port Tansu panics and exits 0, and a probe would meanwhile talk to
+        # whoever holds the port: refuse early with a clear message instead.
+        if not _port_is_free(self.port):
+            raise TansuBrokerError(f"port {self.port} on {HOST} is already in use")
         self._log_dir.mkdir(parents=True, exist_ok=True)
         # Append: after a restart the log still shows what the previous run did.
         self._log = open(self.log_path, "ab")
         self._log.write(f"--- {' '.join(self.command())}\n".encode())
         self._log.flush()
+        self._log_start = self._log.tell()
         env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV_TO_DROP}
         self._proc = subprocess.Popen(
             self.command(),
@@ -241,21 +261,24 @@ class TansuBroker:
             if code is not None:
                 raise TansuBrokerError(
                     f"tansu exited with {code} while starting on {self.bootstrap}:\n"
-                    f"{self.log_tail()}"
+                    f"{self.log_tail(current_run_only=True)}"
                 )
+            remaining_ms = int((deadline - time.monotonic()) * 1000)
             try:
-                # A cheap TCP probe first: the admin client's own bootstrap retries
-                # would stretch each failed attempt to seconds.
+                # A cheap TCP probe first, and short admin attempts: the admin client's
+                # own bootstrap retries would notice an early exit only at the deadline.
                 with socket.create_connection((HOST, self.port), timeout=0.5):
                     pass
-                self.list_topics()
+                with self.admin(timeout_ms=max(100, min(remaining_ms, 1000))) as admin:
+                    admin.list_topics()
                 return
             except (OSError, KafkaError) as exc:
                 last_error = exc
                 time.sleep(0.05)
         raise TansuBrokerError(
             f"tansu did not answer Kafka requests on {self.bootstrap} within "
-            f"{self.startup_timeout_s}s (last error: {last_error!r}):\n{self.log_tail()}"
+            f"{self.startup_timeout_s}s (last error: {last_error!r}):\n"
+            f"{self.log_tail(current_run_only=True)}"
         )
 
     def _reap(self) -> None:
@@ -272,12 +295,12 @@ class TansuBroker:
     # -- admin ----------------------------------------------------------------------
 
     @contextmanager
-    def admin(self) -> Iterator[KafkaAdminClient]:
+    def admin(self, timeout_ms: int = 5000) -> Iterator[KafkaAdminClient]:
         client = KafkaAdminClient(
             bootstrap_servers=self.bootstrap,
             client_id="tests-tansu-admin",
-            request_timeout_ms=5000,
-            bootstrap_timeout_ms=5000,
+            request_timeout_ms=timeout_ms,
+            bootstrap_timeout_ms=timeout_ms,
         )
         try:
             yield client
@@ -306,5 +329,6 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuBrok
         if died_on_its_own:
             # Clients only report timeouts when the broker is gone; point at the cause.
             raise TansuBrokerError(
-                f"tansu died during the test (exit {code}):\n{broker.log_tail()}"
+                f"tansu died during the test (exit {code}):\n"
+                f"{broker.log_tail(current_run_only=True)}"
             )
