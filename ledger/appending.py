@@ -29,7 +29,6 @@ from ledger.db import Connection
 from ledger.domain import Customer, CustomerEvent, RuleViolation
 from ledger.events import (
     PAYLOADS,
-    RECORDED_MODELS,
     ContractError,
     FieldError,
     InboundEvent,
@@ -214,25 +213,11 @@ class Appender:
                     )
                 )
                 continue
-            recorded = RECORDED_MODELS[event.type].model_construct(
-                event_id=uuid.UUID(event_id),
-                type=event.type,
-                customer_id=event.customer_id,
-                occurred_at=event.occurred_at,
-                actor=event.actor,
-                source=event.source,
-                data=event.data,
-                recorded_at=now,
-                schema_version=PAYLOADS[event.type].schema_version,
-                position=None,
-                stream_id=None,
-                stream_version=None,
-            )
-            out.append(customer.record(recorded))
+            out.append(customer.record(event, event_id, now))
             touched[event.customer_id] = customer
             self._seen_event_ids.add(event_id)
             if PAYLOADS[event.type].creates_subject:
-                subject = subject_of(recorded)
+                subject = subject_of(event.type, event.data)
                 assert subject is not None
                 self._claims[subject] = event.customer_id
         mapper = self.app.mapper

@@ -24,16 +24,14 @@ def chain_hash(
     customer_id: str | None,
     subject: str | None,
 ) -> str:
-    h = hashlib.sha256()
-    h.update(bytes.fromhex(previous_hash))
-    h.update(position.to_bytes(8, "big", signed=True))
     oid = originator_id.hex if isinstance(originator_id, UUID) else originator_id
+    parts = [bytes.fromhex(previous_hash), position.to_bytes(8, "big", signed=True)]
     # Length-prefix every variable field so no two rows can serialise alike.
     for text in (oid, topic, event_id or "", customer_id or "", subject or ""):
         raw = text.encode()
-        h.update(len(raw).to_bytes(4, "big"))
-        h.update(raw)
-    h.update(originator_version.to_bytes(8, "big", signed=True))
-    h.update(len(state).to_bytes(8, "big"))
-    h.update(state)
-    return h.hexdigest()
+        parts.append(len(raw).to_bytes(4, "big"))
+        parts.append(raw)
+    parts.append(originator_version.to_bytes(8, "big", signed=True))
+    parts.append(len(state).to_bytes(8, "big"))
+    parts.append(state)
+    return hashlib.sha256(b"".join(parts)).hexdigest()

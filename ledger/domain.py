@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from ledger.events import InboundEvent, RecordedEvent
+from ledger.events import PAYLOADS, InboundEvent, Payload, RecordedEvent
 from ledger.rights import RightsPolicy
 
 _CUSTOMER_NAMESPACE = uuid5(NAMESPACE_URL, "https://interaction-ledger/customer")
@@ -38,17 +38,26 @@ class RuleViolation(Exception):
 
 @dataclass(frozen=True)
 class CustomerEvent:
-    """The library's view of one stored event (its DomainEventProtocol)."""
+    """The library's view of one event in a customer's stream (its DomainEventProtocol).
+
+    `envelope` is the producer's validated envelope when the event is new, or the
+    stored envelope when it was read back; both carry type, customer and data."""
 
     originator_id: UUID
     originator_version: int
-    timestamp: datetime
-    recorded: RecordedEvent
+    timestamp: datetime  # recorded_at
+    event_id: str
+    schema_version: int
+    envelope: InboundEvent | RecordedEvent
+
+    @property
+    def event_type(self) -> str:
+        return self.envelope.type
 
     def mutate(self, aggregate: Customer | None) -> Customer:
         if aggregate is None:
-            aggregate = Customer(id=self.originator_id, customer_id=self.recorded.customer_id)
-        aggregate.apply(self.recorded)
+            aggregate = Customer(id=self.originator_id, customer_id=self.envelope.customer_id)
+        aggregate.apply(self.envelope.type, self.envelope.data)
         aggregate.version = self.originator_version
         return aggregate
 
@@ -176,8 +185,7 @@ class Customer:
         if right and event.actor.kind == "user" and not policy.allows(event.actor.id, right):
             raise RuleViolation("actor.id", f"user {event.actor.id!r} lacks the right {right}")
 
-    def apply(self, event: RecordedEvent) -> None:
-        t, data = event.type, event.data
+    def apply(self, t: str, data: Payload) -> None:
         if t == "order.created":
             self.orders.add(_v(data, "order_id"))
         elif t == "email.sent":
@@ -197,14 +205,16 @@ class Customer:
         elif t == "visit.recorded":
             self.visits.add(_v(data, "visit_id"))
 
-    def record(self, event: RecordedEvent) -> CustomerEvent:
+    def record(self, event: InboundEvent, event_id: str, recorded_at: datetime) -> CustomerEvent:
         """Accept a checked event: apply it and keep it for the next save."""
-        self.apply(event)
+        self.apply(event.type, event.data)
         domain_event = CustomerEvent(
             originator_id=self.id,
             originator_version=self.version + len(self._pending) + 1,
-            timestamp=event.recorded_at,
-            recorded=event,
+            timestamp=recorded_at,
+            event_id=event_id,
+            schema_version=PAYLOADS[event.type].schema_version,
+            envelope=event,
         )
         self._pending.append(domain_event)
         return domain_event

@@ -14,26 +14,42 @@ from uuid import UUID
 from eventsourcing.persistence import Mapper, MapperDeserialisationError, StoredEvent
 
 from ledger.domain import CustomerEvent
-from ledger.events import PAYLOADS, ContractError, RecordedEvent, parse_recorded_json
+from ledger.events import PAYLOADS, ContractError, Payload, RecordedEvent, parse_recorded_json
 from ledger.stores.rows import LedgerStoredEvent
 
 # Columns, not state: see ledger.reading.
 _NOT_STORED = {"position", "stream_id", "stream_version"}
+_PRODUCER_ID = {"event_id"}
 
 
-def subject_of(event: RecordedEvent) -> str | None:
+def subject_of(event_type: str, data: Payload) -> str | None:
     """The audit subject of an event, e.g. `order:o-17`; None for card events."""
-    payload = PAYLOADS[event.type]
+    payload = PAYLOADS[event_type]
     if payload.subject_kind is None:
         return None
-    return f"{payload.subject_kind}:{event.data.subject_id()}"
+    return f"{payload.subject_kind}:{data.subject_id()}"
+
+
+def stored_state(event: CustomerEvent) -> bytes:
+    """The stored envelope's JSON: the producer's envelope plus what the ledger adds."""
+    envelope = event.envelope
+    if isinstance(envelope, RecordedEvent):
+        return envelope.model_dump_json(exclude=_NOT_STORED).encode()
+    # A new event: splice the ledger's fields in front of the validated envelope's
+    # JSON rather than building a second model (this is the append hot path).
+    recorded_at = event.timestamp.isoformat().replace("+00:00", "Z")
+    head = (
+        f'{{"event_id":"{event.event_id}","recorded_at":"{recorded_at}",'
+        f'"schema_version":{event.schema_version},'
+    )
+    return head.encode() + envelope.model_dump_json(exclude=_PRODUCER_ID).encode()[1:]
 
 
 class LedgerMapper(Mapper[UUID]):
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
         assert isinstance(domain_event, CustomerEvent)
-        recorded = domain_event.recorded
-        state = recorded.model_dump_json(exclude=_NOT_STORED).encode()
+        envelope = domain_event.envelope
+        state = stored_state(domain_event)
         if self.compressor:
             state = self.compressor.compress(state)
         if self.cipher:
@@ -41,12 +57,12 @@ class LedgerMapper(Mapper[UUID]):
         return LedgerStoredEvent(
             originator_id=domain_event.originator_id,
             originator_version=domain_event.originator_version,
-            topic=recorded.type,
+            topic=envelope.type,
             state=state,
-            event_id=str(recorded.event_id),
-            customer_id=recorded.customer_id,
-            subject=subject_of(recorded),
-            creates_subject=PAYLOADS[recorded.type].creates_subject,
+            event_id=domain_event.event_id,
+            customer_id=envelope.customer_id,
+            subject=subject_of(envelope.type, envelope.data),
+            creates_subject=PAYLOADS[envelope.type].creates_subject,
         )
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
@@ -67,5 +83,7 @@ class LedgerMapper(Mapper[UUID]):
             originator_id=originator_id if isinstance(originator_id, UUID) else UUID(originator_id),
             originator_version=stored_event.originator_version,
             timestamp=recorded.recorded_at,
-            recorded=recorded,
+            event_id=str(recorded.event_id),
+            schema_version=recorded.schema_version,
+            envelope=recorded,
         )

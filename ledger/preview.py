@@ -36,7 +36,7 @@ def interactions_preview(app: LedgerApplication, customer_id: str, limit: int) -
     items = []
     for event in app.events.get(customer_stream_id(customer_id)):
         assert isinstance(event, CustomerEvent)
-        r = event.recorded
+        r = event.envelope
         items.append(
             PreviewItem(
                 event.originator_version, r.occurred_at, PAYLOADS[r.type].kind, r.type, summarize(r)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ledger.events import RecordedEvent
+from ledger.events import InboundEvent, RecordedEvent
 
 
 def _changes(changes: list[Any]) -> str:
@@ -13,7 +13,7 @@ def _changes(changes: list[Any]) -> str:
     return ", ".join(parts) + more
 
 
-def summarize(event: RecordedEvent) -> str:
+def summarize(event: InboundEvent | RecordedEvent) -> str:
     d: Any = event.data
     t = event.type
     match t:
