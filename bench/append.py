@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import DEFAULT_PG, generate_events, scratch_store, write_ndjson
-from ledger.application import LedgerApplication
 from ledger.appending import Appender
+from ledger.application import LedgerApplication
 from ledger.config import parse_database_url
 from ledger.db import Connection
 from ledger.input import read_items

@@ -63,6 +63,7 @@ def generate_events(
                     cid = name
                     break
         k = rng.random()
+        data: dict[str, Any]
         if k < 0.3:
             typ, data = "note.added", {"note_id": f"n{n}", "text": "Called back, all fine."}
         elif k < 0.55:

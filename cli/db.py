@@ -33,3 +33,40 @@ def migrate(output_format: str) -> None:
         emit_json({"migrated": True, "database": url.display()})
     else:
         click.echo(f"schema up to date in {url.display()}")
+
+
+@db.command(name="grant-auditor")
+@click.argument("role")
+@FORMAT_OPTION
+def grant_auditor(role: str, output_format: str) -> None:
+    """Give ROLE read-only access to the events and the audit views (PostgreSQL).
+
+    ROLE must exist (CREATE ROLE ... LOGIN PASSWORD ...) and must not be able to
+    write the ledger through another role. Run as the ledger's owner. The
+    auditor then runs `ledger --db postgresql://ROLE:PASSWORD@HOST/DB?schema=S
+    audit verify` or queries the views with psql.
+    """
+    from cli.context import EXIT_USAGE, CliError
+    from ledger.audit.common import AuditError
+    from ledger.audit.grants import grant_auditor as grant
+
+    ctx = cli_context()
+    with ctx.connect() as conn:
+        try:
+            report = grant(conn, role)
+        except AuditError as exc:
+            raise CliError(str(exc), EXIT_USAGE) from exc
+    if output_format == "json":
+        emit_json(
+            {
+                "role": report.role,
+                "database": report.database,
+                "schema": report.schema,
+                "select_on": list(report.readable),
+            }
+        )
+    else:
+        click.echo(
+            f"role {report.role} can read {', '.join(report.readable)} in schema "
+            f"{report.schema} of database {report.database}, and write nothing"
+        )

@@ -11,13 +11,23 @@ LEDGER = str(Path(sys.executable).parent / "ledger")
 
 
 def run_ledger(
-    *args: str, db: str | None = None, stdin: str | None = None, env: dict[str, str] | None = None,
-    cwd: str | Path | None = None, timeout: float = 60,
+    *args: str,
+    db: str | None = None,
+    stdin: str | None = None,
+    env: dict[str, str] | None = None,
+    cwd: str | Path | None = None,
+    timeout: float = 60,
 ) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, **(env or {})}
     if db is not None:
         full_env["LEDGER_DATABASE_URL"] = db
     return subprocess.run(
-        [LEDGER, *args], input=stdin, capture_output=True, text=True, env=full_env,
-        cwd=cwd, timeout=timeout, check=False,
+        [LEDGER, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
     )

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from ledger.application import LedgerApplication
 from ledger.appending import Appender, AppendReport
+from ledger.application import LedgerApplication
 from ledger.db import Connection
 from ledger.input import read_items
 from ledger.reading import head_position, read_events
@@ -20,7 +20,9 @@ from tests.factories import event, ndjson
 
 def append(app: LedgerApplication, events: list[dict[str, Any]], **kw: Any) -> AppendReport:
     policy = kw.pop("policy", None)
-    appender = Appender(app, policy) if policy else Appender(app, batch_size=kw.pop("batch_size", 1000))
+    appender = (
+        Appender(app, policy) if policy else Appender(app, batch_size=kw.pop("batch_size", 1000))
+    )
     try:
         return appender.append(read_items(io.StringIO(ndjson(events))), **kw)
     finally:
@@ -76,7 +78,11 @@ def test_all_or_nothing_stores_nothing_and_reports_every_rejection(app: LedgerAp
         event("task.created", "c1", {"task_id": "t1", "title": "Call"}),
         event("task.completed", "c1", {"task_id": "t1"}),
         event("task.completed", "c1", {"task_id": "t1"}),  # line 4: already completed
-        event("order.changed", "c1", {"order_id": "o9", "changes": [{"field": "s", "old": 1, "new": 2}]}),
+        event(
+            "order.changed",
+            "c1",
+            {"order_id": "o9", "changes": [{"field": "s", "old": 1, "new": 2}]},
+        ),
     ]
     report = append(app, events, batch_size=2)
     assert report.appended == 0 and report.stored is False
@@ -91,8 +97,11 @@ def test_all_or_nothing_stores_nothing_and_reports_every_rejection(app: LedgerAp
 
 
 def test_skip_invalid_stores_the_valid_ones(app: LedgerApplication) -> None:
-    events = [created(), event("segment.left", "c1", {"segment_id": "vip"}),
-              event("segment.joined", "c1", {"segment_id": "vip"})]
+    events = [
+        created(),
+        event("segment.left", "c1", {"segment_id": "vip"}),
+        event("segment.joined", "c1", {"segment_id": "vip"}),
+    ]
     report = append(app, events, skip_invalid=True)
     assert report.appended == 2 and [r.line for r in report.rejected] == [2]
     assert [s.type for s in stored(app)] == ["customer.created", "segment.joined"]
@@ -112,37 +121,100 @@ def test_schema_errors_are_rejections_with_line_numbers(app: LedgerApplication) 
 @pytest.mark.parametrize(
     ("events", "expected"),
     [
-        ([event("note.added", "ghost", {"note_id": "n", "text": "x"})],
-         "customer_id: customer 'ghost' does not exist"),
+        (
+            [event("note.added", "ghost", {"note_id": "n", "text": "x"})],
+            "customer_id: customer 'ghost' does not exist",
+        ),
         ([created(), created()], "customer_id: customer 'c1' already exists"),
-        ([created(), event("order.created", "c1", {"order_id": "o", "status": "new"}),
-          event("order.created", "c1", {"order_id": "o", "status": "new"})],
-         "data.order_id: order 'o' already exists"),
-        ([created(), event("email.opened", "c1", {"message_id": "m"})],
-         "data.message_id: email 'm' does not exist for this customer"),
-        ([created(), event("sms.delivered", "c1", {"message_id": "m"})],
-         "data.message_id: sms 'm' was not sent to this customer"),
-        ([created(), event("chat.message", "c1", {"dialog_id": "d", "message_id": "m", "direction": "inbound"})],
-         "data.dialog_id: dialogue 'd' does not exist for this customer"),
-        ([created(), event("chat.started", "c1", {"dialog_id": "d", "channel": "website"}),
-          event("chat.status_changed", "c1", {"dialog_id": "d", "status": "closed"}),
-          event("chat.message", "c1", {"dialog_id": "d", "message_id": "m", "direction": "inbound"})],
-         "data.dialog_id: dialogue 'd' is closed"),
-        ([created(), event("segment.joined", "c1", {"segment_id": "s"}),
-          event("segment.joined", "c1", {"segment_id": "s"})],
-         "data.segment_id: already a member of segment 's'"),
-        ([created(), event("task.reopened", "c1", {"task_id": "t"})],
-         "data.task_id: task 't' does not exist for this customer"),
-        ([created(), event("task.created", "c1", {"task_id": "t", "title": "x"}),
-          event("task.reopened", "c1", {"task_id": "t"})],
-         "data.task_id: task 't' is pending; task.reopened needs it completed"),
-        ([created(), event("task.created", "c1", {"task_id": "t", "title": "x"}),
-          event("task.deleted", "c1", {"task_id": "t"}),
-          event("task.edited", "c1", {"task_id": "t", "changes": [{"field": "title", "old": "x", "new": "y"}]})],
-         "data.task_id: task 't' is deleted; task.edited needs it pending"),
-        ([created(), event("visit.recorded", "c1", {"visit_id": "v", "source": "google", "channel": "search", "duration_s": 3}),
-          event("visit.recorded", "c1", {"visit_id": "v", "source": "google", "channel": "search", "duration_s": 3})],
-         "data.visit_id: visit 'v' already exists"),
+        (
+            [
+                created(),
+                event("order.created", "c1", {"order_id": "o", "status": "new"}),
+                event("order.created", "c1", {"order_id": "o", "status": "new"}),
+            ],
+            "data.order_id: order 'o' already exists",
+        ),
+        (
+            [created(), event("email.opened", "c1", {"message_id": "m"})],
+            "data.message_id: email 'm' does not exist for this customer",
+        ),
+        (
+            [created(), event("sms.delivered", "c1", {"message_id": "m"})],
+            "data.message_id: sms 'm' was not sent to this customer",
+        ),
+        (
+            [
+                created(),
+                event(
+                    "chat.message",
+                    "c1",
+                    {"dialog_id": "d", "message_id": "m", "direction": "inbound"},
+                ),
+            ],
+            "data.dialog_id: dialogue 'd' does not exist for this customer",
+        ),
+        (
+            [
+                created(),
+                event("chat.started", "c1", {"dialog_id": "d", "channel": "website"}),
+                event("chat.status_changed", "c1", {"dialog_id": "d", "status": "closed"}),
+                event(
+                    "chat.message",
+                    "c1",
+                    {"dialog_id": "d", "message_id": "m", "direction": "inbound"},
+                ),
+            ],
+            "data.dialog_id: dialogue 'd' is closed",
+        ),
+        (
+            [
+                created(),
+                event("segment.joined", "c1", {"segment_id": "s"}),
+                event("segment.joined", "c1", {"segment_id": "s"}),
+            ],
+            "data.segment_id: already a member of segment 's'",
+        ),
+        (
+            [created(), event("task.reopened", "c1", {"task_id": "t"})],
+            "data.task_id: task 't' does not exist for this customer",
+        ),
+        (
+            [
+                created(),
+                event("task.created", "c1", {"task_id": "t", "title": "x"}),
+                event("task.reopened", "c1", {"task_id": "t"}),
+            ],
+            "data.task_id: task 't' is pending; task.reopened needs it completed",
+        ),
+        (
+            [
+                created(),
+                event("task.created", "c1", {"task_id": "t", "title": "x"}),
+                event("task.deleted", "c1", {"task_id": "t"}),
+                event(
+                    "task.edited",
+                    "c1",
+                    {"task_id": "t", "changes": [{"field": "title", "old": "x", "new": "y"}]},
+                ),
+            ],
+            "data.task_id: task 't' is deleted; task.edited needs it pending",
+        ),
+        (
+            [
+                created(),
+                event(
+                    "visit.recorded",
+                    "c1",
+                    {"visit_id": "v", "source": "google", "channel": "search", "duration_s": 3},
+                ),
+                event(
+                    "visit.recorded",
+                    "c1",
+                    {"visit_id": "v", "source": "google", "channel": "search", "duration_s": 3},
+                ),
+            ],
+            "data.visit_id: visit 'v' already exists",
+        ),
     ],
 )
 def test_rules_reject_with_field_and_reason(
@@ -155,38 +227,71 @@ def test_rules_reject_with_field_and_reason(
 
 
 def test_ids_belong_to_the_customer_that_created_them(app: LedgerApplication) -> None:
-    assert append(app, [created("c1"), created("c2"),
-                        event("order.created", "c1", {"order_id": "o1", "status": "new"})]).ok
+    assert append(
+        app,
+        [
+            created("c1"),
+            created("c2"),
+            event("order.created", "c1", {"order_id": "o1", "status": "new"}),
+        ],
+    ).ok
     report = append(app, [event("order.created", "c2", {"order_id": "o1", "status": "new"})])
-    assert reasons(report)[0].endswith("data.order_id: order 'o1' already exists for another customer")
-    report = append(app, [event("order.changed", "c2",
-                                {"order_id": "o1", "changes": [{"field": "status", "old": "new", "new": "paid"}]})])
+    assert reasons(report)[0].endswith(
+        "data.order_id: order 'o1' already exists for another customer"
+    )
+    report = append(
+        app,
+        [
+            event(
+                "order.changed",
+                "c2",
+                {"order_id": "o1", "changes": [{"field": "status", "old": "new", "new": "paid"}]},
+            )
+        ],
+    )
     assert reasons(report)[0].endswith("order 'o1' does not exist for this customer")
     # The same within one input, before anything is stored:
-    report = append(app, [event("task.created", "c1", {"task_id": "t", "title": "a"}),
-                          event("task.created", "c2", {"task_id": "t", "title": "b"})])
+    report = append(
+        app,
+        [
+            event("task.created", "c1", {"task_id": "t", "title": "a"}),
+            event("task.created", "c2", {"task_id": "t", "title": "b"}),
+        ],
+    )
     assert reasons(report)[0].endswith("task 't' already exists for another customer")
 
 
 def test_rights_policy_is_enforced_for_users_only(app: LedgerApplication, tmp_path: Path) -> None:
     policy_file = tmp_path / "rights.toml"
-    policy_file.write_text('[roles]\nmanager = ["tasks.edit", "tasks.reopen", "tasks.delete"]\n'
-                           '[users]\n"u-boss" = ["manager"]\n"u-7" = ["tasks.edit"]\n')
+    policy_file.write_text(
+        '[roles]\nmanager = ["tasks.edit", "tasks.reopen", "tasks.delete"]\n'
+        '[users]\n"u-boss" = ["manager"]\n"u-7" = ["tasks.edit"]\n'
+    )
     policy = load_policy(policy_file)
     assert append(app, [created(), event("task.created", "c1", {"task_id": "t", "title": "x"})]).ok
     change = {"task_id": "t", "changes": [{"field": "title", "old": "x", "new": "y"}]}
-    denied = append(app, [event("task.deleted", "c1", {"task_id": "t"},
-                                actor={"kind": "user", "id": "u-7"})], policy=policy)
+    denied = append(
+        app,
+        [event("task.deleted", "c1", {"task_id": "t"}, actor={"kind": "user", "id": "u-7"})],
+        policy=policy,
+    )
     assert reasons(denied)[0].endswith("actor.id: user 'u-7' lacks the right tasks.delete")
-    ok = append(app, [event("task.edited", "c1", change, actor={"kind": "user", "id": "u-7"}),
-                      event("task.deleted", "c1", {"task_id": "t"}, actor={"kind": "api", "id": "svc"})],
-                policy=policy)
+    ok = append(
+        app,
+        [
+            event("task.edited", "c1", change, actor={"kind": "user", "id": "u-7"}),
+            event("task.deleted", "c1", {"task_id": "t"}, actor={"kind": "api", "id": "svc"}),
+        ],
+        policy=policy,
+    )
     assert ok.ok and ok.appended == 2
 
 
 def test_large_input_is_saved_in_batches_in_order(app: LedgerApplication) -> None:
     events = [created(f"c{i}") for i in range(50)]
-    events += [event("note.added", f"c{i % 50}", {"note_id": f"n{i}", "text": "t"}) for i in range(2000)]
+    events += [
+        event("note.added", f"c{i % 50}", {"note_id": f"n{i}", "text": "t"}) for i in range(2000)
+    ]
     report = append(app, events, batch_size=300)
     assert report.appended == 2050 and (report.first_position, report.last_position) == (1, 2050)
     rows = stored(app)
@@ -208,6 +313,9 @@ def test_stale_writer_conflicts_and_retries_without_corrupting_the_stream(
     report = first.append(read_items(io.StringIO(ndjson([note("b")]))), skip_invalid=True)
     assert report.ok and report.appended == 1
     assert [(s.stream_version, s.type) for s in stored(app)] == [
-        (1, "customer.created"), (2, "note.added"), (3, "note.added")]
+        (1, "customer.created"),
+        (2, "note.added"),
+        (3, "note.added"),
+    ]
     first.close()
     second.close()

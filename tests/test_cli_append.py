@@ -10,8 +10,10 @@ from tests.factories import event, ndjson
 
 
 def test_append_from_stdin_and_file_with_summary(store_url: str, tmp_path: Path) -> None:
-    events = [event("customer.created", "c1", {"card": {}}),
-              event("note.added", "c1", {"note_id": "n", "text": "hi"})]
+    events = [
+        event("customer.created", "c1", {"card": {}}),
+        event("note.added", "c1", {"note_id": "n", "text": "hi"}),
+    ]
     result = run_ledger("append", "-", db=store_url, stdin=ndjson(events))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "appended 2, duplicates 0, rejected 0"
@@ -20,13 +22,20 @@ def test_append_from_stdin_and_file_with_summary(store_url: str, tmp_path: Path)
     result = run_ledger("append", str(path), "--format", "json", db=store_url)
     assert result.returncode == 0
     assert json.loads(result.stdout) | {"first_position": None} == {
-        "appended": 0, "duplicates": 2, "rejected": [], "stored": True,
-        "first_position": None, "last_position": None}
+        "appended": 0,
+        "duplicates": 2,
+        "rejected": [],
+        "stored": True,
+        "first_position": None,
+        "last_position": None,
+    }
 
 
 def test_rejections_print_one_line_each_and_exit_1(store_url: str) -> None:
     good = event("customer.created", "c1", {"card": {}})
-    bad = event("task.completed", "c1", {"task_id": "t9"}, event_id="6f1e3f8e-1c51-4a7e-9f7e-2b1d2e3c4d5e")
+    bad = event(
+        "task.completed", "c1", {"task_id": "t9"}, event_id="6f1e3f8e-1c51-4a7e-9f7e-2b1d2e3c4d5e"
+    )
     result = run_ledger("append", db=store_url, stdin=ndjson([good, bad]) + '{"type": 1}\n')
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
@@ -45,14 +54,33 @@ def test_bad_configuration_and_unreachable_database_are_one_line(tmp_path: Path)
     cases = [
         (["--db", "mysql://x/y", "append", "-"], 2, "error: bad database URL 'mysql://x/y'"),
         (["--db", "postgresql://u@127.0.0.1:notaport/x", "append", "-"], 2, "port is not a number"),
-        (["--db", "postgresql://postgres@127.0.0.1:1/x?connect_timeout=1", "append", "-"], 3,
-         "error: cannot open database postgresql://postgres@127.0.0.1:1/x"),
-        (["--db", f"sqlite:///{tmp_path}/no/such/dir/x.db", "append", "-"], 3,
-         "error: cannot open database sqlite:///"),
-        (["--db", f"sqlite:///{tmp_path}/x.db", "append", str(tmp_path / "missing.ndjson")], 2,
-         "No such file or directory"),
-        (["--db", f"sqlite:///{tmp_path}/x.db", "--rights", str(tmp_path / "nope.toml"), "append", "-"],
-         2, "rights policy"),
+        (
+            ["--db", "postgresql://postgres@127.0.0.1:1/x?connect_timeout=1", "append", "-"],
+            3,
+            "error: cannot open database postgresql://postgres@127.0.0.1:1/x",
+        ),
+        (
+            ["--db", f"sqlite:///{tmp_path}/no/such/dir/x.db", "append", "-"],
+            3,
+            "error: cannot open database sqlite:///",
+        ),
+        (
+            ["--db", f"sqlite:///{tmp_path}/x.db", "append", str(tmp_path / "missing.ndjson")],
+            2,
+            "No such file or directory",
+        ),
+        (
+            [
+                "--db",
+                f"sqlite:///{tmp_path}/x.db",
+                "--rights",
+                str(tmp_path / "nope.toml"),
+                "append",
+                "-",
+            ],
+            2,
+            "rights policy",
+        ),
     ]
     for args, code, message in cases:
         result = run_ledger(*args, stdin="")
@@ -63,8 +91,14 @@ def test_bad_configuration_and_unreachable_database_are_one_line(tmp_path: Path)
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
-    result = run_ledger("--debug", "--db", "postgresql://postgres@127.0.0.1:1/x?connect_timeout=1",
-                        "append", "-", stdin="")
+    result = run_ledger(
+        "--debug",
+        "--db",
+        "postgresql://postgres@127.0.0.1:1/x?connect_timeout=1",
+        "append",
+        "-",
+        stdin="",
+    )
     assert result.returncode != 0 and "Traceback" in result.stderr
 
 
@@ -72,7 +106,10 @@ def test_malformed_array_input_stores_nothing(sqlite_url: str) -> None:
     created = json.dumps(event("customer.created", "c1", {"card": {}}))
     result = run_ledger("append", db=sqlite_url, stdin=f"[{created} {created}]")
     assert result.returncode == 1
-    assert result.stderr.strip() == "error: input: line 1: expected ',' or ']' in JSON array; nothing stored"
+    assert (
+        result.stderr.strip()
+        == "error: input: line 1: expected ',' or ']' in JSON array; nothing stored"
+    )
     assert run_ledger("append", db=sqlite_url, stdin=created).stdout.startswith("appended 1")
 
 

@@ -126,7 +126,9 @@ class TestSQLiteFactory(_SQLiteFile, InfrastructureFactoryTestCase[LedgerSQLiteF
         self.env = Environment(
             "TestCase",
             {
-                InfrastructureFactory.PERSISTENCE_MODULE: "ledger.stores.sqlite:LedgerSQLiteFactory",
+                InfrastructureFactory.PERSISTENCE_MODULE: (
+                    "ledger.stores.sqlite:LedgerSQLiteFactory"
+                ),
                 "SQLITE_DBNAME": self.db_path,
             },
         )

@@ -24,7 +24,9 @@ def errors_of(e: dict[str, Any]) -> list[str]:
 def test_catalogue_has_every_spec_type() -> None:
     spec = (ROOT.parent / "shared" / "spec" / "events.md").read_text()
     in_spec = {
-        t for line in spec.splitlines() if line.startswith("| `")
+        t
+        for line in spec.splitlines()
+        if line.startswith("| `")
         for t in line.split("|")[1].replace("`", "").replace(" ", "").split("/")
         if "." in t
     }
@@ -47,10 +49,22 @@ def test_valid_event_parses_with_typed_payload() -> None:
         (lambda e: e["data"].update(extra=1), "data.extra: unknown field"),
         (lambda e: e.update(colour="red"), "colour: unknown field"),
         (lambda e: e["data"].pop("task_id"), "data.task_id: Field required"),
-        (lambda e: e.update(occurred_at="2026-10-01T10:00:00"), "occurred_at: Input should have timezone info"),
-        (lambda e: e.update(occurred_at=1700000000), "occurred_at: Input should be a valid datetime"),
-        (lambda e: e["actor"].update(kind="robot"), "actor.kind: Input should be 'user', 'system', 'api' or 'integration'"),
-        (lambda e: e.update(customer_id=""), "customer_id: String should have at least 1 character"),
+        (
+            lambda e: e.update(occurred_at="2026-10-01T10:00:00"),
+            "occurred_at: Input should have timezone info",
+        ),
+        (
+            lambda e: e.update(occurred_at=1700000000),
+            "occurred_at: Input should be a valid datetime",
+        ),
+        (
+            lambda e: e["actor"].update(kind="robot"),
+            "actor.kind: Input should be 'user', 'system', 'api' or 'integration'",
+        ),
+        (
+            lambda e: e.update(customer_id=""),
+            "customer_id: String should have at least 1 character",
+        ),
         (lambda e: e["data"].update(task_id=5), "data.task_id: Input should be a valid string"),
         (lambda e: e.update(event_id="nope"), "event_id: Input should be a valid UUID"),
         (lambda e: e.update(type="task.finished"), "type: unknown event type 'task.finished'"),
@@ -64,8 +78,11 @@ def test_bad_events_name_field_and_reason(mutate: Any, expected: str) -> None:
 
 
 def test_enums_and_bounds_are_enforced() -> None:
-    e = event("call.logged", "c1", {"call_id": "k", "direction": "sideways", "result": "answered",
-                                     "duration_s": -1})
+    e = event(
+        "call.logged",
+        "c1",
+        {"call_id": "k", "direction": "sideways", "result": "answered", "duration_s": -1},
+    )
     msgs = errors_of(e)
     assert "data.direction: Input should be 'inbound' or 'outbound'" in msgs
     assert "data.duration_s: Input should be greater than or equal to 0" in msgs
@@ -74,9 +91,13 @@ def test_enums_and_bounds_are_enforced() -> None:
 
 
 def test_decimals_are_strings_and_changes_non_empty() -> None:
-    msgs = errors_of(event("order.created", "c1", {"order_id": "o", "status": "new", "total": 9.99}))
+    msgs = errors_of(
+        event("order.created", "c1", {"order_id": "o", "status": "new", "total": 9.99})
+    )
     assert msgs == ["data.total: Input should be a valid string"]
-    msgs = errors_of(event("order.created", "c1", {"order_id": "o", "status": "new", "total": "9,99"}))
+    msgs = errors_of(
+        event("order.created", "c1", {"order_id": "o", "status": "new", "total": "9,99"})
+    )
     assert msgs[0].startswith("data.total: String should match pattern")
     msgs = errors_of(event("order.changed", "c1", {"order_id": "o", "changes": []}))
     assert msgs[0].startswith("data.changes: List should have at least 1 item")
@@ -85,8 +106,13 @@ def test_decimals_are_strings_and_changes_non_empty() -> None:
 
 
 def test_change_values_may_be_null() -> None:
-    e = parse_inbound(event("customer.card_changed", "c1",
-                            {"changes": [{"field": "phone", "old": None, "new": "+49"}]}))
+    e = parse_inbound(
+        event(
+            "customer.card_changed",
+            "c1",
+            {"changes": [{"field": "phone", "old": None, "new": "+49"}]},
+        )
+    )
     assert e.data.changes[0].old is None  # type: ignore[attr-defined]
 
 

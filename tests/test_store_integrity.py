@@ -12,8 +12,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from ledger.application import LedgerApplication
 from ledger.appending import Appender
+from ledger.application import LedgerApplication
 from ledger.config import parse_database_url
 from ledger.db import Connection
 from ledger.input import read_items
@@ -21,7 +21,9 @@ from ledger.reading import read_rows
 from tests.factories import event, ndjson
 
 
-def _append(url: str, events: list[dict[str, Any]], skip_invalid: bool, batch_size: int = 1000) -> None:
+def _append(
+    url: str, events: list[dict[str, Any]], skip_invalid: bool, batch_size: int = 1000
+) -> None:
     app = LedgerApplication(parse_database_url(url))
     appender = Appender(app, batch_size=batch_size)
     report = appender.append(read_items(io.StringIO(ndjson(events))), skip_invalid=skip_invalid)
@@ -32,24 +34,32 @@ def _append(url: str, events: list[dict[str, Any]], skip_invalid: bool, batch_si
 
 def _writer(url: str, customer: str, count: int, skip_invalid: bool, create: bool) -> None:
     events = [event("customer.created", customer, {"card": {}})] if create else []
-    events += [event("note.added", customer, {"note_id": f"{customer}-{i}", "text": "x"})
-               for i in range(count)]
+    events += [
+        event("note.added", customer, {"note_id": f"{customer}-{i}", "text": "x"})
+        for i in range(count)
+    ]
     # Small batches so writers interleave many times.
     for start in range(0, len(events), 25):
         _append(url, events[start : start + 25], skip_invalid, batch_size=25)
 
 
-@pytest.mark.parametrize("statement", [
-    "UPDATE ledger_events SET topic = 'x'",
-    "DELETE FROM ledger_events",
-    "DELETE FROM ledger_events WHERE notification_id = 1",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE ledger_events SET topic = 'x'",
+        "DELETE FROM ledger_events",
+        "DELETE FROM ledger_events WHERE notification_id = 1",
+    ],
+)
 def test_update_and_delete_are_refused_by_the_database(store_url: str, statement: str) -> None:
     _append(store_url, [event("customer.created", "c1", {"card": {}})], skip_invalid=False)
     with Connection(parse_database_url(store_url)) as conn:
         with pytest.raises((sqlite3.DatabaseError, psycopg.Error), match="immutable"):
             conn.execute(statement)
-        assert conn.fetchone("SELECT COUNT(*), MIN(topic) FROM ledger_events") == (1, "customer.created")
+        assert conn.fetchone("SELECT COUNT(*), MIN(topic) FROM ledger_events") == (
+            1,
+            "customer.created",
+        )
 
 
 def test_truncate_is_refused_on_postgres(pg_url: str) -> None:
@@ -66,16 +76,22 @@ def test_concurrent_writers_to_one_customer_get_a_retried_conflict(
 ) -> None:
     _append(store_url, [event("customer.created", "busy", {"card": {}})], skip_invalid=False)
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(store_url, "busy", 100, skip_invalid, False))
-             for _ in range(4)]
+    procs = [
+        ctx.Process(target=_writer, args=(store_url, "busy", 100, skip_invalid, False))
+        for _ in range(4)
+    ]
     for p in procs:
         p.start()
     for p in procs:
         p.join(120)
         assert p.exitcode == 0
     with Connection(parse_database_url(store_url)) as conn:
-        versions = [r[0] for r in conn.fetchall(
-            "SELECT originator_version FROM ledger_events ORDER BY originator_version")]
+        versions = [
+            r[0]
+            for r in conn.fetchall(
+                "SELECT originator_version FROM ledger_events ORDER BY originator_version"
+            )
+        ]
     # 1 creation + 4 x 100 notes, one stream, no gaps, no duplicates.
     assert versions == list(range(1, 402))
 
@@ -83,8 +99,9 @@ def test_concurrent_writers_to_one_customer_get_a_retried_conflict(
 def test_tailing_reader_misses_nothing_while_writers_run(store_url: str) -> None:
     LedgerApplication(parse_database_url(store_url)).close()  # creates the table
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(store_url, f"w{i}", 300, True, True))
-             for i in range(4)]
+    procs = [
+        ctx.Process(target=_writer, args=(store_url, f"w{i}", 300, True, True)) for i in range(4)
+    ]
     for p in procs:
         p.start()
     url = parse_database_url(store_url)
