@@ -101,6 +101,8 @@ class Appender:
         self._customers: dict[str, Customer] = {}
         self._seen_event_ids: set[str] = set()
         self._claims: dict[str, str] = {}
+        # customer_id -> version before this all-or-nothing transaction
+        self._snapshot_after_commit: dict[str, int] = {}
 
     def close(self) -> None:
         self._db.close()
@@ -121,6 +123,10 @@ class Appender:
                     self._append_batch(batch, report, session if report.ok else None)
                 if not report.ok:
                     raise _Abort
+            # Snapshots are a cache outside the events' transaction: taken only once
+            # the events they summarise are committed.
+            for customer_id, previous in self._snapshot_after_commit.items():
+                self.app.snapshot_if_due(self._customers[customer_id], previous)
         except _Abort:
             report.stored = False
             report.appended = 0
@@ -163,7 +169,12 @@ class Appender:
             with scope as s:
                 positions = s.insert(decided.stored_events)
             for customer in decided.touched:
+                previous = customer.version
                 customer.collect_events()
+                if commit:
+                    self.app.snapshot_if_due(customer, previous)
+                else:
+                    self._snapshot_after_commit.setdefault(customer.customer_id, previous)
             report.appended += len(positions)
             if report.first_position is None:
                 report.first_position = positions[0]
@@ -175,6 +186,7 @@ class Appender:
             self.progress(len(batch))
 
     def _forget_written(self) -> None:
+        self._snapshot_after_commit.clear()
         self._customers.clear()
         self._seen_event_ids.clear()
         self._claims.clear()

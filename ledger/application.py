@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import cast
 from uuid import UUID
 
@@ -15,13 +16,18 @@ from eventsourcing.persistence import (
 
 from ledger.config import DatabaseURL
 from ledger.db import DatabaseUnavailable
-from ledger.domain import Customer, customer_stream_id
+from ledger.domain import Customer, CustomerSnapshot, customer_stream_id
 from ledger.mapper import LedgerMapper
 from ledger.stores.base import LedgerRecorder
+
+# A customer's state is snapshotted every this many events, so loading a busy
+# customer replays at most this many events.
+SNAPSHOT_INTERVAL = 500
 
 
 class LedgerApplication(Application[UUID]):
     name = "ledger"
+    is_snapshotting_enabled = True
 
     def __init__(self, url: DatabaseURL, *, create_tables: bool | None = None) -> None:
         self.url = url
@@ -54,6 +60,12 @@ class LedgerApplication(Application[UUID]):
             return cast(Customer, self.repository.get(stream_id))
         except AggregateNotFoundError:
             return Customer(id=stream_id, customer_id=customer_id)
+
+    def snapshot_if_due(self, customer: Customer, previous_version: int) -> None:
+        """Snapshot a customer whose version crossed a multiple of the interval."""
+        if customer.version // SNAPSHOT_INTERVAL > previous_version // SNAPSHOT_INTERVAL:
+            assert self.snapshots is not None
+            self.snapshots.put([CustomerSnapshot.take(customer, datetime.now(UTC))])
 
     def head_position(self) -> int:
         return self.recorder.max_notification_id() or 0

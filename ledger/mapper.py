@@ -8,12 +8,14 @@ evolution is ours, by `schema_version` in the state.
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import Mapper, MapperDeserialisationError, StoredEvent
 
-from ledger.domain import CustomerEvent
+from ledger.domain import CustomerEvent, CustomerSnapshot
 from ledger.events import PAYLOADS, ContractError, Payload, RecordedEvent, parse_recorded_json
 from ledger.stores.rows import LedgerStoredEvent
 
@@ -45,15 +47,16 @@ def stored_state(event: CustomerEvent) -> bytes:
     return head.encode() + envelope.model_dump_json(exclude=_PRODUCER_ID).encode()[1:]
 
 
+SNAPSHOT_TOPIC = "ledger.snapshot.customer"
+
+
 class LedgerMapper(Mapper[UUID]):
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        if isinstance(domain_event, CustomerSnapshot):
+            return self._snapshot_to_stored(domain_event)
         assert isinstance(domain_event, CustomerEvent)
         envelope = domain_event.envelope
-        state = stored_state(domain_event)
-        if self.compressor:
-            state = self.compressor.compress(state)
-        if self.cipher:
-            state = self.cipher.encrypt(state)
+        state = self._seal(stored_state(domain_event))
         return LedgerStoredEvent(
             originator_id=domain_event.originator_id,
             originator_version=domain_event.originator_version,
@@ -65,12 +68,42 @@ class LedgerMapper(Mapper[UUID]):
             creates_subject=PAYLOADS[envelope.type].creates_subject,
         )
 
-    def to_domain_event(self, stored_event: StoredEvent) -> Any:
-        state = stored_event.state
+    def _snapshot_to_stored(self, snapshot: CustomerSnapshot) -> StoredEvent:
+        body = {"timestamp": snapshot.timestamp.isoformat(), "state": snapshot.state}
+        return StoredEvent(
+            originator_id=snapshot.originator_id,
+            originator_version=snapshot.originator_version,
+            topic=SNAPSHOT_TOPIC,
+            state=self._seal(json.dumps(body).encode()),
+        )
+
+    def _seal(self, state: bytes) -> bytes:
+        if self.compressor:
+            state = self.compressor.compress(state)
+        if self.cipher:
+            state = self.cipher.encrypt(state)
+        return state
+
+    def _unseal(self, state: bytes) -> bytes:
         if self.cipher:
             state = self.cipher.decrypt(state)
         if self.compressor:
             state = self.compressor.decompress(state)
+        return state
+
+    def to_domain_event(self, stored_event: StoredEvent) -> Any:
+        state = self._unseal(stored_event.state)
+        originator_id = stored_event.originator_id
+        if not isinstance(originator_id, UUID):
+            originator_id = UUID(originator_id)
+        if stored_event.topic == SNAPSHOT_TOPIC:
+            body = json.loads(state)
+            return CustomerSnapshot(
+                originator_id=originator_id,
+                originator_version=stored_event.originator_version,
+                timestamp=datetime.fromisoformat(body["timestamp"]),
+                state=body["state"],
+            )
         try:
             recorded = parse_recorded_json(state)
         except ContractError as exc:
@@ -78,9 +111,8 @@ class LedgerMapper(Mapper[UUID]):
                 f"stored event {stored_event.originator_id} v{stored_event.originator_version}"
                 f" ({stored_event.topic}) does not match its contract: {exc}"
             ) from exc
-        originator_id = stored_event.originator_id
         return CustomerEvent(
-            originator_id=originator_id if isinstance(originator_id, UUID) else UUID(originator_id),
+            originator_id=originator_id,
             originator_version=stored_event.originator_version,
             timestamp=recorded.recorded_at,
             event_id=str(recorded.event_id),

@@ -319,3 +319,26 @@ def test_stale_writer_conflicts_and_retries_without_corrupting_the_stream(
     ]
     first.close()
     second.close()
+
+
+def test_busy_customer_is_snapshotted_and_loads_from_the_snapshot(
+    app: LedgerApplication,
+) -> None:
+    from ledger.application import SNAPSHOT_INTERVAL
+    from ledger.domain import customer_stream_id
+
+    notes = [
+        event("note.added", "c1", {"note_id": f"n{i}", "text": "x"})
+        for i in range(SNAPSHOT_INTERVAL + 10)
+    ]
+    tasks = [event("task.created", "c1", {"task_id": "t1", "title": "Call"})]
+    assert append(app, [created(), *tasks, *notes], batch_size=100).ok
+    assert app.snapshots is not None
+    [snapshot] = list(app.snapshots.get(customer_stream_id("c1")))
+    assert snapshot.originator_version == SNAPSHOT_INTERVAL + 12
+    assert snapshot.state["tasks"] == {"t1": "pending"}  # type: ignore[attr-defined]
+    customer = app.customer("c1")
+    assert customer.version == SNAPSHOT_INTERVAL + 12 and customer.tasks == {"t1": "pending"}
+    # Rules still hold against a customer loaded from its snapshot.
+    report = append(app, [event("task.reopened", "c1", {"task_id": "t1"})])
+    assert reasons(report)[0].endswith("task 't1' is pending; task.reopened needs it completed")
