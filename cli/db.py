@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import click
 
-from cli.context import FORMAT_OPTION, cli_context, emit_json
+from cli.context import EXIT_USAGE, FORMAT_OPTION, CliError, cli_context, emit_json
 from consumers.relay import ensure_schema as ensure_relay_schema
 from ledger.application import LedgerApplication
+from ledger.audit.common import AuditError
+from ledger.audit.grants import grant_auditor as grant
 from projections.schema import ensure_schema as ensure_projection_schema
 
 
@@ -46,10 +48,6 @@ def grant_auditor(role: str, output_format: str) -> None:
     auditor then runs `ledger --db postgresql://ROLE:PASSWORD@HOST/DB?schema=S
     audit verify` or queries the views with psql.
     """
-    from cli.context import EXIT_USAGE, CliError
-    from ledger.audit.common import AuditError
-    from ledger.audit.grants import grant_auditor as grant
-
     ctx = cli_context()
     with ctx.connect() as conn:
         try:
