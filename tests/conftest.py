@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,13 +35,13 @@ def pg_url() -> Iterator[str]:
     sep = "&" if "?" in PG_URL else "?"
     yield f"{PG_URL}{sep}schema={schema}"
     with _pg_admin() as conn:
-        # Close the test's leftover sessions so DROP is not blocked by their locks.
-        conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE pid <> pg_backend_pid() AND datname = current_database() "
-            "AND state = 'idle in transaction'"
-        )
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        # A test's leftover connection may still hold a lock; wait a little, then
+        # leave the schema behind rather than touch other sessions on the server.
+        conn.execute("SET lock_timeout = '10s'")
+        try:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        except psycopg.errors.LockNotAvailable:
+            warnings.warn(f"schema {schema} left behind: still locked", stacklevel=1)
 
 
 @pytest.fixture
