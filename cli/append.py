@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from typing import IO, Any, cast
 
 import click
@@ -107,8 +108,6 @@ def _run(
 
 def _size(stream: IO[str]) -> int:
     try:
-        import os
-
         return os.fstat(stream.fileno()).st_size
     except (OSError, io.UnsupportedOperation, AttributeError):
         return 0

@@ -7,6 +7,7 @@ or configuration; 3 a database or broker could not be reached.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,8 +68,6 @@ class CliContext:
         return Connection(self.url)
 
     def policy(self) -> RightsPolicy:
-        import os
-
         path = self.rights_option or os.environ.get(RIGHTS_POLICY_ENV) or None
         try:
             return load_policy(path)

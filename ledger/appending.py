@@ -14,6 +14,7 @@ customer stream version, event id or claimed subject) is retried.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -294,8 +295,6 @@ def _parse(item: InputItem) -> InboundEvent | Rejection:
 
 
 def _peek_event_id(raw: str) -> str | None:
-    import json
-
     try:
         obj: Any = json.loads(raw)
     except ValueError:
