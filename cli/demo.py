@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import io
+from datetime import datetime
 
 import click
 
 from cli.context import FORMAT_OPTION, cli_context, emit_json
+from cli.readmodels import prepare_store, projection_errors
 from ledger.appending import Appender
 from ledger.demo import FEATURED_CUSTOMER, demo_ndjson
 from ledger.input import read_items
-from ledger.preview import interactions_preview
+from projections.registry import get as get_projection
+from projections.runner import catch_up_live
+from projections.timeline import TimelineQuery, timeline_tab
 
 
 @click.command()
@@ -34,7 +38,10 @@ def demo(limit: int, output_format: str) -> None:
         appender.close()
     if report.rejected:  # the demo data is ours: a rejection is a bug
         raise click.ClickException(f"demo data rejected: {report.rejected[0]}")
-    preview = interactions_preview(app, FEATURED_CUSTOMER, limit)
+    with projection_errors(), ctx.connect() as conn:
+        prepare_store(conn)
+        catch_up_live(conn, [get_projection("timeline")])
+        preview = timeline_tab(conn, FEATURED_CUSTOMER, TimelineQuery(limit=limit))["items"]
     if output_format == "json":
         emit_json(
             {
@@ -42,7 +49,7 @@ def demo(limit: int, output_format: str) -> None:
                 "duplicates": report.duplicates,
                 "database": app.url.display(),
                 "customer_id": FEATURED_CUSTOMER,
-                "items": [item.as_json() for item in preview],
+                "items": preview,
             }
         )
         return
@@ -55,7 +62,8 @@ def demo(limit: int, output_format: str) -> None:
         f"Previous interactions of {FEATURED_CUSTOMER} (newest first, {len(preview)} shown):"
     )
     for item in preview:
-        click.echo(f"  {item.occurred_at:%Y-%m-%d %H:%M}  {item.kind:<9} {item.summary}")
+        when = datetime.fromisoformat(item["occurred_at"])
+        click.echo(f"  {when:%Y-%m-%d %H:%M}  {item['kind']:<9} {item['summary']}")
     click.echo("")
     click.echo(
         f"More: ledger tab {FEATURED_CUSTOMER} timeline   (tabs: timeline tasks visits "

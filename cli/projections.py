@@ -1,10 +1,299 @@
-"""Placeholder: `ledger projections` is being built (see its issue)."""
+"""`ledger projections`: run, inspect, rebuild and reset the per-tab read models."""
 
 from __future__ import annotations
 
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
 import click
+
+from cli.context import (
+    EXIT_USAGE,
+    FORMAT_OPTION,
+    CliError,
+    cli_context,
+    emit_json,
+    progress_enabled,
+)
+from cli.progress import Mode, ReplayProgress
+from cli.readmodels import choose, echo_err, prepare_store, projection_errors
+from cli.tables import Column, echo_table
+from ledger.reading import head_position
+from projections import rebuild as replay
+from projections.runner import (
+    DEFAULT_BATCH_SIZE,
+    Follower,
+    FollowNotice,
+    Runner,
+    Target,
+)
+from projections.status import projection_status
 
 
 @click.group(name="projections")
 def projections() -> None:
-    """Not built yet."""
+    """Per-tab read models: keep them current, inspect, rebuild, reset."""
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """SIGTERM and Ctrl-C finish the batch in hand, then stop cleanly."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+@projections.command()
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.option("--all", "all_", is_flag=True, help="Every projection (the default).")
+@click.option("--follow", is_flag=True, help="After catching up, keep applying new events.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 100_000),
+    default=DEFAULT_BATCH_SIZE,
+    show_default=True,
+    help="Events per transaction.",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(0.05, 300),
+    default=1.0,
+    show_default=True,
+    help="Seconds between polls (SQLite); fallback poll next to LISTEN (PostgreSQL).",
+)
+@click.option(
+    "--max-backoff",
+    type=click.FloatRange(0.1, 3600),
+    default=30.0,
+    show_default=True,
+    help="Longest wait between reconnection attempts.",
+)
+@FORMAT_OPTION
+def run(
+    names: tuple[str, ...],
+    all_: bool,
+    follow: bool,
+    batch_size: int,
+    interval: float,
+    max_backoff: float,
+    output_format: str,
+) -> None:
+    """Catch the read models up with the ledger; with --follow, keep them current.
+
+    Each batch of events is applied in one transaction together with the
+    projection's position, so a killed run resumes exactly where it stopped.
+    Following uses LISTEN/NOTIFY on PostgreSQL (polling as a fallback) and
+    polling on SQLite; when the database goes away it retries with back-off.
+    """
+    chosen = choose(names, all_, required=False)
+    ctx = cli_context()
+    if follow:
+
+        def notify(notice: FollowNotice) -> None:
+            if output_format == "json":
+                emit_json(
+                    {
+                        "event": notice.kind,
+                        "position": notice.position,
+                        "error": notice.error,
+                        "retry_in": notice.retry_in,
+                        "applied": notice.applied,
+                    }
+                )
+                sys.stdout.flush()
+            else:
+                echo_err(f"projections: {notice.describe()}")
+
+        url = ctx.url
+        with _stop_on_signals() as stop:
+            follower = Follower(
+                url,
+                chosen,
+                stop=stop,
+                notify=notify,
+                batch_size=batch_size,
+                interval=interval,
+                max_backoff=max_backoff,
+                prepare=prepare_store,
+            )
+            with projection_errors():
+                follower.run()
+        return
+    with projection_errors(), ctx.connect() as conn, _stop_on_signals() as stop:
+        prepare_store(conn)
+        runner = Runner(conn, [Target.live(p) for p in chosen], batch_size)
+        applied = runner.catch_up(stop=stop)
+        position, head = runner.position(), head_position(conn)
+    if output_format == "json":
+        emit_json(
+            {
+                "projections": [p.name for p in chosen],
+                "applied": applied,
+                "position": position,
+                "head": head,
+            }
+        )
+    else:
+        click.echo(
+            f"{', '.join(p.name for p in chosen)}: applied {applied:,} events; "
+            f"at position {position:,} (head {head:,})"
+        )
+
+
+@projections.command()
+@FORMAT_OPTION
+def status(output_format: str) -> None:
+    """Each projection's position, the head, the lag in events and seconds, and its state.
+
+    States: following (a follower is running), up to date, behind, outdated
+    (written by an older layout: rebuild it). A rebuild in progress or left
+    behind by a killed one is shown with its own position.
+    """
+    ctx = cli_context()
+    with projection_errors(), ctx.connect() as conn:
+        prepare_store(conn)
+        head, rows = projection_status(conn, choose((), True, required=False))
+    if output_format == "json":
+        emit_json({"head": head, "projections": [r.as_json() for r in rows]})
+        return
+    click.echo(f"head: position {head:,}")
+    table = [r.as_json() for r in rows]
+    echo_table(
+        [
+            Column("PROJECTION", lambda r: r["name"]),
+            Column("POSITION", lambda r: f"{r['position']:,}", right=True),
+            Column("LAG (events)", lambda r: f"{r['lag_events']:,}", right=True),
+            Column("LAG (s)", lambda r: f"{r['lag_seconds']:.1f}", right=True),
+            Column("STATE", lambda r: r["state"]),
+            Column("UPDATED", lambda r: r["updated_at"], width=25),
+            Column("REBUILD", _rebuild_text, width=60),
+        ],
+        table,
+    )
+
+
+def _rebuild_text(row: dict[str, object]) -> str:
+    rebuild = row["rebuild"]
+    if not isinstance(rebuild, dict):
+        return "-"
+    how = "running" if rebuild["active"] else "stopped: rerun to resume, or --discard"
+    return f"{rebuild['phase']} at {rebuild['position']:,} ({how})"
+
+
+def _progress_mode(output_format: str) -> Mode:
+    if output_format == "json":
+        return "json"
+    return "bar" if progress_enabled() else "log"
+
+
+@projections.command()
+@click.argument("names", nargs=-1, metavar="NAME...")
+@click.option("--all", "all_", is_flag=True, help="Every projection, in one pass over the events.")
+@click.option(
+    "--discard",
+    is_flag=True,
+    help="Drop what an unfinished rebuild left behind instead of resuming it.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 100_000),
+    default=replay.DEFAULT_REBUILD_BATCH_SIZE,
+    show_default=True,
+    help="Events per transaction.",
+)
+@FORMAT_OPTION
+def rebuild(
+    names: tuple[str, ...], all_: bool, discard: bool, batch_size: int, output_format: str
+) -> None:
+    """Replay every event into fresh tables, then swap them in atomically.
+
+    The live read model keeps answering (and a running follower keeps it
+    current) until the swap. A rebuild that was killed is resumed where it
+    stopped; --discard drops it instead. Either way the live read model is
+    untouched until a rebuild completes.
+    """
+    chosen = choose(names, all_, required=True)
+    ctx = cli_context()
+    with projection_errors(), ctx.connect() as conn:
+        prepare_store(conn)
+        if discard:
+            dropped = replay.discard(conn, chosen)
+            if output_format == "json":
+                emit_json({"discarded": dropped})
+            else:
+                click.echo(
+                    f"discarded unfinished rebuild of {', '.join(dropped)}"
+                    if dropped
+                    else "no unfinished rebuild to discard"
+                )
+            return
+        progress = ReplayProgress(_progress_mode(output_format), 0, head_position(conn))
+        report = replay.rebuild(
+            conn,
+            chosen,
+            batch_size=batch_size,
+            progress=progress.update,
+            phase=lambda name: progress.set_phase(name, head_position(conn)),
+        )
+        progress.finish()
+    rate = report.events / report.seconds if report.seconds > 0 else 0.0
+    if output_format == "json":
+        emit_json(
+            {
+                "event": "done",
+                "rebuilt": list(report.projections),
+                "resumed": list(report.resumed),
+                "events": report.events,
+                "position": report.position,
+                "seconds": round(report.seconds, 3),
+                "events_per_s": round(rate, 1),
+            }
+        )
+        return
+    resumed = f" (resumed {', '.join(report.resumed)})" if report.resumed else ""
+    click.echo(
+        f"rebuilt {', '.join(report.projections)}{resumed}: {report.events:,} events in "
+        f"{report.seconds:.1f} s ({rate:,.0f} events/s); live at position {report.position:,}"
+    )
+
+
+@projections.command()
+@click.argument("names", nargs=-1, metavar="NAME...")
+@click.option("--all", "all_", is_flag=True, help="Every projection.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@FORMAT_OPTION
+def reset(names: tuple[str, ...], all_: bool, yes: bool, output_format: str) -> None:
+    """Empty read models and set them back to position 0 (downtime).
+
+    Their tabs answer from empty tables until `ledger projections run` (or the
+    next `ledger tab`) has replayed the events. Prefer `rebuild`, which has no
+    downtime.
+    """
+    chosen = choose(names, all_, required=True)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise CliError("reset empties read models: pass --yes to confirm", EXIT_USAGE)
+        click.confirm(f"empty {', '.join(p.name for p in chosen)}?", abort=True)
+    ctx = cli_context()
+    with projection_errors(), ctx.connect() as conn:
+        prepare_store(conn)
+        replay.reset(conn, chosen)
+    if output_format == "json":
+        emit_json({"reset": [p.name for p in chosen]})
+    else:
+        click.echo(
+            f"reset {', '.join(p.name for p in chosen)} to position 0; "
+            "run `ledger projections run` to fill them again"
+        )

@@ -1,10 +1,210 @@
-"""Placeholder: `ledger tab` is being built (see its issue)."""
+"""`ledger tab CUSTOMER_ID TAB`: one tab of a customer's "Previous interactions"."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 import click
+
+from cli.context import EXIT_USAGE, FORMAT_OPTION, CliError, cli_context, emit_json
+from cli.readmodels import prepare_store, projection_errors
+from cli.tables import Column, echo_table
+from ledger.events import KINDS
+from ledger.rights import ALLOW_ALL
+from projections import registry
+from projections.clock import parse_moment
+from projections.runner import catch_up_live
+from projections.tabs import TABS, TabRequest, read_tab
+from projections.timeline import DEFAULT_LIMIT, MAX_LIMIT, TimelineQuery, decode_cursor
+
+
+def _when(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    return datetime.fromisoformat(value).astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _actor(item: dict[str, Any]) -> str:
+    actor = item["actor"]
+    return str(actor.get("name") or f"{actor['kind']}:{actor['id']}")
+
+
+def _value(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+COLUMNS: dict[str, list[Column]] = {
+    "timeline": [
+        Column("OCCURRED (UTC)", lambda i: _when(i["occurred_at"])),
+        Column("KIND", lambda i: i["kind"]),
+        Column("SUMMARY", lambda i: i["summary"], width=70),
+        Column("BY", _actor, width=24),
+    ],
+    "tasks": [
+        Column("TASK", lambda i: i["task_id"], width=24),
+        Column("TITLE", lambda i: i["title"]),
+        Column("STATUS", lambda i: i["status"]),
+        Column("CREATED (UTC)", lambda i: _when(i["created_at"])),
+        Column("DUE (UTC)", lambda i: _when(i["due_at"])),
+        Column("ASSIGNEE", lambda i: i["assignee_id"], width=20),
+        Column("ACTIONS", lambda i: ", ".join(i["actions"]) or "-"),
+    ],
+    "visits": [
+        Column("STARTED (UTC)", lambda i: _when(i["started_at"])),
+        Column("SITE", lambda i: i["site"], width=30),
+        Column("SOURCE", lambda i: i["source"], width=30),
+        Column("CHANNEL", lambda i: i["channel"]),
+        Column("DURATION", lambda i: f"{i['duration_s']} s", right=True),
+        Column("PAGES", lambda i: i["pages_viewed"], right=True),
+    ],
+    "segments": [
+        Column("OCCURRED (UTC)", lambda i: _when(i["occurred_at"])),
+        Column("CHANGE", lambda i: i["change"]),
+        Column("SEGMENT", lambda i: i["segment_name"] or i["segment_id"]),
+        Column("BY", _actor, width=24),
+    ],
+    "chats": [
+        Column("DIALOG", lambda i: i["dialog_id"], width=24),
+        Column("STARTED (UTC)", lambda i: _when(i["started_at"])),
+        Column("STATUS", lambda i: i["status"]),
+        Column("MESSAGES", lambda i: i["message_count"], right=True),
+        Column("CHANNEL", lambda i: i["channel"]),
+        Column("URL", lambda i: i["url"], width=50),
+    ],
+    "emails": [
+        Column("SENT (UTC)", lambda i: _when(i["sent_at"])),
+        Column("SUBJECT", lambda i: i["subject"], width=50),
+        Column("DELIVERED", lambda i: i["delivered"]),
+        Column("FIRST OPEN (UTC)", lambda i: _when(i["opened_at"])),
+        Column("OPENS", lambda i: i["open_count"], right=True),
+        Column("CLICKS", lambda i: i["clicks"], right=True),
+    ],
+    "orders": [
+        Column("OCCURRED (UTC)", lambda i: _when(i["occurred_at"])),
+        Column("ORDER", lambda i: i["order_id"], width=24),
+        Column("FIELD", lambda i: i["field"], width=24),
+        Column("OLD", lambda i: _value(i["old"]), width=30),
+        Column("NEW", lambda i: _value(i["new"]), width=30),
+        Column("BY", _actor, width=24),
+    ],
+    "card": [
+        Column("OCCURRED (UTC)", lambda i: _when(i["occurred_at"])),
+        Column("FIELD", lambda i: i["field"], width=24),
+        Column("OLD", lambda i: _value(i["old"]), width=30),
+        Column("NEW", lambda i: _value(i["new"]), width=30),
+        Column("BY", _actor, width=24),
+    ],
+}
+
+
+def _moment(option: str, text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return parse_moment(text)
+    except ValueError as exc:
+        raise CliError(f"{option}: {exc}", EXIT_USAGE) from None
 
 
 @click.command(name="tab")
-def tab() -> None:
-    """Not built yet."""
+@click.argument("customer_id")
+@click.argument("tab_name", metavar="TAB", type=click.Choice(TABS))
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    type=click.Choice(KINDS),
+    help="timeline: only these kinds (repeatable).",
+)
+@click.option("--since", metavar="TIME", help="timeline: from this time on (RFC 3339 or date).")
+@click.option("--until", metavar="TIME", help="timeline: before this time (RFC 3339 or date).")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, MAX_LIMIT),
+    help=f"timeline: items per page [default {DEFAULT_LIMIT}].",
+)
+@click.option("--cursor", help="timeline: the next page, as printed by the previous one.")
+@click.option(
+    "--as",
+    "viewer",
+    metavar="USER",
+    help="tasks: show the actions USER may take under the rights policy.",
+)
+@FORMAT_OPTION
+def tab(
+    customer_id: str,
+    tab_name: str,
+    kinds: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    limit: int | None,
+    cursor: str | None,
+    viewer: str | None,
+    output_format: str,
+) -> None:
+    """Show one TAB of CUSTOMER_ID's interactions (newest first).
+
+    TAB is one of: timeline, tasks, visits, segments, chats, emails, orders,
+    card. The read model is brought up to date with every event stored so far
+    before answering, so what `ledger append` stored is always shown. An
+    unknown customer has an empty tab.
+    """
+    timeline_only = {
+        "--kind": bool(kinds),
+        "--since": since is not None,
+        "--until": until is not None,
+        "--limit": limit is not None,
+        "--cursor": cursor is not None,
+    }
+    if tab_name != "timeline":
+        for option, given in timeline_only.items():
+            if given:
+                raise CliError(f"{option} applies to the timeline tab only", EXIT_USAGE)
+    if viewer is not None and tab_name != "tasks":
+        raise CliError("--as applies to the tasks tab only", EXIT_USAGE)
+    ctx = cli_context()
+    try:
+        request = TabRequest(
+            customer_id=customer_id,
+            tab=tab_name,
+            timeline=TimelineQuery(
+                kinds=kinds,
+                since=_moment("--since", since),
+                until=_moment("--until", until),
+                limit=limit or DEFAULT_LIMIT,
+                cursor=cursor,
+            ),
+            viewer=viewer,
+            policy=ctx.policy() if viewer is not None else ALLOW_ALL,
+        )
+        if cursor is not None:
+            decode_cursor(customer_id, cursor)
+    except ValueError as exc:  # BadCursor included
+        raise CliError(str(exc), EXIT_USAGE) from None
+    with projection_errors(), ctx.connect() as conn:
+        prepare_store(conn)
+        catch_up_live(conn, [registry.get(tab_name)])
+        answer = read_tab(conn, request)
+    if output_format == "json":
+        emit_json(answer)
+        return
+    _print_human(answer)
+
+
+def _print_human(answer: dict[str, Any]) -> None:
+    name, items = answer["tab"], answer["items"]
+    click.echo(f"{answer['customer_id']}: {name} ({len(items)} item{'s' * (len(items) != 1)})")
+    if name == "segments":
+        click.echo(f"member of: {', '.join(answer['memberships']) or '-'}")
+    if name == "emails" and answer["last_email"]:
+        last = answer["last_email"]
+        click.echo(
+            f"last email: {last['message_id']} ({'opened' if last['opened'] else 'not opened'})"
+        )
+    if items:
+        click.echo("")
+        echo_table(COLUMNS[name], items)
+    if answer.get("next_cursor"):
+        click.echo("")
+        click.echo(f"more: --cursor {answer['next_cursor']}")

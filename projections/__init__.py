@@ -1,0 +1,1 @@
+"""Per-tab read models of the interaction ledger: projectors, runner, rebuild, tab queries."""

@@ -1,0 +1,34 @@
+"""Card: the field-level change history of the customer card."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ledger.db import Connection
+from ledger.events.customer import CustomerCardChanged, CustomerCreated
+from projections.base import Envelope, Projection, Tables
+from projections.history import change_rows, history_tab, history_table
+from projections.writing import insert_rows
+
+CARD_HISTORY = history_table("rm_card_history", subject=None)
+
+
+class CardProjection(Projection):
+    name = "card"
+    tables = (CARD_HISTORY,)
+    types = frozenset({"customer.created", "customer.card_changed"})
+
+    def apply(self, db: Connection, tables: Tables, events: Sequence[Envelope]) -> None:
+        rows: list[tuple[Any, ...]] = []
+        for e in events:
+            d = e.event.data
+            if isinstance(d, CustomerCreated):
+                rows += change_rows(e, [(f, None, v) for f, v in d.card.items() if v is not None])
+            elif isinstance(d, CustomerCardChanged):
+                rows += change_rows(e, [(c.field, c.old, c.new) for c in d.changes])
+        insert_rows(db, tables[CARD_HISTORY.name], CARD_HISTORY.column_names, rows)
+
+
+def card_tab(conn: Connection, customer_id: str) -> dict[str, Any]:
+    return history_tab(conn, CARD_HISTORY, "card", customer_id, None)

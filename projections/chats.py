@@ -1,0 +1,85 @@
+"""Chats: one row per messenger dialogue with its status and message count."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ledger.db import Connection
+from ledger.events.chat import ChatMessage, ChatStarted, ChatStatusChanged
+from projections.base import Envelope, Projection, Tables
+from projections.clock import iso
+from projections.tables import Index, TableSpec
+from projections.writing import EntityBatch
+
+CHATS = TableSpec(
+    name="rm_chats",
+    columns=(
+        ("dialog_id", "text"),
+        ("customer_id", "text"),
+        ("started_us", "int"),
+        ("position", "int"),
+        ("started_at", "text"),
+        ("status", "text"),
+        ("message_count", "int"),
+        ("channel", "text"),
+        ("url", "text"),
+    ),
+    key=("dialog_id",),
+    indexes=(Index("by_customer", ("customer_id", "started_us", "position")),),
+)
+
+
+class ChatsProjection(Projection):
+    name = "chats"
+    tables = (CHATS,)
+    types = frozenset({"chat.started", "chat.message", "chat.status_changed"})
+
+    def apply(self, db: Connection, tables: Tables, events: Sequence[Envelope]) -> None:
+        batch = EntityBatch(db, tables[CHATS.name], CHATS.column_names, "dialog_id")
+        batch.load_referenced(events, "chat.started")
+        for e in events:
+            d = e.event.data
+            if isinstance(d, ChatStarted):
+                batch.add(
+                    {
+                        "dialog_id": d.dialog_id,
+                        "customer_id": e.event.customer_id,
+                        "started_us": e.occurred_us,
+                        "position": e.position,
+                        "started_at": iso(e.event.occurred_at),
+                        "status": "new",
+                        "message_count": 0,
+                        "channel": d.channel,
+                        "url": d.url,
+                    }
+                )
+                continue
+            row = batch.get(str(d.subject_id()))
+            if row is None:  # the write model never lets this happen; stay robust
+                continue
+            if isinstance(d, ChatMessage):
+                row["message_count"] += 1
+            elif isinstance(d, ChatStatusChanged):
+                row["status"] = d.status
+        batch.save()
+
+
+def chats_tab(conn: Connection, customer_id: str) -> dict[str, Any]:
+    rows = conn.fetchall(
+        "SELECT dialog_id, started_at, status, message_count, channel, url "
+        f"FROM {CHATS.name} WHERE customer_id = ? ORDER BY started_us DESC, position DESC",
+        (customer_id,),
+    )
+    items = [
+        {
+            "dialog_id": dialog_id,
+            "started_at": started_at,
+            "status": status,
+            "message_count": message_count,
+            "channel": channel,
+            "url": url,
+        }
+        for dialog_id, started_at, status, message_count, channel, url in rows
+    ]
+    return {"customer_id": customer_id, "tab": "chats", "items": items}

@@ -1,0 +1,104 @@
+"""Emails: one row per email with what the customer did with it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ledger.db import Connection
+from ledger.events.email import EmailClicked, EmailDelivered, EmailOpened, EmailSent
+from projections.base import Envelope, Projection, Tables
+from projections.clock import iso
+from projections.tables import Index, TableSpec
+from projections.writing import EntityBatch
+
+EMAILS = TableSpec(
+    name="rm_emails",
+    columns=(
+        ("message_id", "text"),
+        ("customer_id", "text"),
+        ("sent_us", "int"),
+        ("position", "int"),
+        ("sent_at", "text"),
+        ("subject", "text"),
+        ("delivered", "int"),
+        ("opened_at", "text"),
+        ("opened_us", "int"),
+        ("open_count", "int"),
+        ("clicks", "int"),
+    ),
+    key=("message_id",),
+    indexes=(Index("by_customer", ("customer_id", "sent_us", "position")),),
+)
+
+
+class EmailsProjection(Projection):
+    name = "emails"
+    tables = (EMAILS,)
+    # `email.bounced` shows on the timeline; the tab has no field for it.
+    types = frozenset({"email.sent", "email.delivered", "email.opened", "email.clicked"})
+
+    def apply(self, db: Connection, tables: Tables, events: Sequence[Envelope]) -> None:
+        batch = EntityBatch(db, tables[EMAILS.name], EMAILS.column_names, "message_id")
+        batch.load_referenced(events, "email.sent")
+        for e in events:
+            d = e.event.data
+            if isinstance(d, EmailSent):
+                batch.add(
+                    {
+                        "message_id": d.message_id,
+                        "customer_id": e.event.customer_id,
+                        "sent_us": e.occurred_us,
+                        "position": e.position,
+                        "sent_at": iso(e.event.occurred_at),
+                        "subject": d.subject,
+                        "delivered": 0,
+                        "opened_at": None,
+                        "opened_us": None,
+                        "open_count": 0,
+                        "clicks": 0,
+                    }
+                )
+                continue
+            row = batch.get(str(d.subject_id()))
+            if row is None:  # the write model never lets this happen; stay robust
+                continue
+            if isinstance(d, EmailDelivered):
+                row["delivered"] = 1
+            elif isinstance(d, EmailOpened):
+                row["open_count"] += 1
+                # The first open is the earliest, whatever order the opens arrive in.
+                if row["opened_us"] is None or e.occurred_us < row["opened_us"]:
+                    row["opened_us"], row["opened_at"] = e.occurred_us, iso(e.event.occurred_at)
+            elif isinstance(d, EmailClicked):
+                row["clicks"] += 1
+        batch.save()
+
+
+def emails_tab(conn: Connection, customer_id: str) -> dict[str, Any]:
+    rows = conn.fetchall(
+        "SELECT message_id, subject, sent_at, delivered, opened_at, open_count, clicks "
+        f"FROM {EMAILS.name} WHERE customer_id = ? ORDER BY sent_us DESC, position DESC",
+        (customer_id,),
+    )
+    items = [
+        {
+            "message_id": message_id,
+            "subject": subject,
+            "sent_at": sent_at,
+            "delivered": bool(delivered),
+            "opened_at": opened_at,
+            "open_count": open_count,
+            "clicks": clicks,
+        }
+        for message_id, subject, sent_at, delivered, opened_at, open_count, clicks in rows
+    ]
+    last = items[0] if items else None
+    return {
+        "customer_id": customer_id,
+        "tab": "emails",
+        "items": items,
+        "last_email": (
+            {"message_id": last["message_id"], "opened": last["open_count"] > 0} if last else None
+        ),
+    }

@@ -1,0 +1,91 @@
+"""Field-level change history, the shape shared by the orders and card tabs:
+one row per changed field, newest first, the fields of one event in the order
+the event lists them. A creation counts as every given field changing from null."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from functools import lru_cache
+from typing import Any
+
+from ledger.db import Connection
+from ledger.events import Actor
+from projections.base import Envelope
+from projections.clock import iso
+from projections.tables import ColumnType, Index, TableSpec
+
+
+def history_table(name: str, *, subject: str | None) -> TableSpec:
+    subject_column: tuple[tuple[str, ColumnType], ...] = ((subject, "text"),) if subject else ()
+    return TableSpec(
+        name=name,
+        columns=(
+            ("position", "int"),
+            ("seq", "int"),
+            ("customer_id", "text"),
+            ("occurred_us", "int"),
+            *subject_column,
+            ("field", "text"),
+            ("old", "text"),
+            ("new", "text"),
+            ("occurred_at", "text"),
+            ("actor", "text"),
+        ),
+        indexes=(
+            Index("by_customer", ("customer_id", "occurred_us", "position", "seq"), unique=True),
+        ),
+    )
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+@lru_cache(maxsize=4096)
+def _actor_json(kind: str, actor_id: str, name: str | None) -> str:
+    return json.dumps({"kind": kind, "id": actor_id, "name": name}, ensure_ascii=False)
+
+
+def actor_json(actor: Actor) -> str:
+    """The actor as JSON; a ledger has few distinct actors, so each is encoded once."""
+    return _actor_json(actor.kind, actor.id, actor.name)
+
+
+def change_rows(
+    e: Envelope, changes: Iterable[tuple[str, Any, Any]], subject_id: str | None = None
+) -> list[tuple[Any, ...]]:
+    head: tuple[Any, ...] = (e.event.customer_id, e.occurred_us)
+    if subject_id is not None:
+        head += (subject_id,)
+    when, actor = iso(e.event.occurred_at), actor_json(e.event.actor)
+    return [
+        (e.position, seq, *head, field, _json(old), _json(new), when, actor)
+        for seq, (field, old, new) in enumerate(changes)
+    ]
+
+
+def history_tab(
+    conn: Connection, spec: TableSpec, tab: str, customer_id: str, subject: str | None
+) -> dict[str, Any]:
+    subject_column = f"{subject}, " if subject else ""
+    rows = conn.fetchall(
+        f"SELECT {subject_column}field, old, new, occurred_at, actor FROM {spec.name} "
+        "WHERE customer_id = ? ORDER BY occurred_us DESC, position DESC, seq",
+        (customer_id,),
+    )
+    items = []
+    for row in rows:
+        item: dict[str, Any] = {subject: row[0]} if subject else {}
+        field, old, new, occurred_at, actor = row[-5:]
+        item.update(
+            {
+                "field": field,
+                "old": json.loads(old),
+                "new": json.loads(new),
+                "occurred_at": occurred_at,
+                "actor": json.loads(actor),
+            }
+        )
+        items.append(item)
+    return {"customer_id": customer_id, "tab": tab, "items": items}

@@ -1,0 +1,37 @@
+"""Orders: the field-level change history of the customer's orders."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ledger.db import Connection
+from ledger.events.order import OrderChanged, OrderCreated
+from projections.base import Envelope, Projection, Tables
+from projections.history import change_rows, history_tab, history_table
+from projections.writing import insert_rows
+
+ORDER_HISTORY = history_table("rm_order_history", subject="order_id")
+
+_CREATED_FIELDS = ("number", "status", "total", "currency")
+
+
+class OrdersProjection(Projection):
+    name = "orders"
+    tables = (ORDER_HISTORY,)
+    types = frozenset({"order.created", "order.changed"})
+
+    def apply(self, db: Connection, tables: Tables, events: Sequence[Envelope]) -> None:
+        rows: list[tuple[Any, ...]] = []
+        for e in events:
+            d = e.event.data
+            if isinstance(d, OrderCreated):
+                given = [(f, None, getattr(d, f)) for f in _CREATED_FIELDS]
+                rows += change_rows(e, [c for c in given if c[2] is not None], d.order_id)
+            elif isinstance(d, OrderChanged):
+                rows += change_rows(e, [(c.field, c.old, c.new) for c in d.changes], d.order_id)
+        insert_rows(db, tables[ORDER_HISTORY.name], ORDER_HISTORY.column_names, rows)
+
+
+def orders_tab(conn: Connection, customer_id: str) -> dict[str, Any]:
+    return history_tab(conn, ORDER_HISTORY, "orders", customer_id, "order_id")

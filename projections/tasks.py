@@ -1,0 +1,124 @@
+"""Tasks: one row per task with its current status; the viewer's actions are
+computed at query time, because they depend on who asks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ledger.db import Connection
+from ledger.events.task import TaskCompleted, TaskCreated, TaskDeleted, TaskEdited, TaskReopened
+from ledger.rights import RightsPolicy
+from projections.base import Envelope, Projection, Tables
+from projections.clock import iso
+from projections.tables import Index, TableSpec
+from projections.writing import EntityBatch
+
+TASKS = TableSpec(
+    name="rm_tasks",
+    columns=(
+        ("task_id", "text"),
+        ("customer_id", "text"),
+        ("created_us", "int"),
+        ("position", "int"),
+        ("title", "text"),
+        ("status", "text"),
+        ("created_at", "text"),
+        ("completed_at", "text"),
+        ("due_at", "text"),
+        ("assignee_id", "text"),
+    ),
+    key=("task_id",),
+    indexes=(Index("by_customer", ("customer_id", "created_us", "position")),),
+)
+
+# `task.edited` changes that show on the tab; other fields (e.g. `text`) do not.
+_EDITABLE = ("title", "due_at", "assignee_id")
+
+# Actions open to a task in each status, in display order, and the right each needs.
+ACTIONS: dict[str, tuple[str, ...]] = {
+    "pending": ("edit", "complete", "delete"),
+    "completed": ("reopen", "delete"),
+}
+RIGHT_FOR_ACTION = {"edit": "tasks.edit", "reopen": "tasks.reopen", "delete": "tasks.delete"}
+
+
+class TasksProjection(Projection):
+    name = "tasks"
+    tables = (TASKS,)
+    types = frozenset(
+        {"task.created", "task.edited", "task.completed", "task.reopened", "task.deleted"}
+    )
+
+    def apply(self, db: Connection, tables: Tables, events: Sequence[Envelope]) -> None:
+        batch = EntityBatch(db, tables[TASKS.name], TASKS.column_names, "task_id")
+        batch.load_referenced(events, "task.created")
+        for e in events:
+            data, when = e.event.data, iso(e.event.occurred_at)
+            if isinstance(data, TaskCreated):
+                batch.add(
+                    {
+                        "task_id": data.task_id,
+                        "customer_id": e.event.customer_id,
+                        "created_us": e.occurred_us,
+                        "position": e.position,
+                        "title": data.title,
+                        "status": "pending",
+                        "created_at": when,
+                        "completed_at": None,
+                        "due_at": iso(data.due_at) if data.due_at else None,
+                        "assignee_id": data.assignee_id,
+                    }
+                )
+                continue
+            row = batch.get(str(data.subject_id()))
+            if row is None:  # the write model never lets this happen; stay robust
+                continue
+            if isinstance(data, TaskEdited):
+                for change in data.changes:
+                    if change.field in _EDITABLE:
+                        row[change.field] = None if change.new is None else str(change.new)
+            elif isinstance(data, TaskCompleted):
+                row["status"], row["completed_at"] = "completed", when
+            elif isinstance(data, TaskReopened):
+                row["status"], row["completed_at"] = "pending", None
+            elif isinstance(data, TaskDeleted):
+                row["status"] = "deleted"
+        batch.save()
+
+
+def actions_for(status: str, viewer: str | None, policy: RightsPolicy) -> list[str]:
+    """What `viewer` may do with a task; without a viewer, what the status allows."""
+    open_actions = ACTIONS.get(status, ())
+    if viewer is None:
+        return list(open_actions)
+    return [
+        a
+        for a in open_actions
+        if a not in RIGHT_FOR_ACTION or policy.allows(viewer, RIGHT_FOR_ACTION[a])
+    ]
+
+
+def tasks_tab(
+    conn: Connection, customer_id: str, viewer: str | None, policy: RightsPolicy
+) -> dict[str, Any]:
+    rows = conn.fetchall(
+        "SELECT task_id, title, status, created_at, completed_at, due_at, assignee_id "
+        f"FROM {TASKS.name} WHERE customer_id = ? AND status <> 'deleted' "
+        "ORDER BY created_us DESC, position DESC",
+        (customer_id,),
+    )
+    items = [
+        {
+            "task_id": task_id,
+            "title": title,
+            "status": status,
+            "created_at": created_at,
+            "completed_at": completed_at,
+            "due_at": due_at,
+            "assignee_id": assignee_id,
+            "actions": actions_for(status, viewer, policy),
+        }
+        for task_id, title, status, created_at, completed_at, due_at, assignee_id in rows
+    ]
+    return {"customer_id": customer_id, "tab": "tasks", "items": items}

@@ -1,0 +1,147 @@
+"""Where each projection is: one row per projection in `projection_tracking`.
+
+A batch's read-model rows and its tracking row are written in one transaction,
+so after any crash the position says exactly which events the rows contain.
+Writers lock their tracking rows first and check the position they read the
+batch from; if another process moved it meanwhile, the batch is dropped and
+re-read (see `PositionMoved`), so two runners never apply an event twice.
+
+A rebuild tracks its shadow tables under `NAME~rebuild`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ledger.db import Connection
+from projections.clock import now
+
+TRACKING_TABLE = "projection_tracking"
+REBUILD_MARK = "~rebuild"
+
+LIVE = "live"
+LOADING = "loading"  # rebuild shadow, query indexes not built yet
+INDEXED = "indexed"  # rebuild shadow, indexes built, catching up
+
+
+def rebuild_name(name: str) -> str:
+    return name + REBUILD_MARK
+
+
+@dataclass(frozen=True)
+class Tracked:
+    name: str
+    position: int
+    version: int
+    state: str
+    updated_at: float | None
+    heartbeat_at: float | None
+
+
+class PositionMoved(Exception):
+    """Another process applied events to this projection since we read its position."""
+
+
+_COLUMNS = "name, position, version, state, updated_at, heartbeat_at"
+
+
+def create_tracking_table(conn: Connection) -> None:
+    real = "REAL" if conn.kind == "sqlite" else "double precision"
+    integer = "INTEGER" if conn.kind == "sqlite" else "bigint"
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {TRACKING_TABLE} ("
+        "name TEXT PRIMARY KEY, "
+        f"position {integer} NOT NULL, "
+        f"version {integer} NOT NULL, "
+        "state TEXT NOT NULL, "
+        f"updated_at {real}, "
+        f"heartbeat_at {real})"
+    )
+
+
+def _tracked(row: tuple[Any, ...]) -> Tracked:
+    name, position, version, state, updated_at, heartbeat_at = row
+    return Tracked(
+        str(name),
+        int(position),
+        int(version),
+        str(state),
+        None if updated_at is None else float(updated_at),
+        None if heartbeat_at is None else float(heartbeat_at),
+    )
+
+
+def read_all(conn: Connection) -> dict[str, Tracked]:
+    rows = conn.fetchall(f"SELECT {_COLUMNS} FROM {TRACKING_TABLE} ORDER BY name")
+    return {t.name: t for t in map(_tracked, rows)}
+
+
+def read(conn: Connection, names: Sequence[str]) -> dict[str, Tracked]:
+    marks = ", ".join("?" * len(names))
+    rows = conn.fetchall(
+        f"SELECT {_COLUMNS} FROM {TRACKING_TABLE} WHERE name IN ({marks}) ORDER BY name", names
+    )
+    return {t.name: t for t in map(_tracked, rows)}
+
+
+def lock(conn: Connection, names: Sequence[str]) -> dict[str, Tracked]:
+    """Read and lock tracking rows; call inside `conn.transaction()`.
+
+    SQLite's `BEGIN IMMEDIATE` already holds the database's write lock. On
+    PostgreSQL rows are locked in name order, the same order every writer
+    uses, so two runners with overlapping sets cannot deadlock."""
+    if conn.kind == "sqlite":
+        return read(conn, names)
+    marks = ", ".join("?" * len(names))
+    rows = conn.fetchall(
+        f"SELECT {_COLUMNS} FROM {TRACKING_TABLE} WHERE name IN ({marks}) ORDER BY name FOR UPDATE",
+        names,
+    )
+    return {t.name: t for t in map(_tracked, rows)}
+
+
+def insert(conn: Connection, name: str, position: int, version: int, state: str) -> None:
+    conn.execute(
+        f"INSERT INTO {TRACKING_TABLE} ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, NULL) "
+        "ON CONFLICT (name) DO NOTHING",
+        (name, position, version, state, now()),
+    )
+
+
+def replace(conn: Connection, name: str, position: int, version: int, state: str) -> None:
+    conn.execute(
+        f"INSERT INTO {TRACKING_TABLE} ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, NULL) "
+        "ON CONFLICT (name) DO UPDATE SET position = excluded.position, "
+        "version = excluded.version, state = excluded.state, updated_at = excluded.updated_at",
+        (name, position, version, state, now()),
+    )
+
+
+def advance(conn: Connection, name: str, position: int) -> None:
+    conn.execute(
+        f"UPDATE {TRACKING_TABLE} SET position = ?, updated_at = ? WHERE name = ?",
+        (position, now(), name),
+    )
+
+
+def set_state(conn: Connection, name: str, state: str) -> None:
+    conn.execute(
+        f"UPDATE {TRACKING_TABLE} SET state = ?, updated_at = ? WHERE name = ?",
+        (state, now(), name),
+    )
+
+
+def delete(conn: Connection, name: str) -> None:
+    conn.execute(f"DELETE FROM {TRACKING_TABLE} WHERE name = ?", (name,))
+
+
+def heartbeat(conn: Connection, names: Iterable[str]) -> None:
+    """A follower says it is alive; `status` shows `following` while this is fresh."""
+    names = list(names)
+    marks = ", ".join("?" * len(names))
+    conn.execute(
+        f"UPDATE {TRACKING_TABLE} SET heartbeat_at = ? WHERE name IN ({marks})",
+        (now(), *names),
+    )

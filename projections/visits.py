@@ -1,0 +1,79 @@
+"""Visits: one row per site visit, newest first."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ledger.db import Connection
+from ledger.events.visit import VisitRecorded
+from projections.base import Envelope, Projection, Tables
+from projections.clock import iso
+from projections.tables import Index, TableSpec
+from projections.writing import insert_rows
+
+VISITS = TableSpec(
+    name="rm_visits",
+    columns=(
+        ("position", "int"),
+        ("customer_id", "text"),
+        ("started_us", "int"),
+        ("visit_id", "text"),
+        ("started_at", "text"),
+        ("site", "text"),
+        ("source", "text"),
+        ("channel", "text"),
+        ("duration_s", "int"),
+        ("pages_viewed", "int"),
+    ),
+    rowid="position",
+    indexes=(Index("by_customer", ("customer_id", "started_us", "position"), unique=True),),
+)
+
+
+class VisitsProjection(Projection):
+    name = "visits"
+    tables = (VISITS,)
+    types = frozenset({"visit.recorded"})
+
+    def apply(self, db: Connection, tables: Tables, events: Sequence[Envelope]) -> None:
+        rows = []
+        for e in events:
+            d = e.event.data
+            assert isinstance(d, VisitRecorded)
+            rows.append(
+                (
+                    e.position,
+                    e.event.customer_id,
+                    e.occurred_us,
+                    d.visit_id,
+                    iso(e.event.occurred_at),
+                    d.site,
+                    d.source,
+                    d.channel,
+                    d.duration_s,
+                    d.pages_viewed,
+                )
+            )
+        insert_rows(db, tables[VISITS.name], VISITS.column_names, rows)
+
+
+def visits_tab(conn: Connection, customer_id: str) -> dict[str, Any]:
+    rows = conn.fetchall(
+        "SELECT visit_id, started_at, site, source, channel, duration_s, pages_viewed "
+        f"FROM {VISITS.name} WHERE customer_id = ? ORDER BY started_us DESC, position DESC",
+        (customer_id,),
+    )
+    items = [
+        {
+            "visit_id": visit_id,
+            "started_at": started_at,
+            "site": site,
+            "source": source,
+            "channel": channel,
+            "duration_s": duration_s,
+            "pages_viewed": pages_viewed,
+        }
+        for visit_id, started_at, site, source, channel, duration_s, pages_viewed in rows
+    ]
+    return {"customer_id": customer_id, "tab": "visits", "items": items}
