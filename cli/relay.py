@@ -1,10 +1,341 @@
-"""Placeholder: `ledger relay` is being built (see its issue)."""
+"""`ledger relay`: publish every stored event to Kafka, and show how far it got."""
 
 from __future__ import annotations
 
+import logging
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any
+
 import click
+
+from cli.context import (
+    EXIT_REJECTED,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    FORMAT_OPTION,
+    CliError,
+    cli_context,
+    emit_json,
+    progress_enabled,
+)
+from consumers.kafka_config import DEFAULT_TOPIC, TOPIC_ENV, KafkaUnavailable, kafka_options
+from consumers.kafka_config import pop_kafka_options as _pop_kafka_options
+from consumers.relay import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_PARTITIONS,
+    Relay,
+    RelayConfig,
+    RelayFatal,
+    RelayProgress,
+    ensure_schema,
+    relay_status,
+    save_position,
+    try_relay_lock,
+)
+from ledger.config import auto_migrate
+
+TOPIC_OPTION = click.option(
+    "--topic",
+    envvar=TOPIC_ENV,
+    default=DEFAULT_TOPIC,
+    show_default=True,
+    help=f"Kafka topic [env {TOPIC_ENV}].",
+)
+NAME_OPTION = click.option(
+    "--name",
+    metavar="NAME",
+    help="Tracking name, for several relays of one ledger [default: the topic].",
+)
 
 
 @click.group(name="relay")
 def relay() -> None:
-    """Not built yet."""
+    """Publish stored events to Kafka (the outbox relay)."""
+
+
+@relay.command()
+@click.option("--follow", is_flag=True, help="Keep publishing new events until stopped.")
+@TOPIC_OPTION
+@NAME_OPTION
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 100_000),
+    default=DEFAULT_BATCH_SIZE,
+    show_default=True,
+    help="Events per acknowledged batch (the tracked position moves per batch).",
+)
+@click.option(
+    "--partitions",
+    type=click.IntRange(1, 10_000),
+    default=DEFAULT_PARTITIONS,
+    show_default=True,
+    help="Partitions when the relay creates the topic (an existing topic is left alone).",
+)
+@click.option(
+    "--replication-factor",
+    type=int,
+    default=-1,
+    show_default=True,
+    help="Replication factor when the relay creates the topic; -1 is the cluster's default.",
+)
+@click.option(
+    "--compression",
+    type=click.Choice(["gzip", "snappy", "lz4", "zstd"]),
+    help="Compress message batches (the codec's library must be installed).",
+)
+@click.option(
+    "--delivery-timeout",
+    type=click.FloatRange(min=1),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long a batch may wait for the broker's acknowledgement before the relay "
+    "reconnects and sends it again.",
+)
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(min=0.01),
+    default=None,
+    metavar="SECONDS",
+    help="--follow: how often to look for new events [default: 0.02 on SQLite; "
+    "on PostgreSQL new events wake the relay at once and it checks every 1 s anyway].",
+)
+@kafka_options
+@FORMAT_OPTION
+def run(
+    follow: bool,
+    topic: str,
+    name: str | None,
+    batch_size: int,
+    partitions: int,
+    replication_factor: int,
+    compression: str | None,
+    delivery_timeout: float,
+    poll_interval: float | None,
+    output_format: str,
+    **kafka: Any,
+) -> None:
+    """Publish every stored event after the tracked position, in position order.
+
+    Each event goes to the topic keyed by its customer_id, as the stored envelope
+    in JSON plus `position`, `stream_id` and `stream_version`, with headers
+    `event_id`, `type`, `schema_version` and `position`. The position is recorded
+    only once the broker acknowledged everything up to it (at-least-once: after a
+    crash or a broker outage some events are sent again, none is skipped).
+
+    Exit codes: 0 done (or stopped by SIGTERM/SIGINT), 1 Kafka refused an event
+    for good, 2 bad options, 3 the database or Kafka cannot be reached at start-up.
+    While running, Kafka and database outages are retried with back-off.
+    """
+    ctx = cli_context()
+    settings = _pop_kafka_options(kafka)
+    config = RelayConfig(
+        topic=topic,
+        name=name,
+        batch_size=batch_size,
+        partitions=partitions,
+        replication_factor=replication_factor,
+        compression=compression,
+        delivery_timeout_s=delivery_timeout,
+    )
+    if poll_interval is not None:
+        config.poll_interval_s = config.sqlite_poll_interval_s = poll_interval
+    reporter = _Reporter(output_format, follow)
+    relay_ = Relay(ctx.url, settings, config, on_progress=reporter.progress)
+    with _logging_to_stderr(), _stop_on_signals(relay_):
+        try:
+            relay_.check_kafka()
+            result = relay_.run(follow=follow)
+        except KafkaUnavailable as exc:
+            if relay_.stopping:  # stopped while still connecting: nothing to report
+                return
+            raise CliError(
+                f"{exc}; check --bootstrap and the SASL/SSL options", EXIT_UNAVAILABLE
+            ) from None
+        except RelayFatal as exc:
+            raise CliError(str(exc), EXIT_REJECTED) from None
+        finally:
+            reporter.close()
+    if output_format == "json":
+        emit_json(
+            {
+                "state": "stopped" if relay_.stopping else "done",
+                "topic": config.topic,
+                "name": config.tracking_name,
+                "published": result.published,
+                "position": result.position,
+                "head": result.head,
+                "elapsed_s": round(result.elapsed_s, 3),
+            }
+        )
+    else:
+        how = "stopped" if relay_.stopping else "done"
+        click.echo(
+            f"{how}: published {result.published:,} events to {config.topic}; "
+            f"position {result.position:,} (head {result.head:,})"
+        )
+
+
+@relay.command()
+@TOPIC_OPTION
+@NAME_OPTION
+@FORMAT_OPTION
+def status(topic: str, name: str | None, output_format: str) -> None:
+    """Show the relay's tracked position, the ledger's head and the lag between them.
+
+    Lag is the number of stored events not yet acknowledged by Kafka. Reads the
+    database only; Kafka is not contacted."""
+    ctx = cli_context()
+    tracking_name = name or topic
+    if auto_migrate():
+        ctx.app()  # creates the events table on first use, like every command
+    with ctx.connect() as conn:
+        if auto_migrate():
+            ensure_schema(conn)
+        st = relay_status(conn, tracking_name)
+    if output_format == "json":
+        emit_json({"topic": topic, **st.as_dict()})
+        return
+    updated = st.updated_at.isoformat() if st.updated_at else "never"
+    click.echo(
+        f"relay {tracking_name}: position {st.position:,}, head {st.head:,}, "
+        f"lag {st.lag:,} events (last recorded {updated})"
+    )
+
+
+@relay.command()
+@TOPIC_OPTION
+@NAME_OPTION
+@click.option(
+    "--to",
+    "position",
+    type=click.IntRange(min=0),
+    required=True,
+    help="The position to restart after; 0 publishes everything again.",
+)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@FORMAT_OPTION
+def reset(topic: str, name: str | None, position: int, yes: bool, output_format: str) -> None:
+    """Move the tracked position, e.g. to republish everything to a topic that was lost.
+
+    Stop the relay first: a running relay keeps its own position in memory (on
+    PostgreSQL a running relay is detected and the reset refused)."""
+    ctx = cli_context()
+    tracking_name = name or topic
+    if not yes and not click.confirm(
+        f"Set relay {tracking_name!r} to position {position}? Events after it are sent again.",
+        err=True,
+    ):
+        raise CliError("not changed", EXIT_USAGE)
+    with ctx.connect() as conn:
+        if auto_migrate():
+            ensure_schema(conn)
+        if not try_relay_lock(conn, tracking_name):
+            raise CliError(
+                f"relay {tracking_name!r} is running (it holds its lock): stop it first",
+                EXIT_REJECTED,
+            )
+        save_position(conn, tracking_name, position, force=True)
+        st = relay_status(conn, tracking_name)
+    if output_format == "json":
+        emit_json({"topic": topic, **st.as_dict()})
+    else:
+        click.echo(f"relay {tracking_name}: position {st.position:,}, lag {st.lag:,} events")
+
+
+class _Reporter:
+    """Progress on a terminal during catch-up; JSON status lines with --format json."""
+
+    def __init__(self, output_format: str, follow: bool) -> None:
+        self.json = output_format == "json"
+        self.follow = follow
+        self.tty = progress_enabled() and not self.json
+        self._last_emit = 0.0
+        self._start: tuple[float, int] | None = None
+        self._line_open = False
+        self._last_state = ""
+
+    def progress(self, p: RelayProgress) -> None:
+        now = time.monotonic()
+        changed = p.state != self._last_state
+        self._last_state = p.state
+        if self.json:
+            # Every state change, and at most once a second while publishing.
+            if changed or now - self._last_emit >= 1.0:
+                self._last_emit = now
+                emit_json(p.as_dict())
+            return
+        if not self.tty:
+            return
+        if p.state != "publishing":
+            self._end_line()
+            return
+        if self._start is None:
+            self._start = (now, p.published)
+        if now - self._last_emit < 0.1 and p.lag:
+            return
+        self._last_emit = now
+        elapsed = max(now - self._start[0], 1e-6)
+        rate = (p.published - self._start[1]) / elapsed
+        done = p.position / p.head if p.head else 1.0
+        sys.stderr.write(
+            f"\rrelaying: position {p.position:,} of {p.head:,} ({done:.0%}), "
+            f"lag {p.lag:,}, {rate:,.0f} events/s   "
+        )
+        sys.stderr.flush()
+        self._line_open = True
+
+    def _end_line(self) -> None:
+        if self._line_open:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+            self._line_open = False
+            self._start = None
+
+    def close(self) -> None:
+        self._end_line()
+
+
+@contextmanager
+def _logging_to_stderr() -> Iterator[None]:
+    """The relay's state changes, one line each, on stderr (stdout is for results)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    loggers = [logging.getLogger("ledger.relay"), logging.getLogger("ledger.kafka")]
+    saved = [(lg, lg.level, lg.propagate) for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.setLevel(logging.INFO)
+        lg.propagate = False
+    try:
+        yield
+    finally:
+        for lg, level, propagate in saved:
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+            lg.propagate = propagate
+
+
+@contextmanager
+def _stop_on_signals(relay_: Relay) -> Iterator[None]:
+    """SIGTERM (docker stop) and the first Ctrl-C finish the batch in hand and exit 0;
+    a second Ctrl-C interrupts at once."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        relay_.stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+__all__ = ["relay"]

@@ -19,6 +19,8 @@ import pytest
 from ledger.application import LedgerApplication
 from ledger.config import DatabaseURL, parse_database_url
 
+pytest_plugins = ["tests.kafka_broker"]
+
 PG_URL = os.environ.get("LEDGER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 

@@ -13,12 +13,9 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 if TYPE_CHECKING:
-    # Only for annotations: importing it at run time, before pytest_plugins below,
-    # would stop pytest from rewriting its asserts.
+    # Only for annotations: importing it at run time, before conftest.py registers it
+    # as a plugin, would stop pytest from rewriting its asserts.
     from tests.kafka_broker import TansuBroker
-
-# Also here, not only in conftest.py: this module then runs on its own.
-pytest_plugins = ["tests.kafka_broker"]
 
 # Group joins wait about half the session timeout; the 45 s default would dominate.
 FAST_GROUP = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 2000}

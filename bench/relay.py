@@ -1,0 +1,264 @@
+"""Relay throughput and end-to-end latency against a real Kafka-protocol broker.
+
+    .venv/bin/python -m bench.relay [--events 100000] [--db URL] [--bootstrap HOST:PORT]
+
+1. Stores N generated events, then relays them (`Relay.run()`, the code path of
+   `ledger relay run`) to a fresh topic and, in the same run, produces the very same
+   keys, values and headers with a bare kafka-python producer configured alike
+   (acks=all, idempotent, same batching) to another fresh topic. Prints msgs/s for
+   both and the ratio (goal: 0.8 or better). Each side runs `--repeat` times,
+   alternating; the medians are compared.
+2. Follows: `ledger relay run --follow` (a separate process, as deployed) and a
+   consumer on its topic while another process appends events one at a time;
+   prints the append-to-consumer latency percentiles (goal: p99 under 200 ms).
+
+Without `--bootstrap` it starts a Tansu broker on loopback, as the tests do. Without
+`--db` it uses a scratch schema on the local PostgreSQL (`--store sqlite` for a temp
+SQLite file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import multiprocessing
+import os
+import statistics
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from multiprocessing.connection import Connection as Connection_
+from pathlib import Path
+from typing import Any
+
+from bench.common import DEFAULT_PG, generate_events, scratch_store, write_ndjson
+from consumers.kafka_config import KafkaSettings, ensure_topic
+from consumers.relay import Relay, RelayConfig, build_message, ensure_schema, relay_status
+from ledger.appending import Appender
+from ledger.application import LedgerApplication
+from ledger.config import parse_database_url
+from ledger.db import Connection
+from ledger.input import read_items
+from ledger.reading import iter_rows
+
+PARTITIONS = 6
+
+
+@contextmanager
+def broker(bootstrap: str | None) -> Iterator[str]:
+    if bootstrap:
+        yield bootstrap
+        return
+    from tests.kafka_broker import TansuBroker
+
+    with TansuBroker() as tansu:
+        yield tansu.bootstrap
+
+
+@contextmanager
+def database(url: str | None, store: str) -> Iterator[str]:
+    if url:
+        yield url
+        return
+    with scratch_store(store, DEFAULT_PG) as scratch:
+        yield scratch
+
+
+def store_events(url: str, count: int) -> float:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "events.ndjson"
+        write_ndjson(generate_events(count, customers=max(1, count // 50)), path)
+        app = LedgerApplication(parse_database_url(url))
+        appender = Appender(app, batch_size=1000)
+        started = time.perf_counter()
+        with path.open() as f:
+            report = appender.append(read_items(f))
+        elapsed = time.perf_counter() - started
+        appender.close()
+        app.close()
+    assert report.ok, report.rejected[:3]
+    return report.appended / elapsed
+
+
+def relay_once(url: str, settings: KafkaSettings, topic: str) -> tuple[int, float]:
+    relay = Relay(parse_database_url(url), settings, RelayConfig(topic=topic))
+    relay.check_kafka()  # connecting is not what we measure
+    started = time.perf_counter()
+    result = relay.run(follow=False)
+    return result.published, time.perf_counter() - started
+
+
+def bare_once(
+    settings: KafkaSettings, topic: str, messages: list[tuple[bytes, bytes, list[Any]]]
+) -> tuple[int, float]:
+    from kafka import KafkaProducer
+
+    ensure_topic(settings, topic, PARTITIONS)
+    producer = KafkaProducer(
+        **settings.client_kwargs(),
+        acks="all",
+        enable_idempotence=True,
+        max_in_flight_requests_per_connection=5,
+        linger_ms=RelayConfig.linger_ms,
+        batch_size=256 * 1024,
+        allow_auto_create_topics=False,
+    )
+    started = time.perf_counter()
+    futures = [producer.send(topic, value=v, key=k, headers=h) for k, v, h in messages]
+    producer.flush()
+    elapsed = time.perf_counter() - started
+    assert all(f.succeeded() for f in futures)
+    producer.close()
+    return len(messages), elapsed
+
+
+def throughput(url: str, settings: KafkaSettings, repeat: int) -> tuple[float, float]:
+    with Connection(parse_database_url(url)) as conn:
+        messages = [build_message(row) for row in iter_rows(conn)]
+    relay_rates: list[float] = []
+    bare_rates: list[float] = []
+    for i in range(repeat):
+        n, elapsed = bare_once(settings, f"bench.bare.{i}", messages)
+        bare_rates.append(n / elapsed)
+        n, elapsed = relay_once(url, settings, f"bench.relay.{i}")
+        assert n == len(messages), (n, len(messages))
+        relay_rates.append(n / elapsed)
+        print(
+            f"  run {i + 1}: relay {relay_rates[-1]:,.0f} msgs/s, "
+            f"bare producer {bare_rates[-1]:,.0f} msgs/s"
+        )
+    return statistics.median(relay_rates), statistics.median(bare_rates)
+
+
+def _append_paced(url: str, count: int, rate: float, out: Connection_) -> None:
+    """Child process: append `count` events one at a time at about `rate`/s and send
+    back when each append started (CLOCK_MONOTONIC is one clock for all processes)."""
+    from tests.factories import event, ndjson
+
+    app = LedgerApplication(parse_database_url(url))
+    appender = Appender(app)
+    customer = f"latency-{uuid.uuid4().hex[:6]}"
+    appender.append(
+        read_items(io.StringIO(ndjson([event("customer.created", customer, {"card": {}})])))
+    )
+    sent_at: dict[str, float] = {}
+    interval = 1.0 / rate
+    for i in range(count):
+        e = event("note.added", customer, {"note_id": f"lat-{i}", "text": "ping"})
+        started = time.monotonic()
+        sent_at[e["event_id"]] = started
+        report = appender.append(read_items(io.StringIO(ndjson([e]))))
+        assert report.appended == 1
+        pause = interval - (time.monotonic() - started)
+        if pause > 0:
+            time.sleep(pause)
+    appender.close()
+    app.close()
+    out.send(sent_at)
+
+
+def latency(url: str, settings: KafkaSettings, count: int, rate: float) -> list[float]:
+    """Append-to-consumer latencies in ms while `ledger relay run --follow` follows.
+
+    Writer, relay and consumer are separate processes, as deployed: in one process
+    the writer's CPU-bound validation would hold the GIL and slow the relay's
+    threads, which measures Python's scheduler rather than the relay."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from tests.cli_runner import LEDGER
+
+    topic = f"bench.latency.{uuid.uuid4().hex[:6]}"
+    ensure_topic(settings, topic, PARTITIONS)
+    env = {**os.environ, "LEDGER_DATABASE_URL": url, "LEDGER_KAFKA_BOOTSTRAP": settings.bootstrap}
+    relay = subprocess.Popen(
+        [LEDGER, "relay", "run", "--follow", "--topic", topic],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    received_at: dict[str, float] = {}
+    # Tansu holds a fetch for the whole fetch_max_wait_ms even when data arrives
+    # (Kafka answers at once), so the default 500 ms would dominate the figure.
+    consumer = KafkaConsumer(
+        **settings.client_kwargs(), auto_offset_reset="earliest", fetch_max_wait_ms=10
+    )
+    consumer.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
+    done = threading.Event()
+
+    def consume() -> None:
+        while not done.is_set():
+            for records in consumer.poll(timeout_ms=50).values():
+                now = time.monotonic()
+                for r in records:
+                    received_at[dict(r.headers)["event_id"].decode()] = now
+
+    reader = threading.Thread(target=consume, daemon=True)
+    reader.start()
+    try:
+        # The new topic starts from position 0: measure only once the backlog is through.
+        with Connection(parse_database_url(url)) as conn:
+            deadline = time.monotonic() + 600
+            while True:
+                ensure_schema(conn)
+                st = relay_status(conn, topic)
+                if st.position and st.lag == 0:
+                    break
+                assert relay.poll() is None, "the relay exited"
+                assert time.monotonic() < deadline, "the relay never caught up"
+                time.sleep(0.2)
+        parent, child = multiprocessing.Pipe()
+        writer = multiprocessing.Process(target=_append_paced, args=(url, count, rate, child))
+        writer.start()
+        sent_at: dict[str, float] = parent.recv()
+        writer.join()
+        deadline = time.monotonic() + 10
+        while not set(sent_at) <= set(received_at) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        done.set()
+        reader.join()
+        consumer.close()
+        relay.terminate()
+        relay.wait(15)
+    missing = set(sent_at) - set(received_at)
+    assert not missing, f"{len(missing)} events never reached the consumer"
+    return [(received_at[k] - sent_at[k]) * 1000 for k in sent_at]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--db", help="ledger database URL (default: a scratch store)")
+    parser.add_argument("--store", choices=["postgresql", "sqlite"], default="postgresql")
+    parser.add_argument("--bootstrap", help="Kafka bootstrap (default: start Tansu)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--latency-events", type=int, default=1000)
+    parser.add_argument("--latency-rate", type=float, default=200.0, help="appends per second")
+    args = parser.parse_args()
+
+    with broker(args.bootstrap) as bootstrap, database(args.db, args.store) as url:
+        settings = KafkaSettings(bootstrap=bootstrap)
+        shown = parse_database_url(url).display()
+        print(f"store {shown}, Kafka {bootstrap}")
+        append_rate = store_events(url, args.events)
+        print(f"stored {args.events:,} events ({append_rate:,.0f} events/s)")
+        relay_rate, bare_rate = throughput(url, settings, args.repeat)
+        print(f"relay:         {relay_rate:,.0f} msgs/s (median of {args.repeat})")
+        print(f"bare producer: {bare_rate:,.0f} msgs/s (median of {args.repeat})")
+        print(f"ratio:         {relay_rate / bare_rate:.2f} (goal >= 0.8)")
+        lat = sorted(latency(url, settings, args.latency_events, args.latency_rate))
+        q = statistics.quantiles(lat, n=100)
+        print(
+            f"follow latency, append to consumer, {len(lat)} events at "
+            f"{args.latency_rate:g}/s: p50 {q[49]:.1f} ms, p95 {q[94]:.1f} ms, "
+            f"p99 {q[98]:.1f} ms, max {lat[-1]:.1f} ms (goal p99 < 200 ms)"
+        )
+
+
+if __name__ == "__main__":
+    main()

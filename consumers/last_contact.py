@@ -1,0 +1,215 @@
+"""Example downstream service: each customer's last call, email, SMS and chat.
+
+    python -m consumers.last_contact --db postgresql://.../crm --group last-contact
+
+Keeps a `last_contact` table (PostgreSQL, or SQLite for a single node) with one row
+per customer: when they were last called, emailed, texted and chatted with, and
+which of those was the latest contact. Built on the subscriber kit
+(`consumers.subscriber`): consumer group, commit after success, de-duplication by
+event id, dead-letter topic, clean shutdown on SIGTERM.
+
+The upsert keeps the later timestamp, so applying an event twice or out of order
+changes nothing: the table is correct under at-least-once delivery even without
+the seen-store, which here only saves work.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from consumers.kafka_config import (
+    DEFAULT_DLQ_TOPIC,
+    DEFAULT_TOPIC,
+    TOPIC_ENV,
+    KafkaUnavailable,
+    kafka_options,
+    pop_kafka_options,
+)
+from consumers.seen_store import PostgresSeenStore
+from consumers.subscriber import Subscriber, SubscriberConfig
+from ledger.config import ConfigError, parse_database_url
+from ledger.db import Connection, DatabaseUnavailable
+from ledger.events import RecordedEvent
+
+TABLE = "last_contact"
+
+# Which events count as contacting the customer, and as what.
+CHANNELS: dict[str, str] = {
+    "call.logged": "call",
+    "email.sent": "email",
+    "sms.sent": "sms",
+    "chat.started": "chat",
+    "chat.message": "chat",
+}
+
+
+def ensure_schema(conn: Connection) -> None:
+    ts = "TEXT" if conn.kind == "sqlite" else "timestamptz"
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {TABLE} ("
+        "customer_id TEXT PRIMARY KEY, "
+        f"last_call_at {ts}, last_email_at {ts}, last_sms_at {ts}, last_chat_at {ts}, "
+        f"last_contact_at {ts} NOT NULL, last_contact_channel TEXT NOT NULL, "
+        f"last_event_id TEXT NOT NULL, updated_at {ts} NOT NULL)"
+    )
+
+
+class LastContact:
+    """The handler: one idempotent upsert per contact event, nothing for the rest."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        ensure_schema(conn)
+        if conn.kind == "sqlite":
+            # SQLite's scalar MAX() is NULL when either side is; timestamps are
+            # stored as UTC ISO strings, which sort like the instants they name.
+            later = "MAX(COALESCE({a}, {b}), COALESCE({b}, {a}))"
+        else:
+            later = "GREATEST({a}, {b})"  # ignores NULLs
+        newer = (
+            f"{TABLE}.last_contact_at IS NULL OR excluded.last_contact_at > {TABLE}.last_contact_at"
+        )
+        self._upserts = {
+            channel: (
+                f"INSERT INTO {TABLE} (customer_id, last_{channel}_at, last_contact_at, "
+                "last_contact_channel, last_event_id, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (customer_id) DO UPDATE SET "
+                f"last_{channel}_at = "
+                + later.format(a=f"{TABLE}.last_{channel}_at", b=f"excluded.last_{channel}_at")
+                + ", last_contact_channel = CASE WHEN "
+                f"{newer} THEN excluded.last_contact_channel ELSE {TABLE}.last_contact_channel END"
+                ", last_event_id = CASE WHEN "
+                f"{newer} THEN excluded.last_event_id ELSE {TABLE}.last_event_id END"
+                ", last_contact_at = "
+                + later.format(a=f"{TABLE}.last_contact_at", b="excluded.last_contact_at")
+                + ", updated_at = excluded.updated_at"
+            )
+            for channel in set(CHANNELS.values())
+        }
+
+    def __call__(self, event: RecordedEvent) -> None:
+        channel = CHANNELS.get(event.type)
+        if channel is None:
+            return
+        when = self._timestamp(event.occurred_at)
+        self.conn.execute(
+            self._upserts[channel],
+            (
+                event.customer_id,
+                when,
+                when,
+                channel,
+                str(event.event_id),
+                self._timestamp(datetime.now(UTC)),
+            ),
+        )
+
+    def _timestamp(self, value: datetime) -> Any:
+        value = value.astimezone(UTC)
+        return value.isoformat(timespec="microseconds") if self.conn.kind == "sqlite" else value
+
+
+def last_contact_of(conn: Connection, customer_id: str) -> dict[str, Any] | None:
+    """One customer's row, timestamps as ISO strings (for tests and callers)."""
+    row = conn.fetchone(
+        "SELECT last_call_at, last_email_at, last_sms_at, last_chat_at, last_contact_at, "
+        f"last_contact_channel, last_event_id FROM {TABLE} WHERE customer_id = ?",
+        (customer_id,),
+    )
+    if row is None:
+        return None
+
+    def iso(v: Any) -> str | None:
+        if v is None:
+            return None
+        if isinstance(v, str):
+            v = datetime.fromisoformat(v)
+        return str(v.astimezone(UTC).isoformat())
+
+    return {
+        "call": iso(row[0]),
+        "email": iso(row[1]),
+        "sms": iso(row[2]),
+        "chat": iso(row[3]),
+        "last_contact_at": iso(row[4]),
+        "channel": row[5],
+        "event_id": row[6],
+    }
+
+
+@click.command()
+@click.option(
+    "--db",
+    "db_url",
+    envvar="LAST_CONTACT_DATABASE_URL",
+    required=True,
+    metavar="URL",
+    help="This service's own database: postgresql://... or sqlite:///PATH "
+    "[env LAST_CONTACT_DATABASE_URL].",
+)
+@click.option("--group", default="last-contact", show_default=True, help="Kafka consumer group.")
+@click.option(
+    "--topic",
+    envvar=TOPIC_ENV,
+    default=DEFAULT_TOPIC,
+    show_default=True,
+    help="[env LEDGER_KAFKA_TOPIC]",
+)
+@click.option("--dead-letter-topic", default=DEFAULT_DLQ_TOPIC, show_default=True)
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(1, 100),
+    default=5,
+    show_default=True,
+    help="Handler tries per event before it is dead-lettered.",
+)
+@click.option("--session-timeout-ms", type=click.IntRange(6000), default=10_000, show_default=True)
+@kafka_options
+def main(
+    db_url: str,
+    group: str,
+    topic: str,
+    dead_letter_topic: str,
+    max_attempts: int,
+    session_timeout_ms: int,
+    **kafka: Any,
+) -> None:
+    """Keep each customer's last call, email, SMS and chat in a `last_contact` table."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    # kafka-python's own INFO lines are connection chatter; ours say what matters.
+    logging.getLogger("kafka").setLevel(logging.ERROR)
+    try:
+        settings = pop_kafka_options(kafka)
+        conn = Connection(parse_database_url(db_url))
+    except (ConfigError, DatabaseUnavailable) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2 if isinstance(exc, ConfigError) else 3)
+    try:
+        subscriber = Subscriber(
+            LastContact(conn),
+            settings,
+            SubscriberConfig(
+                group_id=group,
+                topic=topic,
+                dead_letter_topic=dead_letter_topic,
+                max_attempts=max_attempts,
+                session_timeout_ms=session_timeout_ms,
+                heartbeat_interval_ms=max(1000, session_timeout_ms // 3),
+            ),
+            seen=PostgresSeenStore(conn),
+        )
+        subscriber.run()
+    except KafkaUnavailable as exc:
+        click.echo(f"error: {exc}; check --bootstrap and the SASL/SSL options", err=True)
+        sys.exit(3)
+    finally:
+        conn.close()
+
+
+if __name__ == "__main__":
+    main()
