@@ -15,6 +15,8 @@ customer stream version, event id or claimed subject) is retried.
 from __future__ import annotations
 
 import json
+import random
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -42,7 +44,7 @@ from ledger.stores.base import WriteSession
 from ledger.stores.rows import EVENTS_TABLE
 
 DEFAULT_BATCH_SIZE = 1000
-CONFLICT_RETRIES = 10
+OPTIMISTIC_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -124,10 +126,7 @@ class Appender:
                     self._append_batch(batch, report, session if report.ok else None)
                 if not report.ok:
                     raise _Abort
-            # Snapshots are a cache outside the events' transaction: taken only once
-            # the events they summarise are committed.
-            for customer_id, previous in self._snapshot_after_commit.items():
-                self.app.snapshot_if_due(self._customers[customer_id], previous)
+            self._take_due_snapshots()
         except _Abort:
             report.stored = False
             report.appended = 0
@@ -139,18 +138,33 @@ class Appender:
         return report
 
     def _append_committing(self, batch: list[InputItem], report: AppendReport) -> None:
-        for attempt in range(CONFLICT_RETRIES):
-            snapshot = (report.appended, report.duplicates, len(report.rejected))
+        before = (report.appended, report.duplicates, len(report.rejected))
+        for attempt in range(OPTIMISTIC_ATTEMPTS):
             try:
                 self._append_batch(batch, report, None, commit=True)
                 return
             except IntegrityError:
                 # Another writer got there first; forget what we believed and redo.
-                report.appended, report.duplicates = snapshot[0], snapshot[1]
-                del report.rejected[snapshot[2] :]
-                self._forget_written()
-                if attempt == CONFLICT_RETRIES - 1:
-                    raise
+                self._undo(report, before)
+                time.sleep(random.uniform(0, 0.01 * 2**attempt))
+        # Still losing the race: decide under the write lock, where nobody else
+        # can write, so this attempt cannot conflict.
+        with self.app.ledger_recorder.write_session() as session:
+            self._forget_written()
+            self._append_batch(batch, report, session)
+        self._take_due_snapshots()
+
+    def _undo(self, report: AppendReport, before: tuple[int, int, int]) -> None:
+        report.appended, report.duplicates = before[0], before[1]
+        del report.rejected[before[2] :]
+        self._forget_written()
+
+    def _take_due_snapshots(self) -> None:
+        # Snapshots are a cache outside the events' transaction: taken only once
+        # the events they summarise are committed.
+        for customer_id, previous in self._snapshot_after_commit.items():
+            self.app.snapshot_if_due(self._customers[customer_id], previous)
+        self._snapshot_after_commit.clear()
 
     def _append_batch(
         self,

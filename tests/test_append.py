@@ -301,9 +301,12 @@ def test_large_input_is_saved_in_batches_in_order(app: LedgerApplication) -> Non
     assert versions == list(range(1, 42))
 
 
+@pytest.mark.parametrize("optimistic_attempts", [5, 0])
 def test_stale_writer_conflicts_and_retries_without_corrupting_the_stream(
-    app: LedgerApplication,
+    app: LedgerApplication, optimistic_attempts: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # With 0 optimistic attempts the batch goes straight to the locked fallback.
+    monkeypatch.setattr("ledger.appending.OPTIMISTIC_ATTEMPTS", optimistic_attempts)
     first, second = Appender(app), Appender(app)
     note = lambda n: event("note.added", "c1", {"note_id": n, "text": "x"})  # noqa: E731
     assert first.append(read_items(io.StringIO(ndjson([created()])))).ok  # caches c1 at v1
