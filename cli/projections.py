@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from types import FrameType
 
 import click
 
@@ -23,6 +21,7 @@ from cli.progress import Mode, ReplayProgress
 from cli.readmodels import choose, echo_err, prepare_store, projection_errors
 from cli.tables import Column, echo_table
 from ledger.reading import head_position
+from ledger.signals import stop_on_signals
 from projections import rebuild as replay
 from projections.runner import (
     DEFAULT_BATCH_SIZE,
@@ -43,16 +42,8 @@ def projections() -> None:
 def _stop_on_signals() -> Iterator[threading.Event]:
     """SIGTERM and Ctrl-C finish the batch in hand, then stop cleanly."""
     stop = threading.Event()
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
+    with stop_on_signals(stop.set):
         yield stop
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 @projections.command()

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from types import FrameType
 from typing import Any
 
 import click
@@ -38,6 +36,7 @@ from consumers.relay import (
     try_relay_lock,
 )
 from ledger.config import auto_migrate
+from ledger.signals import stop_on_signals
 
 TOPIC_OPTION = click.option(
     "--topic",
@@ -147,7 +146,7 @@ def run(
         config.poll_interval_s = config.sqlite_poll_interval_s = poll_interval
     reporter = _Reporter(output_format, follow)
     relay_ = Relay(ctx.url, settings, config, on_progress=reporter.progress)
-    with _logging_to_stderr(), _stop_on_signals(relay_):
+    with _logging_to_stderr(), stop_on_signals(relay_.stop):
         try:
             relay_.check_kafka()
             result = relay_.run(follow=follow)
@@ -319,23 +318,6 @@ def _logging_to_stderr() -> Iterator[None]:
             lg.removeHandler(handler)
             lg.setLevel(level)
             lg.propagate = propagate
-
-
-@contextmanager
-def _stop_on_signals(relay_: Relay) -> Iterator[None]:
-    """SIGTERM (docker stop) and the first Ctrl-C finish the batch in hand and exit 0;
-    a second Ctrl-C interrupts at once."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        relay_.stop()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 __all__ = ["relay"]

@@ -26,13 +26,10 @@ What the base does around the handler:
 from __future__ import annotations
 
 import logging
-import signal
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import FrameType
 from typing import Any, Protocol
 
 from kafka import ConsumerRebalanceListener
@@ -47,6 +44,7 @@ from consumers.kafka_config import (
 )
 from consumers.seen_store import SeenStore
 from ledger.events import ContractError, RecordedEvent, parse_recorded_json
+from ledger.signals import stop_on_signals
 
 log = logging.getLogger("ledger.subscriber")
 
@@ -170,7 +168,7 @@ class Subscriber:
                 self.config.dead_letter_topic,
                 self.config.max_attempts,
             )
-            with _stop_on_signals(self, handle_signals):
+            with stop_on_signals(self.stop) if handle_signals else nullcontext():
                 while not self._stop.is_set():
                     self._poll_once(consumer)
         finally:
@@ -371,26 +369,6 @@ class Subscriber:
                 producer.close(timeout=5)
             except Exception:  # a broken producer may fail to close; it is discarded anyway
                 pass
-
-
-@contextmanager
-def _stop_on_signals(subscriber: Subscriber, enabled: bool) -> Iterator[None]:
-    """SIGTERM and the first SIGINT stop after the event in hand; a second SIGINT
-    interrupts at once. Only the main thread can own signal handlers."""
-    if not enabled or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        subscriber.stop()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 __all__ = [
