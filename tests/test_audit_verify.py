@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import uuid
@@ -10,13 +11,33 @@ from typing import Any
 import pytest
 
 from ledger.application import LedgerApplication
-from ledger.audit.verify import Anchor, link, verify_chain
-from ledger.chain import GENESIS_HASH, chain_hash
+from ledger.audit.verify import Anchor, verify_chain
+from ledger.chain import GENESIS_HASH, chain_hash, chain_link
 from ledger.db import Connection
 from tests.audit_support import append, notes, owner, run
 
 
-def test_fast_link_is_the_recorders_chain_hash() -> None:
+def _reference_link(previous: str, *args: Any) -> str:
+    """The chain's definition (docs/tamper-evidence.md), written out plainly and
+    independently of ledger.chain, so a change to the hashed layout fails here."""
+    position, oid, version, topic, state, event_id, customer_id, subject = args
+    h = hashlib.sha256(bytes.fromhex(previous))
+    h.update(position.to_bytes(8, "big", signed=True))
+    for text in (
+        oid.hex if isinstance(oid, uuid.UUID) else oid,
+        topic,
+        event_id or "",
+        customer_id or "",
+        subject or "",
+    ):
+        raw = text.encode()
+        h.update(len(raw).to_bytes(4, "big") + raw)
+    h.update(version.to_bytes(8, "big", signed=True))
+    h.update(len(state).to_bytes(8, "big") + state)
+    return h.hexdigest()
+
+
+def test_chain_links_match_the_documented_definition() -> None:
     rng = random.Random(3)
     previous = GENESIS_HASH
     for i in range(300):
@@ -30,8 +51,9 @@ def test_fast_link_is_the_recorders_chain_hash() -> None:
             rng.choice([None, "", "c-1", "клиент-7"]),
             rng.choice([None, "order:o-1", "task:t/é"]),
         )
-        expected = chain_hash(previous, *args)
-        assert link(bytes.fromhex(previous), *args).hex() == expected
+        expected = _reference_link(previous, *args)
+        assert chain_hash(previous, *args) == expected
+        assert chain_link(bytes.fromhex(previous), *args).hex() == expected
         previous = expected
 
 

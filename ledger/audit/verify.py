@@ -15,16 +15,13 @@ outside the database) catches those. See docs/tamper-evidence.md.
 
 from __future__ import annotations
 
-import hashlib
 import re
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from uuid import UUID
 
 from ledger.audit.common import MAX_POSITION, AuditError, fetch_page
-from ledger.chain import GENESIS_HASH
+from ledger.chain import GENESIS_HASH, chain_link
 from ledger.db import Connection
 from ledger.events import PAYLOADS
 from ledger.reading import head_position
@@ -46,11 +43,6 @@ _SELECT = (
     f"FROM {EVENTS_TABLE} "
     "WHERE notification_id > ? AND notification_id <= ? ORDER BY notification_id LIMIT ?"
 )
-
-_pack_i64 = struct.Struct(">q").pack
-_pack_u32 = struct.Struct(">I").pack
-_pack_u64 = struct.Struct(">Q").pack
-_sha256 = hashlib.sha256
 
 
 @dataclass(frozen=True)
@@ -125,50 +117,6 @@ class VerifyReport:
     @property
     def intact(self) -> bool:
         return self.broken is None
-
-
-def link(
-    previous: bytes,
-    position: int,
-    originator_id: UUID | str,
-    originator_version: int,
-    topic: str,
-    state: bytes,
-    event_id: str | None,
-    customer_id: str | None,
-    subject: str | None,
-) -> bytes:
-    """`ledger.chain.chain_hash` as a raw digest, built in one buffer.
-
-    Byte-for-byte the same input as `chain_hash` (a test holds them together);
-    hashing one joined buffer instead of a dozen `update()` calls is what keeps
-    verification well above 100,000 rows/s."""
-    oid = (originator_id.hex if isinstance(originator_id, UUID) else originator_id).encode()
-    tp = topic.encode()
-    eid = (event_id or "").encode()
-    cid = (customer_id or "").encode()
-    sub = (subject or "").encode()
-    return _sha256(
-        b"".join(
-            (
-                previous,
-                _pack_i64(position),
-                _pack_u32(len(oid)),
-                oid,
-                _pack_u32(len(tp)),
-                tp,
-                _pack_u32(len(eid)),
-                eid,
-                _pack_u32(len(cid)),
-                cid,
-                _pack_u32(len(sub)),
-                sub,
-                _pack_i64(originator_version),
-                _pack_u64(len(state)),
-                state,
-            )
-        )
-    ).digest()
 
 
 def _gap_reason(previous: int, position: int) -> str:
@@ -267,7 +215,7 @@ def verify_chain(
             if first is None:
                 first = position
             try:
-                digest = link(
+                digest = chain_link(
                     previous,
                     position,
                     oid,
