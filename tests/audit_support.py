@@ -3,7 +3,6 @@ real CLI, and tampering with the events table the way a database owner could."""
 
 from __future__ import annotations
 
-import io
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,26 +12,13 @@ import psycopg
 from click.testing import CliRunner, Result
 
 from cli.main import ledger
-from ledger.appending import Appender, AppendReport
-from ledger.application import LedgerApplication
 from ledger.chain import chain_hash
 from ledger.config import parse_database_url
-from ledger.input import read_items
-from tests.factories import event, ndjson
+from tests.factories import event
 
 MARIA = {"kind": "user", "id": "u-1", "name": "Maria"}
 IVAN = {"kind": "user", "id": "u-2", "name": "Ivan"}
 MAILER = {"kind": "integration", "id": "mail-gw"}
-
-
-def append(app: LedgerApplication, events: list[dict[str, Any]]) -> AppendReport:
-    appender = Appender(app)
-    try:
-        report = appender.append(read_items(io.StringIO(ndjson(events))))
-    finally:
-        appender.close()
-    assert report.ok, report.rejected
-    return report
 
 
 def run(url: str, *args: str) -> Result:

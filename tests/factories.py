@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
 from typing import Any
+
+from ledger.appending import DEFAULT_BATCH_SIZE, Appender, AppendReport
+from ledger.application import LedgerApplication
+from ledger.config import parse_database_url
+from ledger.input import read_items
+from ledger.rights import ALLOW_ALL, RightsPolicy
 
 
 def event(
@@ -32,3 +39,34 @@ def event(
 
 def ndjson(events: list[dict[str, Any]]) -> str:
     return "\n".join(json.dumps(e) for e in events) + "\n"
+
+
+def append_events(
+    app: LedgerApplication,
+    events: list[dict[str, Any]],
+    *,
+    policy: RightsPolicy = ALLOW_ALL,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    skip_invalid: bool = False,
+) -> AppendReport:
+    """Append through the same service `ledger append` uses, as NDJSON."""
+    appender = Appender(app, policy, batch_size=batch_size)
+    try:
+        return appender.append(read_items(io.StringIO(ndjson(events))), skip_invalid=skip_invalid)
+    finally:
+        appender.close()
+
+
+def append_ok(app: LedgerApplication, events: list[dict[str, Any]], **kw: Any) -> AppendReport:
+    """`append_events` for set-up: every event must be accepted."""
+    report = append_events(app, events, **kw)
+    assert report.ok, report.rejected[:3]
+    return report
+
+
+def append_to_url(url: str, events: list[dict[str, Any]], **kw: Any) -> AppendReport:
+    app = LedgerApplication(parse_database_url(url))
+    try:
+        return append_ok(app, events, **kw)
+    finally:
+        app.close()

@@ -3,38 +3,16 @@ and comparing read models table by table."""
 
 from __future__ import annotations
 
-import io
 import random
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from ledger.appending import Appender, AppendReport
-from ledger.application import LedgerApplication
 from ledger.config import parse_database_url
 from ledger.db import Connection
-from ledger.input import read_items
 from projections.registry import PROJECTIONS
-from tests.factories import event, ndjson
+from tests.factories import event
 
 _ZONES = (UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5)))
-
-
-def append(app: LedgerApplication, events: list[dict[str, Any]]) -> AppendReport:
-    appender = Appender(app)
-    try:
-        report = appender.append(read_items(io.StringIO(ndjson(events))))
-    finally:
-        appender.close()
-    assert report.ok, report.rejected[:3]
-    return report
-
-
-def append_url(url: str, events: list[dict[str, Any]]) -> AppendReport:
-    app = LedgerApplication(parse_database_url(url))
-    try:
-        return append(app, events)
-    finally:
-        app.close()
 
 
 class _Customer:

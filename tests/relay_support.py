@@ -3,7 +3,6 @@ the delivery checks (every event at least once, each customer's events in order)
 
 from __future__ import annotations
 
-import io
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -12,13 +11,10 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
-from ledger.appending import Appender, AppendReport
-from ledger.application import LedgerApplication
 from ledger.config import parse_database_url
 from ledger.db import Connection
-from ledger.input import read_items
 from ledger.reading import iter_rows
-from tests.factories import event, ndjson
+from tests.factories import event
 
 TOPIC = "ledger.events"
 
@@ -45,18 +41,6 @@ def history(customers: list[str], per_customer: int, start: int = 0) -> list[dic
             else:
                 events.append(event("chat.started", c, {"dialog_id": sid, "channel": "website"}))
     return events
-
-
-def append(url: str, events: list[dict[str, Any]], batch_size: int = 1000) -> AppendReport:
-    app = LedgerApplication(parse_database_url(url))
-    appender = Appender(app, batch_size=batch_size)
-    try:
-        report = appender.append(read_items(io.StringIO(ndjson(events))))
-    finally:
-        appender.close()
-        app.close()
-    assert report.ok, report.rejected[:3]
-    return report
 
 
 def stored_positions(url: str) -> dict[int, str]:

@@ -15,18 +15,8 @@ from ledger.db import Connection
 from ledger.input import read_items
 from ledger.reading import head_position, read_events
 from ledger.rights import load_policy
+from tests.factories import append_events as append
 from tests.factories import event, ndjson
-
-
-def append(app: LedgerApplication, events: list[dict[str, Any]], **kw: Any) -> AppendReport:
-    policy = kw.pop("policy", None)
-    appender = (
-        Appender(app, policy) if policy else Appender(app, batch_size=kw.pop("batch_size", 1000))
-    )
-    try:
-        return appender.append(read_items(io.StringIO(ndjson(events))), **kw)
-    finally:
-        appender.close()
 
 
 def stored(app: LedgerApplication) -> list[Any]:

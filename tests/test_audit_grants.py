@@ -11,8 +11,9 @@ import pytest
 
 from ledger.application import LedgerApplication
 from ledger.config import parse_database_url
-from tests.audit_support import append, customer_story, run
+from tests.audit_support import customer_story, run
 from tests.conftest import _pg_admin
+from tests.factories import append_ok as append
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ import pytest
 from ledger.application import LedgerApplication
 from ledger.audit.history import HistoryFilter, Selector, history_statement, iter_history
 from ledger.db import Connection
-from tests.audit_support import append, customer_story, notes, owner, run
+from tests.audit_support import customer_story, notes, owner, run
+from tests.factories import append_ok as append
 
 
 @pytest.fixture

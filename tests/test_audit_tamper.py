@@ -13,7 +13,8 @@ from click.testing import Result
 
 from ledger.application import LedgerApplication
 from ledger.chain import chain_hash
-from tests.audit_support import Owner, append, notes, owner, run
+from tests.audit_support import Owner, notes, owner, run
+from tests.factories import append_ok as append
 
 EVENTS = 12  # c-1: created + 7 notes (positions 1-8), c-2: created + 3 notes (9-12)
 

@@ -14,7 +14,8 @@ from ledger.application import LedgerApplication
 from ledger.audit.verify import Anchor, verify_chain
 from ledger.chain import GENESIS_HASH, chain_hash, chain_link
 from ledger.db import Connection
-from tests.audit_support import append, notes, owner, run
+from tests.audit_support import notes, owner, run
+from tests.factories import append_ok as append
 
 
 def _reference_link(previous: str, *args: Any) -> str:

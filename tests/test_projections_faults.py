@@ -20,8 +20,9 @@ from projections.schema import ensure_schema
 from projections.tables import existing_tables
 from tests.cli_runner import LEDGER, run_ledger
 from tests.conftest import PG_URL
+from tests.factories import append_to_url as append_url
 from tests.factories import event
-from tests.projection_support import append_url, dump, history, positions
+from tests.projection_support import dump, history, positions
 from tests.test_projections_runner import Follower, ledger_cli
 
 

@@ -16,8 +16,9 @@ from projections.registry import PROJECTIONS, get
 from projections.runner import Runner, Target, catch_up_live
 from projections.tabs import TabRequest, read_tab
 from projections.timeline import BadCursor, TimelineQuery
+from tests.factories import append_ok as append
 from tests.factories import event
-from tests.projection_support import append, dump, history
+from tests.projection_support import dump, history
 from tests.projection_support import positions as tracked_positions
 
 MARIA = {"kind": "user", "id": "u-1", "name": "Maria"}

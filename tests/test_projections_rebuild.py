@@ -14,7 +14,8 @@ from ledger.db import Connection
 from projections.registry import PROJECTIONS
 from projections.schema import ensure_schema
 from tests.cli_runner import run_ledger
-from tests.projection_support import append_url, dump, history, positions
+from tests.factories import append_to_url as append_url
+from tests.projection_support import dump, history, positions
 from tests.test_projections_runner import Follower, _wait_until_caught_up, _writer, ledger_cli
 
 

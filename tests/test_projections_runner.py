@@ -25,8 +25,10 @@ from projections.registry import PROJECTIONS
 from projections.runner import Runner, Target
 from projections.schema import ensure_schema
 from tests.cli_runner import LEDGER, run_ledger
+from tests.factories import append_ok as append
+from tests.factories import append_to_url as append_url
 from tests.factories import event
-from tests.projection_support import append, append_url, dump, history, positions
+from tests.projection_support import dump, history, positions
 
 
 def ledger_cli(*args: str, db: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -31,10 +31,10 @@ from ledger.events import RecordedEvent, parse_recorded_json
 from ledger.input import read_items
 from ledger.reading import StoredRow, iter_rows
 from tests.cli_runner import run_ledger
+from tests.factories import append_to_url as append
 from tests.factories import ndjson
 from tests.relay_support import (
     TOPIC,
-    append,
     assert_delivered_in_order,
     history,
     position_of,

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.cli_runner import run_ledger
+from tests.factories import append_to_url as append
 from tests.kafka_broker import TansuBroker
-from tests.relay_support import append, history, stored_positions, topic_reader
+from tests.relay_support import history, stored_positions, topic_reader
 
 if TYPE_CHECKING:
     from subprocess import CompletedProcess

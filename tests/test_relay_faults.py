@@ -16,9 +16,9 @@ from consumers.relay import ensure_schema, relay_status
 from ledger.config import parse_database_url
 from ledger.db import Connection
 from tests.cli_runner import LEDGER
+from tests.factories import append_to_url as append
 from tests.relay_support import (
     TOPIC,
-    append,
     assert_delivered_in_order,
     history,
     position_of,

@@ -3,33 +3,18 @@ corrupt a stream nor let a tailing reader miss an event."""
 
 from __future__ import annotations
 
-import io
 import multiprocessing
 import sqlite3
 import time
-from typing import Any
 
 import psycopg
 import pytest
 
-from ledger.appending import Appender
 from ledger.application import LedgerApplication
 from ledger.config import parse_database_url
 from ledger.db import Connection
-from ledger.input import read_items
 from ledger.reading import read_rows
-from tests.factories import event, ndjson
-
-
-def _append(
-    url: str, events: list[dict[str, Any]], skip_invalid: bool, batch_size: int = 1000
-) -> None:
-    app = LedgerApplication(parse_database_url(url))
-    appender = Appender(app, batch_size=batch_size)
-    report = appender.append(read_items(io.StringIO(ndjson(events))), skip_invalid=skip_invalid)
-    appender.close()
-    app.close()
-    assert report.ok, report.rejected[:3]
+from tests.factories import append_to_url, event
 
 
 def _writer(url: str, customer: str, count: int, skip_invalid: bool, create: bool) -> None:
@@ -40,7 +25,7 @@ def _writer(url: str, customer: str, count: int, skip_invalid: bool, create: boo
     ]
     # Small batches so writers interleave many times.
     for start in range(0, len(events), 25):
-        _append(url, events[start : start + 25], skip_invalid, batch_size=25)
+        append_to_url(url, events[start : start + 25], skip_invalid=skip_invalid, batch_size=25)
 
 
 @pytest.mark.parametrize(
@@ -52,7 +37,7 @@ def _writer(url: str, customer: str, count: int, skip_invalid: bool, create: boo
     ],
 )
 def test_update_and_delete_are_refused_by_the_database(store_url: str, statement: str) -> None:
-    _append(store_url, [event("customer.created", "c1", {"card": {}})], skip_invalid=False)
+    append_to_url(store_url, [event("customer.created", "c1", {"card": {}})])
     with Connection(parse_database_url(store_url)) as conn:
         with pytest.raises((sqlite3.DatabaseError, psycopg.Error), match="immutable"):
             conn.execute(statement)
@@ -63,7 +48,7 @@ def test_update_and_delete_are_refused_by_the_database(store_url: str, statement
 
 
 def test_truncate_is_refused_on_postgres(pg_url: str) -> None:
-    _append(pg_url, [event("customer.created", "c1", {"card": {}})], skip_invalid=False)
+    append_to_url(pg_url, [event("customer.created", "c1", {"card": {}})])
     with Connection(parse_database_url(pg_url)) as conn:
         with pytest.raises(psycopg.Error, match="immutable: TRUNCATE refused"):
             conn.execute("TRUNCATE ledger_events")
@@ -74,7 +59,7 @@ def test_truncate_is_refused_on_postgres(pg_url: str) -> None:
 def test_concurrent_writers_to_one_customer_get_a_retried_conflict(
     store_url: str, skip_invalid: bool
 ) -> None:
-    _append(store_url, [event("customer.created", "busy", {"card": {}})], skip_invalid=False)
+    append_to_url(store_url, [event("customer.created", "busy", {"card": {}})])
     ctx = multiprocessing.get_context("spawn")
     procs = [
         ctx.Process(target=_writer, args=(store_url, "busy", 100, skip_invalid, False))

@@ -28,8 +28,9 @@ from ledger.config import parse_database_url
 from ledger.db import Connection
 from ledger.events import RecordedEvent
 from ledger.reading import iter_rows
+from tests.factories import append_to_url as append
 from tests.factories import event
-from tests.relay_support import TOPIC, append, history, stored_positions, topic_reader
+from tests.relay_support import TOPIC, history, stored_positions, topic_reader
 
 if TYPE_CHECKING:
     from tests.kafka_broker import TansuBroker
