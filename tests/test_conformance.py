@@ -91,9 +91,6 @@ class TestSQLiteApplicationRecorder(_SQLiteFile, ApplicationRecorderTestCase[Any
         recorder.create_table()
         return recorder
 
-    def test_concurrent_throughput(self) -> None:
-        """Skipped: a throughput measurement, not a behaviour (see bench/append.py)."""
-
 
 class TestSQLiteNonInterleaving(_SQLiteFile, NonInterleavingNotificationIDsBaseCase):
     def create_recorder(self) -> ApplicationRecorder:
@@ -107,9 +104,6 @@ class TestPostgresApplicationRecorder(_PostgresSchema, ApplicationRecorderTestCa
         recorder = LedgerPostgresApplicationRecorder(self.datastore())
         recorder.create_table()
         return recorder
-
-    def test_concurrent_throughput(self) -> None:
-        """Skipped: a throughput measurement, not a behaviour (see bench/append.py)."""
 
 
 class TestPostgresNonInterleaving(_PostgresSchema, NonInterleavingNotificationIDsBaseCase):
