@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 
 import click
+import psycopg
+from eventsourcing.persistence import PersistenceError
 
 from cli.append import append
 from cli.audit import audit
@@ -80,8 +83,36 @@ def main() -> None:
     except Exception as exc:
         if debug:
             raise
-        click.echo(f"error: {type(exc).__name__}: {exc} (run with --debug for details)", err=True)
+        if _is_missing_table(exc):
+            click.echo(
+                f"error: {_first_line(exc)}: the ledger's tables are missing; run `ledger db "
+                "migrate` (LEDGER_AUTO_MIGRATE=0 stops commands from creating them)",
+                err=True,
+            )
+            sys.exit(EXIT_USAGE)
+        click.echo(
+            f"error: {type(exc).__name__}: {_first_line(exc)} (run with --debug for details)",
+            err=True,
+        )
         sys.exit(1)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip() or type(exc).__name__).splitlines()[0]
+
+
+def _is_missing_table(exc: BaseException) -> bool:
+    """A table that `ledger db migrate` would have created, on either store."""
+    for e in (exc, exc.__cause__):
+        if isinstance(e, psycopg.errors.UndefinedTable):
+            return True
+        if isinstance(e, sqlite3.OperationalError) and "no such table" in str(e):
+            return True
+        if isinstance(e, PersistenceError) and (
+            ("does not exist" in str(e) and "relation" in str(e)) or "no such table" in str(e)
+        ):
+            return True
+    return False
 
 
 __all__ = ["CliError", "ledger", "main"]

@@ -123,3 +123,17 @@ def test_demo_is_idempotent_and_previews_a_customer(tmp_path: Path) -> None:
     body = json.loads(second.stdout)
     assert (body["appended"], body["duplicates"]) == (0, 484)
     assert len(body["items"]) == 15 and body["customer_id"] == "cust-1001"
+
+
+def test_workers_without_auto_migrate_ask_for_db_migrate(store_url: str) -> None:
+    no_auto = {"LEDGER_AUTO_MIGRATE": "0"}
+    created = ndjson([event("customer.created", "c1", {"card": {}})])
+    result = run_ledger("append", db=store_url, stdin=created, env=no_auto)
+    assert result.returncode == 2
+    assert "the ledger's tables are missing; run `ledger db migrate`" in result.stderr
+    assert "Traceback" not in result.stderr
+    migrated = run_ledger("db", "migrate", db=store_url, env=no_auto)
+    assert migrated.returncode == 0 and "schema up to date" in migrated.stdout
+    assert run_ledger("append", db=store_url, stdin=created, env=no_auto).returncode == 0
+    status = run_ledger("relay", "status", "--format", "json", db=store_url, env=no_auto)
+    assert status.returncode == 0, status.stderr
