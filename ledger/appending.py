@@ -9,7 +9,8 @@ from the start: batches are inserted as they are validated; at the first
 rejection inserting stops, validation goes on so every rejection is reported,
 and the transaction rolls back. With `skip_invalid` each batch commits on its
 own; validation runs outside the lock and a concurrent writer's conflict (same
-customer stream version, event id or claimed subject) is retried.
+customer stream version, event id or claimed subject) is retried, a few times
+optimistically, then under the lock.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -94,12 +95,10 @@ class Appender:
         app: LedgerApplication,
         policy: RightsPolicy = ALLOW_ALL,
         batch_size: int = DEFAULT_BATCH_SIZE,
-        progress: Callable[[int], None] | None = None,
     ) -> None:
         self.app = app
         self.policy = policy
         self.batch_size = batch_size
-        self.progress = progress
         self._db = Connection(app.url)
         self._customers: dict[str, Customer] = {}
         self._seen_event_ids: set[str] = set()
@@ -197,8 +196,6 @@ class Appender:
         else:
             for customer in decided.touched:
                 customer.collect_events()
-        if self.progress:
-            self.progress(len(batch))
 
     def _forget_written(self) -> None:
         self._snapshot_after_commit.clear()
