@@ -68,15 +68,13 @@ _LOCK_CLASS = 7243002
 
 def ensure_schema(conn: Connection) -> None:
     """Create the relay's tracking table if missing (idempotent, safe concurrently)."""
-    if conn.kind == "sqlite":
-        conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {TRACKING_TABLE} ("
-            "name TEXT PRIMARY KEY, position INTEGER NOT NULL, updated_at TEXT NOT NULL)"
-        )
-        return
-    with conn.transaction():
-        # Concurrent CREATE TABLE IF NOT EXISTS can still fail on PostgreSQL.
-        conn.execute("SELECT pg_advisory_xact_lock(?)", (_LOCK_CLASS,))
+    with conn.schema_transaction():
+        if conn.kind == "sqlite":
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {TRACKING_TABLE} ("
+                "name TEXT PRIMARY KEY, position INTEGER NOT NULL, updated_at TEXT NOT NULL)"
+            )
+            return
         conn.execute(
             f"CREATE TABLE IF NOT EXISTS {TRACKING_TABLE} ("
             "name text PRIMARY KEY, position bigint NOT NULL, "

@@ -21,7 +21,6 @@ from ledger.config import DatabaseURL, parse_database_url
 from ledger.db import Connection
 
 SEEN_TABLE = "subscriber_seen"
-_DDL_LOCK = 7243003
 
 
 class SeenStore(Protocol):
@@ -105,25 +104,11 @@ class PostgresSeenStore:
 
 
 def ensure_seen_schema(conn: Connection) -> None:
-    if conn.kind == "sqlite":
+    seen_at = "TEXT NOT NULL" if conn.kind == "sqlite" else "timestamptz NOT NULL DEFAULT now()"
+    with conn.schema_transaction():
         conn.execute(
             f"CREATE TABLE IF NOT EXISTS {SEEN_TABLE} (consumer_group TEXT NOT NULL, "
-            "event_id TEXT NOT NULL, seen_at TEXT NOT NULL, "
-            "PRIMARY KEY (consumer_group, event_id))"
-        )
-        conn.execute(
-            f"CREATE INDEX IF NOT EXISTS {SEEN_TABLE}_seen_at ON {SEEN_TABLE} "
-            "(consumer_group, seen_at)"
-        )
-        return
-    with conn.transaction():
-        # Several instances of a group start at once; concurrent CREATE TABLE IF NOT
-        # EXISTS can still fail on PostgreSQL.
-        conn.execute("SELECT pg_advisory_xact_lock(?)", (_DDL_LOCK,))
-        conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {SEEN_TABLE} (consumer_group text NOT NULL, "
-            "event_id text NOT NULL, seen_at timestamptz NOT NULL DEFAULT now(), "
-            "PRIMARY KEY (consumer_group, event_id))"
+            f"event_id TEXT NOT NULL, seen_at {seen_at}, PRIMARY KEY (consumer_group, event_id))"
         )
         # For prune().
         conn.execute(

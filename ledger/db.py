@@ -13,6 +13,11 @@ import psycopg
 
 from ledger.config import DatabaseURL
 
+# Every process that creates tables (the recorders, read models, relay, audit views,
+# subscribers) takes this PostgreSQL advisory lock first: concurrent
+# CREATE ... IF NOT EXISTS can otherwise fail with "tuple concurrently updated".
+DDL_LOCK_KEY = 7243001
+
 
 class DatabaseUnavailable(RuntimeError):
     """The database cannot be reached or opened; the message says where and why."""
@@ -77,6 +82,15 @@ class Connection:
         else:
             with self._raw.transaction():
                 yield self
+
+    @contextmanager
+    def schema_transaction(self) -> Iterator[Connection]:
+        """A write transaction for creating or changing tables, serialised across
+        processes (see DDL_LOCK_KEY)."""
+        with self.transaction():
+            if self.kind == "postgresql":
+                self.execute("SELECT pg_advisory_xact_lock(?)", (DDL_LOCK_KEY,))
+            yield self
 
     def close(self) -> None:
         self._raw.close()

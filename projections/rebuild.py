@@ -41,7 +41,6 @@ DEFAULT_REBUILD_BATCH_SIZE = 5000
 # Batches the swap may apply while holding its locks; the pre-swap catch-up
 # leaves far fewer than this under any sane write rate.
 _SWAP_BATCHES = 20
-_SCHEMA_LOCK = 7243002
 
 
 @dataclass(frozen=True)
@@ -57,16 +56,10 @@ class RebuildReport:
 PhaseCallback = Callable[[str], None]
 
 
-def _lock_schema(conn: Connection) -> None:
-    if conn.kind == "postgresql":
-        conn.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
-
-
 def prepare_shadow(conn: Connection, projection: Projection) -> bool:
     """Make sure `projection` has shadow tables to load; True if resuming one."""
     name = tracking.rebuild_name(projection.name)
-    with conn.transaction():
-        _lock_schema(conn)
+    with conn.schema_transaction():
         tables = existing_tables(conn)
         row = tracking.read(conn, [name]).get(name)
         if (
@@ -163,8 +156,7 @@ def rebuild(
 def discard(conn: Connection, projections: Sequence[Projection]) -> list[str]:
     """Drop the shadows of unfinished rebuilds; the names that had one."""
     dropped = []
-    with conn.transaction():
-        _lock_schema(conn)
+    with conn.schema_transaction():
         found = tracking.read(conn, [tracking.rebuild_name(p.name) for p in projections])
         tables = existing_tables(conn)
         for projection in projections:
@@ -181,8 +173,7 @@ def reset(conn: Connection, projections: Sequence[Projection]) -> None:
     """Empty the live read models and set them back to position 0 (downtime:
     tabs answer from empty tables until a runner has caught up again)."""
     names = [p.name for p in projections] + [tracking.rebuild_name(p.name) for p in projections]
-    with conn.transaction():
-        _lock_schema(conn)
+    with conn.schema_transaction():
         tracking.lock(conn, sorted(names))
         for projection in projections:
             for spec in projection.tables:

@@ -8,9 +8,6 @@ from projections import tracking
 from projections.registry import PROJECTIONS
 from projections.tables import create_table, existing_tables
 
-# Serialises schema creation across processes on PostgreSQL (cf. ledger.stores).
-_SCHEMA_LOCK = 7243002
-
 
 class SchemaMissing(RuntimeError):
     """Read-model tables are missing and this process may not create them."""
@@ -32,9 +29,7 @@ def ensure_schema(conn: Connection) -> None:
     `ledger tab` does not queue behind a long import on SQLite."""
     if schema_ready(conn):
         return
-    with conn.transaction():
-        if conn.kind == "postgresql":
-            conn.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
+    with conn.schema_transaction():
         tracking.create_tracking_table(conn)
         tables = existing_tables(conn)
         for projection in PROJECTIONS:

@@ -62,9 +62,6 @@ def ensure_audit_views(conn: Connection) -> None:
     """Create or refresh the views (idempotent). PostgreSQL only."""
     if conn.kind != "postgresql":
         raise ValueError("the audit views are PostgreSQL only")
-    with conn.transaction():
-        # Same lock as the events table's DDL, so concurrent migrations do not
-        # fail with "tuple concurrently updated".
-        conn.execute("SELECT pg_advisory_xact_lock(7243001)")
+    with conn.schema_transaction():
         conn.execute(_EVENTS_VIEW)
         conn.execute(_CHANGES_VIEW)

@@ -28,6 +28,7 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
 
 from ledger.chain import GENESIS_HASH
+from ledger.db import DDL_LOCK_KEY
 from ledger.stores.rows import EVENT_COLUMNS, EVENTS_TABLE, chained_rows
 
 
@@ -129,7 +130,7 @@ class LedgerPostgresApplicationRecorder(PostgresApplicationRecorder):
         # Several processes may start at once (relay, projector, CLI): serialise
         # DDL with an advisory lock instead of failing with "tuple concurrently updated".
         with self.datastore.transaction(commit=True) as curs:
-            curs.execute("SELECT pg_advisory_xact_lock(7243001)")
+            curs.execute("SELECT pg_advisory_xact_lock(%s)", (DDL_LOCK_KEY,))
             self._create_table(curs)
 
     @contextmanager
