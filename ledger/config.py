@@ -78,6 +78,11 @@ class DatabaseURL:
             "POSTGRES_PASSWORD": self.password,
             "POSTGRES_SCHEMA": self.schema,
             "POSTGRES_CONNECT_TIMEOUT": str(self.connect_timeout),
+            # An all-or-nothing import keeps its transaction open between batches
+            # while it reads and validates input; the library's 5 s would kill a
+            # slow one. Still bounded, so a stalled producer cannot hold the
+            # write lock for ever.
+            "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "120",
             "POSTGRES_POOL_SIZE": "2",
             "POSTGRES_MAX_OVERFLOW": "4",
             # Never the library's insert function: it skips the table lock, and a

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import sqlite3
+import threading
 import time
 
 import psycopg
@@ -105,3 +106,28 @@ def test_tailing_reader_misses_nothing_while_writers_run(store_url: str) -> None
     assert all(p.exitcode == 0 for p in procs)
     assert total == (4 * 301,)
     assert len(seen) == 4 * 301 and seen == sorted(set(seen))
+
+
+def test_starting_a_command_during_a_long_import_does_not_queue_for_locks(pg_url: str) -> None:
+    url = parse_database_url(pg_url)
+    importer = LedgerApplication(url)
+    holding, release = threading.Event(), threading.Event()
+
+    def long_import() -> None:
+        with importer.ledger_recorder.write_session():
+            holding.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=long_import)
+    thread.start()
+    try:
+        assert holding.wait(10)
+        started = time.monotonic()
+        # Every command constructs the application, which ensures the schema: with
+        # the schema in place that must take no table lock the import conflicts with.
+        LedgerApplication(url).close()
+        assert time.monotonic() - started < 2
+    finally:
+        release.set()
+        thread.join()
+        importer.close()

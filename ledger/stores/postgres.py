@@ -127,11 +127,43 @@ class LedgerPostgresApplicationRecorder(PostgresApplicationRecorder):
         return statements
 
     def create_table(self) -> None:
+        if self._schema_in_place():
+            # Re-running the DDL would take table locks (DROP/CREATE TRIGGER takes
+            # ACCESS EXCLUSIVE): a command starting during a long import would
+            # queue for it, and every reader would queue behind that command.
+            return
         # Several processes may start at once (relay, projector, CLI): serialise
         # DDL with an advisory lock instead of failing with "tuple concurrently updated".
         with self.datastore.transaction(commit=True) as curs:
             curs.execute("SELECT pg_advisory_xact_lock(%s)", (DDL_LOCK_KEY,))
             self._create_table(curs)
+
+    def _schema_in_place(self) -> bool:
+        """The events table, its indexes and its immutability triggers all exist."""
+        t = self.events_table_name
+        qualified = f"{self.datastore.schema}.{t}"
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                "SELECT"
+                " (SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass(%s)"
+                "  AND tgname = ANY(%s)) AS triggers,"
+                " (SELECT count(*) FROM pg_indexes WHERE schemaname = %s AND tablename = %s"
+                "  AND indexname = ANY(%s)) AS indexes",
+                (
+                    qualified,
+                    [f"{t}_no_update_delete", f"{t}_no_truncate"],
+                    self.datastore.schema,
+                    t,
+                    [
+                        self.notification_id_index_name,
+                        f"{t}_event_id_idx",
+                        f"{t}_subject_idx",
+                        f"{t}_subject_claim_idx",
+                    ],
+                ),
+            )
+            row = curs.fetchone()
+        return row is not None and row["triggers"] == 2 and row["indexes"] == 4
 
     @contextmanager
     def write_session(self) -> Iterator[PostgresWriteSession]:
