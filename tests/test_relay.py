@@ -30,6 +30,7 @@ from ledger.db import Connection
 from ledger.events import RecordedEvent, parse_recorded_json
 from ledger.input import read_items
 from ledger.reading import StoredRow, iter_rows
+from tests.background import running_in_thread
 from tests.cli_runner import run_ledger
 from tests.factories import append_to_url as append
 from tests.factories import ndjson
@@ -53,23 +54,8 @@ def make_relay(url: str, bootstrap: str, **config: Any) -> Relay:
 
 @contextmanager
 def following(relay: Relay) -> Iterator[threading.Thread]:
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            relay.run(follow=True)
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    try:
+    with running_in_thread(lambda: relay.run(follow=True), relay.stop, "relay", 15) as thread:
         yield thread
-    finally:
-        relay.stop()
-        thread.join(15)
-        assert not thread.is_alive(), "relay did not stop"
-        assert not errors, errors
 
 
 @contextmanager

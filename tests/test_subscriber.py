@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -28,6 +27,7 @@ from ledger.config import parse_database_url
 from ledger.db import Connection
 from ledger.events import RecordedEvent
 from ledger.reading import iter_rows
+from tests.background import running_in_thread
 from tests.factories import append_to_url as append
 from tests.factories import event
 from tests.relay_support import TOPIC, history, stored_positions, topic_reader
@@ -62,23 +62,8 @@ def subscriber(
 
 @contextmanager
 def running(sub: Subscriber) -> Iterator[None]:
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            sub.run(handle_signals=False)
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    try:
+    with running_in_thread(lambda: sub.run(handle_signals=False), sub.stop, "subscriber", 20):
         yield
-    finally:
-        sub.stop()
-        thread.join(20)
-        assert not thread.is_alive(), "subscriber did not stop"
-        assert not errors, errors
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
