@@ -18,6 +18,7 @@ from cli.projections import projections
 from cli.relay import relay
 from cli.schemas import schemas
 from cli.tab import tab
+from ledger.application import first_line
 from ledger.config import DATABASE_URL_ENV, ConfigError
 from ledger.db import DatabaseUnavailable
 
@@ -85,20 +86,16 @@ def main() -> None:
             raise
         if _is_missing_table(exc):
             click.echo(
-                f"error: {_first_line(exc)}: the ledger's tables are missing; run `ledger db "
+                f"error: {first_line(exc)}: the ledger's tables are missing; run `ledger db "
                 "migrate` (LEDGER_AUTO_MIGRATE=0 stops commands from creating them)",
                 err=True,
             )
             sys.exit(EXIT_USAGE)
         click.echo(
-            f"error: {type(exc).__name__}: {_first_line(exc)} (run with --debug for details)",
+            f"error: {type(exc).__name__}: {first_line(exc)} (run with --debug for details)",
             err=True,
         )
         sys.exit(1)
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip() or type(exc).__name__).splitlines()[0]
 
 
 def _is_missing_table(exc: BaseException) -> bool:

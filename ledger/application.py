@@ -38,7 +38,7 @@ class LedgerApplication(Application[UUID]):
             super().__init__(env=env)
         except (OperationalError, PersistenceError, OSError) as exc:
             raise DatabaseUnavailable(
-                f"cannot open database {url.display()}: {_first_line(exc)}"
+                f"cannot open database {url.display()}: {first_line(exc)}"
             ) from exc
 
     def construct_mapper(self) -> Mapper[UUID]:
@@ -67,10 +67,8 @@ class LedgerApplication(Application[UUID]):
             assert self.snapshots is not None
             self.snapshots.put([CustomerSnapshot.take(customer, datetime.now(UTC))])
 
-    def head_position(self) -> int:
-        return self.recorder.max_notification_id() or 0
 
-
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """An exception as one line for the user (drivers often add SQL context lines)."""
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
