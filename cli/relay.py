@@ -21,8 +21,9 @@ from cli.context import (
     emit_json,
     progress_enabled,
 )
-from consumers.kafka_config import DEFAULT_TOPIC, TOPIC_ENV, KafkaUnavailable, kafka_options
-from consumers.kafka_config import pop_kafka_options as _pop_kafka_options
+from cli.kafka_options import kafka_options, pop_kafka_options
+from consumers.kafka_config import DEFAULT_TOPIC, TOPIC_ENV
+from consumers.kafka_connect import KafkaUnavailable
 from consumers.relay import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_PARTITIONS,
@@ -132,7 +133,7 @@ def run(
     While running, Kafka and database outages are retried with back-off.
     """
     ctx = cli_context()
-    settings = _pop_kafka_options(kafka)
+    settings = pop_kafka_options(kafka)
     config = RelayConfig(
         topic=topic,
         name=name,

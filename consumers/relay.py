@@ -36,13 +36,9 @@ from typing import Any
 
 import psycopg
 
-from consumers.kafka_config import (
-    DEFAULT_TOPIC,
-    KafkaSettings,
-    KafkaUnavailable,
-    connect_or_fail,
-    ensure_topic,
-)
+from consumers.kafka_config import DEFAULT_TOPIC, KafkaSettings
+from consumers.kafka_connect import KafkaUnavailable, connect_or_fail
+from consumers.kafka_topics import ensure_topic
 from ledger.application import LedgerApplication
 from ledger.config import DatabaseURL, auto_migrate
 from ledger.db import Connection, DatabaseUnavailable

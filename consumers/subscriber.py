@@ -34,14 +34,9 @@ from typing import Any, Protocol
 
 from kafka import ConsumerRebalanceListener
 
-from consumers.kafka_config import (
-    DEFAULT_DLQ_TOPIC,
-    DEFAULT_TOPIC,
-    KafkaSettings,
-    KafkaUnavailable,
-    connect_or_fail,
-    ensure_topic,
-)
+from consumers.kafka_config import DEFAULT_DLQ_TOPIC, DEFAULT_TOPIC, KafkaSettings
+from consumers.kafka_connect import KafkaUnavailable, connect_or_fail
+from consumers.kafka_topics import ensure_topic
 from consumers.seen_store import SeenStore
 from ledger.events import ContractError, RecordedEvent, parse_recorded_json
 from ledger.signals import stop_on_signals

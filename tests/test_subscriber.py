@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from consumers.kafka_config import KafkaSettings, KafkaUnavailable, ensure_topic
+from consumers.kafka_config import KafkaSettings
+from consumers.kafka_connect import KafkaUnavailable
+from consumers.kafka_topics import ensure_topic
 from consumers.last_contact import LastContact, last_contact_of
 from consumers.relay import Relay, RelayConfig, build_message
 from consumers.seen_store import InMemorySeenStore, PostgresSeenStore, SeenStore
