@@ -12,18 +12,17 @@ from cli.context import EXIT_REJECTED, EXIT_UNAVAILABLE, EXIT_USAGE, CliError
 from ledger.application import LedgerApplication
 from ledger.config import auto_migrate
 from ledger.db import Connection
-from ledger.stores.rows import EVENTS_TABLE
+from ledger.reading import events_table_exists
 from projections import registry
 from projections.base import Projection
 from projections.runner import UNAVAILABLE_ERRORS, ProjectionError
 from projections.schema import SchemaMissing, require_schema
-from projections.tables import existing_tables
 
 
 def prepare_store(conn: Connection) -> None:
     """Events table and read-model tables in place, created on first use
     unless LEDGER_AUTO_MIGRATE=0."""
-    if EVENTS_TABLE not in existing_tables(conn):
+    if not events_table_exists(conn):
         if not auto_migrate():
             raise SchemaMissing(
                 "the events table is missing: run `ledger db migrate` "

@@ -19,7 +19,7 @@ from typing import Any
 
 from ledger.db import Connection
 from ledger.events import KINDS, PAYLOADS
-from ledger.stores.rows import EVENTS_TABLE
+from ledger.reading import states_at
 from ledger.summaries import summarize
 from projections.base import Envelope, Projection, Tables
 from projections.clock import micros
@@ -111,9 +111,8 @@ def decode_cursor(customer_id: str, cursor: str) -> tuple[int, int]:
 
 def timeline_tab(conn: Connection, customer_id: str, query: TimelineQuery) -> dict[str, Any]:
     sql = (
-        "SELECT t.position, t.occurred_us, t.kind, t.type, t.summary, e.state "
-        f"FROM {TIMELINE.name} t JOIN {EVENTS_TABLE} e ON e.notification_id = t.position "
-        "WHERE t.customer_id = ?"
+        "SELECT t.position, t.occurred_us, t.kind, t.type, t.summary "
+        f"FROM {TIMELINE.name} t WHERE t.customer_id = ?"
     )
     params: list[Any] = [customer_id]
     if query.kinds:
@@ -133,9 +132,10 @@ def timeline_tab(conn: Connection, customer_id: str, query: TimelineQuery) -> di
     rows = conn.fetchall(sql, params)
     more = len(rows) > query.limit
     rows = rows[: query.limit]
+    states = states_at(conn, [r[0] for r in rows])
     items = []
-    for position, _, kind, event_type, summary, state in rows:
-        stored = json.loads(bytes(state))
+    for position, _, kind, event_type, summary in rows:
+        stored = json.loads(states[position])
         items.append(
             {
                 "position": position,
