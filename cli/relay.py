@@ -24,20 +24,11 @@ from cli.context import (
 from cli.kafka_options import kafka_options, pop_kafka_options
 from consumers.kafka_config import DEFAULT_TOPIC, TOPIC_ENV
 from consumers.kafka_connect import KafkaUnavailable
-from consumers.relay import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_PARTITIONS,
-    Relay,
-    RelayConfig,
-    RelayFatal,
-    RelayProgress,
-    ensure_schema,
-    relay_status,
-    save_position,
-    try_relay_lock,
-)
 from ledger.config import auto_migrate
 from ledger.signals import stop_on_signals
+from relay import Relay, RelayConfig, RelayFatal, RelayProgress
+from relay.loop import DEFAULT_BATCH_SIZE, DEFAULT_PARTITIONS
+from relay.tracking import ensure_schema, relay_status, save_position, try_relay_lock
 
 TOPIC_OPTION = click.option(
     "--topic",

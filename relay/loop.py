@@ -1,37 +1,19 @@
-"""The outbox relay: every stored event, in position order, onto a Kafka topic.
+"""The relay loop: read after the acknowledged position, publish, follow.
 
-Delivery is at-least-once and never out of order per customer:
-
-- rows are read with `position > tracked` in position order; positions are assigned
-  under the events table's write lock, so nothing committed later can appear below
-  the tracked position, and holes are simply skipped;
-- each message is keyed by `customer_id`, so one customer's events share a partition;
-  the producer is idempotent with acks=all and at most 5 requests in flight, which
-  keeps a partition's order even when it retries;
-- the tracked position moves only after the broker acknowledged every message up
-  to it. On any failure the producer is thrown away (an idempotent producer that
-  lived through a broker restart never recovers) and everything after the
-  acknowledged position is sent again.
-
-The tracked position lives in `relay_tracking` in the ledger's own database, written
-by a thread of its own (`PositionTracker`) so that publishing never waits for the
-database's write lock. Two batches are in flight at a time: the next one is read and
-sent while the broker acknowledges the previous one.
+Two batches are in flight at a time: the next one is read and sent while the
+broker acknowledges the previous one. The acknowledged position is recorded by a
+`PositionTracker`, so publishing never waits for the database's write lock.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import sqlite3
 import threading
 import time
-import zlib
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -39,276 +21,23 @@ import psycopg
 from consumers.kafka_config import DEFAULT_TOPIC, KafkaSettings
 from consumers.kafka_connect import KafkaUnavailable, connect_or_fail
 from consumers.kafka_topics import ensure_topic
-from ledger.application import LedgerApplication
+from ledger.application import LedgerApplication, first_line
 from ledger.config import DatabaseURL, auto_migrate
 from ledger.db import Connection, DatabaseUnavailable
 from ledger.reading import StoredRow, head_position, read_rows
-from ledger.stores.rows import EVENTS_TABLE
+from ledger.waiting import Backoff, PollWaiter, Waiter, waiter_on
+from relay.errors import DATABASE_ERRORS, RelayFatal, close_quietly, describe
+from relay.messages import build_message
+from relay.position import PositionTracker
+from relay.tracking import ensure_schema, load_tracking, try_relay_lock
 
 log = logging.getLogger("ledger.relay")
 
-TRACKING_TABLE = "relay_tracking"
-# The channel the eventsourcing library NOTIFYs on every insert (its events table name).
-NOTIFY_CHANNEL = "ledger_events"
 DEFAULT_BATCH_SIZE = 1000
 DEFAULT_PARTITIONS = 6
 # A batch is cut short once its values reach this size, so huge events cannot pile
 # up unbounded in the producer's memory.
 MAX_PENDING_BYTES = 16 * 1024 * 1024
-# First key of the relay's advisory locks (schema creation, one relay per name).
-_LOCK_CLASS = 7243002
-
-
-# -- schema and tracking ---------------------------------------------------------------
-
-
-def ensure_schema(conn: Connection) -> None:
-    """Create the relay's tracking table if missing (idempotent, safe concurrently)."""
-    with conn.schema_transaction():
-        if conn.kind == "sqlite":
-            conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {TRACKING_TABLE} ("
-                "name TEXT PRIMARY KEY, position INTEGER NOT NULL, updated_at TEXT NOT NULL)"
-            )
-            return
-        conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {TRACKING_TABLE} ("
-            "name text PRIMARY KEY, position bigint NOT NULL, "
-            "updated_at timestamptz NOT NULL DEFAULT now())"
-        )
-
-
-@dataclass(frozen=True)
-class Tracking:
-    name: str
-    position: int
-    updated_at: datetime | None
-
-
-def load_tracking(conn: Connection, name: str) -> Tracking:
-    row = conn.fetchone(
-        f"SELECT position, updated_at FROM {TRACKING_TABLE} WHERE name = ?", (name,)
-    )
-    if row is None:
-        return Tracking(name, 0, None)
-    updated = row[1]
-    if isinstance(updated, str):
-        updated = datetime.fromisoformat(updated)
-    return Tracking(name, int(row[0]), updated)
-
-
-def save_position(conn: Connection, name: str, position: int, *, force: bool = False) -> None:
-    """Record `position` as relayed. Never moves backwards unless `force` (a reset):
-    a second relay that slipped past the lock must not undo the first one's progress."""
-    now: Any = datetime.now(UTC)
-    if conn.kind == "sqlite":
-        now = now.isoformat()
-    guard = "" if force else f" WHERE {TRACKING_TABLE}.position < excluded.position"
-    conn.execute(
-        f"INSERT INTO {TRACKING_TABLE} (name, position, updated_at) VALUES (?, ?, ?) "
-        "ON CONFLICT (name) DO UPDATE SET position = excluded.position, "
-        f"updated_at = excluded.updated_at{guard}",
-        (name, position, now),
-    )
-
-
-def try_relay_lock(conn: Connection, name: str) -> bool:
-    """Take the session-level lock that lets one relay per tracking name run
-    (PostgreSQL only; always True on SQLite). Held until the connection closes."""
-    if conn.kind != "postgresql":
-        return True
-    key = zlib.crc32(f"ledger relay {name}".encode()) - 2**31
-    row = conn.fetchone("SELECT pg_try_advisory_lock(?, ?)", (_LOCK_CLASS, key))
-    return bool(row and row[0])
-
-
-def pending_count(conn: Connection, after: int) -> int:
-    row = conn.fetchone(f"SELECT COUNT(*) FROM {EVENTS_TABLE} WHERE notification_id > ?", (after,))
-    return int(row[0]) if row else 0
-
-
-@dataclass(frozen=True)
-class RelayStatus:
-    name: str
-    position: int
-    head: int
-    lag: int
-    updated_at: datetime | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "position": self.position,
-            "head": self.head,
-            "lag": self.lag,
-            "updated_at": self.updated_at.isoformat() if self.updated_at else None,
-        }
-
-
-def relay_status(conn: Connection, name: str) -> RelayStatus:
-    tracking = load_tracking(conn, name)
-    return RelayStatus(
-        name=name,
-        position=tracking.position,
-        head=head_position(conn),
-        lag=pending_count(conn, tracking.position),
-        updated_at=tracking.updated_at,
-    )
-
-
-# -- messages --------------------------------------------------------------------------
-
-Header = tuple[str, bytes]
-
-
-class RelayFatal(RuntimeError):
-    """A failure that retrying cannot fix; the message says what to change."""
-
-
-# The layout `ledger.mapper.stored_state` writes: the ledger's fields, then the
-# producer's envelope. Anchored at the first byte, so these can only be top-level
-# keys. Anything else (older layouts, escapes) takes the json.loads path.
-_FAST_HEAD = re.compile(
-    rb'\{"event_id":"([0-9a-f-]{36})","recorded_at":"[^"\\]*","schema_version":(\d+),'
-    rb'"type":"[^"\\]*","customer_id":"([^"\\]*)"'
-)
-
-
-def build_message(row: StoredRow) -> tuple[bytes, bytes, list[Header]]:
-    """Key, value and headers for one stored row.
-
-    The value is the stored JSON with `position`, `stream_id` and `stream_version`
-    spliced in before its closing brace: the stored bytes are already the
-    envelope's JSON, and decoding and re-encoding them would cost more than the
-    rest of the relay's own work put together."""
-    state = row.state.rstrip()
-    m = _FAST_HEAD.match(state)
-    if m is not None and state.endswith(b"}"):
-        event_id, schema_version, customer_id = m.group(1), m.group(2), m.group(3)
-    else:
-        event_id, schema_version, customer_id = _slow_fields(row, state)
-    value = b'%s,"position":%d,"stream_id":"%s","stream_version":%d}' % (
-        state[:-1],
-        row.position,
-        str(row.stream_id).encode(),
-        row.stream_version,
-    )
-    headers = [
-        ("event_id", event_id),
-        ("type", row.type.encode()),
-        ("schema_version", schema_version),
-        ("position", b"%d" % row.position),
-    ]
-    return customer_id, value, headers
-
-
-def _slow_fields(row: StoredRow, state: bytes) -> tuple[bytes, bytes, bytes]:
-    try:
-        envelope = json.loads(state)
-        customer_id = envelope["customer_id"]
-        event_id = envelope["event_id"]
-        schema_version = int(envelope["schema_version"])
-        if not isinstance(customer_id, str) or not isinstance(event_id, str):
-            raise TypeError("customer_id and event_id must be strings")
-    except (ValueError, KeyError, TypeError) as exc:
-        raise RelayFatal(
-            f"stored event at position {row.position} is not a plain JSON envelope "
-            f"({type(exc).__name__}: {exc}); the relay cannot publish an encrypted or "
-            "compressed store"
-        ) from None
-    if not isinstance(envelope, dict) or not state.endswith(b"}") or "position" in envelope:
-        raise RelayFatal(f"stored event at position {row.position} has an unexpected shape")
-    return event_id.encode(), b"%d" % schema_version, customer_id.encode()
-
-
-class PositionTracker:
-    """Records the acknowledged position from a thread of its own.
-
-    Publishing never waits for the tracking write: on SQLite, a busy writer can keep
-    the database's single write lock for seconds (its lock is not fair), and on any
-    store a slow write would otherwise add to every event's latency. Writes are
-    coalesced (the newest acknowledged position wins) and never go backwards, so the
-    recorded position only ever trails what Kafka acknowledged: after a crash a
-    little more is sent again, nothing is skipped."""
-
-    def __init__(self, url: DatabaseURL, name: str, interval_s: float = 0.2) -> None:
-        self.url = url
-        self.name = name
-        self.interval_s = interval_s
-        self.saved: int | None = None
-        self._pending: int | None = None
-        self._closing = False
-        self._failing = False
-        self._cv = threading.Condition()
-        self._thread = threading.Thread(target=self._loop, name="relay-tracking", daemon=True)
-        self._thread.start()
-
-    def advance(self, position: int) -> None:
-        with self._cv:
-            if self._pending is None or position > self._pending:
-                self._pending = position
-            self._cv.notify()
-
-    def close(self, timeout_s: float = 30.0) -> bool:
-        """Write what is pending and stop; False if it could not be written in time."""
-        with self._cv:
-            self._closing = True
-            self._cv.notify()
-        self._thread.join(timeout_s)
-        return not self._thread.is_alive() and self._pending is None
-
-    def _loop(self) -> None:
-        conn: Connection | None = None
-        backoff = _Backoff(5.0)
-        try:
-            while True:
-                with self._cv:
-                    while self._pending is None and not self._closing:
-                        self._cv.wait()
-                    position = self._pending
-                    if position is None:
-                        return
-                try:
-                    if conn is None:
-                        conn = Connection(self.url)
-                    save_position(conn, self.name, position)
-                except _DATABASE_ERRORS as exc:
-                    if conn is not None:
-                        _close_quietly(conn)
-                        conn = None
-                    if not self._failing:
-                        log.warning(
-                            "relay: cannot record position %d (%s); retrying",
-                            position,
-                            _describe(exc),
-                        )
-                        self._failing = True
-                    time.sleep(backoff.next())
-                    continue
-                if self._failing:
-                    log.info("relay: recording positions again (at %d)", position)
-                    self._failing = False
-                backoff.reset()
-                with self._cv:
-                    self.saved = position
-                    if self._pending == position:
-                        self._pending = None
-                    closing = self._closing
-                if not closing:
-                    time.sleep(self.interval_s)
-        finally:
-            if conn is not None:
-                _close_quietly(conn)
-
-
-def _close_quietly(conn: Connection) -> None:
-    try:
-        conn.close()
-    except Exception:  # a broken connection is being discarded anyway
-        pass
-
-
-# -- the relay -------------------------------------------------------------------------
 
 
 @dataclass
@@ -372,24 +101,6 @@ class RelayResult:
     elapsed_s: float
 
 
-class _Backoff:
-    def __init__(self, maximum: float, first: float = 0.25) -> None:
-        self.first = first
-        self.maximum = maximum
-        self.current = first
-
-    def next(self) -> float:
-        delay = self.current
-        self.current = min(self.maximum, self.current * 2)
-        return delay
-
-    def reset(self) -> None:
-        self.current = self.first
-
-
-_DATABASE_ERRORS = (psycopg.Error, sqlite3.Error, DatabaseUnavailable)
-
-
 @dataclass
 class _InFlight:
     futures: list[Any]
@@ -425,11 +136,12 @@ class Relay:
         self._producer: Any = None
         self._conn: Connection | None = None
         self._tracker: PositionTracker | None = None
+        self._waiter: Waiter = PollWaiter(self._stop)
         # Sent but not yet acknowledged, oldest first; `_sent` is the last position sent.
         self._in_flight: deque[_InFlight] = deque()
         self._sent = 0
         self._state = ""
-        self._kafka_backoff = _Backoff(self.config.max_backoff_s)
+        self._kafka_backoff = Backoff(self.config.max_backoff_s)
         self._caught_up_once = False
         self._migrated = False
         self._published = 0
@@ -459,7 +171,7 @@ class Relay:
             self._tracker = PositionTracker(self.url, self.config.tracking_name)
             if self._producer is None:
                 self.check_kafka()
-            db_backoff = _Backoff(self.config.max_backoff_s)
+            db_backoff = Backoff(self.config.max_backoff_s)
             self._set_state(
                 "publishing",
                 f"publishing to {self.config.topic} at {self.kafka.bootstrap} from position "
@@ -468,7 +180,7 @@ class Relay:
             while not self._stop.is_set():
                 try:
                     rows = self._read()
-                except _DATABASE_ERRORS as exc:
+                except DATABASE_ERRORS as exc:
                     self._database_failed(exc, db_backoff)
                     continue
                 if self._state == "database_unavailable":
@@ -488,7 +200,7 @@ class Relay:
                         break
                     self._kafka_failed(exc.reason)
                     continue
-                except _DATABASE_ERRORS as exc:
+                except DATABASE_ERRORS as exc:
                     self._database_failed(exc, db_backoff)
                     continue
                 if rows:
@@ -508,7 +220,7 @@ class Relay:
                     break
                 try:
                     self._wait_for_events()
-                except _DATABASE_ERRORS as exc:
+                except DATABASE_ERRORS as exc:
                     self._database_failed(exc, db_backoff)
             return RelayResult(
                 self._published, self._position, self._head, time.monotonic() - started
@@ -525,7 +237,7 @@ class Relay:
                     )
                 self._tracker = None
             if self._conn is not None:
-                _close_quietly(self._conn)
+                close_quietly(self._conn)
                 self._conn = None
 
     # -- database -----------------------------------------------------------------
@@ -559,8 +271,7 @@ class Relay:
             self._position = max(self._position, recorded)
             self._forget_in_flight()
             self._head = head_position(conn)
-            if conn.kind == "postgresql":
-                conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            self._waiter = waiter_on(conn, self._stop)
         except BaseException:
             conn.close()
             raise
@@ -595,31 +306,22 @@ class Relay:
         assert self._conn is not None
         return read_rows(self._conn, self._sent, self.config.batch_size)
 
-    def _database_failed(self, exc: BaseException, backoff: _Backoff) -> None:
+    def _database_failed(self, exc: BaseException, backoff: Backoff) -> None:
         self._forget_in_flight()
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         self._set_state(
             "database_unavailable", f"database unavailable ({reason}); retrying with back-off"
         )
         if self._conn is not None:
-            _close_quietly(self._conn)
+            close_quietly(self._conn)
             self._conn = None
         self._stop.wait(backoff.next())
 
     def _wait_for_events(self) -> None:
         assert self._conn is not None
-        if self._conn.kind == "sqlite":
-            self._stop.wait(self.config.sqlite_poll_interval_s)
-            return
-        deadline = time.monotonic() + self.config.poll_interval_s
-        raw = self._conn.raw
-        # Short slices so a stop request is seen within half a second.
-        while not self._stop.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            for _ in raw.notifies(timeout=min(0.5, remaining), stop_after=1):
-                return
+        cfg = self.config
+        sqlite = self._conn.kind == "sqlite"
+        self._waiter.wait(cfg.sqlite_poll_interval_s if sqlite else cfg.poll_interval_s)
 
     # -- Kafka --------------------------------------------------------------------
 
@@ -704,7 +406,7 @@ class Relay:
             raise
         except Exception as exc:
             self._check_fatal(exc)
-            raise _PublishFailed(_describe(exc)) from None
+            raise _PublishFailed(describe(exc)) from None
         finally:
             if futures:
                 self._in_flight.append(_InFlight(futures, last))
@@ -724,7 +426,7 @@ class Relay:
                     break
                 except Exception as exc:
                     if type(exc).__name__ != "KafkaTimeoutError":
-                        raise _PublishFailed(_describe(exc)) from None
+                        raise _PublishFailed(describe(exc)) from None
                 self._check_waiting(deadline)
         for future in batch.futures:
             while not future.is_done:
@@ -736,7 +438,7 @@ class Relay:
             if not future.succeeded():
                 error = future.exception
                 self._check_fatal(error)
-                raise _PublishFailed(_describe(error))
+                raise _PublishFailed(describe(error))
         self._in_flight.popleft()
         if self._state == "kafka_unavailable":
             # Only an acknowledgement proves Kafka is back, not a new connection.
@@ -760,7 +462,7 @@ class Relay:
         if exc is not None and type(exc).__name__ in _FATAL_ERRORS:
             raise RelayFatal(
                 f"Kafka refused to store the event after position {self._position} on "
-                f"{self.config.topic}: {_describe(exc)}"
+                f"{self.config.topic}: {describe(exc)}"
             )
 
     # -- reporting ----------------------------------------------------------------
@@ -780,17 +482,3 @@ class Relay:
             self.on_progress(
                 RelayProgress(self._state, self._position, self._head, self._published, detail)
             )
-
-
-def _describe(exc: BaseException | None) -> str:
-    """One line for a log: kafka-python's errors read "[Error 59] UnknownProducerIdError: None"."""
-    if exc is None:
-        return "unknown failure"
-    name = type(exc).__name__
-    text = str(exc).strip()
-    text = text.splitlines()[0] if text else ""
-    text = re.sub(r"^\[Error -?\d+\]\s*", "", text)
-    text = re.sub(r":\s*None$", "", text)
-    if not text or text == name:
-        return name
-    return text if text.startswith(name) else f"{name}: {text}"
