@@ -18,7 +18,8 @@ from datetime import datetime
 from typing import Any
 
 from ledger.db import Connection
-from ledger.events import KINDS, PAYLOADS
+from ledger.events import KINDS
+from ledger.events.catalogue import PAYLOAD_CLASSES
 from ledger.reading import states_at
 from ledger.summaries import summarize
 from projections.base import Envelope, Projection, Tables
@@ -40,8 +41,6 @@ TIMELINE = TableSpec(
     indexes=(Index("by_customer", ("customer_id", "occurred_us", "position"), unique=True),),
 )
 
-KIND_OF: dict[str, str] = {name: payload.kind for name, payload in PAYLOADS.items()}
-
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
 
@@ -49,7 +48,7 @@ MAX_LIMIT = 1000
 class TimelineProjection(Projection):
     name = "timeline"
     tables = (TIMELINE,)
-    types = frozenset(PAYLOADS)
+    payloads = PAYLOAD_CLASSES
 
     def apply(self, db: Connection, tables: Tables, events: Sequence[Envelope]) -> None:
         rows = [
@@ -57,7 +56,7 @@ class TimelineProjection(Projection):
                 e.position,
                 e.event.customer_id,
                 e.occurred_us,
-                KIND_OF[e.event.type],
+                e.event.data.kind,
                 e.event.type,
                 summarize(e.event),
             )
