@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import click
 
 from cli.context import EXIT_REJECTED, EXIT_UNAVAILABLE, EXIT_USAGE, CliError
-from ledger.application import LedgerApplication
+from ledger.application import LedgerApplication, first_line
 from ledger.config import auto_migrate
 from ledger.db import Connection
 from ledger.reading import events_table_exists
@@ -43,8 +43,7 @@ def projection_errors() -> Iterator[None]:
     except registry.UnknownProjection as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
     except UNAVAILABLE_ERRORS as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CliError(f"database unavailable: {first}", EXIT_UNAVAILABLE) from exc
+        raise CliError(f"database unavailable: {first_line(exc)}", EXIT_UNAVAILABLE) from exc
 
 
 def choose(names: Sequence[str], all_: bool, *, required: bool) -> list[Projection]:
