@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ledger.domain import rules_of
 from ledger.events import InboundEvent, Payload
 from ledger.events.catalogue import PAYLOAD_CLASSES
 
@@ -51,10 +52,12 @@ A field marked `?` is optional. `changes` is a non-empty list of
 `{"field": str, "old": any, "new": any}`. The subject is what the event is about
 (the audit trail's `--order`, `--task` ...); a type that creates its subject claims
 its id for the customer, and the id must be new in the whole ledger. Every type but
-`customer.created` needs its customer to exist.
+`customer.created` needs its customer to exist; the rules column lists the rest
+(`ledger/domain.py` enforces them, given what is stored plus the earlier events of
+the same input).
 
-| type | `data` | timeline | subject |
-|---|---|---|---|
+| type | `data` | timeline | subject | rules |
+|---|---|---|---|---|
 """
 
 
@@ -119,6 +122,6 @@ def render_catalogue() -> str:
     for payload in PAYLOAD_CLASSES:
         lines.append(
             f"| `{payload.type_name}` | {_data_cell(payload)} | {payload.kind} | "
-            f"{_subject_cell(payload)} |"
+            f"{_subject_cell(payload)} | {'; '.join(rules_of(payload))} |"
         )
     return "\n".join(lines) + "\n"

@@ -147,6 +147,37 @@ _CLAIMED: dict[str, str] = {
 }
 
 
+# The rules `Customer.check` writes out case by case, in words for the catalogue.
+_OTHER_RULES: dict[type[Payload], str] = {
+    SmsDelivered: "sms must have been sent to this customer",
+    SmsFailed: "sms must have been sent to this customer",
+    SegmentJoined: "not already a member",
+    SegmentLeft: "must be a member",
+    ChatMessage: "dialogue must not be closed",
+}
+
+
+def rules_of(payload: type[Payload]) -> list[str]:
+    """The rules `Customer.check` applies to one type, in words (docs/events.md).
+    Every type but `customer.created` also needs its customer to exist."""
+    if payload is CustomerCreated:
+        return ["once per customer"]
+    rules = []
+    if payload.subject_kind in _CLAIMED:
+        noun = _CLAIMED[payload.subject_kind]
+        if payload.creates_subject:
+            rules.append(f"`{payload.subject_field}` new")
+        else:
+            rules.append(f"{noun} must exist for this customer")
+    if payload in _TASK_FROM:
+        rules.append(f"task must be {' or '.join(_TASK_FROM[payload])}")
+    if payload in _TASK_RIGHTS:
+        rules.append(f"a user needs the right `{_TASK_RIGHTS[payload]}`")
+    if payload in _OTHER_RULES:
+        rules.append(_OTHER_RULES[payload])
+    return rules
+
+
 @dataclass
 class Customer:
     id: UUID
