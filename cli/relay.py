@@ -27,7 +27,7 @@ from consumers.kafka_connect import KafkaUnavailable
 from ledger.config import auto_migrate
 from ledger.signals import stop_on_signals
 from relay import Relay, RelayConfig, RelayFatal, RelayProgress
-from relay.loop import DEFAULT_BATCH_SIZE, DEFAULT_PARTITIONS
+from relay.config import DEFAULT_BATCH_SIZE, DEFAULT_PARTITIONS
 from relay.tracking import ensure_schema, relay_status, save_position, try_relay_lock
 
 TOPIC_OPTION = click.option(

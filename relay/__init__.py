@@ -13,13 +13,16 @@ Delivery is at-least-once and never out of order per customer:
   lived through a broker restart never recovers) and everything after the
   acknowledged position is sent again.
 
-Modules: `tracking` (the `relay_tracking` table, the one-relay-per-name lock,
-status), `messages` (a stored row as a Kafka message; pure), `position` (records
-the acknowledged position from a thread of its own), `loop` (the relay itself).
+Modules: `config` (what a relay is told), `tracking` (the `relay_tracking` table,
+the one-relay-per-name lock, status), `messages` (a stored row as a Kafka
+message; pure), `publisher` (the producer and the batches in flight on it),
+`position` (records the acknowledged position from a thread of its own), `loop`
+(the relay itself: read, publish, follow, recover).
 """
 
+from relay.config import RelayConfig
 from relay.errors import RelayFatal
-from relay.loop import Relay, RelayConfig, RelayProgress, RelayResult
+from relay.loop import Relay, RelayProgress, RelayResult
 from relay.messages import build_message
 from relay.tracking import ensure_schema, relay_status
 

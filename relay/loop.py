@@ -11,58 +11,25 @@ import logging
 import sqlite3
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 
-from consumers.kafka_config import DEFAULT_TOPIC, KafkaSettings
-from consumers.kafka_connect import KafkaUnavailable, connect_or_fail
-from consumers.kafka_topics import ensure_topic
+from consumers.kafka_config import KafkaSettings
 from ledger.application import LedgerApplication, first_line
 from ledger.config import DatabaseURL, auto_migrate
 from ledger.db import Connection, DatabaseUnavailable
 from ledger.reading import StoredRow, head_position, read_rows
 from ledger.waiting import Backoff, PollWaiter, Waiter, waiter_on
-from relay.errors import DATABASE_ERRORS, RelayFatal, close_quietly, describe
-from relay.messages import build_message
+from relay.config import RelayConfig
+from relay.errors import DATABASE_ERRORS, close_quietly
 from relay.position import PositionTracker
+from relay.publisher import Publisher, PublishFailed
 from relay.tracking import ensure_schema, load_tracking, try_relay_lock
 
 log = logging.getLogger("ledger.relay")
-
-DEFAULT_BATCH_SIZE = 1000
-DEFAULT_PARTITIONS = 6
-# A batch is cut short once its values reach this size, so huge events cannot pile
-# up unbounded in the producer's memory.
-MAX_PENDING_BYTES = 16 * 1024 * 1024
-
-
-@dataclass
-class RelayConfig:
-    topic: str = DEFAULT_TOPIC
-    # Tracking row name; defaults to the topic, so relaying to a second topic starts
-    # that topic from the beginning.
-    name: str | None = None
-    batch_size: int = DEFAULT_BATCH_SIZE
-    partitions: int = DEFAULT_PARTITIONS
-    # -1: the cluster's default (managed clusters want 3, a dev broker has 1).
-    replication_factor: int = -1
-    # Follow mode: on PostgreSQL a NOTIFY wakes the relay at once and this is only the
-    # fallback; SQLite has no notifications and is polled at this interval.
-    poll_interval_s: float = 1.0
-    sqlite_poll_interval_s: float = 0.02
-    delivery_timeout_s: float = 30.0
-    max_backoff_s: float = 30.0
-    linger_ms: int = 5
-    compression: str | None = None
-    max_request_size: int = 1024 * 1024
-
-    @property
-    def tracking_name(self) -> str:
-        return self.name or self.topic
 
 
 @dataclass
@@ -102,29 +69,6 @@ class RelayResult:
 
 
 @dataclass
-class _InFlight:
-    futures: list[Any]
-    last_position: int
-
-
-class _PublishFailed(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-# Producer errors that no amount of retrying fixes.
-_FATAL_ERRORS = (
-    "MessageSizeTooLargeError",
-    "RecordListTooLargeError",
-    "InvalidTopicError",
-    "TopicAuthorizationFailedError",
-    "ClusterAuthorizationFailedError",
-    "TransactionalIdAuthorizationFailedError",
-)
-
-
-@dataclass
 class Relay:
     url: DatabaseURL
     kafka: KafkaSettings
@@ -133,13 +77,10 @@ class Relay:
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
-        self._producer: Any = None
+        self._publisher = Publisher(self.kafka, self.config, self._stop)
         self._conn: Connection | None = None
         self._tracker: PositionTracker | None = None
         self._waiter: Waiter = PollWaiter(self._stop)
-        # Sent but not yet acknowledged, oldest first; `_sent` is the last position sent.
-        self._in_flight: deque[_InFlight] = deque()
-        self._sent = 0
         self._state = ""
         self._kafka_backoff = Backoff(self.config.max_backoff_s)
         self._caught_up_once = False
@@ -160,7 +101,7 @@ class Relay:
 
     def check_kafka(self) -> None:
         """Connect to the brokers and create the topic, or raise `KafkaUnavailable`."""
-        self._producer = self._connect()
+        self._publisher.connect()
 
     def run(self, follow: bool = False) -> RelayResult:
         """Publish everything after the tracked position; with `follow`, keep going
@@ -169,7 +110,7 @@ class Relay:
         try:
             self._open_database()
             self._tracker = PositionTracker(self.url, self.config.tracking_name)
-            if self._producer is None:
+            if not self._publisher.connected:
                 self.check_kafka()
             db_backoff = Backoff(self.config.max_backoff_s)
             self._set_state(
@@ -189,13 +130,15 @@ class Relay:
                     db_backoff.reset()
                 try:
                     if rows:
-                        self._send(rows)
+                        self._publisher.send(rows, self._position)
                     # Two batches in flight: the next one is read and sent while the
                     # broker acknowledges the previous one. With nothing left to read,
                     # everything is flushed.
-                    while self._in_flight and (len(self._in_flight) > 1 or not rows):
+                    in_flight = self._publisher.in_flight
+                    while in_flight and (in_flight > 1 or not rows):
                         self._await_oldest(flush=not rows)
-                except _PublishFailed as exc:
+                        in_flight = self._publisher.in_flight
+                except PublishFailed as exc:
                     if self._stop.is_set():
                         break
                     self._kafka_failed(exc.reason)
@@ -226,7 +169,7 @@ class Relay:
                 self._published, self._position, self._head, time.monotonic() - started
             )
         finally:
-            self._close_producer()
+            self._publisher.close(self._position)
             if self._tracker is not None:
                 if not self._tracker.close():
                     log.warning(
@@ -269,7 +212,7 @@ class Relay:
             # meanwhile may be ahead of both.
             recorded = load_tracking(conn, self.config.tracking_name).position
             self._position = max(self._position, recorded)
-            self._forget_in_flight()
+            self._publisher.forget(self._position)
             self._head = head_position(conn)
             self._waiter = waiter_on(conn, self._stop)
         except BaseException:
@@ -304,10 +247,10 @@ class Relay:
             if self._stop.is_set():  # stopped while standing by for the lock
                 return []
         assert self._conn is not None
-        return read_rows(self._conn, self._sent, self.config.batch_size)
+        return read_rows(self._conn, self._publisher.sent, self.config.batch_size)
 
     def _database_failed(self, exc: BaseException, backoff: Backoff) -> None:
-        self._forget_in_flight()
+        self._publisher.forget(self._position)
         reason = first_line(exc)
         self._set_state(
             "database_unavailable", f"database unavailable ({reason}); retrying with back-off"
@@ -325,53 +268,8 @@ class Relay:
 
     # -- Kafka --------------------------------------------------------------------
 
-    def _connect(self) -> Any:
-        from kafka import KafkaProducer
-
-        cfg = self.config
-        kwargs = self.kafka.client_kwargs()
-        delivery_ms = int(cfg.delivery_timeout_s * 1000)
-
-        def make() -> Any:
-            # Every (re)connect: a broker that came back empty has lost the topic.
-            ensure_topic(self.kafka, cfg.topic, cfg.partitions, cfg.replication_factor)
-            return KafkaProducer(
-                **kwargs,
-                acks="all",
-                enable_idempotence=True,
-                max_in_flight_requests_per_connection=5,
-                linger_ms=cfg.linger_ms,
-                batch_size=256 * 1024,
-                compression_type=cfg.compression,
-                max_request_size=cfg.max_request_size,
-                delivery_timeout_ms=delivery_ms,
-                request_timeout_ms=max(1000, min(30_000, delivery_ms - cfg.linger_ms - 100)),
-                # A missing topic (a broker that came back empty) must fail fast and
-                # be recreated with our partition count, not auto-created with the
-                # broker's.
-                allow_auto_create_topics=False,
-                max_block_ms=max(1000, min(10_000, delivery_ms)),
-            )
-
-        return connect_or_fail(self.kafka, make, cancel=self._stop)
-
-    def _forget_in_flight(self) -> None:
-        """Whatever is in flight is sent again from the acknowledged position."""
-        self._in_flight.clear()
-        self._sent = self._position
-
-    def _close_producer(self) -> None:
-        self._forget_in_flight()
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            try:
-                # Nothing left in it is needed: unacknowledged messages are re-sent.
-                producer.close(timeout=0)
-            except Exception:  # a broken producer may fail to close; it is discarded anyway
-                pass
-
     def _kafka_failed(self, reason: str) -> None:
-        self._close_producer()
+        self._publisher.close(self._position)
         self._set_state(
             "kafka_unavailable",
             f"Kafka unavailable ({reason}); retrying with back-off, will re-send everything "
@@ -379,67 +277,9 @@ class Relay:
         )
         self._stop.wait(self._kafka_backoff.next())
 
-    def _send(self, rows: Sequence[StoredRow]) -> None:
-        """Queue `rows` on the producer as one in-flight batch (no waiting for acks).
-
-        Stops early once the batch's values reach MAX_PENDING_BYTES; the rest is
-        read again next time."""
-        if self._producer is None:
-            try:
-                self._producer = self._connect()
-            except KafkaUnavailable as exc:
-                raise _PublishFailed(str(exc)) from None
-        producer = self._producer
-        topic = self.config.topic
-        futures: list[Any] = []
-        pending_bytes = 0
-        last = self._sent
-        try:
-            for row in rows:
-                key, value, headers = build_message(row)
-                futures.append(producer.send(topic, value=value, key=key, headers=headers))
-                last = row.position
-                pending_bytes += len(value)
-                if pending_bytes >= MAX_PENDING_BYTES:
-                    break
-        except (RelayFatal, _PublishFailed):
-            raise
-        except Exception as exc:
-            self._check_fatal(exc)
-            raise _PublishFailed(describe(exc)) from None
-        finally:
-            if futures:
-                self._in_flight.append(_InFlight(futures, last))
-                self._sent = last
-
     def _await_oldest(self, flush: bool) -> None:
-        """Wait until the oldest in-flight batch is acknowledged, then hand its last
-        position to the tracker. Acks that never come (broker gone) are waited out
-        by the delivery timeout; a stop request does not have to wait for that."""
-        batch = self._in_flight[0]
-        producer = self._producer
-        deadline = time.monotonic() + self.config.delivery_timeout_s + 5
-        if flush:
-            while True:
-                try:
-                    producer.flush(timeout=0.5)
-                    break
-                except Exception as exc:
-                    if type(exc).__name__ != "KafkaTimeoutError":
-                        raise _PublishFailed(describe(exc)) from None
-                self._check_waiting(deadline)
-        for future in batch.futures:
-            while not future.is_done:
-                try:
-                    future.get(timeout=0.5)
-                except Exception:  # a failure is read from the future below
-                    if not future.is_done:
-                        self._check_waiting(deadline)
-            if not future.succeeded():
-                error = future.exception
-                self._check_fatal(error)
-                raise _PublishFailed(describe(error))
-        self._in_flight.popleft()
+        """Wait for the oldest in-flight batch, then hand its last position to the tracker."""
+        batch = self._publisher.await_oldest(flush, self._position)
         if self._state == "kafka_unavailable":
             # Only an acknowledgement proves Kafka is back, not a new connection.
             log.info("relay: Kafka is back; resuming after position %d", batch.last_position)
@@ -451,19 +291,6 @@ class Relay:
         self._position = batch.last_position
         self._head = max(head_position(self._conn), batch.last_position)
         self._report()
-
-    def _check_waiting(self, deadline: float) -> None:
-        if time.monotonic() > deadline:
-            raise _PublishFailed("no acknowledgement within the delivery timeout")
-        if self._stop.is_set():
-            raise _PublishFailed("stopping before the broker acknowledged the batch")
-
-    def _check_fatal(self, exc: BaseException | None) -> None:
-        if exc is not None and type(exc).__name__ in _FATAL_ERRORS:
-            raise RelayFatal(
-                f"Kafka refused to store the event after position {self._position} on "
-                f"{self.config.topic}: {describe(exc)}"
-            )
 
     # -- reporting ----------------------------------------------------------------
 
