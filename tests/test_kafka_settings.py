@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -113,3 +115,18 @@ def test_no_options_give_the_defaults() -> None:
     env = {s.env: "" for s in SETTINGS}
     result = CliRunner().invoke(show, [], env=env, catch_exceptions=False)
     assert result.output.strip() == repr(KafkaSettings())
+
+
+def test_the_kit_does_not_need_click() -> None:
+    kit = [
+        "consumers.kafka_config",
+        "consumers.kafka_connect",
+        "consumers.kafka_topics",
+        "consumers.seen_store",
+        "consumers.subscriber",
+    ]
+    code = f"import sys\nfor m in {kit!r}: __import__(m)\nprint('click' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"
