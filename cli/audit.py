@@ -24,7 +24,7 @@ from cli.context import (
     emit_json,
     progress_enabled,
 )
-from ledger.audit.common import AuditError, parse_position
+from ledger.audit.common import AuditError, events_table_exists, parse_position
 from ledger.audit.history import (
     HistoryFilter,
     iter_history,
@@ -39,7 +39,7 @@ from ledger.audit.verify import (
     verify_chain,
 )
 from ledger.db import Connection
-from ledger.reading import events_table_exists, head_position
+from ledger.reading import head_position
 
 
 @click.group(name="audit")

@@ -8,6 +8,9 @@ from typing import Any
 
 from ledger.db import Connection
 
+# Re-exported: the audit commands check for the events table before reading it.
+from ledger.reading import events_table_exists as events_table_exists
+
 # Positions are bigint on PostgreSQL and 64-bit integers on SQLite.
 MAX_POSITION = 2**63 - 1
 _DIGITS = re.compile(r"[0-9]{1,19}")
