@@ -77,9 +77,14 @@ def _describe(prop: dict[str, Any], defs: dict[str, Any]) -> str:
             return "UUID"
         if "pattern" in p:
             return "decimal string"
-        if "minLength" in p or "maxLength" in p:
-            return f"string ({p.get('minLength', 0)}-{p['maxLength']} chars)"
-        return "string"
+        shortest, longest = p.get("minLength", 0), p.get("maxLength")
+        if longest is not None:
+            return (
+                f"string ({shortest}-{longest} chars)"
+                if shortest
+                else f"string (up to {longest} chars)"
+            )
+        return f"string (at least {shortest} chars)" if shortest else "string"
     if kind == "integer":
         return f"integer >= {p['minimum']}" if "minimum" in p else "integer"
     if kind == "array":
