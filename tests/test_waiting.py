@@ -38,8 +38,8 @@ def test_a_notification_wakes_the_listener_at_once(pg_url: str) -> None:
     with Connection(url) as listening, Connection(url) as writer:
         waiter = waiter_on(listening, stop)
         assert isinstance(waiter, ListenWaiter)
-        # Nothing committed: the fallback interval passes.
-        assert 0.3 <= timed(waiter, 0.3) < 2
+        # (Not asserted: that an idle wait lasts its whole interval. NOTIFY is per
+        # database, not per schema, so other ledgers on the server may wake it.)
         timer = threading.Timer(0.2, lambda: writer.execute(f"NOTIFY {NOTIFY_CHANNEL}"))
         timer.start()
         try:
