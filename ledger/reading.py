@@ -8,7 +8,7 @@ committed later. Positions may still have holes; readers must not assume +1.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -71,3 +71,34 @@ def read_events(conn: Connection, after: int, limit: int) -> list[RecordedEvent]
 def head_position(conn: Connection) -> int:
     row = conn.fetchone(f"SELECT MAX(notification_id) FROM {EVENTS_TABLE}")
     return int(row[0]) if row and row[0] is not None else 0
+
+
+def _chunks(values: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def states_by_event_id(conn: Connection, event_ids: Sequence[str]) -> dict[str, bytes]:
+    """The stored JSON of each given producer event id that is stored."""
+    found: dict[str, bytes] = {}
+    for chunk in _chunks(event_ids):
+        marks = ",".join("?" * len(chunk))
+        rows = conn.fetchall(
+            f"SELECT event_id, state FROM {EVENTS_TABLE} WHERE event_id IN ({marks})", chunk
+        )
+        found.update((r[0], bytes(r[1])) for r in rows)
+    return found
+
+
+def subject_owners(conn: Connection, subjects: Sequence[str]) -> dict[str, str]:
+    """For each given subject (`order:o-17`) already created: the customer that created it."""
+    owners: dict[str, str] = {}
+    for chunk in _chunks(subjects):
+        marks = ",".join("?" * len(chunk))
+        rows = conn.fetchall(
+            f"SELECT subject, customer_id FROM {EVENTS_TABLE} "
+            f"WHERE creates_subject = ? AND subject IN ({marks})",
+            [True, *chunk],
+        )
+        owners.update((r[0], r[1]) for r in rows)
+    return owners
