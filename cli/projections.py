@@ -10,6 +10,7 @@ from contextlib import contextmanager
 import click
 
 from cli.context import (
+    EXIT_REJECTED,
     EXIT_USAGE,
     FORMAT_OPTION,
     CliError,
@@ -134,6 +135,7 @@ def run(
                 "applied": applied,
                 "position": position,
                 "head": head,
+                "stopped": sorted(runner.stopped.values()),
             }
         )
     else:
@@ -141,6 +143,10 @@ def run(
             f"{', '.join(p.name for p in chosen)}: applied {applied:,} events; "
             f"at position {position:,} (head {head:,})"
         )
+        for line in sorted(runner.stopped.values()):
+            echo_err(line)
+    if runner.stopped:
+        raise click.exceptions.Exit(EXIT_REJECTED)
 
 
 @projections.command()
@@ -149,7 +155,8 @@ def status(output_format: str) -> None:
     """Each projection's position, the head, the lag in events and seconds, and its state.
 
     States: following (a follower is running), up to date, behind, outdated
-    (written by an older layout: rebuild it). A rebuild in progress or left
+    (written by an older layout: rebuild it), stopped (at an event it cannot
+    apply; the line below the table names it; the others go on). A rebuild in progress or left
     behind by a killed one is shown with its own position.
     """
     ctx = cli_context()
@@ -173,6 +180,9 @@ def status(output_format: str) -> None:
         ],
         table,
     )
+    for row in rows:
+        if row.stopped is not None:
+            click.echo(row.stopped)
 
 
 def _rebuild_text(row: dict[str, object]) -> str:
