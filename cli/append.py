@@ -19,6 +19,7 @@ from cli.context import (
 )
 from ledger.appending import DEFAULT_BATCH_SIZE, Appender, AppendReport
 from ledger.input import InputError, read_items
+from ledger.printable import printable
 
 
 class _CountingReader:
@@ -133,7 +134,7 @@ def _print_report(report: AppendReport, output_format: str, skip_invalid: bool) 
         )
         return
     for rejection in report.rejected:
-        click.echo(str(rejection), err=True)
+        click.echo(printable(str(rejection)), err=True)
     summary = (
         f"appended {report.appended}, duplicates {report.duplicates}, "
         f"rejected {len(report.rejected)}"

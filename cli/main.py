@@ -21,6 +21,7 @@ from cli.tab import tab
 from ledger.application import first_line
 from ledger.config import DATABASE_URL_ENV, ConfigError
 from ledger.db import DatabaseUnavailable
+from ledger.printable import printable
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -92,7 +93,8 @@ def main() -> None:
             )
             sys.exit(EXIT_USAGE)
         click.echo(
-            f"error: {type(exc).__name__}: {first_line(exc)} (run with --debug for details)",
+            f"error: {type(exc).__name__}: {printable(first_line(exc))} "
+            "(run with --debug for details)",
             err=True,
         )
         sys.exit(1)

@@ -21,6 +21,7 @@ from cli.context import (
 from cli.progress import Mode, ReplayProgress
 from cli.readmodels import choose, echo_err, prepare_store, projection_errors
 from cli.tables import Column, echo_table
+from ledger.printable import printable
 from ledger.reading import head_position
 from ledger.signals import stop_on_signals
 from projections import rebuild as replay
@@ -106,7 +107,7 @@ def run(
                 )
                 sys.stdout.flush()
             else:
-                echo_err(f"projections: {notice.describe()}")
+                echo_err(f"projections: {printable(notice.describe())}")
 
         url = ctx.url
         with _stop_on_signals() as stop:
@@ -144,7 +145,7 @@ def run(
             f"at position {position:,} (head {head:,})"
         )
         for line in sorted(runner.stopped.values()):
-            echo_err(line)
+            echo_err(printable(line))
     if runner.stopped:
         raise click.exceptions.Exit(EXIT_REJECTED)
 
@@ -182,7 +183,7 @@ def status(output_format: str) -> None:
     )
     for row in rows:
         if row.stopped is not None:
-            click.echo(row.stopped)
+            click.echo(printable(row.stopped))
 
 
 def _rebuild_text(row: dict[str, object]) -> str:

@@ -5,6 +5,8 @@ with nothing stored, or is stored exactly as sent."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from typing import Any
 
@@ -212,3 +214,39 @@ def test_deep_nesting_is_a_rejection_line_not_a_crash(sqlite_url: str) -> None:
             "line 1 (event_id -, type -): (event): nested deeper than 32 levels of objects "
             "and arrays"
         ]
+
+
+def test_human_output_escapes_control_characters_and_csv_defuses_formulas(
+    store_url: str,
+) -> None:
+    hostile = "Eve\x1b[2J\r\nforged line\u202e"
+    events = [
+        event(
+            "customer.created",
+            "c1",
+            {"card": {"name": "Ann"}},
+            actor={"kind": "user", "id": "u\x1b]0;x\x07", "name": hostile},
+        ),
+        event(
+            "customer.card_changed",
+            "c1",
+            {"changes": [{"field": "name\r\n  forged: a -> b", "old": "Ann", "new": "=1+2"}]},
+            actor={"kind": "user", "id": "-2+3", "name": "@SUM(A1)"},
+        ),
+    ]
+    assert run_ledger("append", db=store_url, stdin=ndjson(events)).returncode == 0
+    for args in (("audit", "history", "--customer", "c1"), ("tab", "c1", "timeline")):
+        out = run_ledger(*args, db=store_url)
+        assert out.returncode == 0, out.stderr
+        for bad in ("\x1b", "\r", "\x07", "\u202e"):
+            assert bad not in out.stdout, (args, bad)
+        assert not any(line.startswith("forged") for line in out.stdout.splitlines())
+        assert not any(line.lstrip().startswith("forged:") for line in out.stdout.splitlines())
+    history = run_ledger("audit", "history", "--customer", "c1", db=store_url).stdout
+    assert "Eve\\x1b[2J\\x0d\\x0aforged line\\u202e" in history
+    csv_out = run_ledger("audit", "history", "--customer", "c1", "--format", "csv", db=store_url)
+    rows = list(csv.DictReader(io.StringIO(csv_out.stdout)))
+    assert rows[1]["actor_name"] == "'@SUM(A1)"
+    assert rows[1]["actor_id"] == "'-2+3"
+    assert rows[1]["new"] == '"=1+2"'  # JSON text: starts with a quote, not a formula
+    assert rows[0]["position"] == "1"
