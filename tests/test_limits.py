@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from ledger.application import LedgerApplication
+from ledger.chain import GENESIS_HASH, chain_hash
 from ledger.config import parse_database_url
 from ledger.db import Connection
 from ledger.events import ContractError, parse_inbound_json
@@ -250,3 +251,13 @@ def test_human_output_escapes_control_characters_and_csv_defuses_formulas(
     assert rows[1]["actor_id"] == "'-2+3"
     assert rows[1]["new"] == '"=1+2"'  # JSON text: starts with a quote, not a formula
     assert rows[0]["position"] == "1"
+
+
+def test_chain_tells_null_from_empty_and_keeps_earlier_hashes() -> None:
+    def link(subject: str | None, event_id: str | None = "e") -> str:
+        return chain_hash(GENESIS_HASH, 1, "o", 1, "t", b"{}", event_id, "c", subject)
+
+    assert link(None) != link("")
+    assert link(None, None) != link("", "")
+    # A row as every ledger stored it before (a card event: NULL subject) keeps its hash.
+    assert link(None) == "a07d17dce5e4e86f1d5fe4206423ded6b846eb8f1693aec5ce11e0ad2989e142"
