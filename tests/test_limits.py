@@ -5,6 +5,7 @@ with nothing stored, or is stored exactly as sent."""
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -20,6 +21,7 @@ from ledger.db import Connection
 from ledger.events import ContractError, parse_inbound_json
 from ledger.events.limits import MAX_EVENT_BYTES, MAX_STORED_BYTES
 from ledger.reading import head_position, read_events
+from projections.timeline import _customer_tag
 from tests.cli_runner import run_ledger
 from tests.factories import append_events as append
 from tests.factories import append_raw, event, ndjson
@@ -261,3 +263,22 @@ def test_chain_tells_null_from_empty_and_keeps_earlier_hashes() -> None:
     assert link(None, None) != link("", "")
     # A row as every ledger stored it before (a card event: NULL subject) keeps its hash.
     assert link(None) == "a07d17dce5e4e86f1d5fe4206423ded6b846eb8f1693aec5ce11e0ad2989e142"
+
+
+def test_verify_from_head_plus_one_is_nothing_new_and_intact(store_url: str) -> None:
+    one = event("customer.created", "c1", {"card": {}})
+    assert run_ledger("append", db=store_url, stdin=ndjson([one])).returncode == 0
+    result = run_ledger("audit", "verify", "--from", "2", db=store_url)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("intact up to position 1, head ")
+    assert lines[1] == "note: nothing new from position 2"
+    assert run_ledger("audit", "verify", "--from", "3", db=store_url).returncode == 2
+
+
+def test_a_cursor_with_a_huge_number_is_a_bad_cursor(sqlite_url: str) -> None:
+    forged = json.dumps([1, 10**30, 10**30, _customer_tag("c1")]).encode()
+    cursor = base64.urlsafe_b64encode(forged).decode().rstrip("=")
+    result = run_ledger("tab", "c1", "timeline", "--cursor", cursor, db=sqlite_url)
+    assert result.returncode == 2
+    assert result.stderr == "error: bad cursor: not a cursor this ledger handed out\n"
