@@ -20,7 +20,12 @@ from cli.relay import relay
 from cli.schemas import schemas
 from cli.tab import tab
 from ledger.application import first_line
-from ledger.config import DATABASE_URL_ENV, DEFAULT_LOCK_TIMEOUT, ConfigError
+from ledger.config import (
+    DATABASE_URL_ENV,
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_LOCK_TIMEOUT,
+    ConfigError,
+)
 from ledger.db import DatabaseUnavailable
 from ledger.printable import printable
 
@@ -105,6 +110,15 @@ def main() -> None:
             sys.exit(EXIT_UNAVAILABLE)
         if _mentions(exc, "readonly database"):
             _read_only()
+        if _mentions(exc, "idle-in-transaction timeout"):
+            click.echo(
+                "error: the import waited for input longer than PostgreSQL lets a transaction "
+                "sit idle, and the server ended it; nothing stored (feed the input faster, "
+                "use --skip-invalid for a transaction per batch, or raise "
+                f"?idle_timeout=SECONDS in the URL; default {DEFAULT_IDLE_TIMEOUT})",
+                err=True,
+            )
+            sys.exit(EXIT_UNAVAILABLE)
         click.echo(
             f"error: {type(exc).__name__}: {printable(first_line(exc))} "
             "(run with --debug for details)",

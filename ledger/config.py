@@ -22,6 +22,9 @@ AUTO_MIGRATE_ENV = "LEDGER_AUTO_MIGRATE"
 # SQLite: how long a writer waits for another writer's transaction (an import
 # holds the write lock until it commits) before giving up, in seconds.
 DEFAULT_LOCK_TIMEOUT = 120
+# PostgreSQL: how long an all-or-nothing import may wait for input inside its
+# transaction (holding the write lock) before the server ends it, in seconds.
+DEFAULT_IDLE_TIMEOUT = 120
 # A PostgreSQL schema name the ledger can use unquoted and quoted alike.
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
@@ -46,6 +49,7 @@ class DatabaseURL:
     schema: str = "public"
     connect_timeout: int = 5
     lock_timeout: int = DEFAULT_LOCK_TIMEOUT
+    idle_timeout: int = DEFAULT_IDLE_TIMEOUT
 
     def display(self) -> str:
         """The URL without its password, for messages and status output."""
@@ -89,7 +93,7 @@ class DatabaseURL:
             # while it reads and validates input; the library's 5 s would kill a
             # slow one. Still bounded, so a stalled producer cannot hold the
             # write lock for ever.
-            "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "120",
+            "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": str(self.idle_timeout),
             "POSTGRES_POOL_SIZE": "2",
             "POSTGRES_MAX_OVERFLOW": "4",
             # Never the library's insert function: it skips the table lock, and a
@@ -125,11 +129,12 @@ def parse_database_url(url: str) -> DatabaseURL:
     elif not 1 <= port <= 65535:
         raise ConfigError(f"bad database URL {url!r}: port must be a number from 1 to 65535")
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    unknown = set(query) - {"schema", "connect_timeout"}
+    unknown = set(query) - {"schema", "connect_timeout", "idle_timeout"}
     if unknown:
         raise ConfigError(f"bad database URL {url!r}: unknown option {sorted(unknown)[0]!r}")
     dbname = unquote(parts.path.lstrip("/")) or "postgres"
     timeout = _whole_seconds(url, query, "connect_timeout", 5)
+    idle_timeout = _whole_seconds(url, query, "idle_timeout", DEFAULT_IDLE_TIMEOUT)
     schema = query.get("schema", "public")
     if _SCHEMA_NAME.fullmatch(schema) is None:
         # Mixed case or anything SQL-like would be folded or need quoting in every
@@ -147,6 +152,7 @@ def parse_database_url(url: str) -> DatabaseURL:
         dbname=dbname,
         schema=schema,
         connect_timeout=timeout,
+        idle_timeout=idle_timeout,
     )
 
 

@@ -3,13 +3,16 @@ cannot use safely, each one line with its exit code."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.cli_runner import run_ledger
+from tests.cli_runner import LEDGER, run_ledger
 from tests.factories import event, ndjson
 
 
@@ -62,3 +65,25 @@ def test_lower_case_schema_with_underscores_and_digits_works(pg_url: str) -> Non
     assert run_ledger("append", db=pg_url, stdin=ndjson([created])).returncode == 0
     shown = run_ledger("tab", "c1", "card", "--format", "json", db=pg_url)
     assert shown.returncode == 0, shown.stderr
+
+
+def test_an_import_stalled_past_the_idle_limit_says_so_and_stores_nothing(pg_url: str) -> None:
+    created = json.dumps(event("customer.created", "c1", {"card": {}}))
+    note = json.dumps(event("note.added", "c1", {"note_id": "n1", "text": "x"}))
+    slow = f"import sys, time; print({created!r}, flush=True); time.sleep(3); print({note!r})"
+    feeder = subprocess.Popen([sys.executable, "-c", slow], stdout=subprocess.PIPE)
+    assert feeder.stdout is not None
+    result = subprocess.run(
+        [LEDGER, "--db", pg_url + "&idle_timeout=1", "append", "--batch-size", "1", "-"],
+        stdin=feeder.stdout,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    feeder.wait()
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.startswith("error: the import waited for input longer than PostgreSQL")
+    assert len(result.stderr.splitlines()) == 1
+    shown = run_ledger("audit", "history", "--customer", "c1", "--format", "json", db=pg_url)
+    assert json.loads(shown.stdout)["count"] == 0
