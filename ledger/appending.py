@@ -53,7 +53,7 @@ from ledger.events import (
 )
 from ledger.input import InputItem
 from ledger.mapper import subject_of
-from ledger.reading import states_by_event_id, subject_owners
+from ledger.reading import Queries, states_by_event_id, subject_owners
 from ledger.rights import ALLOW_ALL, RightsPolicy
 from ledger.stores.base import WriteSession
 
@@ -131,9 +131,9 @@ class Appender:
         self.batch_size = batch_size
         self._db = Connection(app.url)
         self._customers: dict[str, Customer] = {}
-        # event_id -> digest of the producer's content, for this input's events
+        # Until inserted (then the store answers): event_id -> digest of the
+        # producer's content, and subject -> the customer that created it.
         self._seen: dict[str, bytes] = {}
-        # subject -> the customer that created it
         self._claims: dict[str, str] = {}
         # customer_id -> version before this all-or-nothing transaction
         self._snapshot_after_commit: dict[str, int] = {}
@@ -168,12 +168,14 @@ class Appender:
         try:
             with self.app.ledger_recorder.write_session() as session:
                 for batch in _batches(items, self.batch_size):
-                    decision = self._decide(batch)
+                    decision = self._decide(batch, session)
                     report.duplicates += decision.duplicates
                     report.rejected.extend(decision.rejections)
                     if report.ok:
                         self._insert(session, decision, report)
                         self._note_snapshots_due(decision)
+                        # The session sees what it inserted: no need to remember it.
+                        self._forget_inserted()
                     else:
                         self._discard(decision)
                 if not report.ok:
@@ -201,7 +203,7 @@ class Appender:
     def _commit_batch(self, batch: list[InputItem], report: AppendReport) -> None:
         mark = report._mark()
         for attempt in range(OPTIMISTIC_ATTEMPTS):
-            decision = self._decide(batch)
+            decision = self._decide(batch, self._db)
             try:
                 if decision.stored_events:
                     with self.app.ledger_recorder.write_session() as session:
@@ -226,7 +228,7 @@ class Appender:
         self._forget_written()
         try:
             with self.app.ledger_recorder.write_session() as session:
-                decision = self._decide(batch)
+                decision = self._decide(batch, session)
                 self._insert(session, decision, report)
         except Exception as exc:
             self._forget_written()
@@ -274,6 +276,7 @@ class Appender:
             previous = customer.version
             customer.collect_events()
             self.app.snapshot_if_due(customer, previous)
+        self._forget_inserted()
 
     def _note_snapshots_due(self, decision: _Decision) -> None:
         # Inside the all-or-nothing transaction: snapshot only once it commits.
@@ -293,6 +296,12 @@ class Appender:
             self.app.snapshot_if_due(self._customers[customer_id], previous)
         self._snapshot_after_commit.clear()
 
+    def _forget_inserted(self) -> None:
+        """Event ids and claims of inserted rows are found in the store from now on;
+        keeping them would make memory grow with the input."""
+        self._seen.clear()
+        self._claims.clear()
+
     def _forget_written(self) -> None:
         self._snapshot_after_commit.clear()
         self._customers.clear()
@@ -301,11 +310,13 @@ class Appender:
 
     # -- deciding -----------------------------------------------------------------------
 
-    def _decide(self, batch: list[InputItem]) -> _Decision:
+    def _decide(self, batch: list[InputItem], store: Queries) -> _Decision:
+        """What `batch` comes to, given what `store` holds (a write session sees its
+        own inserts) and the events of this input not inserted yet."""
         parsed = [(item, _parse(item)) for item in batch]
         events = [p for _, p in parsed if isinstance(p, InboundEvent)]
-        stored = self._stored_digests(events)
-        self._load_claims(events)
+        stored = self._stored_digests(store, events)
+        self._load_claims(store, events)
         self._load_customers({e.customer_id for e in events})
         now = datetime.now(UTC)
         out: list[CustomerEvent] = []
@@ -355,9 +366,9 @@ class Appender:
         where = "stored" if event_id in stored else "earlier in this input"
         raise RuleViolation("event_id", f"a different event with this event_id is already {where}")
 
-    def _stored_digests(self, events: list[InboundEvent]) -> dict[str, bytes]:
+    def _stored_digests(self, store: Queries, events: list[InboundEvent]) -> dict[str, bytes]:
         ids = [str(e.event_id) for e in events if e.event_id]
-        states = states_by_event_id(self._db, ids)
+        states = states_by_event_id(store, ids)
         return {eid: _stored_digest(state) for eid, state in states.items()}
 
     def _check_claim(self, event: InboundEvent) -> str | None:
@@ -376,7 +387,7 @@ class Appender:
             )
         return subject
 
-    def _load_claims(self, events: list[InboundEvent]) -> None:
+    def _load_claims(self, store: Queries, events: list[InboundEvent]) -> None:
         subjects = [
             s
             for e in events
@@ -384,7 +395,7 @@ class Appender:
             and (s := subject_of(e.type, e.data)) is not None
             and s not in self._claims
         ]
-        self._claims.update(subject_owners(self._db, subjects))
+        self._claims.update(subject_owners(store, subjects))
 
     def _load_customers(self, customer_ids: Iterable[str]) -> None:
         for customer_id in customer_ids:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 from uuid import UUID
 
 from ledger.db import Connection
@@ -73,12 +74,19 @@ def head_position(conn: Connection) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
+class Queries(Protocol):
+    """Something to query the events table through: a `Connection`, or a write
+    session (which also sees its own rows before they commit)."""
+
+    def fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+
 def _chunks(values: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
 
 
-def states_by_event_id(conn: Connection, event_ids: Sequence[str]) -> dict[str, bytes]:
+def states_by_event_id(conn: Queries, event_ids: Sequence[str]) -> dict[str, bytes]:
     """The stored JSON of each given producer event id that is stored."""
     found: dict[str, bytes] = {}
     for chunk in _chunks(event_ids):
@@ -90,7 +98,7 @@ def states_by_event_id(conn: Connection, event_ids: Sequence[str]) -> dict[str, 
     return found
 
 
-def subject_owners(conn: Connection, subjects: Sequence[str]) -> dict[str, str]:
+def subject_owners(conn: Queries, subjects: Sequence[str]) -> dict[str, str]:
     """For each given subject (`order:o-17`) already created: the customer that created it."""
     owners: dict[str, str] = {}
     for chunk in _chunks(subjects):

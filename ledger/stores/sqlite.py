@@ -48,6 +48,10 @@ class SQLiteWriteSession:
         placeholders = ",".join("?" * len(EVENT_COLUMNS))
         self._insert = f"INSERT INTO {table} ({','.join(EVENT_COLUMNS)}) VALUES ({placeholders})"
 
+    def fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        self._cursor.execute(statement, params)
+        return [tuple(r) for r in self._cursor.fetchall()]
+
     def insert(self, stored_events: Sequence[StoredEvent]) -> list[int]:
         rows = [
             (r[0], _oid(r[1]), *r[2:])
