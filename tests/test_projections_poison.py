@@ -4,6 +4,9 @@ one line; `projections status` shows it; the other projections go on."""
 from __future__ import annotations
 
 import json
+import threading
+import time
+from collections.abc import Callable
 
 import pytest
 
@@ -12,9 +15,11 @@ from ledger.db import Connection
 from ledger.domain import customer_stream_id
 from ledger.stores.rows import LedgerStoredEvent
 from projections import rebuild as replay
+from projections import tracking
 from projections.registry import PROJECTIONS
-from projections.runner import ProjectionError, Runner, Target
+from projections.runner import Follower, FollowNotice, ProjectionError, Runner, Target
 from projections.schema import ensure_schema
+from tests.background import running_in_thread
 from tests.cli_runner import run_ledger
 from tests.factories import append_ok as append
 from tests.factories import event
@@ -112,3 +117,38 @@ def test_a_read_model_refusing_an_event_stops_at_that_event(app: LedgerApplicati
         # A rebuild meets the same event: it fails with the same line, not a traceback.
         with pytest.raises(ProjectionError, match="stopped at position 2"):
             replay.rebuild(conn, [timeline])
+
+
+def test_a_follower_reports_the_stop_once_and_follows_the_others(
+    app: LedgerApplication,
+) -> None:
+    append(app, [event("customer.created", "c1", {"card": {}})])
+    notices: list[FollowNotice] = []
+    stop = threading.Event()
+    follower = Follower(
+        app.url,
+        PROJECTIONS,
+        stop=stop,
+        notify=notices.append,
+        interval=0.05,
+        prepare=ensure_schema,
+    )
+    with running_in_thread(follower.run, stop.set, "follower", 30):
+        _wait(lambda: any(n.kind == "caught_up" for n in notices))
+        _store_unchecked(app, {**CALL, "duration_s": 2**70})
+        append(app, [event("note.added", "c1", {"note_id": "n1", "text": "after"})])
+        with Connection(app.url) as conn:
+            _wait(lambda: tracking.read_all(conn)["card"].position == 3)
+            rows = tracking.read_all(conn)
+        time.sleep(0.3)  # a few more polls: the stop is reported once, not each time
+    stops = [n.error for n in notices if n.kind == "projection_stopped"]
+    assert len(stops) == 1 and stops[0] is not None
+    assert stops[0].startswith("projection timeline stopped at position 2")
+    assert rows["timeline"].position == 1 and rows["timeline"].stopped == stops[0]
+
+
+def _wait(condition: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
