@@ -107,11 +107,10 @@ class _Abort(Exception):
 
 @dataclass
 class _Decision:
-    """What one batch comes to: the rows to insert (with the input line of each),
-    the customers they change, and what was not stored and why."""
+    """What one batch comes to: the rows to insert, the customers they change,
+    and what was not stored and why."""
 
     stored_events: list[StoredEvent]
-    lines: list[InputItem]
     touched: list[Customer]
     duplicates: int
     rejections: list[Rejection]
@@ -320,9 +319,8 @@ class Appender:
         self._load_customers({e.customer_id for e in events})
         now = datetime.now(UTC)
         out: list[CustomerEvent] = []
-        lines: list[InputItem] = []
         touched: dict[str, Customer] = {}
-        decision = _Decision([], lines, [], 0, [])
+        decision = _Decision([], [], 0, [])
         for item, result in parsed:
             if isinstance(result, Rejection):
                 decision.rejections.append(result)
@@ -345,9 +343,9 @@ class Appender:
                 continue
             event_id = given_id or str(uuid.uuid4())
             out.append(customer.record(event, event_id, now))
-            lines.append(item)
             touched[event.customer_id] = customer
-            self._seen[event_id] = _digest(event)
+            if given_id is not None:  # a generated id cannot come again
+                self._seen[given_id] = _digest(event)
             if subject is not None:
                 self._claims[subject] = event.customer_id
         mapper = self.app.mapper
