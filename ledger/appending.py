@@ -213,13 +213,16 @@ class Appender:
                 self._forget_written()
                 time.sleep(random.uniform(0, 0.01 * 2**attempt))
                 continue
-            except BaseException:
+            except Exception as exc:
                 self._forget_written()
-                raise
+                if not _is_refusal(exc):
+                    raise
+                report._undo_to(mark)
+                break  # under the lock, below, the refused event is found
             self._settle(decision, report)
             return
-        # Still losing the race: decide under the write lock, where nobody else
-        # can write, so this attempt cannot conflict.
+        # Still losing the race, or a row refused: decide under the write lock, where
+        # nobody else can write, so this attempt cannot conflict.
         self._commit_batch_locked(batch, report)
 
     def _commit_batch_locked(self, batch: list[InputItem], report: AppendReport) -> None:

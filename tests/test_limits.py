@@ -159,7 +159,8 @@ def test_same_event_id_with_different_content_is_a_conflict(app: LedgerApplicati
     assert stored.data.card == {"name": "Ann"}  # type: ignore[attr-defined]
 
 
-def test_skip_invalid_rejects_only_the_event_the_store_refuses(pg_url: str) -> None:
+@pytest.mark.parametrize("errcode", ["check_violation", "data_exception"])
+def test_skip_invalid_rejects_only_the_event_the_store_refuses(pg_url: str, errcode: str) -> None:
     """A store error on one event is that event's rejection; the rest are stored."""
     app = LedgerApplication(parse_database_url(pg_url))
     try:
@@ -168,7 +169,7 @@ def test_skip_invalid_rejects_only_the_event_the_store_refuses(pg_url: str) -> N
             conn.execute(
                 f'CREATE FUNCTION "{schema}".refuse() RETURNS trigger LANGUAGE plpgsql AS $$ '
                 "BEGIN IF NEW.event_id = '" + EID + "' THEN "
-                "RAISE EXCEPTION 'value refused by policy' USING ERRCODE = 'check_violation'; "
+                f"RAISE EXCEPTION 'value refused by policy' USING ERRCODE = '{errcode}'; "
                 "END IF; RETURN NEW; END $$"
             )
             conn.execute(
