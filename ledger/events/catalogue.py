@@ -183,9 +183,9 @@ def parse_inbound(obj: dict[str, Any]) -> InboundEvent:
 
 def parse_inbound_json(raw: str | bytes) -> InboundEvent:
     try:
-        check_event_json(raw)
+        size = check_event_json(raw)
         event = INBOUND_ADAPTER.validate_json(raw)
-        check_stored_size(len(raw), event.model_dump_json)
+        check_stored_size(size, event.model_dump_json)
         return event
     except LimitError as exc:
         raise ContractError([FieldError(exc.field, exc.reason)], _peek_type_raw(raw)) from None

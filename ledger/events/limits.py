@@ -100,8 +100,9 @@ _checking_decoder = json.JSONDecoder(
 )
 
 
-def check_event_json(raw: str | bytes) -> None:
-    """Raise LimitError naming the first field of `raw` beyond a limit.
+def check_event_json(raw: str | bytes) -> int:
+    """Raise LimitError naming the first field of `raw` beyond a limit; else
+    return its size in bytes.
 
     Malformed JSON is left to the contract's own parser, which says where."""
     size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
@@ -113,15 +114,16 @@ def check_event_json(raw: str | bytes) -> None:
     if text.count("{") + text.count("[") > MAX_DEPTH and _depth(text) > MAX_DEPTH:
         raise LimitError("(event)", f"nested deeper than {MAX_DEPTH} levels of objects and arrays")
     # A plain substring test first: the regex (which skips `\\u0000`) is slower.
-    nul = "\\u0000" in text and _NUL_ESCAPE.search(text) is not None
+    fault = "\\u0000" in text and _NUL_ESCAPE.search(text) is not None
     try:
         _checking_decoder.decode(text)
     except _Bad:
-        nul = True  # something to name: walk
+        fault = True
     except (ValueError, RecursionError):
-        return
-    if nul:
+        return size
+    if fault:
         _name_the_fault(text)
+    return size
 
 
 # Stored JSON is at most this many times longer than what was sent: strings never
