@@ -12,7 +12,8 @@ own; validation runs outside the lock and a concurrent writer's conflict (same
 customer stream version, event id or claimed subject) is retried, a few times
 optimistically, then under the lock. Under the lock nothing can conflict, so a
 row the store still refuses is that event's fault: the batch is retried one
-event at a time and the refused event becomes a rejection.
+event at a time and the refused event becomes a rejection. All-or-nothing finds
+a refused row the same way, under a savepoint, and rejects it.
 """
 
 from __future__ import annotations
@@ -107,10 +108,11 @@ class _Abort(Exception):
 
 @dataclass
 class _Decision:
-    """What one batch comes to: the rows to insert, the customers they change,
-    and what was not stored and why."""
+    """What one batch comes to: the rows to insert (and the input item of each),
+    the customers they change, and what was not stored and why."""
 
     stored_events: list[StoredEvent]
+    items: list[InputItem]
     touched: list[Customer]
     duplicates: int
     rejections: list[Rejection]
@@ -171,7 +173,7 @@ class Appender:
                     report.duplicates += decision.duplicates
                     report.rejected.extend(decision.rejections)
                     if report.ok:
-                        self._insert(session, decision, report)
+                        self._insert_or_reject(session, decision, report)
                         self._note_snapshots_due(decision)
                         # The session sees what it inserted: no need to remember it.
                         self._forget_inserted()
@@ -270,6 +272,29 @@ class Appender:
             report.first_position = positions[0]
         report.last_position = positions[-1]
 
+    def _insert_or_reject(
+        self, session: WriteSession, decision: _Decision, report: AppendReport
+    ) -> None:
+        """All-or-nothing: insert the batch; if the store refuses a row, find it
+        (one row at a time) and make it that event's rejection, which rolls
+        everything back at the end."""
+        try:
+            with session.savepoint():
+                self._insert(session, decision, report)
+            return
+        except Exception as exc:
+            if not _is_refusal(exc):
+                raise
+        for stored, item in zip(decision.stored_events, decision.items, strict=True):
+            try:
+                with session.savepoint():
+                    self._insert(session, _Decision([stored], [item], [], 0, []), report)
+            except Exception as exc:
+                if not _is_refusal(exc):
+                    raise
+                self._reject_refused(item, exc, report)
+                return
+
     def _settle(self, decision: _Decision, report: AppendReport) -> None:
         """After a batch's own commit: count it and snapshot the customers now due."""
         report.duplicates += decision.duplicates
@@ -323,7 +348,7 @@ class Appender:
         now = datetime.now(UTC)
         out: list[CustomerEvent] = []
         touched: dict[str, Customer] = {}
-        decision = _Decision([], [], 0, [])
+        decision = _Decision([], [], [], 0, [])
         for item, result in parsed:
             if isinstance(result, Rejection):
                 decision.rejections.append(result)
@@ -346,6 +371,7 @@ class Appender:
                 continue
             event_id = given_id or str(uuid.uuid4())
             out.append(customer.record(event, event_id, now))
+            decision.items.append(item)
             touched[event.customer_id] = customer
             if given_id is not None:  # a generated id cannot come again
                 self._seen[given_id] = _digest(event)

@@ -159,37 +159,62 @@ def test_same_event_id_with_different_content_is_a_conflict(app: LedgerApplicati
     assert stored.data.card == {"name": "Ann"}  # type: ignore[attr-defined]
 
 
+def _refuse_on_insert(pg_url: str, event_id: str, errcode: str) -> None:
+    """A trigger that makes PostgreSQL refuse one row: a store error we cause for real."""
+    schema = pg_url.rsplit("schema=", 1)[1]
+    with psycopg.connect(parse_database_url(pg_url).conninfo(), autocommit=True) as conn:
+        conn.execute(
+            f'CREATE FUNCTION "{schema}".refuse() RETURNS trigger LANGUAGE plpgsql AS $$ '
+            "BEGIN IF NEW.event_id = '" + event_id + "' THEN "
+            f"RAISE EXCEPTION 'value refused by policy' USING ERRCODE = '{errcode}'; "
+            "END IF; RETURN NEW; END $$"
+        )
+        conn.execute(
+            f'CREATE TRIGGER refuse BEFORE INSERT ON "{schema}".ledger_events '
+            f'FOR EACH ROW EXECUTE FUNCTION "{schema}".refuse()'
+        )
+
+
+def _notes_with_one_refused() -> list[dict[str, Any]]:
+    events = [event("customer.created", "c1", {"card": {}})]
+    events += [event("note.added", "c1", {"note_id": f"n{i}", "text": "x"}) for i in range(5)]
+    events[3]["event_id"] = EID
+    return events
+
+
+REFUSED = (
+    f"line 4 (event_id {EID}, type note.added): (event): the store refused it: "
+    "value refused by policy"
+)
+
+
 @pytest.mark.parametrize("errcode", ["check_violation", "data_exception"])
 def test_skip_invalid_rejects_only_the_event_the_store_refuses(pg_url: str, errcode: str) -> None:
     """A store error on one event is that event's rejection; the rest are stored."""
     app = LedgerApplication(parse_database_url(pg_url))
     try:
-        schema = pg_url.rsplit("schema=", 1)[1]
-        with psycopg.connect(parse_database_url(pg_url).conninfo(), autocommit=True) as conn:
-            conn.execute(
-                f'CREATE FUNCTION "{schema}".refuse() RETURNS trigger LANGUAGE plpgsql AS $$ '
-                "BEGIN IF NEW.event_id = '" + EID + "' THEN "
-                f"RAISE EXCEPTION 'value refused by policy' USING ERRCODE = '{errcode}'; "
-                "END IF; RETURN NEW; END $$"
-            )
-            conn.execute(
-                f'CREATE TRIGGER refuse BEFORE INSERT ON "{schema}".ledger_events '
-                f'FOR EACH ROW EXECUTE FUNCTION "{schema}".refuse()'
-            )
-        events = [event("customer.created", "c1", {"card": {}})]
-        events += [event("note.added", "c1", {"note_id": f"n{i}", "text": "x"}) for i in range(5)]
-        events[3]["event_id"] = EID
-        report = append(app, events, skip_invalid=True, batch_size=4)
+        _refuse_on_insert(pg_url, EID, errcode)
+        report = append(app, _notes_with_one_refused(), skip_invalid=True, batch_size=4)
         assert report.appended == 5
-        assert [str(r) for r in report.rejected] == [
-            f"line 4 (event_id {EID}, type note.added): (event): the store refused it: "
-            "value refused by policy"
-        ]
+        assert [str(r) for r in report.rejected] == [REFUSED]
         with Connection(app.url) as conn:
             notes = [e.data.note_id for e in read_events(conn, 0, 10)[1:]]  # type: ignore[attr-defined]
         assert notes == ["n0", "n1", "n3", "n4"]
     finally:
         app.close()
+
+
+def test_all_or_nothing_names_the_event_the_store_refuses(pg_url: str) -> None:
+    assert run_ledger("db", "migrate", db=pg_url).returncode == 0
+    _refuse_on_insert(pg_url, EID, "data_exception")
+    result = run_ledger(
+        "append", "--batch-size", "4", db=pg_url, stdin=ndjson(_notes_with_one_refused())
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [REFUSED]
+    assert "nothing stored" in result.stdout
+    with Connection(parse_database_url(pg_url)) as conn:
+        assert head_position(conn) == 0
 
 
 def test_input_reader_rejects_what_it_used_to_drop(store_url: str) -> None:

@@ -22,6 +22,10 @@ class WriteSession(Protocol):
         names), so it sees the rows inserted so far, before they commit."""
         ...
 
+    def savepoint(self) -> AbstractContextManager[None]:
+        """Inserts inside it are undone if it raises; the transaction goes on."""
+        ...
+
 
 class LedgerRecorder(Protocol):
     def write_session(self) -> AbstractContextManager[WriteSession]: ...

@@ -55,6 +55,17 @@ class PostgresWriteSession:
             cursor.execute(statement.replace("?", "%s"), params)
             return cursor.fetchall()
 
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        self._cursor.execute("SAVEPOINT ledger_insert")
+        try:
+            yield
+        except BaseException:
+            self._cursor.execute("ROLLBACK TO SAVEPOINT ledger_insert")
+            self._cursor.execute("RELEASE SAVEPOINT ledger_insert")
+            raise
+        self._cursor.execute("RELEASE SAVEPOINT ledger_insert")
+
     def insert(self, stored_events: Sequence[StoredEvent]) -> list[int]:
         positions: list[int] = []
         last_hash = self._last_hash
