@@ -19,6 +19,7 @@ from cli.context import (
 )
 from ledger.appending import DEFAULT_BATCH_SIZE, Appender, AppendReport
 from ledger.input import InputError, read_items
+from ledger.printable import printable
 
 
 class _CountingReader:
@@ -93,17 +94,15 @@ def append(path: str, skip_invalid: bool, batch_size: int, output_format: str) -
 def _run(
     app: Any, policy: Any, stream: IO[str], skip_invalid: bool, batch_size: int
 ) -> AppendReport:
-    appender = Appender(app, policy, batch_size=batch_size)
     try:
-        return appender.append(read_items(stream), skip_invalid=skip_invalid)
+        with Appender(app, policy, batch_size=batch_size) as appender:
+            return appender.append(read_items(stream), skip_invalid=skip_invalid)
     except InputError as exc:
         raise CliError(f"input: {exc}; nothing stored", EXIT_REJECTED) from exc
     except UnicodeDecodeError as exc:
         raise CliError(
             f"input is not UTF-8 text: {exc.reason}; nothing stored", EXIT_REJECTED
         ) from exc
-    finally:
-        appender.close()
 
 
 def _size(stream: IO[str]) -> int:
@@ -135,7 +134,7 @@ def _print_report(report: AppendReport, output_format: str, skip_invalid: bool) 
         )
         return
     for rejection in report.rejected:
-        click.echo(str(rejection), err=True)
+        click.echo(printable(str(rejection)), err=True)
     summary = (
         f"appended {report.appended}, duplicates {report.duplicates}, "
         f"rejected {len(report.rejected)}"

@@ -17,6 +17,7 @@ import click
 from ledger.application import LedgerApplication
 from ledger.config import RIGHTS_POLICY_ENV, ConfigError, DatabaseURL, database_url
 from ledger.db import Connection
+from ledger.printable import printable
 from ledger.rights import RightsPolicy, load_policy
 
 EXIT_OK = 0
@@ -42,7 +43,7 @@ class CliError(click.ClickException):
         self.exit_code = exit_code  # type: ignore[misc]
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
+        click.echo(f"error: {printable(self.format_message())}", err=True)
 
 
 @dataclass

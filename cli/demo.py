@@ -31,11 +31,8 @@ def demo(limit: int, output_format: str) -> None:
     print one customer's "Previous interactions"."""
     ctx = cli_context()
     app = ctx.app()
-    appender = Appender(app, ctx.policy())
-    try:
+    with Appender(app, ctx.policy()) as appender:
         report = appender.append(read_items(io.StringIO("\n".join(demo_ndjson()))))
-    finally:
-        appender.close()
     if report.rejected:  # the demo data is ours: a rejection is a bug
         raise click.ClickException(f"demo data rejected: {report.rejected[0]}")
     with projection_errors(), ctx.connect() as conn:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import sys
+from typing import NoReturn
 
 import click
 import psycopg
@@ -19,8 +20,14 @@ from cli.relay import relay
 from cli.schemas import schemas
 from cli.tab import tab
 from ledger.application import first_line
-from ledger.config import DATABASE_URL_ENV, ConfigError
+from ledger.config import (
+    DATABASE_URL_ENV,
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_LOCK_TIMEOUT,
+    ConfigError,
+)
 from ledger.db import DatabaseUnavailable
+from ledger.printable import printable
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -71,7 +78,9 @@ def main() -> None:
     except DatabaseUnavailable as exc:
         if debug:
             raise
-        click.echo(f"error: {exc}", err=True)
+        if _mentions(exc, "readonly database"):
+            _read_only()
+        click.echo(f"error: {printable(str(exc))}", err=True)
         sys.exit(EXIT_UNAVAILABLE)
     except ConfigError as exc:
         if debug:
@@ -91,11 +100,45 @@ def main() -> None:
                 err=True,
             )
             sys.exit(EXIT_USAGE)
+        if _mentions(exc, "database is locked"):
+            click.echo(
+                "error: the database is locked: another writer held it longer than this "
+                "command waits (raise it with sqlite:///PATH?lock_timeout=SECONDS; default "
+                f"{DEFAULT_LOCK_TIMEOUT})",
+                err=True,
+            )
+            sys.exit(EXIT_UNAVAILABLE)
+        if _mentions(exc, "readonly database"):
+            _read_only()
+        if _mentions(exc, "idle-in-transaction timeout"):
+            click.echo(
+                "error: the import waited for input longer than PostgreSQL lets a transaction "
+                "sit idle, and the server ended it; nothing stored (feed the input faster, "
+                "use --skip-invalid for a transaction per batch, or raise "
+                f"?idle_timeout=SECONDS in the URL; default {DEFAULT_IDLE_TIMEOUT})",
+                err=True,
+            )
+            sys.exit(EXIT_UNAVAILABLE)
         click.echo(
-            f"error: {type(exc).__name__}: {first_line(exc)} (run with --debug for details)",
+            f"error: {type(exc).__name__}: {printable(first_line(exc))} "
+            "(run with --debug for details)",
             err=True,
         )
         sys.exit(1)
+
+
+def _mentions(exc: BaseException, text: str) -> bool:
+    """A store error (or its cause) whose message says `text` (SQLite's wording)."""
+    return any(e is not None and text in str(e) for e in (exc, exc.__cause__))
+
+
+def _read_only() -> NoReturn:
+    click.echo(
+        "error: the database is read-only: the file given by --db / "
+        f"{DATABASE_URL_ENV} (and its directory) must be writable",
+        err=True,
+    )
+    sys.exit(EXIT_USAGE)
 
 
 def _is_missing_table(exc: BaseException) -> bool:

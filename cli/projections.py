@@ -10,6 +10,7 @@ from contextlib import contextmanager
 import click
 
 from cli.context import (
+    EXIT_REJECTED,
     EXIT_USAGE,
     FORMAT_OPTION,
     CliError,
@@ -20,6 +21,7 @@ from cli.context import (
 from cli.progress import Mode, ReplayProgress
 from cli.readmodels import choose, echo_err, prepare_store, projection_errors
 from cli.tables import Column, echo_table
+from ledger.printable import printable
 from ledger.reading import head_position
 from ledger.signals import stop_on_signals
 from projections import rebuild as replay
@@ -105,7 +107,7 @@ def run(
                 )
                 sys.stdout.flush()
             else:
-                echo_err(f"projections: {notice.describe()}")
+                echo_err(f"projections: {printable(notice.describe())}")
 
         url = ctx.url
         with _stop_on_signals() as stop:
@@ -134,6 +136,7 @@ def run(
                 "applied": applied,
                 "position": position,
                 "head": head,
+                "stopped": sorted(runner.stopped.values()),
             }
         )
     else:
@@ -141,6 +144,10 @@ def run(
             f"{', '.join(p.name for p in chosen)}: applied {applied:,} events; "
             f"at position {position:,} (head {head:,})"
         )
+        for line in sorted(runner.stopped.values()):
+            echo_err(printable(line))
+    if runner.stopped:
+        raise click.exceptions.Exit(EXIT_REJECTED)
 
 
 @projections.command()
@@ -149,7 +156,8 @@ def status(output_format: str) -> None:
     """Each projection's position, the head, the lag in events and seconds, and its state.
 
     States: following (a follower is running), up to date, behind, outdated
-    (written by an older layout: rebuild it). A rebuild in progress or left
+    (written by an older layout: rebuild it), stopped (at an event it cannot
+    apply; the line below the table names it; the others go on). A rebuild in progress or left
     behind by a killed one is shown with its own position.
     """
     ctx = cli_context()
@@ -173,6 +181,9 @@ def status(output_format: str) -> None:
         ],
         table,
     )
+    for row in rows:
+        if row.stopped is not None:
+            click.echo(printable(row.stopped))
 
 
 def _rebuild_text(row: dict[str, object]) -> str:

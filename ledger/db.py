@@ -26,14 +26,15 @@ class Connection:
         self._raw: sqlite3.Connection | psycopg.Connection[tuple[Any, ...]]
         try:
             if url.kind == "sqlite":
-                raw = sqlite3.connect(url.path, isolation_level=None, timeout=30)
+                raw = sqlite3.connect(url.path, isolation_level=None, timeout=url.lock_timeout)
                 raw.execute("PRAGMA journal_mode=WAL")
                 self._raw = raw
             else:
                 self._raw = psycopg.connect(
                     url.conninfo(),
                     autocommit=True,
-                    options=f"-c search_path={url.schema}",
+                    # Quoted as the recorders quote it (config allows only plain names).
+                    options=f'-c search_path="{url.schema}"',
                 )
         except (sqlite3.Error, psycopg.Error) as exc:
             raise DatabaseUnavailable(f"cannot open database {url.display()}: {exc}") from exc

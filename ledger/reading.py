@@ -14,6 +14,7 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Protocol
 from uuid import UUID
 
 from ledger.db import Connection
@@ -112,3 +113,41 @@ def events_table_exists(conn: Connection) -> bool:
     # to_regclass resolves through search_path, which Connection sets to the URL's schema.
     row = conn.fetchone("SELECT to_regclass(?)", (EVENTS_TABLE,))
     return row is not None and row[0] is not None
+
+
+class Queries(Protocol):
+    """Something to query the events table through: a `Connection`, or a write
+    session (which also sees its own rows before they commit)."""
+
+    def fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+
+def _chunks(values: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def states_by_event_id(conn: Queries, event_ids: Sequence[str]) -> dict[str, bytes]:
+    """The stored JSON of each given producer event id that is stored."""
+    found: dict[str, bytes] = {}
+    for chunk in _chunks(event_ids):
+        marks = ",".join("?" * len(chunk))
+        rows = conn.fetchall(
+            f"SELECT event_id, state FROM {EVENTS_TABLE} WHERE event_id IN ({marks})", chunk
+        )
+        found.update((r[0], bytes(r[1])) for r in rows)
+    return found
+
+
+def subject_owners(conn: Queries, subjects: Sequence[str]) -> dict[str, str]:
+    """For each given subject (`order:o-17`) already created: the customer that created it."""
+    owners: dict[str, str] = {}
+    for chunk in _chunks(subjects):
+        marks = ",".join("?" * len(chunk))
+        rows = conn.fetchall(
+            f"SELECT subject, customer_id FROM {EVENTS_TABLE} "
+            f"WHERE creates_subject = ? AND subject IN ({marks})",
+            [True, *chunk],
+        )
+        owners.update((r[0], r[1]) for r in rows)
+    return owners
