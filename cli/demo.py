@@ -8,10 +8,10 @@ from datetime import datetime
 import click
 
 from cli.context import FORMAT_OPTION, cli_context, emit_json
-from cli.readmodels import prepare_store, projection_errors
 from ledger.appending import Appender
 from ledger.demo import FEATURED_CUSTOMER, demo_ndjson
 from ledger.input import read_items
+from ledger.service import prepare_store, service_errors
 from projections.registry import get as get_projection
 from projections.runner import catch_up_live
 from projections.timeline import TimelineQuery, timeline_tab
@@ -38,7 +38,7 @@ def demo(limit: int, output_format: str) -> None:
         appender.close()
     if report.rejected:  # the demo data is ours: a rejection is a bug
         raise click.ClickException(f"demo data rejected: {report.rejected[0]}")
-    with projection_errors(), ctx.connect() as conn:
+    with service_errors(), ctx.connect() as conn:
         prepare_store(conn)
         catch_up_live(conn, [get_projection("timeline")])
         preview = timeline_tab(conn, FEATURED_CUSTOMER, TimelineQuery(limit=limit))["items"]

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 import sys
 
 import click
-import psycopg
-from eventsourcing.persistence import PersistenceError
 
 from cli.append import append
 from cli.audit import audit
-from cli.context import EXIT_UNAVAILABLE, EXIT_USAGE, CliContext, CliError
+from cli.context import EXIT_CODES, CliContext, CliError
 from cli.db import db
 from cli.demo import demo
 from cli.projections import projections
@@ -19,8 +16,8 @@ from cli.relay import relay
 from cli.schemas import schemas
 from cli.tab import tab
 from ledger.application import first_line
-from ledger.config import DATABASE_URL_ENV, ConfigError
-from ledger.db import DatabaseUnavailable
+from ledger.config import DATABASE_URL_ENV
+from ledger.service import classify
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -68,48 +65,21 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except DatabaseUnavailable as exc:
-        if debug:
-            raise
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_UNAVAILABLE)
-    except ConfigError as exc:
-        if debug:
-            raise
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
     except Exception as exc:
         if debug:
             raise
-        if _is_missing_table(exc):
-            click.echo(
-                f"error: {first_line(exc)}: the ledger's tables are missing; run `ledger db "
-                "migrate` (LEDGER_AUTO_MIGRATE=0 stops commands from creating them)",
-                err=True,
-            )
-            sys.exit(EXIT_USAGE)
+        known = classify(exc)
+        if known is not None:
+            click.echo(f"error: {known.message}", err=True)
+            sys.exit(EXIT_CODES[known.category])
         click.echo(
             f"error: {type(exc).__name__}: {first_line(exc)} (run with --debug for details)",
             err=True,
         )
         sys.exit(1)
-
-
-def _is_missing_table(exc: BaseException) -> bool:
-    """A table that `ledger db migrate` would have created, on either store."""
-    for e in (exc, exc.__cause__):
-        if isinstance(e, psycopg.errors.UndefinedTable):
-            return True
-        if isinstance(e, sqlite3.OperationalError) and "no such table" in str(e):
-            return True
-        if isinstance(e, PersistenceError) and (
-            ("does not exist" in str(e) and "relation" in str(e)) or "no such table" in str(e)
-        ):
-            return True
-    return False
 
 
 __all__ = ["CliError", "ledger", "main"]

@@ -18,9 +18,10 @@ from cli.context import (
     progress_enabled,
 )
 from cli.progress import Mode, ReplayProgress
-from cli.readmodels import choose, echo_err, prepare_store, projection_errors
+from cli.readmodels import choose, echo_err
 from cli.tables import Column, echo_table
 from ledger.reading import head_position
+from ledger.service import prepare_store, service_errors
 from ledger.signals import stop_on_signals
 from projections import rebuild as replay
 from projections.runner import (
@@ -119,10 +120,10 @@ def run(
                 max_backoff=max_backoff,
                 prepare=prepare_store,
             )
-            with projection_errors():
+            with service_errors():
                 follower.run()
         return
-    with projection_errors(), ctx.connect() as conn, _stop_on_signals() as stop:
+    with service_errors(), ctx.connect() as conn, _stop_on_signals() as stop:
         prepare_store(conn)
         runner = Runner(conn, [Target.live(p) for p in chosen], batch_size)
         applied = runner.catch_up(stop=stop)
@@ -153,7 +154,7 @@ def status(output_format: str) -> None:
     behind by a killed one is shown with its own position.
     """
     ctx = cli_context()
-    with projection_errors(), ctx.connect() as conn:
+    with service_errors(), ctx.connect() as conn:
         prepare_store(conn)
         head, rows = projection_status(conn, choose((), True, required=False))
     if output_format == "json":
@@ -217,7 +218,7 @@ def rebuild(
     """
     chosen = choose(names, all_, required=True)
     ctx = cli_context()
-    with projection_errors(), ctx.connect() as conn:
+    with service_errors(), ctx.connect() as conn:
         prepare_store(conn)
         if discard:
             dropped = replay.discard(conn, chosen)
@@ -278,7 +279,7 @@ def reset(names: tuple[str, ...], all_: bool, yes: bool, output_format: str) -> 
             raise CliError("reset empties read models: pass --yes to confirm", EXIT_USAGE)
         click.confirm(f"empty {', '.join(p.name for p in chosen)}?", abort=True)
     ctx = cli_context()
-    with projection_errors(), ctx.connect() as conn:
+    with service_errors(), ctx.connect() as conn:
         prepare_store(conn)
         replay.reset(conn, chosen)
     if output_format == "json":

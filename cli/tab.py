@@ -8,14 +8,12 @@ from typing import Any
 import click
 
 from cli.context import EXIT_USAGE, FORMAT_OPTION, CliError, cli_context, emit_json
-from cli.readmodels import prepare_store, projection_errors
 from cli.tables import Column, echo_table
 from ledger.events import KINDS
 from ledger.rights import ALLOW_ALL
-from projections import registry
+from ledger.service import prepare_store, tab_answer
 from projections.clock import parse_moment
-from projections.runner import catch_up_live
-from projections.tabs import TABS, TabRequest, read_tab
+from projections.tabs import TABS, TabRequest
 from projections.timeline import DEFAULT_LIMIT, MAX_LIMIT, TimelineQuery, decode_cursor
 
 
@@ -182,10 +180,9 @@ def tab(
             decode_cursor(customer_id, cursor)
     except ValueError as exc:  # BadCursor included
         raise CliError(str(exc), EXIT_USAGE) from None
-    with projection_errors(), ctx.connect() as conn:
+    with ctx.connect() as conn:
         prepare_store(conn)
-        catch_up_live(conn, [registry.get(tab_name)])
-        answer = read_tab(conn, request)
+        answer = tab_answer(conn, request).model_dump(mode="json")
     if output_format == "json":
         emit_json(answer)
         return
