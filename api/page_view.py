@@ -284,7 +284,9 @@ def render_card(page: CardPage) -> str:
 
 
 def render_signin(*, next_url: str, csrf: str, error: str | None = None) -> str:
-    return _ENV.get_template("signin.html").render(next_url=next_url, csrf=csrf, error=error)
+    return _ENV.get_template("signin.html").render(
+        next_url=next_url, csrf=csrf, error=error, viewer=None
+    )
 
 
 def render_not_found(*, customer_id: str | None, viewer: Viewer | None) -> str:
