@@ -1,1 +1,1 @@
-"""The HTTP side of the ledger."""
+"""The HTTP API (`ledger serve`): a thin translation of HTTP to the service layer."""

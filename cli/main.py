@@ -14,13 +14,26 @@ from cli.demo import demo
 from cli.projections import projections
 from cli.relay import relay
 from cli.schemas import schemas
+from cli.serve import access, serve
 from cli.tab import tab
+from cli.task import task
 from ledger.application import first_line
 from ledger.config import DATABASE_URL_ENV
-from ledger.service import classify
+from ledger.service import ServiceError, classify
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LedgerGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> object:
+        # Service errors become CLI errors here, for every command at once.
+        try:
+            return super().invoke(ctx)
+        except ServiceError as exc:
+            if isinstance(ctx.obj, CliContext) and ctx.obj.debug:
+                raise  # main() shows the traceback
+            raise CliError(exc.message, EXIT_CODES[exc.category]) from exc
+
+
+@click.group(cls=_LedgerGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--db",
     "db_option",
@@ -46,7 +59,7 @@ def ledger(
     ctx.call_on_close(obj.close)
 
 
-for command in (append, demo, schemas, db, tab, projections, audit, relay):
+for command in (append, demo, schemas, db, tab, task, projections, audit, relay, serve, access):
     ledger.add_command(command)
 
 

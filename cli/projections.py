@@ -21,7 +21,7 @@ from cli.progress import Mode, ReplayProgress
 from cli.readmodels import choose, echo_err
 from cli.tables import Column, echo_table
 from ledger.reading import head_position
-from ledger.service import prepare_store, service_errors
+from ledger.service import prepare_store, projections_status, service_errors
 from ledger.signals import stop_on_signals
 from projections import rebuild as replay
 from projections.runner import (
@@ -31,7 +31,6 @@ from projections.runner import (
     Runner,
     Target,
 )
-from projections.status import projection_status
 
 
 @click.group(name="projections")
@@ -154,14 +153,14 @@ def status(output_format: str) -> None:
     behind by a killed one is shown with its own position.
     """
     ctx = cli_context()
-    with service_errors(), ctx.connect() as conn:
+    with ctx.connect() as conn:
         prepare_store(conn)
-        head, rows = projection_status(conn, choose((), True, required=False))
+        answer = projections_status(conn)
     if output_format == "json":
-        emit_json({"head": head, "projections": [r.as_json() for r in rows]})
+        emit_json(answer)
         return
-    click.echo(f"head: position {head:,}")
-    table = [r.as_json() for r in rows]
+    click.echo(f"head: position {answer['head']:,}")
+    table = answer["projections"]
     echo_table(
         [
             Column("PROJECTION", lambda r: r["name"]),

@@ -24,4 +24,3 @@ def choose(names: Sequence[str], all_: bool, *, required: bool) -> list[Projecti
 
 def echo_err(message: str) -> None:
     click.echo(message, err=True)
-

@@ -54,6 +54,9 @@ class Rejection:
     event_id: str | None
     event_type: str | None
     errors: tuple[FieldError, ...]
+    # "contract" (the event's shape) or "rule" (the stored state forbids it): the
+    # class the rejection metrics count by.
+    reason_class: str = "contract"
 
     def __str__(self) -> str:
         what = "; ".join(str(e) for e in self.errors)
@@ -233,7 +236,11 @@ class Appender:
                 given_id = str(event.event_id) if event.event_id else None
                 rejections.append(
                     Rejection(
-                        item.line, given_id, event.type, (FieldError(rule.field, rule.reason),)
+                        item.line,
+                        given_id,
+                        event.type,
+                        (FieldError(rule.field, rule.reason),),
+                        reason_class="rule",
                     )
                 )
                 continue

@@ -71,3 +71,10 @@ def read_events(conn: Connection, after: int, limit: int) -> list[RecordedEvent]
 def head_position(conn: Connection) -> int:
     row = conn.fetchone(f"SELECT MAX(notification_id) FROM {EVENTS_TABLE}")
     return int(row[0]) if row and row[0] is not None else 0
+
+
+def event_stored(conn: Connection, event_id: str) -> bool:
+    """Whether an event with this producer event id is stored."""
+    return (
+        conn.fetchone(f"SELECT 1 FROM {EVENTS_TABLE} WHERE event_id = ?", (event_id,)) is not None
+    )

@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,14 +38,18 @@ from ledger.config import (
 )
 from ledger.db import Connection, DatabaseUnavailable
 from ledger.input import InputError, InputItem
-from ledger.rights import RightsPolicy, load_policy
+from ledger.reading import event_stored
+from ledger.rights import ALLOW_ALL, RightsPolicy, load_policy
 from ledger.stores.rows import EVENTS_TABLE
 from projections import registry
+from projections.clock import parse_moment
 from projections.models import TabAnswer, TaskItem, TasksTab, answer
 from projections.runner import UNAVAILABLE_ERRORS, ProjectionError, catch_up_live
 from projections.schema import SchemaMissing, ensure_schema, require_schema
+from projections.status import projection_status
 from projections.tables import existing_tables
-from projections.tabs import TabRequest, read_tab
+from projections.tabs import TABS, TabRequest, read_tab
+from projections.timeline import DEFAULT_LIMIT, TimelineQuery, decode_cursor
 
 
 class Category(StrEnum):
@@ -203,11 +208,88 @@ def migrate(url: DatabaseURL) -> None:
 # -- reading --------------------------------------------------------------------------
 
 
+# The tab parameters' names as a caller spells them (CLI options or query parameters).
+TAB_PARAMETERS = ("kind", "since", "until", "limit", "cursor", "as")
+
+
+def tab_request(
+    customer_id: str,
+    tab: str,
+    *,
+    kinds: Sequence[str] = (),
+    since: str | None = None,
+    until: str | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+    viewer: str | None = None,
+    policy: RightsPolicy = ALLOW_ALL,
+    names: Mapping[str, str] | None = None,
+) -> TabRequest:
+    """Check a tab's parameters and build its request. `names` maps each of
+    TAB_PARAMETERS to the caller's spelling, for the messages."""
+
+    def name(parameter: str) -> str:
+        return (names or {}).get(parameter, parameter)
+
+    if tab not in TABS:
+        raise ServiceError(Category.USAGE, f"unknown tab {tab!r} (tabs: {', '.join(TABS)})")
+    timeline_only = {
+        "kind": bool(kinds),
+        "since": since is not None,
+        "until": until is not None,
+        "limit": limit is not None,
+        "cursor": cursor is not None,
+    }
+    if tab != "timeline":
+        for parameter, given in timeline_only.items():
+            if given:
+                raise ServiceError(
+                    Category.USAGE, f"{name(parameter)} applies to the timeline tab only"
+                )
+    if viewer is not None and tab != "tasks":
+        raise ServiceError(Category.USAGE, f"{name('as')} applies to the tasks tab only")
+
+    def moment(parameter: str, text: str | None) -> datetime | None:
+        if text is None:
+            return None
+        try:
+            return parse_moment(text)
+        except ValueError as exc:
+            raise ServiceError(Category.USAGE, f"{name(parameter)}: {exc}") from None
+
+    try:
+        request = TabRequest(
+            customer_id=customer_id,
+            tab=tab,
+            timeline=TimelineQuery(
+                kinds=tuple(dict.fromkeys(kinds)),
+                since=moment("since", since),
+                until=moment("until", until),
+                limit=limit if limit is not None else DEFAULT_LIMIT,
+                cursor=cursor,
+            ),
+            viewer=viewer,
+            policy=policy if viewer is not None else ALLOW_ALL,
+        )
+        if cursor is not None:
+            decode_cursor(customer_id, cursor)
+    except ValueError as exc:  # BadCursor included
+        raise ServiceError(Category.USAGE, str(exc)) from None
+    return request
+
+
 def tab_answer(conn: Connection, request: TabRequest) -> TabAnswer:
     """One tab, brought up to date with every event stored before the call."""
     with service_errors():
         catch_up_live(conn, [registry.get(request.tab)])
         return answer(read_tab(conn, request))
+
+
+def projections_status(conn: Connection) -> dict[str, Any]:
+    """`ledger projections status --format json`'s answer."""
+    with service_errors():
+        head, rows = projection_status(conn, registry.select(()))
+    return {"head": head, "projections": [r.as_json() for r in rows]}
 
 
 # -- appending ------------------------------------------------------------------------
@@ -224,17 +306,33 @@ def append_items(
     """Validate and store events; a body that is not NDJSON or a JSON array, or
     not UTF-8, is rejected whole with nothing stored."""
     appender = Appender(app, policy, batch_size=batch_size)
+    started = time.perf_counter()
     try:
         with service_errors():
-            return appender.append(items, skip_invalid=skip_invalid)
+            report = appender.append(items, skip_invalid=skip_invalid)
     except InputError as exc:
+        _observe(None, time.perf_counter() - started)
         raise ServiceError(Category.REJECTED, f"input: {exc}; nothing stored") from exc
     except UnicodeDecodeError as exc:
+        _observe(None, time.perf_counter() - started)
         raise ServiceError(
             Category.REJECTED, f"input is not UTF-8 text: {exc.reason}; nothing stored"
         ) from exc
     finally:
         appender.close()
+    _observe(report, time.perf_counter() - started)
+    return report
+
+
+# Called after each append with its report (None: the input was unreadable) and
+# its duration. `ledger.metrics` adds itself when a process exposes metrics;
+# other processes (a CLI command) do not pay for importing prometheus-client.
+APPEND_OBSERVERS: list[Callable[[AppendReport | None, float], None]] = []
+
+
+def _observe(report: AppendReport | None, seconds: float) -> None:
+    for observer in APPEND_OBSERVERS:
+        observer(report, seconds)
 
 
 def rejected_fields(report: AppendReport, *, first_line_number: int = 0) -> list[RejectedField]:
@@ -319,7 +417,11 @@ def task_action(
         raise ServiceError(Category.USAGE, "edit needs at least one change")
     if request.action != "edit" and request.changes:
         raise ServiceError(Category.USAGE, f"{request.action} takes no changes")
+    event_id = _event_id(request)
     with service_errors():
+        if request.idempotency_key is not None and event_stored(conn, str(event_id)):
+            # A retry of an action already stored: answer as the first call did.
+            return TaskActionResult(task=_task_item(conn, policy, request), stored=False)
         customer = app.customer(request.customer_id)
         if not customer.exists:
             raise ServiceError(
@@ -338,7 +440,7 @@ def task_action(
                 for c in request.changes
             ]
         event = {
-            "event_id": str(_event_id(request)),
+            "event_id": str(event_id),
             "type": _ACTION_TYPES[request.action],
             "customer_id": request.customer_id,
             "occurred_at": datetime.now(UTC).isoformat(),
@@ -349,20 +451,21 @@ def task_action(
         report = append_items(app, policy, [InputItem(0, json.dumps(event, ensure_ascii=False))])
     if report.rejected:
         raise _action_refused(app, request, report)
-    task = None
-    if request.action != "delete":
-        tasks = tab_answer(
-            conn,
-            TabRequest(
-                customer_id=request.customer_id,
-                tab="tasks",
-                viewer=request.user_id,
-                policy=policy,
-            ),
-        )
-        assert isinstance(tasks, TasksTab)
-        task = next((t for t in tasks.items if t.task_id == request.task_id), None)
-    return TaskActionResult(task=task, stored=report.appended == 1)
+    return TaskActionResult(task=_task_item(conn, policy, request), stored=report.appended == 1)
+
+
+def _task_item(
+    conn: Connection, policy: RightsPolicy, request: TaskActionRequest
+) -> TaskItem | None:
+    """The task as the acting user's tasks tab shows it now; None once deleted."""
+    tasks = tab_answer(
+        conn,
+        TabRequest(
+            customer_id=request.customer_id, tab="tasks", viewer=request.user_id, policy=policy
+        ),
+    )
+    assert isinstance(tasks, TasksTab)
+    return next((t for t in tasks.items if t.task_id == request.task_id), None)
 
 
 def _event_id(request: TaskActionRequest) -> uuid.UUID:
@@ -371,8 +474,13 @@ def _event_id(request: TaskActionRequest) -> uuid.UUID:
     # The key is scoped to its action on its task by its user: the same key
     # reused for something else is a different event.
     scope = "\x1f".join(
-        (request.customer_id, request.task_id, request.action, request.user_id,
-         request.idempotency_key)
+        (
+            request.customer_id,
+            request.task_id,
+            request.action,
+            request.user_id,
+            request.idempotency_key,
+        )
     )
     return uuid.uuid5(_IDEMPOTENCY_NAMESPACE, scope)
 
