@@ -14,16 +14,19 @@ Sign-in: with an access file, a browser signs in once with an access key
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from api.access import AccessKey
+from api.app import Caller, _acting_user, _state
+from api.app import _Refused as ApiRefused
 from api.page_session import SESSION_COOKIE, SESSION_MAX_AGE, Session, SessionSigner
 from api.page_view import (
     TAB_LABELS,
@@ -48,11 +51,11 @@ from api.page_view import (
     zone,
 )
 from ledger.db import Connection
+from ledger.rights import RightsPolicy
 from ledger.service import (
     Category,
     FieldChange,
     ServiceError,
-    Services,
     TaskActionRequest,
     tab_answer,
     task_action,
@@ -91,40 +94,24 @@ STATUS_OF = {
 }
 
 
-class AccessKeyLike(Protocol):
-    @property
-    def name(self) -> str: ...
-    @property
-    def user(self) -> str | None: ...
-    def allows(self, scope: str) -> bool: ...
-
-
-class AccessKeys(Protocol):
-    @property
-    def keys(self) -> Sequence[AccessKeyLike]: ...
-    def verify(self, token: str) -> AccessKeyLike | None: ...
-
-
 @dataclass(frozen=True)
 class Who:
     """The person behind a request, as far as the page is concerned."""
 
     session: Session
-    key: AccessKeyLike | None  # None in open mode
+    key: AccessKey | None  # None in open mode
     open_mode: bool
 
     @property
     def acting_user(self) -> str | None:
-        """Whom task actions are recorded for; None: this visitor cannot act."""
-        if self.open_mode:
-            return OPEN_MODE_USER
-        if self.key is None:
+        """Whom task actions are recorded for, by the HTTP API's own rule
+        (`tasks`: the key's user; `act-as`: the user named at sign-in); None
+        when this visitor cannot act."""
+        requested = OPEN_MODE_USER if self.open_mode else self.session.acting_user
+        try:
+            return _acting_user(Caller(self.key), requested)
+        except (ApiRefused, ServiceError):
             return None
-        if self.key.allows("tasks") and self.key.user:
-            return self.key.user
-        if self.key.allows("act-as") and self.session.acting_user:
-            return self.session.acting_user
-        return None
 
     @property
     def label(self) -> str | None:
@@ -139,17 +126,19 @@ class _Refused(Exception):
         self.response = response
 
 
-def page_router(
-    services: Services, access: AccessKeys | None, sessions: SessionSigner
-) -> APIRouter:
-    """The card page's routes. `access` None means open mode (the server
-    refuses to run open on anything but loopback)."""
+def page_router(sessions: SessionSigner | None = None) -> APIRouter:
+    """The card page's routes, over the application's state (`create_app`):
+    its services, access file (None: open mode, which `ledger serve` allows on
+    loopback only) and connection pool."""
     router = APIRouter(include_in_schema=False)
+    sessions = sessions or SessionSigner()
 
     def who(request: Request) -> Who:
+        access = _state(request).access
         session = sessions.load(request.cookies.get(SESSION_COOKIE)) or sessions.new()
         key = None
         if access is not None and session.key_name is not None:
+            # Looked up again on every request: a key removed from the file is out.
             key = next((k for k in access.keys if k.name == session.key_name), None)
         return Who(session, key, open_mode=access is None)
 
@@ -232,9 +221,10 @@ def page_router(
         if done in ACTION_DONE and notice is None:
             notice = Notice(ACTION_DONE[done])
         view = View(customer_id, tab, zone_name, kinds, cursor)
-        return render_page(w, view, Clock(zone_name, tz), notice, edit=q.get("edit"))
+        return render_page(request, w, view, Clock(zone_name, tz), notice, edit=q.get("edit"))
 
     def render_page(
+        request: Request,
         w: Who,
         view: View,
         clock: Clock,
@@ -244,9 +234,11 @@ def page_router(
         status: int = 200,
     ) -> Response:
         viewer = viewer_of(w)
+        state = _state(request)
         try:
-            with services.connect() as conn:
-                answers = read_card(conn, view, w.acting_user)
+            state.ensure_ready()
+            with state.pool.connection() as conn:
+                answers = read_card(conn, view, w.acting_user, state.services.policy())
                 total = timeline_count(conn, view.customer_id)
         except ServiceError as exc:
             return problem(w, "Cannot show this customer", exc.message, STATUS_OF[exc.category])
@@ -274,7 +266,9 @@ def page_router(
         )
         return html(render_card(page), w, status)
 
-    def read_card(conn: Connection, view: View, acting_user: str | None) -> dict[str, Any]:
+    def read_card(
+        conn: Connection, view: View, acting_user: str | None, policy: RightsPolicy
+    ) -> dict[str, Any]:
         """Every tab's JSON object (the header and the counts need them all),
         the timeline as the view's page of it."""
         answers: dict[str, Any] = {}
@@ -284,7 +278,7 @@ def page_router(
                 tab=name,
                 timeline=TimelineQuery(kinds=view.kinds, cursor=view.cursor),
                 viewer=acting_user if name == "tasks" else None,
-                policy=services.policy(),
+                policy=policy,
             )
             answers[name] = tab_answer(conn, request).model_dump(mode="json")
         return answers
@@ -323,6 +317,7 @@ def page_router(
         user = w.acting_user
         if user is None:
             return render_page(
+                request,
                 w,
                 view,
                 clock,
@@ -330,16 +325,19 @@ def page_router(
                 status=403,
             )
         changes: tuple[FieldChange, ...] = ()
+        state = _state(request)
+        policy = state.services.policy()
         try:
-            with services.connect() as conn:
+            state.ensure_ready()
+            with state.pool.connection() as conn:
                 if action == "edit":
-                    changes = _edit_changes(conn, customer_id, task_id, user, form, clock)
+                    changes = _edit_changes(conn, customer_id, task_id, user, form, clock, policy)
                     if not changes:
                         return _after_action(view, "edit")
                 task_action(
-                    services.app(),
+                    state.services.app(),
                     conn,
-                    services.policy(),
+                    policy,
                     TaskActionRequest(
                         customer_id=customer_id,
                         task_id=task_id,
@@ -350,12 +348,15 @@ def page_router(
                     ),
                 )
         except BadFormValue as exc:
-            return render_page(w, view, clock, Notice(f"Refused: {exc}", "error"), status=422)
+            return render_page(
+                request, w, view, clock, Notice(f"Refused: {exc}", "error"), status=422
+            )
         except ServiceError as exc:
             if exc.category == Category.UNAVAILABLE:
                 return problem(w, "Cannot act now", exc.message, 503)
             # The reason the rules gave, on the page the user was looking at.
             return render_page(
+                request,
                 w,
                 view,
                 clock,
@@ -371,10 +372,10 @@ def page_router(
         user: str,
         form: Mapping[str, str],
         clock: Clock,
+        policy: RightsPolicy,
     ) -> tuple[FieldChange, ...]:
         tasks = tab_answer(
-            conn,
-            TabRequest(customer_id=customer_id, tab="tasks", viewer=user, policy=services.policy()),
+            conn, TabRequest(customer_id=customer_id, tab="tasks", viewer=user, policy=policy)
         ).model_dump(mode="json")
         task = task_of(tasks, task_id)
         if task is None:
@@ -405,7 +406,8 @@ def page_router(
         form = await _form(request)
         w = who(request)
         next_url = _local_target(form.get("next"))
-        if w.open_mode:
+        access = _state(request).access
+        if access is None:
             return RedirectResponse(next_url, status_code=303)
         if not sessions.csrf_ok(w.session, form.get("csrf")):
             return html(
@@ -417,7 +419,6 @@ def page_router(
                 w,
                 403,
             )
-        assert access is not None
         key = access.verify(form.get("key", "").strip())
         if key is None or not key.allows("read"):
             error = (

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import sys
 
 from fastapi import FastAPI
 
 from api.access import ACCESS_FILE_ENV, load_access
 from api.app import DEFAULT_MAX_BODY, create_app
+from api.page_session import SESSION_SECRET_ENV
 from ledger.service import Services
 
 CORS_ENV = "LEDGER_CORS_ORIGINS"
@@ -53,6 +55,10 @@ def run(host: str, port: int, workers: int) -> None:
     import uvicorn
 
     configure_logging()
+    # The card page's session cookies must verify in every worker: without a
+    # configured secret, this server's workers share one made now.
+    if not os.environ.get(SESSION_SECRET_ENV):
+        os.environ[SESSION_SECRET_ENV] = secrets.token_urlsafe(32)
     uvicorn.run(
         "api.serve:from_environment",
         factory=True,
