@@ -37,8 +37,6 @@ from api.page_view import (
     UnknownZone,
     View,
     Viewer,
-    counts_of,
-    customer_name,
     customer_path,
     edit_changes,
     kinds_from,
@@ -47,6 +45,7 @@ from api.page_view import (
     render_not_found,
     render_problem,
     render_signin,
+    rows_from,
     task_of,
     zone,
 )
@@ -57,11 +56,12 @@ from ledger.service import (
     FieldChange,
     ServiceError,
     TaskActionRequest,
+    card_header,
     tab_answer,
     task_action,
 )
 from projections.tabs import TabRequest
-from projections.timeline import BadCursor, TimelineQuery, decode_cursor, timeline_count
+from projections.timeline import BadCursor, TimelineQuery, decode_cursor
 
 STATIC = Path(__file__).parent / "static"
 STATIC_FILES = {"card.css": "text/css", "card.js": "text/javascript", "icon.svg": "image/svg+xml"}
@@ -217,10 +217,14 @@ def page_router(sessions: SessionSigner | None = None) -> APIRouter:
                 decode_cursor(customer_id, cursor)
         except (ValueError, BadCursor) as exc:
             return problem(w, "Bad request", str(exc), 400)
+        try:
+            rows = rows_from(q.get("rows"))
+        except ValueError as exc:
+            return problem(w, "Bad request", str(exc), 400)
         done = q.get("done")
         if done in ACTION_DONE and notice is None:
             notice = Notice(ACTION_DONE[done])
-        view = View(customer_id, tab, zone_name, kinds, cursor)
+        view = View(customer_id, tab, zone_name, kinds, cursor, rows)
         return render_page(request, w, view, Clock(zone_name, tz), notice, edit=q.get("edit"))
 
     def render_page(
@@ -238,17 +242,27 @@ def page_router(sessions: SessionSigner | None = None) -> APIRouter:
         try:
             state.ensure_ready()
             with state.pool.connection() as conn:
-                answers = read_card(conn, view, w.acting_user, state.services.policy())
-                total = timeline_count(conn, view.customer_id)
+                header = card_header(conn, view.customer_id)
+                if header.counts["timeline"] == 0:
+                    return html(
+                        render_not_found(customer_id=view.customer_id, viewer=viewer), w, 404
+                    )
+                tab = tab_answer(
+                    conn,
+                    TabRequest(
+                        customer_id=view.customer_id,
+                        tab=view.tab,
+                        timeline=TimelineQuery(kinds=view.kinds, cursor=view.cursor),
+                        viewer=w.acting_user if view.tab == "tasks" else None,
+                        policy=state.services.policy(),
+                        limit=None if view.tab == "timeline" else view.rows,
+                    ),
+                ).model_dump(mode="json")
         except ServiceError as exc:
             return problem(w, "Cannot show this customer", exc.message, STATUS_OF[exc.category])
-        if total == 0:
-            return html(render_not_found(customer_id=view.customer_id, viewer=viewer), w, 404)
-        counts = counts_of(answers)
-        counts["timeline"] = total
         editing = None
         if edit is not None and view.tab == "tasks":
-            task = task_of(answers["tasks"], edit)
+            task = task_of(tab, edit)
             if task is not None and viewer.can_act and "edit" in task.get("actions", ()):
                 editing = task
             elif notice is None:
@@ -257,31 +271,14 @@ def page_router(sessions: SessionSigner | None = None) -> APIRouter:
             view=view,
             viewer=viewer,
             clock=clock,
-            name=customer_name(answers["card"]),
-            last_email=answers["emails"].get("last_email"),
-            counts=counts,
-            answer=answers[view.tab],
+            name=printable(header.name) if header.name else None,
+            last_email=header.last_email.model_dump() if header.last_email else None,
+            counts=header.counts,
+            answer=tab,
             notice=notice,
             editing=editing,
         )
         return html(render_card(page), w, status)
-
-    def read_card(
-        conn: Connection, view: View, acting_user: str | None, policy: RightsPolicy
-    ) -> dict[str, Any]:
-        """Every tab's JSON object (the header and the counts need them all),
-        the timeline as the view's page of it."""
-        answers: dict[str, Any] = {}
-        for name in TAB_LABELS:
-            request = TabRequest(
-                customer_id=view.customer_id,
-                tab=name,
-                timeline=TimelineQuery(kinds=view.kinds, cursor=view.cursor),
-                viewer=acting_user if name == "tasks" else None,
-                policy=policy,
-            )
-            answers[name] = tab_answer(conn, request).model_dump(mode="json")
-        return answers
 
     # -- task buttons -----------------------------------------------------------------
 

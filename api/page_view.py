@@ -39,6 +39,11 @@ ACTION_LABELS: dict[str, str] = {
     "reopen": "Reopen",
     "delete": "Delete",
 }
+# Other tabs than the timeline show their newest PAGE_ROWS items first; "show
+# more" multiplies that, up to MAX_ROWS (past it: the JSON API or `ledger tab`).
+PAGE_ROWS = 100
+MAX_ROWS = 10_000
+
 # Offered in the zone picker; any IANA name typed in works too.
 COMMON_ZONES = (
     "UTC",
@@ -152,14 +157,6 @@ def value_text(value: object) -> str:
     return "—" if value is None else printable(value)
 
 
-def customer_name(card: Mapping[str, Any]) -> str | None:
-    """The customer's current name: the newest `name` change on the card tab."""
-    for item in card.get("items", ()):
-        if item.get("field") == "name" and item.get("new") is not None:
-            return printable(item["new"])
-    return None
-
-
 def customer_path(customer_id: str) -> str:
     return "/customers/" + quote(customer_id, safe="")
 
@@ -173,6 +170,7 @@ class View:
     zone: str = "UTC"
     kinds: tuple[str, ...] = ()
     cursor: str | None = None
+    rows: int = PAGE_ROWS  # other tabs than the timeline: how many newest items
 
     def url(self, **changes: Any) -> str:
         """This page with some parameters changed (defaults left out of the URL)."""
@@ -188,6 +186,10 @@ class View:
             cursor = changes.get("cursor", self.cursor if tab == self.tab else None)
             if cursor:
                 params.append(("cursor", cursor))
+        else:
+            rows = changes.get("rows", self.rows if tab == self.tab else PAGE_ROWS)
+            if rows != PAGE_ROWS:
+                params.append(("rows", str(rows)))
         if changes.get("edit"):
             params.append(("edit", changes["edit"]))
         path = customer_path(self.customer_id)
@@ -265,6 +267,21 @@ class CardPage:
         return self.view.url(cursor=cursor) if cursor else None
 
     @property
+    def shown(self) -> int:
+        return len(self.answer.get("items", ()))
+
+    @property
+    def total(self) -> int:
+        return self.counts.get(self.view.tab, self.shown)
+
+    @property
+    def more_url(self) -> str | None:
+        """Other tabs than the timeline: the same tab showing more rows."""
+        if self.view.tab == "timeline" or self.shown >= self.total or self.view.rows >= MAX_ROWS:
+            return None
+        return self.view.url(rows=min(self.view.rows * 4, MAX_ROWS))
+
+    @property
     def newest_url(self) -> str | None:
         return self.view.url(cursor=None) if self.view.cursor else None
 
@@ -297,10 +314,6 @@ def render_not_found(*, customer_id: str | None, viewer: Viewer | None) -> str:
 
 def render_problem(*, title: str, detail: str, viewer: Viewer | None) -> str:
     return _ENV.get_template("problem.html").render(title=title, detail=detail, viewer=viewer)
-
-
-def counts_of(answers: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
-    return {name: len(answer.get("items", ())) for name, answer in answers.items()}
 
 
 def task_of(answer: Mapping[str, Any], task_id: str) -> Mapping[str, Any] | None:
@@ -353,6 +366,18 @@ def local_input(clock: Clock, value: object) -> str:
 
 
 _ENV.globals["local_input"] = local_input
+
+
+def rows_from(text: str | None) -> int:
+    if not text:
+        return PAGE_ROWS
+    try:
+        rows = int(text)
+    except ValueError:
+        raise ValueError(f"rows must be a number, not {printable(text)!r}") from None
+    if not PAGE_ROWS <= rows <= MAX_ROWS:
+        raise ValueError(f"rows must be between {PAGE_ROWS} and {MAX_ROWS}")
+    return rows
 
 
 def kinds_from(values: Sequence[str]) -> tuple[str, ...]:

@@ -109,12 +109,8 @@ def decode_cursor(customer_id: str, cursor: str) -> tuple[int, int]:
     return occurred_us, position
 
 
-def timeline_count(conn: Connection, customer_id: str) -> int:
-    """How many events the customer's timeline holds (the card page's tab count)."""
-    row = conn.fetchone(
-        f"SELECT COUNT(*) FROM {TIMELINE.name} WHERE customer_id = ?", (customer_id,)
-    )
-    return int(row[0]) if row else 0
+# Every event of the customer (the card page's count of the tab).
+ROWS = f"FROM {TIMELINE.name} WHERE customer_id = ?"
 
 
 def timeline_tab(conn: Connection, customer_id: str, query: TimelineQuery) -> dict[str, Any]:
