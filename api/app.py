@@ -11,6 +11,7 @@ thread pool, each with a pooled connection, because the drivers block.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import queue
 import threading
@@ -297,6 +298,12 @@ def create_app(
     return app
 
 
+def openapi_json() -> str:
+    """The OpenAPI document `/openapi.json` serves, as committed in schemas/."""
+    document = create_app(Services()).openapi()
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
 def _errors(app: FastAPI) -> None:
     def rid(request: Request) -> str | None:
         return getattr(request.state, "request_id", None)
@@ -318,10 +325,14 @@ def _errors(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "request"
+        if first.get("type") == "json_invalid":
+            reason = (first.get("ctx") or {}).get("error", "malformed")
+            return problem(400, f"the body is not valid JSON: {reason}", request_id=rid(request))
+        # loc is e.g. ("query", "limit") or ("path", "customer_id"): name the parameter.
+        loc = [str(p) for p in first.get("loc", ())]
+        where = ".".join(loc[1:]) if len(loc) > 1 else (loc[0] if loc else "request")
         detail = f"{where}: {first.get('msg', 'invalid')}"
-        status = 400 if first.get("loc", ("body",))[0] == "body" and _json_error(exc) else 422
-        return problem(status, detail, request_id=rid(request))
+        return problem(422, detail, request_id=rid(request))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -338,10 +349,6 @@ def _errors(app: FastAPI) -> None:
         return problem(
             500, "internal error; the server log has the details", request_id=rid(request)
         )
-
-
-def _json_error(exc: RequestValidationError) -> bool:
-    return any(e.get("type") == "json_invalid" for e in exc.errors())
 
 
 def _routes(app: FastAPI) -> None:

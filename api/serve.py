@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 
 from fastapi import FastAPI
@@ -53,6 +54,10 @@ def run(host: str, port: int, workers: int) -> None:
     import uvicorn
 
     configure_logging()
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal under
+    # the handler that was in place before it: make that one a no-op, so a
+    # clean shutdown exits 0 instead of "killed by SIGTERM".
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     uvicorn.run(
         "api.serve:from_environment",
         factory=True,

@@ -24,6 +24,7 @@ from enum import StrEnum
 from typing import Any
 
 import psycopg
+from eventsourcing.persistence import DataError as EsDataError
 from eventsourcing.persistence import PersistenceError
 
 from ledger.appending import DEFAULT_BATCH_SIZE, Appender, AppendReport
@@ -99,11 +100,21 @@ def classify(exc: BaseException) -> ServiceError | None:
         return ServiceError(Category.REJECTED, str(exc))
     if _is_missing_table(exc):
         return ServiceError(Category.USAGE, f"{first_line(exc)}: {MISSING_TABLES}")
+    if _is_refused_value(exc):
+        # e.g. a NUL character, which PostgreSQL text cannot hold; the
+        # transaction rolled back, so nothing was stored.
+        return ServiceError(
+            Category.REJECTED, f"the database refused a value: {first_line(exc)}; nothing stored"
+        )
     if isinstance(exc, DatabaseUnavailable):
         return ServiceError(Category.UNAVAILABLE, str(exc))
     if isinstance(exc, UNAVAILABLE_ERRORS):
         return ServiceError(Category.UNAVAILABLE, f"database unavailable: {first_line(exc)}")
     return None
+
+
+def _is_refused_value(exc: BaseException) -> bool:
+    return any(isinstance(e, psycopg.DataError | EsDataError) for e in (exc, exc.__cause__))
 
 
 def _is_missing_table(exc: BaseException) -> bool:
