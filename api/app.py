@@ -17,7 +17,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
@@ -51,12 +51,12 @@ from ledger.service import (
     prepare_store,
     projections_status,
     rejected_fields,
+    store_ready,
     tab_answer,
     tab_request,
     task_action,
 )
 from projections.models import TabAnswer, TaskItem
-from projections.schema import schema_ready
 from projections.timeline import MAX_LIMIT
 
 log = logging.getLogger("ledger.api")
@@ -107,8 +107,10 @@ class _Refused(Exception):
         self.detail = detail
 
 
-def _scope(name: str) -> Callable[[Request], Caller]:
-    def check(request: Request) -> Caller:
+# Dependencies are `async def`: they do no I/O, and a sync dependency would cost
+# every request an extra hop through the thread pool.
+def _scope(name: str) -> Callable[[Request], Awaitable[Caller]]:
+    async def check(request: Request) -> Caller:
         caller: Caller = _authenticate(request)
         if not caller.allows(name):
             raise _Refused(403, f"the key {caller.name!r} lacks the scope {name!r}")
@@ -138,7 +140,13 @@ Ingest = Annotated["Caller", Depends(_scope("ingest"))]
 Reader = Annotated["Caller", Depends(_scope("read"))]
 Auditor = Annotated["Caller", Depends(_scope("audit"))]
 Operator = Annotated["Caller", Depends(_scope("ops"))]
-Anyone = Annotated["Caller", Depends(_authenticate)]
+
+
+async def _authenticated(request: Request) -> Caller:
+    return _authenticate(request)
+
+
+Anyone = Annotated["Caller", Depends(_authenticated)]
 
 
 def _acting_user(caller: Caller, requested: str | None) -> str:
@@ -611,7 +619,7 @@ def _routes(app: FastAPI) -> None:
         """The store answers and the schema is in place."""
         state = _state(request)
         with state.pool.connection() as conn:
-            if not schema_ready(conn):
+            if not store_ready(conn):
                 raise ServiceError(Category.UNAVAILABLE, "the ledger's schema is not in place")
         return Health(status="ready")
 

@@ -46,7 +46,7 @@ from projections import registry
 from projections.clock import parse_moment
 from projections.models import TabAnswer, TaskItem, TasksTab, answer
 from projections.runner import UNAVAILABLE_ERRORS, ProjectionError, catch_up_live
-from projections.schema import SchemaMissing, ensure_schema, require_schema
+from projections.schema import SchemaMissing, ensure_schema, require_schema, schema_ready
 from projections.status import projection_status
 from projections.tables import existing_tables
 from projections.tabs import TABS, TabRequest, read_tab
@@ -201,6 +201,12 @@ def prepare_store(conn: Connection) -> None:
                 raise SchemaMissing(f"the events table is missing: {MISSING_TABLES}")
             LedgerApplication(conn.url, create_tables=True).close()
         require_schema(conn, auto_migrate())
+
+
+def store_ready(conn: Connection) -> bool:
+    """The events table and every read model's tables are in place."""
+    with service_errors():
+        return EVENTS_TABLE in existing_tables(conn) and schema_ready(conn)
 
 
 def migrate(url: DatabaseURL) -> None:

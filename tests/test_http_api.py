@@ -367,3 +367,19 @@ def test_unique_event_ids_for_actions_without_a_key(sqlite_url: str) -> None:
             )
         ids = [r["event_id"] for r in audit_rows(client, task="t1")]
         assert len(set(ids)) == 4 and all(uuid.UUID(i) for i in ids)
+
+
+def test_not_ready_until_migrated_when_auto_migration_is_off(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LEDGER_AUTO_MIGRATE", "0")
+    with serve_in_thread(store_url) as client:
+        assert client.get("/healthz").status_code == 200
+        not_ready = client.get("/readyz")
+        assert not_ready.status_code == 503
+        assert not_ready.headers["content-type"] == "application/problem+json"
+        assert client.get("/v1/customers/c1/tabs/timeline").status_code == 503
+        migrated = CliRunner().invoke(ledger, ["--db", store_url, "db", "migrate"])
+        assert migrated.exit_code == 0, migrated.output
+        assert client.get("/readyz").json() == {"status": "ready"}
+        assert client.get("/v1/customers/c1/tabs/timeline").status_code == 200
