@@ -198,7 +198,7 @@ def prepare_store(conn: Connection) -> None:
     with service_errors():
         if EVENTS_TABLE not in existing_tables(conn):
             if not auto_migrate():
-                raise SchemaMissing(f"the events table is missing: {MISSING_TABLES}")
+                raise SchemaMissing(MISSING_TABLES)
             LedgerApplication(conn.url, create_tables=True).close()
         require_schema(conn, auto_migrate())
 
