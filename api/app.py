@@ -562,6 +562,8 @@ def _routes(app: FastAPI) -> None:
                 types=tuple(dict.fromkeys(type or ())),
             )
         except AuditError as exc:
+            # The audit parser speaks in CLI options (--customer); here they are
+            # query parameters of the same names.
             raise ServiceError(Category.USAGE, str(exc).replace("--", "")) from None
         with state.pool.connection() as conn:
             if not events_table_exists(conn):
@@ -734,10 +736,10 @@ class _QueueWriter:
 
     def flush(self) -> None:
         if self._buffer:
-            self._put("".join(self._buffer))
+            self.put("".join(self._buffer))
             self._buffer, self._size = [], 0
 
-    def _put(self, item: str | BaseException | None) -> None:
+    def put(self, item: str | BaseException | None) -> None:
         while not self.closed.is_set():
             try:
                 self.chunks.put(item, timeout=0.5)
@@ -747,7 +749,7 @@ class _QueueWriter:
         raise _Closed
 
 
-def _stream(produce: Any) -> Iterator[str]:
+def _stream(produce: Callable[[_QueueWriter], None]) -> Iterator[str]:
     """Run `produce(writer)` in its own thread and yield what it writes. The
     status line is already sent, so a failure midway ends the body early (and
     is logged), the only honest signal left."""
@@ -757,12 +759,12 @@ def _stream(produce: Any) -> Iterator[str]:
         try:
             produce(writer)
             writer.flush()
-            writer._put(None)
+            writer.put(None)
         except _Closed:
             pass
         except BaseException as exc:
             try:
-                writer._put(exc)
+                writer.put(exc)
             except _Closed:
                 pass
 
