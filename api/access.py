@@ -155,11 +155,16 @@ def new_key(path: str | Path, name: str, scopes: list[str], user: str | None) ->
     separator = (
         "" if not before or before.endswith("\n\n") else ("\n" if before.endswith("\n") else "\n\n")
     )
-    # Written whole and renamed into place: a reader never sees half an entry.
+    # Written whole and renamed into place: a reader never sees half an entry. The
+    # file holds SHA-256 hashes of 256-bit random tokens, which reveal nothing
+    # useful: readable by the server's user (another uid in a container) by default,
+    # an existing file keeps its mode.
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(before + separator + entry)
+    os.chmod(tmp, mode)
     os.replace(tmp, path)
     load_access(path)  # what we wrote must load
     return NewKey(token, entry)

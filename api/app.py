@@ -11,12 +11,13 @@ thread pool, each with a pooled connection, because the drivers block.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import queue
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
@@ -50,12 +51,12 @@ from ledger.service import (
     prepare_store,
     projections_status,
     rejected_fields,
+    store_ready,
     tab_answer,
     tab_request,
     task_action,
 )
 from projections.models import TabAnswer, TaskItem
-from projections.schema import schema_ready
 from projections.timeline import MAX_LIMIT
 
 log = logging.getLogger("ledger.api")
@@ -106,8 +107,10 @@ class _Refused(Exception):
         self.detail = detail
 
 
-def _scope(name: str) -> Callable[[Request], Caller]:
-    def check(request: Request) -> Caller:
+# Dependencies are `async def`: they do no I/O, and a sync dependency would cost
+# every request an extra hop through the thread pool.
+def _scope(name: str) -> Callable[[Request], Awaitable[Caller]]:
+    async def check(request: Request) -> Caller:
         caller: Caller = _authenticate(request)
         if not caller.allows(name):
             raise _Refused(403, f"the key {caller.name!r} lacks the scope {name!r}")
@@ -137,7 +140,13 @@ Ingest = Annotated["Caller", Depends(_scope("ingest"))]
 Reader = Annotated["Caller", Depends(_scope("read"))]
 Auditor = Annotated["Caller", Depends(_scope("audit"))]
 Operator = Annotated["Caller", Depends(_scope("ops"))]
-Anyone = Annotated["Caller", Depends(_authenticate)]
+
+
+async def _authenticated(request: Request) -> Caller:
+    return _authenticate(request)
+
+
+Anyone = Annotated["Caller", Depends(_authenticated)]
 
 
 def _acting_user(caller: Caller, requested: str | None) -> str:
@@ -302,6 +311,12 @@ def create_app(
     return app
 
 
+def openapi_json() -> str:
+    """The OpenAPI document `/openapi.json` serves, as committed in schemas/."""
+    document = create_app(Services()).openapi()
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
 def _errors(app: FastAPI) -> None:
     def rid(request: Request) -> str | None:
         return getattr(request.state, "request_id", None)
@@ -323,10 +338,14 @@ def _errors(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "request"
+        if first.get("type") == "json_invalid":
+            reason = (first.get("ctx") or {}).get("error", "malformed")
+            return problem(400, f"the body is not valid JSON: {reason}", request_id=rid(request))
+        # loc is e.g. ("query", "limit") or ("path", "customer_id"): name the parameter.
+        loc = [str(p) for p in first.get("loc", ())]
+        where = ".".join(loc[1:]) if len(loc) > 1 else (loc[0] if loc else "request")
         detail = f"{where}: {first.get('msg', 'invalid')}"
-        status = 400 if first.get("loc", ("body",))[0] == "body" and _json_error(exc) else 422
-        return problem(status, detail, request_id=rid(request))
+        return problem(422, detail, request_id=rid(request))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -343,10 +362,6 @@ def _errors(app: FastAPI) -> None:
         return problem(
             500, "internal error; the server log has the details", request_id=rid(request)
         )
-
-
-def _json_error(exc: RequestValidationError) -> bool:
-    return any(e.get("type") == "json_invalid" for e in exc.errors())
 
 
 def _routes(app: FastAPI) -> None:
@@ -552,6 +567,8 @@ def _routes(app: FastAPI) -> None:
                 types=tuple(dict.fromkeys(type or ())),
             )
         except AuditError as exc:
+            # The audit parser speaks in CLI options (--customer); here they are
+            # query parameters of the same names.
             raise ServiceError(Category.USAGE, str(exc).replace("--", "")) from None
         with state.pool.connection() as conn:
             if not events_table_exists(conn):
@@ -609,7 +626,7 @@ def _routes(app: FastAPI) -> None:
         """The store answers and the schema is in place."""
         state = _state(request)
         with state.pool.connection() as conn:
-            if not schema_ready(conn):
+            if not store_ready(conn):
                 raise ServiceError(Category.UNAVAILABLE, "the ledger's schema is not in place")
         return Health(status="ready")
 
@@ -724,10 +741,10 @@ class _QueueWriter:
 
     def flush(self) -> None:
         if self._buffer:
-            self._put("".join(self._buffer))
+            self.put("".join(self._buffer))
             self._buffer, self._size = [], 0
 
-    def _put(self, item: str | BaseException | None) -> None:
+    def put(self, item: str | BaseException | None) -> None:
         while not self.closed.is_set():
             try:
                 self.chunks.put(item, timeout=0.5)
@@ -737,7 +754,7 @@ class _QueueWriter:
         raise _Closed
 
 
-def _stream(produce: Any) -> Iterator[str]:
+def _stream(produce: Callable[[_QueueWriter], None]) -> Iterator[str]:
     """Run `produce(writer)` in its own thread and yield what it writes. The
     status line is already sent, so a failure midway ends the body early (and
     is logged), the only honest signal left."""
@@ -747,12 +764,12 @@ def _stream(produce: Any) -> Iterator[str]:
         try:
             produce(writer)
             writer.flush()
-            writer._put(None)
+            writer.put(None)
         except _Closed:
             pass
         except BaseException as exc:
             try:
-                writer._put(exc)
+                writer.put(exc)
             except _Closed:
                 pass
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import signal
 import sys
 
 from fastapi import FastAPI
@@ -59,6 +60,10 @@ def run(host: str, port: int, workers: int) -> None:
     # configured secret, this server's workers share one made now.
     if not os.environ.get(SESSION_SECRET_ENV):
         os.environ[SESSION_SECRET_ENV] = secrets.token_urlsafe(32)
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal under
+    # the handler that was in place before it: make that one a no-op, so a
+    # clean shutdown exits 0 instead of "killed by SIGTERM".
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     uvicorn.run(
         "api.serve:from_environment",
         factory=True,

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from ledger.config import DatabaseURL
 from ledger.service import Category, Services
 
 EXIT_OK = 0
@@ -28,6 +29,38 @@ FORMAT_OPTION = click.option(
     show_default=True,
     help="Human-readable output, or JSON for scripts.",
 )
+
+
+def metrics_options(command: Any) -> Any:
+    """`--metrics-port` / `--metrics-host` for the long-running workers."""
+    command = click.option(
+        "--metrics-host",
+        default="127.0.0.1",
+        show_default=True,
+        help="--follow: address the metrics endpoint listens on (0.0.0.0 in a container).",
+    )(command)
+    return click.option(
+        "--metrics-port",
+        type=click.IntRange(1, 65535),
+        default=None,
+        metavar="PORT",
+        help="--follow: serve Prometheus metrics on http://HOST:PORT/metrics "
+        "(the head, every projection's and relay's lag).",
+    )(command)
+
+
+def start_metrics(url: DatabaseURL, port: int | None, host: str, follow: bool) -> None:
+    if port is None:
+        return
+    if not follow:
+        raise CliError("--metrics-port needs --follow", EXIT_USAGE)
+    from ledger import metrics  # prometheus-client only for processes that serve metrics
+
+    metrics.watch_store(url)
+    try:
+        metrics.serve_metrics(port, host)
+    except OSError as exc:
+        raise CliError(f"--metrics-port {port}: {exc.strerror}", EXIT_USAGE) from exc
 
 
 class CliError(click.ClickException):

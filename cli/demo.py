@@ -10,13 +10,9 @@ import click
 
 from cli.context import FORMAT_OPTION, cli_context, emit_json
 from cli.serve import DEFAULT_HOST, DEFAULT_PORT
-from ledger.appending import Appender
 from ledger.demo import FEATURED_CUSTOMER, demo_ndjson
 from ledger.input import read_items
-from ledger.service import prepare_store, service_errors
-from projections.registry import get as get_projection
-from projections.runner import catch_up_live
-from projections.timeline import TimelineQuery, timeline_tab
+from ledger.service import append_items, prepare_store, tab_answer, tab_request
 
 
 def demo_card_url() -> str:
@@ -38,17 +34,13 @@ def demo(limit: int, output_format: str) -> None:
     print one customer's "Previous interactions"."""
     ctx = cli_context()
     app = ctx.app()
-    appender = Appender(app, ctx.policy())
-    try:
-        report = appender.append(read_items(io.StringIO("\n".join(demo_ndjson()))))
-    finally:
-        appender.close()
+    report = append_items(app, ctx.policy(), read_items(io.StringIO("\n".join(demo_ndjson()))))
     if report.rejected:  # the demo data is ours: a rejection is a bug
         raise click.ClickException(f"demo data rejected: {report.rejected[0]}")
-    with service_errors(), ctx.connect() as conn:
+    with ctx.connect() as conn:
         prepare_store(conn)
-        catch_up_live(conn, [get_projection("timeline")])
-        preview = timeline_tab(conn, FEATURED_CUSTOMER, TimelineQuery(limit=limit))["items"]
+        timeline = tab_answer(conn, tab_request(FEATURED_CUSTOMER, "timeline", limit=limit))
+    preview = timeline.model_dump(mode="json")["items"]
     if output_format == "json":
         emit_json(
             {

@@ -15,7 +15,9 @@ from cli.context import (
     CliError,
     cli_context,
     emit_json,
+    metrics_options,
     progress_enabled,
+    start_metrics,
 )
 from cli.progress import Mode, ReplayProgress
 from cli.readmodels import choose, echo_err
@@ -71,6 +73,7 @@ def _stop_on_signals() -> Iterator[threading.Event]:
     show_default=True,
     help="Longest wait between reconnection attempts.",
 )
+@metrics_options
 @FORMAT_OPTION
 def run(
     names: tuple[str, ...],
@@ -79,6 +82,8 @@ def run(
     batch_size: int,
     interval: float,
     max_backoff: float,
+    metrics_port: int | None,
+    metrics_host: str,
     output_format: str,
 ) -> None:
     """Catch the read models up with the ledger; with --follow, keep them current.
@@ -90,6 +95,7 @@ def run(
     """
     chosen = choose(names, all_, required=False)
     ctx = cli_context()
+    start_metrics(ctx.url, metrics_port, metrics_host, follow)
     if follow:
 
         def notify(notice: FollowNotice) -> None:

@@ -24,6 +24,7 @@ from enum import StrEnum
 from typing import Any
 
 import psycopg
+from eventsourcing.persistence import DataError as EsDataError
 from eventsourcing.persistence import PersistenceError
 
 from ledger.appending import DEFAULT_BATCH_SIZE, Appender, AppendReport
@@ -46,7 +47,7 @@ from projections.card import card_value
 from projections.clock import parse_moment
 from projections.models import EmailsTab, LastEmail, TabAnswer, TaskItem, TasksTab, answer
 from projections.runner import UNAVAILABLE_ERRORS, ProjectionError, catch_up_live
-from projections.schema import SchemaMissing, ensure_schema, require_schema
+from projections.schema import SchemaMissing, ensure_schema, require_schema, schema_ready
 from projections.status import projection_status
 from projections.tables import existing_tables
 from projections.tabs import TABS, TabRequest, read_tab, tab_counts
@@ -100,11 +101,21 @@ def classify(exc: BaseException) -> ServiceError | None:
         return ServiceError(Category.REJECTED, str(exc))
     if _is_missing_table(exc):
         return ServiceError(Category.USAGE, f"{first_line(exc)}: {MISSING_TABLES}")
+    if _is_refused_value(exc):
+        # e.g. a NUL character, which PostgreSQL text cannot hold; the
+        # transaction rolled back, so nothing was stored.
+        return ServiceError(
+            Category.REJECTED, f"the database refused a value: {first_line(exc)}; nothing stored"
+        )
     if isinstance(exc, DatabaseUnavailable):
         return ServiceError(Category.UNAVAILABLE, str(exc))
     if isinstance(exc, UNAVAILABLE_ERRORS):
         return ServiceError(Category.UNAVAILABLE, f"database unavailable: {first_line(exc)}")
     return None
+
+
+def _is_refused_value(exc: BaseException) -> bool:
+    return any(isinstance(e, psycopg.DataError | EsDataError) for e in (exc, exc.__cause__))
 
 
 def _is_missing_table(exc: BaseException) -> bool:
@@ -188,9 +199,15 @@ def prepare_store(conn: Connection) -> None:
     with service_errors():
         if EVENTS_TABLE not in existing_tables(conn):
             if not auto_migrate():
-                raise SchemaMissing(f"the events table is missing: {MISSING_TABLES}")
+                raise SchemaMissing(MISSING_TABLES)
             LedgerApplication(conn.url, create_tables=True).close()
         require_schema(conn, auto_migrate())
+
+
+def store_ready(conn: Connection) -> bool:
+    """The events table and every read model's tables are in place."""
+    with service_errors():
+        return EVENTS_TABLE in existing_tables(conn) and schema_ready(conn)
 
 
 def migrate(url: DatabaseURL) -> None:
