@@ -25,7 +25,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from starlette.concurrency import run_in_threadpool
 
 from api.access import AccessKey
-from api.app import Caller, _acting_user, _state
+from api.app import Caller, Id, _acting_user, _state
 from api.app import _Refused as ApiRefused
 from api.page_session import SESSION_COOKIE, SESSION_MAX_AGE, Session, SessionSigner
 from api.page_view import (
@@ -49,6 +49,7 @@ from api.page_view import (
     task_of,
     zone,
 )
+from api.problems import STATUS
 from ledger.db import Connection
 from ledger.rights import RightsPolicy
 from ledger.service import (
@@ -84,14 +85,6 @@ ACTION_DONE = {
     "delete": "Task deleted",
     "edit": "Task saved",
 }
-STATUS_OF = {
-    Category.FORBIDDEN: 403,
-    Category.NOT_FOUND: 404,
-    Category.CONFLICT: 409,
-    Category.REJECTED: 422,
-    Category.USAGE: 400,
-    Category.UNAVAILABLE: 503,
-}
 
 
 @dataclass(frozen=True)
@@ -101,6 +94,7 @@ class Who:
     session: Session
     key: AccessKey | None  # None in open mode
     open_mode: bool
+    https: bool = False  # the cookie is then Secure too
 
     @property
     def acting_user(self) -> str | None:
@@ -140,7 +134,7 @@ def page_router(sessions: SessionSigner | None = None) -> APIRouter:
         if access is not None and session.key_name is not None:
             # Looked up again on every request: a key removed from the file is out.
             key = next((k for k in access.keys if k.name == session.key_name), None)
-        return Who(session, key, open_mode=access is None)
+        return Who(session, key, access is None, request.url.scheme == "https")
 
     def viewer_of(w: Who) -> Viewer:
         return Viewer(
@@ -153,10 +147,10 @@ def page_router(sessions: SessionSigner | None = None) -> APIRouter:
     def html(body: str, w: Who | None, status: int = 200) -> HTMLResponse:
         response = HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
         if w is not None:
-            _set_session(response, w.session)
+            _set_session(response, w.session, w.https)
         return response
 
-    def _set_session(response: Response, session: Session, secure: bool = False) -> None:
+    def _set_session(response: Response, session: Session, secure: bool) -> None:
         response.set_cookie(
             SESSION_COOKIE,
             sessions.dump(session),
@@ -194,7 +188,7 @@ def page_router(sessions: SessionSigner | None = None) -> APIRouter:
     # -- the page ---------------------------------------------------------------------
 
     @router.get("/customers/{customer_id}", response_class=HTMLResponse)
-    def card_page(request: Request, customer_id: str) -> Response:
+    def card_page(request: Request, customer_id: Id) -> Response:
         w = who(request)
         try:
             require_reader(request, w)
@@ -259,7 +253,7 @@ def page_router(sessions: SessionSigner | None = None) -> APIRouter:
                     ),
                 ).model_dump(mode="json")
         except ServiceError as exc:
-            return problem(w, "Cannot show this customer", exc.message, STATUS_OF[exc.category])
+            return problem(w, "Cannot show this customer", exc.message, STATUS[exc.category])
         editing = None
         if edit is not None and view.tab == "tasks":
             task = task_of(tab, edit)
@@ -284,7 +278,7 @@ def page_router(sessions: SessionSigner | None = None) -> APIRouter:
 
     @router.post("/customers/{customer_id}/tasks/{task_id}/{action}")
     async def task_button(
-        request: Request, customer_id: str, task_id: str, action: str
+        request: Request, customer_id: Id, task_id: Id, action: str
     ) -> Response:
         form = await _form(request)
         return await _run_in_thread(task_button_sync, request, customer_id, task_id, action, form)
@@ -358,7 +352,7 @@ def page_router(sessions: SessionSigner | None = None) -> APIRouter:
                 view,
                 clock,
                 Notice(f"Refused: {exc.message}", "error"),
-                status=STATUS_OF[exc.category],
+                status=STATUS[exc.category],
             )
         return _after_action(view, action)
 
@@ -432,7 +426,7 @@ def page_router(sessions: SessionSigner | None = None) -> APIRouter:
         # A fresh nonce: a token seen before signing in is worth nothing after.
         session = sessions.new(key.name, acting if key.allows("act-as") else None)
         response = RedirectResponse(next_url, status_code=303)
-        _set_session(response, session, secure=request.url.scheme == "https")
+        _set_session(response, session, w.https)
         return response
 
     @router.post("/signout")
@@ -442,7 +436,7 @@ def page_router(sessions: SessionSigner | None = None) -> APIRouter:
         if not sessions.csrf_ok(w.session, form.get("csrf")):
             return problem(w, "Form refused", "Reload the page and try again.", 403)
         response = RedirectResponse("/signin", status_code=303)
-        _set_session(response, sessions.new(), secure=request.url.scheme == "https")
+        _set_session(response, sessions.new(), w.https)
         return response
 
     # -- the page's own files ---------------------------------------------------------
