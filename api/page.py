@@ -268,6 +268,7 @@ def page_router(sessions: SessionSigner | None = None) -> APIRouter:
             name=printable(header.name) if header.name else None,
             last_email=header.last_email.model_dump() if header.last_email else None,
             counts=header.counts,
+            count_cap=header.count_cap,
             answer=tab,
             notice=notice,
             editing=editing,

@@ -216,7 +216,7 @@ class Notice:
 class TabLink:
     name: str
     label: str
-    count: int
+    count: str  # "80", or "10,000+" past the header's count cap
     href: str
     current: bool
 
@@ -231,6 +231,7 @@ class CardPage:
     name: str | None
     last_email: Mapping[str, Any] | None
     counts: Mapping[str, int]
+    count_cap: int  # a count above it is shown as "cap+"
     answer: Mapping[str, Any]  # the current tab's JSON object
     notice: Notice | None = None
     editing: Mapping[str, Any] | None = None  # the task whose edit form is open
@@ -242,7 +243,7 @@ class CardPage:
             TabLink(
                 name=name,
                 label=label,
-                count=self.counts.get(name, 0),
+                count=self.count_text(self.counts.get(name, 0)),
                 href=self.view.url(tab=name, kinds=(), cursor=None),
                 current=name == self.view.tab,
             )
@@ -256,6 +257,9 @@ class CardPage:
     @property
     def task_path(self) -> str:
         return self.path + "/tasks"
+
+    def count_text(self, count: int) -> str:
+        return f"{self.count_cap:,}+" if count > self.count_cap else f"{count:,}"
 
     @property
     def title(self) -> str:

@@ -316,20 +316,26 @@ class CardHeader:
 
     name: str | None  # the card's current name
     last_email: LastEmail | None  # the newest email sent, and whether it was opened
-    counts: dict[str, int]  # items per tab; the timeline's is every event
+    counts: dict[str, int]  # items per tab (the timeline's: every event), up to count_cap
+    count_cap: int  # a count of count_cap + 1 means "more than count_cap"
 
 
-def card_header(conn: Connection, customer_id: str) -> CardHeader:
-    """The card's header, every read model brought up to date first. Counts
-    and the newest rows only, so a customer with 100,000 events costs what a
-    small one does."""
+CARD_COUNT_CAP = 10_000
+
+
+def card_header(conn: Connection, customer_id: str, count_cap: int = CARD_COUNT_CAP) -> CardHeader:
+    """The card's header, every read model brought up to date first. Capped
+    counts and the newest rows only, so a customer with 100,000 events costs
+    about what a small one does."""
     with service_errors():
         catch_up_live(conn, [registry.get(name) for name in registry.NAMES])
-        counts = tab_counts(conn, customer_id)
+        counts = tab_counts(conn, customer_id, count_cap)
         name = card_value(conn, customer_id, "name")
         emails = answer(read_tab(conn, TabRequest(customer_id, "emails", limit=1)))
     assert isinstance(emails, EmailsTab)
-    return CardHeader(name if isinstance(name, str) else None, emails.last_email, counts)
+    return CardHeader(
+        name if isinstance(name, str) else None, emails.last_email, counts, count_cap
+    )
 
 
 # -- appending ------------------------------------------------------------------------

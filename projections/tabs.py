@@ -77,10 +77,16 @@ _ROWS: dict[str, str] = {
 }
 
 
-def tab_counts(conn: Connection, customer_id: str) -> dict[str, int]:
-    """How many items each tab lists for the customer (the timeline: every event)."""
+def tab_counts(conn: Connection, customer_id: str, cap: int | None = None) -> dict[str, int]:
+    """How many items each tab lists for the customer (the timeline: every
+    event). With `cap`, counting stops past it: a count of cap + 1 means "more
+    than cap", and a customer with 100,000 events costs what one with `cap` does."""
     counts = {}
     for tab in TABS:
-        row = conn.fetchone(f"SELECT COUNT(*) {_ROWS[tab]}", (customer_id,))
+        if cap is None:
+            sql = f"SELECT COUNT(*) {_ROWS[tab]}"
+        else:
+            sql = f"SELECT COUNT(*) FROM (SELECT 1 {_ROWS[tab]} LIMIT {int(cap) + 1}) AS capped"
+        row = conn.fetchone(sql, (customer_id,))
         counts[tab] = int(row[0]) if row else 0
     return counts
