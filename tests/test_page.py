@@ -37,6 +37,7 @@ MANAGER = Key("manager", "manager-token-1", ("read", "tasks"), "u-42")
 AGENT = Key("agent", "agent-token-2", ("read", "tasks"), "u-7")
 READER = Key("reader", "reader-token-3", ("read",))
 INGEST = Key("ingester", "ingest-token-4", ("ingest",))
+CRM = Key("crm", "crm-token-5", ("read", "act-as"))  # acts for the user named at sign-in
 RIGHTS = """
 [roles]
 manager = ["tasks.edit", "tasks.reopen", "tasks.delete"]
@@ -67,7 +68,7 @@ def secured_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
     tmp = tmp_path_factory.mktemp("secured")
     db = f"sqlite:///{tmp / 'ledger.db'}"
     load_demo(db)
-    access = write_access_file(tmp / "access.toml", [MANAGER, AGENT, READER, INGEST])
+    access = write_access_file(tmp / "access.toml", [MANAGER, AGENT, READER, INGEST, CRM])
     rights = tmp / "rights.toml"
     rights.write_text(RIGHTS)
     with ledger_server(db, tmp, access=access, rights=rights) as server:
@@ -97,10 +98,14 @@ def cells(page: Page, row_selector: str) -> dict[str, str]:
     return {label: text for label, text in labels}
 
 
-def sign_in(page: Page, server: Server, key: Key, customer: str = CUSTOMER) -> None:
+def sign_in(
+    page: Page, server: Server, key: Key, customer: str = CUSTOMER, act_as: str | None = None
+) -> None:
     page.goto(card(server, customer, "tab=tasks"))
     expect(page.locator("h1")).to_have_text("Sign in")
     page.fill("#key", key.token)
+    if act_as is not None:
+        page.fill("#act-as", act_as)
     page.click("button[type=submit]")
     expect(page.locator("#customer-name")).to_be_visible()
 
@@ -525,3 +530,15 @@ def test_demo_says_how_to_see_the_card(tmp_path: Path, open_server: Server) -> N
     with urllib.request.urlopen(open_server.url(urlsplit(url).path)) as response:
         assert response.status == 200
         assert "Anna Petrova" in response.read().decode()
+
+
+@pytest.mark.parametrize(("user", "can_delete"), [("u-42", True), ("u-7", False)])
+def test_an_act_as_key_acts_for_the_user_named_at_sign_in(
+    secured_server: Server, watched: Watched, user: str, can_delete: bool
+) -> None:
+    page = watched.page
+    sign_in(page, secured_server, CRM, "cust-1002", act_as=user)
+    expect(page.locator(".bar .who")).to_have_text(f"Signed in as crm ({user})")
+    pending = page.locator("tr", has=page.locator("td[data-label=Status]", has_text="pending"))
+    expect(pending.first.locator("button[data-action=complete]")).to_be_visible()
+    assert (pending.first.locator("button[data-action=delete]").count() == 1) is can_delete
