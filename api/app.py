@@ -633,13 +633,15 @@ def _routes(app: FastAPI) -> None:
     )
     def metrics(request: Request) -> Response:
         """Prometheus text format."""
-        from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        from ledger.metrics import scrape_registry
 
         if _state(request).protect_metrics:
             caller = _authenticate(request)
             if not caller.allows("ops"):
                 raise _Refused(403, f"the key {caller.name!r} lacks the scope 'ops'")
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(scrape_registry()), media_type=CONTENT_TYPE_LATEST)
 
 
 # -- bodies -----------------------------------------------------------------------------

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 
 from fastapi import FastAPI
 
@@ -51,13 +53,27 @@ def configure_logging() -> None:
 
 
 def run(host: str, port: int, workers: int) -> None:
-    import uvicorn
-
     configure_logging()
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal under
     # the handler that was in place before it: make that one a no-op, so a
     # clean shutdown exits 0 instead of "killed by SIGTERM".
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    metrics_dir = None
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each worker process counts on its own; prometheus-client's multiprocess
+        # mode keeps the counts in files here and a scrape adds them up.
+        metrics_dir = tempfile.mkdtemp(prefix="ledger-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        _run_uvicorn(host, port, workers)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _run_uvicorn(host: str, port: int, workers: int) -> None:
+    import uvicorn
+
     uvicorn.run(
         "api.serve:from_environment",
         factory=True,

@@ -281,3 +281,22 @@ def test_odd_request_ids_are_replaced(sqlite_url: str, header: str) -> None:
     with serve_in_thread(sqlite_url) as client:
         rid = client.get("/healthz", headers={"X-Request-Id": header}).headers["x-request-id"]
         assert rid != header and len(rid) == 32
+
+
+def test_several_workers_serve_and_count_together(sqlite_url: str, tmp_path: Path) -> None:
+    append_to_url(sqlite_url, [created()])
+    with serve_process(sqlite_url, tmp_path, "--workers", "2") as server:
+        with httpx.Client(base_url=server.base) as client:
+            for i in range(20):
+                note = event("note.added", "c1", {"note_id": f"n{i}", "text": "x"})
+                assert client.post("/v1/events", json=note).json()["appended"] == 1
+            for _ in range(4):  # whichever worker answers, it reports all of them
+                text = client.get("/metrics").text
+                appended = [
+                    line
+                    for line in text.splitlines()
+                    if line.startswith("ledger_events_appended_total ")
+                ]
+                assert appended == ["ledger_events_appended_total 20.0"], appended
+                assert "ledger_head_position 21.0" in text
+        assert server.terminate() == 0
