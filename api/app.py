@@ -400,6 +400,7 @@ def _routes(app: FastAPI) -> None:
                 Category.REJECTED, f"body is not UTF-8 text: {exc.reason}; nothing stored"
             ) from None
         items = _items(text, ndjson=media in NDJSON_TYPES)
+        await run_in_threadpool(state.ensure_ready)
         app_ = state.services.app()
         policy = state.services.policy()
         report = await run_in_threadpool(
