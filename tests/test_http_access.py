@@ -302,3 +302,16 @@ def test_several_workers_serve_and_count_together(sqlite_url: str, tmp_path: Pat
                 assert appended == ["ledger_events_appended_total 20.0"], appended
                 assert "ledger_head_position 21.0" in text
         assert server.terminate() == 0
+
+
+def test_an_unreachable_database_is_503_not_500() -> None:
+    url = "postgresql://postgres@127.0.0.1:1/x?connect_timeout=1"
+    with serve_in_thread(url) as client:
+        assert client.get("/healthz").status_code == 200
+        is_problem(client.get("/readyz"), 503)
+        is_problem(client.get("/v1/customers/c1/tabs/timeline"), 503)
+        is_problem(client.post("/v1/events", json=created()), 503)
+        is_problem(client.get("/v1/audit/anchor"), 503)
+        is_problem(client.get("/v1/projections"), 503)
+        assert client.get("/metrics").status_code == 200  # with ledger_store_up 0
+        assert "ledger_store_up 0.0" in client.get("/metrics").text
