@@ -292,6 +292,7 @@ def create_app(
     app.state.ledger = state
     _errors(app)
     _routes(app)
+    _problem_openapi(app)
     if cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -304,6 +305,33 @@ def create_app(
     # Outermost, so CORS answers and errors get a request id and a log line too.
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+def _problem_openapi(app: FastAPI) -> None:
+    """Error answers in the document as they are on the wire: problem+json with
+    the Problem schema (FastAPI would list them as application/json, and its
+    default 422 as HTTPValidationError, which this API never sends)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = generate()
+        problem_ref = {"$ref": "#/components/schemas/Problem"}
+        for operations in document.get("paths", {}).values():
+            for operation in operations.values():
+                for status, response in operation.get("responses", {}).items():
+                    if status.startswith(("4", "5")):
+                        response["content"] = {PROBLEM_TYPE: {"schema": problem_ref}}
+                        if status == "422":
+                            response["description"] = "Unprocessable content"
+        schemas = document.get("components", {}).get("schemas", {})
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(unused, None)
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def openapi_json() -> str:
