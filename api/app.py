@@ -376,16 +376,6 @@ def _errors(app: FastAPI) -> None:
         headers = dict(exc.headers) if exc.headers else None
         return problem(exc.status_code, detail, request_id=rid(request), headers=headers)
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        known = classify(exc)
-        if known is not None:
-            return await service_error(request, known)
-        log.error("request %s failed: %s", rid(request), type(exc).__name__, exc_info=exc)
-        return problem(
-            500, "internal error; the server log has the details", request_id=rid(request)
-        )
-
 
 def _routes(app: FastAPI) -> None:
     # -- append -------------------------------------------------------------------------
@@ -835,11 +825,12 @@ class RequestIdMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500
+        answered = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, answered = message["status"], True
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
                 message = {**message, "headers": headers}
@@ -847,6 +838,21 @@ class RequestIdMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            # What no handler answered: a known failure from below (say, the
+            # database went away) gets its problem, anything else a 500 without
+            # details; answered here, inside, so it carries the request id.
+            if answered:
+                raise
+            known = classify(exc)
+            if known is None:
+                log.error("%s failed: %s", request_id, type(exc).__name__, exc_info=exc)
+                response = problem(
+                    500, "internal error; the server log has the details", request_id=request_id
+                )
+            else:
+                response = problem(STATUS[known.category], known.message, request_id=request_id)
+            await response(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or "unmatched"

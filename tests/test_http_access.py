@@ -311,7 +311,8 @@ def test_an_unreachable_database_is_503_not_500() -> None:
         is_problem(client.get("/readyz"), 503)
         is_problem(client.get("/v1/customers/c1/tabs/timeline"), 503)
         is_problem(client.post("/v1/events", json=created()), 503)
-        is_problem(client.get("/v1/audit/anchor"), 503)
+        anchor = client.get("/v1/audit/anchor", headers={"X-Request-Id": "r-503"})
+        assert is_problem(anchor, 503)["request_id"] == anchor.headers["x-request-id"] == "r-503"
         is_problem(client.get("/v1/projections"), 503)
         assert client.get("/metrics").status_code == 200  # with ledger_store_up 0
         assert "ledger_store_up 0.0" in client.get("/metrics").text
