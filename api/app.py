@@ -40,6 +40,7 @@ from ledger.audit.render import write_history
 from ledger.audit.verify import current_anchor
 from ledger.events import KINDS
 from ledger.input import InputItem, read_items
+from ledger.printable import printable
 from ledger.service import (
     Category,
     FieldChange,
@@ -864,7 +865,7 @@ class RequestIdMiddleware:
                 "%s %s %s %d %.1fms key=%s",
                 request_id,
                 method,
-                _printable(scope["path"]),
+                _loggable(scope["path"]),
                 status,
                 elapsed * 1000,
                 key,
@@ -880,10 +881,9 @@ def _request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
-def _printable(text: str, limit: int = 200) -> str:
+def _loggable(path: str, limit: int = 200) -> str:
     """A path for the log: control characters escaped, long ids cut."""
-    out = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text[:limit])
-    return out + ("..." if len(text) > limit else "")
+    return printable(path[:limit]) + ("..." if len(path) > limit else "")
 
 
 __all__ = ["DEFAULT_MAX_BODY", "PROBLEM_TYPE", "create_app"]

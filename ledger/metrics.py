@@ -33,7 +33,7 @@ EVENT_DUPLICATES = Counter(
 )
 EVENTS_REJECTED = Counter(
     "ledger_events_rejected",
-    "Appended events rejected, by reason class (contract, rule or input).",
+    "Appended events rejected, by reason class (contract, rule, store or input).",
     ["reason"],
 )
 APPEND_SECONDS = Histogram(
