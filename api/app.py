@@ -40,6 +40,7 @@ from ledger.audit.render import write_history
 from ledger.audit.verify import current_anchor
 from ledger.events import KINDS
 from ledger.input import InputItem, read_items
+from ledger.printable import printable
 from ledger.service import (
     Category,
     FieldChange,
@@ -297,6 +298,7 @@ def create_app(
     from api.page import page_router
 
     app.include_router(page_router())
+    _problem_openapi(app)
     if cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -309,6 +311,33 @@ def create_app(
     # Outermost, so CORS answers and errors get a request id and a log line too.
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+def _problem_openapi(app: FastAPI) -> None:
+    """Error answers in the document as they are on the wire: problem+json with
+    the Problem schema (FastAPI would list them as application/json, and its
+    default 422 as HTTPValidationError, which this API never sends)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = generate()
+        problem_ref = {"$ref": "#/components/schemas/Problem"}
+        for operations in document.get("paths", {}).values():
+            for operation in operations.values():
+                for status, response in operation.get("responses", {}).items():
+                    if status.startswith(("4", "5")):
+                        response["content"] = {PROBLEM_TYPE: {"schema": problem_ref}}
+                        if status == "422":
+                            response["description"] = "Unprocessable content"
+        schemas = document.get("components", {}).get("schemas", {})
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(unused, None)
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def openapi_json() -> str:
@@ -353,16 +382,6 @@ def _errors(app: FastAPI) -> None:
         headers = dict(exc.headers) if exc.headers else None
         return problem(exc.status_code, detail, request_id=rid(request), headers=headers)
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        known = classify(exc)
-        if known is not None:
-            return await service_error(request, known)
-        log.error("request %s failed: %s", rid(request), type(exc).__name__, exc_info=exc)
-        return problem(
-            500, "internal error; the server log has the details", request_id=rid(request)
-        )
-
 
 def _routes(app: FastAPI) -> None:
     # -- append -------------------------------------------------------------------------
@@ -405,6 +424,7 @@ def _routes(app: FastAPI) -> None:
                 Category.REJECTED, f"body is not UTF-8 text: {exc.reason}; nothing stored"
             ) from None
         items = _items(text, ndjson=media in NDJSON_TYPES)
+        await run_in_threadpool(state.ensure_ready)
         app_ = state.services.app()
         policy = state.services.policy()
         report = await run_in_threadpool(
@@ -638,13 +658,15 @@ def _routes(app: FastAPI) -> None:
     )
     def metrics(request: Request) -> Response:
         """Prometheus text format."""
-        from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        from ledger.metrics import scrape_registry
 
         if _state(request).protect_metrics:
             caller = _authenticate(request)
             if not caller.allows("ops"):
                 raise _Refused(403, f"the key {caller.name!r} lacks the scope 'ops'")
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(scrape_registry()), media_type=CONTENT_TYPE_LATEST)
 
 
 # -- bodies -----------------------------------------------------------------------------
@@ -809,11 +831,12 @@ class RequestIdMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500
+        answered = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, answered = message["status"], True
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
                 message = {**message, "headers": headers}
@@ -821,6 +844,21 @@ class RequestIdMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            # What no handler answered: a known failure from below (say, the
+            # database went away) gets its problem, anything else a 500 without
+            # details; answered here, inside, so it carries the request id.
+            if answered:
+                raise
+            known = classify(exc)
+            if known is None:
+                log.error("%s failed: %s", request_id, type(exc).__name__, exc_info=exc)
+                response = problem(
+                    500, "internal error; the server log has the details", request_id=request_id
+                )
+            else:
+                response = problem(STATUS[known.category], known.message, request_id=request_id)
+            await response(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or "unmatched"
@@ -832,7 +870,7 @@ class RequestIdMiddleware:
                 "%s %s %s %d %.1fms key=%s",
                 request_id,
                 method,
-                _printable(scope["path"]),
+                _loggable(scope["path"]),
                 status,
                 elapsed * 1000,
                 key,
@@ -848,10 +886,9 @@ def _request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
-def _printable(text: str, limit: int = 200) -> str:
+def _loggable(path: str, limit: int = 200) -> str:
     """A path for the log: control characters escaped, long ids cut."""
-    out = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text[:limit])
-    return out + ("..." if len(text) > limit else "")
+    return printable(path[:limit]) + ("..." if len(path) > limit else "")
 
 
 __all__ = ["DEFAULT_MAX_BODY", "PROBLEM_TYPE", "create_app"]

@@ -81,7 +81,4 @@ def problem(
 
 # For the OpenAPI document: every error answer is a Problem.
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {
-        s: {"model": Problem, "description": TITLES[s], "content": {PROBLEM_TYPE: {}}}
-        for s in statuses
-    }
+    return {s: {"model": Problem, "description": TITLES[s]} for s in statuses}

@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import shutil
 import signal
 import sys
+import tempfile
 
 from fastapi import FastAPI
 
@@ -53,8 +55,6 @@ def configure_logging() -> None:
 
 
 def run(host: str, port: int, workers: int) -> None:
-    import uvicorn
-
     configure_logging()
     # The card page's session cookies must verify in every worker: without a
     # configured secret, this server's workers share one made now.
@@ -64,6 +64,22 @@ def run(host: str, port: int, workers: int) -> None:
     # the handler that was in place before it: make that one a no-op, so a
     # clean shutdown exits 0 instead of "killed by SIGTERM".
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    metrics_dir = None
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each worker process counts on its own; prometheus-client's multiprocess
+        # mode keeps the counts in files here and a scrape adds them up.
+        metrics_dir = tempfile.mkdtemp(prefix="ledger-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        _run_uvicorn(host, port, workers)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _run_uvicorn(host: str, port: int, workers: int) -> None:
+    import uvicorn
+
     uvicorn.run(
         "api.serve:from_environment",
         factory=True,

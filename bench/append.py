@@ -30,13 +30,13 @@ BATCH = 1000
 
 def ledger_append(url: str, path: Path) -> tuple[int, float]:
     app = LedgerApplication(parse_database_url(url))
-    appender = Appender(app, batch_size=BATCH)
-    started = time.perf_counter()
-    with path.open() as f:
-        report = appender.append(read_items(f))
-    elapsed = time.perf_counter() - started
-    appender.close()
-    app.close()
+    try:
+        with Appender(app, batch_size=BATCH) as appender, path.open() as f:
+            started = time.perf_counter()
+            report = appender.append(read_items(f))
+            elapsed = time.perf_counter() - started
+    finally:
+        app.close()
     assert report.ok, report.rejected[:3]
     return report.appended, elapsed
 

@@ -74,13 +74,13 @@ def store_events(url: str, count: int) -> float:
         path = Path(tmp) / "events.ndjson"
         write_ndjson(generate_events(count, customers=max(1, count // 50)), path)
         app = LedgerApplication(parse_database_url(url))
-        appender = Appender(app, batch_size=1000)
-        started = time.perf_counter()
-        with path.open() as f:
-            report = appender.append(read_items(f))
-        elapsed = time.perf_counter() - started
-        appender.close()
-        app.close()
+        try:
+            with Appender(app, batch_size=1000) as appender, path.open() as f:
+                started = time.perf_counter()
+                report = appender.append(read_items(f))
+                elapsed = time.perf_counter() - started
+        finally:
+            app.close()
     assert report.ok, report.rejected[:3]
     return report.appended / elapsed
 
@@ -141,24 +141,25 @@ def _append_paced(url: str, count: int, rate: float, out: Connection_) -> None:
     from tests.factories import event, ndjson
 
     app = LedgerApplication(parse_database_url(url))
-    appender = Appender(app)
-    customer = f"latency-{uuid.uuid4().hex[:6]}"
-    appender.append(
-        read_items(io.StringIO(ndjson([event("customer.created", customer, {"card": {}})])))
-    )
-    sent_at: dict[str, float] = {}
-    interval = 1.0 / rate
-    for i in range(count):
-        e = event("note.added", customer, {"note_id": f"lat-{i}", "text": "ping"})
-        started = time.monotonic()
-        sent_at[e["event_id"]] = started
-        report = appender.append(read_items(io.StringIO(ndjson([e]))))
-        assert report.appended == 1
-        pause = interval - (time.monotonic() - started)
-        if pause > 0:
-            time.sleep(pause)
-    appender.close()
-    app.close()
+    try:
+        with Appender(app) as appender:
+            customer = f"latency-{uuid.uuid4().hex[:6]}"
+            appender.append(
+                read_items(io.StringIO(ndjson([event("customer.created", customer, {"card": {}})])))
+            )
+            sent_at: dict[str, float] = {}
+            interval = 1.0 / rate
+            for i in range(count):
+                e = event("note.added", customer, {"note_id": f"lat-{i}", "text": "ping"})
+                started = time.monotonic()
+                sent_at[e["event_id"]] = started
+                report = appender.append(read_items(io.StringIO(ndjson([e]))))
+                assert report.appended == 1
+                pause = interval - (time.monotonic() - started)
+                if pause > 0:
+                    time.sleep(pause)
+    finally:
+        app.close()
     out.send(sent_at)
 
 

@@ -20,6 +20,7 @@ from cli.context import (
 from ledger.appending import DEFAULT_BATCH_SIZE, AppendReport
 from ledger.application import LedgerApplication
 from ledger.input import read_items
+from ledger.printable import printable
 from ledger.rights import RightsPolicy
 from ledger.service import append_items, report_json
 
@@ -117,7 +118,7 @@ def _print_report(report: AppendReport, output_format: str, skip_invalid: bool) 
         emit_json(report_json(report))
         return
     for rejection in report.rejected:
-        click.echo(str(rejection), err=True)
+        click.echo(printable(str(rejection)), err=True)
     summary = (
         f"appended {report.appended}, duplicates {report.duplicates}, "
         f"rejected {len(report.rejected)}"

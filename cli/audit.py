@@ -224,6 +224,8 @@ def _print_verify(report: VerifyReport, from_position: int | None, output_format
             f"anchor {report.anchor} matches: nothing up to position "
             f"{report.anchor.position} changed since it was taken"
         )
+    elif from_position is not None and report.checked == 0:
+        click.echo(f"note: nothing new from position {from_position}")
     elif from_position is not None and from_position > 1:
         click.echo(
             f"note: checked from position {from_position} on, trusting the stored hash "

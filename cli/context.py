@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from ledger.config import DatabaseURL
+from ledger.printable import printable
 from ledger.service import Category, Services
 
 EXIT_OK = 0
@@ -71,7 +72,7 @@ class CliError(click.ClickException):
         self.exit_code = exit_code  # type: ignore[misc]
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
+        click.echo(f"error: {printable(self.format_message())}", err=True)
 
 
 @dataclass

@@ -19,6 +19,7 @@ from cli.tab import tab
 from cli.task import task
 from ledger.application import first_line
 from ledger.config import DATABASE_URL_ENV
+from ledger.printable import printable
 from ledger.service import ServiceError, classify
 
 
@@ -86,10 +87,11 @@ def main() -> None:
             raise
         known = classify(exc)
         if known is not None:
-            click.echo(f"error: {known.message}", err=True)
+            click.echo(f"error: {printable(known.message)}", err=True)
             sys.exit(EXIT_CODES[known.category])
         click.echo(
-            f"error: {type(exc).__name__}: {first_line(exc)} (run with --debug for details)",
+            f"error: {type(exc).__name__}: {printable(first_line(exc))} "
+            "(run with --debug for details)",
             err=True,
         )
         sys.exit(1)

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 import click
 
 from cli.context import (
+    EXIT_REJECTED,
     EXIT_USAGE,
     FORMAT_OPTION,
     CliError,
@@ -22,6 +23,7 @@ from cli.context import (
 from cli.progress import Mode, ReplayProgress
 from cli.readmodels import choose, echo_err
 from cli.tables import Column, echo_table
+from ledger.printable import printable
 from ledger.reading import head_position
 from ledger.service import prepare_store, projections_status, service_errors
 from ledger.signals import stop_on_signals
@@ -111,7 +113,7 @@ def run(
                 )
                 sys.stdout.flush()
             else:
-                echo_err(f"projections: {notice.describe()}")
+                echo_err(f"projections: {printable(notice.describe())}")
 
         url = ctx.url
         with _stop_on_signals() as stop:
@@ -140,6 +142,7 @@ def run(
                 "applied": applied,
                 "position": position,
                 "head": head,
+                "stopped": sorted(runner.stopped.values()),
             }
         )
     else:
@@ -147,6 +150,10 @@ def run(
             f"{', '.join(p.name for p in chosen)}: applied {applied:,} events; "
             f"at position {position:,} (head {head:,})"
         )
+        for line in sorted(runner.stopped.values()):
+            echo_err(printable(line))
+    if runner.stopped:
+        raise click.exceptions.Exit(EXIT_REJECTED)
 
 
 @projections.command()
@@ -155,7 +162,8 @@ def status(output_format: str) -> None:
     """Each projection's position, the head, the lag in events and seconds, and its state.
 
     States: following (a follower is running), up to date, behind, outdated
-    (written by an older layout: rebuild it). A rebuild in progress or left
+    (written by an older layout: rebuild it), stopped (at an event it cannot
+    apply; the line below the table names it; the others go on). A rebuild in progress or left
     behind by a killed one is shown with its own position.
     """
     ctx = cli_context()
@@ -179,6 +187,9 @@ def status(output_format: str) -> None:
         ],
         table,
     )
+    for row in table:
+        if row["stopped"] is not None:
+            click.echo(printable(row["stopped"]))
 
 
 def _rebuild_text(row: dict[str, object]) -> str:

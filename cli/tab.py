@@ -10,6 +10,7 @@ import click
 from cli.context import FORMAT_OPTION, cli_context, emit_json
 from cli.tables import Column, echo_table
 from ledger.events import KINDS
+from ledger.printable import printable
 from ledger.rights import ALLOW_ALL
 from ledger.service import TAB_PARAMETERS, prepare_store, tab_answer, tab_request
 from projections.tabs import TABS
@@ -162,13 +163,15 @@ def tab(
 
 def _print_human(answer: dict[str, Any]) -> None:
     name, items = answer["tab"], answer["items"]
-    click.echo(f"{answer['customer_id']}: {name} ({len(items)} item{'s' * (len(items) != 1)})")
+    customer = printable(answer["customer_id"])
+    click.echo(f"{customer}: {name} ({len(items)} item{'s' * (len(items) != 1)})")
     if name == "segments":
-        click.echo(f"member of: {', '.join(answer['memberships']) or '-'}")
+        click.echo(f"member of: {printable(', '.join(answer['memberships'])) or '-'}")
     if name == "emails" and answer["last_email"]:
         last = answer["last_email"]
         click.echo(
-            f"last email: {last['message_id']} ({'opened' if last['opened'] else 'not opened'})"
+            f"last email: {printable(last['message_id'])} "
+            f"({'opened' if last['opened'] else 'not opened'})"
         )
     if items:
         click.echo("")

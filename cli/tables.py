@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from ledger.printable import printable
+
 
 @dataclass(frozen=True)
 class Column:
@@ -23,7 +25,7 @@ def _text(value: object, width: int) -> str:
     elif isinstance(value, bool):
         text = "yes" if value else "no"
     else:
-        text = " ".join(str(value).split())
+        text = printable(" ".join(str(value).split()))
     return text if len(text) <= width else text[: width - 1] + "…"
 
 

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from cli.context import EXIT_USAGE, FORMAT_OPTION, CliError, cli_context, emit_json
+from ledger.printable import printable
 from ledger.service import FieldChange, TaskActionRequest, prepare_store, task_action
 
 
@@ -47,10 +48,10 @@ def _act(
         return
     note = "" if result.stored else " (already done with this idempotency key)"
     if item is None:
-        click.echo(f"task {task_id}: deleted{note}")
+        click.echo(printable(f"task {task_id}: deleted{note}"))
     else:
         actions = ", ".join(item["actions"]) or "-"
-        click.echo(f"task {task_id}: {item['status']}; {user} may now: {actions}{note}")
+        click.echo(printable(f"task {task_id}: {item['status']}; {user} may now: {actions}{note}"))
 
 
 _USER = click.option("--as", "user", required=True, metavar="USER", help="The acting user.")

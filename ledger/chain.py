@@ -18,6 +18,21 @@ _pack_i64 = struct.Struct(">q").pack
 _pack_u32 = struct.Struct(">I").pack
 _pack_u64 = struct.Struct(">Q").pack
 
+# The optional text columns: NULL is length 0 and an empty string this marker, so
+# the two never hash alike. (NULL kept the encoding every earlier row was chained
+# with; no row stored before had an empty string in these columns.)
+_NULL = _pack_u32(0)
+_EMPTY = _pack_u32(0xFFFFFFFF)
+
+
+def _optional(value: str | None) -> bytes:
+    if value is None:
+        return _NULL
+    if not value:
+        return _EMPTY
+    data = value.encode()
+    return _pack_u32(len(data)) + data
+
 
 def chain_link(
     previous: bytes,
@@ -32,14 +47,12 @@ def chain_link(
 ) -> bytes:
     """The row's link as a raw digest: sha256 over the previous link and the row.
 
-    Every variable field is length-prefixed so no two rows can serialise alike.
+    Every variable field is length-prefixed (NULL and empty told apart) so no two
+    rows can serialise alike.
     Built in one buffer and hashed in one call: verification recomputes this for
     every stored row and must stay well above 100,000 rows/s."""
     oid = (originator_id.hex if isinstance(originator_id, UUID) else originator_id).encode()
     tp = topic.encode()
-    eid = (event_id or "").encode()
-    cid = (customer_id or "").encode()
-    sub = (subject or "").encode()
     return hashlib.sha256(
         b"".join(
             (
@@ -49,12 +62,9 @@ def chain_link(
                 oid,
                 _pack_u32(len(tp)),
                 tp,
-                _pack_u32(len(eid)),
-                eid,
-                _pack_u32(len(cid)),
-                cid,
-                _pack_u32(len(sub)),
-                sub,
+                _optional(event_id),
+                _optional(customer_id),
+                _optional(subject),
                 _pack_i64(originator_version),
                 _pack_u64(len(state)),
                 state,

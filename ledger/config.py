@@ -9,6 +9,7 @@ eventsourcing library's own settings here, so users never set those.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -18,6 +19,14 @@ DATABASE_URL_ENV = "LEDGER_DATABASE_URL"
 RIGHTS_POLICY_ENV = "LEDGER_RIGHTS_POLICY"
 # Set to 0 for long-running workers when a one-shot `ledger db migrate` owns the schema.
 AUTO_MIGRATE_ENV = "LEDGER_AUTO_MIGRATE"
+# SQLite: how long a writer waits for another writer's transaction (an import
+# holds the write lock until it commits) before giving up, in seconds.
+DEFAULT_LOCK_TIMEOUT = 120
+# PostgreSQL: how long an all-or-nothing import may wait for input inside its
+# transaction (holding the write lock) before the server ends it, in seconds.
+DEFAULT_IDLE_TIMEOUT = 120
+# A PostgreSQL schema name the ledger can use unquoted and quoted alike.
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 def auto_migrate() -> bool:
@@ -39,6 +48,8 @@ class DatabaseURL:
     dbname: str = "postgres"
     schema: str = "public"
     connect_timeout: int = 5
+    lock_timeout: int = DEFAULT_LOCK_TIMEOUT
+    idle_timeout: int = DEFAULT_IDLE_TIMEOUT
 
     def display(self) -> str:
         """The URL without its password, for messages and status output."""
@@ -66,7 +77,7 @@ class DatabaseURL:
             return {
                 "PERSISTENCE_MODULE": "ledger.stores.sqlite:LedgerSQLiteFactory",
                 "SQLITE_DBNAME": self.path,
-                "SQLITE_LOCK_TIMEOUT": "30",
+                "SQLITE_LOCK_TIMEOUT": str(self.lock_timeout),
                 "CREATE_TABLE": "y" if auto_migrate() else "n",
             }
         return {
@@ -82,7 +93,7 @@ class DatabaseURL:
             # while it reads and validates input; the library's 5 s would kill a
             # slow one. Still bounded, so a stalled producer cannot hold the
             # write lock for ever.
-            "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "120",
+            "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": str(self.idle_timeout),
             "POSTGRES_POOL_SIZE": "2",
             "POSTGRES_MAX_OVERFLOW": "4",
             # Never the library's insert function: it skips the table lock, and a
@@ -94,10 +105,15 @@ class DatabaseURL:
 
 def parse_database_url(url: str) -> DatabaseURL:
     if url.startswith("sqlite:///"):
-        path = url[len("sqlite:///") :]
+        path, _, options = url[len("sqlite:///") :].partition("?")
         if not path:
             raise ConfigError(f"bad database URL {url!r}: sqlite:///PATH needs a file path")
-        return DatabaseURL(kind="sqlite", path=path)
+        query = {k: v[-1] for k, v in parse_qs(options).items()}
+        unknown = set(query) - {"lock_timeout"}
+        if unknown:
+            raise ConfigError(f"bad database URL {url!r}: unknown option {sorted(unknown)[0]!r}")
+        lock_timeout = _whole_seconds(url, query, "lock_timeout", DEFAULT_LOCK_TIMEOUT)
+        return DatabaseURL(kind="sqlite", path=path, lock_timeout=lock_timeout)
     parts = urlsplit(url)
     if parts.scheme not in ("postgresql", "postgres"):
         raise ConfigError(
@@ -105,18 +121,28 @@ def parse_database_url(url: str) -> DatabaseURL:
             "postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
         )
     try:
-        port = parts.port or 5432
+        port = parts.port
     except ValueError:
-        raise ConfigError(f"bad database URL {url!r}: port is not a number") from None
+        port = -1
+    if port is None:
+        port = 5432
+    elif not 1 <= port <= 65535:
+        raise ConfigError(f"bad database URL {url!r}: port must be a number from 1 to 65535")
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    unknown = set(query) - {"schema", "connect_timeout"}
+    unknown = set(query) - {"schema", "connect_timeout", "idle_timeout"}
     if unknown:
         raise ConfigError(f"bad database URL {url!r}: unknown option {sorted(unknown)[0]!r}")
     dbname = unquote(parts.path.lstrip("/")) or "postgres"
-    try:
-        timeout = int(query.get("connect_timeout", "5"))
-    except ValueError:
-        raise ConfigError(f"bad database URL {url!r}: connect_timeout is not a number") from None
+    timeout = _whole_seconds(url, query, "connect_timeout", 5)
+    idle_timeout = _whole_seconds(url, query, "idle_timeout", DEFAULT_IDLE_TIMEOUT)
+    schema = query.get("schema", "public")
+    if _SCHEMA_NAME.fullmatch(schema) is None:
+        # Mixed case or anything SQL-like would be folded or need quoting in every
+        # statement of every tool an operator uses; one plain name is unambiguous.
+        raise ConfigError(
+            f"bad database URL {url!r}: schema {schema!r} must be lower-case letters, "
+            "digits and '_' (at most 63, not starting with a digit)"
+        )
     return DatabaseURL(
         kind="postgresql",
         host=parts.hostname or "localhost",
@@ -124,9 +150,20 @@ def parse_database_url(url: str) -> DatabaseURL:
         user=unquote(parts.username or "postgres"),
         password=unquote(parts.password or ""),
         dbname=dbname,
-        schema=query.get("schema", "public"),
+        schema=schema,
         connect_timeout=timeout,
+        idle_timeout=idle_timeout,
     )
+
+
+def _whole_seconds(url: str, query: dict[str, str], name: str, default: int) -> int:
+    try:
+        value = int(query.get(name, str(default)))
+    except ValueError:
+        value = -1
+    if value < 1:
+        raise ConfigError(f"bad database URL {url!r}: {name} must be a whole number of seconds")
+    return value
 
 
 def database_url(cli_value: str | None = None) -> DatabaseURL:

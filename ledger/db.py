@@ -33,7 +33,10 @@ class Connection:
                 # check_same_thread off: the API pools connections across its worker threads,
                 # one request (one thread) at a time.
                 raw = sqlite3.connect(
-                    url.path, isolation_level=None, timeout=30, check_same_thread=False
+                    url.path,
+                    isolation_level=None,
+                    timeout=url.lock_timeout,
+                    check_same_thread=False,
                 )
                 raw.execute("PRAGMA journal_mode=WAL")
                 self._raw = raw
@@ -41,7 +44,8 @@ class Connection:
                 self._raw = psycopg.connect(
                     url.conninfo(),
                     autocommit=True,
-                    options=f"-c search_path={url.schema}",
+                    # Quoted as the recorders quote it (config allows only plain names).
+                    options=f'-c search_path="{url.schema}"',
                 )
         except (sqlite3.Error, psycopg.Error) as exc:
             raise DatabaseUnavailable(f"cannot open database {url.display()}: {exc}") from exc

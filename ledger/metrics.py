@@ -10,10 +10,11 @@ every projection's and relay's lag, whichever of them is running.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Iterable, Iterator
 
-from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -24,13 +25,15 @@ from ledger.service import APPEND_OBSERVERS
 
 log = logging.getLogger("ledger.metrics")
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
 EVENTS_APPENDED = Counter("ledger_events_appended", "Events stored by appends.")
 EVENT_DUPLICATES = Counter(
     "ledger_event_duplicates", "Appended events whose event_id was stored before."
 )
 EVENTS_REJECTED = Counter(
     "ledger_events_rejected",
-    "Appended events rejected, by reason class (contract, rule or input).",
+    "Appended events rejected, by reason class (contract, rule, store or input).",
     ["reason"],
 )
 APPEND_SECONDS = Histogram(
@@ -172,6 +175,21 @@ def watch_store(url: DatabaseURL) -> None:
         _lag_collector.close()
     _lag_collector = LagCollector(url)
     REGISTRY.register(_lag_collector)
+
+
+def scrape_registry() -> CollectorRegistry:
+    """What a scrape reads. Under `ledger serve --workers N` each worker is a
+    process with its own counters: prometheus-client's multiprocess mode
+    (PROMETHEUS_MULTIPROC_DIR, set by `api.serve`) adds them up across workers."""
+    if not os.environ.get(MULTIPROC_ENV):
+        return REGISTRY
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    if _lag_collector is not None:
+        registry.register(_lag_collector)
+    return registry
 
 
 def serve_metrics(port: int, host: str = "127.0.0.1") -> None:

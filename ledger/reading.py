@@ -8,8 +8,9 @@ committed later. Positions may still have holes; readers must not assume +1.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 from uuid import UUID
 
 from ledger.db import Connection
@@ -73,8 +74,39 @@ def head_position(conn: Connection) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
-def event_stored(conn: Connection, event_id: str) -> bool:
-    """Whether an event with this producer event id is stored."""
-    return (
-        conn.fetchone(f"SELECT 1 FROM {EVENTS_TABLE} WHERE event_id = ?", (event_id,)) is not None
-    )
+class Queries(Protocol):
+    """Something to query the events table through: a `Connection`, or a write
+    session (which also sees its own rows before they commit)."""
+
+    def fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+
+def _chunks(values: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def states_by_event_id(conn: Queries, event_ids: Sequence[str]) -> dict[str, bytes]:
+    """The stored JSON of each given producer event id that is stored."""
+    found: dict[str, bytes] = {}
+    for chunk in _chunks(event_ids):
+        marks = ",".join("?" * len(chunk))
+        rows = conn.fetchall(
+            f"SELECT event_id, state FROM {EVENTS_TABLE} WHERE event_id IN ({marks})", chunk
+        )
+        found.update((r[0], bytes(r[1])) for r in rows)
+    return found
+
+
+def subject_owners(conn: Queries, subjects: Sequence[str]) -> dict[str, str]:
+    """For each given subject (`order:o-17`) already created: the customer that created it."""
+    owners: dict[str, str] = {}
+    for chunk in _chunks(subjects):
+        marks = ",".join("?" * len(chunk))
+        rows = conn.fetchall(
+            f"SELECT subject, customer_id FROM {EVENTS_TABLE} "
+            f"WHERE creates_subject = ? AND subject IN ({marks})",
+            [True, *chunk],
+        )
+        owners.update((r[0], r[1]) for r in rows)
+    return owners

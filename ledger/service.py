@@ -31,6 +31,9 @@ from ledger.appending import DEFAULT_BATCH_SIZE, Appender, AppendReport
 from ledger.application import LedgerApplication, first_line
 from ledger.audit.history import Selector, iter_history
 from ledger.config import (
+    DATABASE_URL_ENV,
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_LOCK_TIMEOUT,
     RIGHTS_POLICY_ENV,
     ConfigError,
     DatabaseURL,
@@ -39,7 +42,7 @@ from ledger.config import (
 )
 from ledger.db import Connection, DatabaseUnavailable
 from ledger.input import InputError, InputItem
-from ledger.reading import event_stored
+from ledger.reading import states_by_event_id
 from ledger.rights import ALLOW_ALL, RightsPolicy, load_policy
 from ledger.stores.rows import EVENTS_TABLE
 from projections import registry
@@ -101,6 +104,27 @@ def classify(exc: BaseException) -> ServiceError | None:
         return ServiceError(Category.REJECTED, str(exc))
     if _is_missing_table(exc):
         return ServiceError(Category.USAGE, f"{first_line(exc)}: {MISSING_TABLES}")
+    if _mentions(exc, "readonly database"):
+        return ServiceError(
+            Category.USAGE,
+            f"the database is read-only: the file of the store ({DATABASE_URL_ENV}) "
+            "and its directory must be writable",
+        )
+    if _mentions(exc, "database is locked"):
+        return ServiceError(
+            Category.UNAVAILABLE,
+            "the database is locked: another writer held it longer than this command "
+            "waits (raise it with sqlite:///PATH?lock_timeout=SECONDS; default "
+            f"{DEFAULT_LOCK_TIMEOUT})",
+        )
+    if _mentions(exc, "idle-in-transaction timeout"):
+        return ServiceError(
+            Category.UNAVAILABLE,
+            "the import waited for input longer than PostgreSQL lets a transaction sit "
+            "idle, and the server ended it; nothing stored (feed the input faster, skip "
+            "invalid events for a transaction per batch, or raise ?idle_timeout=SECONDS "
+            f"in the URL; default {DEFAULT_IDLE_TIMEOUT})",
+        )
     if _is_refused_value(exc):
         # e.g. a NUL character, which PostgreSQL text cannot hold; the
         # transaction rolled back, so nothing was stored.
@@ -116,6 +140,11 @@ def classify(exc: BaseException) -> ServiceError | None:
 
 def _is_refused_value(exc: BaseException) -> bool:
     return any(isinstance(e, psycopg.DataError | EsDataError) for e in (exc, exc.__cause__))
+
+
+def _mentions(exc: BaseException, text: str) -> bool:
+    """A store error (or its cause) whose message says `text` (the driver's wording)."""
+    return any(e is not None and text in str(e) for e in (exc, exc.__cause__))
 
 
 def _is_missing_table(exc: BaseException) -> bool:
@@ -351,10 +380,9 @@ def append_items(
 ) -> AppendReport:
     """Validate and store events; a body that is not NDJSON or a JSON array, or
     not UTF-8, is rejected whole with nothing stored."""
-    appender = Appender(app, policy, batch_size=batch_size)
     started = time.perf_counter()
     try:
-        with service_errors():
+        with service_errors(), Appender(app, policy, batch_size=batch_size) as appender:
             report = appender.append(items, skip_invalid=skip_invalid)
     except InputError as exc:
         _observe(None, time.perf_counter() - started)
@@ -364,8 +392,6 @@ def append_items(
         raise ServiceError(
             Category.REJECTED, f"input is not UTF-8 text: {exc.reason}; nothing stored"
         ) from exc
-    finally:
-        appender.close()
     _observe(report, time.perf_counter() - started)
     return report
 
@@ -465,7 +491,7 @@ def task_action(
         raise ServiceError(Category.USAGE, f"{request.action} takes no changes")
     event_id = _event_id(request)
     with service_errors():
-        if request.idempotency_key is not None and event_stored(conn, str(event_id)):
+        if request.idempotency_key is not None and states_by_event_id(conn, [str(event_id)]):
             # A retry of an action already stored: answer as the first call did.
             return TaskActionResult(task=_task_item(conn, policy, request), stored=False)
         customer = app.customer(request.customer_id)

@@ -15,18 +15,21 @@ the next row is simply the next one present.
 from __future__ import annotations
 
 import gc
+import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import psycopg
 
+from ledger.application import first_line
 from ledger.config import DatabaseURL
 from ledger.db import Connection, DatabaseUnavailable
+from ledger.events import ContractError
 from ledger.reading import StoredRow, head_position, read_rows
 from ledger.stores.rows import EVENTS_TABLE
 from projections import tracking
@@ -75,6 +78,35 @@ class ProjectionError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Poison:
+    """A stored event a projection cannot apply (one stored before the contracts
+    enforced what every read model can hold, or one a read model refuses)."""
+
+    position: int
+    event_id: str
+    event_type: str
+    reason: str
+
+    def describe(self, name: str) -> str:
+        return (
+            f"projection {name} stopped at position {self.position} "
+            f"(event_id {self.event_id}, type {self.event_type}): {self.reason}"
+        )
+
+
+@contextmanager
+def _savepoint(conn: Connection) -> Iterator[None]:
+    conn.execute("SAVEPOINT projection_apply")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK TO SAVEPOINT projection_apply")
+        conn.execute("RELEASE SAVEPOINT projection_apply")
+        raise
+    conn.execute("RELEASE SAVEPOINT projection_apply")
+
+
+@dataclass(frozen=True)
 class Target:
     """A projection together with where it writes: live tables or a rebuild's shadow."""
 
@@ -112,9 +144,10 @@ class Runner:
         self.targets = list(targets)
         self.batch_size = batch_size
         self.names = sorted(t.tracking_name for t in self.targets)
-        self._types = frozenset().union(*(t.projection.types for t in self.targets))
         # The lowest tracked position as of the last batch (or `position()`).
         self.last_position = 0
+        # tracking name -> the line saying why it stopped, for those that have.
+        self.stopped: dict[str, str] = {}
         if conn.kind == "sqlite":
             # WAL with synchronous=NORMAL stays atomic and consistent; a power cut
             # may only lose the last batches, which are re-applied from tracking.
@@ -124,6 +157,16 @@ class Runner:
         found = tracking.read(self.conn, self.names)
         self._check(found)
         return found
+
+    def _running(self, found: dict[str, Tracked]) -> dict[str, int]:
+        """Positions of the targets still running; note the stopped ones."""
+        positions = {}
+        for name, row in found.items():
+            if row.stopped is None:
+                positions[name] = row.position
+            else:
+                self.stopped[name] = row.stopped
+        return positions
 
     def _check(self, found: dict[str, Tracked]) -> None:
         for target in self.targets:
@@ -141,30 +184,34 @@ class Runner:
                 )
 
     def position(self) -> int:
-        """The lowest position among the targets: every one has applied up to here."""
-        self.last_position = min(t.position for t in self.tracked().values())
+        """The lowest position among the running targets (all, if every one stopped):
+        each has applied up to here."""
+        found = self.tracked()
+        running = self._running(found) or {n: t.position for n, t in found.items()}
+        self.last_position = min(running.values())
         return self.last_position
 
     def step(self) -> int:
         """Apply one batch; the number of events read, 0 when caught up."""
         while True:
-            found = self.tracked()
-            positions = {name: t.position for name, t in found.items()}
+            positions = self._running(self.tracked())
+            if not positions:
+                return 0
             self.last_position = min(positions.values())
             rows = read_rows(self.conn, self.last_position, self.batch_size)
             if not rows:
                 return 0
             # Decoding happens before the transaction, so the write lock is held
             # only for the writes.
-            decoded = self._decode(rows, positions)
+            decoded, poisons = self._decode(rows, positions)
             try:
                 with self.conn.transaction():
                     relax_durability(self.conn)
                     locked = tracking.lock(self.conn, self.names)
                     self._check(locked)
-                    if any(locked[n].position != positions[n] for n in self.names):
+                    if self._running(locked) != positions:
                         raise PositionMoved
-                    moved = self._apply(rows, decoded, positions)
+                    moved = self._apply(rows, decoded, poisons, positions)
             except PositionMoved:
                 continue  # another runner got there first: re-read from where it left off
             self.last_position = min(moved.values())
@@ -179,7 +226,7 @@ class Runner:
             rows = read_rows(self.conn, min(positions.values()), self.batch_size)
             if not rows:
                 break
-            positions = self._apply(rows, self._decode(rows, positions), positions)
+            positions = self._apply(rows, *self._decode(rows, positions), positions)
         return positions
 
     def catch_up(
@@ -205,20 +252,41 @@ class Runner:
     def heartbeat(self) -> None:
         tracking.heartbeat(self.conn, self.names)
 
-    def _decode(self, rows: Sequence[StoredRow], positions: dict[str, int]) -> list[Envelope]:
+    def _decode(
+        self, rows: Sequence[StoredRow], positions: dict[str, int]
+    ) -> tuple[list[Envelope], list[Poison]]:
+        """The rows some running target wants, decoded; those that cannot be, as poisons."""
         start = min(positions.values())
-        wanted = [(positions[t.tracking_name], t.projection.types) for t in self.targets]
-        if all(pos == start for pos, _ in wanted):
-            types = self._types
-            return [Envelope.decode(row) for row in rows if row.type in types]
-        return [
-            Envelope.decode(row)
-            for row in rows
-            if any(row.position > pos and row.type in types for pos, types in wanted)
+        wanted = [
+            (positions[t.tracking_name], t.projection.types)
+            for t in self.targets
+            if t.tracking_name in positions
         ]
+        if all(pos == start for pos, _ in wanted):
+            types = frozenset().union(*(types for _, types in wanted))
+            chosen: Iterable[StoredRow] = (row for row in rows if row.type in types)
+        else:
+            chosen = (
+                row
+                for row in rows
+                if any(row.position > pos and row.type in types for pos, types in wanted)
+            )
+        decoded: list[Envelope] = []
+        poisons: list[Poison] = []
+        for row in chosen:
+            try:
+                decoded.append(Envelope.decode(row))
+            except ContractError as exc:
+                reason = f"does not match its contract: {first_line(exc)}"
+                poisons.append(Poison(row.position, _event_id(row), row.type, reason))
+        return decoded, poisons
 
     def _apply(
-        self, rows: Sequence[StoredRow], decoded: Sequence[Envelope], positions: dict[str, int]
+        self,
+        rows: Sequence[StoredRow],
+        decoded: Sequence[Envelope],
+        poisons: Sequence[Poison],
+        positions: dict[str, int],
     ) -> dict[str, int]:
         last = rows[-1].position
         by_type: dict[str, list[Envelope]] = {}
@@ -227,15 +295,52 @@ class Runner:
         moved = dict(positions)
         for target in self.targets:
             name = target.tracking_name
-            start = positions[name]
-            if last <= start:
+            start = positions.get(name)
+            if start is None or last <= start:
                 continue
-            events = self._events_for(target.projection.types, decoded, by_type, start)
+            types = target.projection.types
+            poison = _first_poison(poisons, start, types)
+            events = self._events_for(types, decoded, by_type, start)
+            if poison is not None:
+                events = [e for e in events if e.position < poison.position]
             if events:
-                target.projection.apply(self.conn, target.tables, events)
-            tracking.advance(self.conn, name, last)
-            moved[name] = last
+                poison = self._apply_or_find_poison(target, events) or poison
+            if poison is None:
+                tracking.advance(self.conn, name, last)
+                moved[name] = last
+                continue
+            line = poison.describe(target.projection.name)
+            if name != target.projection.name:
+                # A rebuild's shadow: the rebuild fails (and resumes when rerun).
+                raise ProjectionError(line)
+            # Everything before the poison is applied; the others go on without it.
+            moved[name] = max(start, poison.position - 1)
+            tracking.advance(self.conn, name, moved[name])
+            tracking.stop(self.conn, name, line)
+            self.stopped[name] = line
         return moved
+
+    def _apply_or_find_poison(self, target: Target, events: Sequence[Envelope]) -> Poison | None:
+        """Apply `events`; if the read model refuses, apply them one by one up to the
+        first it refuses, and return that one."""
+        try:
+            with _savepoint(self.conn):
+                target.projection.apply(self.conn, target.tables, events)
+            return None
+        except UNAVAILABLE_ERRORS:
+            raise
+        except Exception:
+            pass  # which event: found one by one below
+        for e in events:
+            try:
+                with _savepoint(self.conn):
+                    target.projection.apply(self.conn, target.tables, [e])
+            except UNAVAILABLE_ERRORS:
+                raise
+            except Exception as exc:
+                reason = f"{type(exc).__name__}: {first_line(exc)}"
+                return Poison(e.position, str(e.event.event_id), e.event.type, reason)
+        return None
 
     @staticmethod
     def _events_for(
@@ -256,6 +361,18 @@ class Runner:
         if events and events[0].position <= start:
             events = [e for e in events if e.position > start]
         return events
+
+
+def _first_poison(poisons: Sequence[Poison], after: int, types: frozenset[str]) -> Poison | None:
+    return next((p for p in poisons if p.position > after and p.event_type in types), None)
+
+
+def _event_id(row: StoredRow) -> str:
+    try:
+        value = json.loads(row.state).get("event_id")
+    except (ValueError, AttributeError, RecursionError):
+        return "-"
+    return value if isinstance(value, str) else "-"
 
 
 def catch_up_live(
@@ -318,7 +435,7 @@ class ListenWaiter:
 
 @dataclass(frozen=True)
 class FollowNotice:
-    kind: Literal["caught_up", "unavailable", "resumed", "stopped"]
+    kind: Literal["caught_up", "unavailable", "resumed", "stopped", "projection_stopped"]
     position: int | None = None
     error: str | None = None
     retry_in: float | None = None
@@ -334,6 +451,8 @@ class FollowNotice:
                 return f"database reachable again; resuming at position {self.position}"
             case "stopped":
                 return f"stopped at position {self.position}"
+            case "projection_stopped":
+                return str(self.error)
         return self.kind
 
 
@@ -392,6 +511,13 @@ class Follower:
             backoff = self.initial_backoff
         self.notify(FollowNotice("stopped", position=position))
 
+    def _tell_stopped(self, runner: Runner, told: set[str]) -> None:
+        """One notice per projection that stopped at an event it cannot apply."""
+        for name, line in runner.stopped.items():
+            if name not in told:
+                told.add(name)
+                self.notify(FollowNotice("projection_stopped", error=line))
+
     def _session(self, resumed: bool) -> int:
         """Follow on one pair of connections until stopped or they fail."""
         with Connection(self.url) as conn:
@@ -410,6 +536,8 @@ class Follower:
                     self.notify(FollowNotice("resumed", position=runner.position()))
                 applied = runner.catch_up(stop=self.stop)
                 position = runner.position()
+                told: set[str] = set()
+                self._tell_stopped(runner, told)
                 self.notify(FollowNotice("caught_up", position=position, applied=applied))
                 beat = 0.0
                 while not self.stop.is_set():
@@ -419,6 +547,7 @@ class Follower:
                     waiter.wait(self.interval)
                     if runner.catch_up(stop=self.stop):
                         position = runner.position()
+                    self._tell_stopped(runner, told)
                 return position
             finally:
                 waiter.close()

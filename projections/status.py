@@ -50,6 +50,7 @@ class ProjectionStatus:
     state: str
     updated_at: float | None
     rebuild: RebuildStatus | None
+    stopped: str | None = None  # why, for a projection stopped at an event
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -61,6 +62,7 @@ class ProjectionStatus:
             "state": self.state,
             "updated_at": _iso(self.updated_at),
             "rebuild": self.rebuild.as_json() if self.rebuild else None,
+            "stopped": self.stopped,
         }
 
 
@@ -105,6 +107,8 @@ class Lag:
 def _state(row: tracking.Tracked, projection: Projection, head: int, moment: float) -> str:
     if row.version != projection.version:
         return "outdated"
+    if row.stopped is not None:
+        return tracking.STOPPED
     if row.heartbeat_at is not None and moment - row.heartbeat_at < _FOLLOWER_GRACE:
         return "following"
     return "up to date" if row.position >= head else "behind"
@@ -143,6 +147,7 @@ def projection_status(
                 state=_state(row, projection, head, moment),
                 updated_at=row.updated_at,
                 rebuild=rebuild,
+                stopped=row.stopped,
             )
         )
     return head, result

@@ -102,7 +102,12 @@ def decode_cursor(customer_id: str, cursor: str) -> tuple[int, int]:
         version, occurred_us, position, tag = json.loads(raw)
     except (binascii.Error, ValueError, TypeError):
         raise BadCursor("bad cursor: not a cursor this ledger handed out") from None
-    if version != 1 or not isinstance(occurred_us, int) or not isinstance(position, int):
+    if (
+        version != 1
+        or not isinstance(occurred_us, int)
+        or not isinstance(position, int)
+        or not (-(2**63) <= occurred_us < 2**63 and 0 <= position < 2**63)
+    ):
         raise BadCursor("bad cursor: not a cursor this ledger handed out")
     if tag != _customer_tag(customer_id):
         raise BadCursor("bad cursor: it belongs to another customer's timeline")

@@ -22,6 +22,10 @@ TRACKING_TABLE = "projection_tracking"
 REBUILD_MARK = "~rebuild"
 
 LIVE = "live"
+# A live projection that met an event it cannot apply: `stopped: <what and why>`.
+# It stays at the position before that event until a rebuild or reset.
+STOPPED = "stopped"
+_STOPPED_PREFIX = STOPPED + ": "
 LOADING = "loading"  # rebuild shadow, query indexes not built yet
 INDEXED = "indexed"  # rebuild shadow, indexes built, catching up
 
@@ -38,6 +42,13 @@ class Tracked:
     state: str
     updated_at: float | None
     heartbeat_at: float | None
+
+    @property
+    def stopped(self) -> str | None:
+        """Why this projection stopped, or None while it runs."""
+        if self.state.startswith(_STOPPED_PREFIX):
+            return self.state[len(_STOPPED_PREFIX) :]
+        return None
 
 
 class PositionMoved(Exception):
@@ -131,6 +142,10 @@ def set_state(conn: Connection, name: str, state: str) -> None:
         f"UPDATE {TRACKING_TABLE} SET state = ?, updated_at = ? WHERE name = ?",
         (state, now(), name),
     )
+
+
+def stop(conn: Connection, name: str, reason: str) -> None:
+    set_state(conn, name, _STOPPED_PREFIX + reason)
 
 
 def delete(conn: Connection, name: str) -> None:

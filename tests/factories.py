@@ -50,11 +50,14 @@ def append_events(
     skip_invalid: bool = False,
 ) -> AppendReport:
     """Append through the same service `ledger append` uses, as NDJSON."""
-    appender = Appender(app, policy, batch_size=batch_size)
-    try:
+    with Appender(app, policy, batch_size=batch_size) as appender:
         return appender.append(read_items(io.StringIO(ndjson(events))), skip_invalid=skip_invalid)
-    finally:
-        appender.close()
+
+
+def append_raw(app: LedgerApplication, text: str, *, skip_invalid: bool = False) -> AppendReport:
+    """Append producer input given as text (NDJSON or a JSON array), as `ledger append` reads it."""
+    with Appender(app) as appender:
+        return appender.append(read_items(io.StringIO(text)), skip_invalid=skip_invalid)
 
 
 def append_ok(app: LedgerApplication, events: list[dict[str, Any]], **kw: Any) -> AppendReport:

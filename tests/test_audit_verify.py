@@ -24,15 +24,17 @@ def _reference_link(previous: str, *args: Any) -> str:
     position, oid, version, topic, state, event_id, customer_id, subject = args
     h = hashlib.sha256(bytes.fromhex(previous))
     h.update(position.to_bytes(8, "big", signed=True))
-    for text in (
-        oid.hex if isinstance(oid, uuid.UUID) else oid,
-        topic,
-        event_id or "",
-        customer_id or "",
-        subject or "",
-    ):
+    for text in (oid.hex if isinstance(oid, uuid.UUID) else oid, topic):
         raw = text.encode()
         h.update(len(raw).to_bytes(4, "big") + raw)
+    for optional in (event_id, customer_id, subject):
+        if optional is None:
+            h.update((0).to_bytes(4, "big"))  # NULL: length 0
+        elif optional == "":
+            h.update((0xFFFFFFFF).to_bytes(4, "big"))  # empty: its own marker
+        else:
+            raw = optional.encode()
+            h.update(len(raw).to_bytes(4, "big") + raw)
     h.update(version.to_bytes(8, "big", signed=True))
     h.update(len(state).to_bytes(8, "big") + state)
     return h.hexdigest()

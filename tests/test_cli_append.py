@@ -53,7 +53,11 @@ def test_rejections_print_one_line_each_and_exit_1(store_url: str) -> None:
 def test_bad_configuration_and_unreachable_database_are_one_line(tmp_path: Path) -> None:
     cases = [
         (["--db", "mysql://x/y", "append", "-"], 2, "error: bad database URL 'mysql://x/y'"),
-        (["--db", "postgresql://u@127.0.0.1:notaport/x", "append", "-"], 2, "port is not a number"),
+        (
+            ["--db", "postgresql://u@127.0.0.1:notaport/x", "append", "-"],
+            2,
+            "port must be a number from 1 to 65535",
+        ),
         (
             ["--db", "postgresql://postgres@127.0.0.1:1/x?connect_timeout=1", "append", "-"],
             3,

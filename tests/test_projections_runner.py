@@ -253,6 +253,7 @@ def test_run_catches_up_and_status_reports_lag(store_url: str) -> None:
         "applied": 30,
         "position": 30,
         "head": 30,
+        "stopped": [],
     }
     human = ledger_cli("projections", "status", db=store_url).stdout.splitlines()
     assert human[0] == "head: position 30"

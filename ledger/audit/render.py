@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from ledger.audit.history import AuditEvent, HistoryFilter, Selector
+from ledger.printable import printable, spreadsheet_cell
 
 FORMATS = ("table", "json", "ndjson", "csv")
 
@@ -93,9 +94,19 @@ def _write_json(
     return count
 
 
+class _SafeCsv:
+    """A csv writer whose text cells a spreadsheet cannot take for formulas."""
+
+    def __init__(self, out: Writer) -> None:
+        self._writer = csv.writer(out, lineterminator="\n")
+
+    def writerow(self, row: list[Any]) -> None:
+        self._writer.writerow([spreadsheet_cell(v) if isinstance(v, str) else v for v in row])
+
+
 def _write_csv(events: Iterable[AuditEvent], out: Writer) -> int:
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    writer = _SafeCsv(out)
+    writer.writerow(list(CSV_COLUMNS))
     count = 0
     for e in events:
         base = [
@@ -131,9 +142,20 @@ def _write_csv(events: Iterable[AuditEvent], out: Writer) -> int:
     return count
 
 
+class _Lines:
+    """Writes whole lines for a terminal: control characters in them escaped."""
+
+    def __init__(self, out: Writer) -> None:
+        self._out = out
+
+    def write(self, text: str) -> None:
+        self._out.write(printable(text.removesuffix("\n")) + "\n")
+
+
 def _write_table(
-    events: Iterable[AuditEvent], out: Writer, selector: Selector, filters: HistoryFilter
+    events: Iterable[AuditEvent], raw_out: Writer, selector: Selector, filters: HistoryFilter
 ) -> int:
+    out = _Lines(raw_out)
     count = 0
     for e in events:
         if count == 0:

@@ -154,7 +154,8 @@ def verify_chain(
     previous = bytes.fromhex(GENESIS_HASH)
     after = -(2**63)
     if from_position is not None:
-        if from_position > stop:
+        # HEAD+1 is where an incremental check starts when nothing is new: intact.
+        if from_position > stop + 1:
             raise AuditError(
                 f"nothing to verify from position {from_position}: "
                 f"the ledger ends at position {stop}"

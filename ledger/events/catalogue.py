@@ -25,6 +25,7 @@ from ledger.events.email import (
 )
 from ledger.events.envelope import InboundEvent, RecordedEvent
 from ledger.events.file import FileAttached
+from ledger.events.limits import LimitError, check_event_json, check_stored_size
 from ledger.events.note import NoteAdded
 from ledger.events.order import OrderChanged, OrderCreated
 from ledger.events.segment import SegmentJoined, SegmentLeft
@@ -149,6 +150,9 @@ def _field_errors(exc: ValidationError, event_type: str | None) -> list[FieldErr
             field, reason = _field_path(loc), "unknown field"
         elif kind == "json_invalid":
             field, reason = "(json)", f"malformed JSON: {err['ctx'].get('error', err['msg'])}"
+        elif kind == "value_error":
+            # Our own validators' messages, without pydantic's "Value error, " prefix.
+            field, reason = _field_path(loc) or "(event)", str(err["ctx"]["error"])
         else:
             field, reason = _field_path(loc) or "(event)", err["msg"]
         errors.append(FieldError(field, reason))
@@ -162,6 +166,13 @@ def _peek_type(obj: object) -> str | None:
     return None
 
 
+def _peek_type_raw(raw: str | bytes) -> str | None:
+    try:
+        return _peek_type(json.loads(raw))
+    except (ValueError, RecursionError):
+        return None
+
+
 def parse_inbound(obj: dict[str, Any]) -> InboundEvent:
     """Validate one producer event already decoded from JSON.
 
@@ -172,11 +183,16 @@ def parse_inbound(obj: dict[str, Any]) -> InboundEvent:
 
 def parse_inbound_json(raw: str | bytes) -> InboundEvent:
     try:
-        return INBOUND_ADAPTER.validate_json(raw)
+        size = check_event_json(raw)
+        event = INBOUND_ADAPTER.validate_json(raw)
+        check_stored_size(size, event.model_dump_json)
+        return event
+    except LimitError as exc:
+        raise ContractError([FieldError(exc.field, exc.reason)], _peek_type_raw(raw)) from None
     except ValidationError as exc:
         try:
             obj = json.loads(raw)
-        except ValueError as bad_json:
+        except (ValueError, RecursionError) as bad_json:
             raise ContractError([FieldError("(json)", f"malformed JSON: {bad_json}")]) from None
         if not isinstance(obj, dict):
             raise ContractError([FieldError("(event)", "must be a JSON object")]) from None

@@ -6,17 +6,33 @@ unknown key, or a naive timestamp gets a rejection, not a silent coercion.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+
+from ledger.events.limits import INT64_MAX, MAX_STRING_CHARS
 
 Id = Annotated[str, Field(min_length=1, max_length=128)]
 CustomerId = Annotated[str, Field(min_length=1, max_length=128)]
 Text = Annotated[str, Field(max_length=100_000)]
 Url = Annotated[str, Field(min_length=1, max_length=2048)]
 DecimalString = Annotated[str, Field(pattern=r"^-?\d+(\.\d+)?$", max_length=64)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
-Timestamp = AwareDatetime
+# Bounded by the stores' 64-bit integer columns.
+NonNegativeInt = Annotated[int, Field(ge=0, le=INT64_MAX)]
+
+
+def _within_utc_years(value: datetime) -> datetime:
+    # Readers show times in UTC; a time whose UTC year leaves 1-9999 cannot be
+    # converted, and would break every reader that tries.
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("time must fall within years 1-9999 in UTC") from None
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, AfterValidator(_within_utc_years)]
 
 ActorKind = Literal["user", "system", "api", "integration"]
 
@@ -50,7 +66,11 @@ KINDS: tuple[str, ...] = (
 
 
 class Contract(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # Every string without a limit of its own is short: the event as a whole must
+    # fit one Kafka message (see ledger.events.limits).
+    model_config = ConfigDict(
+        extra="forbid", strict=True, frozen=True, str_max_length=MAX_STRING_CHARS
+    )
 
 
 class Actor(Contract):

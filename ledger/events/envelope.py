@@ -13,14 +13,14 @@ from uuid import UUID
 
 from pydantic import AwareDatetime
 
-from ledger.events.common import Actor, Contract, CustomerId, Payload
+from ledger.events.common import Actor, Contract, CustomerId, Payload, Timestamp
 
 
 class InboundEvent(Contract):
     event_id: UUID | None = None
     type: str
     customer_id: CustomerId
-    occurred_at: AwareDatetime
+    occurred_at: Timestamp
     actor: Actor
     source: str | None = None
     data: Payload

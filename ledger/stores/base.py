@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import Any, Protocol
 
 from eventsourcing.persistence import StoredEvent
 
@@ -16,6 +16,15 @@ class WriteSession(Protocol):
     import of a large file is one transaction made of batched inserts."""
 
     def insert(self, stored_events: Sequence[StoredEvent]) -> list[int]: ...
+
+    def fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """A query inside this transaction (`?` placeholders, unqualified table
+        names), so it sees the rows inserted so far, before they commit."""
+        ...
+
+    def savepoint(self) -> AbstractContextManager[None]:
+        """Inserts inside it are undone if it raises; the transaction goes on."""
+        ...
 
 
 class LedgerRecorder(Protocol):

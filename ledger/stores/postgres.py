@@ -24,7 +24,7 @@ from eventsourcing.postgres import (
 )
 from eventsourcing.utils import retry
 from psycopg import Cursor
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
 from ledger.chain import GENESIS_HASH
@@ -49,6 +49,22 @@ class PostgresWriteSession:
         row = cursor.fetchone()
         self._last_position: int = row["notification_id"] if row else 0
         self._last_hash: str = row["chain_hash"] if row else GENESIS_HASH
+
+    def fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._cursor.connection.cursor(row_factory=tuple_row) as cursor:
+            cursor.execute(statement.replace("?", "%s"), params)
+            return cursor.fetchall()
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        self._cursor.execute("SAVEPOINT ledger_insert")
+        try:
+            yield
+        except BaseException:
+            self._cursor.execute("ROLLBACK TO SAVEPOINT ledger_insert")
+            self._cursor.execute("RELEASE SAVEPOINT ledger_insert")
+            raise
+        self._cursor.execute("RELEASE SAVEPOINT ledger_insert")
 
     def insert(self, stored_events: Sequence[StoredEvent]) -> list[int]:
         positions: list[int] = []
@@ -171,6 +187,11 @@ class LedgerPostgresApplicationRecorder(PostgresApplicationRecorder):
             with conn.cursor() as curs:
                 self._lock_table(curs)
                 self._notify_channel(curs)
+                # For the session's own queries (fetchall); the library's statements
+                # name their schema. LOCAL: undone when the transaction ends.
+                curs.execute(
+                    SQL("SET LOCAL search_path TO {}").format(Identifier(self.datastore.schema))
+                )
                 yield PostgresWriteSession(curs, self.datastore.schema, self.events_table_name)
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)

@@ -48,6 +48,21 @@ class SQLiteWriteSession:
         placeholders = ",".join("?" * len(EVENT_COLUMNS))
         self._insert = f"INSERT INTO {table} ({','.join(EVENT_COLUMNS)}) VALUES ({placeholders})"
 
+    def fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        self._cursor.execute(statement, params)
+        return [tuple(r) for r in self._cursor.fetchall()]
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        self._cursor.execute("SAVEPOINT ledger_insert")
+        try:
+            yield
+        except BaseException:
+            self._cursor.execute("ROLLBACK TO SAVEPOINT ledger_insert")
+            self._cursor.execute("RELEASE SAVEPOINT ledger_insert")
+            raise
+        self._cursor.execute("RELEASE SAVEPOINT ledger_insert")
+
     def insert(self, stored_events: Sequence[StoredEvent]) -> list[int]:
         rows = [
             (r[0], _oid(r[1]), *r[2:])
