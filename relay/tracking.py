@@ -37,6 +37,11 @@ class Tracking:
     updated_at: datetime | None
 
 
+def tracked_relays(conn: Connection) -> list[str]:
+    """The names of the relays that have recorded a position."""
+    return [str(r[0]) for r in conn.fetchall(f"SELECT name FROM {TRACKING_TABLE} ORDER BY name")]
+
+
 def load_tracking(conn: Connection, name: str) -> Tracking:
     row = conn.fetchone(
         f"SELECT position, updated_at FROM {TRACKING_TABLE} WHERE name = ?", (name,)
