@@ -52,8 +52,10 @@ from ledger.events import (
     parse_inbound_json,
     parse_recorded_json,
 )
+from ledger.events.customer import CustomerErased
 from ledger.input import InputItem
 from ledger.mapper import subject_of
+from ledger.personal import reveal
 from ledger.reading import Queries, states_by_event_id, subject_owners
 from ledger.rights import ALLOW_ALL, RightsPolicy
 from ledger.stores.base import WriteSession
@@ -338,6 +340,9 @@ class Appender:
         self._customers.clear()
         self._seen.clear()
         self._claims.clear()
+        ring = self.app.mapper.keyring  # type: ignore[attr-defined]
+        if ring is not None:
+            ring.forget()  # a rolled-back transaction may have made or destroyed keys
 
     # -- deciding -----------------------------------------------------------------------
 
@@ -349,6 +354,11 @@ class Appender:
         stored = self._stored_digests(store, events)
         self._load_claims(store, events)
         self._load_customers({e.customer_id for e in events})
+        keyring = self.app.mapper.keyring  # type: ignore[attr-defined]
+        # Keys are made in this transaction, so a customer whose first event rolls
+        # back keeps no key; a key destroyed without its customer.erased stored
+        # (a crash between) still refuses further events.
+        shredded = keyring.prepare(store, {e.customer_id for e in events}) if keyring else set()
         now = datetime.now(UTC)
         out: list[CustomerEvent] = []
         touched: dict[str, Customer] = {}
@@ -364,6 +374,11 @@ class Appender:
                     decision.duplicates += 1
                     continue
                 customer = self._customers[event.customer_id]
+                if customer.erased and isinstance(event.data, CustomerErased):
+                    decision.duplicates += 1  # a repeated erasure is a no-op
+                    continue
+                if event.customer_id in shredded and not isinstance(event.data, CustomerErased):
+                    raise RuleViolation("customer_id", "customer is erased")
                 subject = self._check_claim(event)
                 customer.check(event, self.policy)
             except RuleViolation as rule:
@@ -387,6 +402,11 @@ class Appender:
                 self._claims[subject] = event.customer_id
         mapper = self.app.mapper
         decision.stored_events = [mapper.to_stored_event(e) for e in out]
+        if keyring is not None:
+            # The key goes in the transaction that stores customer.erased.
+            for e in out:
+                if isinstance(e.envelope.data, CustomerErased):
+                    keyring.destroy(store, e.envelope.customer_id)
         decision.touched = list(touched.values())
         return decision
 
@@ -404,6 +424,9 @@ class Appender:
     def _stored_digests(self, store: Queries, events: list[InboundEvent]) -> dict[str, bytes]:
         ids = [str(e.event_id) for e in events if e.event_id]
         states = states_by_event_id(store, ids)
+        ring = self.app.mapper.keyring  # type: ignore[attr-defined]
+        if ring is not None:
+            states = {eid: reveal(state, ring) for eid, state in states.items()}
         return {eid: _stored_digest(state) for eid, state in states.items()}
 
     def _check_claim(self, event: InboundEvent) -> str | None:

@@ -17,6 +17,7 @@ from eventsourcing.persistence import (
 from ledger.config import DatabaseURL
 from ledger.db import DatabaseUnavailable
 from ledger.domain import Customer, CustomerSnapshot, customer_stream_id
+from ledger.keystore import Keyring
 from ledger.mapper import LedgerMapper
 from ledger.stores.base import LedgerRecorder
 
@@ -43,11 +44,13 @@ class LedgerApplication(Application[UUID]):
 
     def construct_mapper(self) -> Mapper[UUID]:
         # The transcoder is unused: the mapper writes pydantic JSON itself.
-        return LedgerMapper(
+        mapper = LedgerMapper(
             transcoder=JSONTranscoder(),
             compressor=self.factory.compressor(),
             cipher=self.factory.cipher(),
         )
+        mapper.keyring = Keyring.for_url(self.url)
+        return mapper
 
     @property
     def ledger_recorder(self) -> LedgerRecorder:

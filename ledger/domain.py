@@ -17,7 +17,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from ledger.events import InboundEvent, Payload, RecordedEvent
 from ledger.events.chat import ChatMessage, ChatStarted, ChatStatusChanged
-from ledger.events.customer import CustomerCreated
+from ledger.events.customer import CustomerCreated, CustomerErased
 from ledger.events.email import EmailSent
 from ledger.events.order import OrderCreated
 from ledger.events.segment import SegmentJoined, SegmentLeft
@@ -97,6 +97,7 @@ class CustomerSnapshot:
                 "tasks": customer.tasks,
                 "segments": sorted(customer.segments),
                 "visits": sorted(customer.visits),
+                "erased": customer.erased,
             },
         )
 
@@ -113,6 +114,7 @@ class CustomerSnapshot:
             tasks=dict(s["tasks"]),
             segments=set(s["segments"]),
             visits=set(s["visits"]),
+            erased=bool(s.get("erased", False)),
         )
 
 
@@ -190,6 +192,8 @@ class Customer:
     tasks: dict[str, str] = field(default_factory=dict)
     segments: set[str] = field(default_factory=set)
     visits: set[str] = field(default_factory=set)
+    # After customer.erased nothing more is accepted for the customer.
+    erased: bool = False
     _pending: list[CustomerEvent] = field(default_factory=list, repr=False)
 
     @property
@@ -205,6 +209,8 @@ class Customer:
             return
         if not self.exists:
             raise RuleViolation("customer_id", f"customer {self.customer_id!r} does not exist")
+        if self.erased:
+            raise RuleViolation("customer_id", "customer is erased")
         self._check_subject(data)
         match data:
             case SmsDelivered() | SmsFailed() if data.message_id not in self.sms:
@@ -280,6 +286,8 @@ class Customer:
                 self.tasks[data.task_id] = _TASK_TO[type(data)]
             case VisitRecorded():
                 self.visits.add(data.visit_id)
+            case CustomerErased():
+                self.erased = True
 
     def record(self, event: InboundEvent, event_id: str, recorded_at: datetime) -> CustomerEvent:
         """Accept a checked event: apply it and keep it for the next save."""

@@ -17,6 +17,8 @@ from eventsourcing.persistence import Mapper, MapperDeserialisationError, Stored
 
 from ledger.domain import CustomerEvent, CustomerSnapshot
 from ledger.events import PAYLOADS, ContractError, Payload, RecordedEvent, parse_recorded_json
+from ledger.keystore import Keyring
+from ledger.personal import has_personal, reveal, seal
 from ledger.stores.rows import LedgerStoredEvent
 
 # Columns, not state: see ledger.reading.
@@ -51,12 +53,20 @@ SNAPSHOT_TOPIC = "ledger.snapshot.customer"
 
 
 class LedgerMapper(Mapper[UUID]):
+    # Set by the application: the keys personal values are sealed and revealed with.
+    keyring: Keyring | None = None
+
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
         if isinstance(domain_event, CustomerSnapshot):
             return self._snapshot_to_stored(domain_event)
         assert isinstance(domain_event, CustomerEvent)
         envelope = domain_event.envelope
-        state = self._seal(stored_state(domain_event))
+        state = stored_state(domain_event)
+        if self.keyring is not None and has_personal(envelope.type, envelope.data):
+            state = seal(
+                state, envelope.type, envelope.customer_id, domain_event.event_id, self.keyring
+            )
+        state = self._seal(state)
         return LedgerStoredEvent(
             originator_id=domain_event.originator_id,
             originator_version=domain_event.originator_version,
@@ -104,6 +114,8 @@ class LedgerMapper(Mapper[UUID]):
                 timestamp=datetime.fromisoformat(body["timestamp"]),
                 state=body["state"],
             )
+        if self.keyring is not None:
+            state = reveal(state, self.keyring)
         try:
             recorded = parse_recorded_json(state)
         except ContractError as exc:

@@ -14,11 +14,14 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any, Protocol
 from uuid import UUID
 
 from ledger.db import Connection
 from ledger.events import RecordedEvent, parse_recorded_json
+from ledger.keystore import Keyring
+from ledger.personal import reveal
 from ledger.stores.rows import EVENTS_TABLE
 
 _SELECT = (
@@ -28,13 +31,22 @@ _SELECT = (
 
 @dataclass(frozen=True)
 class StoredRow:
-    """One row of the events table, undecoded: for readers that only need the JSON."""
+    """One row of the events table, undecoded: for readers that only need the JSON.
+
+    `stored` is the row's bytes as stored (personal values encrypted); `state` the
+    envelope a reader may see (decrypted, or shown as erased; docs/privacy.md),
+    raising TamperedValue when a stored value fails authentication."""
 
     position: int
     stream_id: UUID
     stream_version: int
     type: str
-    state: bytes
+    stored: bytes
+    ring: Keyring | None = None
+
+    @cached_property
+    def state(self) -> bytes:
+        return self.stored if self.ring is None else reveal(self.stored, self.ring)
 
     def decode(self) -> RecordedEvent:
         event = parse_recorded_json(self.state)
@@ -56,7 +68,8 @@ def read_rows(conn: Connection, after: int, limit: int) -> list[StoredRow]:
     rows = conn.fetchall(
         _SELECT + "WHERE notification_id > ? ORDER BY notification_id LIMIT ?", (after, limit)
     )
-    return [StoredRow(r[0], _stream_id(r[1]), r[2], r[3], bytes(r[4])) for r in rows]
+    ring = Keyring.for_url(conn.url)
+    return [StoredRow(r[0], _stream_id(r[1]), r[2], r[3], bytes(r[4]), ring) for r in rows]
 
 
 def iter_rows(conn: Connection, after: int = 0, page: int = 1000) -> Iterator[StoredRow]:
@@ -89,7 +102,7 @@ def recorded_at_after(conn: Connection, after: int) -> datetime | None:
     rows = read_rows(conn, after, 1)
     if not rows:
         return None
-    return datetime.fromisoformat(json.loads(rows[0].state)["recorded_at"])
+    return datetime.fromisoformat(json.loads(rows[0].stored)["recorded_at"])
 
 
 def states_at(conn: Connection, positions: Sequence[int]) -> dict[int, bytes]:
@@ -101,7 +114,8 @@ def states_at(conn: Connection, positions: Sequence[int]) -> dict[int, bytes]:
         f"SELECT notification_id, state FROM {EVENTS_TABLE} WHERE notification_id IN ({marks})",
         list(positions),
     )
-    return {int(r[0]): bytes(r[1]) for r in rows}
+    ring = Keyring.for_url(conn.url)
+    return {int(r[0]): reveal(bytes(r[1]), ring) for r in rows}
 
 
 def events_table_exists(conn: Connection) -> bool:

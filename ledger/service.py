@@ -42,6 +42,8 @@ from ledger.config import (
 )
 from ledger.db import Connection, DatabaseUnavailable
 from ledger.input import InputError, InputItem
+from ledger.keystore import KeystoreError
+from ledger.personal import TamperedValue
 from ledger.reading import states_by_event_id
 from ledger.rights import ALLOW_ALL, RightsPolicy, load_policy
 from ledger.stores.rows import EVENTS_TABLE
@@ -101,6 +103,10 @@ def classify(exc: BaseException) -> ServiceError | None:
     if isinstance(exc, SchemaMissing | ConfigError | registry.UnknownProjection):
         return ServiceError(Category.USAGE, str(exc))
     if isinstance(exc, ProjectionError):
+        return ServiceError(Category.REJECTED, str(exc))
+    if isinstance(exc, KeystoreError):
+        return ServiceError(Category.USAGE, str(exc))
+    if isinstance(exc, TamperedValue):
         return ServiceError(Category.REJECTED, str(exc))
     if _is_missing_table(exc):
         return ServiceError(Category.USAGE, f"{first_line(exc)}: {MISSING_TABLES}")

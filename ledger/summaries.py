@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from ledger.events import Change, InboundEvent, RecordedEvent
 from ledger.events.call import CallLogged
 from ledger.events.chat import ChatMessage, ChatStarted, ChatStatusChanged
-from ledger.events.customer import CustomerCardChanged, CustomerCreated
+from ledger.events.customer import CustomerCardChanged, CustomerCreated, CustomerErased
 from ledger.events.email import (
     EmailBounced,
     EmailClicked,
@@ -43,6 +43,8 @@ def summarize(event: InboundEvent | RecordedEvent) -> str:
             return f"Customer card created{': ' + str(name) if name else ''}"
         case CustomerCardChanged(changes=changes):
             return f"Card changed: {_changes(changes)}"
+        case CustomerErased(reason=reason, requested_by=who):
+            return f"Personal data erased ({reason}), asked by {who}"
         case OrderCreated() as d:
             total = f", {d.total} {d.currency or ''}".rstrip() if d.total else ""
             return f"Order {d.number or d.order_id} created ({d.status}{total})"

@@ -10,6 +10,7 @@ from ledger.db import Connection
 from ledger.events.customer import CustomerCardChanged, CustomerCreated
 from projections.base import Envelope, Projection, Tables
 from projections.history import change_rows, history_rows, history_tab, history_table
+from projections.sealing import Sealer, revealing
 from projections.writing import insert_rows
 
 CARD_HISTORY = history_table("rm_card_history", subject=None)
@@ -22,12 +23,15 @@ class CardProjection(Projection):
 
     def apply(self, db: Connection, tables: Tables, events: Sequence[Envelope]) -> None:
         rows: list[tuple[Any, ...]] = []
+        sealer = Sealer.for_db(db)
         for e in events:
             d = e.event.data
             if isinstance(d, CustomerCreated):
-                rows += change_rows(e, [(f, None, v) for f, v in d.card.items() if v is not None])
+                given = [(f, None, v) for f, v in d.card.items() if v is not None]
+                rows += change_rows(e, given, sealer=sealer)
             elif isinstance(d, CustomerCardChanged):
-                rows += change_rows(e, [(c.field, c.old, c.new) for c in d.changes])
+                changes = [(c.field, c.old, c.new) for c in d.changes]
+                rows += change_rows(e, changes, sealer=sealer)
         insert_rows(db, tables[CARD_HISTORY.name], CARD_HISTORY.column_names, rows)
 
 
@@ -40,7 +44,7 @@ def card_tab(conn: Connection, customer_id: str, limit: int | None = None) -> di
 
 def card_value(conn: Connection, customer_id: str, field: str) -> Any:
     """A card field's current value: the newest change of it (None if never set)."""
-    row = conn.fetchone(
+    row = revealing(conn).fetchone(
         f"SELECT new {ROWS} AND field = ? ORDER BY occurred_us DESC, position DESC, seq DESC "
         "LIMIT 1",
         (customer_id, field),

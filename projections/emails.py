@@ -9,6 +9,7 @@ from ledger.db import Connection
 from ledger.events.email import EmailClicked, EmailDelivered, EmailOpened, EmailSent
 from projections.base import Envelope, Projection, Tables
 from projections.clock import iso
+from projections.sealing import Sealer
 from projections.tables import Index, TableSpec, limit_clause
 from projections.writing import EntityBatch
 
@@ -41,6 +42,7 @@ class EmailsProjection(Projection):
     def apply(self, db: Connection, tables: Tables, events: Sequence[Envelope]) -> None:
         batch = EntityBatch(db, tables[EMAILS.name], EMAILS.column_names, "message_id")
         batch.load_referenced(events)
+        sealer = Sealer.for_db(db)
         for e in events:
             d = e.event.data
             if isinstance(d, EmailSent):
@@ -51,7 +53,7 @@ class EmailsProjection(Projection):
                         "sent_us": e.occurred_us,
                         "position": e.position,
                         "sent_at": iso(e.event.occurred_at),
-                        "subject": d.subject,
+                        "subject": sealer.text(e.event.customer_id, d.subject),
                         "delivered": 0,
                         "opened_at": None,
                         "opened_us": None,

@@ -5,7 +5,7 @@ the event lists them. A creation counts as every given field changing from null.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import Any
 
@@ -13,6 +13,7 @@ from ledger.db import Connection
 from ledger.events import Actor
 from projections.base import Envelope
 from projections.clock import iso
+from projections.sealing import Sealer
 from projections.tables import ColumnType, Index, TableSpec, limit_clause
 
 
@@ -53,14 +54,29 @@ def actor_json(actor: Actor) -> str:
 
 
 def change_rows(
-    e: Envelope, changes: Iterable[tuple[str, Any, Any]], subject_id: str | None = None
+    e: Envelope,
+    changes: Iterable[tuple[str, Any, Any]],
+    subject_id: str | None = None,
+    *,
+    sealer: Sealer | None = None,
+    personal: Callable[[str], bool] = lambda field: True,
 ) -> list[tuple[Any, ...]]:
+    """One row per change; with a `sealer`, the old and new values of personal
+    fields are stored sealed (projections.sealing)."""
     head: tuple[Any, ...] = (e.event.customer_id, e.occurred_us)
     if subject_id is not None:
         head += (subject_id,)
     when, actor = iso(e.event.occurred_at), actor_json(e.event.actor)
+    customer_id = e.event.customer_id
+
+    def cell(field: str, value: Any) -> str:
+        text = _json(value)
+        if sealer is not None and personal(field):
+            return sealer.json_text(customer_id, text)
+        return text
+
     return [
-        (e.position, seq, *head, field, _json(old), _json(new), when, actor)
+        (e.position, seq, *head, field, cell(field, old), cell(field, new), when, actor)
         for seq, (field, old, new) in enumerate(changes)
     ]
 

@@ -9,6 +9,7 @@ from ledger.db import Connection
 from ledger.events.order import OrderChanged, OrderCreated
 from projections.base import Envelope, Projection, Tables
 from projections.history import change_rows, history_rows, history_tab, history_table
+from projections.sealing import Sealer
 from projections.writing import insert_rows
 
 ORDER_HISTORY = history_table("rm_order_history", subject="order_id")
@@ -23,13 +24,17 @@ class OrdersProjection(Projection):
 
     def apply(self, db: Connection, tables: Tables, events: Sequence[Envelope]) -> None:
         rows: list[tuple[Any, ...]] = []
+        sealer = Sealer.for_db(db)
         for e in events:
             d = e.event.data
             if isinstance(d, OrderCreated):
                 given = [(f, None, getattr(d, f)) for f in _CREATED_FIELDS]
                 rows += change_rows(e, [c for c in given if c[2] is not None], d.order_id)
             elif isinstance(d, OrderChanged):
-                rows += change_rows(e, [(c.field, c.old, c.new) for c in d.changes], d.order_id)
+                changes = [(c.field, c.old, c.new) for c in d.changes]
+                rows += change_rows(
+                    e, changes, d.order_id, sealer=sealer, personal=OrderChanged.personal_change
+                )
         insert_rows(db, tables[ORDER_HISTORY.name], ORDER_HISTORY.column_names, rows)
 
 

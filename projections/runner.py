@@ -30,6 +30,7 @@ from ledger.application import first_line
 from ledger.config import DatabaseURL
 from ledger.db import Connection, DatabaseUnavailable
 from ledger.events import ContractError
+from ledger.personal import TamperedValue
 from ledger.reading import StoredRow, head_position, read_rows
 from ledger.waiting import Backoff, ListenWaiter, PollWaiter, Waiter
 from projections import tracking
@@ -279,6 +280,8 @@ class Runner:
             except ContractError as exc:
                 reason = f"does not match its contract: {first_line(exc)}"
                 poisons.append(Poison(row.position, _event_id(row), row.type, reason))
+            except TamperedValue as exc:
+                poisons.append(Poison(row.position, _event_id(row), row.type, first_line(exc)))
         return decoded, poisons
 
     def _apply(
@@ -369,7 +372,7 @@ def _first_poison(poisons: Sequence[Poison], after: int, types: frozenset[str]) 
 
 def _event_id(row: StoredRow) -> str:
     try:
-        value = json.loads(row.state).get("event_id")
+        value = json.loads(row.stored).get("event_id")
     except (ValueError, AttributeError, RecursionError):
         return "-"
     return value if isinstance(value, str) else "-"

@@ -15,6 +15,7 @@ from projections.chats import chats_tab
 from projections.emails import emails_tab
 from projections.orders import orders_tab
 from projections.registry import NAMES
+from projections.sealing import revealing
 from projections.segments import segments_tab
 from projections.tasks import tasks_tab
 from projections.timeline import TimelineQuery, timeline_tab
@@ -43,6 +44,7 @@ class TabRequest:
 
 def read_tab(conn: Connection, request: TabRequest) -> dict[str, Any]:
     customer, limit = request.customer_id, request.limit
+    conn = revealing(conn)  # personal cells are stored sealed
     match request.tab:
         case "timeline":
             return timeline_tab(conn, customer, request.timeline)

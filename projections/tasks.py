@@ -11,6 +11,7 @@ from ledger.events.task import TaskCompleted, TaskCreated, TaskDeleted, TaskEdit
 from ledger.rights import RightsPolicy
 from projections.base import Envelope, Projection, Tables
 from projections.clock import iso
+from projections.sealing import Sealer
 from projections.tables import Index, TableSpec, limit_clause
 from projections.writing import EntityBatch
 
@@ -51,6 +52,7 @@ class TasksProjection(Projection):
     def apply(self, db: Connection, tables: Tables, events: Sequence[Envelope]) -> None:
         batch = EntityBatch(db, tables[TASKS.name], TASKS.column_names, "task_id")
         batch.load_referenced(events)
+        sealer = Sealer.for_db(db)
         for e in events:
             data, when = e.event.data, iso(e.event.occurred_at)
             if isinstance(data, TaskCreated):
@@ -60,7 +62,7 @@ class TasksProjection(Projection):
                         "customer_id": e.event.customer_id,
                         "created_us": e.occurred_us,
                         "position": e.position,
-                        "title": data.title,
+                        "title": sealer.text(e.event.customer_id, data.title),
                         "status": "pending",
                         "created_at": when,
                         "completed_at": None,
@@ -75,7 +77,10 @@ class TasksProjection(Projection):
             if isinstance(data, TaskEdited):
                 for change in data.changes:
                     if change.field in _EDITABLE:
-                        row[change.field] = None if change.new is None else str(change.new)
+                        value = None if change.new is None else str(change.new)
+                        if TaskEdited.personal_change(change.field):
+                            value = sealer.text(e.event.customer_id, value)
+                        row[change.field] = value
             elif isinstance(data, TaskCompleted):
                 row["status"], row["completed_at"] = "completed", when
             elif isinstance(data, TaskReopened):

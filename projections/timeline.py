@@ -20,10 +20,12 @@ from typing import Any
 from ledger.db import Connection
 from ledger.events import KINDS
 from ledger.events.catalogue import PAYLOAD_CLASSES
+from ledger.personal import has_personal
 from ledger.reading import states_at
 from ledger.summaries import summarize
 from projections.base import Envelope, Projection, Tables
 from projections.clock import micros
+from projections.sealing import Sealer
 from projections.tables import Index, TableSpec
 from projections.writing import insert_rows
 
@@ -51,6 +53,7 @@ class TimelineProjection(Projection):
     payloads = PAYLOAD_CLASSES
 
     def apply(self, db: Connection, tables: Tables, events: Sequence[Envelope]) -> None:
+        sealer = Sealer.for_db(db)
         rows = [
             (
                 e.position,
@@ -58,7 +61,9 @@ class TimelineProjection(Projection):
                 e.occurred_us,
                 e.event.data.kind,
                 e.event.type,
-                summarize(e.event),
+                sealer.text(e.event.customer_id, summarize(e.event))
+                if has_personal(e.event.type, e.event.data)
+                else summarize(e.event),
             )
             for e in events
         ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+from ledger.personal import TamperedValue
 from ledger.reading import StoredRow
 from relay.errors import RelayFatal
 
@@ -26,7 +27,11 @@ def build_message(row: StoredRow) -> tuple[bytes, bytes, list[Header]]:
     spliced in before its closing brace: the stored bytes are already the
     envelope's JSON, and decoding and re-encoding them would cost more than the
     rest of the relay's own work put together."""
-    state = row.state.rstrip()
+    try:
+        state = row.state.rstrip()
+    except TamperedValue as exc:
+        # Never publish what fails authentication: the operator must look.
+        raise RelayFatal(f"stored event at position {row.position}: {exc}") from None
     m = _FAST_HEAD.match(state)
     if m is not None and state.endswith(b"}"):
         event_id, schema_version, customer_id = m.group(1), m.group(2), m.group(3)

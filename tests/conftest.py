@@ -18,8 +18,31 @@ import pytest
 
 from ledger.application import LedgerApplication
 from ledger.config import DatabaseURL, parse_database_url
+from ledger.keystore import MASTER_KEY_ENV, Keyring, new_master_key_file
 
 pytest_plugins = ["tests.kafka_broker"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def master_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One master key for the suite (PostgreSQL has no embedded default); a test
+    about keys sets its own. Subprocesses (the CLI, servers) inherit it."""
+    path = tmp_path_factory.mktemp("keys") / "master.key"
+    new_master_key_file(path)
+    old = os.environ.get(MASTER_KEY_ENV)
+    os.environ[MASTER_KEY_ENV] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop(MASTER_KEY_ENV, None)
+    else:
+        os.environ[MASTER_KEY_ENV] = old
+
+
+@pytest.fixture(autouse=True)
+def _forget_keys() -> Iterator[None]:
+    # Each store's keyring holds a connection to its key table: closed after each test.
+    yield
+    Keyring.forget_all()
 
 PG_URL = os.environ.get("LEDGER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 

@@ -17,6 +17,7 @@ from ledger.config import parse_database_url
 from ledger.db import Connection
 from ledger.reading import head_position
 from projections.registry import PROJECTIONS
+from projections.sealing import revealing
 from tests.cli_runner import LEDGER
 from tests.factories import append_ok as append
 from tests.factories import event
@@ -196,8 +197,10 @@ def history(customers: int, per_customer: int, seed: int = 1, prefix: str = "c")
 
 
 def dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
-    """Every live read-model table's rows, in a stable order."""
-    with Connection(parse_database_url(url)) as conn:
+    """Every live read-model table's rows, in a stable order, as a reader sees them
+    (sealed personal cells revealed: their stored bytes differ run to run)."""
+    with Connection(parse_database_url(url)) as raw:
+        conn = revealing(raw)
         return {
             spec.name: sorted(
                 (tuple(row) for row in conn.fetchall(f"SELECT * FROM {spec.name}")), key=repr

@@ -21,6 +21,11 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         "Card changed: phone: None -> '+49', phone: None -> '+49', phone: None -> '+49' (+2 more)",
     ),
     (
+        "customer.erased",
+        {"reason": "GDPR art. 17 request", "requested_by": "dpo@example.com"},
+        "Personal data erased (GDPR art. 17 request), asked by dpo@example.com",
+    ),
+    (
         "order.created",
         {"order_id": "o1", "number": "A-17", "status": "new", "total": "12.50", "currency": "EUR"},
         "Order A-17 created (new, 12.50 EUR)",

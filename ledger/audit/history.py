@@ -33,6 +33,8 @@ from ledger.audit.common import AuditError, fetch_page
 from ledger.db import Connection
 from ledger.domain import customer_stream_id
 from ledger.events import EVENT_TYPES
+from ledger.keystore import Keyring, KeystoreError
+from ledger.personal import TamperedValue, reveal_json
 from ledger.stores.rows import EVENTS_TABLE
 from ledger.times import BadTime, parse_user_time
 
@@ -208,11 +210,12 @@ def iter_history(
     filters = filters or HistoryFilter()
     keyset_index = 0 if selector.subject is not None else 1
     after: int | None = None
+    ring = auditor_keyring(conn)
     while True:
         statement, params = history_statement(conn, selector, filters, after)
         rows = fetch_page(conn, statement, [*params, page_size])
         for row in rows:
-            event = _audit_event(row)
+            event = _audit_event(row, ring)
             if _passes(event, filters):
                 yield event
         if len(rows) < page_size:
@@ -238,12 +241,30 @@ def _passes(event: AuditEvent, f: HistoryFilter) -> bool:
     return not (f.until is not None and at >= f.until)
 
 
-def _audit_event(row: Sequence[Any]) -> AuditEvent:
+def auditor_keyring(conn: Connection) -> Keyring | None:
+    """The ledger's keys if this reader can use them. An auditor's read-only role
+    (docs/audit.md) may have neither the key table nor the master key: it sees the
+    history with personal values shown as "[encrypted]", never their ciphertext."""
+    try:
+        return Keyring.for_url(conn.url)
+    except KeystoreError:
+        raise
+    except Exception:  # no rights on the key table: the structure is still evidence
+        return None
+
+
+def _audit_event(row: Sequence[Any], ring: Keyring | None = None) -> AuditEvent:
     position, version, topic, state, event_id, customer_id, subject, chain = row
+    tampered: str | None = None
     try:
         envelope = _decode(bytes(state).decode("utf-8"))
         if not isinstance(envelope, dict):
             raise ValueError("not an object")
+        try:
+            envelope = reveal_json(envelope, ring)
+        except TamperedValue as exc:
+            tampered = str(exc)
+            envelope["data"] = None
     except (ValueError, TypeError):
         # A stored payload that is not JSON is shown, not skipped: it is
         # evidence. `ledger audit verify` says whether it was tampered with.
@@ -286,4 +307,5 @@ def _audit_event(row: Sequence[Any]) -> AuditEvent:
         changes=changes if isinstance(changes, list) else [],
         data=data,
         chain_hash=chain,
+        error=tampered,
     )

@@ -7,6 +7,7 @@ from ledger.events.common import Id, NonNegativeInt, Payload, Url
 
 class CallLogged(Payload):
     type_name = "call.logged"
+    personal = ("phone", "recording_url")
     kind = "calls"
     subject_kind = "call"
     subject_field = "call_id"

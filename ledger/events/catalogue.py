@@ -15,7 +15,7 @@ from pydantic import Field, TypeAdapter, ValidationError, create_model
 from ledger.events.call import CallLogged
 from ledger.events.chat import ChatMessage, ChatStarted, ChatStatusChanged
 from ledger.events.common import Payload
-from ledger.events.customer import CustomerCardChanged, CustomerCreated
+from ledger.events.customer import CustomerCardChanged, CustomerCreated, CustomerErased
 from ledger.events.email import (
     EmailBounced,
     EmailClicked,
@@ -42,6 +42,7 @@ from ledger.events.visit import VisitRecorded
 PAYLOAD_CLASSES: tuple[type[Payload], ...] = (
     CustomerCreated,
     CustomerCardChanged,
+    CustomerErased,
     OrderCreated,
     OrderChanged,
     SegmentJoined,

@@ -28,6 +28,7 @@ class ChatStarted(_ChatPayload):
 
 class ChatMessage(_ChatPayload):
     type_name = "chat.message"
+    personal = ("text",)
 
     message_id: Id
     direction: Literal["inbound", "outbound"]

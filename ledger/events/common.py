@@ -107,6 +107,15 @@ class Payload(Contract):
     # True when this type brings its subject into existence: the id is claimed
     # for this customer and must be unique across the ledger.
     creates_subject: ClassVar[bool] = False
+    # Personal data (docs/privacy.md): payload fields whose values are stored
+    # encrypted under the customer's key. A dict-valued field (the card) has each
+    # value encrypted and its keys readable.
+    personal: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def personal_change(cls, field: str) -> bool:
+        """Whether `old`/`new` of a change to `field` are personal (change events)."""
+        return False
 
     def subject_id(self) -> str | None:
         if self.subject_field is None:

@@ -17,6 +17,7 @@ class _EmailPayload(Payload):
 
 class EmailSent(_EmailPayload):
     type_name = "email.sent"
+    personal = ("to", "subject")
     creates_subject = True
 
     subject: Annotated[str, Field(max_length=1000)]
@@ -34,6 +35,7 @@ class EmailOpened(_EmailPayload):
 
 class EmailClicked(_EmailPayload):
     type_name = "email.clicked"
+    personal = ("url",)
 
     url: Url
 

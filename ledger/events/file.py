@@ -9,6 +9,7 @@ from ledger.events.common import Id, NonNegativeInt, Payload, Url
 
 class FileAttached(Payload):
     type_name = "file.attached"
+    personal = ("name", "url")
     kind = "files"
     subject_kind = "file"
     subject_field = "file_id"

@@ -9,6 +9,7 @@ from ledger.events.common import Id, Payload
 
 class NoteAdded(Payload):
     type_name = "note.added"
+    personal = ("text",)
     kind = "notes"
     subject_kind = "note"
     subject_field = "note_id"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 from pydantic import Field
@@ -29,3 +30,22 @@ class OrderChanged(Payload):
 
     order_id: Id
     changes: Changes
+
+    @classmethod
+    def personal_change(cls, field: str) -> bool:
+        return field in personal_order_fields()
+
+
+PERSONAL_ORDER_FIELDS_ENV = "LEDGER_PERSONAL_ORDER_FIELDS"
+DEFAULT_PERSONAL_ORDER_FIELDS = (
+    "address,delivery_address,phone,email,first_name,last_name,name,comment"
+)
+
+
+def personal_order_fields() -> frozenset[str]:
+    """The order fields whose changes hold personal data: the deployment's
+    comma-separated LEDGER_PERSONAL_ORDER_FIELDS, else the default list. Readers
+    do not depend on it (they decrypt whatever was stored encrypted), so widening
+    the list later only affects new events."""
+    text = os.environ.get(PERSONAL_ORDER_FIELDS_ENV, DEFAULT_PERSONAL_ORDER_FIELDS)
+    return frozenset(f.strip() for f in text.split(",") if f.strip())

@@ -13,6 +13,7 @@ class _SmsPayload(Payload):
 
 class SmsSent(_SmsPayload):
     type_name = "sms.sent"
+    personal = ("to", "text")
 
     to: str | None = None
     text: Text | None = None

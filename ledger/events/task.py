@@ -17,6 +17,7 @@ class _TaskPayload(Payload):
 
 class TaskCreated(_TaskPayload):
     type_name = "task.created"
+    personal = ("title", "text")
     creates_subject = True
 
     title: Annotated[str, Field(min_length=1, max_length=1000)]
@@ -29,6 +30,10 @@ class TaskEdited(_TaskPayload):
     type_name = "task.edited"
 
     changes: Changes
+
+    @classmethod
+    def personal_change(cls, field: str) -> bool:
+        return field in ("title", "text")
 
 
 class TaskCompleted(_TaskPayload):

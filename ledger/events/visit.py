@@ -11,6 +11,7 @@ VisitChannel = Literal["search", "ppc", "referral", "email", "direct", "social",
 
 class VisitRecorded(Payload):
     type_name = "visit.recorded"
+    personal = ("landing_page",)
     kind = "visits"
     subject_kind = "visit"
     subject_field = "visit_id"

@@ -1,0 +1,413 @@
+"""Per-customer data keys, wrapped by a master key kept outside the database.
+
+The key table (`ledger_keys`) lives in the ledger's database unless
+LEDGER_KEYSTORE_URL names another one, so backups of events and of keys can have
+different retention (a restored ledger backup must not bring erased keys back).
+One row per customer: its data key wrapped (AES-256-GCM under the master key,
+bound to the customer id), or NULL with `erased_at` set once the customer is
+erased. The row of an erased customer stays as a tombstone: a new key is never
+made for it, so nothing new can be stored readable.
+
+The master key is 32 random bytes, base64 on one line, in the file named by
+`--master-key` or LEDGER_MASTER_KEY_FILE; for an embedded (SQLite) ledger without
+either, one is generated beside the database file (`<db>.master-key`) with a
+warning to move it. Its id (a hash) is stored with each wrapped key, so a wrong
+master key is named in one line instead of failing as tampering.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import sys
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from ledger.config import DatabaseURL, parse_database_url
+from ledger.db import Connection
+
+KEYS_TABLE = "ledger_keys"
+MASTER_KEY_ENV = "LEDGER_MASTER_KEY_FILE"
+KEYSTORE_URL_ENV = "LEDGER_KEYSTORE_URL"
+_NONCE = 12
+
+
+class KeystoreError(Exception):
+    """A key problem a user must fix (missing or wrong master key, a store of the
+    old format); the message is one line saying what to do."""
+
+
+class Queries(Protocol):
+    def fetchall(self, statement: str, params: Any = ()) -> list[tuple[Any, ...]]: ...
+
+
+# -- the master key ----------------------------------------------------------------
+
+_master_override: Path | None = None
+
+
+def set_master_key_path(path: Path | None) -> None:
+    """`--master-key PATH`: takes precedence over LEDGER_MASTER_KEY_FILE."""
+    global _master_override
+    _master_override = path
+    Keyring.forget_all()
+
+
+def master_key_path(url: DatabaseURL) -> tuple[Path | None, bool]:
+    """The master key file to use and whether it is the embedded default."""
+    if _master_override is not None:
+        return _master_override, False
+    env = os.environ.get(MASTER_KEY_ENV)
+    if env:
+        return Path(env), False
+    if url.kind == "sqlite":
+        return Path(url.path + ".master-key"), True
+    return None, False
+
+
+def new_master_key_file(path: Path) -> bytes:
+    """Write a fresh master key to `path` (owner-only), refusing to overwrite one."""
+    key = AESGCM.generate_key(bit_length=256)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(base64.b64encode(key).decode() + "\n")
+    return key
+
+
+def read_master_key_file(path: Path) -> bytes:
+    try:
+        text = path.read_text().strip()
+    except OSError as exc:
+        raise KeystoreError(
+            f"cannot read the master key {path}: {exc.strerror} "
+            f"(give --master-key PATH or {MASTER_KEY_ENV}; `ledger keys init` creates one)"
+        ) from None
+    try:
+        key = base64.b64decode(text, validate=True)
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise KeystoreError(f"master key {path} is not 32 bytes in base64 (one line)")
+    return key
+
+
+def master_id(key: bytes) -> str:
+    return hashlib.sha256(b"ledger master key id\x00" + key).hexdigest()[:16]
+
+
+def _load_master(url: DatabaseURL) -> bytes:
+    path, embedded = master_key_path(url)
+    if path is None:
+        raise KeystoreError(
+            f"no master key: give --master-key PATH or set {MASTER_KEY_ENV} "
+            "(`ledger keys init` creates one); personal data cannot be read or written without it"
+        )
+    if embedded and not path.exists():
+        key = new_master_key_file(path)
+        print(
+            f"warning: generated the master key {path} beside the database; move it off "
+            f"this disk and point {MASTER_KEY_ENV} at it (see docs/privacy.md)",
+            file=sys.stderr,
+        )
+        return key
+    return read_master_key_file(path)
+
+
+def keystore_url(url: DatabaseURL) -> DatabaseURL:
+    env = os.environ.get(KEYSTORE_URL_ENV)
+    return parse_database_url(env) if env else url
+
+
+# -- the key table -----------------------------------------------------------------
+
+
+def ensure_keys_table(conn: Connection) -> None:
+    blob = "BLOB" if conn.kind == "sqlite" else "bytea"
+    with conn.schema_transaction():
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {KEYS_TABLE} (customer_id TEXT PRIMARY KEY, "
+            f"wrapped {blob}, master_id TEXT, created_at TEXT NOT NULL, erased_at TEXT)"
+        )
+
+
+FORMAT_TABLE = "ledger_format"
+# 2: personal values encrypted per customer. A store without this table but with
+# events was written before (plaintext personal values) and is refused.
+STORE_FORMAT = 2
+
+
+def ensure_store_format(conn: Connection) -> None:
+    """Record this store's format, or refuse a store written in an older one."""
+    from ledger.stores.rows import EVENTS_TABLE
+
+    tables = _tables(conn)
+    if FORMAT_TABLE in tables:
+        row = conn.fetchone(f"SELECT MAX(version) FROM {FORMAT_TABLE}")
+        if row is not None and row[0] is not None and int(row[0]) == STORE_FORMAT:
+            return
+    if EVENTS_TABLE in tables and conn.fetchone(f"SELECT 1 FROM {EVENTS_TABLE} LIMIT 1"):
+        raise KeystoreError(
+            f"database {conn.url.display()} was written before per-customer encryption "
+            "(its personal values are plaintext): this ledger cannot use it; append its "
+            "events into a new database, then delete it (docs/privacy.md)"
+        )
+    with conn.schema_transaction():
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {FORMAT_TABLE} (version INTEGER NOT NULL)")
+        if conn.fetchone(f"SELECT 1 FROM {FORMAT_TABLE}") is None:
+            conn.execute(f"INSERT INTO {FORMAT_TABLE} (version) VALUES (?)", (STORE_FORMAT,))
+
+
+def _tables(conn: Connection) -> set[str]:
+    if conn.kind == "sqlite":
+        rows = conn.fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
+    else:
+        rows = conn.fetchall(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = ?",
+            (conn.url.schema,),
+        )
+    return {str(r[0]) for r in rows}
+
+
+def _wrap(master: bytes, customer_id: str, key: bytes) -> bytes:
+    nonce = os.urandom(_NONCE)
+    return nonce + AESGCM(master).encrypt(nonce, key, customer_id.encode())
+
+
+def _unwrap(master: bytes, customer_id: str, wrapped: bytes) -> bytes:
+    return AESGCM(master).decrypt(wrapped[:_NONCE], wrapped[_NONCE:], customer_id.encode())
+
+
+@dataclass(frozen=True)
+class KeyStatus:
+    keystore: str
+    master_key: str
+    master_id: str
+    customers: int
+    erased: int
+    other_master: int
+
+
+class Keyring:
+    """The unwrapped data keys of one ledger, cached: a busy customer's key is
+    unwrapped once per process, not per event. Erased customers map to None."""
+
+    _instances: ClassVar[dict[DatabaseURL, Keyring]] = {}
+    _instances_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, url: DatabaseURL) -> None:
+        self.url = url
+        self.store_url = keystore_url(url)
+        self.shared = self.store_url == url
+        self._master: bytes | None = None
+        self._cache: dict[str, AESGCM | None] = {}
+        self._lock = threading.Lock()
+        self._conn: Connection | None = None
+        self._ready = False
+
+    @classmethod
+    def for_url(cls, url: DatabaseURL) -> Keyring:
+        with cls._instances_lock:
+            ring = cls._instances.get(url)
+            if ring is None:
+                ring = cls._instances[url] = Keyring(url)
+        return ring.ready()
+
+    @classmethod
+    def forget_all(cls) -> None:
+        """Drop every cached key (after an erasure elsewhere, a rotation, tests)."""
+        with cls._instances_lock:
+            for ring in cls._instances.values():
+                ring.close()
+            cls._instances.clear()
+
+    def forget(self) -> None:
+        """Drop the cached keys (they are read again when next needed)."""
+        with self._lock:
+            self._cache.clear()
+
+    def close(self) -> None:
+        with self._lock:
+            self._cache.clear()
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    @property
+    def master(self) -> bytes:
+        if self._master is None:
+            self._master = _load_master(self.url)
+        return self._master
+
+    def _store(self) -> Connection:
+        if self._conn is None:
+            conn = Connection(self.store_url)
+            try:
+                ensure_keys_table(conn)
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    def ready(self) -> Keyring:
+        """Open the key table (creating it) and load the master key, before any write
+        transaction: on SQLite a second connection cannot write while one holds the
+        lock."""
+        with self._lock:
+            if self._ready:
+                return self
+            with Connection(self.url) as conn:
+                ensure_store_format(conn)
+            self._store()
+            _ = self.master
+            self._ready = True
+        return self
+
+    def _cipher(self, customer_id: str, row: tuple[Any, ...] | None) -> AESGCM | None:
+        if row is None or row[0] is None:
+            return None
+        wrapped, wrapped_by = bytes(row[0]), row[1]
+        mine = master_id(self.master)
+        if wrapped_by != mine:
+            raise KeystoreError(
+                f"the master key does not match the key table (keys wrapped by master id "
+                f"{wrapped_by}, this key's id is {mine}): give the right --master-key or "
+                f"{MASTER_KEY_ENV}"
+            )
+        try:
+            return AESGCM(_unwrap(self.master, customer_id, wrapped))
+        except InvalidTag:
+            raise KeystoreError(
+                f"the data key of customer {customer_id!r} fails authentication under the "
+                "master key: the key table was altered"
+            ) from None
+
+    def cipher(self, customer_id: str) -> AESGCM | None:
+        """The customer's data key, None if erased or never given one."""
+        with self._lock:
+            if customer_id in self._cache:
+                return self._cache[customer_id]
+            row = self._store().fetchone(
+                f"SELECT wrapped, master_id FROM {KEYS_TABLE} WHERE customer_id = ?",
+                (customer_id,),
+            )
+            cipher = self._cipher(customer_id, row)
+            # An unknown customer is not cached: its key may be created later.
+            if row is not None:
+                self._cache[customer_id] = cipher
+            return cipher
+
+    def prepare(self, store: Queries, customer_ids: Iterable[str]) -> set[str]:
+        """Give every customer in `customer_ids` a data key (in `store`'s transaction
+        when the keys live in the ledger's database); returns the erased ones."""
+        wanted = sorted(set(customer_ids))
+        erased: set[str] = set()
+        with self._lock:
+            missing = [c for c in wanted if c not in self._cache]
+        if not missing:
+            return {c for c in wanted if self._cache.get(c) is None}
+        target: Queries = store if self.shared else self._store()
+        mine = master_id(self.master)
+        now = datetime.now(UTC).isoformat()
+        for customer_id in missing:
+            key = AESGCM.generate_key(bit_length=256)
+            target.fetchall(
+                f"INSERT INTO {KEYS_TABLE} (customer_id, wrapped, master_id, created_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (customer_id) DO NOTHING RETURNING customer_id",
+                (customer_id, _wrap(self.master, customer_id, key), mine, now),
+            )
+            row = target.fetchall(
+                f"SELECT wrapped, master_id FROM {KEYS_TABLE} WHERE customer_id = ?",
+                (customer_id,),
+            )
+            cipher = self._cipher(customer_id, row[0] if row else None)
+            if cipher is None:
+                erased.add(customer_id)
+            with self._lock:
+                self._cache[customer_id] = cipher
+        with self._lock:
+            return erased | {c for c in wanted if self._cache.get(c, 0) is None}
+
+    def destroy(self, store: Queries, customer_id: str) -> None:
+        """Erase the customer's data key (in `store`'s transaction when the keys live
+        in the ledger's database). The row stays as a tombstone."""
+        target: Queries = store if self.shared else self._store()
+        now = datetime.now(UTC).isoformat()
+        if self.store_url.kind == "sqlite":
+            # The freed cell is zeroed, so the key's bytes do not linger in free pages.
+            target.fetchall("PRAGMA secure_delete = ON")
+        target.fetchall(
+            f"INSERT INTO {KEYS_TABLE} (customer_id, wrapped, master_id, created_at, erased_at) "
+            "VALUES (?, NULL, NULL, ?, ?) ON CONFLICT (customer_id) DO UPDATE SET "
+            "wrapped = NULL, master_id = NULL, erased_at = excluded.erased_at "
+            "RETURNING customer_id",
+            (customer_id, now, now),
+        )
+        with self._lock:
+            self._cache[customer_id] = None
+
+    def checkpoint(self) -> None:
+        """SQLite: move the WAL into the database file and truncate it, so an erased
+        key's old page does not survive in the WAL."""
+        if self.store_url.kind == "sqlite":
+            with Connection(self.store_url) as conn:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def is_erased(self, customer_id: str) -> bool:
+        row = self._store().fetchone(
+            f"SELECT erased_at FROM {KEYS_TABLE} WHERE customer_id = ?", (customer_id,)
+        )
+        return row is not None and row[0] is not None
+
+    def status(self) -> KeyStatus:
+        path, embedded = master_key_path(self.url)
+        mine = master_id(self.master)
+        conn = self._store()
+        row = conn.fetchone(
+            f"SELECT COUNT(*), COUNT(erased_at), "
+            f"SUM(CASE WHEN wrapped IS NOT NULL AND master_id <> ? THEN 1 ELSE 0 END) "
+            f"FROM {KEYS_TABLE}",
+            (mine,),
+        )
+        assert row is not None
+        return KeyStatus(
+            keystore=self.store_url.display(),
+            master_key=f"{path}{' (embedded default)' if embedded else ''}",
+            master_id=mine,
+            customers=int(row[0]),
+            erased=int(row[1]),
+            other_master=int(row[2] or 0),
+        )
+
+    def rotate_master(self, new_master: bytes) -> int:
+        """Rewrap every data key under `new_master` in one transaction; returns how many."""
+        old = self.master
+        new_id = master_id(new_master)
+        conn = self._store()
+        count = 0
+        with conn.transaction():
+            rows = conn.fetchall(
+                f"SELECT customer_id, wrapped, master_id FROM {KEYS_TABLE} "
+                "WHERE wrapped IS NOT NULL"
+            )
+            for customer_id, wrapped, _ in rows:
+                self._cipher(customer_id, (wrapped, _))  # checks the old master
+                key = _unwrap(old, customer_id, bytes(wrapped))
+                conn.execute(
+                    f"UPDATE {KEYS_TABLE} SET wrapped = ?, master_id = ? WHERE customer_id = ?",
+                    (_wrap(new_master, customer_id, key), new_id, customer_id),
+                )
+                count += 1
+        self._master = new_master
+        with self._lock:
+            self._cache.clear()
+        return count

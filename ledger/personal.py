@@ -1,0 +1,180 @@
+"""Personal values in stored envelopes: encrypted on append, revealed on read.
+
+The contract (docs/privacy.md) names the personal fields per event type on the
+payload classes (`Payload.personal`, `Payload.personal_change`). On append each
+non-null personal value is replaced in the stored JSON by a marker object
+
+    {"enc": "v1", "t": "s", "v": "<base64 of nonce + AES-256-GCM ciphertext>"}
+
+holding the JSON of the value, encrypted under the customer's data key with the
+event id and the field path (`data.card.email`, `data.changes.0.new`) as
+associated data, so a ciphertext moved to another event or field fails
+authentication. `t` is "s" when the value was a string: an erased string reads
+as "[erased]", any other erased value as null. The marker is encrypted before the
+row is chained, so the chain hashes the stored bytes and erasure (destroying the
+key) changes nothing stored.
+
+Every reader goes through `reveal`: rows without a marker pass unchanged.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from ledger.events import PAYLOADS
+from ledger.keystore import Keyring
+
+MARKER = "enc"
+VERSION = "v1"
+ERASED = "[erased]"
+ENCRYPTED = "[encrypted]"
+# Cheap test for "anything to reveal here": the marker's first member as the
+# mapper writes it (compact JSON).
+_MARKER_BYTES = b'{"enc":"v1"'
+_NONCE = 12
+
+
+class TamperedValue(Exception):
+    """A stored personal value fails authentication: moved, altered or forged."""
+
+
+def is_marker(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(MARKER) is not None
+
+
+def _seal_value(cipher: AESGCM, aad: bytes, value: Any) -> dict[str, str]:
+    nonce = os.urandom(_NONCE)
+    plain = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    box = base64.b64encode(nonce + cipher.encrypt(nonce, plain, aad)).decode()
+    return {MARKER: VERSION, "t": "s" if isinstance(value, str) else "j", "v": box}
+
+
+def _open_value(cipher: AESGCM | None, aad: bytes, marker: dict[str, Any]) -> Any:
+    if cipher is None:
+        return ERASED if marker.get("t") == "s" else None
+    try:
+        if marker.get(MARKER) != VERSION:
+            raise ValueError(f"unknown encryption version {marker.get(MARKER)!r}")
+        box = base64.b64decode(str(marker["v"]), validate=True)
+        return json.loads(cipher.decrypt(box[:_NONCE], box[_NONCE:], aad))
+    except (InvalidTag, ValueError, KeyError) as exc:
+        path = aad.split(b"\x00", 1)[1].decode(errors="replace")
+        raise TamperedValue(
+            f"{path}: the encrypted value fails authentication "
+            f"({type(exc).__name__}): it was moved from another event or field, or altered"
+        ) from None
+
+
+def _aad(event_id: str, path: str) -> bytes:
+    return f"{event_id}\x00{path}".encode()
+
+
+Visit = Callable[[str, Any], Any]
+
+
+def _walk_sealed(event_type: str, data: dict[str, Any], visit: Visit) -> None:
+    """Apply `visit(path, value)` to every personal value of `data` (append side)."""
+    payload = PAYLOADS.get(event_type)
+    if payload is None:
+        return
+    for name in payload.personal:
+        value = data.get(name)
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            for key, item in value.items():
+                value[key] = visit(f"data.{name}.{key}", item)
+        else:
+            data[name] = visit(f"data.{name}", value)
+    changes = data.get("changes")
+    if isinstance(changes, list):
+        for i, change in enumerate(changes):
+            if isinstance(change, dict) and payload.personal_change(str(change.get("field"))):
+                for side in ("old", "new"):
+                    if change.get(side) is not None:
+                        change[side] = visit(f"data.changes.{i}.{side}", change[side])
+
+
+def _walk_markers(data: dict[str, Any], visit: Visit) -> None:
+    """Apply `visit` to every marker where a personal value can be (read side): the
+    reader does not depend on the deployment's list of personal order fields."""
+    for name, value in data.items():
+        if is_marker(value):
+            data[name] = visit(f"data.{name}", value)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if is_marker(item):
+                    value[key] = visit(f"data.{name}.{key}", item)
+        elif name == "changes" and isinstance(value, list):
+            for i, change in enumerate(value):
+                if isinstance(change, dict):
+                    for side in ("old", "new"):
+                        if is_marker(change.get(side)):
+                            change[side] = visit(f"data.changes.{i}.{side}", change[side])
+
+
+def _dump(envelope: dict[str, Any]) -> bytes:
+    return json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def has_personal(event_type: str, data: Any) -> bool:
+    payload = PAYLOADS.get(event_type)
+    if payload is None:
+        return False
+    if any(getattr(data, name, None) is not None for name in payload.personal):
+        return True
+    changes: list[Any] = getattr(data, "changes", None) or []
+    return any(payload.personal_change(c.field) for c in changes)
+
+
+def seal(state: bytes, event_type: str, customer_id: str, event_id: str, ring: Keyring) -> bytes:
+    """The stored envelope `state` with its personal values encrypted."""
+    cipher = ring.cipher(customer_id)
+    if cipher is None:
+        raise TamperedValue(f"customer {customer_id!r} has no data key (customer is erased)")
+    envelope = json.loads(state)
+
+    def visit(path: str, value: Any) -> Any:
+        return _seal_value(cipher, _aad(event_id, path), value)
+
+    _walk_sealed(event_type, envelope["data"], visit)
+    return _dump(envelope)
+
+
+def reveal(state: bytes, ring: Keyring) -> bytes:
+    """The stored envelope `state` with personal values decrypted, or shown as
+    erased when the customer's key is gone. Raises TamperedValue."""
+    if _MARKER_BYTES not in state:
+        return state
+    envelope = reveal_json(json.loads(state), ring)
+    return _dump(envelope)
+
+
+def reveal_json(envelope: dict[str, Any], ring: Keyring | None) -> dict[str, Any]:
+    """`reveal` on a decoded envelope (changed in place and returned). Without a
+    keyring (a reader without the keys) personal values read as "[encrypted]"."""
+    customer_id = str(envelope.get("customer_id"))
+    event_id = str(envelope.get("event_id"))
+    cipher: list[AESGCM | None] = []
+
+    def visit(path: str, value: Any) -> Any:
+        if ring is None:
+            return ENCRYPTED if value.get("t") == "s" else None
+        if not cipher:
+            cipher.append(ring.cipher(customer_id))
+        try:
+            return _open_value(cipher[0], _aad(event_id, path), value)
+        except TamperedValue as exc:
+            raise TamperedValue(f"tampering: event {event_id}: {exc}") from None
+
+    data = envelope.get("data")
+    if isinstance(data, dict):
+        _walk_markers(data, visit)
+    return envelope

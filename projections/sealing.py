@@ -1,0 +1,113 @@
+"""Personal values in read-model rows: stored encrypted, revealed on query.
+
+Read models keep the customer's personal values (a task's title, an e-mail's
+subject, card and order changes, the timeline's summary of a personal event)
+encrypted under the customer's data key, as one text cell
+
+    "\\x1benc1|<hint>|<customer id, base64url>|<base64 of nonce + ciphertext>"
+
+so the database holds no plaintext, and erasure (destroying the key) needs no
+purge: the next query shows the cell as erased, at once. `hint` says what an
+erased cell reads as: `t` "[erased]" (a text column), `q` the JSON string
+"[erased]", `n` JSON null (a JSON column whose value was not a string).
+
+Queries read through `RevealingConnection`, which reveals every sealed cell of
+every row it returns, so no tab query needs to know which columns are personal.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+
+from ledger.db import Connection
+from ledger.keystore import Keyring
+from ledger.personal import ERASED, TamperedValue
+
+PREFIX = "\x1benc1|"
+_NONCE = 12
+_ERASED_AS = {"t": ERASED, "q": f'"{ERASED}"', "n": "null"}
+
+
+def _aad(customer_id: str, hint: str) -> bytes:
+    return f"read model\x00{customer_id}\x00{hint}".encode()
+
+
+class Sealer:
+    """Seals one projection batch's personal cells (keys cached by the keyring)."""
+
+    def __init__(self, ring: Keyring) -> None:
+        self._ring = ring
+
+    @classmethod
+    def for_db(cls, db: Connection) -> Sealer:
+        return cls(Keyring.for_url(db.url))
+
+    def _seal(self, customer_id: str, hint: str, text: str) -> str:
+        cipher = self._ring.cipher(customer_id)
+        if cipher is None:  # erased (a rebuild after the erasure): nothing to keep
+            return _ERASED_AS[hint]
+        nonce = os.urandom(_NONCE)
+        box = nonce + cipher.encrypt(nonce, text.encode(), _aad(customer_id, hint))
+        who = base64.urlsafe_b64encode(customer_id.encode()).decode()
+        return f"{PREFIX}{hint}|{who}|{base64.b64encode(box).decode()}"
+
+    def text(self, customer_id: str, value: str | None) -> str | None:
+        """A personal text cell."""
+        return None if value is None else self._seal(customer_id, "t", value)
+
+    def json_text(self, customer_id: str, text: str) -> str:
+        """A personal JSON cell (`text` is the value's JSON)."""
+        if text == "null":
+            return text
+        return self._seal(customer_id, "q" if text.startswith('"') else "n", text)
+
+
+def reveal_cell(ring: Keyring, value: Any) -> Any:
+    if not isinstance(value, str) or not value.startswith(PREFIX):
+        return value
+    try:
+        hint, who, box_text = value[len(PREFIX) :].split("|", 2)
+        customer_id = base64.urlsafe_b64decode(who).decode()
+        cipher = ring.cipher(customer_id)
+        if cipher is None:
+            return _ERASED_AS[hint]
+        box = base64.b64decode(box_text, validate=True)
+        return cipher.decrypt(box[:_NONCE], box[_NONCE:], _aad(customer_id, hint)).decode()
+    except (InvalidTag, ValueError, KeyError) as exc:
+        raise TamperedValue(
+            f"tampering: a read-model cell fails authentication ({type(exc).__name__}); "
+            "rebuild the read models (`ledger projections rebuild`)"
+        ) from None
+
+
+class RevealingConnection(Connection):
+    """A view of a Connection whose query results have sealed cells revealed."""
+
+    def __init__(self, inner: Connection) -> None:
+        # Shares the inner connection's driver connection; closing stays its owner's job.
+        self.url = inner.url
+        self.kind = inner.kind
+        self._raw = inner.raw
+        self._ring = Keyring.for_url(inner.url)
+
+    def _reveal(self, row: Sequence[Any]) -> tuple[Any, ...]:
+        return tuple(reveal_cell(self._ring, v) for v in row)
+
+    def fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return [self._reveal(r) for r in super().fetchall(statement, params)]
+
+    def fetchone(self, statement: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        row = super().fetchone(statement, params)
+        return None if row is None else self._reveal(row)
+
+    def close(self) -> None:
+        pass
+
+
+def revealing(conn: Connection) -> Connection:
+    return conn if isinstance(conn, RevealingConnection) else RevealingConnection(conn)
