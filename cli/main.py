@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -11,6 +12,7 @@ from cli.audit import audit
 from cli.context import EXIT_CODES, CliContext, CliError
 from cli.db import db
 from cli.demo import demo
+from cli.privacy import customers, keys
 from cli.projections import projections
 from cli.relay import relay
 from cli.schemas import schemas
@@ -19,6 +21,7 @@ from cli.tab import tab
 from cli.task import task
 from ledger.application import first_line
 from ledger.config import DATABASE_URL_ENV
+from ledger.keystore import MASTER_KEY_ENV, set_master_key_path
 from ledger.printable import printable
 from ledger.service import ServiceError, classify
 
@@ -48,19 +51,46 @@ class _LedgerGroup(click.Group):
     metavar="PATH",
     help="Rights policy TOML file [env LEDGER_RIGHTS_POLICY; default: everything allowed].",
 )
+@click.option(
+    "--master-key",
+    "master_key",
+    metavar="PATH",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=f"Master key file [env {MASTER_KEY_ENV}; SQLite default: beside the database].",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 @click.version_option(package_name="interaction-ledger")
 @click.pass_context
 def ledger(
-    ctx: click.Context, db_option: str | None, rights_option: str | None, debug: bool
+    ctx: click.Context,
+    db_option: str | None,
+    rights_option: str | None,
+    master_key: Path | None,
+    debug: bool,
 ) -> None:
     """The interaction ledger: an append-only history of every customer interaction."""
+    if master_key is not None:
+        set_master_key_path(master_key)
     obj = CliContext(db_option=db_option, rights_option=rights_option, debug=debug)
     ctx.obj = obj
     ctx.call_on_close(obj.close)
 
 
-for command in (append, demo, schemas, db, tab, task, projections, audit, relay, serve, access):
+for command in (
+    append,
+    demo,
+    schemas,
+    db,
+    tab,
+    task,
+    projections,
+    audit,
+    relay,
+    serve,
+    access,
+    customers,
+    keys,
+):
     ledger.add_command(command)
 
 

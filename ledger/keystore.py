@@ -22,6 +22,7 @@ import hashlib
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,6 +39,10 @@ KEYS_TABLE = "ledger_keys"
 MASTER_KEY_ENV = "LEDGER_MASTER_KEY_FILE"
 KEYSTORE_URL_ENV = "LEDGER_KEYSTORE_URL"
 _NONCE = 12
+# How long unwrapped keys are kept: a busy customer's key is unwrapped once per
+# this interval, not per event, and an erasure by another process reaches this
+# one's readers within it.
+CACHE_SECONDS = 2.0
 
 
 class KeystoreError(Exception):
@@ -212,6 +217,8 @@ class Keyring:
         self._lock = threading.Lock()
         self._conn: Connection | None = None
         self._ready = False
+        self._cached_at = time.monotonic()
+        self._pinned: dict[str, AESGCM | None] = {}
 
     @classmethod
     def for_url(cls, url: DatabaseURL) -> Keyring:
@@ -233,6 +240,7 @@ class Keyring:
         """Drop the cached keys (they are read again when next needed)."""
         with self._lock:
             self._cache.clear()
+            self._pinned.clear()
 
     def close(self) -> None:
         with self._lock:
@@ -294,6 +302,12 @@ class Keyring:
     def cipher(self, customer_id: str) -> AESGCM | None:
         """The customer's data key, None if erased or never given one."""
         with self._lock:
+            now = time.monotonic()
+            if now - self._cached_at > CACHE_SECONDS:
+                # Another process may have erased a customer: a long-running reader
+                # (the API, the relay, a follower) sees it within CACHE_SECONDS.
+                self._cache.clear()
+                self._cached_at = now
             if customer_id in self._cache:
                 return self._cache[customer_id]
             row = self._store().fetchone(
@@ -312,9 +326,12 @@ class Keyring:
         wanted = sorted(set(customer_ids))
         erased: set[str] = set()
         with self._lock:
+            # The batch's keys, kept for `sealing_cipher` whatever the cache does:
+            # keys made in this transaction are invisible to the keystore's own connection.
+            self._pinned = {c: self._cache[c] for c in wanted if c in self._cache}
             missing = [c for c in wanted if c not in self._cache]
         if not missing:
-            return {c for c in wanted if self._cache.get(c) is None}
+            return {c for c in wanted if self._pinned.get(c) is None}
         target: Queries = store if self.shared else self._store()
         mine = master_id(self.master)
         now = datetime.now(UTC).isoformat()
@@ -333,9 +350,16 @@ class Keyring:
             if cipher is None:
                 erased.add(customer_id)
             with self._lock:
-                self._cache[customer_id] = cipher
+                self._cache[customer_id] = self._pinned[customer_id] = cipher
         with self._lock:
-            return erased | {c for c in wanted if self._cache.get(c, 0) is None}
+            return erased | {c for c in wanted if self._pinned.get(c) is None}
+
+    def sealing_cipher(self, customer_id: str) -> AESGCM | None:
+        """The key to seal an event of the batch `prepare` was last called for."""
+        with self._lock:
+            if customer_id in self._pinned:
+                return self._pinned[customer_id]
+        return self.cipher(customer_id)
 
     def destroy(self, store: Queries, customer_id: str) -> None:
         """Erase the customer's data key (in `store`'s transaction when the keys live
@@ -353,7 +377,7 @@ class Keyring:
             (customer_id, now, now),
         )
         with self._lock:
-            self._cache[customer_id] = None
+            self._cache[customer_id] = self._pinned[customer_id] = None
 
     def checkpoint(self) -> None:
         """SQLite: move the WAL into the database file and truncate it, so an erased
