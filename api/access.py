@@ -37,6 +37,7 @@ SCOPES: dict[str, str] = {
     "act-as": "task actions on behalf of the user named in the request",
     "audit": "the audit endpoints",
     "ops": "projection status; /metrics when metrics are protected",
+    "erase": "POST /v1/customers/{id}/erase: erase a customer's personal data",
 }
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")

@@ -41,6 +41,7 @@ from ledger.audit.verify import current_anchor
 from ledger.events import KINDS
 from ledger.input import InputItem, read_items
 from ledger.printable import printable
+from ledger.privacy import erase_customer
 from ledger.service import (
     Category,
     FieldChange,
@@ -141,6 +142,7 @@ Ingest = Annotated["Caller", Depends(_scope("ingest"))]
 Reader = Annotated["Caller", Depends(_scope("read"))]
 Auditor = Annotated["Caller", Depends(_scope("audit"))]
 Operator = Annotated["Caller", Depends(_scope("ops"))]
+Eraser = Annotated["Caller", Depends(_scope("erase"))]
 
 
 async def _authenticated(request: Request) -> Caller:
@@ -224,6 +226,18 @@ class Change(BaseModel):
 
 class TaskActionBody(BaseModel):
     changes: list[Change] = Field(default_factory=list)
+
+
+class EraseBody(BaseModel):
+    reason: str = Field(min_length=1, max_length=1000)
+    # Who asked (the data subject's request, a DPO); default: the key's user or name.
+    requested_by: str | None = Field(default=None, min_length=1, max_length=256)
+
+
+class Erased(BaseModel):
+    customer_id: str
+    erased: bool  # false: it already was, and nothing changed
+    position: int | None
 
 
 class Deleted(BaseModel):
@@ -532,6 +546,28 @@ def _routes(app: FastAPI) -> None:
                 ),
             )
         answer: BaseModel = result.task if result.task is not None else Deleted()
+        return Response(answer.model_dump_json(), media_type="application/json")
+
+    # -- erasure ------------------------------------------------------------------------
+
+    @app.post(
+        "/v1/customers/{customer_id}/erase",
+        response_model=Erased,
+        responses=problem_responses(400, 401, 403, 404, 422, 503),
+        tags=["privacy"],
+    )
+    def erase(request: Request, caller: Eraser, customer_id: Id, body: EraseBody) -> Response:
+        """Erase the customer's personal data (docs/privacy.md): `customer.erased`
+        is stored and the customer's key destroyed in one transaction; every reader
+        shows its personal values as erased, and no new event is accepted. A
+        repeated erasure is a no-op (`erased: false`)."""
+        state = _state(request)
+        who = body.requested_by or caller.user or caller.name
+        state.ensure_ready()
+        result = erase_customer(
+            state.services.app(), state.services.policy(), customer_id, body.reason, who
+        )
+        answer = Erased(customer_id=customer_id, erased=result.erased, position=result.position)
         return Response(answer.model_dump_json(), media_type="application/json")
 
     # -- audit --------------------------------------------------------------------------

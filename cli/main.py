@@ -23,7 +23,7 @@ from ledger.application import first_line
 from ledger.config import DATABASE_URL_ENV
 from ledger.keystore import MASTER_KEY_ENV, set_master_key_path
 from ledger.printable import printable
-from ledger.service import ServiceError, classify
+from ledger.service import classify
 
 
 class _LedgerGroup(click.Group):
@@ -31,10 +31,15 @@ class _LedgerGroup(click.Group):
         # Service errors become CLI errors here, for every command at once.
         try:
             return super().invoke(ctx)
-        except ServiceError as exc:
-            if isinstance(ctx.obj, CliContext) and ctx.obj.debug:
+        except click.exceptions.ClickException:
+            raise
+        except Exception as exc:
+            # Known failures from below (a ServiceError, or one the service layer
+            # classifies, such as a missing master key met on a read path).
+            known = classify(exc)
+            if known is None or (isinstance(ctx.obj, CliContext) and ctx.obj.debug):
                 raise  # main() shows the traceback
-            raise CliError(exc.message, EXIT_CODES[exc.category]) from exc
+            raise CliError(known.message, EXIT_CODES[known.category]) from exc
 
 
 @click.group(cls=_LedgerGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -69,8 +74,8 @@ def ledger(
     debug: bool,
 ) -> None:
     """The interaction ledger: an append-only history of every customer interaction."""
-    if master_key is not None:
-        set_master_key_path(master_key)
+    # Always set: a test runs many commands in one process.
+    set_master_key_path(master_key)
     obj = CliContext(db_option=db_option, rights_option=rights_option, debug=debug)
     ctx.obj = obj
     ctx.call_on_close(obj.close)

@@ -30,6 +30,7 @@ from consumers.subscriber import Subscriber, SubscriberConfig
 from ledger.config import ConfigError, parse_database_url
 from ledger.db import Connection, DatabaseUnavailable
 from ledger.events import RecordedEvent
+from ledger.events.customer import CustomerErased
 
 TABLE = "last_contact"
 
@@ -88,6 +89,10 @@ class LastContact:
         }
 
     def __call__(self, event: RecordedEvent) -> None:
+        if isinstance(event.data, CustomerErased):
+            # The customer asked to be forgotten: this service forgets it too.
+            self.conn.execute(f"DELETE FROM {TABLE} WHERE customer_id = ?", (event.customer_id,))
+            return
         channel = CHANNELS.get(event.type)
         if channel is None:
             return

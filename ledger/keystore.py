@@ -62,8 +62,9 @@ _master_override: Path | None = None
 def set_master_key_path(path: Path | None) -> None:
     """`--master-key PATH`: takes precedence over LEDGER_MASTER_KEY_FILE."""
     global _master_override
-    _master_override = path
-    Keyring.forget_all()
+    if path != _master_override:
+        _master_override = path
+        Keyring.forget_all()
 
 
 def master_key_path(url: DatabaseURL) -> tuple[Path | None, bool]:

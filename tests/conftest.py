@@ -18,7 +18,7 @@ import pytest
 
 from ledger.application import LedgerApplication
 from ledger.config import DatabaseURL, parse_database_url
-from ledger.keystore import MASTER_KEY_ENV, Keyring, new_master_key_file
+from ledger.keystore import MASTER_KEY_ENV, Keyring, new_master_key_file, set_master_key_path
 
 pytest_plugins = ["tests.kafka_broker"]
 
@@ -42,6 +42,7 @@ def master_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def _forget_keys() -> Iterator[None]:
     # Each store's keyring holds a connection to its key table: closed after each test.
     yield
+    set_master_key_path(None)
     Keyring.forget_all()
 
 PG_URL = os.environ.get("LEDGER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
