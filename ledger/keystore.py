@@ -176,9 +176,10 @@ def _tables(conn: Connection) -> set[str]:
     if conn.kind == "sqlite":
         rows = conn.fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
     else:
+        # pg_tables lists every table, also those this role may not read (an
+        # auditor's): information_schema would hide them.
         rows = conn.fetchall(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = ?",
-            (conn.url.schema,),
+            "SELECT tablename FROM pg_tables WHERE schemaname = ?", (conn.url.schema,)
         )
     return {str(r[0]) for r in rows}
 
