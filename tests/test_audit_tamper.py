@@ -44,8 +44,9 @@ def _anchor(url: str) -> str:
 def test_changing_one_byte_of_a_payload_is_caught_at_that_position(ledger_url: str) -> None:
     with owner(ledger_url) as o:
         state = bytearray(o.row(5)[4])
-        at = state.index(b"note 3") + 5
-        state[at] = ord("8")  # "note 3" -> "note 8"
+        # The note's id: its text is stored encrypted (docs/privacy.md).
+        at = state.index(b"c-1-n3") + 5
+        state[at] = ord("8")  # "c-1-n3" -> "c-1-n8"
         o.set_state(5, bytes(state))
         stored = o.hash_of(5)
     lines = _broken_at(_verify(ledger_url), 5)
@@ -57,7 +58,7 @@ def test_changing_one_byte_of_a_payload_is_caught_at_that_position(ledger_url: s
 def test_a_change_whose_own_hash_was_recomputed_breaks_the_next_link(ledger_url: str) -> None:
     with owner(ledger_url) as o:
         r = o.row(5)
-        state = bytes(r[4]).replace(b"note 3", b"note 8")
+        state = bytes(r[4]).replace(b"c-1-n3", b"c-1-n8")
         o.set_state(5, state)
         forged = chain_hash(o.hash_of(4), r[0], r[1], r[2], r[3], state, r[5], r[6], r[7])
         o.execute("UPDATE ledger_events SET chain_hash = ? WHERE notification_id = 5", (forged,))
@@ -97,7 +98,7 @@ def _forged_row(o: Owner, position: int, previous_hash: str) -> tuple[object, ..
     template = o.row(3)
     event_id = str(uuid.uuid4())
     state = bytes(template[4]).replace(str(template[5]).encode(), event_id.encode())
-    state = state.replace(b"note 1", b"forged")
+    state = state.replace(b"c-1-n1", b"c-1-forged")
     h = chain_hash(
         previous_hash, position, template[1], 99, template[3], state, event_id, "c-1", None
     )
@@ -173,7 +174,7 @@ def test_changing_an_event_before_an_anchor_is_caught_even_from_a_later_position
 ) -> None:
     anchor = _anchor(ledger_url)
     with owner(ledger_url) as o:
-        o.set_state(2, bytes(o.row(2)[4]).replace(b"note 0", b"note 9"))
+        o.set_state(2, bytes(o.row(2)[4]).replace(b"c-1-n0", b"c-1-n9"))
         o.rechain_from(2)
     assert _verify(ledger_url, "--from", "10").exit_code == 0  # trusts the stored hash at 9
     _broken_at(_verify(ledger_url, "--from", "10", "--anchor", anchor), EVENTS)
