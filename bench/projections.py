@@ -20,6 +20,12 @@ generator writes only valid histories.
     (the query alone, and with the read-your-writes check `ledger tab` makes),
     and through the CLI (a fresh process per call).
 
+(c) erasure of the busiest customer (`customers erase`, read models included),
+    and its timeline tab latency after.
+(d) first, on scratch stores of `--encryption-events` events: in-process
+    rebuild of the same events stored encrypted (read-model cells sealed) vs
+    stored plain (cells plain): the cost of encryption.
+
 `--db` takes a URL of an empty store; without it a scratch store of `--store`
 is created and dropped afterwards.
 """
@@ -27,6 +33,7 @@ is created and dropped afterwards.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import random
@@ -37,6 +44,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -47,11 +55,17 @@ from ledger.config import parse_database_url
 from ledger.db import Connection
 from ledger.domain import customer_stream_id
 from ledger.events import PAYLOADS, parse_recorded_json
+from ledger.keystore import Keyring
+from ledger.personal import seal
+from ledger.privacy import erase_customer
 from ledger.reading import head_position, iter_rows
+from ledger.rights import ALLOW_ALL
 from ledger.stores.rows import LedgerStoredEvent
+from projections.rebuild import rebuild
 from projections.registry import NAMES, get
 from projections.runner import catch_up_live
 from projections.schema import ensure_schema
+from projections.sealing import Sealer
 from projections.tabs import TabRequest, read_tab
 
 WRITE_BATCH = 5000
@@ -237,9 +251,13 @@ def fill(
     url: str,
     count: int,
     events: Iterator[tuple[str, str, dict[str, Any], datetime]] | None = None,
+    *,
+    encrypt: bool = True,
 ) -> float:
-    """Store `count` generated events (or the given ones); seconds taken."""
+    """Store `count` generated events (or the given ones); seconds taken. With
+    `encrypt` personal values are sealed as the mapper seals them on append."""
     app = LedgerApplication(parse_database_url(url), create_tables=True)
+    ring = Keyring.for_url(app.url)
     versions: dict[str, int] = {}
     recorded_at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     started = time.perf_counter()
@@ -247,6 +265,14 @@ def fill(
 
     def flush() -> None:
         with app.ledger_recorder.write_session() as session:
+            if encrypt:
+                ring.prepare(session, {str(e.customer_id) for e in batch})
+                batch[:] = [
+                    dataclasses.replace(
+                        e, state=seal(e.state, e.topic, str(e.customer_id), str(e.event_id), ring)
+                    )
+                    for e in batch
+                ]
             session.insert(batch)
         batch.clear()
 
@@ -355,6 +381,59 @@ def cli_latency(url: str, customer: str, tab: str, runs: int) -> tuple[float, fl
     return _percentiles(samples)
 
 
+def rebuild_in_process(url: str) -> float:
+    """`rebuild --all` in this process; events/s."""
+    with Connection(parse_database_url(url)) as conn:
+        ensure_schema(conn)
+        report = rebuild(conn, [get(name) for name in NAMES])
+    return report.events / report.seconds
+
+
+@contextmanager
+def sealing_off() -> Iterator[None]:
+    """Read-model cells stored as given: the "without encryption" baseline (bench only)."""
+    text, json_text = Sealer.text, Sealer.json_text
+    Sealer.text = lambda self, customer_id, value: value  # type: ignore[method-assign]
+    Sealer.json_text = lambda self, customer_id, value: value  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Sealer.text, Sealer.json_text = text, json_text  # type: ignore[method-assign]
+
+
+def encryption_cost(kind: str, pg_url: str, events: int) -> None:
+    """Rebuild of the same events stored encrypted vs plain (read models sealed vs not)."""
+    rates = {}
+    for encrypted in (False, True):
+        with scratch_store(kind, pg_url) as url:
+            fill(url, events, encrypt=encrypted)
+            if encrypted:
+                rates[encrypted] = rebuild_in_process(url)
+            else:
+                with sealing_off():
+                    rates[encrypted] = rebuild_in_process(url)
+    cost = 1 - rates[True] / rates[False]
+    print(
+        f"  rebuild --all (in process), {events:,} events: without encryption "
+        f"{rates[False]:,.0f} events/s, with {rates[True]:,.0f} events/s (cost {cost:.0%})"
+    )
+
+
+def erasure_latency(url: str, customer: str) -> None:
+    app = LedgerApplication(parse_database_url(url))
+    try:
+        started = time.perf_counter()
+        erase_customer(app, ALLOW_ALL, customer, "bench", "bench")
+        took = time.perf_counter() - started
+    finally:
+        app.close()
+    q50, q99 = tab_latency(url, customer, "timeline", 50, check=False)
+    print(
+        f"  erase {customer}: {took:.2f} s (read models included: they hold ciphertext); "
+        f"its timeline tab after: {q50:.2f} / {q99:.2f} ms"
+    )
+
+
 def run(url: str, events: int, cli_runs: int) -> None:
     print(f"filling {url.split('?')[0]} with {events:,} events ...", flush=True)
     seconds = fill(url, events)
@@ -398,6 +477,9 @@ def run(url: str, events: int, cli_runs: int) -> None:
             line = f"{q50:>6.2f} / {q99:>6.2f} {c50:>6.2f} / {c99:>6.2f} {cli}"
             print(f"  {customer:<8} {tab:<9} {line}")
 
+    print("(c) erasure latency")
+    erasure_latency(url, "busy-1")
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -406,8 +488,17 @@ def main() -> None:
     parser.add_argument("--db", help="URL of an empty store (default: a scratch store)")
     parser.add_argument("--pg-url", default=DEFAULT_PG, help="server for a scratch schema")
     parser.add_argument("--cli-runs", type=int, default=20, help="CLI calls per measurement")
+    parser.add_argument(
+        "--encryption-events",
+        type=int,
+        default=200_000,
+        help="events for (d), rebuild with vs without encryption (0: skip)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("LEDGER_AUTO_MIGRATE", "1")
+    if args.encryption_events:
+        print("(d) the cost of encryption")
+        encryption_cost(args.store, args.pg_url, args.encryption_events)
     if args.db:
         run(args.db, args.events, args.cli_runs)
         return
