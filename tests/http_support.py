@@ -84,6 +84,7 @@ def make_keys(directory: Path) -> Keys:
         "backend": (["read", "act-as"], None),
         "auditor": (["audit"], None),
         "ops": (["ops"], None),
+        "dpo": (["erase"], None),
     }
     tokens = {
         name: new_key(path, name, scopes, user).token for name, (scopes, user) in roles.items()

@@ -24,6 +24,7 @@ from relay.errors import RelayFatal
 from relay.messages import build_message
 from tests.audit_support import owner, run
 from tests.factories import event, ndjson
+from tests.http_support import make_keys, serve_in_thread
 
 # Every personal value of c-1 carries this, so a byte search finds any plaintext copy.
 SECRET = "ZQXSECRET"
@@ -390,3 +391,23 @@ def test_last_contact_forgets_an_erased_customer(url: str, store_url: str) -> No
             handle(e)
         assert last_contact_of(conn, "c-1") is None
         assert last_contact_of(conn, "c-2") is not None
+
+
+def test_erase_over_http_needs_the_erase_scope(url: str, tmp_path: Path) -> None:
+    keys = make_keys(tmp_path)
+    body = {"reason": "art. 17", "requested_by": "dpo@example.com"}
+    with serve_in_thread(url, access=keys.access()) as client:
+        refused = client.post("/v1/customers/c-1/erase", json=body, headers=keys.auth("reader"))
+        assert refused.status_code == 403
+        assert "erase" in refused.json()["detail"]
+        done = client.post("/v1/customers/c-1/erase", json=body, headers=keys.auth("dpo"))
+        assert done.status_code == 200, done.text
+        assert done.json()["erased"] is True
+        again = client.post("/v1/customers/c-1/erase", json=body, headers=keys.auth("dpo"))
+        assert again.json() == {"customer_id": "c-1", "erased": False, "position": None}
+        missing = client.post("/v1/customers/nobody/erase", json=body, headers=keys.auth("dpo"))
+        assert missing.status_code == 404
+        card = client.get("/v1/customers/c-1/tabs/card", headers=keys.auth("reader"))
+        assert card.status_code == 200 and SECRET not in card.text and "[erased]" in card.text
+    history = ok(cli(url, "audit", "history", "--customer", "c-1", "--format", "json"))
+    assert '"requested_by":"dpo@example.com"' in history.replace(" ", "")
