@@ -44,7 +44,9 @@ _STORED = """
 When it stores an event the ledger adds `position` (global, strictly increasing),
 `recorded_at`, `schema_version`, and the stream the event belongs to (`stream_id`,
 one per customer) with its `stream_version`. A stored event is never updated or
-deleted.
+deleted. Personal values (`docs/privacy.md` lists them per type) are stored
+encrypted under the customer's key; after `customer.erased` they read as
+`"[erased]"` and no further event for the customer is accepted.
 
 ## Types and payloads
 

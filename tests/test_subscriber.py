@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from click.testing import CliRunner
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from cli.main import ledger
 from consumers.kafka_config import KafkaSettings
 from consumers.kafka_connect import KafkaUnavailable
 from consumers.kafka_topics import ensure_topic
@@ -352,3 +354,47 @@ def test_database_seen_store(store_url: str) -> None:
     assert second.seen("g", "e9")
     first.close()
     second.close()
+
+
+def test_relay_and_subscriber_carry_an_erasure_and_last_contact_forgets(
+    pg_url: str, kafka_broker: TansuBroker
+) -> None:
+    """The relay publishes customer.erased, and events relayed after the erasure
+    (a `relay reset`) carry "[erased]", never the plaintext; the subscriber kit
+    hands customer.erased to its handler, and last_contact deletes the customer."""
+    append(
+        pg_url,
+        [
+            event("customer.created", "ann", {"card": {"name": "ZQX Ann"}}),
+            event("sms.sent", "ann", {"message_id": "s1", "to": "+1", "text": "ZQX hi"}),
+            event("customer.created", "bob", {"card": {"name": "Bob"}}),
+            event("sms.sent", "bob", {"message_id": "s2", "to": "+2", "text": "hello"}),
+        ],
+    )
+    bootstrap = kafka_broker.bootstrap
+    runner = CliRunner()
+    erased = runner.invoke(
+        ledger, ["--db", pg_url, "customers", "erase", "ann", "--reason", "art. 17", "--yes"]
+    )
+    assert erased.exit_code == 0, erased.output
+    assert relay_all(pg_url, bootstrap) == 5
+    with topic_reader(bootstrap) as reader:
+        reader.read_until(lambda records: len(records) >= 5)
+        values = [bytes(r.value).decode() for r in reader.records]
+    assert any('"customer.erased"' in v for v in values)
+    assert not any("ZQX" in v for v in values)
+
+    with Connection(parse_database_url(pg_url)) as conn:
+        handler = LastContact(conn)
+        seen_types: list[str] = []
+
+        def handle(e: RecordedEvent) -> None:
+            seen_types.append(e.type)
+            handler(e)
+
+        sub = subscriber(handle, bootstrap, "forget")
+        with running(sub):
+            wait_for(lambda: sub.stats.handled == 5)
+        assert seen_types.count("customer.erased") == 1
+        assert last_contact_of(conn, "ann") is None
+        assert last_contact_of(conn, "bob") is not None
