@@ -351,14 +351,15 @@ class Appender:
         own inserts) and the events of this input not inserted yet."""
         parsed = [(item, _parse(item)) for item in batch]
         events = [p for _, p in parsed if isinstance(p, InboundEvent)]
-        stored = self._stored_digests(store, events)
-        self._load_claims(store, events)
-        self._load_customers({e.customer_id for e in events})
         keyring = self.app.mapper.keyring  # type: ignore[attr-defined]
         # Keys are made in this transaction, so a customer whose first event rolls
         # back keeps no key; a key destroyed without its customer.erased stored
-        # (a crash between) still refuses further events.
+        # (a crash between) still refuses further events. First: the stored
+        # duplicates below are revealed with them.
         shredded = keyring.prepare(store, {e.customer_id for e in events}) if keyring else set()
+        stored = self._stored_digests(store, events)
+        self._load_claims(store, events)
+        self._load_customers({e.customer_id for e in events})
         now = datetime.now(UTC)
         out: list[CustomerEvent] = []
         touched: dict[str, Customer] = {}

@@ -220,7 +220,7 @@ class Keyring:
         self._conn: Connection | None = None
         self._ready = False
         self._cached_at = time.monotonic()
-        self._pinned: dict[str, AESGCM | None] = {}
+        self._local = threading.local()
 
     @classmethod
     def for_url(cls, url: DatabaseURL) -> Keyring:
@@ -242,7 +242,7 @@ class Keyring:
         """Drop the cached keys (they are read again when next needed)."""
         with self._lock:
             self._cache.clear()
-            self._pinned.clear()
+        self._pinned.clear()
 
     def close(self) -> None:
         with self._lock:
@@ -303,6 +303,9 @@ class Keyring:
 
     def cipher(self, customer_id: str) -> AESGCM | None:
         """The customer's data key, None if erased or never given one."""
+        pinned = self._pinned  # this thread's batch, which its transaction can see
+        if customer_id in pinned:
+            return pinned[customer_id]
         with self._lock:
             now = time.monotonic()
             if now - self._cached_at > CACHE_SECONDS:
@@ -322,20 +325,28 @@ class Keyring:
                 self._cache[customer_id] = cipher
             return cipher
 
+    @property
+    def _pinned(self) -> dict[str, AESGCM | None]:
+        """This thread's batch: the keys `prepare` found or made, which `cipher` serves first.
+        Per thread: appenders in several threads share this keyring, and a key made
+        in one's open transaction must serve that transaction only (it may roll back)."""
+        pinned: dict[str, AESGCM | None] | None = getattr(self._local, "pinned", None)
+        if pinned is None:
+            pinned = self._local.pinned = {}
+        return pinned
+
     def prepare(self, store: Queries, customer_ids: Iterable[str]) -> set[str]:
         """Give every customer in `customer_ids` a data key (in `store`'s transaction
         when the keys live in the ledger's database); returns the erased ones."""
         wanted = sorted(set(customer_ids))
-        erased: set[str] = set()
+        pinned = self._pinned
+        pinned.clear()
         with self._lock:
-            # The batch's keys, kept for `sealing_cipher` whatever the cache does:
-            # keys made in this transaction are invisible to the keystore's own connection.
-            self._pinned = {c: self._cache[c] for c in wanted if c in self._cache}
-            missing = [c for c in wanted if c not in self._cache]
-        if not missing:
-            return {c for c in wanted if self._pinned.get(c) is None}
+            # Only committed keys are in the shared cache (see `cipher`).
+            pinned.update((c, self._cache[c]) for c in wanted if c in self._cache)
+        missing = [c for c in wanted if c not in pinned]
         target: Queries = store if self.shared else self._store()
-        mine = master_id(self.master)
+        mine = master_id(self.master) if missing else ""
         now = datetime.now(UTC).isoformat()
         for customer_id in missing:
             key = AESGCM.generate_key(bit_length=256)
@@ -348,20 +359,8 @@ class Keyring:
                 f"SELECT wrapped, master_id FROM {KEYS_TABLE} WHERE customer_id = ?",
                 (customer_id,),
             )
-            cipher = self._cipher(customer_id, row[0] if row else None)
-            if cipher is None:
-                erased.add(customer_id)
-            with self._lock:
-                self._cache[customer_id] = self._pinned[customer_id] = cipher
-        with self._lock:
-            return erased | {c for c in wanted if self._pinned.get(c) is None}
-
-    def sealing_cipher(self, customer_id: str) -> AESGCM | None:
-        """The key to seal an event of the batch `prepare` was last called for."""
-        with self._lock:
-            if customer_id in self._pinned:
-                return self._pinned[customer_id]
-        return self.cipher(customer_id)
+            pinned[customer_id] = self._cipher(customer_id, row[0] if row else None)
+        return {c for c in wanted if pinned.get(c) is None}
 
     def destroy(self, store: Queries, customer_id: str) -> None:
         """Erase the customer's data key (in `store`'s transaction when the keys live
@@ -378,8 +377,10 @@ class Keyring:
             "RETURNING customer_id",
             (customer_id, now, now),
         )
+        self._pinned[customer_id] = None
         with self._lock:
-            self._cache[customer_id] = self._pinned[customer_id] = None
+            # Read again once committed (or not, if this transaction rolls back).
+            self._cache.pop(customer_id, None)
 
     def checkpoint(self) -> None:
         """SQLite: move the WAL into the database file and truncate it, so an erased

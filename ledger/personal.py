@@ -136,7 +136,7 @@ def has_personal(event_type: str, data: Any) -> bool:
 
 def seal(state: bytes, event_type: str, customer_id: str, event_id: str, ring: Keyring) -> bytes:
     """The stored envelope `state` with its personal values encrypted."""
-    cipher = ring.sealing_cipher(customer_id)
+    cipher = ring.cipher(customer_id)
     if cipher is None:
         raise TamperedValue(f"customer {customer_id!r} has no data key (customer is erased)")
     envelope = json.loads(state)
