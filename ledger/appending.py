@@ -159,9 +159,16 @@ class Appender:
         self.close()
 
     def append(self, items: Iterable[InputItem], *, skip_invalid: bool = False) -> AppendReport:
-        if skip_invalid:
-            return self.append_valid(items)
-        return self.append_all_or_nothing(items)
+        try:
+            if skip_invalid:
+                return self.append_valid(items)
+            return self.append_all_or_nothing(items)
+        finally:
+            ring = self.app.mapper.keyring  # type: ignore[attr-defined]
+            if ring is not None:
+                # This thread's batch keys: readers on this thread go back to the
+                # shared cache, which notices another process's erasure.
+                ring.release()
 
     # -- all or nothing ---------------------------------------------------------------
 

@@ -335,6 +335,10 @@ class Keyring:
             pinned = self._local.pinned = {}
         return pinned
 
+    def release(self) -> None:
+        """Forget this thread's batch (at the end of an append)."""
+        self._pinned.clear()
+
     def prepare(self, store: Queries, customer_ids: Iterable[str]) -> set[str]:
         """Give every customer in `customer_ids` a data key (in `store`'s transaction
         when the keys live in the ledger's database); returns the erased ones."""
