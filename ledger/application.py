@@ -12,17 +12,23 @@ from eventsourcing.persistence import (
     Mapper,
     OperationalError,
     PersistenceError,
+    StoredEvent,
 )
 
 from ledger.config import DatabaseURL
 from ledger.db import DatabaseUnavailable
-from ledger.domain import Customer, CustomerSnapshot, customer_stream_id
+from ledger.domain import Customer, CustomerEvent, CustomerSnapshot, customer_stream_id
 from ledger.mapper import LedgerMapper
+from ledger.reading import Queries
 from ledger.stores.base import LedgerRecorder
+from ledger.stores.rows import EVENTS_TABLE
 
 # A customer's state is snapshotted every this many events, so loading a busy
 # customer replays at most this many events.
 SNAPSHOT_INTERVAL = 500
+# Events replayed per query when loading a customer, so a long stream loads in
+# constant memory beyond the customer's own state.
+_REPLAY_PAGE = 1000
 
 
 class LedgerApplication(Application[UUID]):
@@ -61,11 +67,67 @@ class LedgerApplication(Application[UUID]):
         except AggregateNotFoundError:
             return Customer(id=stream_id, customer_id=customer_id)
 
+    def load_customer(self, store: Queries, customer_id: str) -> Customer:
+        """The customer's aggregate as `store` sees it: its latest snapshot, then
+        the events after it. Through a write session this includes the session's
+        own rows before they commit, which the repository (its own connection)
+        cannot see."""
+        stream_id = customer_stream_id(customer_id)
+        # SQLite stores stream ids as 32-digit hex text; PostgreSQL reads that
+        # text as a uuid.
+        oid = stream_id.hex
+        customer: Customer | None = None
+        rows = store.fetchall(
+            f"SELECT originator_version, topic, state FROM {self._snapshots_table} "
+            "WHERE originator_id = ? ORDER BY originator_version DESC LIMIT 1",
+            (oid,),
+        )
+        for version, topic, state in rows:
+            snapshot = self.mapper.to_domain_event(
+                StoredEvent(stream_id, version, topic, bytes(state))
+            )
+            assert isinstance(snapshot, CustomerSnapshot)
+            customer = snapshot.mutate(None)
+        after = customer.version if customer else 0
+        while True:
+            rows = store.fetchall(
+                f"SELECT originator_version, topic, state FROM {EVENTS_TABLE} "
+                "WHERE originator_id = ? AND originator_version > ? "
+                "ORDER BY originator_version LIMIT ?",
+                (oid, after, _REPLAY_PAGE),
+            )
+            for version, topic, state in rows:
+                event = self.mapper.to_domain_event(
+                    StoredEvent(stream_id, version, topic, bytes(state))
+                )
+                assert isinstance(event, CustomerEvent)
+                customer = event.mutate(customer)
+            if len(rows) < _REPLAY_PAGE:
+                break
+            after = rows[-1][0]
+        return customer or Customer(id=stream_id, customer_id=customer_id)
+
+    @property
+    def _snapshots_table(self) -> str:
+        # The library names it per store (SQLite: stored_snapshots).
+        assert self.snapshots is not None
+        name = getattr(self.snapshots.recorder, "events_table_name", None)
+        assert isinstance(name, str)
+        return name
+
     def snapshot_if_due(self, customer: Customer, previous_version: int) -> None:
         """Snapshot a customer whose version crossed a multiple of the interval."""
-        if customer.version // SNAPSHOT_INTERVAL > previous_version // SNAPSHOT_INTERVAL:
-            assert self.snapshots is not None
-            self.snapshots.put([CustomerSnapshot.take(customer, datetime.now(UTC))])
+        if snapshot_due(previous_version, customer.version):
+            self.snapshot_customer(customer)
+
+    def snapshot_customer(self, customer: Customer) -> None:
+        assert self.snapshots is not None
+        self.snapshots.put([CustomerSnapshot.take(customer, datetime.now(UTC))])
+
+
+def snapshot_due(previous_version: int, version: int) -> bool:
+    """True when going from one version to the other crosses a snapshot interval."""
+    return version // SNAPSHOT_INTERVAL > previous_version // SNAPSHOT_INTERVAL
 
 
 def first_line(exc: BaseException) -> str:
