@@ -8,11 +8,13 @@ from typing import Any
 
 from ledger.appending import DEFAULT_CUSTOMER_CACHE, Appender, AppendReport
 from ledger.application import SNAPSHOT_INTERVAL, LedgerApplication
+from ledger.config import parse_database_url
 from ledger.db import Connection
 from ledger.domain import customer_stream_id
 from ledger.input import read_items
 from ledger.reading import head_position, read_events
 from tests.factories import append_ok, event, ndjson
+from tests.test_limits import _refuse_on_insert
 
 
 def created(cid: str) -> dict[str, Any]:
@@ -130,3 +132,29 @@ def test_skip_invalid_with_eviction_rejects_the_same_lines(app: LedgerApplicatio
     assert [r.line for r in report.rejected] == rejected_lines
     assert report.duplicates == 1
     assert report.appended == len(events) - len(rejected_lines) - 1
+
+
+def test_customers_of_a_refused_batch_stay_in_memory(pg_url: str) -> None:
+    """Rows after a refused one are not in the store, yet the rest of the input is
+    still decided with them (to report every rejection): their customers are kept."""
+    order = event("order.created", "c1", {"order_id": "o1", "status": "new"})
+    events = [
+        created("c1"),
+        created("c2"),
+        note("c1", "refused"),  # 3: the store refuses it; batch (3, 4) is not stored
+        order,
+        created("c3"),
+        created("c4"),
+        order_changed("c1", "o1"),  # 7: o1 exists only in memory
+        event("order.created", "c2", {"order_id": "o1", "status": "new"}),  # 8: c1's
+        dict(order),  # 9: a duplicate of line 4
+    ]
+    app = LedgerApplication(parse_database_url(pg_url))
+    try:
+        _refuse_on_insert(pg_url, events[2]["event_id"], "check_violation")
+        kept, evicted = run(app, events, DEFAULT_CUSTOMER_CACHE), run(app, events, 0)
+        assert [r.line for r in kept.rejected] == [3, 8] and kept.duplicates == 1
+        assert outcome(evicted) == outcome(kept)
+        assert stored_rows(app) == []
+    finally:
+        app.close()
