@@ -34,8 +34,23 @@ def _rss_mb(pid: int) -> float | None:
     return None
 
 
+def _read_fraction(pid: int, path: Path) -> float | None:
+    """How far the child has read its input file (its file offset / the size)."""
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == str(path):
+                info = Path(f"/proc/{pid}/fdinfo/{fd}").read_text()
+                pos = int(info.split("pos:", 1)[1].split()[0])
+                return pos / path.stat().st_size
+    except (OSError, IndexError, ValueError):
+        return None
+    return None
+
+
 def measure(url: str, path: Path, skip_invalid: bool) -> tuple[float, float, list[float]]:
-    """Elapsed seconds, peak RSS in MB, and the RSS sampled once a second."""
+    """Elapsed seconds, peak RSS in MB, and the RSS sampled once a second
+    (printed every 30 s with how much of the input was read, so a long run
+    shows its curve while it goes)."""
     ledger = str(Path(sys.executable).with_name("ledger"))
     command = [ledger, "--db", url, "append", str(path), "--format", "json"]
     if skip_invalid:
@@ -47,6 +62,10 @@ def measure(url: str, path: Path, skip_invalid: bool) -> tuple[float, float, lis
         rss = _rss_mb(child.pid)
         if rss is not None:
             samples.append(rss)
+            if len(samples) % 30 == 0:
+                read = _read_fraction(child.pid, path)
+                done = f"{read:6.1%} of the input read" if read is not None else ""
+                print(f"  {len(samples):>6} s  RSS {rss:5.0f} MB  {done}", flush=True)
         time.sleep(1)
     elapsed = time.perf_counter() - started
     if child.returncode != 0:

@@ -23,6 +23,9 @@ commit. So all-or-nothing inserts every accepted batch even after a rejection
 (the rollback at the end undoes them): what the input decided is then always in
 the store. Only once the store refuses a row that was decided as accepted does
 the rest of the input stay in memory, as the store can no longer answer for it.
+Snapshots are written through the same session too, so they commit or roll back
+with the events they summarise, and an evicted customer reloads from a snapshot
+plus a few events (`REPLAY_LIMIT`).
 """
 
 from __future__ import annotations
@@ -71,6 +74,11 @@ from ledger.stores.base import WriteSession
 DEFAULT_BATCH_SIZE = 1000
 # Customer states kept between batches (beyond those of the batch at hand).
 DEFAULT_CUSTOMER_CACHE = 10_000
+# An evicted customer is snapshotted when reloading it would replay at least
+# this many events (or a sixteenth of its stream, so that a big customer's
+# snapshots, as big as its state, stay rare): inputs that visit customers at
+# random then reload each from a snapshot and a few events.
+REPLAY_LIMIT = 50
 OPTIMISTIC_ATTEMPTS = 5
 
 # What a producer sent, as opposed to what the ledger added when storing it: two
@@ -119,6 +127,12 @@ class _Abort(Exception):
 
 
 @dataclass
+class _Cached:
+    customer: Customer
+    snapshot_version: int  # of its latest stored snapshot (0: none)
+
+
+@dataclass
 class _Decision:
     """What one batch comes to: the rows to insert (and the input item of each),
     the customers they change, and what was not stored and why."""
@@ -146,16 +160,13 @@ class Appender:
         self.customer_cache = customer_cache
         self._db = Connection(app.url)
         # Least recently used first; whatever is evicted is in the store.
-        self._customers: OrderedDict[str, Customer] = OrderedDict()
+        self._customers: OrderedDict[str, _Cached] = OrderedDict()
         # Customers whose state holds events the store refused: never evicted.
         self._pinned: dict[str, Customer] = {}
         # Until inserted (then the store answers): event_id -> digest of the
         # producer's content, and subject -> the customer that created it.
         self._seen: dict[str, bytes] = {}
         self._claims: dict[str, str] = {}
-        # Customers whose version crossed a snapshot interval in this
-        # all-or-nothing transaction: snapshotted once it commits.
-        self._snapshot_after_commit: set[str] = set()
 
     def close(self) -> None:
         self._db.close()
@@ -194,15 +205,12 @@ class Appender:
                     # Inserted even after a rejection (rolled back at the end), so
                     # the session can answer for everything decided so far.
                     if not refused and self._insert_or_reject(session, decision, report):
-                        self._note_snapshots_due(decision)
-                        self._forget_inserted()
-                        self._evict()
+                        self._settle_customers(decision, session)
                         continue
                     refused = True
                     self._pin(decision)
                 if not report.ok:
                     raise _Abort
-            self._take_due_snapshots()
         except _Abort:
             report.stored = False
             report.appended = 0
@@ -321,20 +329,29 @@ class Appender:
         """After a batch's own commit: count it and snapshot the customers now due."""
         report.duplicates += decision.duplicates
         report.rejected.extend(decision.rejections)
-        for customer in decision.touched:
-            previous = customer.version
-            customer.collect_events()
-            self.app.snapshot_if_due(customer, previous)
-        self._forget_inserted()
-        self._evict()
+        self._settle_customers(decision, self._db)
 
-    def _note_snapshots_due(self, decision: _Decision) -> None:
-        # Inside the all-or-nothing transaction: snapshot only once it commits.
+    def _settle_customers(self, decision: _Decision, store: Queries) -> None:
+        """Once a batch is in `store` (committed, or inserted in the session):
+        snapshot the customers now due, through `store` (so a snapshot commits
+        or rolls back with the events it summarises), and evict the least
+        recently used."""
         for customer in decision.touched:
             previous = customer.version
             customer.collect_events()
+            cached = self._customers[customer.customer_id]
             if snapshot_due(previous, customer.version):
-                self._snapshot_after_commit.add(customer.customer_id)
+                self._snapshot(store, cached)
+        self._forget_inserted()
+        while len(self._customers) > self.customer_cache:
+            _, cached = self._customers.popitem(last=False)
+            since = cached.customer.version - cached.snapshot_version
+            if since >= max(REPLAY_LIMIT, cached.customer.version // 16):
+                self._snapshot(store, cached)
+
+    def _snapshot(self, store: Queries, cached: _Cached) -> None:
+        self.app.store_snapshot(store, cached.customer)
+        cached.snapshot_version = cached.customer.version
 
     def _pin(self, decision: _Decision) -> None:
         """Keep in memory the customers of a batch the store did not take whole:
@@ -346,15 +363,6 @@ class Appender:
             self._customers.pop(customer.customer_id, None)
             self._pinned[customer.customer_id] = customer
 
-    def _take_due_snapshots(self) -> None:
-        # Snapshots are a cache outside the events' transaction: taken only once
-        # the events they summarise are committed. An evicted customer is
-        # reloaded from the (now committed) store.
-        for customer_id in self._snapshot_after_commit:
-            customer = self._customers.get(customer_id) or self.app.customer(customer_id)
-            self.app.snapshot_customer(customer)
-        self._snapshot_after_commit.clear()
-
     def _forget_inserted(self) -> None:
         """Event ids and claims of inserted rows are found in the store from now on;
         keeping them would make memory grow with the input."""
@@ -362,17 +370,10 @@ class Appender:
         self._claims.clear()
 
     def _forget_written(self) -> None:
-        self._snapshot_after_commit.clear()
         self._customers.clear()
         self._pinned.clear()
         self._seen.clear()
         self._claims.clear()
-
-    def _evict(self) -> None:
-        """Drop the least recently used customer states beyond `customer_cache`;
-        called between batches, when every state kept is in the store."""
-        while len(self._customers) > self.customer_cache:
-            self._customers.popitem(last=False)
 
     # -- deciding -----------------------------------------------------------------------
 
@@ -464,7 +465,7 @@ class Appender:
         self._claims.update(subject_owners(store, subjects))
 
     def _customer(self, customer_id: str) -> Customer:
-        return self._pinned.get(customer_id) or self._customers[customer_id]
+        return self._pinned.get(customer_id) or self._customers[customer_id].customer
 
     def _load_customers(self, store: Queries, customer_ids: Iterable[str]) -> None:
         for customer_id in customer_ids:
@@ -473,7 +474,7 @@ class Appender:
             if customer_id in self._customers:
                 self._customers.move_to_end(customer_id)
             else:
-                self._customers[customer_id] = self.app.load_customer(store, customer_id)
+                self._customers[customer_id] = _Cached(*self.app.load_customer(store, customer_id))
 
 
 def _digest(event: InboundEvent | RecordedEvent) -> bytes:

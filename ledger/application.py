@@ -67,11 +67,11 @@ class LedgerApplication(Application[UUID]):
         except AggregateNotFoundError:
             return Customer(id=stream_id, customer_id=customer_id)
 
-    def load_customer(self, store: Queries, customer_id: str) -> Customer:
-        """The customer's aggregate as `store` sees it: its latest snapshot, then
-        the events after it. Through a write session this includes the session's
-        own rows before they commit, which the repository (its own connection)
-        cannot see."""
+    def load_customer(self, store: Queries, customer_id: str) -> tuple[Customer, int]:
+        """The customer's aggregate as `store` sees it, and the version of the
+        snapshot it started from (0: none): its latest snapshot, then the events
+        after it. Through a write session this includes the session's own rows
+        before they commit, which the repository (its own connection) cannot see."""
         stream_id = customer_stream_id(customer_id)
         # SQLite stores stream ids as 32-digit hex text; PostgreSQL reads that
         # text as a uuid.
@@ -88,7 +88,7 @@ class LedgerApplication(Application[UUID]):
             )
             assert isinstance(snapshot, CustomerSnapshot)
             customer = snapshot.mutate(None)
-        after = customer.version if customer else 0
+        after = snapshot_version = customer.version if customer else 0
         while True:
             rows = store.fetchall(
                 f"SELECT originator_version, topic, state FROM {EVENTS_TABLE} "
@@ -105,7 +105,20 @@ class LedgerApplication(Application[UUID]):
             if len(rows) < _REPLAY_PAGE:
                 break
             after = rows[-1][0]
-        return customer or Customer(id=stream_id, customer_id=customer_id)
+        return customer or Customer(id=stream_id, customer_id=customer_id), snapshot_version
+
+    def store_snapshot(self, store: Queries, customer: Customer) -> None:
+        """Snapshot the customer through `store`: inside a write session it
+        commits, or rolls back, with the events it summarises. A snapshot
+        already stored at this version is left as it is (same state)."""
+        stored = self.mapper.to_stored_event(CustomerSnapshot.take(customer, datetime.now(UTC)))
+        # RETURNING makes the insert a query, which is all a session offers.
+        store.fetchall(
+            f"INSERT INTO {self._snapshots_table} "
+            "(originator_id, originator_version, topic, state) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT DO NOTHING RETURNING originator_version",
+            (customer.id.hex, stored.originator_version, stored.topic, stored.state),
+        )
 
     @property
     def _snapshots_table(self) -> str:
@@ -114,15 +127,6 @@ class LedgerApplication(Application[UUID]):
         name = getattr(self.snapshots.recorder, "events_table_name", None)
         assert isinstance(name, str)
         return name
-
-    def snapshot_if_due(self, customer: Customer, previous_version: int) -> None:
-        """Snapshot a customer whose version crossed a multiple of the interval."""
-        if snapshot_due(previous_version, customer.version):
-            self.snapshot_customer(customer)
-
-    def snapshot_customer(self, customer: Customer) -> None:
-        assert self.snapshots is not None
-        self.snapshots.put([CustomerSnapshot.take(customer, datetime.now(UTC))])
 
 
 def snapshot_due(previous_version: int, version: int) -> bool:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from ledger.appending import DEFAULT_CUSTOMER_CACHE, Appender, AppendReport
+import pytest
+
+from ledger.appending import DEFAULT_CUSTOMER_CACHE, REPLAY_LIMIT, Appender, AppendReport
 from ledger.application import SNAPSHOT_INTERVAL, LedgerApplication
 from ledger.config import parse_database_url
 from ledger.db import Connection
@@ -88,7 +90,13 @@ def stored_rows(app: LedgerApplication) -> list[tuple[Any, ...]]:
         ]
 
 
-def test_evicted_customers_are_decided_as_if_kept(app: LedgerApplication) -> None:
+@pytest.mark.parametrize("replay_limit", [REPLAY_LIMIT, 1])
+def test_evicted_customers_are_decided_as_if_kept(
+    app: LedgerApplication, replay_limit: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With a limit of 1 every evicted customer is snapshotted in the import's
+    # transaction, and reloaded from that snapshot.
+    monkeypatch.setattr("ledger.appending.REPLAY_LIMIT", replay_limit)
     # c0 is busy and snapshotted before the import: reloading it reads the snapshot.
     busy = SNAPSHOT_INTERVAL * 2 - 10
     append_ok(app, [created("c0"), *[note("c0", f"n{i}") for i in range(busy - 1)]])
@@ -102,6 +110,8 @@ def test_evicted_customers_are_decided_as_if_kept(app: LedgerApplication) -> Non
     assert kept.duplicates == 1 and not kept.stored
     assert outcome(evicted) == outcome(kept)
     assert stored_rows(app) == before  # all or nothing: nothing of either run
+    assert app.snapshots is not None  # nor the snapshots taken in its transaction
+    assert list(app.snapshots.get(customer_stream_id("c1"))) == []
     with Connection(app.url) as conn:
         assert head_position(conn) == len(before)
 
@@ -118,7 +128,6 @@ def test_evicted_customers_are_decided_as_if_kept(app: LedgerApplication) -> Non
         assert [r[3] for r in rows if r[2] == cid] == list(
             range(1, 1 + sum(r[2] == cid for r in rows))
         )
-    assert app.snapshots is not None
     versions = [s.originator_version for s in app.snapshots.get(customer_stream_id("c0"))]
     assert max(versions) == busy + SNAPSHOT_INTERVAL // 50
     c1, c2 = app.customer("c1"), app.customer("c2")
