@@ -134,13 +134,20 @@ def test_evicted_customers_are_decided_as_if_kept(
     assert c1.orders == {"o1"} and c2.tasks == {"t1": "pending"}
 
 
-def test_skip_invalid_with_eviction_rejects_the_same_lines(app: LedgerApplication) -> None:
+@pytest.mark.parametrize("replay_limit", [REPLAY_LIMIT, 1])
+def test_skip_invalid_with_eviction_rejects_the_same_lines(
+    app: LedgerApplication, replay_limit: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("ledger.appending.REPLAY_LIMIT", replay_limit)
     append_ok(app, [created("c0")])
     events, rejected_lines = mixed_input()
     report = run(app, events, 1, skip=True)
     assert [r.line for r in report.rejected] == rejected_lines
     assert report.duplicates == 1
     assert report.appended == len(events) - len(rejected_lines) - 1
+    assert app.snapshots is not None
+    c2 = list(app.snapshots.get(customer_stream_id("c2")))
+    assert bool(c2) == (replay_limit == 1)  # taken when evicted, committed already
 
 
 def test_customers_of_a_refused_batch_stay_in_memory(pg_url: str) -> None:
