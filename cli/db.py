@@ -5,11 +5,11 @@ from __future__ import annotations
 import click
 
 from cli.context import EXIT_USAGE, FORMAT_OPTION, CliError, cli_context, emit_json
-from consumers.relay import ensure_schema as ensure_relay_schema
 from ledger.application import LedgerApplication
 from ledger.audit.common import AuditError
 from ledger.audit.grants import grant_auditor as grant
 from projections.schema import ensure_schema as ensure_projection_schema
+from relay.tracking import ensure_schema as ensure_relay_schema
 
 
 @click.group()

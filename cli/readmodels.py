@@ -9,21 +9,20 @@ from contextlib import contextmanager
 import click
 
 from cli.context import EXIT_REJECTED, EXIT_UNAVAILABLE, EXIT_USAGE, CliError
-from ledger.application import LedgerApplication
+from ledger.application import LedgerApplication, first_line
 from ledger.config import auto_migrate
 from ledger.db import Connection
-from ledger.stores.rows import EVENTS_TABLE
+from ledger.reading import events_table_exists
 from projections import registry
 from projections.base import Projection
 from projections.runner import UNAVAILABLE_ERRORS, ProjectionError
 from projections.schema import SchemaMissing, require_schema
-from projections.tables import existing_tables
 
 
 def prepare_store(conn: Connection) -> None:
     """Events table and read-model tables in place, created on first use
     unless LEDGER_AUTO_MIGRATE=0."""
-    if EVENTS_TABLE not in existing_tables(conn):
+    if not events_table_exists(conn):
         if not auto_migrate():
             raise SchemaMissing(
                 "the events table is missing: run `ledger db migrate` "
@@ -44,8 +43,7 @@ def projection_errors() -> Iterator[None]:
     except registry.UnknownProjection as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
     except UNAVAILABLE_ERRORS as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CliError(f"database unavailable: {first}", EXIT_UNAVAILABLE) from exc
+        raise CliError(f"database unavailable: {first_line(exc)}", EXIT_UNAVAILABLE) from exc
 
 
 def choose(names: Sequence[str], all_: bool, *, required: bool) -> list[Projection]:

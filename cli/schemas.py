@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ledger.catalogue_doc import render_catalogue
 from ledger.schemas import write_schemas
 
 
@@ -27,3 +28,9 @@ def export(out_dir: Path) -> None:
     """Write one JSON Schema per event type, plus the envelopes, into OUT."""
     written = write_schemas(out_dir)
     click.echo(f"wrote {len(written)} schemas to {out_dir}")
+
+
+@schemas.command()
+def catalogue() -> None:
+    """Print the event catalogue as Markdown (committed as docs/events.md)."""
+    click.echo(render_catalogue(), nl=False)

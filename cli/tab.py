@@ -13,8 +13,8 @@ from cli.tables import Column, echo_table
 from ledger.events import KINDS
 from ledger.printable import printable
 from ledger.rights import ALLOW_ALL
+from ledger.times import BadTime, parse_user_time
 from projections import registry
-from projections.clock import parse_moment
 from projections.runner import catch_up_live
 from projections.tabs import TABS, TabRequest, read_tab
 from projections.timeline import DEFAULT_LIMIT, MAX_LIMIT, TimelineQuery, decode_cursor
@@ -103,8 +103,8 @@ def _moment(option: str, text: str | None) -> datetime | None:
     if text is None:
         return None
     try:
-        return parse_moment(text)
-    except ValueError as exc:
+        return parse_user_time(text)
+    except BadTime as exc:
         raise CliError(f"{option}: {exc}", EXIT_USAGE) from None
 
 
