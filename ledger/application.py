@@ -19,9 +19,8 @@ from ledger.config import DatabaseURL
 from ledger.db import DatabaseUnavailable
 from ledger.domain import Customer, CustomerEvent, CustomerSnapshot, customer_stream_id
 from ledger.mapper import LedgerMapper
-from ledger.reading import Queries
+from ledger.reading import Queries, stream_after
 from ledger.stores.base import LedgerRecorder
-from ledger.stores.rows import EVENTS_TABLE
 
 # A customer's state is snapshotted every this many events, so loading a busy
 # customer replays at most this many events.
@@ -73,14 +72,12 @@ class LedgerApplication(Application[UUID]):
         after it. Through a write session this includes the session's own rows
         before they commit, which the repository (its own connection) cannot see."""
         stream_id = customer_stream_id(customer_id)
-        # SQLite stores stream ids as 32-digit hex text; PostgreSQL reads that
-        # text as a uuid.
-        oid = stream_id.hex
         customer: Customer | None = None
+        # Stream ids as in ledger.reading.stream_after (hex text; a uuid on PostgreSQL).
         rows = store.fetchall(
             f"SELECT originator_version, topic, state FROM {self._snapshots_table} "
             "WHERE originator_id = ? ORDER BY originator_version DESC LIMIT 1",
-            (oid,),
+            (stream_id.hex,),
         )
         for version, topic, state in rows:
             snapshot = self.mapper.to_domain_event(
@@ -90,21 +87,14 @@ class LedgerApplication(Application[UUID]):
             customer = snapshot.mutate(None)
         after = snapshot_version = customer.version if customer else 0
         while True:
-            rows = store.fetchall(
-                f"SELECT originator_version, topic, state FROM {EVENTS_TABLE} "
-                "WHERE originator_id = ? AND originator_version > ? "
-                "ORDER BY originator_version LIMIT ?",
-                (oid, after, _REPLAY_PAGE),
-            )
-            for version, topic, state in rows:
-                event = self.mapper.to_domain_event(
-                    StoredEvent(stream_id, version, topic, bytes(state))
-                )
+            events = stream_after(store, stream_id, after, _REPLAY_PAGE)
+            for version, topic, state in events:
+                event = self.mapper.to_domain_event(StoredEvent(stream_id, version, topic, state))
                 assert isinstance(event, CustomerEvent)
                 customer = event.mutate(customer)
-            if len(rows) < _REPLAY_PAGE:
+            if len(events) < _REPLAY_PAGE:
                 break
-            after = rows[-1][0]
+            after = events[-1][0]
         return customer or Customer(id=stream_id, customer_id=customer_id), snapshot_version
 
     def store_snapshot(self, store: Queries, customer: Customer) -> None:
