@@ -137,6 +137,8 @@ def keystore_url(url: DatabaseURL) -> DatabaseURL:
 
 
 def ensure_keys_table(conn: Connection) -> None:
+    if KEYS_TABLE in _tables(conn):
+        return  # a reader never takes the write lock (SQLite: it would wait for writers)
     blob = "BLOB" if conn.kind == "sqlite" else "bytea"
     with conn.schema_transaction():
         conn.execute(
