@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import tempfile
 import uuid
@@ -15,8 +16,18 @@ from typing import Any
 import psycopg
 
 from ledger.config import parse_database_url
+from ledger.keystore import MASTER_KEY_ENV, new_master_key_file
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _master_key_for_bench() -> None:
+    """PostgreSQL has no embedded master key: a scratch one unless one is given."""
+    if os.environ.get(MASTER_KEY_ENV):
+        return
+    path = Path(tempfile.mkdtemp(prefix="bench-keys-")) / "master.key"
+    new_master_key_file(path)
+    os.environ[MASTER_KEY_ENV] = str(path)  # children (the CLI) inherit it
 
 
 @contextmanager
@@ -26,6 +37,7 @@ def scratch_store(kind: str, pg_url: str = DEFAULT_PG) -> Iterator[str]:
         with tempfile.TemporaryDirectory() as tmp:
             yield f"sqlite:///{Path(tmp) / 'bench.db'}"
         return
+    _master_key_for_bench()
     base = parse_database_url(pg_url)
     schema = f"bench_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(base.conninfo(), autocommit=True) as conn:
