@@ -35,14 +35,15 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import DEFAULT_PG, generate_events, scratch_store, write_ndjson
-from consumers.kafka_config import KafkaSettings, ensure_topic
-from consumers.relay import Relay, RelayConfig, build_message, ensure_schema, relay_status
+from consumers.kafka_config import KafkaSettings
+from consumers.kafka_topics import ensure_topic
 from ledger.appending import Appender
 from ledger.application import LedgerApplication
 from ledger.config import parse_database_url
 from ledger.db import Connection
 from ledger.input import read_items
 from ledger.reading import iter_rows
+from relay import Relay, RelayConfig, build_message, ensure_schema, relay_status
 
 PARTITIONS = 6
 

@@ -23,22 +23,14 @@ from cli.context import (
     progress_enabled,
     start_metrics,
 )
-from consumers.kafka_config import DEFAULT_TOPIC, TOPIC_ENV, KafkaUnavailable, kafka_options
-from consumers.kafka_config import pop_kafka_options as _pop_kafka_options
-from consumers.relay import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_PARTITIONS,
-    Relay,
-    RelayConfig,
-    RelayFatal,
-    RelayProgress,
-    ensure_schema,
-    relay_status,
-    save_position,
-    try_relay_lock,
-)
+from cli.kafka_options import kafka_options, pop_kafka_options
+from consumers.kafka_config import DEFAULT_TOPIC, TOPIC_ENV
+from consumers.kafka_connect import KafkaUnavailable
 from ledger.config import auto_migrate
 from ledger.signals import stop_on_signals
+from relay import Relay, RelayConfig, RelayFatal, RelayProgress
+from relay.config import DEFAULT_BATCH_SIZE, DEFAULT_PARTITIONS
+from relay.tracking import ensure_schema, relay_status, save_position, try_relay_lock
 
 TOPIC_OPTION = click.option(
     "--topic",
@@ -137,7 +129,7 @@ def run(
     While running, Kafka and database outages are retried with back-off.
     """
     ctx = cli_context()
-    settings = _pop_kafka_options(kafka)
+    settings = pop_kafka_options(kafka)
     config = RelayConfig(
         topic=topic,
         name=name,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ledger.catalogue_doc import render_catalogue
 from ledger.schemas import write_schemas
 
 
@@ -31,3 +32,9 @@ def export(out_dir: Path) -> None:
     written = write_schemas(out_dir)
     (out_dir / "openapi.json").write_text(openapi_json())
     click.echo(f"wrote {len(written)} schemas and openapi.json to {out_dir}")
+
+
+@schemas.command()
+def catalogue() -> None:
+    """Print the event catalogue as Markdown (committed as docs/events.md)."""
+    click.echo(render_catalogue(), nl=False)

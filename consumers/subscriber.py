@@ -34,17 +34,13 @@ from typing import Any, Protocol
 
 from kafka import ConsumerRebalanceListener
 
-from consumers.kafka_config import (
-    DEFAULT_DLQ_TOPIC,
-    DEFAULT_TOPIC,
-    KafkaSettings,
-    KafkaUnavailable,
-    connect_or_fail,
-    ensure_topic,
-)
+from consumers.kafka_config import DEFAULT_DLQ_TOPIC, DEFAULT_TOPIC, KafkaSettings
+from consumers.kafka_connect import KafkaUnavailable, connect_or_fail
+from consumers.kafka_topics import ensure_topic
 from consumers.seen_store import SeenStore
 from ledger.events import ContractError, RecordedEvent, parse_recorded_json
 from ledger.signals import stop_on_signals
+from ledger.waiting import Backoff
 
 log = logging.getLogger("ledger.subscriber")
 
@@ -256,7 +252,7 @@ class Subscriber:
         if self.seen is not None and self.seen.seen(self.group, event_id):
             self.stats.duplicates += 1
             return True
-        backoff = self.config.retry_backoff_s
+        backoff = self._backoff()
         attempt = 0
         while True:
             attempt += 1
@@ -272,6 +268,7 @@ class Subscriber:
                     reason = f"handler failed {attempt} times, last: {type(exc).__name__}: {exc}"
                     return self._dead_letter(record, reason, exc, attempt)
                 self.stats.retries += 1
+                delay = backoff.next()
                 log.warning(
                     "subscriber %s: %s %s (position %s) failed, attempt %d of %d: %s: %s; "
                     "retrying in %.2fs",
@@ -283,15 +280,17 @@ class Subscriber:
                     self.config.max_attempts,
                     type(exc).__name__,
                     exc,
-                    backoff,
+                    delay,
                 )
-                if self._stop.wait(backoff):
+                if self._stop.wait(delay):
                     return False
-                backoff = min(backoff * 2, self.config.max_retry_backoff_s)
         if self.seen is not None:
             self.seen.mark(self.group, event_id)
         self.stats.handled += 1
         return True
+
+    def _backoff(self) -> Backoff:
+        return Backoff(self.config.max_retry_backoff_s, first=self.config.retry_backoff_s)
 
     # -- dead letters -------------------------------------------------------------
 
@@ -311,7 +310,7 @@ class Subscriber:
             (DLQ_FAILED_AT, datetime.now(UTC).isoformat().encode()),
         ]
         value = record.value if record.value is not None else b""
-        backoff = self.config.retry_backoff_s
+        backoff = self._backoff()
         while True:
             try:
                 producer = self._dlq()
@@ -331,9 +330,8 @@ class Subscriber:
                         exc,
                     )
                     self._dlq_failing = True
-                if self._stop.wait(backoff):
+                if self._stop.wait(backoff.next()):
                     return False
-                backoff = min(backoff * 2, self.config.max_retry_backoff_s)
         self._dlq_failing = False
         self.stats.dead_lettered += 1
         log.warning(

@@ -97,7 +97,8 @@ class DatabaseURL:
             "POSTGRES_POOL_SIZE": "2",
             "POSTGRES_MAX_OVERFLOW": "4",
             # Never the library's insert function: it skips the table lock, and a
-            # tailing reader would miss events (see eventsourcing-facts.md).
+            # tailing reader would miss events (docs/architecture.md, "The events
+            # table").
             "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
             "CREATE_TABLE": "y" if auto_migrate() else "n",
         }

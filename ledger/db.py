@@ -12,11 +12,7 @@ from typing import Any
 import psycopg
 
 from ledger.config import DatabaseURL
-
-# Every process that creates tables (the recorders, read models, relay, audit views,
-# subscribers) takes this PostgreSQL advisory lock first: concurrent
-# CREATE ... IF NOT EXISTS can otherwise fail with "tuple concurrently updated".
-DDL_LOCK_KEY = 7243001
+from ledger.locks import DDL_LOCK_KEY
 
 
 class DatabaseUnavailable(RuntimeError):

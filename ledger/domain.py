@@ -9,20 +9,30 @@ table's claim index, and enforced by that index's uniqueness on insert.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from ledger.events import PAYLOADS, InboundEvent, Payload, RecordedEvent
+from ledger.events import InboundEvent, Payload, RecordedEvent
+from ledger.events.chat import ChatMessage, ChatStarted, ChatStatusChanged
+from ledger.events.customer import CustomerCreated
+from ledger.events.email import EmailSent
+from ledger.events.order import OrderCreated
+from ledger.events.segment import SegmentJoined, SegmentLeft
+from ledger.events.sms import SmsDelivered, SmsFailed, SmsSent
+from ledger.events.task import (
+    TaskCompleted,
+    TaskCreated,
+    TaskDeleted,
+    TaskEdited,
+    TaskReopened,
+)
+from ledger.events.visit import VisitRecorded
 from ledger.rights import RightsPolicy
 
 _CUSTOMER_NAMESPACE = uuid5(NAMESPACE_URL, "https://interaction-ledger/customer")
-
-
-def _v(payload: Any, name: str) -> Any:
-    """A payload field by name; the caller has already matched the event type."""
-    return getattr(payload, name)
 
 
 def customer_stream_id(customer_id: str) -> UUID:
@@ -57,7 +67,7 @@ class CustomerEvent:
     def mutate(self, aggregate: Customer | None) -> Customer:
         if aggregate is None:
             aggregate = Customer(id=self.originator_id, customer_id=self.envelope.customer_id)
-        aggregate.apply(self.envelope.type, self.envelope.data)
+        aggregate.apply(self.envelope.data)
         aggregate.version = self.originator_version
         return aggregate
 
@@ -106,24 +116,66 @@ class CustomerSnapshot:
         )
 
 
-_TASK_RIGHTS = {
-    "task.edited": "tasks.edit",
-    "task.reopened": "tasks.reopen",
-    "task.deleted": "tasks.delete",
+TaskAction = TaskEdited | TaskCompleted | TaskReopened | TaskDeleted
+
+_TASK_RIGHTS: dict[type[Payload], str] = {
+    TaskEdited: "tasks.edit",
+    TaskReopened: "tasks.reopen",
+    TaskDeleted: "tasks.delete",
 }
-# For each task event: the statuses it may start from.
-_TASK_FROM = {
-    "task.edited": ("pending",),
-    "task.completed": ("pending",),
-    "task.reopened": ("completed",),
-    "task.deleted": ("pending", "completed"),
+# For each action on a task: the statuses it may start from.
+_TASK_FROM: dict[type[Payload], tuple[str, ...]] = {
+    TaskEdited: ("pending",),
+    TaskCompleted: ("pending",),
+    TaskReopened: ("completed",),
+    TaskDeleted: ("pending", "completed"),
 }
-_TASK_TO = {
-    "task.created": "pending",
-    "task.completed": "completed",
-    "task.reopened": "pending",
-    "task.deleted": "deleted",
+_TASK_TO: dict[type[Payload], str] = {
+    TaskCreated: "pending",
+    TaskCompleted: "completed",
+    TaskReopened: "pending",
+    TaskDeleted: "deleted",
 }
+# Subjects that are created once per customer and must exist before anything else
+# refers to them, by the payloads' `subject_kind`; the noun is for messages.
+_CLAIMED: dict[str, str] = {
+    "order": "order",
+    "email": "email",
+    "dialog": "dialogue",
+    "task": "task",
+    "visit": "visit",
+}
+
+
+# The rules `Customer.check` writes out case by case, in words for the catalogue.
+_OTHER_RULES: dict[type[Payload], str] = {
+    SmsDelivered: "sms must have been sent to this customer",
+    SmsFailed: "sms must have been sent to this customer",
+    SegmentJoined: "not already a member",
+    SegmentLeft: "must be a member",
+    ChatMessage: "dialogue must not be closed",
+}
+
+
+def rules_of(payload: type[Payload]) -> list[str]:
+    """The rules `Customer.check` applies to one type, in words (docs/events.md).
+    Every type but `customer.created` also needs its customer to exist."""
+    if payload is CustomerCreated:
+        return ["once per customer"]
+    rules = []
+    if payload.subject_kind in _CLAIMED:
+        noun = _CLAIMED[payload.subject_kind]
+        if payload.creates_subject:
+            rules.append(f"`{payload.subject_field}` new")
+        else:
+            rules.append(f"{noun} must exist for this customer")
+    if payload in _TASK_FROM:
+        rules.append(f"task must be {' or '.join(_TASK_FROM[payload])}")
+    if payload in _TASK_RIGHTS:
+        rules.append(f"a user needs the right `{_TASK_RIGHTS[payload]}`")
+    if payload in _OTHER_RULES:
+        rules.append(_OTHER_RULES[payload])
+    return rules
 
 
 @dataclass
@@ -146,118 +198,98 @@ class Customer:
 
     def check(self, event: InboundEvent, policy: RightsPolicy) -> None:
         """Raise RuleViolation if `event` breaks a rule given this customer's state."""
-        t, data = event.type, event.data
-        if t == "customer.created":
+        data = event.data
+        if isinstance(data, CustomerCreated):
             if self.exists:
                 raise RuleViolation("customer_id", f"customer {self.customer_id!r} already exists")
             return
         if not self.exists:
             raise RuleViolation("customer_id", f"customer {self.customer_id!r} does not exist")
-        family = t.split(".", 1)[0]
-        if family == "order":
-            self._check_subject(t, "order_id", _v(data, "order_id"), self.orders, "order")
-        elif family == "email":
-            self._check_subject(t, "message_id", _v(data, "message_id"), self.emails, "email")
-        elif t in ("sms.delivered", "sms.failed"):
-            if _v(data, "message_id") not in self.sms:
+        self._check_subject(data)
+        match data:
+            case SmsDelivered() | SmsFailed() if data.message_id not in self.sms:
                 raise RuleViolation(
-                    "data.message_id",
-                    f"sms {_v(data, 'message_id')!r} was not sent to this customer",
+                    "data.message_id", f"sms {data.message_id!r} was not sent to this customer"
                 )
-        elif family == "segment":
-            member = _v(data, "segment_id") in self.segments
-            if t == "segment.joined" and member:
+            case SegmentJoined() if data.segment_id in self.segments:
                 raise RuleViolation(
-                    "data.segment_id", f"already a member of segment {_v(data, 'segment_id')!r}"
+                    "data.segment_id", f"already a member of segment {data.segment_id!r}"
                 )
-            if t == "segment.left" and not member:
+            case SegmentLeft() if data.segment_id not in self.segments:
                 raise RuleViolation(
-                    "data.segment_id", f"not a member of segment {_v(data, 'segment_id')!r}"
+                    "data.segment_id", f"not a member of segment {data.segment_id!r}"
                 )
-        elif family == "chat":
-            self._check_chat(t, data)
-        elif family == "task":
-            self._check_task(event, policy)
-        elif t == "visit.recorded" and _v(data, "visit_id") in self.visits:
-            raise RuleViolation("data.visit_id", f"visit {_v(data, 'visit_id')!r} already exists")
+            case ChatMessage() if self.dialogs[data.dialog_id] == "closed":
+                raise RuleViolation("data.dialog_id", f"dialogue {data.dialog_id!r} is closed")
+            case TaskEdited() | TaskCompleted() | TaskReopened() | TaskDeleted():
+                self._check_task(event, data, policy)
 
-    def _check_subject(
-        self, t: str, field_name: str, value: str, known: set[str], noun: str
-    ) -> None:
-        if t.endswith((".created", ".sent")):
-            if value in known:
-                raise RuleViolation(f"data.{field_name}", f"{noun} {value!r} already exists")
-        elif value not in known:
-            raise RuleViolation(
-                f"data.{field_name}", f"{noun} {value!r} does not exist for this customer"
-            )
+    def _known(self, subject_kind: str) -> Collection[str]:
+        known: dict[str, Collection[str]] = {
+            "order": self.orders,
+            "email": self.emails,
+            "dialog": self.dialogs,
+            "task": self.tasks,
+            "visit": self.visits,
+        }
+        return known[subject_kind]
 
-    def _check_chat(self, t: str, data: Any) -> None:
-        status = self.dialogs.get(_v(data, "dialog_id"))
-        if t == "chat.started":
-            if status is not None:
-                raise RuleViolation(
-                    "data.dialog_id", f"dialogue {_v(data, 'dialog_id')!r} already exists"
-                )
+    def _check_subject(self, data: Payload) -> None:
+        """A claimed subject is created once, and exists before anything refers to it."""
+        kind = data.subject_kind
+        if kind not in _CLAIMED:
             return
-        if status is None:
+        value, noun = data.subject_id(), _CLAIMED[kind]
+        known = value in self._known(kind)
+        if data.creates_subject and known:
+            raise RuleViolation(f"data.{data.subject_field}", f"{noun} {value!r} already exists")
+        if not data.creates_subject and not known:
             raise RuleViolation(
-                "data.dialog_id",
-                f"dialogue {_v(data, 'dialog_id')!r} does not exist for this customer",
+                f"data.{data.subject_field}", f"{noun} {value!r} does not exist for this customer"
             )
-        if t == "chat.message" and status == "closed":
-            raise RuleViolation("data.dialog_id", f"dialogue {_v(data, 'dialog_id')!r} is closed")
 
-    def _check_task(self, event: InboundEvent, policy: RightsPolicy) -> None:
-        t, task_id = event.type, _v(event.data, "task_id")
-        status = self.tasks.get(task_id)
-        if t == "task.created":
-            if status is not None:
-                raise RuleViolation("data.task_id", f"task {task_id!r} already exists")
-            return
-        if status is None:
-            raise RuleViolation(
-                "data.task_id", f"task {task_id!r} does not exist for this customer"
-            )
-        allowed = _TASK_FROM[t]
+    def _check_task(self, event: InboundEvent, data: TaskAction, policy: RightsPolicy) -> None:
+        status = self.tasks[data.task_id]
+        allowed = _TASK_FROM[type(data)]
         if status not in allowed:
             raise RuleViolation(
                 "data.task_id",
-                f"task {task_id!r} is {status}; {t} needs it {' or '.join(allowed)}",
+                f"task {data.task_id!r} is {status}; {event.type} needs it {' or '.join(allowed)}",
             )
-        right = _TASK_RIGHTS.get(t)
+        right = _TASK_RIGHTS.get(type(data))
         if right and event.actor.kind == "user" and not policy.allows(event.actor.id, right):
             raise RuleViolation("actor.id", f"user {event.actor.id!r} lacks the right {right}")
 
-    def apply(self, t: str, data: Payload) -> None:
-        if t == "order.created":
-            self.orders.add(_v(data, "order_id"))
-        elif t == "email.sent":
-            self.emails.add(_v(data, "message_id"))
-        elif t == "sms.sent":
-            self.sms.add(_v(data, "message_id"))
-        elif t == "segment.joined":
-            self.segments.add(_v(data, "segment_id"))
-        elif t == "segment.left":
-            self.segments.discard(_v(data, "segment_id"))
-        elif t == "chat.started":
-            self.dialogs[_v(data, "dialog_id")] = "new"
-        elif t == "chat.status_changed":
-            self.dialogs[_v(data, "dialog_id")] = _v(data, "status")
-        elif t in _TASK_TO:
-            self.tasks[_v(data, "task_id")] = _TASK_TO[t]
-        elif t == "visit.recorded":
-            self.visits.add(_v(data, "visit_id"))
+    def apply(self, data: Payload) -> None:
+        match data:
+            case OrderCreated():
+                self.orders.add(data.order_id)
+            case EmailSent():
+                self.emails.add(data.message_id)
+            case SmsSent():
+                self.sms.add(data.message_id)
+            case SegmentJoined():
+                self.segments.add(data.segment_id)
+            case SegmentLeft():
+                self.segments.discard(data.segment_id)
+            case ChatStarted():
+                self.dialogs[data.dialog_id] = "new"
+            case ChatStatusChanged():
+                self.dialogs[data.dialog_id] = data.status
+            case TaskCreated() | TaskCompleted() | TaskReopened() | TaskDeleted():
+                self.tasks[data.task_id] = _TASK_TO[type(data)]
+            case VisitRecorded():
+                self.visits.add(data.visit_id)
 
     def record(self, event: InboundEvent, event_id: str, recorded_at: datetime) -> CustomerEvent:
         """Accept a checked event: apply it and keep it for the next save."""
-        self.apply(event.type, event.data)
+        self.apply(event.data)
         domain_event = CustomerEvent(
             originator_id=self.id,
             originator_version=self.version + len(self._pending) + 1,
             timestamp=recorded_at,
             event_id=event_id,
-            schema_version=PAYLOADS[event.type].schema_version,
+            schema_version=event.data.schema_version,
             envelope=event,
         )
         self._pending.append(domain_event)

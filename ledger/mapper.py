@@ -65,7 +65,7 @@ class LedgerMapper(Mapper[UUID]):
             event_id=domain_event.event_id,
             customer_id=envelope.customer_id,
             subject=subject_of(envelope.type, envelope.data),
-            creates_subject=PAYLOADS[envelope.type].creates_subject,
+            creates_subject=envelope.data.creates_subject,
         )
 
     def _snapshot_to_stored(self, snapshot: CustomerSnapshot) -> StoredEvent:

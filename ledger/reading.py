@@ -1,5 +1,7 @@
 """Reading stored events in position order, for projectors, the relay and auditors.
 
+Every query of the events table outside the recorders and the audit trail is here.
+
 Positions are assigned under the events table's write lock (see ledger.stores),
 so position order is commit order: a reader that has seen position P has seen
 everything at or below P, and `WHERE notification_id > P` never skips an event
@@ -8,8 +10,10 @@ committed later. Positions may still have holes; readers must not assume +1.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -72,6 +76,43 @@ def read_events(conn: Connection, after: int, limit: int) -> list[RecordedEvent]
 def head_position(conn: Connection) -> int:
     row = conn.fetchone(f"SELECT MAX(notification_id) FROM {EVENTS_TABLE}")
     return int(row[0]) if row and row[0] is not None else 0
+
+
+def count_after(conn: Connection, after: int) -> int:
+    """How many events are stored with position > `after` (a follower's lag)."""
+    row = conn.fetchone(f"SELECT COUNT(*) FROM {EVENTS_TABLE} WHERE notification_id > ?", (after,))
+    return int(row[0]) if row else 0
+
+
+def recorded_at_after(conn: Connection, after: int) -> datetime | None:
+    """When the first event after `after` was stored; None if there is none."""
+    rows = read_rows(conn, after, 1)
+    if not rows:
+        return None
+    return datetime.fromisoformat(json.loads(rows[0].state)["recorded_at"])
+
+
+def states_at(conn: Connection, positions: Sequence[int]) -> dict[int, bytes]:
+    """The stored JSON of the events at `positions` (key lookups; events never change)."""
+    if not positions:
+        return {}
+    marks = ", ".join("?" * len(positions))
+    rows = conn.fetchall(
+        f"SELECT notification_id, state FROM {EVENTS_TABLE} WHERE notification_id IN ({marks})",
+        list(positions),
+    )
+    return {int(r[0]): bytes(r[1]) for r in rows}
+
+
+def events_table_exists(conn: Connection) -> bool:
+    if conn.kind == "sqlite":
+        row = conn.fetchone(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (EVENTS_TABLE,)
+        )
+        return row is not None
+    # to_regclass resolves through search_path, which Connection sets to the URL's schema.
+    row = conn.fetchone("SELECT to_regclass(?)", (EVENTS_TABLE,))
+    return row is not None and row[0] is not None
 
 
 class Queries(Protocol):

@@ -45,9 +45,9 @@ from ledger.input import InputError, InputItem
 from ledger.reading import states_by_event_id
 from ledger.rights import ALLOW_ALL, RightsPolicy, load_policy
 from ledger.stores.rows import EVENTS_TABLE
+from ledger.times import BadTime, parse_user_time
 from projections import registry
 from projections.card import card_value
-from projections.clock import parse_moment
 from projections.models import EmailsTab, LastEmail, TabAnswer, TaskItem, TasksTab, answer
 from projections.runner import UNAVAILABLE_ERRORS, ProjectionError, catch_up_live
 from projections.schema import SchemaMissing, ensure_schema, require_schema, schema_ready
@@ -241,9 +241,8 @@ def store_ready(conn: Connection) -> bool:
 
 def migrate(url: DatabaseURL) -> None:
     """Create every table the ledger needs; idempotent and safe to run concurrently."""
-    # The relay's tables belong to consumers/, which imports the Kafka client:
-    # imported here so a reader of tabs never pays for it.
-    from consumers.relay import ensure_schema as ensure_relay_schema
+    # Imported here: the relay package is not needed by a reader of tabs.
+    from relay.tracking import ensure_schema as ensure_relay_schema
 
     with service_errors():
         LedgerApplication(url, create_tables=True).close()
@@ -300,8 +299,8 @@ def tab_request(
         if text is None:
             return None
         try:
-            return parse_moment(text)
-        except ValueError as exc:
+            return parse_user_time(text)
+        except BadTime as exc:
             raise ServiceError(Category.USAGE, f"{name(parameter)}: {exc}") from None
 
     try:

@@ -2,74 +2,95 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
-from ledger.events import InboundEvent, RecordedEvent
+from ledger.events import Change, InboundEvent, RecordedEvent
+from ledger.events.call import CallLogged
+from ledger.events.chat import ChatMessage, ChatStarted, ChatStatusChanged
+from ledger.events.customer import CustomerCardChanged, CustomerCreated
+from ledger.events.email import (
+    EmailBounced,
+    EmailClicked,
+    EmailDelivered,
+    EmailOpened,
+    EmailSent,
+)
+from ledger.events.file import FileAttached
+from ledger.events.note import NoteAdded
+from ledger.events.order import OrderChanged, OrderCreated
+from ledger.events.segment import SegmentJoined, SegmentLeft
+from ledger.events.sms import SmsDelivered, SmsFailed, SmsSent
+from ledger.events.task import (
+    TaskCompleted,
+    TaskCreated,
+    TaskDeleted,
+    TaskEdited,
+    TaskReopened,
+)
+from ledger.events.visit import VisitRecorded
 
 
-def _changes(changes: list[Any]) -> str:
+def _changes(changes: Sequence[Change]) -> str:
     parts = [f"{c.field}: {c.old!r} -> {c.new!r}" for c in changes[:3]]
     more = f" (+{len(changes) - 3} more)" if len(changes) > 3 else ""
     return ", ".join(parts) + more
 
 
 def summarize(event: InboundEvent | RecordedEvent) -> str:
-    d: Any = event.data
-    t = event.type
-    match t:
-        case "customer.created":
-            name = d.card.get("name") or d.card.get("first_name") or ""
+    match event.data:
+        case CustomerCreated(card=card):
+            name = card.get("name") or card.get("first_name") or ""
             return f"Customer card created{': ' + str(name) if name else ''}"
-        case "customer.card_changed":
-            return f"Card changed: {_changes(d.changes)}"
-        case "order.created":
+        case CustomerCardChanged(changes=changes):
+            return f"Card changed: {_changes(changes)}"
+        case OrderCreated() as d:
             total = f", {d.total} {d.currency or ''}".rstrip() if d.total else ""
             return f"Order {d.number or d.order_id} created ({d.status}{total})"
-        case "order.changed":
+        case OrderChanged() as d:
             return f"Order {d.order_id} changed: {_changes(d.changes)}"
-        case "segment.joined":
+        case SegmentJoined() as d:
             return f"Joined segment {d.segment_name or d.segment_id}"
-        case "segment.left":
+        case SegmentLeft() as d:
             return f"Left segment {d.segment_name or d.segment_id}"
-        case "email.sent":
+        case EmailSent() as d:
             return f"Email sent: {d.subject}"
-        case "email.delivered":
+        case EmailDelivered() as d:
             return f"Email {d.message_id} delivered"
-        case "email.opened":
+        case EmailOpened() as d:
             return f"Email {d.message_id} opened"
-        case "email.clicked":
+        case EmailClicked() as d:
             return f"Email {d.message_id}: clicked {d.url}"
-        case "email.bounced":
+        case EmailBounced() as d:
             return f"Email {d.message_id} bounced{': ' + d.reason if d.reason else ''}"
-        case "sms.sent":
+        case SmsSent() as d:
             return f"SMS sent{' to ' + d.to if d.to else ''}{': ' + d.text if d.text else ''}"
-        case "sms.delivered":
+        case SmsDelivered() as d:
             return f"SMS {d.message_id} delivered"
-        case "sms.failed":
+        case SmsFailed() as d:
             return f"SMS {d.message_id} failed{': ' + d.reason if d.reason else ''}"
-        case "call.logged":
+        case CallLogged() as d:
             return f"{d.direction.capitalize()} call, {d.result}, {d.duration_s} s"
-        case "chat.started":
+        case ChatStarted() as d:
             return f"Chat started on {d.channel}"
-        case "chat.message":
+        case ChatMessage() as d:
             text = f": {d.text[:60]}" if d.text else ""
             return f"Chat message ({d.direction}){text}"
-        case "chat.status_changed":
+        case ChatStatusChanged() as d:
             return f"Chat {d.dialog_id} is now {d.status.replace('_', ' ')}"
-        case "task.created":
+        case TaskCreated() as d:
             return f"Task created: {d.title}"
-        case "task.edited":
+        case TaskEdited() as d:
             return f"Task {d.task_id} edited: {_changes(d.changes)}"
-        case "task.completed":
+        case TaskCompleted() as d:
             return f"Task {d.task_id} completed"
-        case "task.reopened":
+        case TaskReopened() as d:
             return f"Task {d.task_id} reopened"
-        case "task.deleted":
+        case TaskDeleted() as d:
             return f"Task {d.task_id} deleted"
-        case "note.added":
+        case NoteAdded() as d:
             return f"Note: {d.text[:80]}"
-        case "file.attached":
+        case FileAttached() as d:
             return f"File attached: {d.name} ({d.size_bytes} bytes)"
-        case "visit.recorded":
+        case VisitRecorded() as d:
             return f"Site visit from {d.source} ({d.channel}), {d.duration_s} s"
-    return t
+    return event.type

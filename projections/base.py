@@ -11,10 +11,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ledger.db import Connection
-from ledger.events import RecordedEvent, parse_recorded_json
+from ledger.events import Payload, RecordedEvent, parse_recorded_json
 from ledger.reading import StoredRow
 from projections.clock import micros
 from projections.tables import TableSpec
@@ -61,8 +61,16 @@ class Projection(ABC):
     # rows of an older version need a rebuild before the code may touch them.
     version: ClassVar[int] = 1
     tables: ClassVar[tuple[TableSpec, ...]]
-    # Event types this projection reads; others only advance its position.
+    # The payload classes this projection reads; events of other types only
+    # advance its position. `types` are their names, for filtering stored rows
+    # before they are decoded.
+    payloads: ClassVar[tuple[type[Payload], ...]]
     types: ClassVar[frozenset[str]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "payloads" in cls.__dict__:
+            cls.types = frozenset(p.type_name for p in cls.payloads)
 
     @abstractmethod
     def apply(self, db: Connection, tables: Tables, events: Sequence[Envelope]) -> None:

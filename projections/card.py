@@ -18,7 +18,7 @@ CARD_HISTORY = history_table("rm_card_history", subject=None)
 class CardProjection(Projection):
     name = "card"
     tables = (CARD_HISTORY,)
-    types = frozenset({"customer.created", "customer.card_changed"})
+    payloads = (CustomerCreated, CustomerCardChanged)
 
     def apply(self, db: Connection, tables: Tables, events: Sequence[Envelope]) -> None:
         rows: list[tuple[Any, ...]] = []

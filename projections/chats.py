@@ -33,11 +33,11 @@ CHATS = TableSpec(
 class ChatsProjection(Projection):
     name = "chats"
     tables = (CHATS,)
-    types = frozenset({"chat.started", "chat.message", "chat.status_changed"})
+    payloads = (ChatStarted, ChatMessage, ChatStatusChanged)
 
     def apply(self, db: Connection, tables: Tables, events: Sequence[Envelope]) -> None:
         batch = EntityBatch(db, tables[CHATS.name], CHATS.column_names, "dialog_id")
-        batch.load_referenced(events, "chat.started")
+        batch.load_referenced(events)
         for e in events:
             d = e.event.data
             if isinstance(d, ChatStarted):

@@ -28,24 +28,6 @@ def iso(moment: datetime) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-def parse_moment(text: str) -> datetime:
-    """An RFC 3339 time with a zone, or a bare date (midnight UTC).
-
-    Raises ValueError with a reason a user can act on."""
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(
-            f"{text!r} is not a date (YYYY-MM-DD) or an RFC 3339 time "
-            "(e.g. 2026-10-01T10:00:00+02:00)"
-        ) from None
-    if moment.tzinfo is None:
-        if len(text.strip()) == 10:
-            return moment.replace(tzinfo=UTC)
-        raise ValueError(f"{text!r} needs a time zone (e.g. Z or +02:00)")
-    return moment
-
-
 def now() -> float:
     """Wall-clock seconds since the epoch, as tracking rows store them."""
     return time.time()

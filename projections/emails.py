@@ -36,11 +36,11 @@ class EmailsProjection(Projection):
     name = "emails"
     tables = (EMAILS,)
     # `email.bounced` shows on the timeline; the tab has no field for it.
-    types = frozenset({"email.sent", "email.delivered", "email.opened", "email.clicked"})
+    payloads = (EmailSent, EmailDelivered, EmailOpened, EmailClicked)
 
     def apply(self, db: Connection, tables: Tables, events: Sequence[Envelope]) -> None:
         batch = EntityBatch(db, tables[EMAILS.name], EMAILS.column_names, "message_id")
-        batch.load_referenced(events, "email.sent")
+        batch.load_referenced(events)
         for e in events:
             d = e.event.data
             if isinstance(d, EmailSent):

@@ -19,7 +19,7 @@ _CREATED_FIELDS = ("number", "status", "total", "currency")
 class OrdersProjection(Projection):
     name = "orders"
     tables = (ORDER_HISTORY,)
-    types = frozenset({"order.created", "order.changed"})
+    payloads = (OrderCreated, OrderChanged)
 
     def apply(self, db: Connection, tables: Tables, events: Sequence[Envelope]) -> None:
         rows: list[tuple[Any, ...]] = []

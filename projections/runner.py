@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 
 import psycopg
 
@@ -31,7 +31,7 @@ from ledger.config import DatabaseURL
 from ledger.db import Connection, DatabaseUnavailable
 from ledger.events import ContractError
 from ledger.reading import StoredRow, head_position, read_rows
-from ledger.stores.rows import EVENTS_TABLE
+from ledger.waiting import Backoff, ListenWaiter, PollWaiter, Waiter
 from projections import tracking
 from projections.base import Envelope, Projection, Tables
 from projections.tracking import PositionMoved, Tracked
@@ -386,53 +386,6 @@ def catch_up_live(
     return runner.catch_up(until=head)
 
 
-class Waiter(Protocol):
-    def wait(self, timeout: float) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class PollWaiter:
-    """SQLite has no notifications: sleep, then look again."""
-
-    def __init__(self, stop: threading.Event) -> None:
-        self._stop = stop
-
-    def wait(self, timeout: float) -> None:
-        self._stop.wait(timeout)
-
-    def close(self) -> None:
-        pass
-
-
-class ListenWaiter:
-    """PostgreSQL: writers NOTIFY on the events table's channel in the same
-    transaction as their insert; LISTEN wakes the follower right after commit.
-    `timeout` is the polling fallback should a notification ever be missed."""
-
-    _SLICE = 0.25  # how often a long wait looks at the stop flag
-
-    def __init__(self, url: DatabaseURL, stop: threading.Event) -> None:
-        self._stop = stop
-        try:
-            self._conn = psycopg.connect(url.conninfo(), autocommit=True)
-        except psycopg.Error as exc:
-            raise DatabaseUnavailable(f"cannot open database {url.display()}: {exc}") from exc
-        self._conn.execute(f"LISTEN {EVENTS_TABLE}")
-
-    def wait(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not self._stop.is_set():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            for _ in self._conn.notifies(timeout=min(left, self._SLICE), stop_after=1):
-                return
-
-    def close(self) -> None:
-        self._conn.close()
-
-
 @dataclass(frozen=True)
 class FollowNotice:
     kind: Literal["caught_up", "unavailable", "resumed", "stopped", "projection_stopped"]
@@ -488,7 +441,7 @@ class Follower:
         self.prepare = prepare
 
     def run(self) -> None:
-        backoff = self.initial_backoff
+        backoff = Backoff(self.max_backoff, first=self.initial_backoff)
         failed = False
         position: int | None = None
         while not self.stop.is_set():
@@ -497,18 +450,11 @@ class Follower:
                 failed = False
             except UNAVAILABLE_ERRORS as exc:
                 failed = True
-                text = str(exc).strip().splitlines()
-                self.notify(
-                    FollowNotice(
-                        "unavailable",
-                        error=text[0] if text else type(exc).__name__,
-                        retry_in=backoff,
-                    )
-                )
-                self.stop.wait(backoff)
-                backoff = min(backoff * 2, self.max_backoff)
+                delay = backoff.next()
+                self.notify(FollowNotice("unavailable", error=first_line(exc), retry_in=delay))
+                self.stop.wait(delay)
                 continue
-            backoff = self.initial_backoff
+            backoff.reset()
         self.notify(FollowNotice("stopped", position=position))
 
     def _tell_stopped(self, runner: Runner, told: set[str]) -> None:
@@ -524,7 +470,7 @@ class Follower:
             if self.prepare is not None:
                 self.prepare(conn)
             waiter: Waiter = (
-                ListenWaiter(self.url, self.stop)
+                ListenWaiter.connect(self.url, self.stop)
                 if conn.kind == "postgresql"
                 else PollWaiter(self.stop)
             )

@@ -39,7 +39,7 @@ SEGMENT_MEMBERS = TableSpec(
 class SegmentsProjection(Projection):
     name = "segments"
     tables = (SEGMENT_HISTORY, SEGMENT_MEMBERS)
-    types = frozenset({"segment.joined", "segment.left"})
+    payloads = (SegmentJoined, SegmentLeft)
 
     def apply(self, db: Connection, tables: Tables, events: Sequence[Envelope]) -> None:
         history = []

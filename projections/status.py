@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from ledger.db import Connection
-from ledger.reading import head_position, read_rows
-from ledger.stores.rows import EVENTS_TABLE
+from ledger.reading import count_after, head_position, recorded_at_after
 from projections import tracking
 from projections.base import Projection
 from projections.clock import now
@@ -72,9 +70,8 @@ def _iso(seconds: float | None) -> str | None:
     return datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="seconds")
 
 
-class Lag:
-    """Lag lookups, memoised: projections usually share a position. Also used for
-    the relay's lag in the metrics (`ledger/metrics.py`)."""
+class _Lag:
+    """Lag lookups, memoised: projections usually share a position."""
 
     def __init__(self, conn: Connection, head: int) -> None:
         self._conn = conn
@@ -86,10 +83,7 @@ class Lag:
         if position >= self._head:
             return 0
         if position not in self._events:
-            row = self._conn.fetchone(
-                f"SELECT COUNT(*) FROM {EVENTS_TABLE} WHERE notification_id > ?", (position,)
-            )
-            self._events[position] = int(row[0]) if row else 0
+            self._events[position] = count_after(self._conn, position)
         return self._events[position]
 
     def seconds(self, position: int) -> float:
@@ -97,9 +91,8 @@ class Lag:
         if position >= self._head:
             return 0.0
         if position not in self._seconds:
-            rows = read_rows(self._conn, position, 1)
-            recorded = json.loads(rows[0].state)["recorded_at"] if rows else None
-            waited = now() - datetime.fromisoformat(recorded).timestamp() if recorded else 0.0
+            recorded = recorded_at_after(self._conn, position)
+            waited = now() - recorded.timestamp() if recorded else 0.0
             self._seconds[position] = max(0.0, waited)
         return self._seconds[position]
 
@@ -119,7 +112,7 @@ def projection_status(
 ) -> tuple[int, list[ProjectionStatus]]:
     head = head_position(conn)
     rows = tracking.read_all(conn)
-    lag = Lag(conn, head)
+    lag = _Lag(conn, head)
     moment = now()
     result = []
     for projection in projections:

@@ -46,13 +46,11 @@ RIGHT_FOR_ACTION = {"edit": "tasks.edit", "reopen": "tasks.reopen", "delete": "t
 class TasksProjection(Projection):
     name = "tasks"
     tables = (TASKS,)
-    types = frozenset(
-        {"task.created", "task.edited", "task.completed", "task.reopened", "task.deleted"}
-    )
+    payloads = (TaskCreated, TaskEdited, TaskCompleted, TaskReopened, TaskDeleted)
 
     def apply(self, db: Connection, tables: Tables, events: Sequence[Envelope]) -> None:
         batch = EntityBatch(db, tables[TASKS.name], TASKS.column_names, "task_id")
-        batch.load_referenced(events, "task.created")
+        batch.load_referenced(events)
         for e in events:
             data, when = e.event.data, iso(e.event.occurred_at)
             if isinstance(data, TaskCreated):

@@ -18,8 +18,9 @@ from datetime import datetime
 from typing import Any
 
 from ledger.db import Connection
-from ledger.events import KINDS, PAYLOADS
-from ledger.stores.rows import EVENTS_TABLE
+from ledger.events import KINDS
+from ledger.events.catalogue import PAYLOAD_CLASSES
+from ledger.reading import states_at
 from ledger.summaries import summarize
 from projections.base import Envelope, Projection, Tables
 from projections.clock import micros
@@ -40,8 +41,6 @@ TIMELINE = TableSpec(
     indexes=(Index("by_customer", ("customer_id", "occurred_us", "position"), unique=True),),
 )
 
-KIND_OF: dict[str, str] = {name: payload.kind for name, payload in PAYLOADS.items()}
-
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
 
@@ -49,7 +48,7 @@ MAX_LIMIT = 1000
 class TimelineProjection(Projection):
     name = "timeline"
     tables = (TIMELINE,)
-    types = frozenset(PAYLOADS)
+    payloads = PAYLOAD_CLASSES
 
     def apply(self, db: Connection, tables: Tables, events: Sequence[Envelope]) -> None:
         rows = [
@@ -57,7 +56,7 @@ class TimelineProjection(Projection):
                 e.position,
                 e.event.customer_id,
                 e.occurred_us,
-                KIND_OF[e.event.type],
+                e.event.data.kind,
                 e.event.type,
                 summarize(e.event),
             )
@@ -120,9 +119,8 @@ ROWS = f"FROM {TIMELINE.name} WHERE customer_id = ?"
 
 def timeline_tab(conn: Connection, customer_id: str, query: TimelineQuery) -> dict[str, Any]:
     sql = (
-        "SELECT t.position, t.occurred_us, t.kind, t.type, t.summary, e.state "
-        f"FROM {TIMELINE.name} t JOIN {EVENTS_TABLE} e ON e.notification_id = t.position "
-        "WHERE t.customer_id = ?"
+        "SELECT t.position, t.occurred_us, t.kind, t.type, t.summary "
+        f"FROM {TIMELINE.name} t WHERE t.customer_id = ?"
     )
     params: list[Any] = [customer_id]
     if query.kinds:
@@ -142,9 +140,10 @@ def timeline_tab(conn: Connection, customer_id: str, query: TimelineQuery) -> di
     rows = conn.fetchall(sql, params)
     more = len(rows) > query.limit
     rows = rows[: query.limit]
+    states = states_at(conn, [r[0] for r in rows])
     items = []
-    for position, _, kind, event_type, summary, state in rows:
-        stored = json.loads(bytes(state))
+    for position, _, kind, event_type, summary in rows:
+        stored = json.loads(states[position])
         items.append(
             {
                 "position": position,

@@ -34,7 +34,7 @@ VISITS = TableSpec(
 class VisitsProjection(Projection):
     name = "visits"
     tables = (VISITS,)
-    types = frozenset({"visit.recorded"})
+    payloads = (VisitRecorded,)
 
     def apply(self, db: Connection, tables: Tables, events: Sequence[Envelope]) -> None:
         rows = []

@@ -57,13 +57,13 @@ class EntityBatch:
                 record = dict(zip(self._columns, row, strict=True))
                 self._loaded[record[self._key]] = record
 
-    def load_referenced(self, events: Sequence[Envelope], creating_type: str) -> None:
+    def load_referenced(self, events: Sequence[Envelope]) -> None:
         """Fetch the rows the batch's events refer to but do not create."""
         born: set[str] = set()
         wanted: set[str] = set()
         for e in events:
             key = str(e.event.data.subject_id())
-            if e.event.type == creating_type:
+            if e.event.data.creates_subject:
                 born.add(key)
             elif key not in born:
                 wanted.add(key)

@@ -3,13 +3,22 @@ and comparing read models table by table."""
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import subprocess
+import threading
+import time
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from ledger.application import LedgerApplication
 from ledger.config import parse_database_url
 from ledger.db import Connection
+from ledger.reading import head_position
 from projections.registry import PROJECTIONS
+from tests.cli_runner import LEDGER
+from tests.factories import append_ok as append
 from tests.factories import event
 
 _ZONES = (UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5)))
@@ -204,3 +213,87 @@ def positions(url: str) -> dict[str, int]:
             str(r[0]): int(r[1])
             for r in conn.fetchall("SELECT name, position FROM projection_tracking")
         }
+
+
+def concurrent_writer(url: str, prefix: str, seed: int, errors: list[BaseException]) -> None:
+    """Append a history in small batches, as one of several writers racing a follower."""
+    try:
+        app = LedgerApplication(parse_database_url(url))
+        try:
+            events = history(customers=3, per_customer=40, seed=seed, prefix=prefix)
+            for start in range(0, len(events), 15):
+                append(app, events[start : start + 15])
+                time.sleep(0.02)
+        finally:
+            app.close()
+    except BaseException as exc:
+        errors.append(exc)
+
+
+def wait_until_caught_up(url: str, timeout: float = 30) -> dict[str, int]:
+    deadline = time.monotonic() + timeout
+    with Connection(parse_database_url(url)) as conn:
+        while True:
+            head = head_position(conn)
+            now = positions(url)
+            if all(now[p.name] == head for p in PROJECTIONS):
+                return now
+            assert time.monotonic() < deadline, (head, now)
+            time.sleep(0.05)
+
+
+class FollowerProcess:
+    """`ledger projections run --all --follow` in a real process, its JSON notices collected
+    (the production follower is `projections.runner.Follower`)."""
+
+    def __init__(self, url: str, *extra: str, env: dict[str, str] | None = None) -> None:
+        self.process = subprocess.Popen(
+            [LEDGER, "projections", "run", "--all", "--follow", "--format", "json", *extra],
+            env={**os.environ, "LEDGER_DATABASE_URL": url, **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.notices: list[dict[str, Any]] = []
+        self.errors: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._read_notices, daemon=True),
+            threading.Thread(target=self._read_errors, daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _read_notices(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if line.strip():
+                self.notices.append(json.loads(line))
+
+    def _read_errors(self) -> None:
+        assert self.process.stderr is not None
+        self.errors.extend(self.process.stderr)
+
+    def wait_for(self, kind: str, count: int = 1, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while sum(n["event"] == kind for n in self.notices) < count:
+            assert self.process.poll() is None, self.stop()
+            assert time.monotonic() < deadline, self.notices
+            time.sleep(0.02)
+
+    def stop(self) -> str:
+        """SIGTERM, as a supervisor would; its stderr."""
+        self.process.terminate()
+        self._finish()
+        return "".join(self.errors)
+
+    def kill(self) -> None:
+        self.process.kill()
+        self._finish()
+
+    def _finish(self) -> None:
+        self.process.wait(30)
+        for reader in self._readers:
+            reader.join(5)
+
+    def kinds(self) -> list[str]:
+        return [n["event"] for n in self.notices]

@@ -18,12 +18,11 @@ from projections import rebuild as replay
 from projections.registry import PROJECTIONS
 from projections.schema import ensure_schema
 from projections.tables import existing_tables
-from tests.cli_runner import LEDGER, run_ledger
+from tests.cli_runner import LEDGER, ledger_cli, run_ledger
 from tests.conftest import PG_URL
 from tests.factories import append_to_url as append_url
 from tests.factories import event
-from tests.projection_support import dump, history, positions
-from tests.test_projections_runner import Follower, ledger_cli
+from tests.projection_support import FollowerProcess, dump, history, positions
 
 
 def _store_with_history(url: str, customers: int = 20, per_customer: int = 100) -> int:
@@ -52,7 +51,7 @@ def _rebuilt(url: str) -> dict[str, list[tuple[object, ...]]]:
 def test_projector_killed_mid_run_resumes_exactly(store_url: str) -> None:
     head = _store_with_history(store_url)
     for kill_after in (head // 4, head // 2):
-        follower = Follower(store_url, "--batch-size", "7", "--interval", "0.1")
+        follower = FollowerProcess(store_url, "--batch-size", "7", "--interval", "0.1")
         at_kill = _wait_for_position(store_url, "timeline", kill_after)
         os.kill(follower.process.pid, signal.SIGKILL)
         follower.kill()
@@ -141,7 +140,7 @@ def _cut_connections(application_name: str) -> int:
 def test_follower_survives_the_database_going_away(pg_url: str) -> None:
     _store_with_history(pg_url, customers=2, per_customer=10)
     name = f"follower-{os.getpid()}"
-    follower = Follower(
+    follower = FollowerProcess(
         pg_url,
         "--interval",
         "0.2",

@@ -13,22 +13,28 @@ from ledger.config import parse_database_url
 from ledger.db import Connection
 from projections.registry import PROJECTIONS
 from projections.schema import ensure_schema
-from tests.cli_runner import run_ledger
+from tests.cli_runner import ledger_cli, run_ledger
 from tests.factories import append_to_url as append_url
-from tests.projection_support import dump, history, positions
-from tests.test_projections_runner import Follower, _wait_until_caught_up, _writer, ledger_cli
+from tests.projection_support import (
+    FollowerProcess,
+    concurrent_writer,
+    dump,
+    history,
+    positions,
+    wait_until_caught_up,
+)
 
 
 def test_rebuild_while_writers_append_and_the_live_model_follows(store_url: str) -> None:
     append_url(store_url, history(customers=10, per_customer=60, seed=21))
     with Connection(parse_database_url(store_url)) as conn:
         ensure_schema(conn)
-    follower = Follower(store_url, "--interval", "0.1")
+    follower = FollowerProcess(store_url, "--interval", "0.1")
     try:
         follower.wait_for("caught_up")
         errors: list[BaseException] = []
         writers = [
-            threading.Thread(target=_writer, args=(store_url, f"r{i}-", 30 + i, errors))
+            threading.Thread(target=concurrent_writer, args=(store_url, f"r{i}-", 30 + i, errors))
             for i in range(2)
         ]
         for w in writers:
@@ -66,7 +72,7 @@ def test_rebuild_while_writers_append_and_the_live_model_follows(store_url: str)
         assert done["event"] == "done" and done["resumed"] == []
         progress = [json.loads(line) for line in result.stdout.splitlines()[:-1]]
         assert {p["phase"] for p in progress} >= {"load", "index", "swap"}
-        _wait_until_caught_up(store_url)
+        wait_until_caught_up(store_url)
     finally:
         err = follower.stop()
     assert follower.process.returncode == 0, err

@@ -4,16 +4,9 @@ racing a live follower, and what `projections status` reports."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import threading
-import time
 import uuid
-from typing import Any
 
-from click.testing import CliRunner
-
-from cli.main import ledger
 from ledger.application import LedgerApplication
 from ledger.config import parse_database_url
 from ledger.db import Connection
@@ -24,17 +17,18 @@ from projections import rebuild as replay
 from projections.registry import PROJECTIONS
 from projections.runner import Runner, Target
 from projections.schema import ensure_schema
-from tests.cli_runner import LEDGER, run_ledger
+from tests.cli_runner import ledger_cli, run_ledger
 from tests.factories import append_ok as append
 from tests.factories import append_to_url as append_url
 from tests.factories import event
-from tests.projection_support import dump, history, positions
-
-
-def ledger_cli(*args: str, db: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    """The real CLI in this process (faster than a subprocess), answering like `run_ledger`."""
-    result = CliRunner().invoke(ledger, ["--db", db, *args], input=stdin)
-    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
+from tests.projection_support import (
+    FollowerProcess,
+    concurrent_writer,
+    dump,
+    history,
+    positions,
+    wait_until_caught_up,
+)
 
 
 def _raw_insert_at(url: str, position: int, customer_id: str) -> None:
@@ -119,96 +113,14 @@ def test_competing_runners_apply_each_event_once(app: LedgerApplication, store_u
     assert dump(store_url) == together
 
 
-def _writer(url: str, prefix: str, seed: int, errors: list[BaseException]) -> None:
-    try:
-        app = LedgerApplication(parse_database_url(url))
-        try:
-            events = history(customers=3, per_customer=40, seed=seed, prefix=prefix)
-            for start in range(0, len(events), 15):
-                append(app, events[start : start + 15])
-                time.sleep(0.02)
-        finally:
-            app.close()
-    except BaseException as exc:
-        errors.append(exc)
-
-
-def _wait_until_caught_up(url: str, timeout: float = 30) -> dict[str, int]:
-    deadline = time.monotonic() + timeout
-    with Connection(parse_database_url(url)) as conn:
-        while True:
-            head = head_position(conn)
-            now = positions(url)
-            if all(now[p.name] == head for p in PROJECTIONS):
-                return now
-            assert time.monotonic() < deadline, (head, now)
-            time.sleep(0.05)
-
-
-class Follower:
-    """`ledger projections run --all --follow` in a real process, its JSON notices collected."""
-
-    def __init__(self, url: str, *extra: str, env: dict[str, str] | None = None) -> None:
-        self.process = subprocess.Popen(
-            [LEDGER, "projections", "run", "--all", "--follow", "--format", "json", *extra],
-            env={**os.environ, "LEDGER_DATABASE_URL": url, **(env or {})},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.notices: list[dict[str, Any]] = []
-        self.errors: list[str] = []
-        self._readers = [
-            threading.Thread(target=self._read_notices, daemon=True),
-            threading.Thread(target=self._read_errors, daemon=True),
-        ]
-        for reader in self._readers:
-            reader.start()
-
-    def _read_notices(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            if line.strip():
-                self.notices.append(json.loads(line))
-
-    def _read_errors(self) -> None:
-        assert self.process.stderr is not None
-        self.errors.extend(self.process.stderr)
-
-    def wait_for(self, kind: str, count: int = 1, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while sum(n["event"] == kind for n in self.notices) < count:
-            assert self.process.poll() is None, self.stop()
-            assert time.monotonic() < deadline, self.notices
-            time.sleep(0.02)
-
-    def stop(self) -> str:
-        """SIGTERM, as a supervisor would; its stderr."""
-        self.process.terminate()
-        self._finish()
-        return "".join(self.errors)
-
-    def kill(self) -> None:
-        self.process.kill()
-        self._finish()
-
-    def _finish(self) -> None:
-        self.process.wait(30)
-        for reader in self._readers:
-            reader.join(5)
-
-    def kinds(self) -> list[str]:
-        return [n["event"] for n in self.notices]
-
-
 def test_follower_keeps_up_with_concurrent_writers(store_url: str) -> None:
     append_url(store_url, history(customers=2, per_customer=20, seed=1, prefix="early"))
-    follower = Follower(store_url, "--interval", "0.1", "--batch-size", "25")
+    follower = FollowerProcess(store_url, "--interval", "0.1", "--batch-size", "25")
     try:
         follower.wait_for("caught_up")
         errors: list[BaseException] = []
         writers = [
-            threading.Thread(target=_writer, args=(store_url, f"w{i}-", 10 + i, errors))
+            threading.Thread(target=concurrent_writer, args=(store_url, f"w{i}-", 10 + i, errors))
             for i in range(3)
         ]
         for w in writers:
@@ -216,7 +128,7 @@ def test_follower_keeps_up_with_concurrent_writers(store_url: str) -> None:
         for w in writers:
             w.join(120)
         assert errors == []
-        _wait_until_caught_up(store_url)
+        wait_until_caught_up(store_url)
         status = run_ledger("projections", "status", "--format", "json", db=store_url)
         body = json.loads(status.stdout)
         assert body["head"] == 40 + 3 * 120

@@ -24,7 +24,6 @@ from hypothesis import event as event_
 from hypothesis import strategies as st
 
 from cli.main import ledger
-from consumers.relay import build_message
 from ledger.application import LedgerApplication
 from ledger.config import parse_database_url
 from ledger.db import Connection
@@ -35,6 +34,7 @@ from projections.registry import PROJECTIONS
 from projections.runner import Runner, Target
 from projections.schema import ensure_schema
 from projections.tabs import TABS, TabRequest, read_tab
+from relay import build_message
 from tests.factories import append_raw, event
 
 EXAMPLES = int(os.environ.get("LEDGER_PROPERTY_EXAMPLES", "15"))

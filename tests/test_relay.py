@@ -14,7 +14,14 @@ from uuid import uuid4
 import pytest
 
 from consumers.kafka_config import KafkaSettings
-from consumers.relay import (
+from ledger.appending import Appender
+from ledger.application import LedgerApplication
+from ledger.config import parse_database_url
+from ledger.db import Connection
+from ledger.events import RecordedEvent, parse_recorded_json
+from ledger.input import read_items
+from ledger.reading import StoredRow, iter_rows
+from relay import (
     Relay,
     RelayConfig,
     RelayFatal,
@@ -23,13 +30,6 @@ from consumers.relay import (
     ensure_schema,
     relay_status,
 )
-from ledger.appending import Appender
-from ledger.application import LedgerApplication
-from ledger.config import parse_database_url
-from ledger.db import Connection
-from ledger.events import RecordedEvent, parse_recorded_json
-from ledger.input import read_items
-from ledger.reading import StoredRow, iter_rows
 from tests.background import running_in_thread
 from tests.cli_runner import run_ledger
 from tests.factories import append_to_url as append
@@ -199,7 +199,7 @@ def test_build_message_reads_either_stored_layout() -> None:
 
 
 def test_current_layout_takes_the_fast_path(sqlite_url: str) -> None:
-    from consumers.relay import _FAST_HEAD
+    from relay.messages import _FAST_HEAD
 
     append(sqlite_url, history(["ann"], 3))
     with Connection(parse_database_url(sqlite_url)) as conn:

@@ -12,9 +12,9 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from consumers.relay import ensure_schema, relay_status
 from ledger.config import parse_database_url
 from ledger.db import Connection
+from relay import ensure_schema, relay_status
 from tests.cli_runner import LEDGER
 from tests.factories import append_to_url as append
 from tests.relay_support import (

@@ -18,15 +18,17 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from consumers.kafka_config import KafkaSettings, KafkaUnavailable, ensure_topic
+from consumers.kafka_config import KafkaSettings
+from consumers.kafka_connect import KafkaUnavailable
+from consumers.kafka_topics import ensure_topic
 from consumers.last_contact import LastContact, last_contact_of
-from consumers.relay import Relay, RelayConfig, build_message
 from consumers.seen_store import InMemorySeenStore, PostgresSeenStore, SeenStore
 from consumers.subscriber import DeadLetter, Subscriber, SubscriberConfig
 from ledger.config import parse_database_url
 from ledger.db import Connection
 from ledger.events import RecordedEvent
 from ledger.reading import iter_rows
+from relay import Relay, RelayConfig, build_message
 from tests.background import running_in_thread
 from tests.factories import append_to_url as append
 from tests.factories import event

@@ -7,7 +7,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from ledger.db import Connection
-from ledger.stores.rows import EVENTS_TABLE
+
+# Re-exported: the audit commands check for the events table before reading it.
+from ledger.reading import events_table_exists as events_table_exists
 
 # Positions are bigint on PostgreSQL and 64-bit integers on SQLite.
 MAX_POSITION = 2**63 - 1
@@ -16,17 +18,6 @@ _DIGITS = re.compile(r"[0-9]{1,19}")
 
 class AuditError(ValueError):
     """Input the audit trail cannot act on; the message is one line for the user."""
-
-
-def events_table_exists(conn: Connection) -> bool:
-    if conn.kind == "sqlite":
-        row = conn.fetchone(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (EVENTS_TABLE,)
-        )
-        return row is not None
-    # to_regclass resolves through search_path, which Connection sets to the URL's schema.
-    row = conn.fetchone("SELECT to_regclass(?)", (EVENTS_TABLE,))
-    return row is not None and row[0] is not None
 
 
 def parse_position(text: str, what: str = "position") -> int:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
@@ -34,6 +34,7 @@ from ledger.db import Connection
 from ledger.domain import customer_stream_id
 from ledger.events import EVENT_TYPES
 from ledger.stores.rows import EVENTS_TABLE
+from ledger.times import BadTime, parse_user_time
 
 PAGE_SIZE = 1000
 
@@ -116,20 +117,11 @@ class HistoryFilter:
 
 
 def parse_time(text: str, option: str) -> datetime:
-    """RFC 3339 with a time zone, or a bare date meaning midnight UTC."""
-    value = text.strip()
+    """A time given to `option`, or AuditError saying why not."""
     try:
-        if len(value) == 10:
-            return datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise AuditError(
-            f"bad {option} {text!r}: expected an RFC 3339 time such as "
-            "2026-10-01T10:00:00+02:00, or a date such as 2026-10-01"
-        ) from None
-    if parsed.tzinfo is None:
-        raise AuditError(f"bad {option} {text!r}: give a time zone, e.g. {value}Z or {value}+02:00")
-    return parsed
+        return parse_user_time(text)
+    except BadTime as exc:
+        raise AuditError(f"bad {option} {exc}") from None
 
 
 # Not frozen: a frozen dataclass's __init__ goes through object.__setattr__ for

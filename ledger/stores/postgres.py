@@ -28,7 +28,7 @@ from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
 from ledger.chain import GENESIS_HASH
-from ledger.db import DDL_LOCK_KEY
+from ledger.locks import DDL_LOCK_KEY
 from ledger.stores.rows import EVENT_COLUMNS, EVENTS_TABLE, chained_rows
 
 

@@ -11,6 +11,9 @@ from eventsourcing.persistence import StoredEvent
 from ledger.chain import chain_hash
 
 EVENTS_TABLE = "ledger_events"
+# The channel writers NOTIFY in the transaction of every insert: the library names it
+# after the events table. Followers LISTEN on it (`ledger.waiting.ListenWaiter`).
+NOTIFY_CHANNEL = EVENTS_TABLE
 
 # Columns in insert order. `event_id`, `customer_id` and `subject` are copies of
 # values inside `state`, kept as columns so idempotency, id uniqueness and the

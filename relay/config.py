@@ -1,0 +1,35 @@
+"""What a relay is told: topic, tracking name, batch size and Kafka producer tuning."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from consumers.kafka_config import DEFAULT_TOPIC
+
+DEFAULT_BATCH_SIZE = 1000
+DEFAULT_PARTITIONS = 6
+
+
+@dataclass
+class RelayConfig:
+    topic: str = DEFAULT_TOPIC
+    # Tracking row name; defaults to the topic, so relaying to a second topic starts
+    # that topic from the beginning.
+    name: str | None = None
+    batch_size: int = DEFAULT_BATCH_SIZE
+    partitions: int = DEFAULT_PARTITIONS
+    # -1: the cluster's default (managed clusters want 3, a dev broker has 1).
+    replication_factor: int = -1
+    # Follow mode: on PostgreSQL a NOTIFY wakes the relay at once and this is only the
+    # fallback; SQLite has no notifications and is polled at this interval.
+    poll_interval_s: float = 1.0
+    sqlite_poll_interval_s: float = 0.02
+    delivery_timeout_s: float = 30.0
+    max_backoff_s: float = 30.0
+    linger_ms: int = 5
+    compression: str | None = None
+    max_request_size: int = 1024 * 1024
+
+    @property
+    def tracking_name(self) -> str:
+        return self.name or self.topic

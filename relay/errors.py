@@ -1,0 +1,39 @@
+"""How the relay tells failures apart: retried, or fatal."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+
+import psycopg
+
+from ledger.db import Connection, DatabaseUnavailable
+
+
+class RelayFatal(RuntimeError):
+    """A failure that retrying cannot fix; the message says what to change."""
+
+
+# Any of these from the database is retried with back-off (reconnecting).
+DATABASE_ERRORS = (psycopg.Error, sqlite3.Error, DatabaseUnavailable)
+
+
+def describe(exc: BaseException | None) -> str:
+    """One line for a log: kafka-python's errors read "[Error 59] UnknownProducerIdError: None"."""
+    if exc is None:
+        return "unknown failure"
+    name = type(exc).__name__
+    text = str(exc).strip()
+    text = text.splitlines()[0] if text else ""
+    text = re.sub(r"^\[Error -?\d+\]\s*", "", text)
+    text = re.sub(r":\s*None$", "", text)
+    if not text or text == name:
+        return name
+    return text if text.startswith(name) else f"{name}: {text}"
+
+
+def close_quietly(conn: Connection) -> None:
+    try:
+        conn.close()
+    except Exception:  # a broken connection is being discarded anyway
+        pass

@@ -1,0 +1,311 @@
+"""The relay loop: read after the acknowledged position, publish, follow.
+
+Two batches are in flight at a time: the next one is read and sent while the
+broker acknowledges the previous one. The acknowledged position is recorded by a
+`PositionTracker`, so publishing never waits for the database's write lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from consumers.kafka_config import KafkaSettings
+from ledger.application import LedgerApplication, first_line
+from ledger.config import DatabaseURL, auto_migrate
+from ledger.db import Connection, DatabaseUnavailable
+from ledger.reading import StoredRow, head_position, read_rows
+from ledger.waiting import Backoff, PollWaiter, Waiter, waiter_on
+from relay.config import RelayConfig
+from relay.errors import DATABASE_ERRORS, close_quietly
+from relay.position import PositionTracker
+from relay.publisher import Publisher, PublishFailed
+from relay.tracking import ensure_schema, load_tracking, try_relay_lock
+
+log = logging.getLogger("ledger.relay")
+
+
+@dataclass
+class RelayProgress:
+    """What the relay reports after each acknowledged batch and on state changes."""
+
+    # publishing, caught_up, kafka_unavailable, database_unavailable, waiting_for_lock
+    state: str
+    position: int
+    head: int
+    published: int
+    detail: str = ""
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.head - self.position)
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "state": self.state,
+            "position": self.position,
+            "head": self.head,
+            "lag": self.lag,
+            "published": self.published,
+        }
+        if self.detail:
+            d["detail"] = self.detail
+        return d
+
+
+@dataclass
+class RelayResult:
+    published: int
+    position: int
+    head: int
+    elapsed_s: float
+
+
+@dataclass
+class Relay:
+    url: DatabaseURL
+    kafka: KafkaSettings
+    config: RelayConfig = field(default_factory=RelayConfig)
+    on_progress: Callable[[RelayProgress], None] | None = None
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._publisher = Publisher(self.kafka, self.config, self._stop)
+        self._conn: Connection | None = None
+        self._tracker: PositionTracker | None = None
+        self._waiter: Waiter = PollWaiter(self._stop)
+        self._state = ""
+        self._kafka_backoff = Backoff(self.config.max_backoff_s)
+        self._caught_up_once = False
+        self._migrated = False
+        self._published = 0
+        self._position = 0
+        self._head = 0
+
+    # -- public -------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask a running `run()` to stop after the batch in hand (thread- and signal-safe)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def check_kafka(self) -> None:
+        """Connect to the brokers and create the topic, or raise `KafkaUnavailable`."""
+        self._publisher.connect()
+
+    def run(self, follow: bool = False) -> RelayResult:
+        """Publish everything after the tracked position; with `follow`, keep going
+        as events are appended until `stop()`."""
+        started = time.monotonic()
+        try:
+            self._open_database()
+            self._tracker = PositionTracker(self.url, self.config.tracking_name)
+            if not self._publisher.connected:
+                self.check_kafka()
+            db_backoff = Backoff(self.config.max_backoff_s)
+            self._set_state(
+                "publishing",
+                f"publishing to {self.config.topic} at {self.kafka.bootstrap} from position "
+                f"{self._position} (head {self._head})",
+            )
+            while not self._stop.is_set():
+                try:
+                    rows = self._read()
+                except DATABASE_ERRORS as exc:
+                    self._database_failed(exc, db_backoff)
+                    continue
+                if self._state == "database_unavailable":
+                    log.info("relay: database is back; resuming from position %d", self._position)
+                    self._set_state("publishing", "", quiet=True)
+                    db_backoff.reset()
+                try:
+                    if rows:
+                        self._publisher.send(rows, self._position)
+                    # Two batches in flight: the next one is read and sent while the
+                    # broker acknowledges the previous one. With nothing left to read,
+                    # everything is flushed.
+                    in_flight = self._publisher.in_flight
+                    while in_flight and (in_flight > 1 or not rows):
+                        self._await_oldest(flush=not rows)
+                        in_flight = self._publisher.in_flight
+                except PublishFailed as exc:
+                    if self._stop.is_set():
+                        break
+                    self._kafka_failed(exc.reason)
+                    continue
+                except DATABASE_ERRORS as exc:
+                    self._database_failed(exc, db_backoff)
+                    continue
+                if rows:
+                    if self._state == "caught_up":
+                        self._set_state("publishing", "", quiet=True)
+                    continue
+                self._head = self._position
+                # Logged once: in follow mode every appended event ends in "caught up".
+                self._set_state(
+                    "caught_up",
+                    f"caught up at position {self._position}"
+                    + ("; following new events" if follow else ""),
+                    quiet=self._caught_up_once,
+                )
+                self._caught_up_once = True
+                if not follow:
+                    break
+                try:
+                    self._wait_for_events()
+                except DATABASE_ERRORS as exc:
+                    self._database_failed(exc, db_backoff)
+            return RelayResult(
+                self._published, self._position, self._head, time.monotonic() - started
+            )
+        finally:
+            self._publisher.close(self._position)
+            if self._tracker is not None:
+                if not self._tracker.close():
+                    log.warning(
+                        "relay: could not record position %d before stopping; events after "
+                        "position %s will be sent again",
+                        self._position,
+                        self._tracker.saved,
+                    )
+                self._tracker = None
+            if self._conn is not None:
+                close_quietly(self._conn)
+                self._conn = None
+
+    # -- database -----------------------------------------------------------------
+
+    def _open_database(self) -> None:
+        if auto_migrate() and not self._migrated:
+            # Like every command: create what is missing on first use.
+            LedgerApplication(self.url).close()
+        conn = Connection(self.url)
+        try:
+            if auto_migrate() and not self._migrated:
+                ensure_schema(conn)
+                self._migrated = True
+            try:
+                head_position(conn)
+                load_tracking(conn, self.config.tracking_name)
+            except (psycopg.errors.UndefinedTable, sqlite3.OperationalError) as exc:
+                if "no such table" not in str(exc) and not isinstance(
+                    exc, psycopg.errors.UndefinedTable
+                ):
+                    raise
+                raise DatabaseUnavailable(
+                    f"{self.url.display()} has no ledger tables: run `ledger db migrate` "
+                    "(or leave LEDGER_AUTO_MIGRATE on)"
+                ) from None
+            self._acquire_lock(conn)
+            # On a reconnect, what this process saw acknowledged may be ahead of the
+            # (asynchronously) recorded position; another relay that held the lock
+            # meanwhile may be ahead of both.
+            recorded = load_tracking(conn, self.config.tracking_name).position
+            self._position = max(self._position, recorded)
+            self._publisher.forget(self._position)
+            self._head = head_position(conn)
+            self._waiter = waiter_on(conn, self._stop)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    def _acquire_lock(self, conn: Connection) -> None:
+        """One relay per tracking name at a time on PostgreSQL: two would interleave
+        duplicates of each other's batches. A second one waits as a hot standby."""
+        if conn.kind != "postgresql":
+            return
+        announced = False
+        while not self._stop.is_set():
+            if try_relay_lock(conn, self.config.tracking_name):
+                if announced:
+                    log.info("relay: lock acquired; taking over")
+                    self._set_state("publishing", "", quiet=True)
+                return
+            if not announced:
+                self._set_state(
+                    "waiting_for_lock",
+                    f"another relay holds {self.config.tracking_name!r}; standing by until "
+                    "it stops",
+                )
+                announced = True
+            self._stop.wait(2.0)
+
+    def _read(self) -> list[StoredRow]:
+        if self._conn is None:
+            self._open_database()
+            if self._stop.is_set():  # stopped while standing by for the lock
+                return []
+        assert self._conn is not None
+        return read_rows(self._conn, self._publisher.sent, self.config.batch_size)
+
+    def _database_failed(self, exc: BaseException, backoff: Backoff) -> None:
+        self._publisher.forget(self._position)
+        reason = first_line(exc)
+        self._set_state(
+            "database_unavailable", f"database unavailable ({reason}); retrying with back-off"
+        )
+        if self._conn is not None:
+            close_quietly(self._conn)
+            self._conn = None
+        self._stop.wait(backoff.next())
+
+    def _wait_for_events(self) -> None:
+        assert self._conn is not None
+        cfg = self.config
+        sqlite = self._conn.kind == "sqlite"
+        self._waiter.wait(cfg.sqlite_poll_interval_s if sqlite else cfg.poll_interval_s)
+
+    # -- Kafka --------------------------------------------------------------------
+
+    def _kafka_failed(self, reason: str) -> None:
+        self._publisher.close(self._position)
+        self._set_state(
+            "kafka_unavailable",
+            f"Kafka unavailable ({reason}); retrying with back-off, will re-send everything "
+            f"after position {self._position}",
+        )
+        self._stop.wait(self._kafka_backoff.next())
+
+    def _await_oldest(self, flush: bool) -> None:
+        """Wait for the oldest in-flight batch, then hand its last position to the tracker."""
+        batch = self._publisher.await_oldest(flush, self._position)
+        if self._state == "kafka_unavailable":
+            # Only an acknowledgement proves Kafka is back, not a new connection.
+            log.info("relay: Kafka is back; resuming after position %d", batch.last_position)
+            self._set_state("publishing", "", quiet=True)
+            self._kafka_backoff.reset()
+        assert self._conn is not None and self._tracker is not None
+        self._tracker.advance(batch.last_position)
+        self._published += len(batch.futures)
+        self._position = batch.last_position
+        self._head = max(head_position(self._conn), batch.last_position)
+        self._report()
+
+    # -- reporting ----------------------------------------------------------------
+
+    def _set_state(self, state: str, detail: str, *, quiet: bool = False) -> None:
+        if state == self._state:
+            return
+        self._state = state
+        # Reported first: a progress display ends its line before the log line.
+        self._report(detail)
+        if not quiet:
+            level = logging.WARNING if state.endswith("unavailable") else logging.INFO
+            log.log(level, "relay: %s", detail)
+
+    def _report(self, detail: str = "") -> None:
+        if self.on_progress is not None:
+            self.on_progress(
+                RelayProgress(self._state, self._position, self._head, self._published, detail)
+            )
