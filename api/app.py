@@ -293,6 +293,11 @@ def create_app(
     app.state.ledger = state
     _errors(app)
     _routes(app)
+    # The customer card page (HTML) over the same services; imported here
+    # because it builds on this module.
+    from api.page import page_router
+
+    app.include_router(page_router())
     _problem_openapi(app)
     if cors_origins:
         app.add_middleware(

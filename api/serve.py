@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -18,6 +19,7 @@ from fastapi import FastAPI
 
 from api.access import ACCESS_FILE_ENV, load_access
 from api.app import DEFAULT_MAX_BODY, create_app
+from api.page_session import SESSION_SECRET_ENV
 from ledger.service import Services
 
 CORS_ENV = "LEDGER_CORS_ORIGINS"
@@ -54,6 +56,10 @@ def configure_logging() -> None:
 
 def run(host: str, port: int, workers: int) -> None:
     configure_logging()
+    # The card page's session cookies must verify in every worker: without a
+    # configured secret, this server's workers share one made now.
+    if not os.environ.get(SESSION_SECRET_ENV):
+        os.environ[SESSION_SECRET_ENV] = secrets.token_urlsafe(32)
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal under
     # the handler that was in place before it: make that one a no-op, so a
     # clean shutdown exits 0 instead of "killed by SIGTERM".

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import io
 from datetime import datetime
+from urllib.parse import quote
 
 import click
 
 from cli.context import FORMAT_OPTION, cli_context, emit_json
+from cli.serve import DEFAULT_HOST, DEFAULT_PORT
 from ledger.demo import FEATURED_CUSTOMER, demo_ndjson
 from ledger.input import read_items
 from ledger.service import append_items, prepare_store, tab_answer, tab_request
+
+
+def demo_card_url() -> str:
+    """The featured customer's card page on a default `ledger serve`."""
+    return f"http://{DEFAULT_HOST}:{DEFAULT_PORT}/customers/{quote(FEATURED_CUSTOMER, safe='')}"
 
 
 @click.command()
@@ -42,6 +49,7 @@ def demo(limit: int, output_format: str) -> None:
                 "database": app.url.display(),
                 "customer_id": FEATURED_CUSTOMER,
                 "items": preview,
+                "card_url": demo_card_url(),
             }
         )
         return
@@ -61,3 +69,10 @@ def demo(limit: int, output_format: str) -> None:
         f"More: ledger tab {FEATURED_CUSTOMER} timeline   (tabs: timeline tasks visits "
         "segments chats emails orders card)"
     )
+    click.echo("")
+    click.echo("See the customer card in a browser: run")
+    # The password of a --db URL is not repeated on the screen.
+    click.echo(
+        "  ledger --db URL serve    (the same --db as here)" if ctx.db_option else "  ledger serve"
+    )
+    click.echo(f"then open {demo_card_url()}")

@@ -19,6 +19,10 @@ _ACCESS_ENV = "LEDGER_ACCESS_FILE"
 _CORS_ENV = "LEDGER_CORS_ORIGINS"
 
 
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -29,8 +33,8 @@ def is_loopback(host: str) -> bool:
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True)
 @click.option(
     "--access",
     "access_option",

@@ -47,12 +47,13 @@ from ledger.rights import ALLOW_ALL, RightsPolicy, load_policy
 from ledger.stores.rows import EVENTS_TABLE
 from ledger.times import BadTime, parse_user_time
 from projections import registry
-from projections.models import TabAnswer, TaskItem, TasksTab, answer
+from projections.card import card_value
+from projections.models import EmailsTab, LastEmail, TabAnswer, TaskItem, TasksTab, answer
 from projections.runner import UNAVAILABLE_ERRORS, ProjectionError, catch_up_live
 from projections.schema import SchemaMissing, ensure_schema, require_schema, schema_ready
 from projections.status import projection_status
 from projections.tables import existing_tables
-from projections.tabs import TABS, TabRequest, read_tab
+from projections.tabs import TABS, TabRequest, read_tab, tab_counts
 from projections.timeline import DEFAULT_LIMIT, TimelineQuery, decode_cursor
 
 
@@ -335,6 +336,34 @@ def projections_status(conn: Connection) -> dict[str, Any]:
     with service_errors():
         head, rows = projection_status(conn, registry.select(()))
     return {"head": head, "projections": [r.as_json() for r in rows]}
+
+
+@dataclass(frozen=True)
+class CardHeader:
+    """What a customer card shows above its tabs."""
+
+    name: str | None  # the card's current name
+    last_email: LastEmail | None  # the newest email sent, and whether it was opened
+    counts: dict[str, int]  # items per tab (the timeline's: every event), up to count_cap
+    count_cap: int  # a count of count_cap + 1 means "more than count_cap"
+
+
+CARD_COUNT_CAP = 10_000
+
+
+def card_header(conn: Connection, customer_id: str, count_cap: int = CARD_COUNT_CAP) -> CardHeader:
+    """The card's header, every read model brought up to date first. Capped
+    counts and the newest rows only, so a customer with 100,000 events costs
+    about what a small one does."""
+    with service_errors():
+        catch_up_live(conn, [registry.get(name) for name in registry.NAMES])
+        counts = tab_counts(conn, customer_id, count_cap)
+        name = card_value(conn, customer_id, "name")
+        emails = answer(read_tab(conn, TabRequest(customer_id, "emails", limit=1)))
+    assert isinstance(emails, EmailsTab)
+    return CardHeader(
+        name if isinstance(name, str) else None, emails.last_email, counts, count_cap
+    )
 
 
 # -- appending ------------------------------------------------------------------------
