@@ -47,7 +47,7 @@ from ledger.personal import TamperedValue
 from ledger.reading import states_by_event_id
 from ledger.rights import ALLOW_ALL, RightsPolicy, load_policy
 from ledger.stores.rows import EVENTS_TABLE
-from ledger.times import parse_user_time
+from ledger.times import BadTime, parse_user_time
 from projections import registry
 from projections.card import card_value
 from projections.models import EmailsTab, LastEmail, TabAnswer, TaskItem, TasksTab, answer
@@ -247,6 +247,7 @@ def store_ready(conn: Connection) -> bool:
 
 def migrate(url: DatabaseURL) -> None:
     """Create every table the ledger needs; idempotent and safe to run concurrently."""
+    # Imported here: the relay package is not needed by a reader of tabs.
     from relay.tracking import ensure_schema as ensure_relay_schema
 
     with service_errors():
@@ -305,7 +306,7 @@ def tab_request(
             return None
         try:
             return parse_user_time(text)
-        except ValueError as exc:
+        except BadTime as exc:
             raise ServiceError(Category.USAGE, f"{name(parameter)}: {exc}") from None
 
     try:

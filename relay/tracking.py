@@ -37,11 +37,6 @@ class Tracking:
     updated_at: datetime | None
 
 
-def tracked_relays(conn: Connection) -> list[str]:
-    """The names of the relays that have recorded a position."""
-    return [str(r[0]) for r in conn.fetchall(f"SELECT name FROM {TRACKING_TABLE} ORDER BY name")]
-
-
 def load_tracking(conn: Connection, name: str) -> Tracking:
     row = conn.fetchone(
         f"SELECT position, updated_at FROM {TRACKING_TABLE} WHERE name = ?", (name,)
@@ -52,6 +47,11 @@ def load_tracking(conn: Connection, name: str) -> Tracking:
     if isinstance(updated, str):
         updated = datetime.fromisoformat(updated)
     return Tracking(name, int(row[0]), updated)
+
+
+def tracked_relays(conn: Connection) -> list[str]:
+    """The names of the relays that have recorded a position."""
+    return [str(r[0]) for r in conn.fetchall(f"SELECT name FROM {TRACKING_TABLE} ORDER BY name")]
 
 
 def save_position(conn: Connection, name: str, position: int, *, force: bool = False) -> None:
