@@ -43,6 +43,8 @@ _NONCE = 12
 # this interval, not per event, and an erasure by another process reaches this
 # one's readers within it.
 CACHE_SECONDS = 2.0
+# Keys one append keeps at most (memory stays flat however many customers).
+_PINNED_MAX = 10_000
 
 
 class KeystoreError(Exception):
@@ -343,24 +345,44 @@ class Keyring:
 
     def prepare(self, store: Queries, customer_ids: Iterable[str]) -> set[str]:
         """Give every customer in `customer_ids` a data key (in `store`'s transaction
-        when the keys live in the ledger's database); returns the erased ones."""
+        when the keys live in the ledger's database); returns the erased ones. The
+        keys stay in this thread's batch until `release`, so an append looks each
+        customer's key up once (a bounded number at a time)."""
         wanted = sorted(set(customer_ids))
         pinned = self._pinned
-        pinned.clear()
+        if len(pinned) + len(wanted) > _PINNED_MAX:
+            pinned.clear()
         with self._lock:
             # Only committed keys are in the shared cache (see `cipher`).
-            pinned.update((c, self._cache[c]) for c in wanted if c in self._cache)
+            pinned.update(
+                (c, self._cache[c]) for c in wanted if c in self._cache and c not in pinned
+            )
         missing = [c for c in wanted if c not in pinned]
         target: Queries = store if self.shared else self._store()
-        mine = master_id(self.master) if missing else ""
-        now = datetime.now(UTC).isoformat()
-        for customer_id in missing:
+        for start in range(0, len(missing), 500):
+            chunk = missing[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            for customer_id, wrapped, wrapped_by in target.fetchall(
+                f"SELECT customer_id, wrapped, master_id FROM {KEYS_TABLE} "
+                f"WHERE customer_id IN ({marks})",
+                chunk,
+            ):
+                pinned[customer_id] = self._cipher(customer_id, (wrapped, wrapped_by))
+        new = [c for c in missing if c not in pinned]
+        if new:
+            mine = master_id(self.master)
+            now = datetime.now(UTC).isoformat()
+        for customer_id in new:
             key = AESGCM.generate_key(bit_length=256)
-            target.fetchall(
+            made = target.fetchall(
                 f"INSERT INTO {KEYS_TABLE} (customer_id, wrapped, master_id, created_at) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT (customer_id) DO NOTHING RETURNING customer_id",
                 (customer_id, _wrap(self.master, customer_id, key), mine, now),
             )
+            if made:
+                pinned[customer_id] = AESGCM(key)
+                continue
+            # Another writer made it first (outside the write lock: --skip-invalid).
             row = target.fetchall(
                 f"SELECT wrapped, master_id FROM {KEYS_TABLE} WHERE customer_id = ?",
                 (customer_id,),
