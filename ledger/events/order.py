@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from typing import Annotated
 
 from pydantic import Field
@@ -47,5 +48,9 @@ def personal_order_fields() -> frozenset[str]:
     comma-separated LEDGER_PERSONAL_ORDER_FIELDS, else the default list. Readers
     do not depend on it (they decrypt whatever was stored encrypted), so widening
     the list later only affects new events."""
-    text = os.environ.get(PERSONAL_ORDER_FIELDS_ENV, DEFAULT_PERSONAL_ORDER_FIELDS)
+    return _fields(os.environ.get(PERSONAL_ORDER_FIELDS_ENV, DEFAULT_PERSONAL_ORDER_FIELDS))
+
+
+@lru_cache(maxsize=8)
+def _fields(text: str) -> frozenset[str]:
     return frozenset(f.strip() for f in text.split(",") if f.strip())
