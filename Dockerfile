@@ -1,5 +1,6 @@
 # The `ledger` CLI in a container: docker-compose.yml runs `ledger db migrate`,
-# `ledger relay run --follow` and `ledger projections run --all --follow` from this image.
+# `ledger relay run --follow`, `ledger projections run --all --follow` and
+# `ledger serve` (the HTTP API) from this image.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

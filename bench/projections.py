@@ -233,8 +233,12 @@ def generate(count: int, seed: int = 7) -> Iterator[tuple[str, str, dict[str, An
         yield who.cid, event_type, data, occurred
 
 
-def fill(url: str, count: int) -> float:
-    """Store `count` generated events; seconds taken."""
+def fill(
+    url: str,
+    count: int,
+    events: Iterator[tuple[str, str, dict[str, Any], datetime]] | None = None,
+) -> float:
+    """Store `count` generated events (or the given ones); seconds taken."""
     app = LedgerApplication(parse_database_url(url), create_tables=True)
     versions: dict[str, int] = {}
     recorded_at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
@@ -246,7 +250,8 @@ def fill(url: str, count: int) -> float:
             session.insert(batch)
         batch.clear()
 
-    for n, (cid, event_type, data, occurred) in enumerate(generate(count)):
+    source = generate(count) if events is None else events
+    for n, (cid, event_type, data, occurred) in enumerate(source):
         version = versions.get(cid, 0) + 1
         versions[cid] = version
         payload = PAYLOADS[event_type]

@@ -17,9 +17,12 @@ from cli.context import (
     emit_json,
     progress_enabled,
 )
-from ledger.appending import DEFAULT_BATCH_SIZE, Appender, AppendReport
-from ledger.input import InputError, read_items
+from ledger.appending import DEFAULT_BATCH_SIZE, AppendReport
+from ledger.application import LedgerApplication
+from ledger.input import read_items
 from ledger.printable import printable
+from ledger.rights import RightsPolicy
+from ledger.service import append_items, report_json
 
 
 class _CountingReader:
@@ -92,17 +95,15 @@ def append(path: str, skip_invalid: bool, batch_size: int, output_format: str) -
 
 
 def _run(
-    app: Any, policy: Any, stream: IO[str], skip_invalid: bool, batch_size: int
+    app: LedgerApplication,
+    policy: RightsPolicy,
+    stream: IO[str],
+    skip_invalid: bool,
+    batch_size: int,
 ) -> AppendReport:
-    try:
-        with Appender(app, policy, batch_size=batch_size) as appender:
-            return appender.append(read_items(stream), skip_invalid=skip_invalid)
-    except InputError as exc:
-        raise CliError(f"input: {exc}; nothing stored", EXIT_REJECTED) from exc
-    except UnicodeDecodeError as exc:
-        raise CliError(
-            f"input is not UTF-8 text: {exc.reason}; nothing stored", EXIT_REJECTED
-        ) from exc
+    return append_items(
+        app, policy, read_items(stream), skip_invalid=skip_invalid, batch_size=batch_size
+    )
 
 
 def _size(stream: IO[str]) -> int:
@@ -114,24 +115,7 @@ def _size(stream: IO[str]) -> int:
 
 def _print_report(report: AppendReport, output_format: str, skip_invalid: bool) -> None:
     if output_format == "json":
-        emit_json(
-            {
-                "appended": report.appended,
-                "duplicates": report.duplicates,
-                "rejected": [
-                    {
-                        "line": r.line,
-                        "event_id": r.event_id,
-                        "type": r.event_type,
-                        "errors": [{"field": e.field, "reason": e.reason} for e in r.errors],
-                    }
-                    for r in report.rejected
-                ],
-                "stored": report.stored,
-                "first_position": report.first_position,
-                "last_position": report.last_position,
-            }
-        )
+        emit_json(report_json(report))
         return
     for rejection in report.rejected:
         click.echo(printable(str(rejection)), err=True)

@@ -7,18 +7,15 @@ or configuration; 3 a database or broker could not be reached.
 from __future__ import annotations
 
 import json
-import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import click
 
-from ledger.application import LedgerApplication
-from ledger.config import RIGHTS_POLICY_ENV, ConfigError, DatabaseURL, database_url
-from ledger.db import Connection
+from ledger.config import DatabaseURL
 from ledger.printable import printable
-from ledger.rights import RightsPolicy, load_policy
+from ledger.service import Category, Services
 
 EXIT_OK = 0
 EXIT_REJECTED = 1
@@ -35,6 +32,38 @@ FORMAT_OPTION = click.option(
 )
 
 
+def metrics_options(command: Any) -> Any:
+    """`--metrics-port` / `--metrics-host` for the long-running workers."""
+    command = click.option(
+        "--metrics-host",
+        default="127.0.0.1",
+        show_default=True,
+        help="--follow: address the metrics endpoint listens on (0.0.0.0 in a container).",
+    )(command)
+    return click.option(
+        "--metrics-port",
+        type=click.IntRange(1, 65535),
+        default=None,
+        metavar="PORT",
+        help="--follow: serve Prometheus metrics on http://HOST:PORT/metrics "
+        "(the head, every projection's and relay's lag).",
+    )(command)
+
+
+def start_metrics(url: DatabaseURL, port: int | None, host: str, follow: bool) -> None:
+    if port is None:
+        return
+    if not follow:
+        raise CliError("--metrics-port needs --follow", EXIT_USAGE)
+    from ledger import metrics  # prometheus-client only for processes that serve metrics
+
+    metrics.watch_store(url)
+    try:
+        metrics.serve_metrics(port, host)
+    except OSError as exc:
+        raise CliError(f"--metrics-port {port}: {exc.strerror}", EXIT_USAGE) from exc
+
+
 class CliError(click.ClickException):
     """One clear line for the user, with a meaningful exit code."""
 
@@ -47,38 +76,21 @@ class CliError(click.ClickException):
 
 
 @dataclass
-class CliContext:
-    db_option: str | None = None
-    rights_option: str | None = None
+class CliContext(Services):
+    """The service layer's composition root, plus what only a terminal needs."""
+
     debug: bool = False
-    _app: LedgerApplication | None = field(default=None, repr=False)
 
-    @property
-    def url(self) -> DatabaseURL:
-        try:
-            return database_url(self.db_option)
-        except ConfigError as exc:
-            raise CliError(str(exc)) from exc
 
-    def app(self) -> LedgerApplication:
-        if self._app is None:
-            self._app = LedgerApplication(self.url)
-        return self._app
-
-    def connect(self) -> Connection:
-        return Connection(self.url)
-
-    def policy(self) -> RightsPolicy:
-        path = self.rights_option or os.environ.get(RIGHTS_POLICY_ENV) or None
-        try:
-            return load_policy(path)
-        except ConfigError as exc:
-            raise CliError(str(exc)) from exc
-
-    def close(self) -> None:
-        if self._app is not None:
-            self._app.close()
-            self._app = None
+# Each service error category's exit code: the one place the CLI decides them.
+EXIT_CODES: dict[Category, int] = {
+    Category.REJECTED: EXIT_REJECTED,
+    Category.NOT_FOUND: EXIT_REJECTED,
+    Category.FORBIDDEN: EXIT_REJECTED,
+    Category.CONFLICT: EXIT_REJECTED,
+    Category.UNAVAILABLE: EXIT_UNAVAILABLE,
+    Category.USAGE: EXIT_USAGE,
+}
 
 
 def cli_context() -> CliContext:

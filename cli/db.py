@@ -5,11 +5,9 @@ from __future__ import annotations
 import click
 
 from cli.context import EXIT_USAGE, FORMAT_OPTION, CliError, cli_context, emit_json
-from ledger.application import LedgerApplication
 from ledger.audit.common import AuditError
 from ledger.audit.grants import grant_auditor as grant
-from projections.schema import ensure_schema as ensure_projection_schema
-from relay.tracking import ensure_schema as ensure_relay_schema
+from ledger.service import migrate as migrate_store
 
 
 @click.group()
@@ -27,10 +25,7 @@ def migrate(output_format: str) -> None:
     """
     ctx = cli_context()
     url = ctx.url
-    LedgerApplication(url, create_tables=True).close()
-    with ctx.connect() as conn:
-        ensure_projection_schema(conn)
-        ensure_relay_schema(conn)
+    migrate_store(url)
     if output_format == "json":
         emit_json({"migrated": True, "database": url.display()})
     else:

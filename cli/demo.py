@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import io
 from datetime import datetime
+from urllib.parse import quote
 
 import click
 
 from cli.context import FORMAT_OPTION, cli_context, emit_json
-from cli.readmodels import prepare_store, projection_errors
-from ledger.appending import Appender
+from cli.serve import DEFAULT_HOST, DEFAULT_PORT
 from ledger.demo import FEATURED_CUSTOMER, demo_ndjson
 from ledger.input import read_items
-from projections.registry import get as get_projection
-from projections.runner import catch_up_live
-from projections.timeline import TimelineQuery, timeline_tab
+from ledger.service import append_items, prepare_store, tab_answer, tab_request
+
+
+def demo_card_url() -> str:
+    """The featured customer's card page on a default `ledger serve`."""
+    return f"http://{DEFAULT_HOST}:{DEFAULT_PORT}/customers/{quote(FEATURED_CUSTOMER, safe='')}"
 
 
 @click.command()
@@ -31,14 +34,13 @@ def demo(limit: int, output_format: str) -> None:
     print one customer's "Previous interactions"."""
     ctx = cli_context()
     app = ctx.app()
-    with Appender(app, ctx.policy()) as appender:
-        report = appender.append(read_items(io.StringIO("\n".join(demo_ndjson()))))
+    report = append_items(app, ctx.policy(), read_items(io.StringIO("\n".join(demo_ndjson()))))
     if report.rejected:  # the demo data is ours: a rejection is a bug
         raise click.ClickException(f"demo data rejected: {report.rejected[0]}")
-    with projection_errors(), ctx.connect() as conn:
+    with ctx.connect() as conn:
         prepare_store(conn)
-        catch_up_live(conn, [get_projection("timeline")])
-        preview = timeline_tab(conn, FEATURED_CUSTOMER, TimelineQuery(limit=limit))["items"]
+        timeline = tab_answer(conn, tab_request(FEATURED_CUSTOMER, "timeline", limit=limit))
+    preview = timeline.model_dump(mode="json")["items"]
     if output_format == "json":
         emit_json(
             {
@@ -47,6 +49,7 @@ def demo(limit: int, output_format: str) -> None:
                 "database": app.url.display(),
                 "customer_id": FEATURED_CUSTOMER,
                 "items": preview,
+                "card_url": demo_card_url(),
             }
         )
         return
@@ -66,3 +69,10 @@ def demo(limit: int, output_format: str) -> None:
         f"More: ledger tab {FEATURED_CUSTOMER} timeline   (tabs: timeline tasks visits "
         "segments chats emails orders card)"
     )
+    click.echo("")
+    click.echo("See the customer card in a browser: run")
+    # The password of a --db URL is not repeated on the screen.
+    click.echo(
+        "  ledger --db URL serve    (the same --db as here)" if ctx.db_option else "  ledger serve"
+    )
+    click.echo(f"then open {demo_card_url()}")

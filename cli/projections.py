@@ -16,13 +16,16 @@ from cli.context import (
     CliError,
     cli_context,
     emit_json,
+    metrics_options,
     progress_enabled,
+    start_metrics,
 )
 from cli.progress import Mode, ReplayProgress
-from cli.readmodels import choose, echo_err, prepare_store, projection_errors
+from cli.readmodels import choose, echo_err
 from cli.tables import Column, echo_table
 from ledger.printable import printable
 from ledger.reading import head_position
+from ledger.service import prepare_store, projections_status, service_errors
 from ledger.signals import stop_on_signals
 from projections import rebuild as replay
 from projections.runner import (
@@ -32,7 +35,6 @@ from projections.runner import (
     Runner,
     Target,
 )
-from projections.status import projection_status
 
 
 @click.group(name="projections")
@@ -73,6 +75,7 @@ def _stop_on_signals() -> Iterator[threading.Event]:
     show_default=True,
     help="Longest wait between reconnection attempts.",
 )
+@metrics_options
 @FORMAT_OPTION
 def run(
     names: tuple[str, ...],
@@ -81,6 +84,8 @@ def run(
     batch_size: int,
     interval: float,
     max_backoff: float,
+    metrics_port: int | None,
+    metrics_host: str,
     output_format: str,
 ) -> None:
     """Catch the read models up with the ledger; with --follow, keep them current.
@@ -92,6 +97,7 @@ def run(
     """
     chosen = choose(names, all_, required=False)
     ctx = cli_context()
+    start_metrics(ctx.url, metrics_port, metrics_host, follow)
     if follow:
 
         def notify(notice: FollowNotice) -> None:
@@ -121,10 +127,10 @@ def run(
                 max_backoff=max_backoff,
                 prepare=prepare_store,
             )
-            with projection_errors():
+            with service_errors():
                 follower.run()
         return
-    with projection_errors(), ctx.connect() as conn, _stop_on_signals() as stop:
+    with service_errors(), ctx.connect() as conn, _stop_on_signals() as stop:
         prepare_store(conn)
         runner = Runner(conn, [Target.live(p) for p in chosen], batch_size)
         applied = runner.catch_up(stop=stop)
@@ -161,14 +167,14 @@ def status(output_format: str) -> None:
     behind by a killed one is shown with its own position.
     """
     ctx = cli_context()
-    with projection_errors(), ctx.connect() as conn:
+    with ctx.connect() as conn:
         prepare_store(conn)
-        head, rows = projection_status(conn, choose((), True, required=False))
+        answer = projections_status(conn)
     if output_format == "json":
-        emit_json({"head": head, "projections": [r.as_json() for r in rows]})
+        emit_json(answer)
         return
-    click.echo(f"head: position {head:,}")
-    table = [r.as_json() for r in rows]
+    click.echo(f"head: position {answer['head']:,}")
+    table = answer["projections"]
     echo_table(
         [
             Column("PROJECTION", lambda r: r["name"]),
@@ -181,9 +187,9 @@ def status(output_format: str) -> None:
         ],
         table,
     )
-    for row in rows:
-        if row.stopped is not None:
-            click.echo(printable(row.stopped))
+    for row in table:
+        if row["stopped"] is not None:
+            click.echo(printable(row["stopped"]))
 
 
 def _rebuild_text(row: dict[str, object]) -> str:
@@ -228,7 +234,7 @@ def rebuild(
     """
     chosen = choose(names, all_, required=True)
     ctx = cli_context()
-    with projection_errors(), ctx.connect() as conn:
+    with service_errors(), ctx.connect() as conn:
         prepare_store(conn)
         if discard:
             dropped = replay.discard(conn, chosen)
@@ -289,7 +295,7 @@ def reset(names: tuple[str, ...], all_: bool, yes: bool, output_format: str) -> 
             raise CliError("reset empties read models: pass --yes to confirm", EXIT_USAGE)
         click.confirm(f"empty {', '.join(p.name for p in chosen)}?", abort=True)
     ctx = cli_context()
-    with projection_errors(), ctx.connect() as conn:
+    with service_errors(), ctx.connect() as conn:
         prepare_store(conn)
         replay.reset(conn, chosen)
     if output_format == "json":

@@ -19,7 +19,9 @@ from cli.context import (
     CliError,
     cli_context,
     emit_json,
+    metrics_options,
     progress_enabled,
+    start_metrics,
 )
 from cli.kafka_options import kafka_options, pop_kafka_options
 from consumers.kafka_config import DEFAULT_TOPIC, TOPIC_ENV
@@ -97,6 +99,7 @@ def relay() -> None:
     "on PostgreSQL new events wake the relay at once and it checks every 1 s anyway].",
 )
 @kafka_options
+@metrics_options
 @FORMAT_OPTION
 def run(
     follow: bool,
@@ -108,6 +111,8 @@ def run(
     compression: str | None,
     delivery_timeout: float,
     poll_interval: float | None,
+    metrics_port: int | None,
+    metrics_host: str,
     output_format: str,
     **kafka: Any,
 ) -> None:
@@ -136,6 +141,7 @@ def run(
     )
     if poll_interval is not None:
         config.poll_interval_s = config.sqlite_poll_interval_s = poll_interval
+    start_metrics(ctx.url, metrics_port, metrics_host, follow)
     reporter = _Reporter(output_format, follow)
     relay_ = Relay(ctx.url, settings, config, on_progress=reporter.progress)
     with _logging_to_stderr(), stop_on_signals(relay_.stop):

@@ -12,7 +12,7 @@ from ledger.schemas import write_schemas
 
 @click.group()
 def schemas() -> None:
-    """JSON Schemas of the event contracts."""
+    """JSON Schemas of the event contracts; the HTTP API's OpenAPI document."""
 
 
 @schemas.command()
@@ -25,9 +25,13 @@ def schemas() -> None:
     help="Directory to write the schemas into.",
 )
 def export(out_dir: Path) -> None:
-    """Write one JSON Schema per event type, plus the envelopes, into OUT."""
+    """Write one JSON Schema per event type, plus the envelopes and the HTTP
+    API's OpenAPI document (openapi.json), into OUT."""
+    from api.app import openapi_json  # the HTTP stack, only for this command
+
     written = write_schemas(out_dir)
-    click.echo(f"wrote {len(written)} schemas to {out_dir}")
+    (out_dir / "openapi.json").write_text(openapi_json())
+    click.echo(f"wrote {len(written)} schemas and openapi.json to {out_dir}")
 
 
 @schemas.command()

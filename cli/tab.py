@@ -7,17 +7,14 @@ from typing import Any
 
 import click
 
-from cli.context import EXIT_USAGE, FORMAT_OPTION, CliError, cli_context, emit_json
-from cli.readmodels import prepare_store, projection_errors
+from cli.context import FORMAT_OPTION, cli_context, emit_json
 from cli.tables import Column, echo_table
 from ledger.events import KINDS
 from ledger.printable import printable
 from ledger.rights import ALLOW_ALL
-from ledger.times import BadTime, parse_user_time
-from projections import registry
-from projections.runner import catch_up_live
-from projections.tabs import TABS, TabRequest, read_tab
-from projections.timeline import DEFAULT_LIMIT, MAX_LIMIT, TimelineQuery, decode_cursor
+from ledger.service import TAB_PARAMETERS, prepare_store, tab_answer, tab_request
+from projections.tabs import TABS
+from projections.timeline import DEFAULT_LIMIT, MAX_LIMIT
 
 
 def _when(value: object) -> str | None:
@@ -99,15 +96,6 @@ COLUMNS: dict[str, list[Column]] = {
 }
 
 
-def _moment(option: str, text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        return parse_user_time(text)
-    except BadTime as exc:
-        raise CliError(f"{option}: {exc}", EXIT_USAGE) from None
-
-
 @click.command(name="tab")
 @click.argument("customer_id")
 @click.argument("tab_name", metavar="TAB", type=click.Choice(TABS))
@@ -151,42 +139,22 @@ def tab(
     before answering, so what `ledger append` stored is always shown. An
     unknown customer has an empty tab.
     """
-    timeline_only = {
-        "--kind": bool(kinds),
-        "--since": since is not None,
-        "--until": until is not None,
-        "--limit": limit is not None,
-        "--cursor": cursor is not None,
-    }
-    if tab_name != "timeline":
-        for option, given in timeline_only.items():
-            if given:
-                raise CliError(f"{option} applies to the timeline tab only", EXIT_USAGE)
-    if viewer is not None and tab_name != "tasks":
-        raise CliError("--as applies to the tasks tab only", EXIT_USAGE)
     ctx = cli_context()
-    try:
-        request = TabRequest(
-            customer_id=customer_id,
-            tab=tab_name,
-            timeline=TimelineQuery(
-                kinds=kinds,
-                since=_moment("--since", since),
-                until=_moment("--until", until),
-                limit=limit or DEFAULT_LIMIT,
-                cursor=cursor,
-            ),
-            viewer=viewer,
-            policy=ctx.policy() if viewer is not None else ALLOW_ALL,
-        )
-        if cursor is not None:
-            decode_cursor(customer_id, cursor)
-    except ValueError as exc:  # BadCursor included
-        raise CliError(str(exc), EXIT_USAGE) from None
-    with projection_errors(), ctx.connect() as conn:
+    request = tab_request(
+        customer_id,
+        tab_name,
+        kinds=kinds,
+        since=since,
+        until=until,
+        limit=limit,
+        cursor=cursor,
+        viewer=viewer,
+        policy=ctx.policy() if viewer is not None else ALLOW_ALL,
+        names={p: f"--{p}" for p in TAB_PARAMETERS},
+    )
+    with ctx.connect() as conn:
         prepare_store(conn)
-        catch_up_live(conn, [registry.get(tab_name)])
-        answer = read_tab(conn, request)
+        answer = tab_answer(conn, request).model_dump(mode="json")
     if output_format == "json":
         emit_json(answer)
         return

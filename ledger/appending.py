@@ -72,6 +72,9 @@ class Rejection:
     event_id: str | None
     event_type: str | None
     errors: tuple[FieldError, ...]
+    # "contract" (the event's shape), "rule" (the stored state forbids it) or
+    # "store" (the database refused the row): the class the rejection metrics count by.
+    reason_class: str = "contract"
 
     def __str__(self) -> str:
         what = "; ".join(str(e) for e in self.errors)
@@ -258,6 +261,7 @@ class Appender:
                 str(event.event_id) if event and event.event_id else _peek_event_id(item.raw),
                 event.type if event else None,
                 (FieldError("(event)", f"the store refused it: {first_line(exc)}"),),
+                reason_class="store",
             )
         )
 
@@ -365,7 +369,11 @@ class Appender:
             except RuleViolation as rule:
                 decision.rejections.append(
                     Rejection(
-                        item.line, given_id, event.type, (FieldError(rule.field, rule.reason),)
+                        item.line,
+                        given_id,
+                        event.type,
+                        (FieldError(rule.field, rule.reason),),
+                        reason_class="rule",
                     )
                 )
                 continue

@@ -26,7 +26,14 @@ class Connection:
         self._raw: sqlite3.Connection | psycopg.Connection[tuple[Any, ...]]
         try:
             if url.kind == "sqlite":
-                raw = sqlite3.connect(url.path, isolation_level=None, timeout=url.lock_timeout)
+                # check_same_thread off: the API pools connections across its worker threads,
+                # one request (one thread) at a time.
+                raw = sqlite3.connect(
+                    url.path,
+                    isolation_level=None,
+                    timeout=url.lock_timeout,
+                    check_same_thread=False,
+                )
                 raw.execute("PRAGMA journal_mode=WAL")
                 self._raw = raw
             else:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
 from ledger.db import Connection
 from ledger.events.customer import CustomerCardChanged, CustomerCreated
 from projections.base import Envelope, Projection, Tables
-from projections.history import change_rows, history_tab, history_table
+from projections.history import change_rows, history_rows, history_tab, history_table
 from projections.writing import insert_rows
 
 CARD_HISTORY = history_table("rm_card_history", subject=None)
@@ -30,5 +31,18 @@ class CardProjection(Projection):
         insert_rows(db, tables[CARD_HISTORY.name], CARD_HISTORY.column_names, rows)
 
 
-def card_tab(conn: Connection, customer_id: str) -> dict[str, Any]:
-    return history_tab(conn, CARD_HISTORY, "card", customer_id, None)
+ROWS = history_rows(CARD_HISTORY)
+
+
+def card_tab(conn: Connection, customer_id: str, limit: int | None = None) -> dict[str, Any]:
+    return history_tab(conn, CARD_HISTORY, "card", customer_id, None, limit)
+
+
+def card_value(conn: Connection, customer_id: str, field: str) -> Any:
+    """A card field's current value: the newest change of it (None if never set)."""
+    row = conn.fetchone(
+        f"SELECT new {ROWS} AND field = ? ORDER BY occurred_us DESC, position DESC, seq DESC "
+        "LIMIT 1",
+        (customer_id, field),
+    )
+    return None if row is None else json.loads(row[0])

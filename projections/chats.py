@@ -9,7 +9,7 @@ from ledger.db import Connection
 from ledger.events.chat import ChatMessage, ChatStarted, ChatStatusChanged
 from projections.base import Envelope, Projection, Tables
 from projections.clock import iso
-from projections.tables import Index, TableSpec
+from projections.tables import Index, TableSpec, limit_clause
 from projections.writing import EntityBatch
 
 CHATS = TableSpec(
@@ -65,10 +65,13 @@ class ChatsProjection(Projection):
         batch.save()
 
 
-def chats_tab(conn: Connection, customer_id: str) -> dict[str, Any]:
+ROWS = f"FROM {CHATS.name} WHERE customer_id = ?"
+
+
+def chats_tab(conn: Connection, customer_id: str, limit: int | None = None) -> dict[str, Any]:
     rows = conn.fetchall(
         "SELECT dialog_id, started_at, status, message_count, channel, url "
-        f"FROM {CHATS.name} WHERE customer_id = ? ORDER BY started_us DESC, position DESC",
+        f"{ROWS} ORDER BY started_us DESC, position DESC{limit_clause(limit)}",
         (customer_id,),
     )
     items = [

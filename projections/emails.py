@@ -9,7 +9,7 @@ from ledger.db import Connection
 from ledger.events.email import EmailClicked, EmailDelivered, EmailOpened, EmailSent
 from projections.base import Envelope, Projection, Tables
 from projections.clock import iso
-from projections.tables import Index, TableSpec
+from projections.tables import Index, TableSpec, limit_clause
 from projections.writing import EntityBatch
 
 EMAILS = TableSpec(
@@ -75,10 +75,13 @@ class EmailsProjection(Projection):
         batch.save()
 
 
-def emails_tab(conn: Connection, customer_id: str) -> dict[str, Any]:
+ROWS = f"FROM {EMAILS.name} WHERE customer_id = ?"
+
+
+def emails_tab(conn: Connection, customer_id: str, limit: int | None = None) -> dict[str, Any]:
     rows = conn.fetchall(
         "SELECT message_id, subject, sent_at, delivered, opened_at, open_count, clicks "
-        f"FROM {EMAILS.name} WHERE customer_id = ? ORDER BY sent_us DESC, position DESC",
+        f"{ROWS} ORDER BY sent_us DESC, position DESC{limit_clause(limit)}",
         (customer_id,),
     )
     items = [

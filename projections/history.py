@@ -13,7 +13,7 @@ from ledger.db import Connection
 from ledger.events import Actor
 from projections.base import Envelope
 from projections.clock import iso
-from projections.tables import ColumnType, Index, TableSpec
+from projections.tables import ColumnType, Index, TableSpec, limit_clause
 
 
 def history_table(name: str, *, subject: str | None) -> TableSpec:
@@ -65,13 +65,22 @@ def change_rows(
     ]
 
 
+def history_rows(spec: TableSpec) -> str:
+    return f"FROM {spec.name} WHERE customer_id = ?"
+
+
 def history_tab(
-    conn: Connection, spec: TableSpec, tab: str, customer_id: str, subject: str | None
+    conn: Connection,
+    spec: TableSpec,
+    tab: str,
+    customer_id: str,
+    subject: str | None,
+    limit: int | None = None,
 ) -> dict[str, Any]:
     subject_column = f"{subject}, " if subject else ""
     rows = conn.fetchall(
-        f"SELECT {subject_column}field, old, new, occurred_at, actor FROM {spec.name} "
-        "WHERE customer_id = ? ORDER BY occurred_us DESC, position DESC, seq",
+        f"SELECT {subject_column}field, old, new, occurred_at, actor {history_rows(spec)} "
+        f"ORDER BY occurred_us DESC, position DESC, seq{limit_clause(limit)}",
         (customer_id,),
     )
     items = []

@@ -8,7 +8,7 @@ from typing import Any
 from ledger.db import Connection
 from ledger.events.order import OrderChanged, OrderCreated
 from projections.base import Envelope, Projection, Tables
-from projections.history import change_rows, history_tab, history_table
+from projections.history import change_rows, history_rows, history_tab, history_table
 from projections.writing import insert_rows
 
 ORDER_HISTORY = history_table("rm_order_history", subject="order_id")
@@ -33,5 +33,8 @@ class OrdersProjection(Projection):
         insert_rows(db, tables[ORDER_HISTORY.name], ORDER_HISTORY.column_names, rows)
 
 
-def orders_tab(conn: Connection, customer_id: str) -> dict[str, Any]:
-    return history_tab(conn, ORDER_HISTORY, "orders", customer_id, "order_id")
+ROWS = history_rows(ORDER_HISTORY)
+
+
+def orders_tab(conn: Connection, customer_id: str, limit: int | None = None) -> dict[str, Any]:
+    return history_tab(conn, ORDER_HISTORY, "orders", customer_id, "order_id", limit)

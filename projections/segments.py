@@ -11,7 +11,7 @@ from ledger.events.segment import SegmentJoined, SegmentLeft
 from projections.base import Envelope, Projection, Tables
 from projections.clock import iso
 from projections.history import actor_json
-from projections.tables import Index, TableSpec
+from projections.tables import Index, TableSpec, limit_clause
 from projections.writing import insert_rows
 
 SEGMENT_HISTORY = TableSpec(
@@ -76,11 +76,13 @@ class SegmentsProjection(Projection):
         )
 
 
-def segments_tab(conn: Connection, customer_id: str) -> dict[str, Any]:
+ROWS = f"FROM {SEGMENT_HISTORY.name} WHERE customer_id = ?"
+
+
+def segments_tab(conn: Connection, customer_id: str, limit: int | None = None) -> dict[str, Any]:
     rows = conn.fetchall(
         "SELECT segment_id, segment_name, change, occurred_at, actor "
-        f"FROM {SEGMENT_HISTORY.name} WHERE customer_id = ? "
-        "ORDER BY occurred_us DESC, position DESC",
+        f"{ROWS} ORDER BY occurred_us DESC, position DESC{limit_clause(limit)}",
         (customer_id,),
     )
     items = [

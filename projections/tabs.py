@@ -9,6 +9,7 @@ from typing import Any
 
 from ledger.db import Connection
 from ledger.rights import ALLOW_ALL, RightsPolicy
+from projections import card, chats, emails, orders, segments, tasks, timeline, visits
 from projections.card import card_tab
 from projections.chats import chats_tab
 from projections.emails import emails_tab
@@ -29,29 +30,63 @@ class TabRequest:
     timeline: TimelineQuery = field(default_factory=TimelineQuery)
     viewer: str | None = None  # tasks: whose rights decide `actions`
     policy: RightsPolicy = ALLOW_ALL
+    # Other tabs than the timeline: only the newest `limit` items (None: all).
+    # The card page's first screen; the timeline pages with its own query.
+    limit: int | None = None
 
     def __post_init__(self) -> None:
         if self.tab not in TABS:
             raise ValueError(f"unknown tab {self.tab!r} (tabs: {', '.join(TABS)})")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError("limit must be at least 1")
 
 
 def read_tab(conn: Connection, request: TabRequest) -> dict[str, Any]:
-    customer = request.customer_id
+    customer, limit = request.customer_id, request.limit
     match request.tab:
         case "timeline":
             return timeline_tab(conn, customer, request.timeline)
         case "tasks":
-            return tasks_tab(conn, customer, request.viewer, request.policy)
+            return tasks_tab(conn, customer, request.viewer, request.policy, limit)
         case "visits":
-            return visits_tab(conn, customer)
+            return visits_tab(conn, customer, limit)
         case "segments":
-            return segments_tab(conn, customer)
+            return segments_tab(conn, customer, limit)
         case "chats":
-            return chats_tab(conn, customer)
+            return chats_tab(conn, customer, limit)
         case "emails":
-            return emails_tab(conn, customer)
+            return emails_tab(conn, customer, limit)
         case "orders":
-            return orders_tab(conn, customer)
+            return orders_tab(conn, customer, limit)
         case "card":
-            return card_tab(conn, customer)
+            return card_tab(conn, customer, limit)
     raise AssertionError(request.tab)
+
+
+# Each tab's rows, as its own query selects them: `SELECT COUNT(*)` over the
+# same clause counts exactly the items the tab would list.
+_ROWS: dict[str, str] = {
+    "timeline": timeline.ROWS,
+    "tasks": tasks.ROWS,
+    "visits": visits.ROWS,
+    "segments": segments.ROWS,
+    "chats": chats.ROWS,
+    "emails": emails.ROWS,
+    "orders": orders.ROWS,
+    "card": card.ROWS,
+}
+
+
+def tab_counts(conn: Connection, customer_id: str, cap: int | None = None) -> dict[str, int]:
+    """How many items each tab lists for the customer (the timeline: every
+    event). With `cap`, counting stops past it: a count of cap + 1 means "more
+    than cap", and a customer with 100,000 events costs what one with `cap` does."""
+    counts = {}
+    for tab in TABS:
+        if cap is None:
+            sql = f"SELECT COUNT(*) {_ROWS[tab]}"
+        else:
+            sql = f"SELECT COUNT(*) FROM (SELECT 1 {_ROWS[tab]} LIMIT {int(cap) + 1}) AS capped"
+        row = conn.fetchone(sql, (customer_id,))
+        counts[tab] = int(row[0]) if row else 0
+    return counts

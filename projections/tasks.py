@@ -11,7 +11,7 @@ from ledger.events.task import TaskCompleted, TaskCreated, TaskDeleted, TaskEdit
 from ledger.rights import RightsPolicy
 from projections.base import Envelope, Projection, Tables
 from projections.clock import iso
-from projections.tables import Index, TableSpec
+from projections.tables import Index, TableSpec, limit_clause
 from projections.writing import EntityBatch
 
 TASKS = TableSpec(
@@ -97,13 +97,20 @@ def actions_for(status: str, viewer: str | None, policy: RightsPolicy) -> list[s
     ]
 
 
+# The tab's rows (deleted tasks are kept in the table, never shown).
+ROWS = f"FROM {TASKS.name} WHERE customer_id = ? AND status <> 'deleted'"
+
+
 def tasks_tab(
-    conn: Connection, customer_id: str, viewer: str | None, policy: RightsPolicy
+    conn: Connection,
+    customer_id: str,
+    viewer: str | None,
+    policy: RightsPolicy,
+    limit: int | None = None,
 ) -> dict[str, Any]:
     rows = conn.fetchall(
         "SELECT task_id, title, status, created_at, completed_at, due_at, assignee_id "
-        f"FROM {TASKS.name} WHERE customer_id = ? AND status <> 'deleted' "
-        "ORDER BY created_us DESC, position DESC",
+        f"{ROWS} ORDER BY created_us DESC, position DESC{limit_clause(limit)}",
         (customer_id,),
     )
     items = [

@@ -113,6 +113,10 @@ def decode_cursor(customer_id: str, cursor: str) -> tuple[int, int]:
     return occurred_us, position
 
 
+# Every event of the customer (the card page's count of the tab).
+ROWS = f"FROM {TIMELINE.name} WHERE customer_id = ?"
+
+
 def timeline_tab(conn: Connection, customer_id: str, query: TimelineQuery) -> dict[str, Any]:
     sql = (
         "SELECT t.position, t.occurred_us, t.kind, t.type, t.summary "

@@ -9,7 +9,7 @@ from ledger.db import Connection
 from ledger.events.visit import VisitRecorded
 from projections.base import Envelope, Projection, Tables
 from projections.clock import iso
-from projections.tables import Index, TableSpec
+from projections.tables import Index, TableSpec, limit_clause
 from projections.writing import insert_rows
 
 VISITS = TableSpec(
@@ -58,10 +58,13 @@ class VisitsProjection(Projection):
         insert_rows(db, tables[VISITS.name], VISITS.column_names, rows)
 
 
-def visits_tab(conn: Connection, customer_id: str) -> dict[str, Any]:
+ROWS = f"FROM {VISITS.name} WHERE customer_id = ?"
+
+
+def visits_tab(conn: Connection, customer_id: str, limit: int | None = None) -> dict[str, Any]:
     rows = conn.fetchall(
         "SELECT visit_id, started_at, site, source, channel, duration_s, pages_viewed "
-        f"FROM {VISITS.name} WHERE customer_id = ? ORDER BY started_us DESC, position DESC",
+        f"{ROWS} ORDER BY started_us DESC, position DESC{limit_clause(limit)}",
         (customer_id,),
     )
     items = [

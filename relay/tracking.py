@@ -49,6 +49,11 @@ def load_tracking(conn: Connection, name: str) -> Tracking:
     return Tracking(name, int(row[0]), updated)
 
 
+def tracked_relays(conn: Connection) -> list[str]:
+    """The names of the relays that have recorded a position."""
+    return [str(r[0]) for r in conn.fetchall(f"SELECT name FROM {TRACKING_TABLE} ORDER BY name")]
+
+
 def save_position(conn: Connection, name: str, position: int, *, force: bool = False) -> None:
     """Record `position` as relayed. Never moves backwards unless `force` (a reset):
     a second relay that slipped past the lock must not undo the first one's progress."""

@@ -1,0 +1,1 @@
+"""The HTTP API (`ledger serve`): a thin translation of HTTP to the service layer."""

@@ -1,0 +1,170 @@
+"""Access keys: who may call the API, with which scopes, acting as which user.
+
+The access file is TOML, one table per key, holding the SHA-256 of the token
+(never the token itself):
+
+    [keys.crm-backend]
+    sha256 = "9f86d08..."
+    scopes = ["read", "tasks", "act-as"]
+    user = "u-42"            # optional: the user `tasks` acts as
+
+`ledger access new-key` prints a fresh token once and adds its entry. A
+presented token is hashed and compared with every entry's hash in constant
+time, so neither timing nor an early exit tells which prefix matched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from ledger.config import ConfigError
+
+ACCESS_FILE_ENV = "LEDGER_ACCESS_FILE"
+
+# scope -> what it grants (the contract's table)
+SCOPES: dict[str, str] = {
+    "ingest": "POST /v1/events",
+    "read": "the customer tabs and the card page",
+    "tasks": "task actions, as the key's own user",
+    "act-as": "task actions on behalf of the user named in the request",
+    "audit": "the audit endpoints",
+    "ops": "projection status; /metrics when metrics are protected",
+}
+
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class AccessKey:
+    name: str
+    sha256: str
+    scopes: frozenset[str]
+    user: str | None = None
+
+    def allows(self, scope: str) -> bool:
+        return scope in self.scopes
+
+
+@dataclass(frozen=True)
+class AccessFile:
+    path: Path
+    keys: tuple[AccessKey, ...]
+
+    def verify(self, token: str) -> AccessKey | None:
+        """The key whose token this is, or None. Every entry is compared, in
+        constant time each, whatever matches."""
+        digest = token_hash(token)
+        found: AccessKey | None = None
+        for key in self.keys:
+            if hmac.compare_digest(digest, key.sha256):
+                found = key
+        return found
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def access_path(option: str | None) -> Path | None:
+    value = option or os.environ.get(ACCESS_FILE_ENV) or None
+    return Path(value) if value else None
+
+
+def load_access(path: str | Path) -> AccessFile:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"access file {path}: cannot read: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"access file {path}: not valid TOML: {exc}") from None
+    unknown = set(raw) - {"keys"}
+    if unknown:
+        raise ConfigError(f"access file {path}: unknown table [{sorted(unknown)[0]}]")
+    keys = []
+    entries = raw.get("keys", {})
+    if not isinstance(entries, dict):
+        raise ConfigError(f"access file {path}: [keys] must be a table of keys")
+    for name, entry in entries.items():
+        keys.append(_key(path, name, entry))
+    return AccessFile(path, tuple(keys))
+
+
+def _key(path: Path, name: str, entry: object) -> AccessKey:
+    where = f"access file {path}: keys.{name}"
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: must be a table")
+    unknown = set(entry) - {"sha256", "scopes", "user"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown field {sorted(unknown)[0]!r}")
+    sha = entry.get("sha256")
+    if not isinstance(sha, str) or not _HEX64.match(sha):
+        raise ConfigError(f"{where}: sha256 must be 64 lower-case hex digits")
+    scopes = entry.get("scopes")
+    if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+        raise ConfigError(f"{where}: scopes must be a list of strings")
+    bad = sorted(set(scopes) - set(SCOPES))
+    if bad:
+        raise ConfigError(f"{where}: unknown scope {bad[0]!r} (scopes: {', '.join(SCOPES)})")
+    user = entry.get("user")
+    if user is not None and (not isinstance(user, str) or not user):
+        raise ConfigError(f"{where}: user must be a non-empty string")
+    return AccessKey(name, sha, frozenset(scopes), user)
+
+
+@dataclass(frozen=True)
+class NewKey:
+    token: str
+    entry: str  # the TOML added to the access file
+
+
+def new_key(path: str | Path, name: str, scopes: list[str], user: str | None) -> NewKey:
+    """Make a fresh token, add its entry (hash only) to the access file, and
+    return both; the token is not kept anywhere."""
+    path = Path(path)
+    if not _NAME.match(name):
+        raise ConfigError(f"key name {name!r}: use 1-64 letters, digits, '.', '_' or '-'")
+    bad = sorted(set(scopes) - set(SCOPES))
+    if bad:
+        raise ConfigError(f"unknown scope {bad[0]!r} (scopes: {', '.join(SCOPES)})")
+    if not scopes:
+        raise ConfigError("give at least one scope")
+    existing = load_access(path) if path.exists() else AccessFile(path, ())
+    if any(k.name == name for k in existing.keys):
+        raise ConfigError(f"access file {path}: a key named {name!r} exists already")
+    token = secrets.token_urlsafe(32)
+    lines = [
+        f"[keys.{name}]",
+        f'sha256 = "{token_hash(token)}"',
+        # JSON strings are valid TOML basic strings for the characters we allow.
+        f"scopes = [{', '.join(json.dumps(s) for s in dict.fromkeys(scopes))}]",
+    ]
+    if user is not None:
+        lines.append(f"user = {json.dumps(user, ensure_ascii=True)}")
+    entry = "\n".join(lines) + "\n"
+    before = path.read_text(encoding="utf-8") if path.exists() else ""
+    separator = (
+        "" if not before or before.endswith("\n\n") else ("\n" if before.endswith("\n") else "\n\n")
+    )
+    # Written whole and renamed into place: a reader never sees half an entry. The
+    # file holds SHA-256 hashes of 256-bit random tokens, which reveal nothing
+    # useful: readable by the server's user (another uid in a container) by default,
+    # an existing file keeps its mode.
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(before + separator + entry)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+    load_access(path)  # what we wrote must load
+    return NewKey(token, entry)

@@ -1,0 +1,96 @@
+"""Browser sessions for the card page: a signed cookie and CSRF tokens.
+
+The cookie holds no secret and no token: only a random nonce, the access
+key's *name* (looked up again on every request, so a key removed from the
+access file stops working at once), the user an `act-as` key acts for, and
+when it was issued, signed with HMAC-SHA256. It is HttpOnly and
+SameSite=Strict. Every visitor, signed in or not, gets one, because the CSRF
+token of each form is derived from its nonce: a form posted from another site
+(or without the token) is refused, also in open mode.
+
+The signing secret is `LEDGER_SESSION_SECRET` when set (several server
+processes behind one address must share it); otherwise a random one per
+process, so sessions end when the server restarts.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass
+
+SESSION_COOKIE = "ledger_session"
+SESSION_SECRET_ENV = "LEDGER_SESSION_SECRET"
+SESSION_MAX_AGE = 12 * 3600  # seconds: a working day, then sign in again
+
+
+@dataclass(frozen=True)
+class Session:
+    nonce: str
+    issued: int
+    key_name: str | None = None  # None: not signed in
+    acting_user: str | None = None  # what an `act-as` key acts for
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class SessionSigner:
+    def __init__(self, secret: bytes | None = None) -> None:
+        if secret is None:
+            configured = os.environ.get(SESSION_SECRET_ENV)
+            secret = configured.encode() if configured else secrets.token_bytes(32)
+        # Derive separate keys so a session signature can never pass as a CSRF token.
+        self._cookie_key = hmac.digest(secret, b"ledger-page/session", hashlib.sha256)
+        self._csrf_key = hmac.digest(secret, b"ledger-page/csrf", hashlib.sha256)
+
+    def new(self, key_name: str | None = None, acting_user: str | None = None) -> Session:
+        return Session(secrets.token_urlsafe(16), int(time.time()), key_name, acting_user)
+
+    def dump(self, session: Session) -> str:
+        body = _b64(
+            json.dumps(
+                [session.nonce, session.issued, session.key_name, session.acting_user],
+                separators=(",", ":"),
+            ).encode()
+        )
+        return f"{body}.{self._sign(body)}"
+
+    def load(self, cookie: str | None, now: float | None = None) -> Session | None:
+        """The session a cookie holds, or None when it is missing, forged,
+        malformed or expired."""
+        if not cookie or cookie.count(".") != 1:
+            return None
+        body, signature = cookie.split(".")
+        if not hmac.compare_digest(signature, self._sign(body)):
+            return None
+        try:
+            nonce, issued, key_name, acting_user = json.loads(_unb64(body))
+        except (ValueError, TypeError):
+            return None
+        if not isinstance(nonce, str) or not isinstance(issued, int):
+            return None
+        if (now if now is not None else time.time()) - issued > SESSION_MAX_AGE:
+            return None
+        return Session(nonce, issued, key_name, acting_user)
+
+    def csrf(self, session: Session) -> str:
+        return _b64(hmac.digest(self._csrf_key, session.nonce.encode(), hashlib.sha256))
+
+    def csrf_ok(self, session: Session | None, token: str | None) -> bool:
+        if session is None or not token:
+            return False
+        return hmac.compare_digest(token, self.csrf(session))
+
+    def _sign(self, body: str) -> str:
+        return _b64(hmac.digest(self._cookie_key, body.encode(), hashlib.sha256))

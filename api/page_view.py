@@ -1,0 +1,391 @@
+"""The customer card page's view: tab JSON objects in, HTML out.
+
+Everything the page shows comes from the tabs' JSON objects (what
+`GET /v1/customers/{id}/tabs/{tab}` and `ledger tab --format json` return);
+this module only arranges and formats them. No I/O: the router reads the tabs
+through the service layer and hands the answers here, which keeps rendering
+testable and measurable on its own.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from ledger.events import KINDS
+
+# Tab name -> label, in the order the seed's block shows them.
+TAB_LABELS: dict[str, str] = {
+    "timeline": "All interactions",
+    "tasks": "Tasks",
+    "visits": "Visits",
+    "segments": "Segments",
+    "chats": "Chats",
+    "emails": "Emails",
+    "orders": "Orders",
+    "card": "Card changes",
+}
+ACTION_LABELS: dict[str, str] = {
+    "edit": "Edit",
+    "complete": "Complete",
+    "reopen": "Reopen",
+    "delete": "Delete",
+}
+# Other tabs than the timeline show their newest PAGE_ROWS items first; "show
+# more" multiplies that, up to MAX_ROWS (past it: the JSON API or `ledger tab`).
+PAGE_ROWS = 100
+MAX_ROWS = 10_000
+
+# Offered in the zone picker; any IANA name typed in works too.
+COMMON_ZONES = (
+    "UTC",
+    "Europe/London",
+    "Europe/Berlin",
+    "Europe/Moscow",
+    "America/New_York",
+    "America/Los_Angeles",
+    "Asia/Dubai",
+    "Asia/Kolkata",
+    "Asia/Tokyo",
+    "Australia/Sydney",
+)
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+_ENV = Environment(
+    loader=FileSystemLoader(TEMPLATES),
+    # Every value is escaped unless a template says otherwise (none does): names,
+    # notes and chat texts come from producers and may hold markup.
+    autoescape=select_autoescape(default=True, default_for_string=True),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def printable(value: object) -> str:
+    """Text without control characters (a producer's text may carry escapes or
+    bidi overrides); newlines and tabs become spaces."""
+    text = "" if value is None else str(value)
+    out = []
+    for ch in text:
+        if ch in "\n\t\r":
+            out.append(" ")
+        elif unicodedata.category(ch) in ("Cc", "Cf"):
+            continue
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def safe_link(url: object) -> str | None:
+    """`url` if a browser may follow it from our page (http or https only:
+    a `javascript:` or `data:` URL from a producer must never become a link)."""
+    if not isinstance(url, str):
+        return None
+    try:
+        scheme = urlsplit(url.strip()).scheme.lower()
+    except ValueError:
+        return None
+    return url.strip() if scheme in ("http", "https") else None
+
+
+_ENV.filters["printable"] = printable
+_ENV.filters["segment"] = lambda value: quote(str(value), safe="")
+
+
+class UnknownZone(ValueError):
+    pass
+
+
+def zone(name: str | None) -> tuple[str, tzinfo]:
+    """The viewer's zone from `?tz=` (an IANA name), UTC when not given."""
+    if not name or name.upper() == "UTC":
+        return "UTC", UTC
+    try:
+        return name, ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UnknownZone(f"unknown time zone {printable(name)!r}") from None
+
+
+@dataclass(frozen=True)
+class Clock:
+    """Shows the producers' timestamps in the viewer's zone."""
+
+    name: str
+    tz: tzinfo
+
+    def moment(self, value: object) -> datetime | None:
+        if not isinstance(value, str):
+            return None
+        try:
+            return datetime.fromisoformat(value).astimezone(self.tz)
+        except ValueError:
+            return None
+
+    def show(self, value: object) -> str:
+        when = self.moment(value)
+        return "—" if when is None else when.strftime("%Y-%m-%d %H:%M")
+
+    def iso(self, value: object) -> str:
+        when = self.moment(value)
+        return "" if when is None else when.isoformat()
+
+
+def actor_name(actor: Mapping[str, Any] | None) -> str:
+    if not actor:
+        return "—"
+    return printable(actor.get("name") or f"{actor.get('kind')}:{actor.get('id')}")
+
+
+def duration(seconds: object) -> str:
+    if not isinstance(seconds, int):
+        return "—"
+    minutes, secs = divmod(seconds, 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+def value_text(value: object) -> str:
+    return "—" if value is None else printable(value)
+
+
+def customer_path(customer_id: str) -> str:
+    return "/customers/" + quote(customer_id, safe="")
+
+
+@dataclass(frozen=True)
+class View:
+    """What the viewer asked for: which tab, in which zone, which timeline page."""
+
+    customer_id: str
+    tab: str = "timeline"
+    zone: str = "UTC"
+    kinds: tuple[str, ...] = ()
+    cursor: str | None = None
+    rows: int = PAGE_ROWS  # other tabs than the timeline: how many newest items
+
+    def url(self, **changes: Any) -> str:
+        """This page with some parameters changed (defaults left out of the URL)."""
+        tab = changes.get("tab", self.tab)
+        params: list[tuple[str, str]] = []
+        if tab != "timeline":
+            params.append(("tab", tab))
+        zone_name = changes.get("zone", self.zone)
+        if zone_name != "UTC":
+            params.append(("tz", zone_name))
+        if tab == "timeline":
+            params.extend(("kind", k) for k in changes.get("kinds", self.kinds))
+            cursor = changes.get("cursor", self.cursor if tab == self.tab else None)
+            if cursor:
+                params.append(("cursor", cursor))
+        else:
+            rows = changes.get("rows", self.rows if tab == self.tab else PAGE_ROWS)
+            if rows != PAGE_ROWS:
+                params.append(("rows", str(rows)))
+        if changes.get("edit"):
+            params.append(("edit", changes["edit"]))
+        path = customer_path(self.customer_id)
+        return f"{path}?{urlencode(params)}" if params else path
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who looks at the page and what the page may offer them."""
+
+    label: str | None  # shown in the header; None in open mode
+    can_act: bool  # holds a scope for task actions
+    signed_in: bool
+    csrf: str
+
+
+@dataclass(frozen=True)
+class Notice:
+    text: str
+    kind: str = "info"  # "info" or "error"
+
+
+@dataclass(frozen=True)
+class TabLink:
+    name: str
+    label: str
+    count: str  # "80", or "10,000+" past the header's count cap
+    href: str
+    current: bool
+
+
+@dataclass
+class CardPage:
+    """Everything the card template shows."""
+
+    view: View
+    viewer: Viewer
+    clock: Clock
+    name: str | None
+    last_email: Mapping[str, Any] | None
+    counts: Mapping[str, int]
+    count_cap: int  # a count above it is shown as "cap+"
+    answer: Mapping[str, Any]  # the current tab's JSON object
+    notice: Notice | None = None
+    editing: Mapping[str, Any] | None = None  # the task whose edit form is open
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tabs(self) -> list[TabLink]:
+        return [
+            TabLink(
+                name=name,
+                label=label,
+                count=self.count_text(self.counts.get(name, 0)),
+                href=self.view.url(tab=name, kinds=(), cursor=None),
+                current=name == self.view.tab,
+            )
+            for name, label in TAB_LABELS.items()
+        ]
+
+    @property
+    def path(self) -> str:
+        return customer_path(self.view.customer_id)
+
+    @property
+    def task_path(self) -> str:
+        return self.path + "/tasks"
+
+    def count_text(self, count: int) -> str:
+        return f"{self.count_cap:,}+" if count > self.count_cap else f"{count:,}"
+
+    @property
+    def title(self) -> str:
+        return self.name or self.view.customer_id
+
+    @property
+    def older_url(self) -> str | None:
+        cursor = self.answer.get("next_cursor")
+        return self.view.url(cursor=cursor) if cursor else None
+
+    @property
+    def shown(self) -> int:
+        return len(self.answer.get("items", ()))
+
+    @property
+    def total(self) -> int:
+        return self.counts.get(self.view.tab, self.shown)
+
+    @property
+    def more_url(self) -> str | None:
+        """Other tabs than the timeline: the same tab showing more rows."""
+        if self.view.tab == "timeline" or self.shown >= self.total or self.view.rows >= MAX_ROWS:
+            return None
+        return self.view.url(rows=min(self.view.rows * 4, MAX_ROWS))
+
+    @property
+    def newest_url(self) -> str | None:
+        return self.view.url(cursor=None) if self.view.cursor else None
+
+
+def render_card(page: CardPage) -> str:
+    return _ENV.get_template("card.html").render(
+        page=page,
+        viewer=page.viewer,
+        kinds=KINDS,
+        zones=COMMON_ZONES,
+        action_labels=ACTION_LABELS,
+        actor_name=actor_name,
+        duration=duration,
+        value_text=value_text,
+        safe_link=safe_link,
+    )
+
+
+def render_signin(*, next_url: str, csrf: str, error: str | None = None) -> str:
+    return _ENV.get_template("signin.html").render(
+        next_url=next_url, csrf=csrf, error=error, viewer=None
+    )
+
+
+def render_not_found(*, customer_id: str | None, viewer: Viewer | None) -> str:
+    return _ENV.get_template("not_found.html").render(
+        customer_id=customer_id, viewer=viewer
+    )
+
+
+def render_problem(*, title: str, detail: str, viewer: Viewer | None) -> str:
+    return _ENV.get_template("problem.html").render(title=title, detail=detail, viewer=viewer)
+
+
+def task_of(answer: Mapping[str, Any], task_id: str) -> Mapping[str, Any] | None:
+    for item in answer.get("items", ()):
+        if item.get("task_id") == task_id:
+            return dict(item)
+    return None
+
+
+def edit_changes(
+    task: Mapping[str, Any], form: Mapping[str, str], clock: Clock
+) -> list[dict[str, Any]]:
+    """The edit form's fields that differ from the task, as `{"field", "new"}`
+    changes (the server fills `old`). Due dates are typed in the viewer's zone."""
+    changes: list[dict[str, Any]] = []
+    title = form.get("title", "").strip()
+    if title and title != task.get("title"):
+        changes.append({"field": "title", "new": title})
+    assignee = form.get("assignee_id", "").strip() or None
+    if assignee != task.get("assignee_id"):
+        changes.append({"field": "assignee_id", "new": assignee})
+    due_text = form.get("due_at", "").strip()
+    due = _local_moment(due_text, clock) if due_text else None
+    current = clock.moment(task.get("due_at"))
+    if current is not None:  # the form shows minutes: seconds are not a change
+        current = current.replace(second=0, microsecond=0)
+    if due != current:
+        changes.append({"field": "due_at", "new": None if due is None else due.isoformat()})
+    return changes
+
+
+class BadFormValue(ValueError):
+    pass
+
+
+def _local_moment(text: str, clock: Clock) -> datetime:
+    try:
+        naive = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadFormValue(f"due date {printable(text)!r}: expected YYYY-MM-DDTHH:MM") from None
+    if naive.tzinfo is None:
+        naive = naive.replace(tzinfo=clock.tz)
+    return naive.astimezone(clock.tz).replace(second=0, microsecond=0)
+
+
+def local_input(clock: Clock, value: object) -> str:
+    """A timestamp as a `datetime-local` input value in the viewer's zone."""
+    when = clock.moment(value)
+    return "" if when is None else when.strftime("%Y-%m-%dT%H:%M")
+
+
+_ENV.globals["local_input"] = local_input
+
+
+def rows_from(text: str | None) -> int:
+    if not text:
+        return PAGE_ROWS
+    try:
+        rows = int(text)
+    except ValueError:
+        raise ValueError(f"rows must be a number, not {printable(text)!r}") from None
+    if not PAGE_ROWS <= rows <= MAX_ROWS:
+        raise ValueError(f"rows must be between {PAGE_ROWS} and {MAX_ROWS}")
+    return rows
+
+
+def kinds_from(values: Sequence[str]) -> tuple[str, ...]:
+    unknown = sorted(set(values) - set(KINDS))
+    if unknown:
+        raise ValueError(f"unknown kind {printable(unknown[0])!r}")
+    return tuple(k for k in KINDS if k in values)

@@ -1,0 +1,65 @@
+"""A small pool of `ledger.db.Connection`s: one per request, reused across requests.
+
+Opening a PostgreSQL connection costs milliseconds, more than a tab read; a
+request borrows one and gives it back. A connection that failed is closed, not
+returned, so the next request opens a fresh one (the database may have come
+back).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ledger.config import DatabaseURL
+from ledger.db import Connection
+from ledger.service import Category, ServiceError, service_errors
+
+
+class ConnectionPool:
+    def __init__(self, url: DatabaseURL, size: int = 8, wait_seconds: float = 10.0) -> None:
+        self.url = url
+        self._idle: queue.LifoQueue[Connection] = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(size)
+        self._wait = wait_seconds
+        self._closed = False
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        if not self._slots.acquire(timeout=self._wait):
+            raise ServiceError(Category.UNAVAILABLE, "every database connection is busy")
+        try:
+            try:
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                with service_errors():
+                    conn = Connection(self.url)
+            try:
+                yield conn
+            except BaseException as exc:
+                if _keeps(exc):
+                    self._idle.put(conn)
+                else:
+                    conn.close()
+                raise
+            if self._closed:
+                conn.close()
+            else:
+                self._idle.put(conn)
+        finally:
+            self._slots.release()
+
+    def close(self) -> None:
+        self._closed = True
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
+
+
+def _keeps(exc: BaseException) -> bool:
+    """A refusal decided above the database leaves the connection healthy."""
+    return isinstance(exc, ServiceError) and exc.category is not Category.UNAVAILABLE

@@ -1,0 +1,96 @@
+"""Running the API under uvicorn, configured from the environment.
+
+`ledger serve` puts its options into `LEDGER_*` variables and starts uvicorn
+with `from_environment` as the app factory, so one worker or several (each its
+own process) are configured the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+
+from fastapi import FastAPI
+
+from api.access import ACCESS_FILE_ENV, load_access
+from api.app import DEFAULT_MAX_BODY, create_app
+from api.page_session import SESSION_SECRET_ENV
+from ledger.service import Services
+
+CORS_ENV = "LEDGER_CORS_ORIGINS"
+MAX_BODY_ENV = "LEDGER_MAX_BODY"
+POOL_SIZE_ENV = "LEDGER_POOL_SIZE"
+PROTECT_METRICS_ENV = "LEDGER_PROTECT_METRICS"
+
+
+def cors_origins(value: str | None) -> list[str]:
+    return [o.strip() for o in (value or "").split(",") if o.strip()]
+
+
+def from_environment() -> FastAPI:
+    access_path = os.environ.get(ACCESS_FILE_ENV) or None
+    return create_app(
+        Services(),
+        access=load_access(access_path) if access_path else None,
+        cors_origins=cors_origins(os.environ.get(CORS_ENV)),
+        max_body=int(os.environ.get(MAX_BODY_ENV) or DEFAULT_MAX_BODY),
+        pool_size=int(os.environ.get(POOL_SIZE_ENV) or 8),
+        protect_metrics=os.environ.get(PROTECT_METRICS_ENV, "0") in ("1", "true", "yes"),
+    )
+
+
+def configure_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    for name in ("ledger", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+def run(host: str, port: int, workers: int) -> None:
+    configure_logging()
+    # The card page's session cookies must verify in every worker: without a
+    # configured secret, this server's workers share one made now.
+    if not os.environ.get(SESSION_SECRET_ENV):
+        os.environ[SESSION_SECRET_ENV] = secrets.token_urlsafe(32)
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal under
+    # the handler that was in place before it: make that one a no-op, so a
+    # clean shutdown exits 0 instead of "killed by SIGTERM".
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    metrics_dir = None
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each worker process counts on its own; prometheus-client's multiprocess
+        # mode keeps the counts in files here and a scrape adds them up.
+        metrics_dir = tempfile.mkdtemp(prefix="ledger-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        _run_uvicorn(host, port, workers)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _run_uvicorn(host: str, port: int, workers: int) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        "api.serve:from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        # Our middleware logs one line per request, with its request id.
+        access_log=False,
+        log_config=None,
+        # SIGTERM: stop accepting, let in-flight requests finish (an append
+        # commits whole or not at all), then close.
+        timeout_graceful_shutdown=30,
+        server_header=False,
+    )

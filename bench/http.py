@@ -1,0 +1,229 @@
+"""HTTP API benchmark: tabs and appends over keep-alive HTTP against the same
+service calls made in process.
+
+    .venv/bin/python -m bench.http [--store sqlite|postgresql|both] [--events 100000]
+                                   [--requests 2000] [--clients 4] [--bodies 20]
+                                   [--workers 1] [--repeats 3]
+
+(a) Tabs: a store with one customer of `--events` events (and small customers
+    around it). The timeline tab (first page, 50 items) of that customer and of
+    a small one, requested by `--clients` concurrent keep-alive clients against
+    a real `ledger serve` process; p50/p99 of each request's latency. The
+    baseline is `ledger.service.tab_answer` called in this process, one call
+    at a time. p99 is the median of `--repeats` runs: client and server share
+    the machine's cores, so single runs jump.
+(b) Appends: `--bodies` NDJSON bodies of 1,000 new events each, POSTed one
+    after the other to `/v1/events`, against `ledger.service.append_items` on
+    the same bodies in process (each on its own empty store). Ratio of rates.
+
+Goals (issue 10): HTTP tab p50 < 2 ms and p99 < 10 ms for both customers;
+HTTP append >= 0.8 of the in-process rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.common import DEFAULT_PG, generate_events, scratch_store
+from ledger.config import parse_database_url
+from ledger.db import Connection
+from ledger.input import read_items
+from ledger.service import Services, append_items, prepare_store, tab_answer, tab_request
+
+LEDGER = str(Path(sys.executable).parent / "ledger")
+BUSY = "busy-1"
+SMALL = "cust-1"
+
+
+@contextmanager
+def server(url: str, workers: int) -> Iterator[str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = subprocess.Popen(
+        [LEDGER, "--db", url, "serve", "--port", str(port), "--workers", str(workers)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "LEDGER_AUTO_MIGRATE": "1"},
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("ledger serve did not start")
+            time.sleep(0.1)
+        yield base
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+
+
+def fill(url: str, events: int) -> None:
+    services = Services(db_option=url)
+    share = 0.9  # the busy customer gets 90 % of the events, the rest are small
+    stream = generate_events(int(events / share), 200, busy=((BUSY, share),))
+    text = "\n".join(json.dumps(e) for e in stream)
+    report = append_items(services.app(), services.policy(), read_items(io.StringIO(text)))
+    assert not report.rejected, report.rejected[:1]
+    with services.connect() as conn:
+        prepare_store(conn)
+        for customer in (BUSY, SMALL):  # the read models caught up before timing
+            tab_answer(conn, tab_request(customer, "timeline"))
+    services.close()
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return (
+        ordered[len(ordered) // 2] * 1000,
+        ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+    )
+
+
+def http_tabs(base: str, customer: str, requests: int, clients: int) -> tuple[float, float]:
+    path = f"/v1/customers/{customer}/tabs/timeline"
+    latencies: list[float] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(clients)
+
+    def client() -> None:
+        mine = []
+        with httpx.Client(base_url=base, timeout=30) as c:
+            for _ in range(20):  # warm the connection and the server's pool
+                c.get(path)
+            barrier.wait()
+            for _ in range(requests // clients):
+                started = time.perf_counter()
+                answer = c.get(path)
+                mine.append(time.perf_counter() - started)
+                assert answer.status_code == 200
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return percentiles(latencies)
+
+
+def in_process_tabs(url: str, customer: str, requests: int) -> tuple[float, float]:
+    latencies = []
+    with Connection(parse_database_url(url)) as conn:
+        request = tab_request(customer, "timeline")
+        for _ in range(20):
+            tab_answer(conn, request)
+        for _ in range(requests):
+            started = time.perf_counter()
+            tab_answer(conn, request)
+            latencies.append(time.perf_counter() - started)
+    return percentiles(latencies)
+
+
+def bodies(count: int) -> list[str]:
+    out = []
+    for b in range(count):
+        events = list(generate_events(1000, 20, seed=b))
+        for e in events:
+            e["event_id"] = str(uuid.uuid4())
+            e["customer_id"] = f"b{b}-{e['customer_id']}"
+            # Subject ids (visits, calls, ...) are unique across customers too.
+            for key, value in e["data"].items():
+                if key.endswith("_id") and isinstance(value, str):
+                    e["data"][key] = f"b{b}-{value}"
+        out.append("\n".join(json.dumps(e) for e in events) + "\n")
+    return out
+
+
+def http_appends(base: str, payloads: list[str]) -> float:
+    with httpx.Client(base_url=base, timeout=120) as c:
+        started = time.perf_counter()
+        for body in payloads:
+            answer = c.post(
+                "/v1/events", content=body, headers={"content-type": "application/x-ndjson"}
+            )
+            assert answer.status_code == 200 and answer.json()["appended"] == 1000, answer.text
+        elapsed = time.perf_counter() - started
+    return len(payloads) * 1000 / elapsed
+
+
+def in_process_appends(url: str, payloads: list[str]) -> float:
+    services = Services(db_option=url)
+    app, policy = services.app(), services.policy()
+    started = time.perf_counter()
+    for body in payloads:
+        report = append_items(app, policy, read_items(io.StringIO(body)))
+        assert report.appended == 1000
+    elapsed = time.perf_counter() - started
+    services.close()
+    return len(payloads) * 1000 / elapsed
+
+
+def run(store: str, args: argparse.Namespace) -> dict[str, Any]:
+    result: dict[str, Any] = {"store": store}
+    with scratch_store(store, args.pg_url) as url:
+        fill(url, args.events)
+        with server(url, args.workers) as base:
+            for name, customer in (("busy", BUSY), ("small", SMALL)):
+                runs = [
+                    http_tabs(base, customer, args.requests, args.clients)
+                    for _ in range(args.repeats)
+                ]
+                result[f"http_tab_{name}_p50_ms"] = round(statistics.median(r[0] for r in runs), 3)
+                result[f"http_tab_{name}_p99_ms"] = round(statistics.median(r[1] for r in runs), 3)
+                p50, p99 = in_process_tabs(url, customer, args.requests)
+                result[f"inproc_tab_{name}_p50_ms"] = round(p50, 3)
+                result[f"inproc_tab_{name}_p99_ms"] = round(p99, 3)
+    payloads = bodies(args.bodies)
+    with scratch_store(store, args.pg_url) as url, server(url, args.workers) as base:
+        result["http_append_events_per_s"] = round(http_appends(base, payloads))
+    with scratch_store(store, args.pg_url) as url:
+        result["inproc_append_events_per_s"] = round(in_process_appends(url, payloads))
+    result["append_ratio"] = round(
+        result["http_append_events_per_s"] / result["inproc_append_events_per_s"], 2
+    )
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--events", type=int, default=100_000, help="the busy customer's events")
+    parser.add_argument("--requests", type=int, default=2000, help="tab requests per run")
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--bodies", type=int, default=20, help="1,000-event bodies to append")
+    parser.add_argument("--workers", type=int, default=1, help="`ledger serve --workers`")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--pg-url", default=DEFAULT_PG)
+    args = parser.parse_args()
+    stores = ["sqlite", "postgresql"] if args.store == "both" else [args.store]
+    for store in stores:
+        print(json.dumps(run(store, args)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

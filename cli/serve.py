@@ -1,0 +1,157 @@
+"""`ledger serve`: the HTTP API; `ledger access new-key`: access keys for it.
+
+The HTTP stack (FastAPI, uvicorn) is imported inside the commands, so every
+other command starts as fast as before.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+
+import click
+
+from cli.context import EXIT_USAGE, FORMAT_OPTION, CliError, cli_context, emit_json
+from ledger.config import DATABASE_URL_ENV, RIGHTS_POLICY_ENV, ConfigError
+
+# Mirrors api.serve's variable names; kept here so `ledger --help` need not import it.
+_ACCESS_ENV = "LEDGER_ACCESS_FILE"
+_CORS_ENV = "LEDGER_CORS_ORIGINS"
+
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@click.command()
+@click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True)
+@click.option(
+    "--access",
+    "access_option",
+    metavar="PATH",
+    help=f"Access file (TOML) [env {_ACCESS_ENV}]. Without one the API is open, "
+    "and then it listens on loopback only.",
+)
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True)
+@click.option(
+    "--cors-origin",
+    "cors",
+    multiple=True,
+    metavar="ORIGIN",
+    help=f"Origin a browser may call the API from (repeatable) [env {_CORS_ENV}, comma-separated].",
+)
+@click.option(
+    "--max-body",
+    type=click.IntRange(1024, 1 << 30),
+    default=16 * 1024 * 1024,
+    show_default=True,
+    help="Largest request body, in bytes.",
+)
+@click.option("--protect-metrics", is_flag=True, help="/metrics needs a key with the ops scope.")
+def serve(
+    host: str,
+    port: int,
+    access_option: str | None,
+    workers: int,
+    cors: tuple[str, ...],
+    max_body: int,
+    protect_metrics: bool,
+) -> None:
+    """Serve the HTTP API (see docs/http.md): append, tabs, task actions, audit,
+    projection status, health and metrics. SIGTERM finishes requests in flight."""
+    ctx = cli_context()
+    access = access_option or os.environ.get(_ACCESS_ENV) or None
+    if access is None and not is_loopback(host):
+        raise CliError(
+            f"refusing to listen on {host} without an access file: pass --access PATH "
+            f"(or {_ACCESS_ENV}), or listen on 127.0.0.1",
+            EXIT_USAGE,
+        )
+    from api.access import load_access
+    from api.serve import CORS_ENV, MAX_BODY_ENV, PROTECT_METRICS_ENV, run
+
+    if access is not None:
+        try:
+            keys = load_access(access)
+        except ConfigError as exc:
+            raise CliError(str(exc), EXIT_USAGE) from exc
+        if not keys.keys:
+            click.echo(f"warning: {access} has no keys; every request will get 401", err=True)
+    # The workers read their configuration from the environment (see api.serve).
+    _ = ctx.url  # a bad URL stops us here, with one line
+    if ctx.db_option:
+        os.environ[DATABASE_URL_ENV] = ctx.db_option
+    if ctx.rights_option:
+        os.environ[RIGHTS_POLICY_ENV] = ctx.rights_option
+    ctx.policy()  # a bad rights file stops us here, with one line
+    if access is not None:
+        os.environ[_ACCESS_ENV] = os.path.abspath(access)
+    else:
+        os.environ.pop(_ACCESS_ENV, None)
+    if cors:
+        os.environ[CORS_ENV] = ",".join(cors)
+    os.environ[MAX_BODY_ENV] = str(max_body)
+    os.environ[PROTECT_METRICS_ENV] = "1" if protect_metrics else "0"
+    click.echo(
+        f"serving {ctx.url.display()} on http://{host}:{port} "
+        f"({'access keys from ' + access if access else 'open: no access file'})",
+        err=True,
+    )
+    run(host, port, workers)
+
+
+@click.group()
+def access() -> None:
+    """Access keys for `ledger serve`."""
+
+
+@access.command(name="new-key")
+@click.argument("name")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    type=click.Choice(["ingest", "read", "tasks", "act-as", "audit", "ops"]),
+    help="What the key may do (repeatable).",
+)
+@click.option("--user", metavar="ID", help="The user the key acts as for task actions.")
+@click.option(
+    "--access",
+    "access_option",
+    metavar="PATH",
+    help=f"Access file to add the key to [env {_ACCESS_ENV}; default ./access.toml].",
+)
+@FORMAT_OPTION
+def new_key(
+    name: str,
+    scopes: tuple[str, ...],
+    user: str | None,
+    access_option: str | None,
+    output_format: str,
+) -> None:
+    """Make a fresh random token for NAME and add its entry (its SHA-256, never
+    the token) to the access file. The token is printed once: store it now."""
+    from api.access import new_key as make_key
+
+    path = access_option or os.environ.get(_ACCESS_ENV) or "access.toml"
+    try:
+        made = make_key(path, name, list(scopes), user)
+    except ConfigError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    if output_format == "json":
+        emit_json({"name": name, "token": made.token, "access_file": path, "entry": made.entry})
+        return
+    click.echo(f"token for {name} (shown once): {made.token}")
+    click.echo(f"added to {path}:")
+    click.echo(made.entry, nl=False)

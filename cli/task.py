@@ -1,0 +1,116 @@
+"""`ledger task`: act on a task as a user, as the API and the card page do."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from cli.context import EXIT_USAGE, FORMAT_OPTION, CliError, cli_context, emit_json
+from ledger.printable import printable
+from ledger.service import FieldChange, TaskActionRequest, prepare_store, task_action
+
+
+@click.group()
+def task() -> None:
+    """Complete, reopen, delete or edit a task, checked as the domain checks any event."""
+
+
+def _act(
+    customer_id: str,
+    task_id: str,
+    action: str,
+    user: str,
+    changes: tuple[FieldChange, ...],
+    idempotency_key: str | None,
+    output_format: str,
+) -> None:
+    ctx = cli_context()
+    with ctx.connect() as conn:
+        prepare_store(conn)
+        result = task_action(
+            ctx.app(),
+            conn,
+            ctx.policy(),
+            TaskActionRequest(
+                customer_id=customer_id,
+                task_id=task_id,
+                action=action,
+                user_id=user,
+                changes=changes,
+                idempotency_key=idempotency_key,
+                source="ledger-cli",
+            ),
+        )
+    item: dict[str, Any] | None = result.task.model_dump(mode="json") if result.task else None
+    if output_format == "json":
+        emit_json({"task": item, "deleted": item is None, "stored": result.stored})
+        return
+    note = "" if result.stored else " (already done with this idempotency key)"
+    if item is None:
+        click.echo(printable(f"task {task_id}: deleted{note}"))
+    else:
+        actions = ", ".join(item["actions"]) or "-"
+        click.echo(printable(f"task {task_id}: {item['status']}; {user} may now: {actions}{note}"))
+
+
+_USER = click.option("--as", "user", required=True, metavar="USER", help="The acting user.")
+_KEY = click.option(
+    "--idempotency-key",
+    metavar="KEY",
+    help="Repeating a command with the same key stores the action once.",
+)
+
+
+def _simple(action: str, verb: str) -> click.Command:
+    @click.command(name=action, help=f"{verb} TASK_ID of CUSTOMER_ID as USER.")
+    @click.argument("customer_id")
+    @click.argument("task_id")
+    @_USER
+    @_KEY
+    @FORMAT_OPTION
+    def command(
+        customer_id: str, task_id: str, user: str, idempotency_key: str | None, output_format: str
+    ) -> None:
+        _act(customer_id, task_id, action, user, (), idempotency_key, output_format)
+
+    return command
+
+
+for _action, _verb in (("complete", "Complete"), ("reopen", "Reopen"), ("delete", "Delete")):
+    task.add_command(_simple(_action, _verb))
+
+
+def _change(text: str) -> FieldChange:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise CliError(f"--set {text!r}: expected FIELD=VALUE", EXIT_USAGE)
+    # An empty VALUE clears the field.
+    return FieldChange(name, value if value else None)
+
+
+@task.command()
+@click.argument("customer_id")
+@click.argument("task_id")
+@_USER
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    required=True,
+    metavar="FIELD=VALUE",
+    help="A change (repeatable), e.g. --set title=Call back; an empty VALUE clears the field.",
+)
+@_KEY
+@FORMAT_OPTION
+def edit(
+    customer_id: str,
+    task_id: str,
+    user: str,
+    sets: tuple[str, ...],
+    idempotency_key: str | None,
+    output_format: str,
+) -> None:
+    """Edit TASK_ID of CUSTOMER_ID as USER; the old values are filled in from the task."""
+    changes = tuple(_change(s) for s in sets)
+    _act(customer_id, task_id, "edit", user, changes, idempotency_key, output_format)

@@ -1,0 +1,198 @@
+"""Prometheus metrics, one registry per process (prometheus-client's default).
+
+Counters and histograms are updated where the work happens (the service
+layer's append, the API's request middleware). Head position and lags are not
+counted by anyone: they are read from the tracking tables when scraped
+(`LagCollector`), so the API, the projection follower and the relay all report
+every projection's and relay's lag, whichever of them is running.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterable, Iterator
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ledger.appending import AppendReport
+from ledger.config import DatabaseURL
+from ledger.db import Connection
+from ledger.service import APPEND_OBSERVERS
+
+log = logging.getLogger("ledger.metrics")
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+EVENTS_APPENDED = Counter("ledger_events_appended", "Events stored by appends.")
+EVENT_DUPLICATES = Counter(
+    "ledger_event_duplicates", "Appended events whose event_id was stored before."
+)
+EVENTS_REJECTED = Counter(
+    "ledger_events_rejected",
+    "Appended events rejected, by reason class (contract, rule, store or input).",
+    ["reason"],
+)
+APPEND_SECONDS = Histogram(
+    "ledger_append_batch_seconds",
+    "Time to validate and store one append call (a request or a file).",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+HTTP_REQUESTS = Counter(
+    "ledger_http_requests",
+    "HTTP requests answered, by route and status.",
+    ["method", "route", "status"],
+)
+HTTP_SECONDS = Histogram(
+    "ledger_http_request_duration_seconds",
+    "Time to answer an HTTP request, by route.",
+    ["method", "route"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+)
+
+
+def _count_append(report: AppendReport | None, seconds: float) -> None:
+    APPEND_SECONDS.observe(seconds)
+    if report is None:  # the input as a whole could not be read
+        EVENTS_REJECTED.labels("input").inc()
+        return
+    # All-or-nothing rolled back: nothing was appended, whatever was validated.
+    EVENTS_APPENDED.inc(report.appended if report.stored else 0)
+    EVENT_DUPLICATES.inc(report.duplicates)
+    for rejection in report.rejected:
+        EVENTS_REJECTED.labels(rejection.reason_class).inc()
+
+
+APPEND_OBSERVERS.append(_count_append)
+
+
+class LagCollector(Collector):
+    """Head position and every projection's and relay's lag, read at scrape time."""
+
+    def __init__(self, url: DatabaseURL) -> None:
+        self._url = url
+        self._lock = threading.Lock()
+        self._conn: Connection | None = None
+
+    def describe(self) -> Iterable[Metric]:
+        # Without this the registry would call collect() (a database query) when
+        # the collector is registered.
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        head = GaugeMetricFamily("ledger_head_position", "Position of the newest stored event.")
+        p_events = GaugeMetricFamily(
+            "ledger_projection_lag_events", "Events stored but not yet applied.", labels=["name"]
+        )
+        p_seconds = GaugeMetricFamily(
+            "ledger_projection_lag_seconds",
+            "Age of the oldest event not yet applied.",
+            labels=["name"],
+        )
+        r_events = GaugeMetricFamily(
+            "ledger_relay_lag_events", "Events stored but not yet published.", labels=["name"]
+        )
+        r_seconds = GaugeMetricFamily(
+            "ledger_relay_lag_seconds",
+            "Age of the oldest event not yet published.",
+            labels=["name"],
+        )
+        up = GaugeMetricFamily("ledger_store_up", "1 when the last scrape could read the store.")
+        with self._lock:
+            try:
+                self._read(head, p_events, p_seconds, r_events, r_seconds)
+                up.add_metric([], 1)
+            except Exception as exc:  # a scrape must answer even when the store does not
+                log.warning("metrics: cannot read the store: %s", str(exc).splitlines()[:1])
+                self._drop()
+                up.add_metric([], 0)
+        yield from (up, head, p_events, p_seconds, r_events, r_seconds)
+
+    def _read(
+        self,
+        head: GaugeMetricFamily,
+        p_events: GaugeMetricFamily,
+        p_seconds: GaugeMetricFamily,
+        r_events: GaugeMetricFamily,
+        r_seconds: GaugeMetricFamily,
+    ) -> None:
+        # Imported here: the relay package imports the Kafka client, and this
+        # module is imported by every process that appends.
+        from ledger.reading import head_position
+        from ledger.stores.rows import EVENTS_TABLE
+        from projections import registry
+        from projections.status import Lag, projection_status
+        from projections.tables import existing_tables
+        from projections.tracking import TRACKING_TABLE as PROJECTION_TRACKING
+        from relay.tracking import TRACKING_TABLE as RELAY_TRACKING
+        from relay.tracking import load_tracking, tracked_relays
+
+        if self._conn is None:
+            self._conn = Connection(self._url)
+        conn = self._conn
+        tables = existing_tables(conn)
+        if EVENTS_TABLE not in tables:
+            return
+        position = None
+        if PROJECTION_TRACKING in tables:
+            position, statuses = projection_status(conn, registry.select(()))
+            for s in statuses:
+                p_events.add_metric([s.name], s.lag_events)
+                p_seconds.add_metric([s.name], s.lag_seconds)
+        position = head_position(conn) if position is None else position
+        head.add_metric([], position)
+        if RELAY_TRACKING in tables:
+            lag = Lag(conn, position)
+            for name in tracked_relays(conn):
+                tracked = load_tracking(conn, name).position
+                r_events.add_metric([name], lag.events(tracked))
+                r_seconds.add_metric([name], lag.seconds(tracked))
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:
+                pass
+            self._conn = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+
+_lag_collector: LagCollector | None = None
+
+
+def watch_store(url: DatabaseURL) -> None:
+    """Report `url`'s head and lags in this process's registry (one store per process)."""
+    global _lag_collector
+    if _lag_collector is not None:
+        REGISTRY.unregister(_lag_collector)
+        _lag_collector.close()
+    _lag_collector = LagCollector(url)
+    REGISTRY.register(_lag_collector)
+
+
+def scrape_registry() -> CollectorRegistry:
+    """What a scrape reads. Under `ledger serve --workers N` each worker is a
+    process with its own counters: prometheus-client's multiprocess mode
+    (PROMETHEUS_MULTIPROC_DIR, set by `api.serve`) adds them up across workers."""
+    if not os.environ.get(MULTIPROC_ENV):
+        return REGISTRY
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    if _lag_collector is not None:
+        registry.register(_lag_collector)
+    return registry
+
+
+def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
+    """Expose the registry on http://HOST:PORT/metrics from a daemon thread (the
+    projection follower and the relay, which have no HTTP server of their own)."""
+    start_http_server(port, addr=host)

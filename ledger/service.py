@@ -1,0 +1,584 @@
+"""The service layer: what `cli/` and `api/` both call, so neither holds logic.
+
+`Services` is the composition root (the configured store, application and
+rights policy). The functions below are the operations: make a store ready,
+read a tab up to date, migrate, append, act on a task. Every failure a caller
+should see is a `ServiceError` with a `Category`; the CLI maps categories to
+exit codes (`cli/context.py`) and the API to HTTP statuses (`api/problems.py`),
+each in one table. Messages name what is wrong, never a CLI flag or an HTTP
+parameter, because both kinds of caller read them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import psycopg
+from eventsourcing.persistence import DataError as EsDataError
+from eventsourcing.persistence import PersistenceError
+
+from ledger.appending import DEFAULT_BATCH_SIZE, Appender, AppendReport
+from ledger.application import LedgerApplication, first_line
+from ledger.audit.history import Selector, iter_history
+from ledger.config import (
+    DATABASE_URL_ENV,
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_LOCK_TIMEOUT,
+    RIGHTS_POLICY_ENV,
+    ConfigError,
+    DatabaseURL,
+    auto_migrate,
+    database_url,
+)
+from ledger.db import Connection, DatabaseUnavailable
+from ledger.input import InputError, InputItem
+from ledger.reading import events_table_exists, states_by_event_id
+from ledger.rights import ALLOW_ALL, RightsPolicy, load_policy
+from ledger.times import BadTime, parse_user_time
+from projections import registry
+from projections.card import card_value
+from projections.models import EmailsTab, LastEmail, TabAnswer, TaskItem, TasksTab, answer
+from projections.runner import UNAVAILABLE_ERRORS, ProjectionError, catch_up_live
+from projections.schema import SchemaMissing, ensure_schema, require_schema, schema_ready
+from projections.status import projection_status
+from projections.tabs import TABS, TabRequest, read_tab, tab_counts
+from projections.timeline import DEFAULT_LIMIT, TimelineQuery, decode_cursor
+
+
+class Category(StrEnum):
+    REJECTED = "rejected"  # the input breaks a contract or a rule
+    NOT_FOUND = "not_found"
+    FORBIDDEN = "forbidden"  # the rights policy refuses the acting user
+    CONFLICT = "conflict"  # the subject's current state forbids the action
+    UNAVAILABLE = "unavailable"  # the database cannot be reached
+    USAGE = "usage"  # a bad parameter or configuration
+
+
+@dataclass(frozen=True)
+class RejectedField:
+    """One reason one event was rejected; `index` is its 0-based place in the input."""
+
+    index: int
+    event_id: str | None
+    type: str | None
+    field: str
+    reason: str
+
+
+class ServiceError(Exception):
+    def __init__(
+        self, category: Category, message: str, errors: Iterable[RejectedField] = ()
+    ) -> None:
+        super().__init__(message)
+        self.category = category
+        self.message = message
+        self.errors = list(errors)
+
+
+MISSING_TABLES = (
+    "the ledger's tables are missing; run `ledger db migrate` "
+    "(LEDGER_AUTO_MIGRATE=0 stops commands from creating them)"
+)
+
+
+def classify(exc: BaseException) -> ServiceError | None:
+    """The category of an exception from anywhere below the service layer, or
+    None for a bug (which callers report as an internal error)."""
+    if isinstance(exc, ServiceError):
+        return exc
+    if isinstance(exc, SchemaMissing | ConfigError | registry.UnknownProjection):
+        return ServiceError(Category.USAGE, str(exc))
+    if isinstance(exc, ProjectionError):
+        return ServiceError(Category.REJECTED, str(exc))
+    if _is_missing_table(exc):
+        return ServiceError(Category.USAGE, f"{first_line(exc)}: {MISSING_TABLES}")
+    if _mentions(exc, "readonly database"):
+        return ServiceError(
+            Category.USAGE,
+            f"the database is read-only: the file of the store ({DATABASE_URL_ENV}) "
+            "and its directory must be writable",
+        )
+    if _mentions(exc, "database is locked"):
+        return ServiceError(
+            Category.UNAVAILABLE,
+            "the database is locked: another writer held it longer than this command "
+            "waits (raise it with sqlite:///PATH?lock_timeout=SECONDS; default "
+            f"{DEFAULT_LOCK_TIMEOUT})",
+        )
+    if _mentions(exc, "idle-in-transaction timeout"):
+        return ServiceError(
+            Category.UNAVAILABLE,
+            "the import waited for input longer than PostgreSQL lets a transaction sit "
+            "idle, and the server ended it; nothing stored (feed the input faster, skip "
+            "invalid events for a transaction per batch, or raise ?idle_timeout=SECONDS "
+            f"in the URL; default {DEFAULT_IDLE_TIMEOUT})",
+        )
+    if _is_refused_value(exc):
+        # e.g. a NUL character, which PostgreSQL text cannot hold; the
+        # transaction rolled back, so nothing was stored.
+        return ServiceError(
+            Category.REJECTED, f"the database refused a value: {first_line(exc)}; nothing stored"
+        )
+    if isinstance(exc, DatabaseUnavailable):
+        return ServiceError(Category.UNAVAILABLE, str(exc))
+    if isinstance(exc, UNAVAILABLE_ERRORS):
+        return ServiceError(Category.UNAVAILABLE, f"database unavailable: {first_line(exc)}")
+    return None
+
+
+def _is_refused_value(exc: BaseException) -> bool:
+    return any(isinstance(e, psycopg.DataError | EsDataError) for e in (exc, exc.__cause__))
+
+
+def _mentions(exc: BaseException, text: str) -> bool:
+    """A store error (or its cause) whose message says `text` (the driver's wording)."""
+    return any(e is not None and text in str(e) for e in (exc, exc.__cause__))
+
+
+def _is_missing_table(exc: BaseException) -> bool:
+    """A table that `ledger db migrate` would have created, on either store."""
+    for e in (exc, exc.__cause__):
+        if isinstance(e, psycopg.errors.UndefinedTable):
+            return True
+        if isinstance(e, sqlite3.OperationalError) and "no such table" in str(e):
+            return True
+        if isinstance(e, PersistenceError) and (
+            ("does not exist" in str(e) and "relation" in str(e)) or "no such table" in str(e)
+        ):
+            return True
+    return False
+
+
+@contextmanager
+def service_errors() -> Iterator[None]:
+    """Known failures from below become ServiceErrors; bugs pass through."""
+    try:
+        yield
+    except ServiceError:
+        raise
+    except Exception as exc:
+        known = classify(exc)
+        if known is None:
+            raise
+        raise known from exc
+
+
+@dataclass
+class Services:
+    """The composition root: one configured store and rights policy.
+
+    `db_option` / `rights_option` are what the caller was given (a command-line
+    option or a server setting); unset, the environment and defaults apply."""
+
+    db_option: str | None = None
+    rights_option: str | None = None
+    _app: LedgerApplication | None = field(default=None, repr=False)
+    _policy: RightsPolicy | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> DatabaseURL:
+        try:
+            return database_url(self.db_option)
+        except ConfigError as exc:
+            raise ServiceError(Category.USAGE, str(exc)) from exc
+
+    def app(self) -> LedgerApplication:
+        if self._app is None:
+            with service_errors():
+                self._app = LedgerApplication(self.url)
+        return self._app
+
+    def connect(self) -> Connection:
+        with service_errors():
+            return Connection(self.url)
+
+    def policy(self) -> RightsPolicy:
+        if self._policy is None:
+            path = self.rights_option or os.environ.get(RIGHTS_POLICY_ENV) or None
+            try:
+                self._policy = load_policy(path)
+            except ConfigError as exc:
+                raise ServiceError(Category.USAGE, str(exc)) from exc
+        return self._policy
+
+    def close(self) -> None:
+        if self._app is not None:
+            self._app.close()
+            self._app = None
+
+
+# -- schema ---------------------------------------------------------------------------
+
+
+def prepare_store(conn: Connection) -> None:
+    """Events table and read-model tables in place, created on first use
+    unless LEDGER_AUTO_MIGRATE=0."""
+    with service_errors():
+        if not events_table_exists(conn):
+            if not auto_migrate():
+                raise SchemaMissing(MISSING_TABLES)
+            LedgerApplication(conn.url, create_tables=True).close()
+        require_schema(conn, auto_migrate())
+
+
+def store_ready(conn: Connection) -> bool:
+    """The events table and every read model's tables are in place."""
+    with service_errors():
+        return events_table_exists(conn) and schema_ready(conn)
+
+
+def migrate(url: DatabaseURL) -> None:
+    """Create every table the ledger needs; idempotent and safe to run concurrently."""
+    # The relay package imports the Kafka client: imported here so a reader of
+    # tabs never pays for it.
+    from relay.tracking import ensure_schema as ensure_relay_schema
+
+    with service_errors():
+        LedgerApplication(url, create_tables=True).close()
+        with Connection(url) as conn:
+            ensure_schema(conn)
+            ensure_relay_schema(conn)
+
+
+# -- reading --------------------------------------------------------------------------
+
+
+# The tab parameters' names as a caller spells them (CLI options or query parameters).
+TAB_PARAMETERS = ("kind", "since", "until", "limit", "cursor", "as")
+
+
+def tab_request(
+    customer_id: str,
+    tab: str,
+    *,
+    kinds: Sequence[str] = (),
+    since: str | None = None,
+    until: str | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+    viewer: str | None = None,
+    policy: RightsPolicy = ALLOW_ALL,
+    names: Mapping[str, str] | None = None,
+) -> TabRequest:
+    """Check a tab's parameters and build its request. `names` maps each of
+    TAB_PARAMETERS to the caller's spelling, for the messages."""
+
+    def name(parameter: str) -> str:
+        return (names or {}).get(parameter, parameter)
+
+    if tab not in TABS:
+        raise ServiceError(Category.USAGE, f"unknown tab {tab!r} (tabs: {', '.join(TABS)})")
+    timeline_only = {
+        "kind": bool(kinds),
+        "since": since is not None,
+        "until": until is not None,
+        "limit": limit is not None,
+        "cursor": cursor is not None,
+    }
+    if tab != "timeline":
+        for parameter, given in timeline_only.items():
+            if given:
+                raise ServiceError(
+                    Category.USAGE, f"{name(parameter)} applies to the timeline tab only"
+                )
+    if viewer is not None and tab != "tasks":
+        raise ServiceError(Category.USAGE, f"{name('as')} applies to the tasks tab only")
+
+    def moment(parameter: str, text: str | None) -> datetime | None:
+        if text is None:
+            return None
+        try:
+            return parse_user_time(text)
+        except BadTime as exc:
+            raise ServiceError(Category.USAGE, f"{name(parameter)}: {exc}") from None
+
+    try:
+        request = TabRequest(
+            customer_id=customer_id,
+            tab=tab,
+            timeline=TimelineQuery(
+                kinds=tuple(dict.fromkeys(kinds)),
+                since=moment("since", since),
+                until=moment("until", until),
+                limit=limit if limit is not None else DEFAULT_LIMIT,
+                cursor=cursor,
+            ),
+            viewer=viewer,
+            policy=policy if viewer is not None else ALLOW_ALL,
+        )
+        if cursor is not None:
+            decode_cursor(customer_id, cursor)
+    except ValueError as exc:  # BadCursor included
+        raise ServiceError(Category.USAGE, str(exc)) from None
+    return request
+
+
+def tab_answer(conn: Connection, request: TabRequest) -> TabAnswer:
+    """One tab, brought up to date with every event stored before the call."""
+    with service_errors():
+        catch_up_live(conn, [registry.get(request.tab)])
+        return answer(read_tab(conn, request))
+
+
+def projections_status(conn: Connection) -> dict[str, Any]:
+    """`ledger projections status --format json`'s answer."""
+    with service_errors():
+        head, rows = projection_status(conn, registry.select(()))
+    return {"head": head, "projections": [r.as_json() for r in rows]}
+
+
+@dataclass(frozen=True)
+class CardHeader:
+    """What a customer card shows above its tabs."""
+
+    name: str | None  # the card's current name
+    last_email: LastEmail | None  # the newest email sent, and whether it was opened
+    counts: dict[str, int]  # items per tab (the timeline's: every event), up to count_cap
+    count_cap: int  # a count of count_cap + 1 means "more than count_cap"
+
+
+CARD_COUNT_CAP = 10_000
+
+
+def card_header(conn: Connection, customer_id: str, count_cap: int = CARD_COUNT_CAP) -> CardHeader:
+    """The card's header, every read model brought up to date first. Capped
+    counts and the newest rows only, so a customer with 100,000 events costs
+    about what a small one does."""
+    with service_errors():
+        catch_up_live(conn, [registry.get(name) for name in registry.NAMES])
+        counts = tab_counts(conn, customer_id, count_cap)
+        name = card_value(conn, customer_id, "name")
+        emails = answer(read_tab(conn, TabRequest(customer_id, "emails", limit=1)))
+    assert isinstance(emails, EmailsTab)
+    return CardHeader(
+        name if isinstance(name, str) else None, emails.last_email, counts, count_cap
+    )
+
+
+# -- appending ------------------------------------------------------------------------
+
+
+def append_items(
+    app: LedgerApplication,
+    policy: RightsPolicy,
+    items: Iterable[InputItem],
+    *,
+    skip_invalid: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> AppendReport:
+    """Validate and store events; a body that is not NDJSON or a JSON array, or
+    not UTF-8, is rejected whole with nothing stored."""
+    started = time.perf_counter()
+    try:
+        with service_errors(), Appender(app, policy, batch_size=batch_size) as appender:
+            report = appender.append(items, skip_invalid=skip_invalid)
+    except InputError as exc:
+        _observe(None, time.perf_counter() - started)
+        raise ServiceError(Category.REJECTED, f"input: {exc}; nothing stored") from exc
+    except UnicodeDecodeError as exc:
+        _observe(None, time.perf_counter() - started)
+        raise ServiceError(
+            Category.REJECTED, f"input is not UTF-8 text: {exc.reason}; nothing stored"
+        ) from exc
+    _observe(report, time.perf_counter() - started)
+    return report
+
+
+# Called after each append with its report (None: the input was unreadable) and
+# its duration. `ledger.metrics` adds itself when a process exposes metrics;
+# other processes (a CLI command) do not pay for importing prometheus-client.
+APPEND_OBSERVERS: list[Callable[[AppendReport | None, float], None]] = []
+
+
+def _observe(report: AppendReport | None, seconds: float) -> None:
+    for observer in APPEND_OBSERVERS:
+        observer(report, seconds)
+
+
+def rejected_fields(report: AppendReport, *, first_line_number: int = 0) -> list[RejectedField]:
+    """Each reason of each rejection, flat; an item's `line` minus
+    `first_line_number` is its index (the API numbers its items from 0)."""
+    return [
+        RejectedField(r.line - first_line_number, r.event_id, r.event_type, e.field, e.reason)
+        for r in report.rejected
+        for e in r.errors
+    ]
+
+
+def report_json(report: AppendReport) -> dict[str, Any]:
+    """`ledger append --format json`'s answer."""
+    return {
+        "appended": report.appended,
+        "duplicates": report.duplicates,
+        "rejected": [
+            {
+                "line": r.line,
+                "event_id": r.event_id,
+                "type": r.event_type,
+                "errors": [{"field": e.field, "reason": e.reason} for e in r.errors],
+            }
+            for r in report.rejected
+        ],
+        "stored": report.stored,
+        "first_position": report.first_position,
+        "last_position": report.last_position,
+    }
+
+
+# -- task actions ---------------------------------------------------------------------
+
+TASK_ACTIONS = ("complete", "reopen", "delete", "edit")
+_ACTION_TYPES = {
+    "complete": "task.completed",
+    "reopen": "task.reopened",
+    "delete": "task.deleted",
+    "edit": "task.edited",
+}
+# Idempotency keys become event ids in this namespace, so a retried action is a
+# duplicate event id and is stored once, by the same rule as any retried append.
+_IDEMPOTENCY_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://interaction-ledger/task-action")
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    field: str
+    new: Any
+
+
+@dataclass(frozen=True)
+class TaskActionRequest:
+    customer_id: str
+    task_id: str
+    action: str
+    user_id: str  # the acting user, the event's actor
+    changes: tuple[FieldChange, ...] = ()
+    idempotency_key: str | None = None
+    source: str = "ledger"
+
+
+@dataclass(frozen=True)
+class TaskActionResult:
+    task: TaskItem | None  # None once deleted
+    stored: bool  # False when the idempotency key had already stored it
+
+
+def task_action(
+    app: LedgerApplication, conn: Connection, policy: RightsPolicy, request: TaskActionRequest
+) -> TaskActionResult:
+    """Build the action's event from the task's current state, let the domain
+    check it (status and rights) exactly as an appended event, store it, and
+    answer the task as its tab now shows it to the acting user."""
+    if request.action not in _ACTION_TYPES:
+        raise ServiceError(
+            Category.USAGE,
+            f"unknown task action {request.action!r} (actions: {', '.join(TASK_ACTIONS)})",
+        )
+    if request.action == "edit" and not request.changes:
+        raise ServiceError(Category.USAGE, "edit needs at least one change")
+    if request.action != "edit" and request.changes:
+        raise ServiceError(Category.USAGE, f"{request.action} takes no changes")
+    event_id = _event_id(request)
+    with service_errors():
+        if request.idempotency_key is not None and states_by_event_id(conn, [str(event_id)]):
+            # A retry of an action already stored: answer as the first call did.
+            return TaskActionResult(task=_task_item(conn, policy, request), stored=False)
+        customer = app.customer(request.customer_id)
+        if not customer.exists:
+            raise ServiceError(
+                Category.NOT_FOUND, f"customer {request.customer_id!r} does not exist"
+            )
+        if customer.tasks.get(request.task_id, "deleted") == "deleted":
+            raise ServiceError(
+                Category.NOT_FOUND,
+                f"task {request.task_id!r} does not exist for customer {request.customer_id!r}",
+            )
+        data: dict[str, Any] = {"task_id": request.task_id}
+        if request.action == "edit":
+            current = _task_fields(conn, request.task_id)
+            data["changes"] = [
+                {"field": c.field, "old": current.get(c.field), "new": c.new}
+                for c in request.changes
+            ]
+        event = {
+            "event_id": str(event_id),
+            "type": _ACTION_TYPES[request.action],
+            "customer_id": request.customer_id,
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "actor": {"kind": "user", "id": request.user_id},
+            "source": request.source,
+            "data": data,
+        }
+        report = append_items(app, policy, [InputItem(0, json.dumps(event, ensure_ascii=False))])
+    if report.rejected:
+        raise _action_refused(app, request, report)
+    return TaskActionResult(task=_task_item(conn, policy, request), stored=report.appended == 1)
+
+
+def _task_item(
+    conn: Connection, policy: RightsPolicy, request: TaskActionRequest
+) -> TaskItem | None:
+    """The task as the acting user's tasks tab shows it now; None once deleted."""
+    tasks = tab_answer(
+        conn,
+        TabRequest(
+            customer_id=request.customer_id, tab="tasks", viewer=request.user_id, policy=policy
+        ),
+    )
+    assert isinstance(tasks, TasksTab)
+    return next((t for t in tasks.items if t.task_id == request.task_id), None)
+
+
+def _event_id(request: TaskActionRequest) -> uuid.UUID:
+    if request.idempotency_key is None:
+        return uuid.uuid4()
+    # The key is scoped to its action on its task by its user: the same key
+    # reused for something else is a different event.
+    scope = "\x1f".join(
+        (
+            request.customer_id,
+            request.task_id,
+            request.action,
+            request.user_id,
+            request.idempotency_key,
+        )
+    )
+    return uuid.uuid5(_IDEMPOTENCY_NAMESPACE, scope)
+
+
+def _action_refused(
+    app: LedgerApplication, request: TaskActionRequest, report: AppendReport
+) -> ServiceError:
+    """The domain refused the event: say why in the caller's terms."""
+    errors = rejected_fields(report)
+    reason = "; ".join(f"{e.field}: {e.reason}" for e in errors)
+    if any(e.field == "actor.id" for e in errors):
+        return ServiceError(Category.FORBIDDEN, reason, errors)
+    if any(e.field.startswith("data.changes") for e in errors):
+        return ServiceError(Category.REJECTED, reason, errors)
+    # A concurrent action may have deleted it since we looked.
+    if app.customer(request.customer_id).tasks.get(request.task_id, "deleted") == "deleted":
+        return ServiceError(Category.NOT_FOUND, reason, errors)
+    return ServiceError(Category.CONFLICT, reason, errors)
+
+
+def _task_fields(conn: Connection, task_id: str) -> dict[str, Any]:
+    """A task's current fields, folded from its events (the `old` of an edit)."""
+    fields: dict[str, Any] = {}
+    for event in iter_history(conn, Selector("task", task_id)):
+        data = event.data if isinstance(event.data, dict) else {}
+        if event.type == "task.created":
+            fields.update({k: v for k, v in data.items() if k != "task_id"})
+        elif event.type == "task.edited":
+            for change in data.get("changes", []):
+                fields[change["field"]] = change["new"]
+    return fields

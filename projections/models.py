@@ -1,0 +1,174 @@
+"""The tabs' answers as pydantic models: one definition of each tab item.
+
+`ledger tab --format json` prints these and the HTTP API serves them (they are
+its OpenAPI response models), so the two can never drift apart. The query
+functions build plain rows; `answer()` validates them into the tab's model.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ActorRef(_Model):
+    kind: str
+    id: str
+    name: str | None = None
+
+
+class TimelineItem(_Model):
+    position: int
+    event_id: str
+    type: str
+    kind: str
+    occurred_at: str
+    actor: ActorRef
+    summary: str
+    data: dict[str, Any]
+
+
+TaskAction = Literal["edit", "complete", "reopen", "delete"]
+
+
+class TaskItem(_Model):
+    task_id: str
+    title: str
+    status: Literal["pending", "completed"]
+    created_at: str
+    completed_at: str | None
+    due_at: str | None
+    assignee_id: str | None
+    actions: list[TaskAction]
+
+
+class VisitItem(_Model):
+    visit_id: str
+    started_at: str
+    site: str | None
+    source: str
+    channel: str
+    duration_s: int
+    pages_viewed: int | None
+
+
+class SegmentItem(_Model):
+    segment_id: str
+    segment_name: str | None
+    change: Literal["joined", "left"]
+    occurred_at: str
+    actor: ActorRef
+
+
+class ChatItem(_Model):
+    dialog_id: str
+    started_at: str
+    status: str
+    message_count: int
+    channel: str
+    url: str | None
+
+
+class EmailItem(_Model):
+    message_id: str
+    subject: str
+    sent_at: str
+    delivered: bool
+    opened_at: str | None
+    open_count: int
+    clicks: int
+
+
+class LastEmail(_Model):
+    message_id: str
+    opened: bool
+
+
+class OrderChange(_Model):
+    order_id: str
+    field: str
+    old: Any
+    new: Any
+    occurred_at: str
+    actor: ActorRef
+
+
+class CardChange(_Model):
+    field: str
+    old: Any
+    new: Any
+    occurred_at: str
+    actor: ActorRef
+
+
+class _Tab(_Model):
+    customer_id: str
+
+
+class TimelineTab(_Tab):
+    tab: Literal["timeline"]
+    items: list[TimelineItem]
+    next_cursor: str | None
+
+
+class TasksTab(_Tab):
+    tab: Literal["tasks"]
+    items: list[TaskItem]
+
+
+class VisitsTab(_Tab):
+    tab: Literal["visits"]
+    items: list[VisitItem]
+
+
+class SegmentsTab(_Tab):
+    tab: Literal["segments"]
+    items: list[SegmentItem]
+    memberships: list[str]
+
+
+class ChatsTab(_Tab):
+    tab: Literal["chats"]
+    items: list[ChatItem]
+
+
+class EmailsTab(_Tab):
+    tab: Literal["emails"]
+    items: list[EmailItem]
+    last_email: LastEmail | None
+
+
+class OrdersTab(_Tab):
+    tab: Literal["orders"]
+    items: list[OrderChange]
+
+
+class CardTab(_Tab):
+    tab: Literal["card"]
+    items: list[CardChange]
+
+
+TabAnswer = (
+    TimelineTab | TasksTab | VisitsTab | SegmentsTab | ChatsTab | EmailsTab | OrdersTab | CardTab
+)
+
+TAB_MODELS: dict[str, type[TabAnswer]] = {
+    "timeline": TimelineTab,
+    "tasks": TasksTab,
+    "visits": VisitsTab,
+    "segments": SegmentsTab,
+    "chats": ChatsTab,
+    "emails": EmailsTab,
+    "orders": OrdersTab,
+    "card": CardTab,
+}
+
+
+def answer(raw: dict[str, Any]) -> TabAnswer:
+    """A query function's rows as the tab's model."""
+    return TAB_MODELS[raw["tab"]].model_validate(raw)
