@@ -58,7 +58,9 @@ from ledger.service import (
     task_action,
 )
 from projections.models import TabAnswer, TaskItem
-from projections.timeline import MAX_LIMIT
+from projections.paging import DEFAULT_LIMIT as PAGE_LIMIT
+from projections.paging import MAX_LIMIT
+from projections.timeline import DEFAULT_LIMIT as TIMELINE_LIMIT
 
 log = logging.getLogger("ledger.api")
 
@@ -462,8 +464,18 @@ def _routes(app: FastAPI) -> None:
         kind: Annotated[list[Literal[KINDS]] | None, Query()] = None,  # type: ignore[valid-type]
         since: Annotated[str | None, Query(max_length=64)] = None,
         until: Annotated[str | None, Query(max_length=64)] = None,
-        limit: Annotated[int | None, Query(ge=1, le=MAX_LIMIT)] = None,
-        cursor: Annotated[str | None, Query(max_length=512)] = None,
+        limit: Annotated[
+            int | None,
+            Query(
+                ge=1,
+                le=MAX_LIMIT,
+                description=f"Items per page (default {PAGE_LIMIT}; timeline {TIMELINE_LIMIT}).",
+            ),
+        ] = None,
+        cursor: Annotated[
+            str | None,
+            Query(max_length=512, description="The previous page's `next_cursor`."),
+        ] = None,
         viewer: UserQuery = None,
     ) -> Response:
         """One tab of a customer's card, exactly `ledger tab --format json`. An

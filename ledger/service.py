@@ -47,12 +47,15 @@ from ledger.rights import ALLOW_ALL, RightsPolicy, load_policy
 from ledger.times import BadTime, parse_user_time
 from projections import registry
 from projections.card import card_value
-from projections.models import EmailsTab, LastEmail, TabAnswer, TaskItem, TasksTab, answer
+from projections.models import EmailsTab, LastEmail, TabAnswer, TaskItem, answer
+from projections.paging import DEFAULT_LIMIT as PAGE_LIMIT
+from projections.paging import Page
 from projections.runner import UNAVAILABLE_ERRORS, ProjectionError, catch_up_live
 from projections.schema import SchemaMissing, ensure_schema, require_schema, schema_ready
 from projections.status import projection_status
-from projections.tabs import TABS, TabRequest, read_tab, tab_counts
-from projections.timeline import DEFAULT_LIMIT, TimelineQuery, decode_cursor
+from projections.tabs import TABS, TabRequest, check_cursor, read_tab, tab_counts
+from projections.tasks import task_item
+from projections.timeline import DEFAULT_LIMIT, TimelineQuery
 
 
 class Category(StrEnum):
@@ -282,8 +285,6 @@ def tab_request(
         "kind": bool(kinds),
         "since": since is not None,
         "until": until is not None,
-        "limit": limit is not None,
-        "cursor": cursor is not None,
     }
     if tab != "timeline":
         for parameter, given in timeline_only.items():
@@ -312,12 +313,17 @@ def tab_request(
                 until=moment("until", until),
                 limit=limit if limit is not None else DEFAULT_LIMIT,
                 cursor=cursor,
-            ),
+            )
+            if tab == "timeline"
+            else TimelineQuery(),
             viewer=viewer,
             policy=policy if viewer is not None else ALLOW_ALL,
+            page=Page(limit if limit is not None else PAGE_LIMIT, cursor)
+            if tab != "timeline"
+            else Page(),
         )
         if cursor is not None:
-            decode_cursor(customer_id, cursor)
+            check_cursor(tab, customer_id, cursor)
     except ValueError as exc:  # BadCursor included
         raise ServiceError(Category.USAGE, str(exc)) from None
     return request
@@ -358,7 +364,7 @@ def card_header(conn: Connection, customer_id: str, count_cap: int = CARD_COUNT_
         catch_up_live(conn, [registry.get(name) for name in registry.NAMES])
         counts = tab_counts(conn, customer_id, count_cap)
         name = card_value(conn, customer_id, "name")
-        emails = answer(read_tab(conn, TabRequest(customer_id, "emails", limit=1)))
+        emails = answer(read_tab(conn, TabRequest(customer_id, "emails", page=Page(limit=1))))
     assert isinstance(emails, EmailsTab)
     return CardHeader(
         name if isinstance(name, str) else None, emails.last_email, counts, count_cap
@@ -528,14 +534,10 @@ def _task_item(
     conn: Connection, policy: RightsPolicy, request: TaskActionRequest
 ) -> TaskItem | None:
     """The task as the acting user's tasks tab shows it now; None once deleted."""
-    tasks = tab_answer(
-        conn,
-        TabRequest(
-            customer_id=request.customer_id, tab="tasks", viewer=request.user_id, policy=policy
-        ),
-    )
-    assert isinstance(tasks, TasksTab)
-    return next((t for t in tasks.items if t.task_id == request.task_id), None)
+    with service_errors():
+        catch_up_live(conn, [registry.get("tasks")])
+        item = task_item(conn, request.customer_id, request.task_id, request.user_id, policy)
+    return None if item is None else TaskItem.model_validate(item)
 
 
 def _event_id(request: TaskActionRequest) -> uuid.UUID:
