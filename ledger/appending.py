@@ -14,6 +14,18 @@ optimistically, then under the lock. Under the lock nothing can conflict, so a
 row the store still refuses is that event's fault: the batch is retried one
 event at a time and the refused event becomes a rejection. All-or-nothing finds
 a refused row the same way, under a savepoint, and rejects it.
+
+Memory stays flat however long the input: event ids and claimed subjects are
+looked up in the store once inserted, and only the most recently used customers'
+states are kept (`customer_cache`); an evicted customer is reloaded from the
+store through the same session, which sees the rows it inserted before they
+commit. So all-or-nothing inserts every accepted batch even after a rejection
+(the rollback at the end undoes them): what the input decided is then always in
+the store. Only once the store refuses a row that was decided as accepted does
+the rest of the input stay in memory, as the store can no longer answer for it.
+Snapshots are written through the same session too, so they commit or roll back
+with the events they summarise, and an evicted customer reloads from a snapshot
+plus a few events (`REPLAY_LIMIT`).
 """
 
 from __future__ import annotations
@@ -24,6 +36,7 @@ import random
 import sqlite3
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,7 +53,7 @@ from eventsourcing.persistence import (
     StoredEvent,
 )
 
-from ledger.application import LedgerApplication, first_line
+from ledger.application import LedgerApplication, first_line, snapshot_due
 from ledger.db import Connection
 from ledger.domain import Customer, CustomerEvent, RuleViolation
 from ledger.events import (
@@ -59,6 +72,13 @@ from ledger.rights import ALLOW_ALL, RightsPolicy
 from ledger.stores.base import WriteSession
 
 DEFAULT_BATCH_SIZE = 1000
+# Customer states kept between batches (beyond those of the batch at hand).
+DEFAULT_CUSTOMER_CACHE = 10_000
+# An evicted customer is snapshotted when reloading it would replay at least
+# this many events (or a sixteenth of its stream, so that a big customer's
+# snapshots, as big as its state, stay rare): inputs that visit customers at
+# random then reload each from a snapshot and a few events.
+REPLAY_LIMIT = 50
 OPTIMISTIC_ATTEMPTS = 5
 
 # What a producer sent, as opposed to what the ledger added when storing it: two
@@ -110,6 +130,12 @@ class _Abort(Exception):
 
 
 @dataclass
+class _Cached:
+    customer: Customer
+    snapshot_version: int  # of its latest stored snapshot (0: none)
+
+
+@dataclass
 class _Decision:
     """What one batch comes to: the rows to insert (and the input item of each),
     the customers they change, and what was not stored and why."""
@@ -129,18 +155,21 @@ class Appender:
         app: LedgerApplication,
         policy: RightsPolicy = ALLOW_ALL,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        customer_cache: int = DEFAULT_CUSTOMER_CACHE,
     ) -> None:
         self.app = app
         self.policy = policy
         self.batch_size = batch_size
+        self.customer_cache = customer_cache
         self._db = Connection(app.url)
-        self._customers: dict[str, Customer] = {}
+        # Least recently used first; whatever is evicted is in the store.
+        self._customers: OrderedDict[str, _Cached] = OrderedDict()
+        # Customers whose state holds events the store refused: never evicted.
+        self._pinned: dict[str, Customer] = {}
         # Until inserted (then the store answers): event_id -> digest of the
         # producer's content, and subject -> the customer that created it.
         self._seen: dict[str, bytes] = {}
         self._claims: dict[str, str] = {}
-        # customer_id -> version before this all-or-nothing transaction
-        self._snapshot_after_commit: dict[str, int] = {}
 
     def close(self) -> None:
         self._db.close()
@@ -169,22 +198,22 @@ class Appender:
         # Under the write lock nobody else can write, so state loaded from here on is
         # current; drop what an earlier call cached, which may be stale by now.
         self._forget_written()
+        refused = False
         try:
             with self.app.ledger_recorder.write_session() as session:
                 for batch in _batches(items, self.batch_size):
                     decision = self._decide(batch, session)
                     report.duplicates += decision.duplicates
                     report.rejected.extend(decision.rejections)
-                    if report.ok:
-                        self._insert_or_reject(session, decision, report)
-                        self._note_snapshots_due(decision)
-                        # The session sees what it inserted: no need to remember it.
-                        self._forget_inserted()
-                    else:
-                        self._discard(decision)
+                    # Inserted even after a rejection (rolled back at the end), so
+                    # the session can answer for everything decided so far.
+                    if not refused and self._insert_or_reject(session, decision, report):
+                        self._settle_customers(decision, session)
+                        continue
+                    refused = True
+                    self._pin(decision)
                 if not report.ok:
                     raise _Abort
-            self._take_due_snapshots()
         except _Abort:
             report.stored = False
             report.appended = 0
@@ -278,14 +307,14 @@ class Appender:
 
     def _insert_or_reject(
         self, session: WriteSession, decision: _Decision, report: AppendReport
-    ) -> None:
+    ) -> bool:
         """All-or-nothing: insert the batch; if the store refuses a row, find it
         (one row at a time) and make it that event's rejection, which rolls
-        everything back at the end."""
+        everything back at the end. False when a row was refused."""
         try:
             with session.savepoint():
                 self._insert(session, decision, report)
-            return
+            return True
         except Exception as exc:
             if not _is_refusal(exc):
                 raise
@@ -297,35 +326,46 @@ class Appender:
                 if not _is_refusal(exc):
                     raise
                 self._reject_refused(item, exc, report)
-                return
+                return False
+        return True
 
     def _settle(self, decision: _Decision, report: AppendReport) -> None:
         """After a batch's own commit: count it and snapshot the customers now due."""
         report.duplicates += decision.duplicates
         report.rejected.extend(decision.rejections)
+        self._settle_customers(decision, self._db)
+
+    def _settle_customers(self, decision: _Decision, store: Queries) -> None:
+        """Once a batch is in `store` (committed, or inserted in the session):
+        snapshot the customers now due, through `store` (so a snapshot commits
+        or rolls back with the events it summarises), and evict the least
+        recently used."""
         for customer in decision.touched:
             previous = customer.version
             customer.collect_events()
-            self.app.snapshot_if_due(customer, previous)
+            cached = self._customers[customer.customer_id]
+            if snapshot_due(previous, customer.version):
+                self._snapshot(store, cached)
         self._forget_inserted()
+        while len(self._customers) > self.customer_cache:
+            _, cached = self._customers.popitem(last=False)
+            since = cached.customer.version - cached.snapshot_version
+            if since >= max(REPLAY_LIMIT, cached.customer.version // 16):
+                self._snapshot(store, cached)
 
-    def _note_snapshots_due(self, decision: _Decision) -> None:
-        # Inside the all-or-nothing transaction: snapshot only once it commits.
+    def _snapshot(self, store: Queries, cached: _Cached) -> None:
+        self.app.store_snapshot(store, cached.customer)
+        cached.snapshot_version = cached.customer.version
+
+    def _pin(self, decision: _Decision) -> None:
+        """Keep in memory the customers of a batch the store did not take whole:
+        their state holds events it does not, so they cannot be reloaded. From
+        the first refusal on, the transaction is lost anyway; deciding the rest
+        as before only serves to report every rejection."""
         for customer in decision.touched:
-            previous = customer.version
             customer.collect_events()
-            self._snapshot_after_commit.setdefault(customer.customer_id, previous)
-
-    def _discard(self, decision: _Decision) -> None:
-        for customer in decision.touched:
-            customer.collect_events()
-
-    def _take_due_snapshots(self) -> None:
-        # Snapshots are a cache outside the events' transaction: taken only once
-        # the events they summarise are committed.
-        for customer_id, previous in self._snapshot_after_commit.items():
-            self.app.snapshot_if_due(self._customers[customer_id], previous)
-        self._snapshot_after_commit.clear()
+            self._customers.pop(customer.customer_id, None)
+            self._pinned[customer.customer_id] = customer
 
     def _forget_inserted(self) -> None:
         """Event ids and claims of inserted rows are found in the store from now on;
@@ -334,8 +374,8 @@ class Appender:
         self._claims.clear()
 
     def _forget_written(self) -> None:
-        self._snapshot_after_commit.clear()
         self._customers.clear()
+        self._pinned.clear()
         self._seen.clear()
         self._claims.clear()
 
@@ -348,7 +388,7 @@ class Appender:
         events = [p for _, p in parsed if isinstance(p, InboundEvent)]
         stored = self._stored_digests(store, events)
         self._load_claims(store, events)
-        self._load_customers({e.customer_id for e in events})
+        self._load_customers(store, dict.fromkeys(e.customer_id for e in events))
         now = datetime.now(UTC)
         out: list[CustomerEvent] = []
         touched: dict[str, Customer] = {}
@@ -363,7 +403,7 @@ class Appender:
                 if given_id is not None and self._is_duplicate(event, given_id, stored):
                     decision.duplicates += 1
                     continue
-                customer = self._customers[event.customer_id]
+                customer = self._customer(event.customer_id)
                 subject = self._check_claim(event)
                 customer.check(event, self.policy)
             except RuleViolation as rule:
@@ -432,10 +472,17 @@ class Appender:
         ]
         self._claims.update(subject_owners(store, subjects))
 
-    def _load_customers(self, customer_ids: Iterable[str]) -> None:
+    def _customer(self, customer_id: str) -> Customer:
+        return self._pinned.get(customer_id) or self._customers[customer_id].customer
+
+    def _load_customers(self, store: Queries, customer_ids: Iterable[str]) -> None:
         for customer_id in customer_ids:
-            if customer_id not in self._customers:
-                self._customers[customer_id] = self.app.customer(customer_id)
+            if customer_id in self._pinned:
+                continue
+            if customer_id in self._customers:
+                self._customers.move_to_end(customer_id)
+            else:
+                self._customers[customer_id] = _Cached(*self.app.load_customer(store, customer_id))
 
 
 def _digest(event: InboundEvent | RecordedEvent) -> bytes:

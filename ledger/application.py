@@ -12,17 +12,22 @@ from eventsourcing.persistence import (
     Mapper,
     OperationalError,
     PersistenceError,
+    StoredEvent,
 )
 
 from ledger.config import DatabaseURL
 from ledger.db import DatabaseUnavailable
-from ledger.domain import Customer, CustomerSnapshot, customer_stream_id
+from ledger.domain import Customer, CustomerEvent, CustomerSnapshot, customer_stream_id
 from ledger.mapper import LedgerMapper
+from ledger.reading import Queries, stream_after
 from ledger.stores.base import LedgerRecorder
 
 # A customer's state is snapshotted every this many events, so loading a busy
 # customer replays at most this many events.
 SNAPSHOT_INTERVAL = 500
+# Events replayed per query when loading a customer, so a long stream loads in
+# constant memory beyond the customer's own state.
+_REPLAY_PAGE = 1000
 
 
 class LedgerApplication(Application[UUID]):
@@ -61,11 +66,62 @@ class LedgerApplication(Application[UUID]):
         except AggregateNotFoundError:
             return Customer(id=stream_id, customer_id=customer_id)
 
-    def snapshot_if_due(self, customer: Customer, previous_version: int) -> None:
-        """Snapshot a customer whose version crossed a multiple of the interval."""
-        if customer.version // SNAPSHOT_INTERVAL > previous_version // SNAPSHOT_INTERVAL:
-            assert self.snapshots is not None
-            self.snapshots.put([CustomerSnapshot.take(customer, datetime.now(UTC))])
+    def load_customer(self, store: Queries, customer_id: str) -> tuple[Customer, int]:
+        """The customer's aggregate as `store` sees it, and the version of the
+        snapshot it started from (0: none): its latest snapshot, then the events
+        after it. Through a write session this includes the session's own rows
+        before they commit, which the repository (its own connection) cannot see."""
+        stream_id = customer_stream_id(customer_id)
+        customer: Customer | None = None
+        # Stream ids as in ledger.reading.stream_after (hex text; a uuid on PostgreSQL).
+        rows = store.fetchall(
+            f"SELECT originator_version, topic, state FROM {self._snapshots_table} "
+            "WHERE originator_id = ? ORDER BY originator_version DESC LIMIT 1",
+            (stream_id.hex,),
+        )
+        for version, topic, state in rows:
+            snapshot = self.mapper.to_domain_event(
+                StoredEvent(stream_id, version, topic, bytes(state))
+            )
+            assert isinstance(snapshot, CustomerSnapshot)
+            customer = snapshot.mutate(None)
+        after = snapshot_version = customer.version if customer else 0
+        while True:
+            events = stream_after(store, stream_id, after, _REPLAY_PAGE)
+            for version, topic, state in events:
+                event = self.mapper.to_domain_event(StoredEvent(stream_id, version, topic, state))
+                assert isinstance(event, CustomerEvent)
+                customer = event.mutate(customer)
+            if len(events) < _REPLAY_PAGE:
+                break
+            after = events[-1][0]
+        return customer or Customer(id=stream_id, customer_id=customer_id), snapshot_version
+
+    def store_snapshot(self, store: Queries, customer: Customer) -> None:
+        """Snapshot the customer through `store`: inside a write session it
+        commits, or rolls back, with the events it summarises. A snapshot
+        already stored at this version is left as it is (same state)."""
+        stored = self.mapper.to_stored_event(CustomerSnapshot.take(customer, datetime.now(UTC)))
+        # RETURNING makes the insert a query, which is all a session offers.
+        store.fetchall(
+            f"INSERT INTO {self._snapshots_table} "
+            "(originator_id, originator_version, topic, state) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT DO NOTHING RETURNING originator_version",
+            (customer.id.hex, stored.originator_version, stored.topic, stored.state),
+        )
+
+    @property
+    def _snapshots_table(self) -> str:
+        # The library names it per store (SQLite: stored_snapshots).
+        assert self.snapshots is not None
+        name = getattr(self.snapshots.recorder, "events_table_name", None)
+        assert isinstance(name, str)
+        return name
+
+
+def snapshot_due(previous_version: int, version: int) -> bool:
+    """True when going from one version to the other crosses a snapshot interval."""
+    return version // SNAPSHOT_INTERVAL > previous_version // SNAPSHOT_INTERVAL
 
 
 def first_line(exc: BaseException) -> str:

@@ -174,3 +174,19 @@ def subject_owners(conn: Queries, subjects: Sequence[str]) -> dict[str, str]:
         )
         owners.update((r[0], r[1]) for r in rows)
     return owners
+
+
+def stream_after(
+    conn: Queries, stream_id: UUID, after: int, limit: int
+) -> list[tuple[int, str, bytes]]:
+    """Up to `limit` events of one customer's stream after version `after`, in
+    version order: (stream_version, type, stored state)."""
+    # SQLite stores stream ids as 32-digit hex text; PostgreSQL reads that text
+    # as a uuid.
+    rows = conn.fetchall(
+        f"SELECT originator_version, topic, state FROM {EVENTS_TABLE} "
+        "WHERE originator_id = ? AND originator_version > ? "
+        "ORDER BY originator_version LIMIT ?",
+        (stream_id.hex, after, limit),
+    )
+    return [(r[0], r[1], bytes(r[2])) for r in rows]
