@@ -7,7 +7,7 @@ service calls made in process.
 
 (a) Tabs: a store with one customer of `--events` events (and small customers
     around it). The timeline tab (first page, 50 items) of that customer and of
-    a small one, requested by `--clients` concurrent keep-alive clients against
+    a small one, requested by `--clients` concurrent keep-alive clients (processes) against
     a real `ledger serve` process; p50/p99 of each request's latency. The
     baseline is `ledger.service.tab_answer` called in this process, one call
     at a time. p99 is the median of `--repeats` runs: client and server share
@@ -29,13 +29,13 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import multiprocessing
 import os
 import signal
 import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -107,32 +107,30 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     )
 
 
+def _client(args: tuple[str, str, int, Any]) -> list[float]:
+    base, path, count, barrier = args
+    latencies = []
+    with httpx.Client(base_url=base, timeout=30) as c:
+        for _ in range(20):  # warm the connection and the server's pool
+            c.get(path)
+        barrier.wait()
+        for _ in range(count):
+            started = time.perf_counter()
+            answer = c.get(path)
+            latencies.append(time.perf_counter() - started)
+            assert answer.status_code == 200
+    return latencies
+
+
 def http_tabs(base: str, customer: str, requests: int, clients: int) -> tuple[float, float]:
+    """Each client its own process: threads in one process would queue on its
+    GIL and measure the client, not the server."""
     path = f"/v1/customers/{customer}/tabs/timeline"
-    latencies: list[float] = []
-    lock = threading.Lock()
-    barrier = threading.Barrier(clients)
-
-    def client() -> None:
-        mine = []
-        with httpx.Client(base_url=base, timeout=30) as c:
-            for _ in range(20):  # warm the connection and the server's pool
-                c.get(path)
-            barrier.wait()
-            for _ in range(requests // clients):
-                started = time.perf_counter()
-                answer = c.get(path)
-                mine.append(time.perf_counter() - started)
-                assert answer.status_code == 200
-        with lock:
-            latencies.extend(mine)
-
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return percentiles(latencies)
+    with multiprocessing.Manager() as manager:
+        barrier = manager.Barrier(clients)
+        with multiprocessing.Pool(clients) as pool:
+            runs = pool.map(_client, [(base, path, requests // clients, barrier)] * clients)
+    return percentiles([x for run in runs for x in run])
 
 
 def in_process_tabs(url: str, customer: str, requests: int) -> tuple[float, float]:

@@ -119,12 +119,13 @@ class LagCollector(Collector):
         r_events: GaugeMetricFamily,
         r_seconds: GaugeMetricFamily,
     ) -> None:
-        # Imported here: the relay package imports the Kafka client, and this
-        # module is imported by every process that appends.
-        from ledger.reading import head_position
+        # Imported here: this module is imported by every process that serves
+        # metrics, and the first scrape pays for these once.
+        from ledger.reading import count_after, head_position, recorded_at_after
         from ledger.stores.rows import EVENTS_TABLE
         from projections import registry
-        from projections.status import Lag, projection_status
+        from projections.clock import now
+        from projections.status import projection_status
         from projections.tables import existing_tables
         from projections.tracking import TRACKING_TABLE as PROJECTION_TRACKING
         from relay.tracking import TRACKING_TABLE as RELAY_TRACKING
@@ -145,11 +146,14 @@ class LagCollector(Collector):
         position = head_position(conn) if position is None else position
         head.add_metric([], position)
         if RELAY_TRACKING in tables:
-            lag = Lag(conn, position)
             for name in tracked_relays(conn):
                 tracked = load_tracking(conn, name).position
-                r_events.add_metric([name], lag.events(tracked))
-                r_seconds.add_metric([name], lag.seconds(tracked))
+                behind = tracked < position
+                oldest = recorded_at_after(conn, tracked) if behind else None
+                r_events.add_metric([name], count_after(conn, tracked) if behind else 0)
+                r_seconds.add_metric(
+                    [name], max(0.0, now() - oldest.timestamp()) if oldest else 0.0
+                )
 
     def _drop(self) -> None:
         if self._conn is not None:

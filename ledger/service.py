@@ -242,8 +242,7 @@ def store_ready(conn: Connection) -> bool:
 
 def migrate(url: DatabaseURL) -> None:
     """Create every table the ledger needs; idempotent and safe to run concurrently."""
-    # The relay package imports the Kafka client: imported here so a reader of
-    # tabs never pays for it.
+    # Imported here: the relay package is not needed by a reader of tabs.
     from relay.tracking import ensure_schema as ensure_relay_schema
 
     with service_errors():

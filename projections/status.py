@@ -70,9 +70,8 @@ def _iso(seconds: float | None) -> str | None:
     return datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="seconds")
 
 
-class Lag:
-    """Lag lookups, memoised: projections usually share a position. Also used for
-    the relay's lag in the metrics (`ledger/metrics.py`)."""
+class _Lag:
+    """Lag lookups, memoised: projections usually share a position."""
 
     def __init__(self, conn: Connection, head: int) -> None:
         self._conn = conn
@@ -113,7 +112,7 @@ def projection_status(
 ) -> tuple[int, list[ProjectionStatus]]:
     head = head_position(conn)
     rows = tracking.read_all(conn)
-    lag = Lag(conn, head)
+    lag = _Lag(conn, head)
     moment = now()
     result = []
     for projection in projections:
