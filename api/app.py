@@ -49,6 +49,7 @@ from ledger.service import (
     Services,
     TaskActionRequest,
     append_items,
+    append_with,
     classify,
     prepare_store,
     projections_status,
@@ -193,7 +194,7 @@ class AppState:
         with self._ready_lock:
             if self._groups is None:
                 self._groups = AppendGroups(
-                    self.services.app(), self.services.policy, append_items
+                    self.services.app(), self.services.policy, append_with
                 )
             return self._groups
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from ledger.appending import AppendReport, Rejection
+from ledger.appending import Appender, AppendReport, Rejection
 from ledger.application import LedgerApplication
 from ledger.db import Connection
 from ledger.input import InputItem
@@ -50,14 +50,19 @@ class AppendGroups:
         app: LedgerApplication,
         policy: Callable[[], RightsPolicy],
         append: Callable[..., AppendReport],
+        opener: Callable[[LedgerApplication, RightsPolicy], Appender] = Appender,
         *,
         window_s: float = DEFAULT_WINDOW_S,
         max_events: int = DEFAULT_MAX_EVENTS,
     ) -> None:
         self._app = app
         self._policy = policy
-        # ledger.service.append_items (passed in: the service imports this module).
+        # ledger.service.append_with (passed in: this module sits below the service).
         self._append = append
+        self._open = opener
+        # Kept across groups: its connection and its cache of customers' state
+        # (refreshed under the write lock when stale) save round trips per group.
+        self._appender: Appender | None = None
         self._window_s = window_s
         self._max_events = max_events
         self._queue: queue.Queue[_Waiting | None] = queue.Queue()
@@ -76,8 +81,7 @@ class AppendGroups:
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(30)
-        if self._conn is not None:
-            self._conn.close()
+        self._drop_connection()
 
     def _run(self) -> None:
         while True:
@@ -108,7 +112,9 @@ class AppendGroups:
     def _store(self, group: list[_Waiting]) -> None:
         try:
             items = [InputItem(index, w.raw) for index, w in enumerate(group)]
-            report = self._append(self._app, self._policy(), items, skip_invalid=True)
+            if self._appender is None:
+                self._appender = self._open(self._app, self._policy())
+            report = self._append(self._appender, items, skip_invalid=True)
             outcomes = self._split(group, report)
         except BaseException as exc:  # every caller gets the failure; the thread lives on
             self._drop_connection()
@@ -159,6 +165,9 @@ class AppendGroups:
         return self._conn
 
     def _drop_connection(self) -> None:
+        if self._appender is not None:
+            appender, self._appender = self._appender, None
+            appender.close()
         if self._conn is not None:
             try:
                 self._conn.close()

@@ -383,9 +383,18 @@ def append_items(
 ) -> AppendReport:
     """Validate and store events; a body that is not NDJSON or a JSON array, or
     not UTF-8, is rejected whole with nothing stored."""
+    with service_errors(), Appender(app, policy, batch_size=batch_size) as appender:
+        return append_with(appender, items, skip_invalid=skip_invalid)
+
+
+def append_with(
+    appender: Appender, items: Iterable[InputItem], *, skip_invalid: bool = False
+) -> AppendReport:
+    """`append_items` through an Appender the caller keeps open across calls (its
+    connection and its cache of customers' state)."""
     started = time.perf_counter()
     try:
-        with service_errors(), Appender(app, policy, batch_size=batch_size) as appender:
+        with service_errors():
             report = appender.append(items, skip_invalid=skip_invalid)
     except InputError as exc:
         _observe(None, time.perf_counter() - started)

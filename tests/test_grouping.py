@@ -13,7 +13,7 @@ from ledger.config import parse_database_url
 from ledger.db import Connection
 from ledger.grouping import AppendGroups
 from ledger.rights import ALLOW_ALL
-from ledger.service import append_items
+from ledger.service import append_with
 from tests.factories import append_to_url, event
 from tests.http_support import serve_in_thread
 
@@ -52,7 +52,7 @@ def test_each_caller_gets_its_own_outcome_from_a_shared_transaction(store_url: s
     ]
     app = LedgerApplication(parse_database_url(store_url))
     # A long window: every call below arrives within it, so they share groups.
-    groups = AppendGroups(app, lambda: ALLOW_ALL, append_items, window_s=0.5)
+    groups = AppendGroups(app, lambda: ALLOW_ALL, append_with, window_s=0.5)
     start = threading.Barrier(len(calls))
 
     def call(c: tuple[str, dict[str, Any], bool]) -> AppendReport:
