@@ -82,9 +82,10 @@ def decode_cursor(tab: str, customer_id: str, cursor: str, width: int) -> tuple[
 
 @dataclass(frozen=True)
 class PagedQuery:
-    """One tab's keyset query: `select` and `where` (with one `?` for the customer)
-    are the tab's own; `key` is its sort key, newest first on every column but the
-    optional `ascending_last` (the history tabs list one event's changes in order)."""
+    """One tab's keyset query: `select` (its columns) and `rows` (its FROM and
+    WHERE, with one `?` for the customer) are the tab's own; `key` is its sort key,
+    newest first on every column but the last when `ascending_last` (the history
+    tabs list one event's changes in order)."""
 
     tab: str
     select: str
