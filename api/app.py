@@ -39,6 +39,7 @@ from ledger.audit.history import HistoryFilter, iter_history, parse_time, select
 from ledger.audit.render import write_history
 from ledger.audit.verify import current_anchor
 from ledger.events import KINDS
+from ledger.grouping import AppendGroups
 from ledger.input import InputItem, read_items
 from ledger.printable import printable
 from ledger.privacy import erase_customer
@@ -49,6 +50,7 @@ from ledger.service import (
     Services,
     TaskActionRequest,
     append_items,
+    append_with,
     classify,
     prepare_store,
     projections_status,
@@ -59,7 +61,9 @@ from ledger.service import (
     task_action,
 )
 from projections.models import TabAnswer, TaskItem
-from projections.timeline import MAX_LIMIT
+from projections.paging import DEFAULT_LIMIT as PAGE_LIMIT
+from projections.paging import MAX_LIMIT
+from projections.timeline import DEFAULT_LIMIT as TIMELINE_LIMIT
 
 log = logging.getLogger("ledger.api")
 
@@ -182,8 +186,26 @@ class AppState:
     pool: ConnectionPool
     max_body: int
     protect_metrics: bool
+    group_appends: bool = True
     _ready: bool = False
     _ready_lock: threading.Lock = field(default_factory=threading.Lock)
+    _groups: AppendGroups | None = None
+
+    def groups(self) -> AppendGroups:
+        """The group committer of one-event appends, started on first use."""
+        with self._ready_lock:
+            if self._groups is None:
+                self._groups = AppendGroups(
+                    self.services.app(), self.services.policy, append_with
+                )
+            return self._groups
+
+    def close(self) -> None:
+        with self._ready_lock:
+            if self._groups is not None:
+                self._groups.close()
+                self._groups = None
+        self.pool.close()
 
     def ensure_ready(self) -> None:
         """The schema in place (created on first use unless LEDGER_AUTO_MIGRATE=0);
@@ -269,6 +291,7 @@ def create_app(
     max_body: int = DEFAULT_MAX_BODY,
     pool_size: int = 8,
     protect_metrics: bool = False,
+    group_appends: bool = True,
 ) -> FastAPI:
     """The API over `services`' store. Without `access` every caller is let in
     (the caller of this function makes sure that happens on loopback only)."""
@@ -278,6 +301,7 @@ def create_app(
         pool=ConnectionPool(services.url, pool_size),
         max_body=max_body,
         protect_metrics=protect_metrics,
+        group_appends=group_appends,
     )
 
     @asynccontextmanager
@@ -291,7 +315,7 @@ def create_app(
             # Serve anyway: /readyz answers 503 until the schema is in place.
             log.warning("not ready: %s", exc.message)
         yield
-        state.pool.close()
+        state.close()
         services.close()
 
     app = FastAPI(
@@ -439,11 +463,19 @@ def _routes(app: FastAPI) -> None:
             ) from None
         items = _items(text, ndjson=media in NDJSON_TYPES)
         await run_in_threadpool(state.ensure_ready)
-        app_ = state.services.app()
-        policy = state.services.policy()
-        report = await run_in_threadpool(
-            append_items, app_, policy, items, skip_invalid=skip_invalid
-        )
+        if isinstance(items, list) and state.group_appends:
+            # One event: stored in a transaction shared with other callers' one
+            # events (ledger.grouping), with its own outcome.
+            groups = state.groups()
+            report = await run_in_threadpool(
+                groups.append_one, items[0].raw, skip_invalid=skip_invalid
+            )
+        else:
+            app_ = state.services.app()
+            policy = state.services.policy()
+            report = await run_in_threadpool(
+                append_items, app_, policy, items, skip_invalid=skip_invalid
+            )
         errors = rejected_fields(report)
         if not report.stored:
             raise ServiceError(
@@ -476,8 +508,18 @@ def _routes(app: FastAPI) -> None:
         kind: Annotated[list[Literal[KINDS]] | None, Query()] = None,  # type: ignore[valid-type]
         since: Annotated[str | None, Query(max_length=64)] = None,
         until: Annotated[str | None, Query(max_length=64)] = None,
-        limit: Annotated[int | None, Query(ge=1, le=MAX_LIMIT)] = None,
-        cursor: Annotated[str | None, Query(max_length=512)] = None,
+        limit: Annotated[
+            int | None,
+            Query(
+                ge=1,
+                le=MAX_LIMIT,
+                description=f"Items per page (default {PAGE_LIMIT}; timeline {TIMELINE_LIMIT}).",
+            ),
+        ] = None,
+        cursor: Annotated[
+            str | None,
+            Query(max_length=512, description="The previous page's `next_cursor`."),
+        ] = None,
         viewer: UserQuery = None,
     ) -> Response:
         """One tab of a customer's card, exactly `ledger tab --format json`. An
@@ -722,14 +764,15 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _items(text: str, *, ndjson: bool) -> Iterator[InputItem]:
-    """The body's events, each numbered by its 0-based index in the body."""
+def _items(text: str, *, ndjson: bool) -> Iterator[InputItem] | list[InputItem]:
+    """The body's events, each numbered by its 0-based index in the body; a body
+    of one event object is a list of that one item."""
     stripped = text.lstrip()
     if not ndjson:
         if not stripped:
             raise ServiceError(Category.REJECTED, "the body is empty; nothing stored")
         if stripped[0] == "{":
-            return iter([InputItem(0, stripped)])
+            return [InputItem(0, stripped)]
         if stripped[0] != "[":
             raise ServiceError(
                 Category.REJECTED,

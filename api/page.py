@@ -45,7 +45,6 @@ from api.page_view import (
     render_not_found,
     render_problem,
     render_signin,
-    rows_from,
     task_of,
     zone,
 )
@@ -61,8 +60,9 @@ from ledger.service import (
     tab_answer,
     task_action,
 )
-from projections.tabs import TabRequest
-from projections.timeline import BadCursor, TimelineQuery, decode_cursor
+from projections.paging import Page
+from projections.tabs import TabRequest, check_cursor
+from projections.timeline import TimelineQuery
 
 STATIC = Path(__file__).parent / "static"
 STATIC_FILES = {"card.css": "text/css", "card.js": "text/javascript", "icon.svg": "image/svg+xml"}
@@ -206,19 +206,15 @@ def page_router(sessions: SessionSigner | None = None) -> APIRouter:
             return problem(w, "No such tab", f"unknown tab {printable(tab)!r}", 404)
         try:
             kinds = kinds_from(q.getlist("kind")) if tab == "timeline" else ()
-            cursor = q.get("cursor") or None if tab == "timeline" else None
+            cursor = q.get("cursor") or None
             if cursor is not None:
-                decode_cursor(customer_id, cursor)
-        except (ValueError, BadCursor) as exc:
-            return problem(w, "Bad request", str(exc), 400)
-        try:
-            rows = rows_from(q.get("rows"))
-        except ValueError as exc:
+                check_cursor(tab, customer_id, cursor)
+        except ValueError as exc:  # BadCursor included
             return problem(w, "Bad request", str(exc), 400)
         done = q.get("done")
         if done in ACTION_DONE and notice is None:
             notice = Notice(ACTION_DONE[done])
-        view = View(customer_id, tab, zone_name, kinds, cursor, rows)
+        view = View(customer_id, tab, zone_name, kinds, cursor)
         return render_page(request, w, view, Clock(zone_name, tz), notice, edit=q.get("edit"))
 
     def render_page(
@@ -246,10 +242,12 @@ def page_router(sessions: SessionSigner | None = None) -> APIRouter:
                     TabRequest(
                         customer_id=view.customer_id,
                         tab=view.tab,
-                        timeline=TimelineQuery(kinds=view.kinds, cursor=view.cursor),
+                        timeline=TimelineQuery(
+                            kinds=view.kinds, cursor=view.cursor if view.tab == "timeline" else None
+                        ),
                         viewer=w.acting_user if view.tab == "tasks" else None,
                         policy=state.services.policy(),
-                        limit=None if view.tab == "timeline" else view.rows,
+                        page=Page(cursor=view.cursor if view.tab != "timeline" else None),
                     ),
                 ).model_dump(mode="json")
         except ServiceError as exc:

@@ -39,10 +39,6 @@ ACTION_LABELS: dict[str, str] = {
     "reopen": "Reopen",
     "delete": "Delete",
 }
-# Other tabs than the timeline show their newest PAGE_ROWS items first; "show
-# more" multiplies that, up to MAX_ROWS (past it: the JSON API or `ledger tab`).
-PAGE_ROWS = 100
-MAX_ROWS = 10_000
 
 # Offered in the zone picker; any IANA name typed in works too.
 COMMON_ZONES = (
@@ -163,14 +159,13 @@ def customer_path(customer_id: str) -> str:
 
 @dataclass(frozen=True)
 class View:
-    """What the viewer asked for: which tab, in which zone, which timeline page."""
+    """What the viewer asked for: which tab, in which zone, which page of it."""
 
     customer_id: str
     tab: str = "timeline"
     zone: str = "UTC"
     kinds: tuple[str, ...] = ()
-    cursor: str | None = None
-    rows: int = PAGE_ROWS  # other tabs than the timeline: how many newest items
+    cursor: str | None = None  # None: the newest page
 
     def url(self, **changes: Any) -> str:
         """This page with some parameters changed (defaults left out of the URL)."""
@@ -183,13 +178,9 @@ class View:
             params.append(("tz", zone_name))
         if tab == "timeline":
             params.extend(("kind", k) for k in changes.get("kinds", self.kinds))
-            cursor = changes.get("cursor", self.cursor if tab == self.tab else None)
-            if cursor:
-                params.append(("cursor", cursor))
-        else:
-            rows = changes.get("rows", self.rows if tab == self.tab else PAGE_ROWS)
-            if rows != PAGE_ROWS:
-                params.append(("rows", str(rows)))
+        cursor = changes.get("cursor", self.cursor if tab == self.tab else None)
+        if cursor:
+            params.append(("cursor", cursor))
         if changes.get("edit"):
             params.append(("edit", changes["edit"]))
         path = customer_path(self.customer_id)
@@ -279,13 +270,6 @@ class CardPage:
         return self.counts.get(self.view.tab, self.shown)
 
     @property
-    def more_url(self) -> str | None:
-        """Other tabs than the timeline: the same tab showing more rows."""
-        if self.view.tab == "timeline" or self.shown >= self.total or self.view.rows >= MAX_ROWS:
-            return None
-        return self.view.url(rows=min(self.view.rows * 4, MAX_ROWS))
-
-    @property
     def newest_url(self) -> str | None:
         return self.view.url(cursor=None) if self.view.cursor else None
 
@@ -370,18 +354,6 @@ def local_input(clock: Clock, value: object) -> str:
 
 
 _ENV.globals["local_input"] = local_input
-
-
-def rows_from(text: str | None) -> int:
-    if not text:
-        return PAGE_ROWS
-    try:
-        rows = int(text)
-    except ValueError:
-        raise ValueError(f"rows must be a number, not {printable(text)!r}") from None
-    if not PAGE_ROWS <= rows <= MAX_ROWS:
-        raise ValueError(f"rows must be between {PAGE_ROWS} and {MAX_ROWS}")
-    return rows
 
 
 def kinds_from(values: Sequence[str]) -> tuple[str, ...]:

@@ -15,6 +15,10 @@ service calls made in process.
 (b) Appends: `--bodies` NDJSON bodies of 1,000 new events each, POSTed one
     after the other to `/v1/events`, against `ledger.service.append_items` on
     the same bodies in process (each on its own empty store). Ratio of rates.
+(c) Many small writers: `--single-events` new events POSTed one per request by
+    `--single-clients` client processes at once (grouped into shared
+    transactions by the server), against the same events in one NDJSON request.
+    Goal (issue 13): >= 10,000 events/s on PostgreSQL and >= 0.5 of one request.
 
 Goals (issue 10): HTTP tab p50 < 2 ms and p99 < 10 ms for both customers;
 HTTP append >= 0.8 of the in-process rate.
@@ -181,8 +185,61 @@ def in_process_appends(url: str, payloads: list[str]) -> float:
     return len(payloads) * 1000 / elapsed
 
 
+def _post_each(base: str, lines: list[str], start: Any, out: Any) -> None:
+    with httpx.Client(base_url=base, timeout=120) as c:
+        start.wait()
+        for line in lines:
+            answer = c.post(
+                "/v1/events", content=line, headers={"content-type": "application/json"}
+            )
+            assert answer.status_code == 200 and answer.json()["appended"] == 1, answer.text
+    out.put(time.perf_counter())
+
+
+def http_single_appends(base: str, body: str, clients: int) -> float:
+    """Events/s when `clients` processes each POST their share one event per request."""
+    import multiprocessing
+
+    lines = body.splitlines()
+    # One customer's events from one client, in order (a task is created before it
+    # is completed); customers spread over the clients.
+    shares: list[list[str]] = [[] for _ in range(clients)]
+    owners: dict[str, int] = {}
+    for line in lines:
+        customer = json.loads(line)["customer_id"]
+        shares[owners.setdefault(customer, len(owners) % clients)].append(line)
+    start = multiprocessing.Barrier(clients + 1)
+    done: Any = multiprocessing.Queue()
+    workers = [
+        multiprocessing.Process(target=_post_each, args=(base, share, start, done))
+        for share in shares
+    ]
+    for w in workers:
+        w.start()
+    start.wait()
+    started = time.perf_counter()
+    ended: float = max(done.get(timeout=600) for _ in workers)
+    for w in workers:
+        w.join()
+        assert w.exitcode == 0
+    return len(lines) / (ended - started)
+
+
+def http_one_batch(base: str, body: str) -> float:
+    with httpx.Client(base_url=base, timeout=600) as c:
+        started = time.perf_counter()
+        answer = c.post(
+            "/v1/events", content=body, headers={"content-type": "application/x-ndjson"}
+        )
+        elapsed = time.perf_counter() - started
+    assert answer.status_code == 200, answer.text
+    return len(body.splitlines()) / elapsed
+
+
 def run(store: str, args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"store": store}
+    if args.single_only:
+        return single_appends(store, args, result)
     with scratch_store(store, args.pg_url) as url:
         fill(url, args.events)
         with server(url, args.workers) as base:
@@ -204,6 +261,21 @@ def run(store: str, args: argparse.Namespace) -> dict[str, Any]:
     result["append_ratio"] = round(
         result["http_append_events_per_s"] / result["inproc_append_events_per_s"], 2
     )
+    return single_appends(store, args, result)
+
+
+def single_appends(store: str, args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
+    # (c) Many small writers: the same events one per request from many clients,
+    # against all of them in one batched request (each on an empty store).
+    single = "".join(bodies(max(1, args.single_events // 1000)))
+    with scratch_store(store, args.pg_url) as url, server(url, args.workers) as base:
+        rate = http_single_appends(base, single, args.single_clients)
+        result["http_single_event_appends_per_s"] = round(rate)
+    with scratch_store(store, args.pg_url) as url, server(url, args.workers) as base:
+        result["http_one_batch_events_per_s"] = round(http_one_batch(base, single))
+    result["single_vs_batch"] = round(
+        result["http_single_event_appends_per_s"] / result["http_one_batch_events_per_s"], 2
+    )
     return result
 
 
@@ -216,6 +288,9 @@ def main() -> None:
     parser.add_argument("--bodies", type=int, default=20, help="1,000-event bodies to append")
     parser.add_argument("--workers", type=int, default=1, help="`ledger serve --workers`")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--single-events", type=int, default=10_000, help="(c): events")
+    parser.add_argument("--single-clients", type=int, default=32, help="(c): client processes")
+    parser.add_argument("--single-only", action="store_true", help="run (c) only")
     parser.add_argument("--pg-url", default=DEFAULT_PG)
     args = parser.parse_args()
     stores = ["sqlite", "postgresql"] if args.store == "both" else [args.store]

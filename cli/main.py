@@ -2,33 +2,101 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 
 import click
 
-from cli.append import append
-from cli.audit import audit
-from cli.context import EXIT_CODES, CliContext, CliError
-from cli.db import db
-from cli.demo import demo
-from cli.privacy import customers, keys
-from cli.projections import projections
-from cli.relay import relay
-from cli.schemas import schemas
-from cli.serve import access, serve
-from cli.tab import tab
-from cli.task import task
-from ledger.application import first_line
 from ledger.config import DATABASE_URL_ENV
-from ledger.keystore import MASTER_KEY_ENV, set_master_key_path
 from ledger.printable import printable
-from ledger.service import classify
+
+# Each command's module is imported only when that command runs: `ledger tab`
+# must not pay for Kafka, the HTTP stack or the rebuild machinery, and
+# `ledger --help` for none of them. name -> (module, attribute, summary); the
+# summary is the first paragraph of the command's docstring, which `--help`
+# lists (tests/test_startup.py keeps the two equal).
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "access": ("cli.serve", "access", "Access keys for `ledger serve`."),
+    "append": (
+        "cli.append",
+        "append",
+        "Append events from PATH (NDJSON or a JSON array; '-' for stdin).",
+    ),
+    "audit": (
+        "cli.audit",
+        "audit",
+        "Audit trail: who changed what and when, and proof nothing was altered since.",
+    ),
+    "customers": (
+        "cli.privacy",
+        "customers",
+        "A customer's personal data: erasure and access requests.",
+    ),
+    "db": ("cli.db", "db", "Database schema management."),
+    "keys": ("cli.privacy", "keys", "The master key and the customers' data keys."),
+    "demo": (
+        "cli.demo",
+        "demo",
+        "Store demo customers with every kind of interaction (idempotent), then print "
+        'one customer\'s "Previous interactions".',
+    ),
+    "projections": (
+        "cli.projections",
+        "projections",
+        "Per-tab read models: keep them current, inspect, rebuild, reset.",
+    ),
+    "relay": ("cli.relay", "relay", "Publish stored events to Kafka (the outbox relay)."),
+    "schemas": (
+        "cli.schemas",
+        "schemas",
+        "JSON Schemas of the event contracts; the HTTP API's OpenAPI document.",
+    ),
+    "serve": (
+        "cli.serve",
+        "serve",
+        "Serve the HTTP API (see docs/http.md): append, tabs, task actions, audit, "
+        "projection status, health and metrics.",
+    ),
+    "tab": ("cli.tab", "tab", "Show one TAB of CUSTOMER_ID's interactions (newest first)."),
+    "task": (
+        "cli.task",
+        "task",
+        "Complete, reopen, delete or edit a task, checked as the domain checks any event.",
+    ),
+}
+
+
+def load_command(name: str) -> click.Command:
+    module, attribute, _ = COMMANDS[name]
+    command = getattr(importlib.import_module(module), attribute)
+    assert isinstance(command, click.Command)
+    return command
 
 
 class _LedgerGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return load_command(cmd_name) if cmd_name in COMMANDS else None
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # The listing from the summaries, importing no command module.
+        limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
+        rows = [
+            (name, click.Command(name, help=summary).get_short_help_str(limit))
+            for name, (_, _, summary) in sorted(COMMANDS.items())
+        ]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
     def invoke(self, ctx: click.Context) -> object:
-        # Service errors become CLI errors here, for every command at once.
+        # Service errors become CLI errors here, for every command at once (the
+        # service is imported by every command that can raise them).
+        from cli.context import EXIT_CODES, CliContext, CliError
+        from ledger.service import classify
+
         try:
             return super().invoke(ctx)
         except click.exceptions.ClickException:
@@ -61,7 +129,7 @@ class _LedgerGroup(click.Group):
     "master_key",
     metavar="PATH",
     type=click.Path(dir_okay=False, path_type=Path),
-    help=f"Master key file [env {MASTER_KEY_ENV}; SQLite default: beside the database].",
+    help="Master key file [env LEDGER_MASTER_KEY_FILE; SQLite default: beside the database].",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 @click.version_option(package_name="interaction-ledger")
@@ -74,29 +142,15 @@ def ledger(
     debug: bool,
 ) -> None:
     """The interaction ledger: an append-only history of every customer interaction."""
+    from cli.context import CliContext
+    from ledger.keystore import set_master_key_path
+
     # Always set: a test runs many commands in one process.
     set_master_key_path(master_key)
+
     obj = CliContext(db_option=db_option, rights_option=rights_option, debug=debug)
     ctx.obj = obj
     ctx.call_on_close(obj.close)
-
-
-for command in (
-    append,
-    demo,
-    schemas,
-    db,
-    tab,
-    task,
-    projections,
-    audit,
-    relay,
-    serve,
-    access,
-    customers,
-    keys,
-):
-    ledger.add_command(command)
 
 
 def main() -> None:
@@ -120,6 +174,10 @@ def main() -> None:
     except Exception as exc:
         if debug:
             raise
+        from cli.context import EXIT_CODES
+        from ledger.application import first_line
+        from ledger.service import classify
+
         known = classify(exc)
         if known is not None:
             click.echo(f"error: {printable(known.message)}", err=True)
@@ -132,4 +190,4 @@ def main() -> None:
         sys.exit(1)
 
 
-__all__ = ["CliError", "ledger", "main"]
+__all__ = ["ledger", "main"]

@@ -29,7 +29,7 @@ from consumers.kafka_connect import KafkaUnavailable
 from ledger.config import auto_migrate
 from ledger.signals import stop_on_signals
 from relay import Relay, RelayConfig, RelayFatal, RelayProgress
-from relay.config import DEFAULT_BATCH_SIZE, DEFAULT_PARTITIONS
+from relay.config import DEFAULT_BATCH_SIZE, DEFAULT_COMPRESSION, DEFAULT_PARTITIONS
 from relay.tracking import ensure_schema, relay_status, save_position, try_relay_lock
 
 TOPIC_OPTION = click.option(
@@ -78,8 +78,10 @@ def relay() -> None:
 )
 @click.option(
     "--compression",
-    type=click.Choice(["gzip", "snappy", "lz4", "zstd"]),
-    help="Compress message batches (the codec's library must be installed).",
+    type=click.Choice(["lz4", "gzip", "snappy", "zstd", "none"]),
+    default=DEFAULT_COMPRESSION,
+    show_default=True,
+    help="Compress message batches (gzip, snappy and zstd need their codec's library).",
 )
 @click.option(
     "--delivery-timeout",
@@ -136,7 +138,7 @@ def run(
         batch_size=batch_size,
         partitions=partitions,
         replication_factor=replication_factor,
-        compression=compression,
+        compression=None if compression == "none" else compression,
         delivery_timeout_s=delivery_timeout,
     )
     if poll_interval is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,8 +14,10 @@ from ledger.events import KINDS
 from ledger.printable import printable
 from ledger.rights import ALLOW_ALL
 from ledger.service import TAB_PARAMETERS, prepare_store, tab_answer, tab_request
+from projections.paging import DEFAULT_LIMIT as PAGE_LIMIT
+from projections.paging import MAX_LIMIT
 from projections.tabs import TABS
-from projections.timeline import DEFAULT_LIMIT, MAX_LIMIT
+from projections.timeline import DEFAULT_LIMIT
 
 
 def _when(value: object) -> str | None:
@@ -111,9 +114,9 @@ COLUMNS: dict[str, list[Column]] = {
 @click.option(
     "--limit",
     type=click.IntRange(1, MAX_LIMIT),
-    help=f"timeline: items per page [default {DEFAULT_LIMIT}].",
+    help=f"Items per page [default {PAGE_LIMIT}; timeline {DEFAULT_LIMIT}].",
 )
-@click.option("--cursor", help="timeline: the next page, as printed by the previous one.")
+@click.option("--cursor", help="The next page, as printed by the previous one.")
 @click.option(
     "--as",
     "viewer",
@@ -159,6 +162,22 @@ def tab(
         emit_json(answer)
         return
     _print_human(answer)
+    if answer.get("next_cursor"):
+        given = {"--kind": kinds, "--since": since, "--until": until, "--limit": limit}
+        given["--as"] = viewer
+        click.echo("")
+        click.echo(f"more: {_next_command(customer_id, tab_name, given, answer['next_cursor'])}")
+
+
+def _next_command(customer_id: str, tab_name: str, given: dict[str, Any], cursor: str) -> str:
+    """The command that shows the next page: this one's options, and the cursor."""
+    words = ["ledger", "tab", customer_id, tab_name]
+    for option, value in given.items():
+        values = value if isinstance(value, tuple) else () if value is None else (value,)
+        for v in values:
+            words += [option, str(v)]
+    words += ["--cursor", cursor]
+    return printable(shlex.join(words))
 
 
 def _print_human(answer: dict[str, Any]) -> None:
@@ -176,6 +195,3 @@ def _print_human(answer: dict[str, Any]) -> None:
     if items:
         click.echo("")
         echo_table(COLUMNS[name], items)
-    if answer.get("next_cursor"):
-        click.echo("")
-        click.echo(f"more: --cursor {answer['next_cursor']}")

@@ -153,6 +153,29 @@ def states_by_event_id(conn: Queries, event_ids: Sequence[str]) -> dict[str, byt
     return found
 
 
+def positions_by_event_id(conn: Queries, event_ids: Sequence[str]) -> dict[str, int]:
+    """The position of each given producer event id that is stored."""
+    found: dict[str, int] = {}
+    for chunk in _chunks(event_ids):
+        marks = ",".join("?" * len(chunk))
+        rows = conn.fetchall(
+            f"SELECT event_id, notification_id FROM {EVENTS_TABLE} WHERE event_id IN ({marks})",
+            chunk,
+        )
+        found.update((str(r[0]), int(r[1])) for r in rows)
+    return found
+
+
+def positions_between(conn: Queries, first: int, last: int | None) -> list[int]:
+    """The positions stored from `first` to `last` (inclusive), in order."""
+    rows = conn.fetchall(
+        f"SELECT notification_id FROM {EVENTS_TABLE} "
+        "WHERE notification_id BETWEEN ? AND ? ORDER BY notification_id",
+        (first, first if last is None else last),
+    )
+    return [int(r[0]) for r in rows]
+
+
 def subject_owners(conn: Queries, subjects: Sequence[str]) -> dict[str, str]:
     """For each given subject (`order:o-17`) already created: the customer that created it."""
     owners: dict[str, str] = {}

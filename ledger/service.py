@@ -44,19 +44,20 @@ from ledger.db import Connection, DatabaseUnavailable
 from ledger.input import InputError, InputItem
 from ledger.keystore import KeystoreError
 from ledger.personal import TamperedValue
-from ledger.reading import states_by_event_id
+from ledger.reading import events_table_exists, states_by_event_id
 from ledger.rights import ALLOW_ALL, RightsPolicy, load_policy
-from ledger.stores.rows import EVENTS_TABLE
 from ledger.times import BadTime, parse_user_time
 from projections import registry
 from projections.card import card_value
-from projections.models import EmailsTab, LastEmail, TabAnswer, TaskItem, TasksTab, answer
+from projections.models import EmailsTab, LastEmail, TabAnswer, TaskItem, answer
+from projections.paging import DEFAULT_LIMIT as PAGE_LIMIT
+from projections.paging import Page
 from projections.runner import UNAVAILABLE_ERRORS, ProjectionError, catch_up_live
 from projections.schema import SchemaMissing, ensure_schema, require_schema, schema_ready
 from projections.status import projection_status
-from projections.tables import existing_tables
-from projections.tabs import TABS, TabRequest, read_tab, tab_counts
-from projections.timeline import DEFAULT_LIMIT, TimelineQuery, decode_cursor
+from projections.tabs import TABS, TabRequest, check_cursor, read_tab, tab_counts
+from projections.tasks import task_item
+from projections.timeline import DEFAULT_LIMIT, TimelineQuery
 
 
 class Category(StrEnum):
@@ -232,7 +233,7 @@ def prepare_store(conn: Connection) -> None:
     """Events table and read-model tables in place, created on first use
     unless LEDGER_AUTO_MIGRATE=0."""
     with service_errors():
-        if EVENTS_TABLE not in existing_tables(conn):
+        if not events_table_exists(conn):
             if not auto_migrate():
                 raise SchemaMissing(MISSING_TABLES)
             LedgerApplication(conn.url, create_tables=True).close()
@@ -242,7 +243,7 @@ def prepare_store(conn: Connection) -> None:
 def store_ready(conn: Connection) -> bool:
     """The events table and every read model's tables are in place."""
     with service_errors():
-        return EVENTS_TABLE in existing_tables(conn) and schema_ready(conn)
+        return events_table_exists(conn) and schema_ready(conn)
 
 
 def migrate(url: DatabaseURL) -> None:
@@ -289,8 +290,6 @@ def tab_request(
         "kind": bool(kinds),
         "since": since is not None,
         "until": until is not None,
-        "limit": limit is not None,
-        "cursor": cursor is not None,
     }
     if tab != "timeline":
         for parameter, given in timeline_only.items():
@@ -319,12 +318,17 @@ def tab_request(
                 until=moment("until", until),
                 limit=limit if limit is not None else DEFAULT_LIMIT,
                 cursor=cursor,
-            ),
+            )
+            if tab == "timeline"
+            else TimelineQuery(),
             viewer=viewer,
             policy=policy if viewer is not None else ALLOW_ALL,
+            page=Page(limit if limit is not None else PAGE_LIMIT, cursor)
+            if tab != "timeline"
+            else Page(),
         )
         if cursor is not None:
-            decode_cursor(customer_id, cursor)
+            check_cursor(tab, customer_id, cursor)
     except ValueError as exc:  # BadCursor included
         raise ServiceError(Category.USAGE, str(exc)) from None
     return request
@@ -365,7 +369,7 @@ def card_header(conn: Connection, customer_id: str, count_cap: int = CARD_COUNT_
         catch_up_live(conn, [registry.get(name) for name in registry.NAMES])
         counts = tab_counts(conn, customer_id, count_cap)
         name = card_value(conn, customer_id, "name")
-        emails = answer(read_tab(conn, TabRequest(customer_id, "emails", limit=1)))
+        emails = answer(read_tab(conn, TabRequest(customer_id, "emails", page=Page(limit=1))))
     assert isinstance(emails, EmailsTab)
     return CardHeader(
         name if isinstance(name, str) else None, emails.last_email, counts, count_cap
@@ -385,9 +389,18 @@ def append_items(
 ) -> AppendReport:
     """Validate and store events; a body that is not NDJSON or a JSON array, or
     not UTF-8, is rejected whole with nothing stored."""
+    with service_errors(), Appender(app, policy, batch_size=batch_size) as appender:
+        return append_with(appender, items, skip_invalid=skip_invalid)
+
+
+def append_with(
+    appender: Appender, items: Iterable[InputItem], *, skip_invalid: bool = False
+) -> AppendReport:
+    """`append_items` through an Appender the caller keeps open across calls (its
+    connection and its cache of customers' state)."""
     started = time.perf_counter()
     try:
-        with service_errors(), Appender(app, policy, batch_size=batch_size) as appender:
+        with service_errors():
             report = appender.append(items, skip_invalid=skip_invalid)
     except InputError as exc:
         _observe(None, time.perf_counter() - started)
@@ -535,14 +548,10 @@ def _task_item(
     conn: Connection, policy: RightsPolicy, request: TaskActionRequest
 ) -> TaskItem | None:
     """The task as the acting user's tasks tab shows it now; None once deleted."""
-    tasks = tab_answer(
-        conn,
-        TabRequest(
-            customer_id=request.customer_id, tab="tasks", viewer=request.user_id, policy=policy
-        ),
-    )
-    assert isinstance(tasks, TasksTab)
-    return next((t for t in tasks.items if t.task_id == request.task_id), None)
+    with service_errors():
+        catch_up_live(conn, [registry.get("tasks")])
+        item = task_item(conn, request.customer_id, request.task_id, request.user_id, policy)
+    return None if item is None else TaskItem.model_validate(item)
 
 
 def _event_id(request: TaskActionRequest) -> uuid.UUID:

@@ -10,6 +10,7 @@ from ledger.db import Connection
 from ledger.events.customer import CustomerCardChanged, CustomerCreated
 from projections.base import Envelope, Projection, Tables
 from projections.history import change_rows, history_rows, history_tab, history_table
+from projections.paging import FIRST_PAGE, Page
 from projections.sealing import Sealer, revealing
 from projections.writing import insert_rows
 
@@ -38,8 +39,8 @@ class CardProjection(Projection):
 ROWS = history_rows(CARD_HISTORY)
 
 
-def card_tab(conn: Connection, customer_id: str, limit: int | None = None) -> dict[str, Any]:
-    return history_tab(conn, CARD_HISTORY, "card", customer_id, None, limit)
+def card_tab(conn: Connection, customer_id: str, page: Page = FIRST_PAGE) -> dict[str, Any]:
+    return history_tab(conn, CARD_HISTORY, "card", customer_id, None, page)
 
 
 def card_value(conn: Connection, customer_id: str, field: str) -> Any:

@@ -9,7 +9,8 @@ from ledger.db import Connection
 from ledger.events.chat import ChatMessage, ChatStarted, ChatStatusChanged
 from projections.base import Envelope, Projection, Tables
 from projections.clock import iso
-from projections.tables import Index, TableSpec, limit_clause
+from projections.paging import FIRST_PAGE, Page, PagedQuery
+from projections.tables import Index, TableSpec
 from projections.writing import EntityBatch
 
 CHATS = TableSpec(
@@ -66,14 +67,16 @@ class ChatsProjection(Projection):
 
 
 ROWS = f"FROM {CHATS.name} WHERE customer_id = ?"
+PAGED = PagedQuery(
+    "chats",
+    "started_us, position, dialog_id, started_at, status, message_count, channel, url",
+    ROWS,
+    ("started_us", "position"),
+)
 
 
-def chats_tab(conn: Connection, customer_id: str, limit: int | None = None) -> dict[str, Any]:
-    rows = conn.fetchall(
-        "SELECT dialog_id, started_at, status, message_count, channel, url "
-        f"{ROWS} ORDER BY started_us DESC, position DESC{limit_clause(limit)}",
-        (customer_id,),
-    )
+def chats_tab(conn: Connection, customer_id: str, page: Page = FIRST_PAGE) -> dict[str, Any]:
+    rows, next_cursor = PAGED.fetch(conn, customer_id, page)
     items = [
         {
             "dialog_id": dialog_id,
@@ -85,4 +88,4 @@ def chats_tab(conn: Connection, customer_id: str, limit: int | None = None) -> d
         }
         for dialog_id, started_at, status, message_count, channel, url in rows
     ]
-    return {"customer_id": customer_id, "tab": "chats", "items": items}
+    return {"customer_id": customer_id, "tab": "chats", "items": items, "next_cursor": next_cursor}

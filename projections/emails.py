@@ -9,8 +9,9 @@ from ledger.db import Connection
 from ledger.events.email import EmailClicked, EmailDelivered, EmailOpened, EmailSent
 from projections.base import Envelope, Projection, Tables
 from projections.clock import iso
+from projections.paging import FIRST_PAGE, Page, PagedQuery
 from projections.sealing import Sealer
-from projections.tables import Index, TableSpec, limit_clause
+from projections.tables import Index, TableSpec
 from projections.writing import EntityBatch
 
 EMAILS = TableSpec(
@@ -78,14 +79,12 @@ class EmailsProjection(Projection):
 
 
 ROWS = f"FROM {EMAILS.name} WHERE customer_id = ?"
+_COLUMNS = "message_id, subject, sent_at, delivered, opened_at, open_count, clicks"
+PAGED = PagedQuery("emails", f"sent_us, position, {_COLUMNS}", ROWS, ("sent_us", "position"))
 
 
-def emails_tab(conn: Connection, customer_id: str, limit: int | None = None) -> dict[str, Any]:
-    rows = conn.fetchall(
-        "SELECT message_id, subject, sent_at, delivered, opened_at, open_count, clicks "
-        f"{ROWS} ORDER BY sent_us DESC, position DESC{limit_clause(limit)}",
-        (customer_id,),
-    )
+def emails_tab(conn: Connection, customer_id: str, page: Page = FIRST_PAGE) -> dict[str, Any]:
+    rows, next_cursor = PAGED.fetch(conn, customer_id, page)
     items = [
         {
             "message_id": message_id,
@@ -98,12 +97,16 @@ def emails_tab(conn: Connection, customer_id: str, limit: int | None = None) -> 
         }
         for message_id, subject, sent_at, delivered, opened_at, open_count, clicks in rows
     ]
-    last = items[0] if items else None
+    # The newest email whichever page this is: the first page's first item.
+    if page.cursor is None:
+        last = (items[0]["message_id"], items[0]["open_count"]) if items else None
+    else:
+        newest, _ = PAGED.fetch(conn, customer_id, Page(limit=1))
+        last = (newest[0][0], newest[0][5]) if newest else None
     return {
         "customer_id": customer_id,
         "tab": "emails",
         "items": items,
-        "last_email": (
-            {"message_id": last["message_id"], "opened": last["open_count"] > 0} if last else None
-        ),
+        "next_cursor": next_cursor,
+        "last_email": {"message_id": last[0], "opened": last[1] > 0} if last else None,
     }

@@ -13,8 +13,9 @@ from ledger.db import Connection
 from ledger.events import Actor
 from projections.base import Envelope
 from projections.clock import iso
+from projections.paging import FIRST_PAGE, Page, PagedQuery
 from projections.sealing import Sealer
-from projections.tables import ColumnType, Index, TableSpec, limit_clause
+from projections.tables import ColumnType, Index, TableSpec
 
 
 def history_table(name: str, *, subject: str | None) -> TableSpec:
@@ -85,20 +86,27 @@ def history_rows(spec: TableSpec) -> str:
     return f"FROM {spec.name} WHERE customer_id = ?"
 
 
+# Newest event first; one event's changes in the order it lists them.
+HISTORY_KEY = ("occurred_us", "position", "seq")
+
+
 def history_tab(
     conn: Connection,
     spec: TableSpec,
     tab: str,
     customer_id: str,
     subject: str | None,
-    limit: int | None = None,
+    page: Page = FIRST_PAGE,
 ) -> dict[str, Any]:
     subject_column = f"{subject}, " if subject else ""
-    rows = conn.fetchall(
-        f"SELECT {subject_column}field, old, new, occurred_at, actor {history_rows(spec)} "
-        f"ORDER BY occurred_us DESC, position DESC, seq{limit_clause(limit)}",
-        (customer_id,),
+    paged = PagedQuery(
+        tab,
+        f"occurred_us, position, seq, {subject_column}field, old, new, occurred_at, actor",
+        history_rows(spec),
+        HISTORY_KEY,
+        ascending_last=True,
     )
+    rows, next_cursor = paged.fetch(conn, customer_id, page)
     items = []
     for row in rows:
         item: dict[str, Any] = {subject: row[0]} if subject else {}
@@ -113,4 +121,4 @@ def history_tab(
             }
         )
         items.append(item)
-    return {"customer_id": customer_id, "tab": tab, "items": items}
+    return {"customer_id": customer_id, "tab": tab, "items": items, "next_cursor": next_cursor}

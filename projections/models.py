@@ -113,44 +113,51 @@ class _Tab(_Model):
 class TimelineTab(_Tab):
     tab: Literal["timeline"]
     items: list[TimelineItem]
-    next_cursor: str | None
+    next_cursor: str | None  # None on the last page
 
 
 class TasksTab(_Tab):
     tab: Literal["tasks"]
     items: list[TaskItem]
+    next_cursor: str | None  # None on the last page
 
 
 class VisitsTab(_Tab):
     tab: Literal["visits"]
     items: list[VisitItem]
+    next_cursor: str | None  # None on the last page
 
 
 class SegmentsTab(_Tab):
     tab: Literal["segments"]
     items: list[SegmentItem]
-    memberships: list[str]
+    next_cursor: str | None  # None on the last page
+    memberships: list[str]  # whole on every page
 
 
 class ChatsTab(_Tab):
     tab: Literal["chats"]
     items: list[ChatItem]
+    next_cursor: str | None  # None on the last page
 
 
 class EmailsTab(_Tab):
     tab: Literal["emails"]
     items: list[EmailItem]
-    last_email: LastEmail | None
+    next_cursor: str | None  # None on the last page
+    last_email: LastEmail | None  # the newest email, on every page
 
 
 class OrdersTab(_Tab):
     tab: Literal["orders"]
     items: list[OrderChange]
+    next_cursor: str | None  # None on the last page
 
 
 class CardTab(_Tab):
     tab: Literal["card"]
     items: list[CardChange]
+    next_cursor: str | None  # None on the last page
 
 
 TabAnswer = (

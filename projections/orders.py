@@ -9,6 +9,7 @@ from ledger.db import Connection
 from ledger.events.order import OrderChanged, OrderCreated
 from projections.base import Envelope, Projection, Tables
 from projections.history import change_rows, history_rows, history_tab, history_table
+from projections.paging import FIRST_PAGE, Page
 from projections.sealing import Sealer
 from projections.writing import insert_rows
 
@@ -41,5 +42,5 @@ class OrdersProjection(Projection):
 ROWS = history_rows(ORDER_HISTORY)
 
 
-def orders_tab(conn: Connection, customer_id: str, limit: int | None = None) -> dict[str, Any]:
-    return history_tab(conn, ORDER_HISTORY, "orders", customer_id, "order_id", limit)
+def orders_tab(conn: Connection, customer_id: str, page: Page = FIRST_PAGE) -> dict[str, Any]:
+    return history_tab(conn, ORDER_HISTORY, "orders", customer_id, "order_id", page)

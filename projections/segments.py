@@ -11,7 +11,8 @@ from ledger.events.segment import SegmentJoined, SegmentLeft
 from projections.base import Envelope, Projection, Tables
 from projections.clock import iso
 from projections.history import actor_json
-from projections.tables import Index, TableSpec, limit_clause
+from projections.paging import FIRST_PAGE, Page, PagedQuery
+from projections.tables import Index, TableSpec
 from projections.writing import insert_rows
 
 SEGMENT_HISTORY = TableSpec(
@@ -77,14 +78,16 @@ class SegmentsProjection(Projection):
 
 
 ROWS = f"FROM {SEGMENT_HISTORY.name} WHERE customer_id = ?"
+PAGED = PagedQuery(
+    "segments",
+    "occurred_us, position, segment_id, segment_name, change, occurred_at, actor",
+    ROWS,
+    ("occurred_us", "position"),
+)
 
 
-def segments_tab(conn: Connection, customer_id: str, limit: int | None = None) -> dict[str, Any]:
-    rows = conn.fetchall(
-        "SELECT segment_id, segment_name, change, occurred_at, actor "
-        f"{ROWS} ORDER BY occurred_us DESC, position DESC{limit_clause(limit)}",
-        (customer_id,),
-    )
+def segments_tab(conn: Connection, customer_id: str, page: Page = FIRST_PAGE) -> dict[str, Any]:
+    rows, next_cursor = PAGED.fetch(conn, customer_id, page)
     items = [
         {
             "segment_id": segment_id,
@@ -107,5 +110,7 @@ def segments_tab(conn: Connection, customer_id: str, limit: int | None = None) -
         "customer_id": customer_id,
         "tab": "segments",
         "items": items,
+        "next_cursor": next_cursor,
+        # Whole on every page: what the customer belongs to now.
         "memberships": memberships,
     }

@@ -108,8 +108,3 @@ def existing_tables(conn: Connection) -> set[str]:
     else:
         rows = conn.fetchall("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
     return {str(r[0]) for r in rows}
-
-
-def limit_clause(limit: int | None) -> str:
-    """` LIMIT n` for a tab query cut to its newest `limit` rows ('' for all)."""
-    return "" if limit is None else f" LIMIT {int(limit)}"

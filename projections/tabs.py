@@ -13,7 +13,9 @@ from projections import card, chats, emails, orders, segments, tasks, timeline, 
 from projections.card import card_tab
 from projections.chats import chats_tab
 from projections.emails import emails_tab
+from projections.history import HISTORY_KEY
 from projections.orders import orders_tab
+from projections.paging import Page, decode_cursor
 from projections.registry import NAMES
 from projections.sealing import revealing
 from projections.segments import segments_tab
@@ -31,37 +33,35 @@ class TabRequest:
     timeline: TimelineQuery = field(default_factory=TimelineQuery)
     viewer: str | None = None  # tasks: whose rights decide `actions`
     policy: RightsPolicy = ALLOW_ALL
-    # Other tabs than the timeline: only the newest `limit` items (None: all).
-    # The card page's first screen; the timeline pages with its own query.
-    limit: int | None = None
+    # Other tabs than the timeline: which page (the timeline's query has its own,
+    # with its filters).
+    page: Page = field(default_factory=Page)
 
     def __post_init__(self) -> None:
         if self.tab not in TABS:
             raise ValueError(f"unknown tab {self.tab!r} (tabs: {', '.join(TABS)})")
-        if self.limit is not None and self.limit < 1:
-            raise ValueError("limit must be at least 1")
 
 
 def read_tab(conn: Connection, request: TabRequest) -> dict[str, Any]:
-    customer, limit = request.customer_id, request.limit
+    customer, page = request.customer_id, request.page
     conn = revealing(conn)  # personal cells are stored sealed
     match request.tab:
         case "timeline":
             return timeline_tab(conn, customer, request.timeline)
         case "tasks":
-            return tasks_tab(conn, customer, request.viewer, request.policy, limit)
+            return tasks_tab(conn, customer, request.viewer, request.policy, page)
         case "visits":
-            return visits_tab(conn, customer, limit)
+            return visits_tab(conn, customer, page)
         case "segments":
-            return segments_tab(conn, customer, limit)
+            return segments_tab(conn, customer, page)
         case "chats":
-            return chats_tab(conn, customer, limit)
+            return chats_tab(conn, customer, page)
         case "emails":
-            return emails_tab(conn, customer, limit)
+            return emails_tab(conn, customer, page)
         case "orders":
-            return orders_tab(conn, customer, limit)
+            return orders_tab(conn, customer, page)
         case "card":
-            return card_tab(conn, customer, limit)
+            return card_tab(conn, customer, page)
     raise AssertionError(request.tab)
 
 
@@ -77,6 +77,24 @@ _ROWS: dict[str, str] = {
     "orders": orders.ROWS,
     "card": card.ROWS,
 }
+
+
+# How many sort-key columns each tab's cursor holds.
+_KEY_WIDTH: dict[str, int] = {
+    "timeline": 2,
+    "tasks": len(tasks.PAGED.key),
+    "visits": len(visits.PAGED.key),
+    "segments": len(segments.PAGED.key),
+    "chats": len(chats.PAGED.key),
+    "emails": len(emails.PAGED.key),
+    "orders": len(HISTORY_KEY),
+    "card": len(HISTORY_KEY),
+}
+
+
+def check_cursor(tab: str, customer_id: str, cursor: str) -> None:
+    """Raises BadCursor unless `cursor` was handed out for this customer's `tab`."""
+    decode_cursor(tab, customer_id, cursor, _KEY_WIDTH[tab])
 
 
 def tab_counts(conn: Connection, customer_id: str, cap: int | None = None) -> dict[str, int]:

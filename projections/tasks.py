@@ -11,8 +11,9 @@ from ledger.events.task import TaskCompleted, TaskCreated, TaskDeleted, TaskEdit
 from ledger.rights import RightsPolicy
 from projections.base import Envelope, Projection, Tables
 from projections.clock import iso
+from projections.paging import FIRST_PAGE, Page, PagedQuery
 from projections.sealing import Sealer
-from projections.tables import Index, TableSpec, limit_clause
+from projections.tables import Index, TableSpec
 from projections.writing import EntityBatch
 
 TASKS = TableSpec(
@@ -104,6 +105,22 @@ def actions_for(status: str, viewer: str | None, policy: RightsPolicy) -> list[s
 
 # The tab's rows (deleted tasks are kept in the table, never shown).
 ROWS = f"FROM {TASKS.name} WHERE customer_id = ? AND status <> 'deleted'"
+_COLUMNS = "task_id, title, status, created_at, completed_at, due_at, assignee_id"
+PAGED = PagedQuery("tasks", f"created_us, position, {_COLUMNS}", ROWS, ("created_us", "position"))
+
+
+def _item(row: Sequence[Any], viewer: str | None, policy: RightsPolicy) -> dict[str, Any]:
+    task_id, title, status, created_at, completed_at, due_at, assignee_id = row
+    return {
+        "task_id": task_id,
+        "title": title,
+        "status": status,
+        "created_at": created_at,
+        "completed_at": completed_at,
+        "due_at": due_at,
+        "assignee_id": assignee_id,
+        "actions": actions_for(status, viewer, policy),
+    }
 
 
 def tasks_tab(
@@ -111,24 +128,17 @@ def tasks_tab(
     customer_id: str,
     viewer: str | None,
     policy: RightsPolicy,
-    limit: int | None = None,
+    page: Page = FIRST_PAGE,
 ) -> dict[str, Any]:
-    rows = conn.fetchall(
-        "SELECT task_id, title, status, created_at, completed_at, due_at, assignee_id "
-        f"{ROWS} ORDER BY created_us DESC, position DESC{limit_clause(limit)}",
-        (customer_id,),
-    )
-    items = [
-        {
-            "task_id": task_id,
-            "title": title,
-            "status": status,
-            "created_at": created_at,
-            "completed_at": completed_at,
-            "due_at": due_at,
-            "assignee_id": assignee_id,
-            "actions": actions_for(status, viewer, policy),
-        }
-        for task_id, title, status, created_at, completed_at, due_at, assignee_id in rows
-    ]
-    return {"customer_id": customer_id, "tab": "tasks", "items": items}
+    rows, next_cursor = PAGED.fetch(conn, customer_id, page)
+    items = [_item(row, viewer, policy) for row in rows]
+    return {"customer_id": customer_id, "tab": "tasks", "items": items, "next_cursor": next_cursor}
+
+
+def task_item(
+    conn: Connection, customer_id: str, task_id: str, viewer: str | None, policy: RightsPolicy
+) -> dict[str, Any] | None:
+    """One task as the tasks tab lists it, whichever page it is on; None if the
+    customer has no such task (or it was deleted)."""
+    row = conn.fetchone(f"SELECT {_COLUMNS} {ROWS} AND task_id = ?", (customer_id, task_id))
+    return None if row is None else _item(row, viewer, policy)

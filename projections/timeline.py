@@ -8,10 +8,7 @@ stored events never change. Copying it would double what a rebuild writes.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +22,7 @@ from ledger.reading import states_at
 from ledger.summaries import summarize
 from projections.base import Envelope, Projection, Tables
 from projections.clock import micros
+from projections.paging import MAX_LIMIT, decode_cursor, encode_cursor
 from projections.sealing import Sealer
 from projections.tables import Index, TableSpec
 from projections.writing import insert_rows
@@ -43,8 +41,9 @@ TIMELINE = TableSpec(
     indexes=(Index("by_customer", ("customer_id", "occurred_us", "position"), unique=True),),
 )
 
+# The timeline's page is shorter than the other tabs' (paging.DEFAULT_LIMIT): each
+# item carries its event's data.
 DEFAULT_LIMIT = 50
-MAX_LIMIT = 1000
 
 
 class TimelineProjection(Projection):
@@ -70,10 +69,6 @@ class TimelineProjection(Projection):
         insert_rows(db, tables[TIMELINE.name], TIMELINE.column_names, rows)
 
 
-class BadCursor(ValueError):
-    """A `--cursor` that this ledger did not hand out for this customer."""
-
-
 @dataclass(frozen=True)
 class TimelineQuery:
     kinds: tuple[str, ...] = ()
@@ -88,34 +83,6 @@ class TimelineQuery:
             raise ValueError(f"unknown kind {unknown[0]!r} (known: {', '.join(KINDS)})")
         if not 1 <= self.limit <= MAX_LIMIT:
             raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
-
-
-def _customer_tag(customer_id: str) -> int:
-    return zlib.crc32(customer_id.encode())
-
-
-def encode_cursor(customer_id: str, occurred_us: int, position: int) -> str:
-    raw = json.dumps([1, occurred_us, position, _customer_tag(customer_id)]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(customer_id: str, cursor: str) -> tuple[int, int]:
-    """The (occurred_us, position) the next page starts below."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        version, occurred_us, position, tag = json.loads(raw)
-    except (binascii.Error, ValueError, TypeError):
-        raise BadCursor("bad cursor: not a cursor this ledger handed out") from None
-    if (
-        version != 1
-        or not isinstance(occurred_us, int)
-        or not isinstance(position, int)
-        or not (-(2**63) <= occurred_us < 2**63 and 0 <= position < 2**63)
-    ):
-        raise BadCursor("bad cursor: not a cursor this ledger handed out")
-    if tag != _customer_tag(customer_id):
-        raise BadCursor("bad cursor: it belongs to another customer's timeline")
-    return occurred_us, position
 
 
 # Every event of the customer (the card page's count of the tab).
@@ -139,7 +106,7 @@ def timeline_tab(conn: Connection, customer_id: str, query: TimelineQuery) -> di
         params.append(micros(query.until))
     if query.cursor is not None:
         sql += " AND (t.occurred_us, t.position) < (?, ?)"
-        params.extend(decode_cursor(customer_id, query.cursor))
+        params.extend(decode_cursor("timeline", customer_id, query.cursor, 2))
     sql += " ORDER BY t.occurred_us DESC, t.position DESC LIMIT ?"
     params.append(query.limit + 1)
     rows = conn.fetchall(sql, params)
@@ -161,7 +128,9 @@ def timeline_tab(conn: Connection, customer_id: str, query: TimelineQuery) -> di
                 "data": stored["data"],
             }
         )
-    next_cursor = encode_cursor(customer_id, rows[-1][1], rows[-1][0]) if more else None
+    next_cursor = (
+        encode_cursor("timeline", customer_id, (rows[-1][1], rows[-1][0])) if more else None
+    )
     return {
         "customer_id": customer_id,
         "tab": "timeline",

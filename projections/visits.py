@@ -9,7 +9,8 @@ from ledger.db import Connection
 from ledger.events.visit import VisitRecorded
 from projections.base import Envelope, Projection, Tables
 from projections.clock import iso
-from projections.tables import Index, TableSpec, limit_clause
+from projections.paging import FIRST_PAGE, Page, PagedQuery
+from projections.tables import Index, TableSpec
 from projections.writing import insert_rows
 
 VISITS = TableSpec(
@@ -59,14 +60,16 @@ class VisitsProjection(Projection):
 
 
 ROWS = f"FROM {VISITS.name} WHERE customer_id = ?"
+PAGED = PagedQuery(
+    "visits",
+    "started_us, position, visit_id, started_at, site, source, channel, duration_s, pages_viewed",
+    ROWS,
+    ("started_us", "position"),
+)
 
 
-def visits_tab(conn: Connection, customer_id: str, limit: int | None = None) -> dict[str, Any]:
-    rows = conn.fetchall(
-        "SELECT visit_id, started_at, site, source, channel, duration_s, pages_viewed "
-        f"{ROWS} ORDER BY started_us DESC, position DESC{limit_clause(limit)}",
-        (customer_id,),
-    )
+def visits_tab(conn: Connection, customer_id: str, page: Page = FIRST_PAGE) -> dict[str, Any]:
+    rows, next_cursor = PAGED.fetch(conn, customer_id, page)
     items = [
         {
             "visit_id": visit_id,
@@ -79,4 +82,4 @@ def visits_tab(conn: Connection, customer_id: str, limit: int | None = None) -> 
         }
         for visit_id, started_at, site, source, channel, duration_s, pages_viewed in rows
     ]
-    return {"customer_id": customer_id, "tab": "visits", "items": items}
+    return {"customer_id": customer_id, "tab": "visits", "items": items, "next_cursor": next_cursor}

@@ -20,7 +20,7 @@ from consumers.kafka_config import KafkaSettings
 from consumers.kafka_connect import KafkaUnavailable, connect_or_fail
 from consumers.kafka_topics import ensure_topic
 from ledger.reading import StoredRow
-from relay.config import RelayConfig
+from relay.config import MAX_IN_FLIGHT, RelayConfig
 from relay.errors import RelayFatal, describe
 from relay.messages import build_message
 
@@ -168,9 +168,9 @@ class Publisher:
                 **kwargs,
                 acks="all",
                 enable_idempotence=True,
-                max_in_flight_requests_per_connection=5,
+                max_in_flight_requests_per_connection=MAX_IN_FLIGHT,
                 linger_ms=cfg.linger_ms,
-                batch_size=256 * 1024,
+                batch_size=cfg.batch_bytes,
                 compression_type=cfg.compression,
                 max_request_size=cfg.max_request_size,
                 delivery_timeout_ms=delivery_ms,

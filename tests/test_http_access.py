@@ -222,7 +222,8 @@ def test_bad_input_is_a_problem_never_a_500(store_url: str) -> None:
         is_problem(client.get("/v1/customers/c1/tabs/timeline", params={"limit": "x"}), 422)
         is_problem(client.get("/v1/customers/c1/tabs/timeline", params={"kind": "weather"}), 422)
         is_problem(client.get("/v1/customers/c1/tabs/timeline", params={"since": "yesterday"}), 400)
-        is_problem(client.get("/v1/customers/c1/tabs/visits", params={"limit": "3"}), 400)
+        is_problem(client.get("/v1/customers/c1/tabs/visits", params={"since": "2026-01-01"}), 400)
+        is_problem(client.get("/v1/customers/c1/tabs/visits", params={"limit": "1001"}), 422)
         is_problem(client.get("/v1/customers/c1/tabs/visits", params={"as": "u-1"}), 400)
         is_problem(
             client.post(

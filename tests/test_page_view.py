@@ -8,8 +8,6 @@ import pytest
 from api.page import _local_target
 from api.page_session import SESSION_MAX_AGE, SessionSigner
 from api.page_view import (
-    MAX_ROWS,
-    PAGE_ROWS,
     BadFormValue,
     CardPage,
     Clock,
@@ -116,7 +114,7 @@ def test_edit_sends_only_the_changed_fields_in_utc_terms() -> None:
         edit_changes(task, {**same, "due_at": "tomorrow"}, clock)
 
 
-def _page(view: View, shown: int, total: int) -> CardPage:
+def _page(view: View, shown: int, total: int, next_cursor: str | None = None) -> CardPage:
     items = [{"visit_id": f"v{i}"} for i in range(shown)]
     return CardPage(
         view=view,
@@ -126,14 +124,18 @@ def _page(view: View, shown: int, total: int) -> CardPage:
         last_email=None,
         counts={"visits": total, "timeline": 10_001},
         count_cap=10_000,
-        answer={"items": items},
+        answer={"items": items, "next_cursor": next_cursor},
     )
 
 
-def test_other_tabs_offer_more_rows_until_all_are_shown() -> None:
-    first = _page(View("c", "visits"), PAGE_ROWS, 250)
-    assert first.more_url == f"/customers/c?tab=visits&rows={PAGE_ROWS * 4}"
-    assert _page(View("c", "visits", rows=400), 250, 250).more_url is None
-    assert _page(View("c", "visits", rows=MAX_ROWS), MAX_ROWS, 10_001).more_url is None
+def test_every_tab_links_its_older_page_and_back_to_the_newest() -> None:
+    first = _page(View("c", "visits"), 100, 250, next_cursor="CUR")
+    assert first.older_url == "/customers/c?tab=visits&cursor=CUR"
+    assert first.newest_url is None
+    second = _page(View("c", "visits", cursor="CUR"), 100, 250, next_cursor=None)
+    assert second.older_url is None
+    assert second.newest_url == "/customers/c?tab=visits"
+    # Another tab's link starts at that tab's newest page.
+    assert {t.name: t.href for t in second.tabs}["orders"] == "/customers/c?tab=orders"
     tabs = {t.name: t.count for t in first.tabs}
     assert tabs["visits"] == "250" and tabs["timeline"] == "10,000+"

@@ -12,10 +12,11 @@ from ledger.application import LedgerApplication
 from ledger.db import Connection
 from ledger.rights import RightsPolicy
 from projections import rebuild as replay
+from projections.paging import BadCursor
 from projections.registry import PROJECTIONS, get
 from projections.runner import Runner, Target, catch_up_live
 from projections.tabs import TabRequest, read_tab
-from projections.timeline import BadCursor, TimelineQuery
+from projections.timeline import TimelineQuery
 from tests.factories import append_ok as append
 from tests.factories import event
 from tests.projection_support import dump, history
@@ -263,6 +264,7 @@ def test_tasks_tab_with_actions_for_the_viewer(scripted: LedgerApplication) -> N
                 "actions": ["edit", "complete", "delete"],
             },
         ],
+        "next_cursor": None,
     }
     agent = RightsPolicy(
         roles={"agent": frozenset({"tasks.edit"})}, users={"u-7": frozenset({"agent"})}

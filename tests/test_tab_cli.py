@@ -4,6 +4,7 @@ formats, paging, and clear errors for bad input."""
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +78,12 @@ def test_human_tables_and_paging(store_url: str) -> None:
     assert lines[0] == "c1: timeline (2 items)"
     assert lines[2].split() == ["OCCURRED", "(UTC)", "KIND", "SUMMARY", "BY"]
     assert lines[3].split()[:4] == ["2026-10-05", "10:00", "notes", "Note:"]
-    assert lines[-1].startswith("more: --cursor ")
-    cursor = lines[-1].split()[-1]
+    # The command for the next page: this one's options and the cursor.
+    command = shlex.split(lines[-1].removeprefix("more: "))
+    assert command[:-1] == [
+        *("ledger", "tab", "c1", "timeline", "--kind", "notes", "--limit", "2", "--cursor")
+    ]
+    cursor = command[-1]
     seen = []
     while cursor:
         answer = tab_json(

@@ -9,8 +9,9 @@ from ledger.config import parse_database_url
 from ledger.db import Connection
 from ledger.demo import DEMO_CUSTOMERS
 from ledger.service import card_header
+from projections.paging import MAX_LIMIT, Page
 from projections.tabs import TABS, TabRequest, read_tab, tab_counts
-from projections.timeline import MAX_LIMIT, TimelineQuery
+from projections.timeline import TimelineQuery
 from tests.cli_runner import run_ledger
 
 
@@ -22,8 +23,16 @@ def demo_url(store_url: str) -> str:
 
 
 def _everything(conn: Connection, customer: str, tab: str) -> list[dict[str, object]]:
-    query = TimelineQuery(limit=MAX_LIMIT)
-    return list(read_tab(conn, TabRequest(customer, tab, timeline=query))["items"])
+    items: list[dict[str, object]] = []
+    cursor = None
+    while True:
+        query = TimelineQuery(limit=MAX_LIMIT, cursor=cursor if tab == "timeline" else None)
+        page = Page(MAX_LIMIT, cursor if tab != "timeline" else None)
+        answer = read_tab(conn, TabRequest(customer, tab, timeline=query, page=page))
+        items += answer["items"]
+        cursor = answer["next_cursor"]
+        if cursor is None:
+            return items
 
 
 def test_counts_and_limits_match_the_tabs(demo_url: str) -> None:
@@ -39,7 +48,7 @@ def test_counts_and_limits_match_the_tabs(demo_url: str) -> None:
                 items = _everything(conn, customer, tab)
                 assert counts[tab] == len(items), (customer, tab)
                 if tab != "timeline":
-                    newest = read_tab(conn, TabRequest(customer, tab, limit=2))["items"]
+                    newest = read_tab(conn, TabRequest(customer, tab, page=Page(limit=2)))["items"]
                     assert newest == items[:2], (customer, tab)
         capped = tab_counts(conn, DEMO_CUSTOMERS[0][0], cap=5)
         exact = tab_counts(conn, DEMO_CUSTOMERS[0][0])

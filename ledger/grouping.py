@@ -1,0 +1,191 @@
+"""Group commit: concurrent one-event appends stored in one transaction.
+
+Positions are assigned under the events table's write lock, so writers that
+each store one event per transaction queue on that lock and on a commit each.
+Here one writer thread takes every event waiting (up to `max_events`, after a
+short `window_s` for more to arrive when only one is waiting) and stores them
+with one `append_items` call in skip-invalid mode: each event is checked on its
+own, so one caller's rejection never fails another's, and the whole group
+commits once. Each caller then gets its own outcome, built from that one
+transaction's report, only after the commit: an answer means durable.
+
+Only single-event requests are grouped; a request with several events keeps its
+own all-or-nothing transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from ledger.appending import Appender, AppendReport, Rejection
+from ledger.application import LedgerApplication
+from ledger.db import Connection
+from ledger.input import InputItem
+from ledger.reading import positions_between, positions_by_event_id
+from ledger.rights import RightsPolicy
+
+DEFAULT_WINDOW_S = 0.001
+DEFAULT_MAX_EVENTS = 1000
+
+
+@dataclass
+class _Waiting:
+    raw: str
+    skip_invalid: bool
+    outcome: Future[AppendReport]
+
+
+class AppendGroups:
+    """Stores one-event appends from many threads in shared transactions."""
+
+    def __init__(
+        self,
+        app: LedgerApplication,
+        policy: Callable[[], RightsPolicy],
+        append: Callable[..., AppendReport],
+        opener: Callable[[LedgerApplication, RightsPolicy], Appender] = Appender,
+        *,
+        window_s: float = DEFAULT_WINDOW_S,
+        max_events: int = DEFAULT_MAX_EVENTS,
+    ) -> None:
+        self._app = app
+        self._policy = policy
+        # ledger.service.append_with (passed in: this module sits below the service).
+        self._append = append
+        self._open = opener
+        # Kept across groups: its connection and its cache of customers' state
+        # (refreshed under the write lock when stale) save round trips per group.
+        self._appender: Appender | None = None
+        self._window_s = window_s
+        self._max_events = max_events
+        self._queue: queue.Queue[_Waiting | None] = queue.Queue()
+        self._conn: Connection | None = None
+        self._thread = threading.Thread(target=self._run, name="append-groups", daemon=True)
+        self._thread.start()
+        self.groups = 0  # transactions committed (for tests and benchmarks)
+
+    def append_one(self, raw: str, *, skip_invalid: bool = False) -> AppendReport:
+        """Store one event (its JSON text) and return its own report, as
+        `append_items` would for it alone. Blocks until its group committed."""
+        waiting = _Waiting(raw, skip_invalid, Future())
+        self._queue.put(waiting)
+        return waiting.outcome.result()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(30)
+        self._drop_connection()
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            group = [first]
+            deadline = time.monotonic() + self._window_s
+            while len(group) < self._max_events:
+                try:
+                    # Whatever is already waiting joins at once; the window only
+                    # holds a lone event back briefly for company.
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    left = deadline - time.monotonic()
+                    if len(group) > 1 or left <= 0:
+                        break
+                    try:
+                        nxt = self._queue.get(timeout=left)
+                    except queue.Empty:
+                        break
+                if nxt is None:
+                    self._queue.put(None)  # stop after this group
+                    break
+                group.append(nxt)
+            self._store(group)
+
+    def _store(self, group: list[_Waiting]) -> None:
+        try:
+            items = [InputItem(index, w.raw) for index, w in enumerate(group)]
+            if self._appender is None:
+                self._appender = self._open(self._app, self._policy())
+            report = self._append(self._appender, items, skip_invalid=True)
+            outcomes = self._split(group, report)
+        except BaseException as exc:  # every caller gets the failure; the thread lives on
+            self._drop_connection()
+            for w in group:
+                w.outcome.set_exception(exc)
+            return
+        self.groups += 1
+        for w, outcome in zip(group, outcomes, strict=True):
+            w.outcome.set_result(outcome)
+
+    def _split(self, group: list[_Waiting], report: AppendReport) -> list[AppendReport]:
+        rejected = {r.line: r for r in report.rejected}
+        ids = [None if i in rejected else _event_id(w.raw) for i, w in enumerate(group)]
+        conn = self._connection()
+        known = positions_by_event_id(conn, [i for i in ids if i is not None])
+        # The group's new events, stored in input order under the table lock: the
+        # positions first..last are all theirs, in that order.
+        first = report.first_position
+        new_positions = iter(
+            positions_between(conn, first, report.last_position) if first is not None else []
+        )
+        seen: set[str] = set()
+        outcomes = []
+        for i, w in enumerate(group):
+            rejection = rejected.get(i)
+            if rejection is not None:
+                outcomes.append(_rejected(rejection, w.skip_invalid))
+                continue
+            event_id = ids[i]
+            # A duplicate: its id stored before this group, or earlier in it.
+            before = known.get(event_id) if event_id is not None else None
+            if event_id in seen or (before is not None and first is not None and before < first):
+                outcomes.append(AppendReport(duplicates=1))
+            elif first is None:
+                outcomes.append(AppendReport(duplicates=1))  # nothing new was stored
+            else:
+                position = next(new_positions)
+                outcomes.append(
+                    AppendReport(appended=1, first_position=position, last_position=position)
+                )
+            if event_id is not None:
+                seen.add(event_id)
+        return outcomes
+
+    def _connection(self) -> Connection:
+        if self._conn is None:
+            self._conn = Connection(self._app.url)
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        if self._appender is not None:
+            appender, self._appender = self._appender, None
+            appender.close()
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+
+def _event_id(raw: str) -> str | None:
+    """The event id of an event the append accepted (so its JSON is valid)."""
+    try:
+        return str(uuid.UUID(json.loads(raw)["event_id"]))  # stored in canonical form
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def _rejected(rejection: Rejection, skip_invalid: bool) -> AppendReport:
+    # Numbered as the caller's only event; all-or-nothing stored nothing.
+    own = Rejection(
+        0, rejection.event_id, rejection.event_type, rejection.errors, rejection.reason_class
+    )
+    return AppendReport(rejected=[own], stored=skip_invalid)

@@ -1,0 +1,120 @@
+"""Group commit of concurrent one-event appends: shared transactions, own outcomes."""
+
+from __future__ import annotations
+
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ledger.appending import AppendReport
+from ledger.application import LedgerApplication
+from ledger.config import parse_database_url
+from ledger.db import Connection
+from ledger.grouping import AppendGroups
+from ledger.rights import ALLOW_ALL
+from ledger.service import append_with
+from tests.factories import append_to_url, event
+from tests.http_support import serve_in_thread
+
+
+def _note(customer: str, i: int, **extra: Any) -> dict[str, Any]:
+    return event("note.added", customer, {"note_id": f"n{i}", "text": f"note {i}"}, **extra)
+
+
+def _stored(url: str) -> dict[int, dict[str, Any]]:
+    with Connection(parse_database_url(url)) as conn:
+        rows = conn.fetchall("SELECT notification_id, state FROM ledger_events")
+    return {int(p): json.loads(bytes(s)) for p, s in rows}
+
+
+def test_each_caller_gets_its_own_outcome_from_a_shared_transaction(store_url: str) -> None:
+    created = [event("customer.created", f"c{i}", {"card": {"name": "Ann"}}) for i in range(4)]
+    old = _note("c0", 999)
+    append_to_url(store_url, [*created, old])
+    good = [_note(f"c{i % 4}", i) for i in range(24)]
+    no_id = [_note("c1", 100 + i) for i in range(3)]
+    for e in no_id:
+        del e["event_id"]
+    twice = _note("c2", 200)
+    bad = [
+        _note("nobody", 300),  # no such customer: a rule rejects it
+        {**_note("c3", 301), "type": "note.unknown"},  # a contract rejects it
+    ]
+    calls: list[tuple[str, dict[str, Any], bool]] = [
+        *(("good", e, False) for e in good),
+        *(("no_id", e, False) for e in no_id),
+        ("twice", twice, False),
+        ("twice", twice, False),
+        ("old", old, False),
+        ("bad", bad[0], False),
+        ("bad_skip", bad[1], True),
+    ]
+    app = LedgerApplication(parse_database_url(store_url))
+    # A long window: every call below arrives within it, so they share groups.
+    groups = AppendGroups(app, lambda: ALLOW_ALL, append_with, window_s=0.5)
+    start = threading.Barrier(len(calls))
+
+    def call(c: tuple[str, dict[str, Any], bool]) -> AppendReport:
+        start.wait()
+        return groups.append_one(json.dumps(c[1]), skip_invalid=c[2])
+
+    try:
+        with ThreadPoolExecutor(len(calls)) as pool:
+            outcomes = list(pool.map(call, calls))
+    finally:
+        groups.close()
+        app.close()
+    assert groups.groups < len(calls) // 2  # grouped, not one transaction each
+    stored = _stored(store_url)
+    by_kind: dict[str, list[AppendReport]] = {}
+    for (kind, e, _), outcome in zip(calls, outcomes, strict=True):
+        by_kind.setdefault(kind, []).append(outcome)
+        if outcome.appended:
+            assert outcome.first_position == outcome.last_position
+            assert outcome.first_position is not None
+            mine = stored[outcome.first_position]
+            assert mine["data"] == e["data"]  # the position answered is this event's
+            if "event_id" in e:
+                assert mine["event_id"] == e["event_id"]
+    assert all(o.appended == 1 and o.ok for o in by_kind["good"] + by_kind["no_id"])
+    assert sorted(o.appended for o in by_kind["twice"]) == [0, 1]
+    assert sorted(o.duplicates for o in by_kind["twice"]) == [0, 1]
+    assert by_kind["old"][0].duplicates == 1 and by_kind["old"][0].appended == 0
+    (rule,) = by_kind["bad"]
+    assert not rule.stored and rule.rejected[0].line == 0
+    assert rule.rejected[0].event_id == bad[0]["event_id"]
+    (contract,) = by_kind["bad_skip"]
+    assert contract.stored and contract.rejected[0].errors[0].field == "type"
+    # Exactly the accepted events are stored, each once.
+    assert len(stored) == len(created) + 1 + len(good) + len(no_id) + 1
+    assert not {e["event_id"] for e in bad} & {s["event_id"] for s in stored.values()}
+
+
+def test_concurrent_single_event_posts_over_http(store_url: str) -> None:
+    append_to_url(store_url, [event("customer.created", "c1", {"card": {"name": "Ann"}})])
+    events = [_note("c1", i) for i in range(40)]
+    bad = _note("c1", 99, occurred_at="not a time")
+    with serve_in_thread(store_url) as client:
+
+        def post(e: dict[str, Any]) -> Any:
+            return client.post("/v1/events", json=e)
+
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(post, [*events, bad]))
+    *ok, refused = answers
+    assert all(a.status_code == 200 for a in ok), [a.text for a in ok if a.status_code != 200]
+    bodies = [a.json() for a in ok]
+    assert all(b["appended"] == 1 and b["rejected"] == [] for b in bodies)
+    positions = [b["first_position"] for b in bodies]
+    assert len(set(positions)) == len(events)
+    stored = _stored(store_url)
+    assert [stored[p]["event_id"] for p in positions] == [e["event_id"] for e in events]
+    assert refused.status_code == 422
+    problem = refused.json()
+    assert problem["errors"][0]["index"] == 0 and problem["errors"][0]["field"] == "occurred_at"
+    assert bad["event_id"] not in {s["event_id"] for s in stored.values()}
+    # A retry of a stored event is its duplicate, as before.
+    with serve_in_thread(store_url) as client:
+        again = client.post("/v1/events", json=events[0])
+    assert again.json()["duplicates"] == 1 and again.json()["appended"] == 0

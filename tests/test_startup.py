@@ -1,0 +1,91 @@
+"""`ledger tab` and `ledger --help` import only what they use: commands load lazily."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+
+from cli.main import COMMANDS, load_command
+from tests.factories import append_to_url, event
+
+# Runs the real `ledger` entry point, then reports every module it imported.
+_PROBE = """
+import atexit, json, sys
+atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=sys.stderr))
+from cli.main import main
+sys.argv = ["ledger", *sys.argv[1:]]
+main()
+"""
+
+# What a tab read never needs: the Kafka client and relay, the HTTP stack and card
+# page, metrics, and the rebuild machinery.
+NOT_ON_A_TAB_READ = (
+    "kafka",
+    "lz4",
+    "relay",
+    "consumers",
+    "api",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "httpx",
+    "jinja2",
+    "prometheus_client",
+    "projections.rebuild",
+    "ledger.metrics",
+    "ledger.audit.verify",
+)
+# `--help` lists commands from their summaries: no command module, no store.
+NOT_FOR_HELP = (
+    *NOT_ON_A_TAB_READ,
+    "cli.tab",
+    "cli.append",
+    "cli.context",
+    "ledger.service",
+    "ledger.events",
+    "pydantic",
+    "psycopg",
+    "eventsourcing",
+)
+
+
+def _imported(*args: str, db: str | None = None) -> tuple[str, set[str]]:
+    command = [sys.executable, "-c", _PROBE, *(["--db", db] if db else []), *args]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    modules = json.loads(result.stderr.strip().splitlines()[-1])
+    return result.stdout, set(modules)
+
+
+def _offending(modules: set[str], forbidden: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in modules if any(m == f or m.startswith(f + ".") for f in forbidden))
+
+
+def test_a_tab_read_imports_no_kafka_http_or_rebuild(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    append_to_url(url, [event("customer.created", "c1", {"card": {"name": "Ann"}})])
+    out, modules = _imported("tab", "c1", "card", db=url)
+    assert "c1: card (1 item)" in out  # it did read the tab
+    assert "cli.tab" in modules and "projections.card" in modules
+    assert _offending(modules, NOT_ON_A_TAB_READ) == []
+
+
+def test_help_imports_no_command(tmp_path: Path) -> None:
+    out, modules = _imported("--help")
+    assert "tab          Show one TAB of CUSTOMER_ID's interactions" in out
+    assert _offending(modules, NOT_FOR_HELP) == []
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_each_summary_is_its_commands_own(name: str) -> None:
+    command = load_command(name)
+    assert command.name == name
+    summary = COMMANDS[name][2]
+    for width in (30, 45, 80, 1000):
+        stub = click.Command(name, help=summary)
+        assert stub.get_short_help_str(width) == command.get_short_help_str(width), width
