@@ -54,6 +54,7 @@ from projections.paging import DEFAULT_LIMIT as PAGE_LIMIT
 from projections.paging import Page
 from projections.runner import UNAVAILABLE_ERRORS, ProjectionError, catch_up_live
 from projections.schema import SchemaMissing, ensure_schema, require_schema, schema_ready
+from projections.sealing import revealing
 from projections.status import projection_status
 from projections.tabs import TABS, TabRequest, check_cursor, read_tab, tab_counts
 from projections.tasks import task_item
@@ -550,7 +551,9 @@ def _task_item(
     """The task as the acting user's tasks tab shows it now; None once deleted."""
     with service_errors():
         catch_up_live(conn, [registry.get("tasks")])
-        item = task_item(conn, request.customer_id, request.task_id, request.user_id, policy)
+        item = task_item(
+            revealing(conn), request.customer_id, request.task_id, request.user_id, policy
+        )
     return None if item is None else TaskItem.model_validate(item)
 
 

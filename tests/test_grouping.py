@@ -12,6 +12,7 @@ from ledger.application import LedgerApplication
 from ledger.config import parse_database_url
 from ledger.db import Connection
 from ledger.grouping import AppendGroups
+from ledger.reading import iter_rows
 from ledger.rights import ALLOW_ALL
 from ledger.service import append_with
 from tests.factories import append_to_url, event
@@ -23,9 +24,9 @@ def _note(customer: str, i: int, **extra: Any) -> dict[str, Any]:
 
 
 def _stored(url: str) -> dict[int, dict[str, Any]]:
+    """Every stored envelope as a reader sees it (personal values decrypted)."""
     with Connection(parse_database_url(url)) as conn:
-        rows = conn.fetchall("SELECT notification_id, state FROM ledger_events")
-    return {int(p): json.loads(bytes(s)) for p, s in rows}
+        return {row.position: json.loads(row.state) for row in iter_rows(conn)}
 
 
 def test_each_caller_gets_its_own_outcome_from_a_shared_transaction(store_url: str) -> None:
