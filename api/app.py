@@ -34,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.access import AccessFile, AccessKey
 from api.pool import ConnectionPool
 from api.problems import PROBLEM_TYPE, STATUS, RejectedEvent, problem, problem_responses
+from api.segments import RawSegments
 from ledger.audit.common import AuditError, events_table_exists
 from ledger.audit.history import HistoryFilter, iter_history, parse_time, selector_from_options
 from ledger.audit.render import write_history
@@ -346,6 +347,8 @@ def create_app(
             expose_headers=["X-Request-Id"],
             max_age=600,
         )
+    # Ids may hold "/" (api.segments): routing sees the raw path's segments.
+    app.add_middleware(RawSegments)
     # Outermost, so CORS answers and errors get a request id and a log line too.
     app.add_middleware(RequestIdMiddleware)
     return app
@@ -495,7 +498,7 @@ def _routes(app: FastAPI) -> None:
     # -- tabs ---------------------------------------------------------------------------
 
     @app.get(
-        "/v1/customers/{customer_id}/tabs/{tab}",
+        "/v1/customers/{customer_id:segment}/tabs/{tab}",
         response_model=TabAnswer,
         responses=problem_responses(400, 401, 403, 422, 503),
         tags=["tabs"],
@@ -547,7 +550,7 @@ def _routes(app: FastAPI) -> None:
     # -- task actions -------------------------------------------------------------------
 
     @app.post(
-        "/v1/customers/{customer_id}/tasks/{task_id}/{action}",
+        "/v1/customers/{customer_id:segment}/tasks/{task_id:segment}/{action}",
         response_model=TaskItem | Deleted,
         responses=problem_responses(400, 401, 403, 404, 409, 422, 503),
         tags=["tasks"],
@@ -593,7 +596,7 @@ def _routes(app: FastAPI) -> None:
     # -- erasure ------------------------------------------------------------------------
 
     @app.post(
-        "/v1/customers/{customer_id}/erase",
+        "/v1/customers/{customer_id:segment}/erase",
         response_model=Erased,
         responses=problem_responses(400, 401, 403, 404, 422, 503),
         tags=["privacy"],
@@ -940,7 +943,7 @@ class RequestIdMiddleware:
             await response(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            route = getattr(scope.get("route"), "path_format", None) or "unmatched"
             method = scope["method"]
             HTTP_REQUESTS.labels(method, route, str(status)).inc()
             HTTP_SECONDS.labels(method, route).observe(elapsed)

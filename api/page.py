@@ -187,7 +187,7 @@ def page_router(sessions: SessionSigner | None = None) -> APIRouter:
 
     # -- the page ---------------------------------------------------------------------
 
-    @router.get("/customers/{customer_id}", response_class=HTMLResponse)
+    @router.get("/customers/{customer_id:segment}", response_class=HTMLResponse)
     def card_page(request: Request, customer_id: Id) -> Response:
         w = who(request)
         try:
@@ -275,7 +275,7 @@ def page_router(sessions: SessionSigner | None = None) -> APIRouter:
 
     # -- task buttons -----------------------------------------------------------------
 
-    @router.post("/customers/{customer_id}/tasks/{task_id}/{action}")
+    @router.post("/customers/{customer_id:segment}/tasks/{task_id:segment}/{action}")
     async def task_button(
         request: Request, customer_id: Id, task_id: Id, action: str
     ) -> Response:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import threading
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -383,3 +385,47 @@ def test_not_ready_until_migrated_when_auto_migration_is_off(
         assert migrated.exit_code == 0, migrated.output
         assert client.get("/readyz").json() == {"status": "ready"}
         assert client.get("/v1/customers/c1/tabs/timeline").status_code == 200
+
+
+def test_ids_with_slashes_and_percents_are_addressable(store_url: str) -> None:
+    # Contract ids may hold "/" and "%"; sent escaped, they must reach their
+    # routes whole, and the unescaped path must not reach them.
+    customer, task = "a/b", "t/50%"
+    path = f"/v1/customers/{quote(customer, safe='')}"
+    append_to_url(
+        store_url,
+        [created(customer), task_created(task, customer), task_created("t2", customer)],
+    )
+    with serve_in_thread(store_url) as client:
+        tab = client.get(f"{path}/tabs/tasks")
+        assert tab.status_code == 200, tab.text
+        assert tab.json()["customer_id"] == customer
+        assert {t["task_id"] for t in tab.json()["items"]} == {task, "t2"}
+        assert client.get("/v1/customers/a/b/tabs/tasks").status_code == 404
+
+        done = client.post(f"{path}/tasks/{quote(task, safe='')}/complete", params={"as": "u-1"})
+        assert done.status_code == 200, done.text
+        assert done.json()["task_id"] == task and done.json()["status"] == "completed"
+        assert [r["type"] for r in audit_rows(client, task=task)] == [
+            "task.created",
+            "task.completed",
+        ]
+
+        # The card page: served, and its own forms address the ids escaped.
+        page = client.get(f"/customers/{quote(customer, safe='')}", params={"tab": "tasks"})
+        assert page.status_code == 200, page.text
+        action = "/customers/a%2Fb/tasks/t2/complete"
+        assert f'action="{action}"' in page.text
+        assert 'action="/customers/a%2Fb/tasks/t%2F50%25/reopen"' in page.text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf is not None
+        pressed = client.post(action, data={"csrf": csrf.group(1), "tz": "UTC"})
+        assert pressed.status_code in (200, 303), pressed.text
+        assert [r["type"] for r in audit_rows(client, task="t2")] == [
+            "task.created",
+            "task.completed",
+        ]
+
+        erased = client.post(f"{path}/erase", json={"reason": "art. 17"})
+        assert erased.status_code == 200, erased.text
+        assert erased.json()["customer_id"] == customer and erased.json()["erased"] is True
