@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
 from eventsourcing.persistence import StoredEvent
@@ -25,6 +25,20 @@ class WriteSession(Protocol):
     def savepoint(self) -> AbstractContextManager[None]:
         """Inserts inside it are undone if it raises; the transaction goes on."""
         ...
+
+
+@contextmanager
+def insert_savepoint(execute: Callable[[str], object]) -> Iterator[None]:
+    """`WriteSession.savepoint` for a DB-API cursor's `execute`; the SQL is the
+    same on both stores."""
+    execute("SAVEPOINT ledger_insert")
+    try:
+        yield
+    except BaseException:
+        execute("ROLLBACK TO SAVEPOINT ledger_insert")
+        execute("RELEASE SAVEPOINT ledger_insert")
+        raise
+    execute("RELEASE SAVEPOINT ledger_insert")
 
 
 class LedgerRecorder(Protocol):

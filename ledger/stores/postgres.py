@@ -13,7 +13,7 @@ subscriptions) work on this table unchanged.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
@@ -29,6 +29,7 @@ from psycopg.sql import SQL, Composed, Identifier
 
 from ledger.chain import GENESIS_HASH
 from ledger.locks import DDL_LOCK_KEY
+from ledger.stores.base import insert_savepoint
 from ledger.stores.rows import EVENT_COLUMNS, EVENTS_TABLE, chained_rows
 
 
@@ -55,16 +56,8 @@ class PostgresWriteSession:
             cursor.execute(statement.replace("?", "%s"), params)
             return cursor.fetchall()
 
-    @contextmanager
-    def savepoint(self) -> Iterator[None]:
-        self._cursor.execute("SAVEPOINT ledger_insert")
-        try:
-            yield
-        except BaseException:
-            self._cursor.execute("ROLLBACK TO SAVEPOINT ledger_insert")
-            self._cursor.execute("RELEASE SAVEPOINT ledger_insert")
-            raise
-        self._cursor.execute("RELEASE SAVEPOINT ledger_insert")
+    def savepoint(self) -> AbstractContextManager[None]:
+        return insert_savepoint(self._cursor.execute)
 
     def insert(self, stored_events: Sequence[StoredEvent]) -> list[int]:
         positions: list[int] = []

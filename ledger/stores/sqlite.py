@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 from uuid import UUID
 
@@ -32,6 +32,7 @@ from eventsourcing.sqlite import (
 )
 
 from ledger.chain import GENESIS_HASH
+from ledger.stores.base import insert_savepoint
 from ledger.stores.rows import EVENT_COLUMNS, EVENTS_TABLE, chained_rows
 
 
@@ -52,16 +53,8 @@ class SQLiteWriteSession:
         self._cursor.execute(statement, params)
         return [tuple(r) for r in self._cursor.fetchall()]
 
-    @contextmanager
-    def savepoint(self) -> Iterator[None]:
-        self._cursor.execute("SAVEPOINT ledger_insert")
-        try:
-            yield
-        except BaseException:
-            self._cursor.execute("ROLLBACK TO SAVEPOINT ledger_insert")
-            self._cursor.execute("RELEASE SAVEPOINT ledger_insert")
-            raise
-        self._cursor.execute("RELEASE SAVEPOINT ledger_insert")
+    def savepoint(self) -> AbstractContextManager[None]:
+        return insert_savepoint(self._cursor.execute)
 
     def insert(self, stored_events: Sequence[StoredEvent]) -> list[int]:
         rows = [
