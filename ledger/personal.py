@@ -27,8 +27,9 @@ from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pydantic_core import from_json
 
-from ledger.events import PAYLOADS
+from ledger.events import PAYLOADS, Payload
 from ledger.keystore import Keyring
 
 MARKER = "enc"
@@ -124,14 +125,19 @@ def _dump(envelope: dict[str, Any]) -> bytes:
     return json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def has_personal(event_type: str, data: Any) -> bool:
+def has_personal(event_type: str, data: Payload | dict[str, Any]) -> bool:
+    """Whether `data` holds a personal value: typed (on append) or as stored (the
+    read models, which decode stored rows to plain values)."""
     payload = PAYLOADS.get(event_type)
     if payload is None:
         return False
-    if any(getattr(data, name, None) is not None for name in payload.personal):
+    fields: dict[str, Any] = data if isinstance(data, dict) else vars(data)
+    if any(fields.get(name) is not None for name in payload.personal):
         return True
-    changes: list[Any] = getattr(data, "changes", None) or []
-    return any(payload.personal_change(c.field) for c in changes)
+    changes: list[Any] = fields.get("changes") or []
+    return any(
+        payload.personal_change(c["field"] if isinstance(c, dict) else c.field) for c in changes
+    )
 
 
 def seal(state: bytes, event_type: str, customer_id: str, event_id: str, ring: Keyring) -> bytes:
@@ -155,6 +161,13 @@ def reveal(state: bytes, ring: Keyring) -> bytes:
         return state
     envelope = reveal_json(json.loads(state), ring)
     return _dump(envelope)
+
+
+def reveal_document(state: bytes, ring: Keyring) -> dict[str, Any]:
+    """The stored envelope `state` decoded to plain values, personal values revealed:
+    `reveal` without writing the JSON back out (a reader that wants the values)."""
+    envelope: dict[str, Any] = from_json(state)
+    return reveal_json(envelope, ring) if _MARKER_BYTES in state else envelope
 
 
 def reveal_json(envelope: dict[str, Any], ring: Keyring | None) -> dict[str, Any]:

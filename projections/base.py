@@ -1,9 +1,11 @@
 """What every read model shares: the decoded event it is fed, and its contract.
 
-A projection is stateless: `apply` turns one batch of events into writes on
-its tables, inside the caller's transaction, which also moves the projection's
-tracking position. The same code fills the live tables and a rebuild's shadow
-tables; `Tables` says which.
+A projection is stateless between batches of the live runner: its `Writer`
+takes one batch's events into memory and `flush` writes them inside the
+caller's transaction, which also moves the projection's tracking position. A
+rebuild keeps one writer per projection across many batches and flushes them
+all together at a checkpoint (projections.loading). The same code fills the
+live tables and a rebuild's shadow tables; `Tables` says which.
 """
 
 from __future__ import annotations
@@ -11,30 +13,74 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, ClassVar
 
+from pydantic_core import from_json
+
 from ledger.db import Connection
-from ledger.events import Payload, RecordedEvent, parse_recorded_json
+from ledger.events import PAYLOADS, Payload, parse_recorded_json
+from ledger.keystore import Keyring
+from ledger.personal import reveal_document
 from ledger.reading import StoredRow
-from projections.clock import micros
+from projections.clock import iso, micros
 from projections.tables import TableSpec
+
+# (`Envelope` has a field named `type`, which hides the builtin in its body.)
+PayloadClass = type[Payload]
 
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    """One stored event, decoded once and shared by every projection of a batch."""
+    """One stored event, decoded once to plain JSON values and shared by every
+    projection of a batch. `occurred_at` is the text read models show (as
+    pydantic writes it), `occurred_us` what they sort on; personal values in
+    `data` are revealed."""
 
     position: int
-    event: RecordedEvent
-    raw: bytes
+    type: str
+    event_id: str
+    customer_id: str
+    occurred_at: str
     occurred_us: int
+    actor: dict[str, Any]
+    data: dict[str, Any]
+
+    @classmethod
+    def of(cls, position: int, event_type: str, document: dict[str, Any]) -> Envelope:
+        moment = datetime.fromisoformat(document["occurred_at"])
+        return cls(
+            position,
+            event_type,
+            document["event_id"],
+            document["customer_id"],
+            iso(moment),
+            micros(moment),
+            document["actor"],
+            document["data"],
+        )
 
     @classmethod
     def decode(cls, row: StoredRow) -> Envelope:
-        # pydantic's JSON validation is as fast as json.loads here, and gives
-        # `summarize` the typed payload it expects.
-        event = parse_recorded_json(row.state)
-        return cls(row.position, event, row.state, micros(event.occurred_at))
+        """Checked against its type's contract first (ContractError, TamperedValue):
+        the live runner stops a projection at an event that breaks it."""
+        state = row.state
+        parse_recorded_json(state)
+        return cls.of(row.position, row.type, from_json(state))
+
+    @classmethod
+    def decode_stored(
+        cls, position: int, event_type: str, stored: bytes, ring: Keyring
+    ) -> Envelope:
+        """Unchecked: a stored row was validated and chained when it was appended."""
+        return cls.of(position, event_type, reveal_document(stored, ring))
+
+    def payload(self) -> PayloadClass:
+        return PAYLOADS[self.type]
+
+    def subject_id(self) -> str | None:
+        field = self.payload().subject_field
+        return None if field is None else str(self.data[field])
 
 
 class Tables:
@@ -55,6 +101,19 @@ class Tables:
         return cls({s.name: s.shadow() for s in specs})
 
 
+class Writer(ABC):
+    """A projection's rows not yet written: `add` changes them in memory (it may
+    read rows written before), `flush` writes them in the caller's transaction
+    and forgets them."""
+
+    @abstractmethod
+    def add(self, events: Sequence[Envelope]) -> None:
+        """Take in `events` (position order, all of the projection's types)."""
+
+    @abstractmethod
+    def flush(self) -> None: ...
+
+
 class Projection(ABC):
     name: ClassVar[str]
     # Bumped when the table layout or the meaning of rows changes: stored
@@ -73,5 +132,11 @@ class Projection(ABC):
             cls.types = frozenset(p.type_name for p in cls.payloads)
 
     @abstractmethod
+    def writer(self, db: Connection, tables: Tables) -> Writer:
+        """A fresh writer into `tables`."""
+
     def apply(self, db: Connection, tables: Tables, events: Sequence[Envelope]) -> None:
         """Write the effect of `events` (position order, all of `types`)."""
+        writer = self.writer(db, tables)
+        writer.add(events)
+        writer.flush()

@@ -8,13 +8,30 @@ from typing import Any
 
 from ledger.db import Connection
 from ledger.events.customer import CustomerCardChanged, CustomerCreated
-from projections.base import Envelope, Projection, Tables
+from projections.base import Envelope, Projection, Tables, Writer
 from projections.history import change_rows, history_rows, history_tab, history_table
 from projections.paging import FIRST_PAGE, Page
 from projections.sealing import Sealer, revealing
-from projections.writing import insert_rows
+from projections.writing import AppendWriter
 
 CARD_HISTORY = history_table("rm_card_history", subject=None)
+
+
+class _CardWriter(AppendWriter):
+    def __init__(self, db: Connection, tables: Tables) -> None:
+        super().__init__(db, tables[CARD_HISTORY.name], CARD_HISTORY.column_names)
+        self._sealer = Sealer.for_db(db)
+
+    def add(self, events: Sequence[Envelope]) -> None:
+        rows = self.rows
+        for e in events:
+            d = e.data
+            if e.type == CustomerCreated.type_name:
+                given = [(f, None, v) for f, v in d["card"].items() if v is not None]
+                rows += change_rows(e, given, sealer=self._sealer)
+            else:
+                changes = [(c["field"], c["old"], c["new"]) for c in d["changes"]]
+                rows += change_rows(e, changes, sealer=self._sealer)
 
 
 class CardProjection(Projection):
@@ -22,18 +39,8 @@ class CardProjection(Projection):
     tables = (CARD_HISTORY,)
     payloads = (CustomerCreated, CustomerCardChanged)
 
-    def apply(self, db: Connection, tables: Tables, events: Sequence[Envelope]) -> None:
-        rows: list[tuple[Any, ...]] = []
-        sealer = Sealer.for_db(db)
-        for e in events:
-            d = e.event.data
-            if isinstance(d, CustomerCreated):
-                given = [(f, None, v) for f, v in d.card.items() if v is not None]
-                rows += change_rows(e, given, sealer=sealer)
-            elif isinstance(d, CustomerCardChanged):
-                changes = [(c.field, c.old, c.new) for c in d.changes]
-                rows += change_rows(e, changes, sealer=sealer)
-        insert_rows(db, tables[CARD_HISTORY.name], CARD_HISTORY.column_names, rows)
+    def writer(self, db: Connection, tables: Tables) -> Writer:
+        return _CardWriter(db, tables)
 
 
 ROWS = history_rows(CARD_HISTORY)

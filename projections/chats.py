@@ -7,11 +7,10 @@ from typing import Any
 
 from ledger.db import Connection
 from ledger.events.chat import ChatMessage, ChatStarted, ChatStatusChanged
-from projections.base import Envelope, Projection, Tables
-from projections.clock import iso
+from projections.base import Envelope, Projection, Tables, Writer
 from projections.paging import FIRST_PAGE, Page, PagedQuery
 from projections.tables import Index, TableSpec
-from projections.writing import EntityBatch
+from projections.writing import EntityWriter
 
 CHATS = TableSpec(
     name="rm_chats",
@@ -31,39 +30,45 @@ CHATS = TableSpec(
 )
 
 
+class _ChatsWriter(EntityWriter):
+    def __init__(self, db: Connection, tables: Tables) -> None:
+        super().__init__(db, tables[CHATS.name], CHATS.column_names, "dialog_id")
+
+    def add(self, events: Sequence[Envelope]) -> None:
+        self.load_referenced(events)
+        for e in events:
+            d, kind = e.data, e.type
+            if kind == ChatStarted.type_name:
+                self.born(
+                    {
+                        "dialog_id": d["dialog_id"],
+                        "customer_id": e.customer_id,
+                        "started_us": e.occurred_us,
+                        "position": e.position,
+                        "started_at": e.occurred_at,
+                        "status": "new",
+                        "message_count": 0,
+                        "channel": d["channel"],
+                        "url": d.get("url"),
+                    }
+                )
+                continue
+            row = self.get(d["dialog_id"])
+            if row is None:  # the write model never lets this happen; stay robust
+                continue
+            if kind == ChatMessage.type_name:
+                row["message_count"] += 1
+            elif kind == ChatStatusChanged.type_name:
+                row["status"] = d["status"]
+
+
 class ChatsProjection(Projection):
     name = "chats"
     tables = (CHATS,)
     payloads = (ChatStarted, ChatMessage, ChatStatusChanged)
 
-    def apply(self, db: Connection, tables: Tables, events: Sequence[Envelope]) -> None:
-        batch = EntityBatch(db, tables[CHATS.name], CHATS.column_names, "dialog_id")
-        batch.load_referenced(events)
-        for e in events:
-            d = e.event.data
-            if isinstance(d, ChatStarted):
-                batch.add(
-                    {
-                        "dialog_id": d.dialog_id,
-                        "customer_id": e.event.customer_id,
-                        "started_us": e.occurred_us,
-                        "position": e.position,
-                        "started_at": iso(e.event.occurred_at),
-                        "status": "new",
-                        "message_count": 0,
-                        "channel": d.channel,
-                        "url": d.url,
-                    }
-                )
-                continue
-            row = batch.get(str(d.subject_id()))
-            if row is None:  # the write model never lets this happen; stay robust
-                continue
-            if isinstance(d, ChatMessage):
-                row["message_count"] += 1
-            elif isinstance(d, ChatStatusChanged):
-                row["status"] = d.status
-        batch.save()
+    def writer(self, db: Connection, tables: Tables) -> Writer:
+        return _ChatsWriter(db, tables)
 
 
 ROWS = f"FROM {CHATS.name} WHERE customer_id = ?"

@@ -7,12 +7,11 @@ from typing import Any
 
 from ledger.db import Connection
 from ledger.events.email import EmailClicked, EmailDelivered, EmailOpened, EmailSent
-from projections.base import Envelope, Projection, Tables
-from projections.clock import iso
+from projections.base import Envelope, Projection, Tables, Writer
 from projections.paging import FIRST_PAGE, Page, PagedQuery
 from projections.sealing import Sealer
 from projections.tables import Index, TableSpec
-from projections.writing import EntityBatch
+from projections.writing import EntityWriter
 
 EMAILS = TableSpec(
     name="rm_emails",
@@ -34,27 +33,24 @@ EMAILS = TableSpec(
 )
 
 
-class EmailsProjection(Projection):
-    name = "emails"
-    tables = (EMAILS,)
-    # `email.bounced` shows on the timeline; the tab has no field for it.
-    payloads = (EmailSent, EmailDelivered, EmailOpened, EmailClicked)
+class _EmailsWriter(EntityWriter):
+    def __init__(self, db: Connection, tables: Tables) -> None:
+        super().__init__(db, tables[EMAILS.name], EMAILS.column_names, "message_id")
+        self._sealer = Sealer.for_db(db)
 
-    def apply(self, db: Connection, tables: Tables, events: Sequence[Envelope]) -> None:
-        batch = EntityBatch(db, tables[EMAILS.name], EMAILS.column_names, "message_id")
-        batch.load_referenced(events)
-        sealer = Sealer.for_db(db)
+    def add(self, events: Sequence[Envelope]) -> None:
+        self.load_referenced(events)
         for e in events:
-            d = e.event.data
-            if isinstance(d, EmailSent):
-                batch.add(
+            d, kind = e.data, e.type
+            if kind == EmailSent.type_name:
+                self.born(
                     {
-                        "message_id": d.message_id,
-                        "customer_id": e.event.customer_id,
+                        "message_id": d["message_id"],
+                        "customer_id": e.customer_id,
                         "sent_us": e.occurred_us,
                         "position": e.position,
-                        "sent_at": iso(e.event.occurred_at),
-                        "subject": sealer.text(e.event.customer_id, d.subject),
+                        "sent_at": e.occurred_at,
+                        "subject": self._sealer.text(e.customer_id, d["subject"]),
                         "delivered": 0,
                         "opened_at": None,
                         "opened_us": None,
@@ -63,19 +59,28 @@ class EmailsProjection(Projection):
                     }
                 )
                 continue
-            row = batch.get(str(d.subject_id()))
+            row = self.get(d["message_id"])
             if row is None:  # the write model never lets this happen; stay robust
                 continue
-            if isinstance(d, EmailDelivered):
+            if kind == EmailDelivered.type_name:
                 row["delivered"] = 1
-            elif isinstance(d, EmailOpened):
+            elif kind == EmailOpened.type_name:
                 row["open_count"] += 1
                 # The first open is the earliest, whatever order the opens arrive in.
                 if row["opened_us"] is None or e.occurred_us < row["opened_us"]:
-                    row["opened_us"], row["opened_at"] = e.occurred_us, iso(e.event.occurred_at)
-            elif isinstance(d, EmailClicked):
+                    row["opened_us"], row["opened_at"] = e.occurred_us, e.occurred_at
+            elif kind == EmailClicked.type_name:
                 row["clicks"] += 1
-        batch.save()
+
+
+class EmailsProjection(Projection):
+    name = "emails"
+    tables = (EMAILS,)
+    # `email.bounced` shows on the timeline; the tab has no field for it.
+    payloads = (EmailSent, EmailDelivered, EmailOpened, EmailClicked)
+
+    def writer(self, db: Connection, tables: Tables) -> Writer:
+        return _EmailsWriter(db, tables)
 
 
 ROWS = f"FROM {EMAILS.name} WHERE customer_id = ?"

@@ -10,9 +10,7 @@ from functools import lru_cache
 from typing import Any
 
 from ledger.db import Connection
-from ledger.events import Actor
 from projections.base import Envelope
-from projections.clock import iso
 from projections.paging import FIRST_PAGE, Page, PagedQuery
 from projections.sealing import Sealer
 from projections.tables import ColumnType, Index, TableSpec
@@ -49,9 +47,9 @@ def _actor_json(kind: str, actor_id: str, name: str | None) -> str:
     return json.dumps({"kind": kind, "id": actor_id, "name": name}, ensure_ascii=False)
 
 
-def actor_json(actor: Actor) -> str:
+def actor_json(actor: dict[str, Any]) -> str:
     """The actor as JSON; a ledger has few distinct actors, so each is encoded once."""
-    return _actor_json(actor.kind, actor.id, actor.name)
+    return _actor_json(actor["kind"], actor["id"], actor.get("name"))
 
 
 def change_rows(
@@ -64,11 +62,11 @@ def change_rows(
 ) -> list[tuple[Any, ...]]:
     """One row per change; with a `sealer`, the old and new values of personal
     fields are stored sealed (projections.sealing)."""
-    head: tuple[Any, ...] = (e.event.customer_id, e.occurred_us)
+    head: tuple[Any, ...] = (e.customer_id, e.occurred_us)
     if subject_id is not None:
         head += (subject_id,)
-    when, actor = iso(e.event.occurred_at), actor_json(e.event.actor)
-    customer_id = e.event.customer_id
+    when, actor = e.occurred_at, actor_json(e.actor)
+    customer_id = e.customer_id
 
     def cell(field: str, value: Any) -> str:
         text = _json(value)

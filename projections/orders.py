@@ -7,15 +7,38 @@ from typing import Any
 
 from ledger.db import Connection
 from ledger.events.order import OrderChanged, OrderCreated
-from projections.base import Envelope, Projection, Tables
+from projections.base import Envelope, Projection, Tables, Writer
 from projections.history import change_rows, history_rows, history_tab, history_table
 from projections.paging import FIRST_PAGE, Page
 from projections.sealing import Sealer
-from projections.writing import insert_rows
+from projections.writing import AppendWriter
 
 ORDER_HISTORY = history_table("rm_order_history", subject="order_id")
 
 _CREATED_FIELDS = ("number", "status", "total", "currency")
+
+
+class _OrdersWriter(AppendWriter):
+    def __init__(self, db: Connection, tables: Tables) -> None:
+        super().__init__(db, tables[ORDER_HISTORY.name], ORDER_HISTORY.column_names)
+        self._sealer = Sealer.for_db(db)
+
+    def add(self, events: Sequence[Envelope]) -> None:
+        rows = self.rows
+        for e in events:
+            d = e.data
+            if e.type == OrderCreated.type_name:
+                given = [(f, None, d.get(f)) for f in _CREATED_FIELDS]
+                rows += change_rows(e, [c for c in given if c[2] is not None], d["order_id"])
+            else:
+                changes = [(c["field"], c["old"], c["new"]) for c in d["changes"]]
+                rows += change_rows(
+                    e,
+                    changes,
+                    d["order_id"],
+                    sealer=self._sealer,
+                    personal=OrderChanged.personal_change,
+                )
 
 
 class OrdersProjection(Projection):
@@ -23,20 +46,8 @@ class OrdersProjection(Projection):
     tables = (ORDER_HISTORY,)
     payloads = (OrderCreated, OrderChanged)
 
-    def apply(self, db: Connection, tables: Tables, events: Sequence[Envelope]) -> None:
-        rows: list[tuple[Any, ...]] = []
-        sealer = Sealer.for_db(db)
-        for e in events:
-            d = e.event.data
-            if isinstance(d, OrderCreated):
-                given = [(f, None, getattr(d, f)) for f in _CREATED_FIELDS]
-                rows += change_rows(e, [c for c in given if c[2] is not None], d.order_id)
-            elif isinstance(d, OrderChanged):
-                changes = [(c.field, c.old, c.new) for c in d.changes]
-                rows += change_rows(
-                    e, changes, d.order_id, sealer=sealer, personal=OrderChanged.personal_change
-                )
-        insert_rows(db, tables[ORDER_HISTORY.name], ORDER_HISTORY.column_names, rows)
+    def writer(self, db: Connection, tables: Tables) -> Writer:
+        return _OrdersWriter(db, tables)
 
 
 ROWS = history_rows(ORDER_HISTORY)

@@ -294,7 +294,7 @@ class Runner:
         last = rows[-1].position
         by_type: dict[str, list[Envelope]] = {}
         for e in decoded:
-            by_type.setdefault(e.event.type, []).append(e)
+            by_type.setdefault(e.type, []).append(e)
         moved = dict(positions)
         for target in self.targets:
             name = target.tracking_name
@@ -342,7 +342,7 @@ class Runner:
                 raise
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {first_line(exc)}"
-                return Poison(e.position, str(e.event.event_id), e.event.type, reason)
+                return Poison(e.position, e.event_id, e.type, reason)
         return None
 
     @staticmethod

@@ -8,12 +8,11 @@ from typing import Any
 
 from ledger.db import Connection
 from ledger.events.segment import SegmentJoined, SegmentLeft
-from projections.base import Envelope, Projection, Tables
-from projections.clock import iso
+from projections.base import Envelope, Projection, Tables, Writer
 from projections.history import actor_json
 from projections.paging import FIRST_PAGE, Page, PagedQuery
 from projections.tables import Index, TableSpec
-from projections.writing import insert_rows
+from projections.writing import AppendWriter
 
 SEGMENT_HISTORY = TableSpec(
     name="rm_segment_history",
@@ -37,44 +36,53 @@ SEGMENT_MEMBERS = TableSpec(
 )
 
 
+class _SegmentsWriter(AppendWriter):
+    def __init__(self, db: Connection, tables: Tables) -> None:
+        super().__init__(db, tables[SEGMENT_HISTORY.name], SEGMENT_HISTORY.column_names)
+        self._members = tables[SEGMENT_MEMBERS.name]
+        # Only the last word per membership since the last flush matters: the
+        # write model allows join and leave only in turn.
+        self._member: dict[tuple[str, str], bool] = {}
+
+    def add(self, events: Sequence[Envelope]) -> None:
+        for e in events:
+            d = e.data
+            joined = e.type == SegmentJoined.type_name
+            self.rows.append(
+                (
+                    e.position,
+                    e.customer_id,
+                    e.occurred_us,
+                    d["segment_id"],
+                    d.get("segment_name"),
+                    "joined" if joined else "left",
+                    e.occurred_at,
+                    actor_json(e.actor),
+                )
+            )
+            self._member[(e.customer_id, d["segment_id"])] = joined
+
+    def flush(self) -> None:
+        super().flush()
+        member, self._member = self._member, {}
+        self.db.executemany(
+            f"INSERT INTO {self._members} (customer_id, segment_id) VALUES (?, ?) "
+            "ON CONFLICT (customer_id, segment_id) DO NOTHING",
+            [key for key, joined in member.items() if joined],
+        )
+        self.db.executemany(
+            f"DELETE FROM {self._members} WHERE customer_id = ? AND segment_id = ?",
+            [key for key, joined in member.items() if not joined],
+        )
+
+
 class SegmentsProjection(Projection):
     name = "segments"
     tables = (SEGMENT_HISTORY, SEGMENT_MEMBERS)
     payloads = (SegmentJoined, SegmentLeft)
 
-    def apply(self, db: Connection, tables: Tables, events: Sequence[Envelope]) -> None:
-        history = []
-        # Only the batch's last word per membership matters: the write model
-        # allows join and leave only in turn.
-        member: dict[tuple[str, str], bool] = {}
-        for e in events:
-            d = e.event.data
-            assert isinstance(d, SegmentJoined | SegmentLeft)
-            joined = isinstance(d, SegmentJoined)
-            history.append(
-                (
-                    e.position,
-                    e.event.customer_id,
-                    e.occurred_us,
-                    d.segment_id,
-                    d.segment_name,
-                    "joined" if joined else "left",
-                    iso(e.event.occurred_at),
-                    actor_json(e.event.actor),
-                )
-            )
-            member[(e.event.customer_id, d.segment_id)] = joined
-        insert_rows(db, tables[SEGMENT_HISTORY.name], SEGMENT_HISTORY.column_names, history)
-        members = tables[SEGMENT_MEMBERS.name]
-        db.executemany(
-            f"INSERT INTO {members} (customer_id, segment_id) VALUES (?, ?) "
-            "ON CONFLICT (customer_id, segment_id) DO NOTHING",
-            [key for key, joined in member.items() if joined],
-        )
-        db.executemany(
-            f"DELETE FROM {members} WHERE customer_id = ? AND segment_id = ?",
-            [key for key, joined in member.items() if not joined],
-        )
+    def writer(self, db: Connection, tables: Tables) -> Writer:
+        return _SegmentsWriter(db, tables)
 
 
 ROWS = f"FROM {SEGMENT_HISTORY.name} WHERE customer_id = ?"

@@ -4,17 +4,18 @@ computed at query time, because they depend on who asks."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from ledger.db import Connection
 from ledger.events.task import TaskCompleted, TaskCreated, TaskDeleted, TaskEdited, TaskReopened
 from ledger.rights import RightsPolicy
-from projections.base import Envelope, Projection, Tables
+from projections.base import Envelope, Projection, Tables, Writer
 from projections.clock import iso
 from projections.paging import FIRST_PAGE, Page, PagedQuery
 from projections.sealing import Sealer
 from projections.tables import Index, TableSpec
-from projections.writing import EntityBatch
+from projections.writing import EntityWriter
 
 TASKS = TableSpec(
     name="rm_tasks",
@@ -45,50 +46,59 @@ ACTIONS: dict[str, tuple[str, ...]] = {
 RIGHT_FOR_ACTION = {"edit": "tasks.edit", "reopen": "tasks.reopen", "delete": "tasks.delete"}
 
 
+class _TasksWriter(EntityWriter):
+    def __init__(self, db: Connection, tables: Tables) -> None:
+        super().__init__(db, tables[TASKS.name], TASKS.column_names, "task_id")
+        self._sealer = Sealer.for_db(db)
+
+    def add(self, events: Sequence[Envelope]) -> None:
+        self.load_referenced(events)
+        sealer = self._sealer
+        for e in events:
+            data, when, kind = e.data, e.occurred_at, e.type
+            if kind == TaskCreated.type_name:
+                due_at = data.get("due_at")
+                self.born(
+                    {
+                        "task_id": data["task_id"],
+                        "customer_id": e.customer_id,
+                        "created_us": e.occurred_us,
+                        "position": e.position,
+                        "title": sealer.text(e.customer_id, data["title"]),
+                        "status": "pending",
+                        "created_at": when,
+                        "completed_at": None,
+                        "due_at": iso(datetime.fromisoformat(due_at)) if due_at else None,
+                        "assignee_id": data.get("assignee_id"),
+                    }
+                )
+                continue
+            row = self.get(data["task_id"])
+            if row is None:  # the write model never lets this happen; stay robust
+                continue
+            if kind == TaskEdited.type_name:
+                for change in data["changes"]:
+                    field = change["field"]
+                    if field in _EDITABLE:
+                        value = None if change["new"] is None else str(change["new"])
+                        if TaskEdited.personal_change(field):
+                            value = sealer.text(e.customer_id, value)
+                        row[field] = value
+            elif kind == TaskCompleted.type_name:
+                row["status"], row["completed_at"] = "completed", when
+            elif kind == TaskReopened.type_name:
+                row["status"], row["completed_at"] = "pending", None
+            elif kind == TaskDeleted.type_name:
+                row["status"] = "deleted"
+
+
 class TasksProjection(Projection):
     name = "tasks"
     tables = (TASKS,)
     payloads = (TaskCreated, TaskEdited, TaskCompleted, TaskReopened, TaskDeleted)
 
-    def apply(self, db: Connection, tables: Tables, events: Sequence[Envelope]) -> None:
-        batch = EntityBatch(db, tables[TASKS.name], TASKS.column_names, "task_id")
-        batch.load_referenced(events)
-        sealer = Sealer.for_db(db)
-        for e in events:
-            data, when = e.event.data, iso(e.event.occurred_at)
-            if isinstance(data, TaskCreated):
-                batch.add(
-                    {
-                        "task_id": data.task_id,
-                        "customer_id": e.event.customer_id,
-                        "created_us": e.occurred_us,
-                        "position": e.position,
-                        "title": sealer.text(e.event.customer_id, data.title),
-                        "status": "pending",
-                        "created_at": when,
-                        "completed_at": None,
-                        "due_at": iso(data.due_at) if data.due_at else None,
-                        "assignee_id": data.assignee_id,
-                    }
-                )
-                continue
-            row = batch.get(str(data.subject_id()))
-            if row is None:  # the write model never lets this happen; stay robust
-                continue
-            if isinstance(data, TaskEdited):
-                for change in data.changes:
-                    if change.field in _EDITABLE:
-                        value = None if change.new is None else str(change.new)
-                        if TaskEdited.personal_change(change.field):
-                            value = sealer.text(e.event.customer_id, value)
-                        row[change.field] = value
-            elif isinstance(data, TaskCompleted):
-                row["status"], row["completed_at"] = "completed", when
-            elif isinstance(data, TaskReopened):
-                row["status"], row["completed_at"] = "pending", None
-            elif isinstance(data, TaskDeleted):
-                row["status"] = "deleted"
-        batch.save()
+    def writer(self, db: Connection, tables: Tables) -> Writer:
+        return _TasksWriter(db, tables)
 
 
 def actions_for(status: str, viewer: str | None, policy: RightsPolicy) -> list[str]:

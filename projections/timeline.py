@@ -20,12 +20,12 @@ from ledger.events.catalogue import PAYLOAD_CLASSES
 from ledger.personal import has_personal
 from ledger.reading import states_at
 from ledger.summaries import summarize
-from projections.base import Envelope, Projection, Tables
+from projections.base import Envelope, Projection, Tables, Writer
 from projections.clock import micros
 from projections.paging import MAX_LIMIT, decode_cursor, encode_cursor
 from projections.sealing import Sealer
 from projections.tables import Index, TableSpec
-from projections.writing import insert_rows
+from projections.writing import AppendWriter
 
 TIMELINE = TableSpec(
     name="rm_timeline",
@@ -46,27 +46,38 @@ TIMELINE = TableSpec(
 DEFAULT_LIMIT = 50
 
 
+class _TimelineWriter(AppendWriter):
+    def __init__(self, db: Connection, tables: Tables) -> None:
+        super().__init__(db, tables[TIMELINE.name], TIMELINE.column_names)
+        self._sealer = Sealer.for_db(db)
+
+    def add(self, events: Sequence[Envelope]) -> None:
+        seal = self._sealer.text
+        self.rows += [
+            (
+                e.position,
+                e.customer_id,
+                e.occurred_us,
+                _KIND[e.type],
+                e.type,
+                seal(e.customer_id, summarize(e.type, e.data))
+                if has_personal(e.type, e.data)
+                else summarize(e.type, e.data),
+            )
+            for e in events
+        ]
+
+
+_KIND = {p.type_name: p.kind for p in PAYLOAD_CLASSES}
+
+
 class TimelineProjection(Projection):
     name = "timeline"
     tables = (TIMELINE,)
     payloads = PAYLOAD_CLASSES
 
-    def apply(self, db: Connection, tables: Tables, events: Sequence[Envelope]) -> None:
-        sealer = Sealer.for_db(db)
-        rows = [
-            (
-                e.position,
-                e.event.customer_id,
-                e.occurred_us,
-                e.event.data.kind,
-                e.event.type,
-                sealer.text(e.event.customer_id, summarize(e.event))
-                if has_personal(e.event.type, e.event.data)
-                else summarize(e.event),
-            )
-            for e in events
-        ]
-        insert_rows(db, tables[TIMELINE.name], TIMELINE.column_names, rows)
+    def writer(self, db: Connection, tables: Tables) -> Writer:
+        return _TimelineWriter(db, tables)
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,10 @@ from typing import Any
 
 from ledger.db import Connection
 from ledger.events.visit import VisitRecorded
-from projections.base import Envelope, Projection, Tables
-from projections.clock import iso
+from projections.base import Envelope, Projection, Tables, Writer
 from projections.paging import FIRST_PAGE, Page, PagedQuery
 from projections.tables import Index, TableSpec
-from projections.writing import insert_rows
+from projections.writing import AppendWriter
 
 VISITS = TableSpec(
     name="rm_visits",
@@ -32,31 +31,33 @@ VISITS = TableSpec(
 )
 
 
+class _VisitsWriter(AppendWriter):
+    def add(self, events: Sequence[Envelope]) -> None:
+        self.rows += [
+            (
+                e.position,
+                e.customer_id,
+                e.occurred_us,
+                d["visit_id"],
+                e.occurred_at,
+                d.get("site"),
+                d["source"],
+                d["channel"],
+                d["duration_s"],
+                d.get("pages_viewed"),
+            )
+            for e in events
+            for d in (e.data,)
+        ]
+
+
 class VisitsProjection(Projection):
     name = "visits"
     tables = (VISITS,)
     payloads = (VisitRecorded,)
 
-    def apply(self, db: Connection, tables: Tables, events: Sequence[Envelope]) -> None:
-        rows = []
-        for e in events:
-            d = e.event.data
-            assert isinstance(d, VisitRecorded)
-            rows.append(
-                (
-                    e.position,
-                    e.event.customer_id,
-                    e.occurred_us,
-                    d.visit_id,
-                    iso(e.event.occurred_at),
-                    d.site,
-                    d.source,
-                    d.channel,
-                    d.duration_s,
-                    d.pages_viewed,
-                )
-            )
-        insert_rows(db, tables[VISITS.name], VISITS.column_names, rows)
+    def writer(self, db: Connection, tables: Tables) -> Writer:
+        return _VisitsWriter(db, tables[VISITS.name], VISITS.column_names)
 
 
 ROWS = f"FROM {VISITS.name} WHERE customer_id = ?"

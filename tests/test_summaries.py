@@ -1,4 +1,5 @@
-"""The timeline's one-line summaries: one per event type, from the typed payload."""
+"""The timeline's one-line summaries: one per event type, from the payload as stored
+(validated, then dumped to JSON values as the events table holds it)."""
 
 from __future__ import annotations
 
@@ -83,7 +84,8 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
 
 @pytest.mark.parametrize(("event_type", "data", "expected"), CASES)
 def test_summary(event_type: str, data: dict[str, Any], expected: str) -> None:
-    assert summarize(parse_inbound(event(event_type, "c1", data))) == expected
+    validated = parse_inbound(event(event_type, "c1", data))
+    assert summarize(event_type, validated.data.model_dump(mode="json")) == expected
 
 
 def test_every_type_has_a_summary_of_its_own() -> None:
