@@ -28,6 +28,7 @@ from ledger.reading import head_position
 from ledger.service import prepare_store, projections_status, service_errors
 from ledger.signals import stop_on_signals
 from projections import rebuild as replay
+from projections.loading import DEFAULT_CHECKPOINT_EVENTS
 from projections.runner import (
     DEFAULT_BATCH_SIZE,
     Follower,
@@ -219,11 +220,24 @@ def _progress_mode(output_format: str) -> Mode:
     type=click.IntRange(1, 100_000),
     default=replay.DEFAULT_REBUILD_BATCH_SIZE,
     show_default=True,
-    help="Events per transaction.",
+    help="Events read at a time.",
+)
+@click.option(
+    "--checkpoint-events",
+    type=click.IntRange(1, 10_000_000),
+    default=DEFAULT_CHECKPOINT_EVENTS,
+    show_default=True,
+    help="Events between checkpoints (a killed rebuild resumes from the last one); "
+    "bounds memory.",
 )
 @FORMAT_OPTION
 def rebuild(
-    names: tuple[str, ...], all_: bool, discard: bool, batch_size: int, output_format: str
+    names: tuple[str, ...],
+    all_: bool,
+    discard: bool,
+    batch_size: int,
+    checkpoint_events: int,
+    output_format: str,
 ) -> None:
     """Replay every event into fresh tables, then swap them in atomically.
 
@@ -252,6 +266,7 @@ def rebuild(
             conn,
             chosen,
             batch_size=batch_size,
+            checkpoint_events=checkpoint_events,
             progress=progress.update,
             phase=lambda name: progress.set_phase(name, head_position(conn)),
         )

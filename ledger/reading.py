@@ -72,6 +72,21 @@ def read_rows(conn: Connection, after: int, limit: int) -> list[StoredRow]:
     return [StoredRow(r[0], _stream_id(r[1]), r[2], r[3], bytes(r[4]), ring) for r in rows]
 
 
+LeanRow = tuple[int, str, bytes]
+
+
+def read_lean(conn: Connection, after: int, limit: int) -> list[LeanRow]:
+    """(position, type, stored state) of up to `limit` rows with position > `after`,
+    in position order: the least a bulk reader needs (a rebuild's load), with no
+    object per row; the state as stored (personal values encrypted)."""
+    rows = conn.fetchall(
+        f"SELECT notification_id, topic, state FROM {EVENTS_TABLE} "
+        "WHERE notification_id > ? ORDER BY notification_id LIMIT ?",
+        (after, limit),
+    )
+    return rows  # both drivers return the blob as bytes
+
+
 def iter_rows(conn: Connection, after: int = 0, page: int = 1000) -> Iterator[StoredRow]:
     """Every row after `after`, read a page at a time (constant memory)."""
     while True:

@@ -5,7 +5,8 @@ while the live tables keep answering and keep following:
 
 1. prepare: create the shadow tables with only their keys (or resume a shadow
    a killed rebuild left behind);
-2. load: replay every event into them in large batches;
+2. load: replay every event into them in one pass, written at checkpoints
+   (projections.loading);
 3. index: build the query indexes in one go, far cheaper than row by row;
 4. catch up with what was appended meanwhile;
 5. swap: one transaction locks the live and shadow tracking rows, applies the
@@ -28,6 +29,7 @@ from ledger.db import Connection
 from ledger.reading import head_position
 from projections import tracking
 from projections.base import Projection
+from projections.loading import DEFAULT_CHECKPOINT_EVENTS, load
 from projections.runner import Progress, Runner, Target
 from projections.tables import (
     create_indexes,
@@ -119,6 +121,7 @@ def rebuild(
     projections: Sequence[Projection],
     *,
     batch_size: int = DEFAULT_REBUILD_BATCH_SIZE,
+    checkpoint_events: int = DEFAULT_CHECKPOINT_EVENTS,
     progress: Progress | None = None,
     phase: PhaseCallback | None = None,
 ) -> RebuildReport:
@@ -129,17 +132,24 @@ def rebuild(
         # so memory stays flat however many events there are.
         conn.execute("PRAGMA cache_size=-16384")
     resumed = tuple(p.name for p in projections if prepare_shadow(conn, p))
-    runner = Runner(conn, [Target.shadow(p) for p in projections], batch_size)
     events = 0
     if phase:
         phase("load")
-    events += runner.catch_up(until=head_position(conn), progress=progress)
+    events += load(
+        conn,
+        projections,
+        head_position(conn),
+        batch_size=batch_size,
+        checkpoint_events=checkpoint_events,
+        progress=progress,
+    )
     if phase:
         phase("index")
     for projection in projections:
         index_shadow(conn, projection)
     if phase:
         phase("catch-up")
+    runner = Runner(conn, [Target.shadow(p) for p in projections], batch_size)
     events += runner.catch_up(progress=progress)
     if phase:
         phase("swap")

@@ -72,7 +72,10 @@ def test_projector_killed_mid_run_resumes_exactly(store_url: str) -> None:
 
 def _kill_rebuild_half_way(url: str, head: int) -> None:
     process = subprocess.Popen(
-        [LEDGER, "projections", "rebuild", "--all", "--batch-size", "20", "--format", "json"],
+        [
+            *(LEDGER, "projections", "rebuild", "--all", "--format", "json"),
+            *("--batch-size", "20", "--checkpoint-events", "60"),
+        ],
         env={**os.environ, "LEDGER_DATABASE_URL": url},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -81,6 +84,10 @@ def _kill_rebuild_half_way(url: str, head: int) -> None:
     process.kill()
     process.wait(30)
     assert at_kill < head
+    # Killed between checkpoints: the shadow holds exactly the events up to its position.
+    with Connection(parse_database_url(url)) as conn:
+        shadow_rows = conn.fetchone("SELECT COUNT(*) FROM rm_timeline__rebuild")
+    assert shadow_rows == (positions(url)["timeline~rebuild"],)
 
 
 def test_killed_rebuild_leaves_live_untouched_and_resumes_or_discards(store_url: str) -> None:
