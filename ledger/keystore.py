@@ -47,6 +47,12 @@ CACHE_SECONDS = 2.0
 _PINNED_MAX = 10_000
 
 
+class Ciphers(Protocol):
+    """Where a reader gets a customer's data key: a Keyring, or a cache over one."""
+
+    def cipher(self, customer_id: str) -> AESGCM | None: ...
+
+
 class KeystoreError(Exception):
     """A key problem a user must fix (missing or wrong master key, a store of the
     old format); the message is one line saying what to do."""

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic_core import from_json
 
 from ledger.events import PAYLOADS, Payload
-from ledger.keystore import Keyring
+from ledger.keystore import Ciphers, Keyring
 
 MARKER = "enc"
 VERSION = "v1"
@@ -163,14 +163,14 @@ def reveal(state: bytes, ring: Keyring) -> bytes:
     return _dump(envelope)
 
 
-def reveal_document(state: bytes, ring: Keyring) -> dict[str, Any]:
+def reveal_document(state: bytes, ring: Ciphers) -> dict[str, Any]:
     """The stored envelope `state` decoded to plain values, personal values revealed:
     `reveal` without writing the JSON back out (a reader that wants the values)."""
     envelope: dict[str, Any] = from_json(state)
     return reveal_json(envelope, ring) if _MARKER_BYTES in state else envelope
 
 
-def reveal_json(envelope: dict[str, Any], ring: Keyring | None) -> dict[str, Any]:
+def reveal_json(envelope: dict[str, Any], ring: Ciphers | None) -> dict[str, Any]:
     """`reveal` on a decoded envelope (changed in place and returned). Without a
     keyring (a reader without the keys) personal values read as "[encrypted]"."""
     customer_id = str(envelope.get("customer_id"))

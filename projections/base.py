@@ -20,7 +20,7 @@ from pydantic_core import from_json
 
 from ledger.db import Connection
 from ledger.events import PAYLOADS, Payload, parse_recorded_json
-from ledger.keystore import Keyring
+from ledger.keystore import Ciphers, Keyring
 from ledger.personal import reveal_document
 from ledger.reading import StoredRow
 from projections.clock import iso, micros
@@ -70,7 +70,7 @@ class Envelope:
 
     @classmethod
     def decode_stored(
-        cls, position: int, event_type: str, stored: bytes, ring: Keyring
+        cls, position: int, event_type: str, stored: bytes, ring: Ciphers
     ) -> Envelope:
         """Unchecked: a stored row was validated and chained when it was appended."""
         return cls.of(position, event_type, reveal_document(stored, ring))
@@ -132,11 +132,11 @@ class Projection(ABC):
             cls.types = frozenset(p.type_name for p in cls.payloads)
 
     @abstractmethod
-    def writer(self, db: Connection, tables: Tables) -> Writer:
-        """A fresh writer into `tables`."""
+    def writer(self, db: Connection, tables: Tables, keys: Ciphers) -> Writer:
+        """A fresh writer into `tables`, sealing personal cells with `keys`."""
 
     def apply(self, db: Connection, tables: Tables, events: Sequence[Envelope]) -> None:
         """Write the effect of `events` (position order, all of `types`)."""
-        writer = self.writer(db, tables)
+        writer = self.writer(db, tables, Keyring.for_url(db.url))
         writer.add(events)
         writer.flush()

@@ -8,6 +8,7 @@ from typing import Any
 
 from ledger.db import Connection
 from ledger.events.customer import CustomerCardChanged, CustomerCreated
+from ledger.keystore import Ciphers
 from projections.base import Envelope, Projection, Tables, Writer
 from projections.history import change_rows, history_rows, history_tab, history_table
 from projections.paging import FIRST_PAGE, Page
@@ -18,9 +19,9 @@ CARD_HISTORY = history_table("rm_card_history", subject=None)
 
 
 class _CardWriter(AppendWriter):
-    def __init__(self, db: Connection, tables: Tables) -> None:
+    def __init__(self, db: Connection, tables: Tables, keys: Ciphers) -> None:
         super().__init__(db, tables[CARD_HISTORY.name], CARD_HISTORY.column_names)
-        self._sealer = Sealer.for_db(db)
+        self._sealer = Sealer(keys)
 
     def add(self, events: Sequence[Envelope]) -> None:
         rows = self.rows
@@ -39,8 +40,8 @@ class CardProjection(Projection):
     tables = (CARD_HISTORY,)
     payloads = (CustomerCreated, CustomerCardChanged)
 
-    def writer(self, db: Connection, tables: Tables) -> Writer:
-        return _CardWriter(db, tables)
+    def writer(self, db: Connection, tables: Tables, keys: Ciphers) -> Writer:
+        return _CardWriter(db, tables, keys)
 
 
 ROWS = history_rows(CARD_HISTORY)

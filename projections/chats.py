@@ -7,6 +7,7 @@ from typing import Any
 
 from ledger.db import Connection
 from ledger.events.chat import ChatMessage, ChatStarted, ChatStatusChanged
+from ledger.keystore import Ciphers
 from projections.base import Envelope, Projection, Tables, Writer
 from projections.paging import FIRST_PAGE, Page, PagedQuery
 from projections.tables import Index, TableSpec
@@ -67,7 +68,7 @@ class ChatsProjection(Projection):
     tables = (CHATS,)
     payloads = (ChatStarted, ChatMessage, ChatStatusChanged)
 
-    def writer(self, db: Connection, tables: Tables) -> Writer:
+    def writer(self, db: Connection, tables: Tables, keys: Ciphers) -> Writer:
         return _ChatsWriter(db, tables)
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from ledger.db import Connection
 from ledger.events.email import EmailClicked, EmailDelivered, EmailOpened, EmailSent
+from ledger.keystore import Ciphers
 from projections.base import Envelope, Projection, Tables, Writer
 from projections.paging import FIRST_PAGE, Page, PagedQuery
 from projections.sealing import Sealer
@@ -34,9 +35,9 @@ EMAILS = TableSpec(
 
 
 class _EmailsWriter(EntityWriter):
-    def __init__(self, db: Connection, tables: Tables) -> None:
+    def __init__(self, db: Connection, tables: Tables, keys: Ciphers) -> None:
         super().__init__(db, tables[EMAILS.name], EMAILS.column_names, "message_id")
-        self._sealer = Sealer.for_db(db)
+        self._sealer = Sealer(keys)
 
     def add(self, events: Sequence[Envelope]) -> None:
         self.load_referenced(events)
@@ -79,8 +80,8 @@ class EmailsProjection(Projection):
     # `email.bounced` shows on the timeline; the tab has no field for it.
     payloads = (EmailSent, EmailDelivered, EmailOpened, EmailClicked)
 
-    def writer(self, db: Connection, tables: Tables) -> Writer:
-        return _EmailsWriter(db, tables)
+    def writer(self, db: Connection, tables: Tables, keys: Ciphers) -> Writer:
+        return _EmailsWriter(db, tables, keys)
 
 
 ROWS = f"FROM {EMAILS.name} WHERE customer_id = ?"

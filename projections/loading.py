@@ -37,6 +37,7 @@ from projections.runner import (
     fewer_collections,
     relax_durability,
 )
+from projections.sealing import HeldKeys
 from projections.tracking import PositionMoved
 
 # Events between checkpoints: at 1,000,000 events this kept the rebuild under
@@ -79,11 +80,15 @@ class _Route:
 class _Load:
     def __init__(self, conn: Connection, targets: Sequence[Target], starts: dict[str, int]):
         self.conn = conn
-        self.ring = Keyring.for_url(conn.url)
+        self.ring = HeldKeys(Keyring.for_url(conn.url))
         self.starts = dict(starts)
         self.names = sorted(starts)
         self.routes = [
-            _Route(t.tracking_name, starts[t.tracking_name], t.projection.writer(conn, t.tables))
+            _Route(
+                t.tracking_name,
+                starts[t.tracking_name],
+                t.projection.writer(conn, t.tables, self.ring),
+            )
             for t in targets
         ]
         self.by_type: dict[str, list[_Route]] = {}

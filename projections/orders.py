@@ -7,6 +7,7 @@ from typing import Any
 
 from ledger.db import Connection
 from ledger.events.order import OrderChanged, OrderCreated
+from ledger.keystore import Ciphers
 from projections.base import Envelope, Projection, Tables, Writer
 from projections.history import change_rows, history_rows, history_tab, history_table
 from projections.paging import FIRST_PAGE, Page
@@ -19,9 +20,9 @@ _CREATED_FIELDS = ("number", "status", "total", "currency")
 
 
 class _OrdersWriter(AppendWriter):
-    def __init__(self, db: Connection, tables: Tables) -> None:
+    def __init__(self, db: Connection, tables: Tables, keys: Ciphers) -> None:
         super().__init__(db, tables[ORDER_HISTORY.name], ORDER_HISTORY.column_names)
-        self._sealer = Sealer.for_db(db)
+        self._sealer = Sealer(keys)
 
     def add(self, events: Sequence[Envelope]) -> None:
         rows = self.rows
@@ -46,8 +47,8 @@ class OrdersProjection(Projection):
     tables = (ORDER_HISTORY,)
     payloads = (OrderCreated, OrderChanged)
 
-    def writer(self, db: Connection, tables: Tables) -> Writer:
-        return _OrdersWriter(db, tables)
+    def writer(self, db: Connection, tables: Tables, keys: Ciphers) -> Writer:
+        return _OrdersWriter(db, tables, keys)
 
 
 ROWS = history_rows(ORDER_HISTORY)

@@ -23,9 +23,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ledger.db import Connection
-from ledger.keystore import Keyring
+from ledger.keystore import Ciphers, Keyring
 from ledger.personal import ERASED, TamperedValue
 
 PREFIX = "\x1benc1|"
@@ -37,15 +38,33 @@ def _aad(customer_id: str, hint: str) -> bytes:
     return f"read model\x00{customer_id}\x00{hint}".encode()
 
 
-class Sealer:
-    """Seals one projection batch's personal cells (keys cached by the keyring)."""
+class HeldKeys:
+    """The keys of one long pass over the events (a rebuild's load), each looked
+    up once in the keyring. The keyring drops its cache every CACHE_SECONDS so
+    an erasure elsewhere reaches readers; a load touching every customer paid
+    for that with a key lookup per customer per interval. A key erased during
+    the load may still seal cells here: they read as erased all the same."""
 
-    def __init__(self, ring: Keyring) -> None:
+    def __init__(self, ring: Ciphers, limit: int = 100_000) -> None:
         self._ring = ring
+        self._limit = limit  # memory stays bounded however many customers
+        self._keys: dict[str, AESGCM | None] = {}
 
-    @classmethod
-    def for_db(cls, db: Connection) -> Sealer:
-        return cls(Keyring.for_url(db.url))
+    def cipher(self, customer_id: str) -> AESGCM | None:
+        keys = self._keys
+        if customer_id in keys:
+            return keys[customer_id]
+        if len(keys) >= self._limit:
+            keys.clear()
+        key = keys[customer_id] = self._ring.cipher(customer_id)
+        return key
+
+
+class Sealer:
+    """Seals a projection's personal cells."""
+
+    def __init__(self, ring: Ciphers) -> None:
+        self._ring = ring
 
     def _seal(self, customer_id: str, hint: str, text: str) -> str:
         cipher = self._ring.cipher(customer_id)

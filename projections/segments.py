@@ -8,6 +8,7 @@ from typing import Any
 
 from ledger.db import Connection
 from ledger.events.segment import SegmentJoined, SegmentLeft
+from ledger.keystore import Ciphers
 from projections.base import Envelope, Projection, Tables, Writer
 from projections.history import actor_json
 from projections.paging import FIRST_PAGE, Page, PagedQuery
@@ -81,7 +82,7 @@ class SegmentsProjection(Projection):
     tables = (SEGMENT_HISTORY, SEGMENT_MEMBERS)
     payloads = (SegmentJoined, SegmentLeft)
 
-    def writer(self, db: Connection, tables: Tables) -> Writer:
+    def writer(self, db: Connection, tables: Tables, keys: Ciphers) -> Writer:
         return _SegmentsWriter(db, tables)
 
 

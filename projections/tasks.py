@@ -9,6 +9,7 @@ from typing import Any
 
 from ledger.db import Connection
 from ledger.events.task import TaskCompleted, TaskCreated, TaskDeleted, TaskEdited, TaskReopened
+from ledger.keystore import Ciphers
 from ledger.rights import RightsPolicy
 from projections.base import Envelope, Projection, Tables, Writer
 from projections.clock import iso
@@ -47,9 +48,9 @@ RIGHT_FOR_ACTION = {"edit": "tasks.edit", "reopen": "tasks.reopen", "delete": "t
 
 
 class _TasksWriter(EntityWriter):
-    def __init__(self, db: Connection, tables: Tables) -> None:
+    def __init__(self, db: Connection, tables: Tables, keys: Ciphers) -> None:
         super().__init__(db, tables[TASKS.name], TASKS.column_names, "task_id")
-        self._sealer = Sealer.for_db(db)
+        self._sealer = Sealer(keys)
 
     def add(self, events: Sequence[Envelope]) -> None:
         self.load_referenced(events)
@@ -97,8 +98,8 @@ class TasksProjection(Projection):
     tables = (TASKS,)
     payloads = (TaskCreated, TaskEdited, TaskCompleted, TaskReopened, TaskDeleted)
 
-    def writer(self, db: Connection, tables: Tables) -> Writer:
-        return _TasksWriter(db, tables)
+    def writer(self, db: Connection, tables: Tables, keys: Ciphers) -> Writer:
+        return _TasksWriter(db, tables, keys)
 
 
 def actions_for(status: str, viewer: str | None, policy: RightsPolicy) -> list[str]:

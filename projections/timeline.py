@@ -17,6 +17,7 @@ from typing import Any
 from ledger.db import Connection
 from ledger.events import KINDS
 from ledger.events.catalogue import PAYLOAD_CLASSES
+from ledger.keystore import Ciphers
 from ledger.personal import has_personal
 from ledger.reading import states_at
 from ledger.summaries import summarize
@@ -47,9 +48,9 @@ DEFAULT_LIMIT = 50
 
 
 class _TimelineWriter(AppendWriter):
-    def __init__(self, db: Connection, tables: Tables) -> None:
+    def __init__(self, db: Connection, tables: Tables, keys: Ciphers) -> None:
         super().__init__(db, tables[TIMELINE.name], TIMELINE.column_names)
-        self._sealer = Sealer.for_db(db)
+        self._sealer = Sealer(keys)
 
     def add(self, events: Sequence[Envelope]) -> None:
         seal = self._sealer.text
@@ -76,8 +77,8 @@ class TimelineProjection(Projection):
     tables = (TIMELINE,)
     payloads = PAYLOAD_CLASSES
 
-    def writer(self, db: Connection, tables: Tables) -> Writer:
-        return _TimelineWriter(db, tables)
+    def writer(self, db: Connection, tables: Tables, keys: Ciphers) -> Writer:
+        return _TimelineWriter(db, tables, keys)
 
 
 @dataclass(frozen=True)

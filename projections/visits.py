@@ -7,6 +7,7 @@ from typing import Any
 
 from ledger.db import Connection
 from ledger.events.visit import VisitRecorded
+from ledger.keystore import Ciphers
 from projections.base import Envelope, Projection, Tables, Writer
 from projections.paging import FIRST_PAGE, Page, PagedQuery
 from projections.tables import Index, TableSpec
@@ -56,7 +57,7 @@ class VisitsProjection(Projection):
     tables = (VISITS,)
     payloads = (VisitRecorded,)
 
-    def writer(self, db: Connection, tables: Tables) -> Writer:
+    def writer(self, db: Connection, tables: Tables, keys: Ciphers) -> Writer:
         return _VisitsWriter(db, tables[VISITS.name], VISITS.column_names)
 
 

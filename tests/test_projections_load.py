@@ -15,6 +15,7 @@ import pytest
 from ledger.application import LedgerApplication
 from ledger.db import Connection
 from ledger.domain import customer_stream_id
+from ledger.keystore import Ciphers
 from ledger.privacy import erase_customer
 from ledger.reading import head_position
 from ledger.rights import ALLOW_ALL
@@ -101,8 +102,8 @@ class _CrashingAtFlush(Projection):
         self.flushes = 0
         self.crash_at = crash_at
 
-    def writer(self, db: Connection, tables: Tables) -> Writer:
-        inner, outer = self.inner.writer(db, tables), self
+    def writer(self, db: Connection, tables: Tables, keys: Ciphers) -> Writer:
+        inner, outer = self.inner.writer(db, tables, keys), self
 
         class Crashing(Writer):
             def add(self, events: Sequence[Envelope]) -> None:
