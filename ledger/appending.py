@@ -35,11 +35,9 @@ import json
 import random
 import sqlite3
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from itertools import islice
 from types import TracebackType
 from typing import Any
@@ -56,6 +54,7 @@ from eventsourcing.persistence import (
 from ledger.application import LedgerApplication, first_line, snapshot_due
 from ledger.db import Connection
 from ledger.domain import Customer, CustomerEvent, RuleViolation
+from ledger.entropy import SYSTEM, Entropy
 from ledger.events import (
     PAYLOADS,
     ContractError,
@@ -158,8 +157,10 @@ class Appender:
         policy: RightsPolicy = ALLOW_ALL,
         batch_size: int = DEFAULT_BATCH_SIZE,
         customer_cache: int = DEFAULT_CUSTOMER_CACHE,
+        entropy: Entropy = SYSTEM,
     ) -> None:
         self.app = app
+        self.entropy = entropy
         self.policy = policy
         self.batch_size = batch_size
         self.customer_cache = customer_cache
@@ -193,7 +194,7 @@ class Appender:
                 return self.append_valid(items)
             return self.append_all_or_nothing(items)
         finally:
-            ring = self.app.mapper.keyring  # type: ignore[attr-defined]
+            ring = self.app.ledger_mapper.keyring
             if ring is not None:
                 # This thread's batch keys: readers on this thread go back to the
                 # shared cache, which notices another process's erasure.
@@ -387,7 +388,7 @@ class Appender:
         self._pinned.clear()
         self._seen.clear()
         self._claims.clear()
-        ring = self.app.mapper.keyring  # type: ignore[attr-defined]
+        ring = self.app.ledger_mapper.keyring
         if ring is not None:
             ring.forget()  # a rolled-back transaction may have made or destroyed keys
 
@@ -398,16 +399,20 @@ class Appender:
         own inserts) and the events of this input not inserted yet."""
         parsed = [(item, _parse(item)) for item in batch]
         events = [p for _, p in parsed if isinstance(p, InboundEvent)]
-        keyring = self.app.mapper.keyring  # type: ignore[attr-defined]
+        keyring = self.app.ledger_mapper.keyring
         # Keys are made in this transaction, so a customer whose first event rolls
         # back keeps no key; a key destroyed without its customer.erased stored
         # (a crash between) still refuses further events. First: the stored
         # duplicates below are revealed with them.
-        shredded = keyring.prepare(store, {e.customer_id for e in events}) if keyring else set()
+        shredded = (
+            keyring.prepare(store, {e.customer_id for e in events}, self.entropy.random_bytes)
+            if keyring
+            else set()
+        )
         stored = self._stored_digests(store, events)
         self._load_claims(store, events)
         self._load_customers(store, dict.fromkeys(e.customer_id for e in events))
-        now = datetime.now(UTC)
+        now = self.entropy.now()
         out: list[CustomerEvent] = []
         touched: dict[str, Customer] = {}
         decision = _Decision([], [], [], 0, [])
@@ -440,7 +445,7 @@ class Appender:
                     )
                 )
                 continue
-            event_id = given_id or str(uuid.uuid4())
+            event_id = given_id or self.entropy.new_event_id()
             out.append(customer.record(event, event_id, now))
             decision.items.append(item)
             touched[event.customer_id] = customer
@@ -448,8 +453,9 @@ class Appender:
                 self._seen[given_id] = _digest(event)
             if subject is not None:
                 self._claims[subject] = event.customer_id
-        mapper = self.app.mapper
-        decision.stored_events = [mapper.to_stored_event(e) for e in out]
+        mapper = self.app.ledger_mapper
+        random_bytes = self.entropy.random_bytes
+        decision.stored_events = [mapper.stored_customer_event(e, random_bytes) for e in out]
         if keyring is not None:
             # The key goes in the transaction that stores customer.erased.
             for e in out:
@@ -472,7 +478,7 @@ class Appender:
     def _stored_digests(self, store: Queries, events: list[InboundEvent]) -> dict[str, bytes]:
         ids = [str(e.event_id) for e in events if e.event_id]
         states = states_by_event_id(store, ids)
-        ring = self.app.mapper.keyring  # type: ignore[attr-defined]
+        ring = self.app.ledger_mapper.keyring
         if ring is not None:
             states = {eid: reveal(state, ring) for eid, state in states.items()}
         return {eid: _stored_digest(state) for eid, state in states.items()}

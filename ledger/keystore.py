@@ -23,7 +23,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -188,8 +188,10 @@ def _tables(conn: Connection) -> set[str]:
     return {str(r[0]) for r in rows}
 
 
-def _wrap(master: bytes, customer_id: str, key: bytes) -> bytes:
-    nonce = os.urandom(_NONCE)
+def _wrap(
+    master: bytes, customer_id: str, key: bytes, random_bytes: Callable[[int], bytes] = os.urandom
+) -> bytes:
+    nonce = random_bytes(_NONCE)
     return nonce + AESGCM(master).encrypt(nonce, key, customer_id.encode())
 
 
@@ -343,7 +345,12 @@ class Keyring:
         """Forget this thread's batch (at the end of an append)."""
         self._pinned.clear()
 
-    def prepare(self, store: Queries, customer_ids: Iterable[str]) -> set[str]:
+    def prepare(
+        self,
+        store: Queries,
+        customer_ids: Iterable[str],
+        random_bytes: Callable[[int], bytes] = os.urandom,
+    ) -> set[str]:
         """Give every customer in `customer_ids` a data key (in `store`'s transaction
         when the keys live in the ledger's database); returns the erased ones. The
         keys stay in this thread's batch until `release`, so an append looks each
@@ -373,11 +380,11 @@ class Keyring:
             mine = master_id(self.master)
             now = datetime.now(UTC).isoformat()
         for customer_id in new:
-            key = AESGCM.generate_key(bit_length=256)
+            key = random_bytes(32)  # AES-256, as AESGCM.generate_key makes it
             made = target.fetchall(
                 f"INSERT INTO {KEYS_TABLE} (customer_id, wrapped, master_id, created_at) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT (customer_id) DO NOTHING RETURNING customer_id",
-                (customer_id, _wrap(self.master, customer_id, key), mine, now),
+                (customer_id, _wrap(self.master, customer_id, key, random_bytes), mine, now),
             )
             if made:
                 pinned[customer_id] = AESGCM(key)

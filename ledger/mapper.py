@@ -9,6 +9,8 @@ evolution is ours, by `schema_version` in the state.
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -60,11 +62,22 @@ class LedgerMapper(Mapper[UUID]):
         if isinstance(domain_event, CustomerSnapshot):
             return self._snapshot_to_stored(domain_event)
         assert isinstance(domain_event, CustomerEvent)
+        return self.stored_customer_event(domain_event, os.urandom)
+
+    def stored_customer_event(
+        self, domain_event: CustomerEvent, random_bytes: Callable[[int], bytes]
+    ) -> StoredEvent:
+        """`to_stored_event` with the nonces of its encrypted values from `random_bytes`."""
         envelope = domain_event.envelope
         state = stored_state(domain_event)
         if self.keyring is not None and has_personal(envelope.type, envelope.data):
             state = seal(
-                state, envelope.type, envelope.customer_id, domain_event.event_id, self.keyring
+                state,
+                envelope.type,
+                envelope.customer_id,
+                domain_event.event_id,
+                self.keyring,
+                random_bytes,
             )
         state = self._seal(state)
         return LedgerStoredEvent(

@@ -49,8 +49,10 @@ def is_marker(value: Any) -> bool:
     return isinstance(value, dict) and value.get(MARKER) is not None
 
 
-def _seal_value(cipher: AESGCM, aad: bytes, value: Any) -> dict[str, str]:
-    nonce = os.urandom(_NONCE)
+def _seal_value(
+    cipher: AESGCM, aad: bytes, value: Any, random_bytes: Callable[[int], bytes]
+) -> dict[str, str]:
+    nonce = random_bytes(_NONCE)
     plain = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
     box = base64.b64encode(nonce + cipher.encrypt(nonce, plain, aad)).decode()
     return {MARKER: VERSION, "t": "s" if isinstance(value, str) else "j", "v": box}
@@ -134,7 +136,14 @@ def has_personal(event_type: str, data: Any) -> bool:
     return any(payload.personal_change(c.field) for c in changes)
 
 
-def seal(state: bytes, event_type: str, customer_id: str, event_id: str, ring: Keyring) -> bytes:
+def seal(
+    state: bytes,
+    event_type: str,
+    customer_id: str,
+    event_id: str,
+    ring: Keyring,
+    random_bytes: Callable[[int], bytes] = os.urandom,
+) -> bytes:
     """The stored envelope `state` with its personal values encrypted."""
     cipher = ring.cipher(customer_id)
     if cipher is None:
@@ -142,7 +151,7 @@ def seal(state: bytes, event_type: str, customer_id: str, event_id: str, ring: K
     envelope = json.loads(state)
 
     def visit(path: str, value: Any) -> Any:
-        return _seal_value(cipher, _aad(event_id, path), value)
+        return _seal_value(cipher, _aad(event_id, path), value, random_bytes)
 
     _walk_sealed(event_type, envelope["data"], visit)
     return _dump(envelope)
