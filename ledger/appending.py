@@ -48,7 +48,6 @@ from eventsourcing.persistence import (
     InterfaceError,
     OperationalError,
     PersistenceError,
-    StoredEvent,
 )
 
 from ledger.application import LedgerApplication, first_line, snapshot_due
@@ -71,6 +70,7 @@ from ledger.personal import reveal
 from ledger.reading import Queries, states_by_event_id, subject_owners
 from ledger.rights import ALLOW_ALL, RightsPolicy
 from ledger.stores.base import WriteSession
+from ledger.stores.rows import EventRow
 
 DEFAULT_BATCH_SIZE = 1000
 # Customer states kept between batches (beyond those of the batch at hand).
@@ -141,7 +141,7 @@ class _Decision:
     """What one batch comes to: the rows to insert (and the input item of each),
     the customers they change, and what was not stored and why."""
 
-    stored_events: list[StoredEvent]
+    rows: list[EventRow]
     items: list[InputItem]
     touched: list[Customer]
     duplicates: int
@@ -169,9 +169,10 @@ class Appender:
         self._customers: OrderedDict[str, _Cached] = OrderedDict()
         # Customers whose state holds events the store refused: never evicted.
         self._pinned: dict[str, Customer] = {}
-        # Until inserted (then the store answers): event_id -> digest of the
-        # producer's content, and subject -> the customer that created it.
-        self._seen: dict[str, bytes] = {}
+        # Until inserted (then the store answers): event_id -> the event (or,
+        # once compared, the digest of the producer's content), and subject ->
+        # the customer that created it.
+        self._seen: dict[str, InboundEvent | bytes] = {}
         self._claims: dict[str, str] = {}
 
     def close(self) -> None:
@@ -248,7 +249,7 @@ class Appender:
         for attempt in range(OPTIMISTIC_ATTEMPTS):
             decision = self._decide(batch, self._db)
             try:
-                if decision.stored_events:
+                if decision.rows:
                     with self.app.ledger_recorder.write_session() as session:
                         self._insert(session, decision, report)
             except IntegrityError:
@@ -307,9 +308,9 @@ class Appender:
     # -- shared steps -------------------------------------------------------------------
 
     def _insert(self, session: WriteSession, decision: _Decision, report: AppendReport) -> None:
-        if not decision.stored_events:
+        if not decision.rows:
             return
-        positions = session.insert(decision.stored_events)
+        positions = session.insert_rows(decision.rows)
         report.appended += len(positions)
         if report.first_position is None:
             report.first_position = positions[0]
@@ -328,10 +329,10 @@ class Appender:
         except Exception as exc:
             if not _is_refusal(exc):
                 raise
-        for stored, item in zip(decision.stored_events, decision.items, strict=True):
+        for row, item in zip(decision.rows, decision.items, strict=True):
             try:
                 with session.savepoint():
-                    self._insert(session, _Decision([stored], [item], [], 0, []), report)
+                    self._insert(session, _Decision([row], [item], [], 0, []), report)
             except Exception as exc:
                 if not _is_refusal(exc):
                     raise
@@ -376,6 +377,10 @@ class Appender:
             customer.collect_events()
             self._customers.pop(customer.customer_id, None)
             self._pinned[customer.customer_id] = customer
+        # What is seen from here on stays in memory: keep digests, not events.
+        for event_id, seen in self._seen.items():
+            if isinstance(seen, InboundEvent):
+                self._seen[event_id] = _digest(seen)
 
     def _forget_inserted(self) -> None:
         """Event ids and claims of inserted rows are found in the store from now on;
@@ -450,12 +455,13 @@ class Appender:
             decision.items.append(item)
             touched[event.customer_id] = customer
             if given_id is not None:  # a generated id cannot come again
-                self._seen[given_id] = _digest(event)
+                # Digested only if the id comes again (rare): see _is_duplicate.
+                self._seen[given_id] = event
             if subject is not None:
                 self._claims[subject] = event.customer_id
         mapper = self.app.ledger_mapper
         random_bytes = self.entropy.random_bytes
-        decision.stored_events = [mapper.stored_customer_event(e, random_bytes) for e in out]
+        decision.rows = [mapper.event_row(e, random_bytes) for e in out]
         if keyring is not None:
             # The key goes in the transaction that stores customer.erased.
             for e in out:
@@ -470,6 +476,8 @@ class Appender:
         known = self._seen.get(event_id, stored.get(event_id))
         if known is None:
             return False
+        if isinstance(known, InboundEvent):
+            known = self._seen[event_id] = _digest(known)
         if known == _digest(event):
             return True
         where = "stored" if event_id in stored else "earlier in this input"

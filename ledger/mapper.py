@@ -20,8 +20,8 @@ from eventsourcing.persistence import Mapper, MapperDeserialisationError, Stored
 from ledger.domain import CustomerEvent, CustomerSnapshot
 from ledger.events import PAYLOADS, ContractError, Payload, RecordedEvent, parse_recorded_json
 from ledger.keystore import Keyring
-from ledger.personal import has_personal, reveal, seal
-from ledger.stores.rows import LedgerStoredEvent
+from ledger.personal import has_personal, reveal, seal_envelope
+from ledger.stores.rows import EventRow, LedgerStoredEvent
 
 # Columns, not state: see ledger.reading.
 _NOT_STORED = {"position", "stream_id", "stream_version"}
@@ -43,12 +43,29 @@ def stored_state(event: CustomerEvent) -> bytes:
         return envelope.model_dump_json(exclude=_NOT_STORED).encode()
     # A new event: splice the ledger's fields in front of the validated envelope's
     # JSON rather than building a second model (this is the append hot path).
+    return _head(event).encode() + envelope.model_dump_json(exclude=_PRODUCER_ID).encode()[1:]
+
+
+def _head(event: CustomerEvent) -> str:
     recorded_at = event.timestamp.isoformat().replace("+00:00", "Z")
-    head = (
+    return (
         f'{{"event_id":"{event.event_id}","recorded_at":"{recorded_at}",'
         f'"schema_version":{event.schema_version},'
     )
-    return head.encode() + envelope.model_dump_json(exclude=_PRODUCER_ID).encode()[1:]
+
+
+def stored_document(event: CustomerEvent) -> dict[str, Any]:
+    """`stored_state` decoded: what personal values are sealed in before the one
+    serialisation (members in the same order, so the same JSON)."""
+    envelope = event.envelope
+    if isinstance(envelope, RecordedEvent):
+        return envelope.model_dump(mode="json", exclude=_NOT_STORED)
+    return {
+        "event_id": event.event_id,
+        "recorded_at": event.timestamp.isoformat().replace("+00:00", "Z"),
+        "schema_version": event.schema_version,
+        **envelope.model_dump(mode="json", exclude=_PRODUCER_ID),
+    }
 
 
 SNAPSHOT_TOPIC = "ledger.snapshot.customer"
@@ -62,33 +79,45 @@ class LedgerMapper(Mapper[UUID]):
         if isinstance(domain_event, CustomerSnapshot):
             return self._snapshot_to_stored(domain_event)
         assert isinstance(domain_event, CustomerEvent)
-        return self.stored_customer_event(domain_event, os.urandom)
+        row = self.event_row(domain_event)
+        return LedgerStoredEvent(
+            originator_id=row[0],
+            originator_version=row[1],
+            topic=row[2],
+            state=row[3],
+            event_id=row[4],
+            customer_id=row[5],
+            subject=row[6],
+            creates_subject=row[7],
+        )
 
-    def stored_customer_event(
-        self, domain_event: CustomerEvent, random_bytes: Callable[[int], bytes]
-    ) -> StoredEvent:
-        """`to_stored_event` with the nonces of its encrypted values from `random_bytes`."""
+    def event_row(
+        self, domain_event: CustomerEvent, random_bytes: Callable[[int], bytes] = os.urandom
+    ) -> EventRow:
+        """The events-table row of a customer event; the nonces of its encrypted
+        values come from `random_bytes`."""
         envelope = domain_event.envelope
-        state = stored_state(domain_event)
-        if self.keyring is not None and has_personal(envelope.type, envelope.data):
-            state = seal(
-                state,
+        data = envelope.data
+        if self.keyring is not None and has_personal(envelope.type, data):
+            state = seal_envelope(
+                stored_document(domain_event),
                 envelope.type,
                 envelope.customer_id,
                 domain_event.event_id,
                 self.keyring,
                 random_bytes,
             )
-        state = self._seal(state)
-        return LedgerStoredEvent(
-            originator_id=domain_event.originator_id,
-            originator_version=domain_event.originator_version,
-            topic=envelope.type,
-            state=state,
-            event_id=domain_event.event_id,
-            customer_id=envelope.customer_id,
-            subject=subject_of(envelope.type, envelope.data),
-            creates_subject=envelope.data.creates_subject,
+        else:
+            state = stored_state(domain_event)
+        return (
+            domain_event.originator_id,
+            domain_event.originator_version,
+            envelope.type,
+            self._seal(state),
+            domain_event.event_id,
+            envelope.customer_id,
+            subject_of(envelope.type, data),
+            data.creates_subject,
         )
 
     def _snapshot_to_stored(self, snapshot: CustomerSnapshot) -> StoredEvent:

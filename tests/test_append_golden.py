@@ -242,3 +242,43 @@ def test_the_pinned_input_covers_what_the_append_path_decides() -> None:
     states = [r["state"] for r in skipped["rows"]]
     assert all('"enc":"v1"' in s for s in states if '"customer.created"' in s)
     assert golden["all_or_nothing_valid"]["rows"][len(SEED) :] != []
+
+
+TRICKY_VALUES: list[Any] = [
+    'Zoë «quoted» "x" \\ \u2028 \t 😀',
+    0.1,
+    1.5e300,
+    -0.0,
+    12345678901234567,
+    True,
+    None,
+    [1, "two", {"three": 3.25}],
+    {"nested": {"deep": ["a", {"b": None}]}},
+]
+
+
+@pytest.mark.parametrize("value", TRICKY_VALUES, ids=repr)
+def test_sealing_the_validated_dict_stores_the_bytes_sealing_the_json_did(
+    app: LedgerApplication, value: Any
+) -> None:
+    """The append path seals the event's dict before its one serialisation; the
+    bytes equal those of serialising, decoding, sealing and serialising again."""
+    from ledger.domain import Customer, customer_stream_id
+    from ledger.events import parse_inbound_json
+    from ledger.mapper import stored_state
+    from ledger.personal import seal
+
+    raw = json.dumps(_event(1, "customer.created", "c-9", {"card": {"v": value, "n": "A"}}))
+    inbound = parse_inbound_json(raw)
+    ring = app.ledger_mapper.keyring
+    assert ring is not None
+    with app.ledger_recorder.write_session() as session:
+        ring.prepare(session, ["c-9"])
+        customer = Customer(id=customer_stream_id("c-9"), customer_id="c-9")
+        recorded = customer.record(inbound, _id(1), RECORDED_AT)
+        row = app.ledger_mapper.event_row(recorded, random.Random(1).randbytes)
+        before = seal(
+            stored_state(recorded), inbound.type, "c-9", _id(1), ring, random.Random(1).randbytes
+        )
+        ring.release()
+    assert row[3] == before

@@ -30,7 +30,7 @@ from psycopg.sql import SQL, Composed, Identifier
 from ledger.chain import GENESIS_HASH
 from ledger.locks import DDL_LOCK_KEY
 from ledger.stores.base import insert_savepoint
-from ledger.stores.rows import EVENT_COLUMNS, EVENTS_TABLE, chained_rows
+from ledger.stores.rows import EVENT_COLUMNS, EVENTS_TABLE, EventRow, chained_rows, event_row
 
 
 class PostgresWriteSession:
@@ -60,16 +60,17 @@ class PostgresWriteSession:
         return insert_savepoint(self._cursor.execute)
 
     def insert(self, stored_events: Sequence[StoredEvent]) -> list[int]:
-        positions: list[int] = []
-        last_hash = self._last_hash
+        return self.insert_rows([event_row(s) for s in stored_events])
+
+    def insert_rows(self, rows: Sequence[EventRow]) -> list[int]:
+        chained = chained_rows(rows, self._last_position, self._last_hash)
+        if not chained:
+            return []
         with self._cursor.copy(self._copy) as copy:
-            for row in chained_rows(stored_events, self._last_position, self._last_hash):
+            for row in chained:
                 copy.write_row(row)
-                positions.append(row[0])
-                last_hash = row[-1]
-        if positions:
-            self._last_position, self._last_hash = positions[-1], last_hash
-        return positions
+        self._last_position, self._last_hash = chained[-1][0], chained[-1][-1]
+        return [r[0] for r in chained]
 
 
 class LedgerPostgresApplicationRecorder(PostgresApplicationRecorder):
