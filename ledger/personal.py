@@ -20,6 +20,7 @@ Every reader goes through `reveal`: rows without a marker pass unchanged.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import os
 from collections.abc import Callable
@@ -49,12 +50,18 @@ def is_marker(value: Any) -> bool:
     return isinstance(value, dict) and value.get(MARKER) is not None
 
 
+# What `json.dumps(value, ensure_ascii=False, separators=(",", ":"))` writes, without
+# building an encoder per call (json.dumps does for any non-default option).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_encode = _ENCODER.encode
+
+
 def _seal_value(
     cipher: AESGCM, aad: bytes, value: Any, random_bytes: Callable[[int], bytes]
 ) -> dict[str, str]:
     nonce = random_bytes(_NONCE)
-    plain = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
-    box = base64.b64encode(nonce + cipher.encrypt(nonce, plain, aad)).decode()
+    plain = _encode(value).encode()
+    box = binascii.b2a_base64(nonce + cipher.encrypt(nonce, plain, aad), newline=False).decode()
     return {MARKER: VERSION, "t": "s" if isinstance(value, str) else "j", "v": box}
 
 
@@ -123,7 +130,7 @@ def _walk_markers(data: dict[str, Any], visit: Visit) -> None:
 
 
 def _dump(envelope: dict[str, Any]) -> bytes:
-    return json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode()
+    return _encode(envelope).encode()
 
 
 def has_personal(event_type: str, data: Any) -> bool:
