@@ -55,7 +55,7 @@ from eventsourcing.persistence import (
 
 from ledger.application import LedgerApplication, first_line, snapshot_due
 from ledger.db import Connection
-from ledger.domain import Customer, CustomerEvent, RuleViolation
+from ledger.domain import Customer, CustomerEvent, RuleViolation, customer_stream_id
 from ledger.entropy import SYSTEM, Entropy
 from ledger.events import (
     PAYLOADS,
@@ -70,7 +70,7 @@ from ledger.events.customer import CustomerErased
 from ledger.input import InputItem
 from ledger.mapper import subject_of
 from ledger.personal import reveal
-from ledger.reading import Queries, states_by_event_id, subject_owners
+from ledger.reading import Queries, states_by_event_id, streams_with_events, subject_owners
 from ledger.rights import ALLOW_ALL, RightsPolicy
 from ledger.stores.base import WriteSession
 from ledger.stores.rows import EventRow
@@ -525,13 +525,27 @@ class Appender:
         return self._pinned.get(customer_id) or self._customers[customer_id].customer
 
     def _load_customers(self, store: Queries, customer_ids: Iterable[str]) -> None:
+        missing: list[str] = []
         for customer_id in customer_ids:
             if customer_id in self._pinned:
                 continue
             if customer_id in self._customers:
                 self._customers.move_to_end(customer_id)
             else:
+                missing.append(customer_id)
+        if not missing:
+            return
+        # One query for the batch: a customer without events (a new one, usually
+        # most of those missing here) needs no loading.
+        streams = {c: customer_stream_id(c) for c in missing}
+        existing = streams_with_events(store, list(streams.values()))
+        for customer_id, stream_id in streams.items():
+            if stream_id in existing:
                 self._customers[customer_id] = _Cached(*self.app.load_customer(store, customer_id))
+            else:
+                self._customers[customer_id] = _Cached(
+                    Customer(id=stream_id, customer_id=customer_id), 0
+                )
 
 
 def _digest(event: InboundEvent | RecordedEvent) -> bytes:

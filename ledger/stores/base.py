@@ -17,6 +17,9 @@ class WriteSession(Protocol):
     Several batches can be inserted before it commits, so an all-or-nothing
     import of a large file is one transaction made of batched inserts."""
 
+    @property
+    def kind(self) -> str: ...
+
     def insert(self, stored_events: Sequence[StoredEvent]) -> list[int]: ...
 
     def insert_rows(self, rows: Sequence[EventRow]) -> list[int]:

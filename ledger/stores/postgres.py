@@ -34,6 +34,8 @@ from ledger.stores.rows import EVENT_COLUMNS, EVENTS_TABLE, EventRow, chained_ro
 
 
 class PostgresWriteSession:
+    kind = "postgresql"
+
     def __init__(self, cursor: Cursor[DictRow], schema: str, table: str) -> None:
         self._cursor = cursor
         self._copy = SQL("COPY {}.{} ({}) FROM STDIN").format(

@@ -37,6 +37,8 @@ from ledger.stores.rows import EVENT_COLUMNS, EVENTS_TABLE, EventRow, chained_ro
 
 
 class SQLiteWriteSession:
+    kind = "sqlite"
+
     def __init__(self, cursor: SQLiteCursor, table: str) -> None:
         self._cursor = cursor
         self._table = table
