@@ -28,6 +28,7 @@ from ledger.application import LedgerApplication
 from ledger.config import parse_database_url
 from ledger.db import Connection
 from ledger.input import read_items
+from ledger.stores.postgres import copy_rows, copy_statement, copy_types
 from ledger.stores.rows import EVENT_COLUMNS
 
 BATCH = 1000
@@ -57,7 +58,7 @@ def stored_rows(url: str) -> list[tuple[Any, ...]]:
 
 def raw_insert(url: str, table: str, rows: list[tuple[Any, ...]], batch: int) -> float:
     """Seconds to insert `rows` into `table`, `batch` rows a transaction (SQLite:
-    executemany; PostgreSQL: COPY)."""
+    executemany; PostgreSQL: binary COPY)."""
     cols = ", ".join(EVENT_COLUMNS)
     with Connection(parse_database_url(url)) as conn:
         started = time.perf_counter()
@@ -68,12 +69,10 @@ def raw_insert(url: str, table: str, rows: list[tuple[Any, ...]], batch: int) ->
                     marks = ",".join("?" * len(EVENT_COLUMNS))
                     conn.raw.executemany(f"INSERT INTO {table} ({cols}) VALUES ({marks})", chunk)
                 else:
-                    with (
-                        conn.raw.cursor() as cur,
-                        cur.copy(f"COPY {table} ({cols}) FROM STDIN") as cp,
-                    ):
-                        for row in chunk:
-                            cp.write_row(row)
+                    # The same binary COPY the ledger's write session uses.
+                    with conn.raw.cursor() as cur:
+                        statement = copy_statement(conn.url.schema, table)
+                        copy_rows(cur, statement, copy_types("uuid"), chunk)
         return time.perf_counter() - started
 
 
@@ -117,7 +116,7 @@ def run(store: str, events: int, customers: int, pg_url: str, repeat: int) -> di
         "indexed": median(indexed),
         "bare": median(bare),
     }
-    how = "executemany" if store == "sqlite" else "COPY"
+    how = "executemany" if store == "sqlite" else "bin COPY"
     print(
         f"{store:<10} ledger append       {rates['ledger']:>10,.0f} events/s\n"
         f"{'':<10} raw {how}, indexed {rates['indexed']:>10,.0f} rows/s   "
