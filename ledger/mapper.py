@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import Callable
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
@@ -46,8 +47,14 @@ def stored_state(event: CustomerEvent) -> bytes:
     return _head(event).encode() + envelope.model_dump_json(exclude=_PRODUCER_ID).encode()[1:]
 
 
+@lru_cache(maxsize=16)
+def _utc_text(timestamp: datetime) -> str:
+    # One `recorded_at` per batch: formatted once, not per event.
+    return timestamp.isoformat().replace("+00:00", "Z")
+
+
 def _head(event: CustomerEvent) -> str:
-    recorded_at = event.timestamp.isoformat().replace("+00:00", "Z")
+    recorded_at = _utc_text(event.timestamp)
     return (
         f'{{"event_id":"{event.event_id}","recorded_at":"{recorded_at}",'
         f'"schema_version":{event.schema_version},'
@@ -62,7 +69,7 @@ def stored_document(event: CustomerEvent) -> dict[str, Any]:
         return envelope.model_dump(mode="json", exclude=_NOT_STORED)
     return {
         "event_id": event.event_id,
-        "recorded_at": event.timestamp.isoformat().replace("+00:00", "Z"),
+        "recorded_at": _utc_text(event.timestamp),
         "schema_version": event.schema_version,
         **envelope.model_dump(mode="json", exclude=_PRODUCER_ID),
     }
