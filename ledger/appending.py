@@ -418,7 +418,9 @@ class Appender:
             if keyring
             else set()
         )
-        stored = self._stored_digests(store, events)
+        # Each given id as text once (UUID formatting is Python code).
+        given_ids = {id(e): str(e.event_id) for e in events if e.event_id}
+        stored = self._stored_digests(store, list(given_ids.values()))
         self._load_claims(store, events)
         self._load_customers(store, dict.fromkeys(e.customer_id for e in events))
         now = self.entropy.now()
@@ -430,7 +432,7 @@ class Appender:
                 decision.rejections.append(result)
                 continue
             event = result
-            given_id = str(event.event_id) if event.event_id else None
+            given_id = given_ids.get(id(event))
             try:
                 if given_id is not None and self._is_duplicate(event, given_id, stored):
                     decision.duplicates += 1
@@ -487,8 +489,7 @@ class Appender:
         where = "stored" if event_id in stored else "earlier in this input"
         raise RuleViolation("event_id", f"a different event with this event_id is already {where}")
 
-    def _stored_digests(self, store: Queries, events: list[InboundEvent]) -> dict[str, bytes]:
-        ids = [str(e.event_id) for e in events if e.event_id]
+    def _stored_digests(self, store: Queries, ids: list[str]) -> dict[str, bytes]:
         states = states_by_event_id(store, ids)
         ring = self.app.ledger_mapper.keyring
         if ring is not None:
