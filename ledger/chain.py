@@ -37,10 +37,10 @@ def _optional(value: str | None) -> bytes:
 
 # Stream ids, types and customer ids repeat from row to row: their encoded parts
 # are kept (bounded) rather than rebuilt for every row appended or verified.
-_optional_repeated = lru_cache(maxsize=1 << 16)(_optional)
+_optional_repeated = lru_cache(maxsize=1 << 12)(_optional)
 
 
-@lru_cache(maxsize=1 << 16)
+@lru_cache(maxsize=1 << 12)
 def _sized(value: UUID | str) -> bytes:
     data = (value.hex if isinstance(value, UUID) else value).encode()
     return _pack_u32(len(data)) + data
