@@ -254,6 +254,8 @@ TRICKY_VALUES: list[Any] = [
     None,
     [1, "two", {"three": 3.25}],
     {"nested": {"deep": ["a", {"b": None}]}},
+    [1e-05, 2.5e-05, 1.5e-09, 1e-07, 0.0001, 1e16, 1e-300, -7e-05],
+    "e-5 and 0.00001 as text",
 ]
 
 
@@ -282,3 +284,20 @@ def test_sealing_the_validated_dict_stores_the_bytes_sealing_the_json_did(
         )
         ring.release()
     assert row[3] == before
+    # The stored format of sealed envelopes is json.dumps's, whatever writes it.
+    assert (
+        row[3] == json.dumps(json.loads(row[3]), ensure_ascii=False, separators=(",", ":")).encode()
+    )
+
+
+def test_sealed_json_is_written_as_json_dumps_writes_it() -> None:
+    """The faster serializer's output is only kept where it equals json.dumps's:
+    every string, and floats of every magnitude (small ones differ)."""
+    from ledger.personal import _json
+
+    rng = random.Random(5)
+    floats = [rng.uniform(-10, 10) * 10.0 ** rng.randint(-30, 30) for _ in range(20_000)]
+    floats += [float(rng.randint(1, 999)) * 10.0 ** rng.randint(-9, 20) for _ in range(20_000)]
+    strings = ["".join(chr(rng.randint(0, 0x2FFF)) for _ in range(20)) for _ in range(2_000)]
+    for value in [*floats, *strings, {"k": floats[:50], "s": strings[:50]}]:
+        assert _json(value) == json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
