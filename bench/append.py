@@ -15,9 +15,11 @@ the rate of the same import with encryption of personal values switched off.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from bench.common import DEFAULT_PG, generate_events, scratch_store, write_ndjson
@@ -26,6 +28,7 @@ from ledger.application import LedgerApplication
 from ledger.config import parse_database_url
 from ledger.db import Connection
 from ledger.input import read_items
+from ledger.stores.postgres import copy_rows, copy_statement, copy_types
 from ledger.stores.rows import EVENT_COLUMNS
 
 BATCH = 1000
@@ -55,7 +58,7 @@ def stored_rows(url: str) -> list[tuple[Any, ...]]:
 
 def raw_insert(url: str, table: str, rows: list[tuple[Any, ...]], batch: int) -> float:
     """Seconds to insert `rows` into `table`, `batch` rows a transaction (SQLite:
-    executemany; PostgreSQL: COPY)."""
+    executemany; PostgreSQL: binary COPY)."""
     cols = ", ".join(EVENT_COLUMNS)
     with Connection(parse_database_url(url)) as conn:
         started = time.perf_counter()
@@ -66,64 +69,85 @@ def raw_insert(url: str, table: str, rows: list[tuple[Any, ...]], batch: int) ->
                     marks = ",".join("?" * len(EVENT_COLUMNS))
                     conn.raw.executemany(f"INSERT INTO {table} ({cols}) VALUES ({marks})", chunk)
                 else:
-                    with (
-                        conn.raw.cursor() as cur,
-                        cur.copy(f"COPY {table} ({cols}) FROM STDIN") as cp,
-                    ):
-                        for row in chunk:
-                            cp.write_row(row)
+                    # The same binary COPY the ledger's write session uses.
+                    with conn.raw.cursor() as cur:
+                        statement = copy_statement(conn.url.schema, table)
+                        copy_rows(cur, statement, copy_types("uuid"), chunk)
         return time.perf_counter() - started
 
 
-def run(store: str, events: int, customers: int, pg_url: str) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp, scratch_store(store, pg_url) as url:
+def run(store: str, events: int, customers: int, pg_url: str, repeat: int) -> dict[str, Any]:
+    """Every figure `repeat` times, interleaved (the machine's load drifts), and
+    the medians; the ratios are of medians measured in the same run."""
+    plain: list[float] = []
+    ledger: list[float] = []
+    indexed: list[float] = []
+    bare: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "events.ndjson"
         write_ndjson(generate_events(events, customers), path)
-        # The cost of encrypting personal values: the same import, sealing off.
-        with scratch_store(store, pg_url) as plain_url:
-            _, t_plain = ledger_append(plain_url, path, encrypt=False)
-        n, t_ledger = ledger_append(url, path)
-        print(
-            f"{store:<10} without encryption  {n / t_plain:>10,.0f} events/s   "
-            f"encryption costs {1 - t_plain / t_ledger:.0%}"
-        )
-        rows = stored_rows(url)
-        assert n == len(rows)
-        # The ceiling with our guarantees: the same rows into a second, empty events
-        # table with every index, constraint and trigger the ledger creates, in one
-        # transaction (what an all-or-nothing import is).
-        with scratch_store(store, pg_url) as indexed_url:
-            LedgerApplication(parse_database_url(indexed_url), create_tables=True).close()
-            t_indexed = raw_insert(indexed_url, "ledger_events", rows, len(rows))
-        # A table without indexes, BATCH rows a transaction: the database's raw write rate.
-        with Connection(parse_database_url(url)) as conn:
-            conn.execute("CREATE TABLE raw_events AS SELECT * FROM ledger_events WHERE 1 = 0")
-        t_bare = raw_insert(url, "raw_events", rows, BATCH)
-        rates = {"ledger": n / t_ledger, "indexed": n / t_indexed, "bare": n / t_bare}
-        how = "executemany" if store == "sqlite" else "COPY"
-        print(
-            f"{store:<10} ledger append       {rates['ledger']:>10,.0f} events/s\n"
-            f"{'':<10} raw {how}, indexed {rates['indexed']:>10,.0f} rows/s   "
-            f"append / indexed {rates['ledger'] / rates['indexed']:.2f}\n"
-            f"{'':<10} raw {how}, bare    {rates['bare']:>10,.0f} rows/s   "
-            f"append / bare {rates['ledger'] / rates['bare']:.2f}"
-        )
-        return {"store": store, "events": n, **rates}
+        for _ in range(repeat):
+            # The cost of encrypting personal values: the same import, sealing off.
+            with scratch_store(store, pg_url) as plain_url:
+                _, t_plain = ledger_append(plain_url, path, encrypt=False)
+            with scratch_store(store, pg_url) as url:
+                n, t_ledger = ledger_append(url, path)
+                rows = stored_rows(url)
+                assert n == len(rows)
+                # The ceiling with our guarantees: the same rows into a second, empty
+                # events table with every index, constraint and trigger the ledger
+                # creates, in one transaction (what an all-or-nothing import is).
+                with scratch_store(store, pg_url) as indexed_url:
+                    LedgerApplication(parse_database_url(indexed_url), create_tables=True).close()
+                    t_indexed = raw_insert(indexed_url, "ledger_events", rows, len(rows))
+                # A table without indexes, BATCH rows a transaction: the raw write rate.
+                with Connection(parse_database_url(url)) as conn:
+                    conn.execute(
+                        "CREATE TABLE raw_events AS SELECT * FROM ledger_events WHERE 1 = 0"
+                    )
+                t_bare = raw_insert(url, "raw_events", rows, BATCH)
+            plain.append(n / t_plain)
+            ledger.append(n / t_ledger)
+            indexed.append(n / t_indexed)
+            bare.append(n / t_bare)
+    rates = {
+        "plain": median(plain),
+        "ledger": median(ledger),
+        "indexed": median(indexed),
+        "bare": median(bare),
+    }
+    how = "executemany" if store == "sqlite" else "bin COPY"
+    print(
+        f"{store:<10} ledger append       {rates['ledger']:>10,.0f} events/s\n"
+        f"{'':<10} raw {how}, indexed {rates['indexed']:>10,.0f} rows/s   "
+        f"append / indexed {rates['ledger'] / rates['indexed']:.2f}\n"
+        f"{'':<10} raw {how}, bare    {rates['bare']:>10,.0f} rows/s   "
+        f"append / bare {rates['ledger'] / rates['bare']:.2f}\n"
+        f"{'':<10} without encryption  {rates['plain']:>10,.0f} events/s   "
+        f"encryption's share of append {1 - rates['ledger'] / rates['plain']:.0%}"
+    )
+    return {"store": store, "events": events, **rates}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--customers", type=int, default=1_000)
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs per figure; medians are printed"
+    )
     parser.add_argument("--store", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument(
         "--pg-url", default=DEFAULT_PG, help="PostgreSQL server for the scratch schema"
     )
     args = parser.parse_args()
     stores = ["sqlite", "postgresql"] if args.store == "both" else [args.store]
-    print(f"{args.events:,} events over {args.customers:,} customers, batches of {BATCH}")
+    print(
+        f"{args.events:,} events over {args.customers:,} customers, batches of {BATCH}, "
+        f"median of {args.repeat}, load average {os.getloadavg()[0]:.2f}"
+    )
     for store in stores:
-        run(store, args.events, args.customers, args.pg_url)
+        run(store, args.events, args.customers, args.pg_url, args.repeat)
 
 
 if __name__ == "__main__":

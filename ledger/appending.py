@@ -30,16 +30,17 @@ plus a few events (`REPLAY_LIMIT`).
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import random
 import sqlite3
+import threading
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from itertools import islice
 from types import TracebackType
 from typing import Any
@@ -50,12 +51,12 @@ from eventsourcing.persistence import (
     InterfaceError,
     OperationalError,
     PersistenceError,
-    StoredEvent,
 )
 
 from ledger.application import LedgerApplication, first_line, snapshot_due
 from ledger.db import Connection
-from ledger.domain import Customer, CustomerEvent, RuleViolation
+from ledger.domain import Customer, CustomerEvent, RuleViolation, customer_stream_id
+from ledger.entropy import SYSTEM, Entropy
 from ledger.events import (
     PAYLOADS,
     ContractError,
@@ -69,9 +70,10 @@ from ledger.events.customer import CustomerErased
 from ledger.input import InputItem
 from ledger.mapper import subject_of
 from ledger.personal import reveal
-from ledger.reading import Queries, states_by_event_id, subject_owners
+from ledger.reading import Queries, states_by_event_id, streams_with_events, subject_owners
 from ledger.rights import ALLOW_ALL, RightsPolicy
 from ledger.stores.base import WriteSession
+from ledger.stores.rows import EventRow
 
 DEFAULT_BATCH_SIZE = 1000
 # Customer states kept between batches (beyond those of the batch at hand).
@@ -142,7 +144,7 @@ class _Decision:
     """What one batch comes to: the rows to insert (and the input item of each),
     the customers they change, and what was not stored and why."""
 
-    stored_events: list[StoredEvent]
+    rows: list[EventRow]
     items: list[InputItem]
     touched: list[Customer]
     duplicates: int
@@ -158,8 +160,10 @@ class Appender:
         policy: RightsPolicy = ALLOW_ALL,
         batch_size: int = DEFAULT_BATCH_SIZE,
         customer_cache: int = DEFAULT_CUSTOMER_CACHE,
+        entropy: Entropy = SYSTEM,
     ) -> None:
         self.app = app
+        self.entropy = entropy
         self.policy = policy
         self.batch_size = batch_size
         self.customer_cache = customer_cache
@@ -168,9 +172,10 @@ class Appender:
         self._customers: OrderedDict[str, _Cached] = OrderedDict()
         # Customers whose state holds events the store refused: never evicted.
         self._pinned: dict[str, Customer] = {}
-        # Until inserted (then the store answers): event_id -> digest of the
-        # producer's content, and subject -> the customer that created it.
-        self._seen: dict[str, bytes] = {}
+        # Until inserted (then the store answers): event_id -> the event (or,
+        # once compared, the digest of the producer's content), and subject ->
+        # the customer that created it.
+        self._seen: dict[str, InboundEvent | bytes] = {}
         self._claims: dict[str, str] = {}
 
     def close(self) -> None:
@@ -189,11 +194,12 @@ class Appender:
 
     def append(self, items: Iterable[InputItem], *, skip_invalid: bool = False) -> AppendReport:
         try:
-            if skip_invalid:
-                return self.append_valid(items)
-            return self.append_all_or_nothing(items)
+            with _collector_paused():
+                if skip_invalid:
+                    return self.append_valid(items)
+                return self.append_all_or_nothing(items)
         finally:
-            ring = self.app.mapper.keyring  # type: ignore[attr-defined]
+            ring = self.app.ledger_mapper.keyring
             if ring is not None:
                 # This thread's batch keys: readers on this thread go back to the
                 # shared cache, which notices another process's erasure.
@@ -247,7 +253,7 @@ class Appender:
         for attempt in range(OPTIMISTIC_ATTEMPTS):
             decision = self._decide(batch, self._db)
             try:
-                if decision.stored_events:
+                if decision.rows:
                     with self.app.ledger_recorder.write_session() as session:
                         self._insert(session, decision, report)
             except IntegrityError:
@@ -306,9 +312,9 @@ class Appender:
     # -- shared steps -------------------------------------------------------------------
 
     def _insert(self, session: WriteSession, decision: _Decision, report: AppendReport) -> None:
-        if not decision.stored_events:
+        if not decision.rows:
             return
-        positions = session.insert(decision.stored_events)
+        positions = session.insert_rows(decision.rows)
         report.appended += len(positions)
         if report.first_position is None:
             report.first_position = positions[0]
@@ -327,10 +333,10 @@ class Appender:
         except Exception as exc:
             if not _is_refusal(exc):
                 raise
-        for stored, item in zip(decision.stored_events, decision.items, strict=True):
+        for row, item in zip(decision.rows, decision.items, strict=True):
             try:
                 with session.savepoint():
-                    self._insert(session, _Decision([stored], [item], [], 0, []), report)
+                    self._insert(session, _Decision([row], [item], [], 0, []), report)
             except Exception as exc:
                 if not _is_refusal(exc):
                     raise
@@ -375,6 +381,10 @@ class Appender:
             customer.collect_events()
             self._customers.pop(customer.customer_id, None)
             self._pinned[customer.customer_id] = customer
+        # What is seen from here on stays in memory: keep digests, not events.
+        for event_id, seen in self._seen.items():
+            if isinstance(seen, InboundEvent):
+                self._seen[event_id] = _digest(seen)
 
     def _forget_inserted(self) -> None:
         """Event ids and claims of inserted rows are found in the store from now on;
@@ -387,7 +397,7 @@ class Appender:
         self._pinned.clear()
         self._seen.clear()
         self._claims.clear()
-        ring = self.app.mapper.keyring  # type: ignore[attr-defined]
+        ring = self.app.ledger_mapper.keyring
         if ring is not None:
             ring.forget()  # a rolled-back transaction may have made or destroyed keys
 
@@ -398,16 +408,22 @@ class Appender:
         own inserts) and the events of this input not inserted yet."""
         parsed = [(item, _parse(item)) for item in batch]
         events = [p for _, p in parsed if isinstance(p, InboundEvent)]
-        keyring = self.app.mapper.keyring  # type: ignore[attr-defined]
+        keyring = self.app.ledger_mapper.keyring
         # Keys are made in this transaction, so a customer whose first event rolls
         # back keeps no key; a key destroyed without its customer.erased stored
         # (a crash between) still refuses further events. First: the stored
         # duplicates below are revealed with them.
-        shredded = keyring.prepare(store, {e.customer_id for e in events}) if keyring else set()
-        stored = self._stored_digests(store, events)
+        shredded = (
+            keyring.prepare(store, {e.customer_id for e in events}, self.entropy.random_bytes)
+            if keyring
+            else set()
+        )
+        # Each given id as text once (UUID formatting is Python code).
+        given_ids = {id(e): str(e.event_id) for e in events if e.event_id}
+        stored = self._stored_digests(store, list(given_ids.values()))
         self._load_claims(store, events)
         self._load_customers(store, dict.fromkeys(e.customer_id for e in events))
-        now = datetime.now(UTC)
+        now = self.entropy.now()
         out: list[CustomerEvent] = []
         touched: dict[str, Customer] = {}
         decision = _Decision([], [], [], 0, [])
@@ -416,7 +432,7 @@ class Appender:
                 decision.rejections.append(result)
                 continue
             event = result
-            given_id = str(event.event_id) if event.event_id else None
+            given_id = given_ids.get(id(event))
             try:
                 if given_id is not None and self._is_duplicate(event, given_id, stored):
                     decision.duplicates += 1
@@ -440,16 +456,18 @@ class Appender:
                     )
                 )
                 continue
-            event_id = given_id or str(uuid.uuid4())
+            event_id = given_id or self.entropy.new_event_id()
             out.append(customer.record(event, event_id, now))
             decision.items.append(item)
             touched[event.customer_id] = customer
             if given_id is not None:  # a generated id cannot come again
-                self._seen[given_id] = _digest(event)
+                # Digested only if the id comes again (rare): see _is_duplicate.
+                self._seen[given_id] = event
             if subject is not None:
                 self._claims[subject] = event.customer_id
-        mapper = self.app.mapper
-        decision.stored_events = [mapper.to_stored_event(e) for e in out]
+        mapper = self.app.ledger_mapper
+        random_bytes = self.entropy.random_bytes
+        decision.rows = [mapper.event_row(e, random_bytes) for e in out]
         if keyring is not None:
             # The key goes in the transaction that stores customer.erased.
             for e in out:
@@ -464,15 +482,16 @@ class Appender:
         known = self._seen.get(event_id, stored.get(event_id))
         if known is None:
             return False
+        if isinstance(known, InboundEvent):
+            known = self._seen[event_id] = _digest(known)
         if known == _digest(event):
             return True
         where = "stored" if event_id in stored else "earlier in this input"
         raise RuleViolation("event_id", f"a different event with this event_id is already {where}")
 
-    def _stored_digests(self, store: Queries, events: list[InboundEvent]) -> dict[str, bytes]:
-        ids = [str(e.event_id) for e in events if e.event_id]
+    def _stored_digests(self, store: Queries, ids: list[str]) -> dict[str, bytes]:
         states = states_by_event_id(store, ids)
-        ring = self.app.mapper.keyring  # type: ignore[attr-defined]
+        ring = self.app.ledger_mapper.keyring
         if ring is not None:
             states = {eid: reveal(state, ring) for eid, state in states.items()}
         return {eid: _stored_digest(state) for eid, state in states.items()}
@@ -507,13 +526,27 @@ class Appender:
         return self._pinned.get(customer_id) or self._customers[customer_id].customer
 
     def _load_customers(self, store: Queries, customer_ids: Iterable[str]) -> None:
+        missing: list[str] = []
         for customer_id in customer_ids:
             if customer_id in self._pinned:
                 continue
             if customer_id in self._customers:
                 self._customers.move_to_end(customer_id)
             else:
+                missing.append(customer_id)
+        if not missing:
+            return
+        # One query for the batch: a customer without events (a new one, usually
+        # most of those missing here) needs no loading.
+        streams = {c: customer_stream_id(c) for c in missing}
+        existing = streams_with_events(store, list(streams.values()))
+        for customer_id, stream_id in streams.items():
+            if stream_id in existing:
                 self._customers[customer_id] = _Cached(*self.app.load_customer(store, customer_id))
+            else:
+                self._customers[customer_id] = _Cached(
+                    Customer(id=stream_id, customer_id=customer_id), 0
+                )
 
 
 def _digest(event: InboundEvent | RecordedEvent) -> bytes:
@@ -561,3 +594,37 @@ def _batches(items: Iterable[InputItem], size: int) -> Iterator[list[InputItem]]
     it = iter(items)
     while batch := list(islice(it, size)):
         yield batch
+        # The cyclic collector is paused (see _collector_paused): a batch's own
+        # cycles, if any, are young and freed here, so memory stays flat.
+        gc.collect(0)
+
+
+_paused = 0
+_paused_lock = threading.Lock()
+_was_enabled = True
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while appending, restored after.
+
+    An import allocates millions of short-lived objects, freed by reference
+    counting; the collector would still walk the survivors over and over
+    (about a tenth of the append's time). What was alive before is frozen out
+    of its walks. Counted, as appenders in several threads share the process."""
+    global _paused, _was_enabled
+    with _paused_lock:
+        _paused += 1
+        if _paused == 1:
+            _was_enabled = gc.isenabled()
+            gc.freeze()
+            gc.disable()
+    try:
+        yield
+    finally:
+        with _paused_lock:
+            _paused -= 1
+            if _paused == 0:
+                gc.unfreeze()
+                if _was_enabled:
+                    gc.enable()

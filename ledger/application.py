@@ -58,6 +58,10 @@ class LedgerApplication(Application[UUID]):
         return mapper
 
     @property
+    def ledger_mapper(self) -> LedgerMapper:
+        return cast(LedgerMapper, self.mapper)
+
+    @property
     def ledger_recorder(self) -> LedgerRecorder:
         return cast(LedgerRecorder, self.recorder)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from functools import lru_cache
 from uuid import UUID
 
 GENESIS_HASH = "0" * 64
@@ -34,6 +35,17 @@ def _optional(value: str | None) -> bytes:
     return _pack_u32(len(data)) + data
 
 
+# Stream ids, types and customer ids repeat from row to row: their encoded parts
+# are kept (bounded) rather than rebuilt for every row appended or verified.
+_optional_repeated = lru_cache(maxsize=1 << 12)(_optional)
+
+
+@lru_cache(maxsize=1 << 12)
+def _sized(value: UUID | str) -> bytes:
+    data = (value.hex if isinstance(value, UUID) else value).encode()
+    return _pack_u32(len(data)) + data
+
+
 def chain_link(
     previous: bytes,
     position: int,
@@ -51,19 +63,15 @@ def chain_link(
     rows can serialise alike.
     Built in one buffer and hashed in one call: verification recomputes this for
     every stored row and must stay well above 100,000 rows/s."""
-    oid = (originator_id.hex if isinstance(originator_id, UUID) else originator_id).encode()
-    tp = topic.encode()
     return hashlib.sha256(
         b"".join(
             (
                 previous,
                 _pack_i64(position),
-                _pack_u32(len(oid)),
-                oid,
-                _pack_u32(len(tp)),
-                tp,
+                _sized(originator_id),
+                _sized(topic),
                 _optional(event_id),
-                _optional(customer_id),
+                _optional_repeated(customer_id),
                 _optional(subject),
                 _pack_i64(originator_version),
                 _pack_u64(len(state)),

@@ -104,3 +104,17 @@ class Connection:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def any_of(kind: str, column: str, values: Sequence[Any]) -> Iterator[tuple[str, list[Any]]]:
+    """`column` equal to one of `values`, as (SQL condition, parameters) to run one
+    query each: one `= ANY(?)` array on PostgreSQL (psycopg splits a long
+    `IN (...)` list in Python), `IN` lists of at most 500 on SQLite."""
+    if not values:
+        return
+    if kind == "postgresql":
+        yield f"{column} = ANY(?)", [list(values)]
+        return
+    for start in range(0, len(values), 500):
+        chunk = list(values[start : start + 500])
+        yield f"{column} IN ({','.join('?' * len(chunk))})", chunk

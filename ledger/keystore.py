@@ -23,7 +23,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +33,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ledger.config import DatabaseURL, parse_database_url
-from ledger.db import Connection
+from ledger.db import Connection, any_of
 
 KEYS_TABLE = "ledger_keys"
 MASTER_KEY_ENV = "LEDGER_MASTER_KEY_FILE"
@@ -45,6 +45,8 @@ _NONCE = 12
 CACHE_SECONDS = 2.0
 # Keys one append keeps at most (memory stays flat however many customers).
 _PINNED_MAX = 10_000
+# New keys per INSERT statement (4 parameters each).
+_INSERT_ROWS = 200
 
 
 class Ciphers(Protocol):
@@ -59,6 +61,9 @@ class KeystoreError(Exception):
 
 
 class Queries(Protocol):
+    @property
+    def kind(self) -> str: ...
+
     def fetchall(self, statement: str, params: Any = ()) -> list[tuple[Any, ...]]: ...
 
 
@@ -194,8 +199,10 @@ def _tables(conn: Connection) -> set[str]:
     return {str(r[0]) for r in rows}
 
 
-def _wrap(master: bytes, customer_id: str, key: bytes) -> bytes:
-    nonce = os.urandom(_NONCE)
+def _wrap(
+    master: bytes, customer_id: str, key: bytes, random_bytes: Callable[[int], bytes] = os.urandom
+) -> bytes:
+    nonce = random_bytes(_NONCE)
     return nonce + AESGCM(master).encrypt(nonce, key, customer_id.encode())
 
 
@@ -349,7 +356,12 @@ class Keyring:
         """Forget this thread's batch (at the end of an append)."""
         self._pinned.clear()
 
-    def prepare(self, store: Queries, customer_ids: Iterable[str]) -> set[str]:
+    def prepare(
+        self,
+        store: Queries,
+        customer_ids: Iterable[str],
+        random_bytes: Callable[[int], bytes] = os.urandom,
+    ) -> set[str]:
         """Give every customer in `customer_ids` a data key (in `store`'s transaction
         when the keys live in the ledger's database); returns the erased ones. The
         keys stay in this thread's batch until `release`, so an append looks each
@@ -365,28 +377,32 @@ class Keyring:
             )
         missing = [c for c in wanted if c not in pinned]
         target: Queries = store if self.shared else self._store()
-        for start in range(0, len(missing), 500):
-            chunk = missing[start : start + 500]
-            marks = ", ".join("?" * len(chunk))
+        for condition, params in any_of(target.kind, "customer_id", missing):
             for customer_id, wrapped, wrapped_by in target.fetchall(
-                f"SELECT customer_id, wrapped, master_id FROM {KEYS_TABLE} "
-                f"WHERE customer_id IN ({marks})",
-                chunk,
+                f"SELECT customer_id, wrapped, master_id FROM {KEYS_TABLE} WHERE {condition}",
+                params,
             ):
                 pinned[customer_id] = self._cipher(customer_id, (wrapped, wrapped_by))
         new = [c for c in missing if c not in pinned]
-        if new:
-            mine = master_id(self.master)
-            now = datetime.now(UTC).isoformat()
-        for customer_id in new:
-            key = AESGCM.generate_key(bit_length=256)
-            made = target.fetchall(
+        if not new:
+            return {c for c in wanted if pinned.get(c) is None}
+        mine = master_id(self.master)
+        now = datetime.now(UTC).isoformat()
+        made: dict[str, bytes] = {}
+        for start in range(0, len(new), _INSERT_ROWS):
+            rows: list[Any] = []
+            for customer_id in new[start : start + _INSERT_ROWS]:
+                key = made[customer_id] = random_bytes(32)  # AES-256, as AESGCM.generate_key
+                rows += (customer_id, _wrap(self.master, customer_id, key, random_bytes), mine, now)
+            values = ", ".join(["(?, ?, ?, ?)"] * (len(rows) // 4))
+            for (customer_id,) in target.fetchall(
                 f"INSERT INTO {KEYS_TABLE} (customer_id, wrapped, master_id, created_at) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (customer_id) DO NOTHING RETURNING customer_id",
-                (customer_id, _wrap(self.master, customer_id, key), mine, now),
-            )
-            if made:
-                pinned[customer_id] = AESGCM(key)
+                f"VALUES {values} ON CONFLICT (customer_id) DO NOTHING RETURNING customer_id",
+                rows,
+            ):
+                pinned[customer_id] = AESGCM(made[customer_id])
+        for customer_id in new:
+            if customer_id in pinned:
                 continue
             # Another writer made it first (outside the write lock: --skip-invalid).
             row = target.fetchall(

@@ -9,7 +9,10 @@ evolution is ours, by `schema_version` in the state.
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
@@ -18,8 +21,8 @@ from eventsourcing.persistence import Mapper, MapperDeserialisationError, Stored
 from ledger.domain import CustomerEvent, CustomerSnapshot
 from ledger.events import PAYLOADS, ContractError, Payload, RecordedEvent, parse_recorded_json
 from ledger.keystore import Keyring
-from ledger.personal import has_personal, reveal, seal
-from ledger.stores.rows import LedgerStoredEvent
+from ledger.personal import has_personal, reveal, seal_envelope
+from ledger.stores.rows import EventRow, LedgerStoredEvent
 
 # Columns, not state: see ledger.reading.
 _NOT_STORED = {"position", "stream_id", "stream_version"}
@@ -41,12 +44,35 @@ def stored_state(event: CustomerEvent) -> bytes:
         return envelope.model_dump_json(exclude=_NOT_STORED).encode()
     # A new event: splice the ledger's fields in front of the validated envelope's
     # JSON rather than building a second model (this is the append hot path).
-    recorded_at = event.timestamp.isoformat().replace("+00:00", "Z")
-    head = (
+    return _head(event).encode() + envelope.model_dump_json(exclude=_PRODUCER_ID).encode()[1:]
+
+
+@lru_cache(maxsize=16)
+def _utc_text(timestamp: datetime) -> str:
+    # One `recorded_at` per batch: formatted once, not per event.
+    return timestamp.isoformat().replace("+00:00", "Z")
+
+
+def _head(event: CustomerEvent) -> str:
+    recorded_at = _utc_text(event.timestamp)
+    return (
         f'{{"event_id":"{event.event_id}","recorded_at":"{recorded_at}",'
         f'"schema_version":{event.schema_version},'
     )
-    return head.encode() + envelope.model_dump_json(exclude=_PRODUCER_ID).encode()[1:]
+
+
+def stored_document(event: CustomerEvent) -> dict[str, Any]:
+    """`stored_state` decoded: what personal values are sealed in before the one
+    serialisation (members in the same order, so the same JSON)."""
+    envelope = event.envelope
+    if isinstance(envelope, RecordedEvent):
+        return envelope.model_dump(mode="json", exclude=_NOT_STORED)
+    return {
+        "event_id": event.event_id,
+        "recorded_at": _utc_text(event.timestamp),
+        "schema_version": event.schema_version,
+        **envelope.model_dump(mode="json", exclude=_PRODUCER_ID),
+    }
 
 
 SNAPSHOT_TOPIC = "ledger.snapshot.customer"
@@ -60,22 +86,45 @@ class LedgerMapper(Mapper[UUID]):
         if isinstance(domain_event, CustomerSnapshot):
             return self._snapshot_to_stored(domain_event)
         assert isinstance(domain_event, CustomerEvent)
-        envelope = domain_event.envelope
-        state = stored_state(domain_event)
-        if self.keyring is not None and has_personal(envelope.type, envelope.data):
-            state = seal(
-                state, envelope.type, envelope.customer_id, domain_event.event_id, self.keyring
-            )
-        state = self._seal(state)
+        row = self.event_row(domain_event)
         return LedgerStoredEvent(
-            originator_id=domain_event.originator_id,
-            originator_version=domain_event.originator_version,
-            topic=envelope.type,
-            state=state,
-            event_id=domain_event.event_id,
-            customer_id=envelope.customer_id,
-            subject=subject_of(envelope.type, envelope.data),
-            creates_subject=envelope.data.creates_subject,
+            originator_id=row[0],
+            originator_version=row[1],
+            topic=row[2],
+            state=row[3],
+            event_id=row[4],
+            customer_id=row[5],
+            subject=row[6],
+            creates_subject=row[7],
+        )
+
+    def event_row(
+        self, domain_event: CustomerEvent, random_bytes: Callable[[int], bytes] = os.urandom
+    ) -> EventRow:
+        """The events-table row of a customer event; the nonces of its encrypted
+        values come from `random_bytes`."""
+        envelope = domain_event.envelope
+        data = envelope.data
+        if self.keyring is not None and has_personal(envelope.type, data):
+            state = seal_envelope(
+                stored_document(domain_event),
+                envelope.type,
+                envelope.customer_id,
+                domain_event.event_id,
+                self.keyring,
+                random_bytes,
+            )
+        else:
+            state = stored_state(domain_event)
+        return (
+            domain_event.originator_id,
+            domain_event.originator_version,
+            envelope.type,
+            self._seal(state),
+            domain_event.event_id,
+            envelope.customer_id,
+            subject_of(envelope.type, data),
+            data.creates_subject,
         )
 
     def _snapshot_to_stored(self, snapshot: CustomerSnapshot) -> StoredEvent:

@@ -18,7 +18,7 @@ from functools import cached_property
 from typing import Any, Protocol
 from uuid import UUID
 
-from ledger.db import Connection
+from ledger.db import Connection, any_of
 from ledger.events import RecordedEvent, parse_recorded_json
 from ledger.keystore import Keyring
 from ledger.personal import reveal
@@ -148,21 +148,20 @@ class Queries(Protocol):
     """Something to query the events table through: a `Connection`, or a write
     session (which also sees its own rows before they commit)."""
 
+    @property
+    def kind(self) -> str:
+        """ "sqlite" or "postgresql": the SQL dialect of the store."""
+        ...
+
     def fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
-
-
-def _chunks(values: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
 
 
 def states_by_event_id(conn: Queries, event_ids: Sequence[str]) -> dict[str, bytes]:
     """The stored JSON of each given producer event id that is stored."""
     found: dict[str, bytes] = {}
-    for chunk in _chunks(event_ids):
-        marks = ",".join("?" * len(chunk))
+    for condition, params in any_of(conn.kind, "event_id", event_ids):
         rows = conn.fetchall(
-            f"SELECT event_id, state FROM {EVENTS_TABLE} WHERE event_id IN ({marks})", chunk
+            f"SELECT event_id, state FROM {EVENTS_TABLE} WHERE {condition}", params
         )
         found.update((r[0], bytes(r[1])) for r in rows)
     return found
@@ -171,13 +170,25 @@ def states_by_event_id(conn: Queries, event_ids: Sequence[str]) -> dict[str, byt
 def positions_by_event_id(conn: Queries, event_ids: Sequence[str]) -> dict[str, int]:
     """The position of each given producer event id that is stored."""
     found: dict[str, int] = {}
-    for chunk in _chunks(event_ids):
-        marks = ",".join("?" * len(chunk))
+    for condition, params in any_of(conn.kind, "event_id", event_ids):
         rows = conn.fetchall(
-            f"SELECT event_id, notification_id FROM {EVENTS_TABLE} WHERE event_id IN ({marks})",
-            chunk,
+            f"SELECT event_id, notification_id FROM {EVENTS_TABLE} WHERE {condition}", params
         )
         found.update((str(r[0]), int(r[1])) for r in rows)
+    return found
+
+
+def streams_with_events(conn: Queries, stream_ids: Sequence[UUID]) -> set[UUID]:
+    """Those of the given customer streams that have stored events (one query for a
+    batch's customers; the others need no loading)."""
+    # SQLite stores stream ids as 32-digit hex text, PostgreSQL as uuid.
+    ids: list[Any] = list(stream_ids) if conn.kind == "postgresql" else [s.hex for s in stream_ids]
+    found: set[UUID] = set()
+    for condition, params in any_of(conn.kind, "originator_id", ids):
+        rows = conn.fetchall(
+            f"SELECT DISTINCT originator_id FROM {EVENTS_TABLE} WHERE {condition}", params
+        )
+        found.update(_stream_id(r[0]) for r in rows)
     return found
 
 
@@ -194,12 +205,11 @@ def positions_between(conn: Queries, first: int, last: int | None) -> list[int]:
 def subject_owners(conn: Queries, subjects: Sequence[str]) -> dict[str, str]:
     """For each given subject (`order:o-17`) already created: the customer that created it."""
     owners: dict[str, str] = {}
-    for chunk in _chunks(subjects):
-        marks = ",".join("?" * len(chunk))
+    for condition, params in any_of(conn.kind, "subject", subjects):
         rows = conn.fetchall(
             f"SELECT subject, customer_id FROM {EVENTS_TABLE} "
-            f"WHERE creates_subject = ? AND subject IN ({marks})",
-            [True, *chunk],
+            f"WHERE creates_subject = ? AND {condition}",
+            [True, *params],
         )
         owners.update((r[0], r[1]) for r in rows)
     return owners

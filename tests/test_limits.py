@@ -308,3 +308,10 @@ def test_a_cursor_with_a_huge_number_is_a_bad_cursor(sqlite_url: str) -> None:
     result = run_ledger("tab", "c1", "timeline", "--cursor", cursor, db=sqlite_url)
     assert result.returncode == 2
     assert result.stderr == "error: bad cursor: not a cursor this ledger handed out\n"
+
+
+@pytest.mark.parametrize("tail", [" x", "{"])
+def test_data_after_a_faulty_value_is_malformed_json_not_a_crash(tail: str) -> None:
+    """Found while making the check cheaper: the fault was named by a parser that
+    raised on the trailing data, and the append failed instead of rejecting."""
+    assert rejection(card("1e999") + tail).startswith("(json): malformed JSON")

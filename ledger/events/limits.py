@@ -91,6 +91,7 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+_JSON_SPACE = " \t\n\r"
 # One decoder, built once: json.loads with hooks builds a new one per call.
 _checking_decoder = json.JSONDecoder(
     object_pairs_hook=_unique_pairs,
@@ -116,11 +117,16 @@ def check_event_json(raw: str | bytes) -> int:
     # A plain substring test first: the regex (which skips `\\u0000`) is slower.
     fault = "\\u0000" in text and _NUL_ESCAPE.search(text) is not None
     try:
-        _checking_decoder.decode(text)
+        # raw_decode: decode() would match whitespace twice around it with regexes.
+        start = len(text) - len(text.lstrip(_JSON_SPACE)) if text[:1] in _JSON_SPACE else 0
+        _, end = _checking_decoder.raw_decode(text, start)
     except _Bad:
         fault = True
     except (ValueError, RecursionError):
         return size
+    else:
+        if end != len(text) and text[end:].strip(_JSON_SPACE):
+            return size  # data after the value: malformed, as decode() would find
     if fault:
         _name_the_fault(text)
     return size
@@ -170,9 +176,12 @@ class _Num:
 
 
 def _name_the_fault(text: str) -> None:
-    tree = json.loads(
-        text, object_pairs_hook=list, parse_int=_Num, parse_float=_Num, parse_constant=_Num
-    )
+    try:
+        tree = json.loads(
+            text, object_pairs_hook=list, parse_int=_Num, parse_float=_Num, parse_constant=_Num
+        )
+    except (ValueError, RecursionError):
+        return  # malformed after the fault (data after the value): the contract's parser says so
     fault = _walk(tree, "")
     if fault is not None:
         raise LimitError(*fault)

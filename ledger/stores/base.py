@@ -8,6 +8,8 @@ from typing import Any, Protocol
 
 from eventsourcing.persistence import StoredEvent
 
+from ledger.stores.rows import EventRow
+
 
 class WriteSession(Protocol):
     """One database transaction holding the events table's write lock.
@@ -15,7 +17,14 @@ class WriteSession(Protocol):
     Several batches can be inserted before it commits, so an all-or-nothing
     import of a large file is one transaction made of batched inserts."""
 
+    @property
+    def kind(self) -> str: ...
+
     def insert(self, stored_events: Sequence[StoredEvent]) -> list[int]: ...
+
+    def insert_rows(self, rows: Sequence[EventRow]) -> list[int]:
+        """`insert` for rows built directly (the append path); returns their positions."""
+        ...
 
     def fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """A query inside this transaction (`?` placeholders, unqualified table

@@ -12,9 +12,10 @@ subscriptions) work on this table unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import (
@@ -30,17 +31,61 @@ from psycopg.sql import SQL, Composed, Identifier
 from ledger.chain import GENESIS_HASH
 from ledger.locks import DDL_LOCK_KEY
 from ledger.stores.base import insert_savepoint
-from ledger.stores.rows import EVENT_COLUMNS, EVENTS_TABLE, chained_rows
+from ledger.stores.rows import EVENT_COLUMNS, EVENTS_TABLE, EventRow, chained_rows, event_row
+
+
+def copy_statement(schema: str, table: str) -> Composed:
+    """Binary COPY into the events table's `EVENT_COLUMNS`: about 3x faster to
+    write from Python than text COPY (no escaping of each value, bytea as is)."""
+    return SQL("COPY {}.{} ({}) FROM STDIN (FORMAT BINARY)").format(
+        Identifier(schema),
+        Identifier(table),
+        SQL(", ").join(Identifier(c) for c in EVENT_COLUMNS),
+    )
+
+
+def copy_types(originator_id_type: str) -> list[str]:
+    """The PostgreSQL types of `EVENT_COLUMNS`, which binary COPY must be told."""
+    return [
+        "int8",
+        originator_id_type,
+        "int8",
+        "text",
+        "bytea",
+        "text",
+        "text",
+        "text",
+        "bool",
+        "text",
+    ]
+
+
+def copy_rows(
+    cursor: Cursor[Any], statement: Composed, types: list[str], rows: Iterable[Sequence[Any]]
+) -> None:
+    """Write chained rows (`EVENT_COLUMNS`) with one binary COPY."""
+    oid_is_uuid = types[1] == "uuid"
+    with cursor.copy(statement) as copy:
+        copy.set_types(types)
+        for row in rows:
+            oid = row[1]
+            # Binary values must match the declared type exactly (a stream id may
+            # come as text from a library stored event, or as a UUID).
+            if oid_is_uuid != isinstance(oid, UUID):
+                oid = UUID(str(oid)) if oid_is_uuid else str(oid)
+                row = (row[0], oid, *row[2:])
+            copy.write_row(row)
 
 
 class PostgresWriteSession:
-    def __init__(self, cursor: Cursor[DictRow], schema: str, table: str) -> None:
+    kind = "postgresql"
+
+    def __init__(
+        self, cursor: Cursor[DictRow], schema: str, table: str, originator_id_type: str = "uuid"
+    ) -> None:
         self._cursor = cursor
-        self._copy = SQL("COPY {}.{} ({}) FROM STDIN").format(
-            Identifier(schema),
-            Identifier(table),
-            SQL(", ").join(Identifier(c) for c in EVENT_COLUMNS),
-        )
+        self._copy = copy_statement(schema, table)
+        self._types = copy_types(originator_id_type)
         cursor.execute(
             SQL(
                 "SELECT notification_id, chain_hash FROM {}.{} "
@@ -60,16 +105,15 @@ class PostgresWriteSession:
         return insert_savepoint(self._cursor.execute)
 
     def insert(self, stored_events: Sequence[StoredEvent]) -> list[int]:
-        positions: list[int] = []
-        last_hash = self._last_hash
-        with self._cursor.copy(self._copy) as copy:
-            for row in chained_rows(stored_events, self._last_position, self._last_hash):
-                copy.write_row(row)
-                positions.append(row[0])
-                last_hash = row[-1]
-        if positions:
-            self._last_position, self._last_hash = positions[-1], last_hash
-        return positions
+        return self.insert_rows([event_row(s) for s in stored_events])
+
+    def insert_rows(self, rows: Sequence[EventRow]) -> list[int]:
+        chained = chained_rows(rows, self._last_position, self._last_hash)
+        if not chained:
+            return []
+        copy_rows(self._cursor, self._copy, self._types, chained)
+        self._last_position, self._last_hash = chained[-1][0], chained[-1][-1]
+        return [r[0] for r in chained]
 
 
 class LedgerPostgresApplicationRecorder(PostgresApplicationRecorder):
@@ -185,7 +229,12 @@ class LedgerPostgresApplicationRecorder(PostgresApplicationRecorder):
                 curs.execute(
                     SQL("SET LOCAL search_path TO {}").format(Identifier(self.datastore.schema))
                 )
-                yield PostgresWriteSession(curs, self.datastore.schema, self.events_table_name)
+                yield PostgresWriteSession(
+                    curs,
+                    self.datastore.schema,
+                    self.events_table_name,
+                    self.datastore.originator_id_type,
+                )
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(

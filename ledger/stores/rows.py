@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
-from ledger.chain import chain_hash
+from ledger.chain import chain_link
 
 EVENTS_TABLE = "ledger_events"
 # The channel writers NOTIFY in the transaction of every insert: the library names it
@@ -32,6 +33,13 @@ EVENT_COLUMNS = (
 )
 
 
+# One event to insert, in `EVENT_COLUMNS` order without the two the write session
+# assigns (`notification_id`, `chain_hash`): originator_id, originator_version,
+# topic, state, event_id, customer_id, subject, creates_subject. The append path
+# builds these tuples directly (no per-event library objects).
+EventRow = tuple[UUID | str, int, str, bytes, str | None, str | None, str | None, bool]
+
+
 @dataclass(frozen=True)
 class LedgerStoredEvent(StoredEvent):
     """A stored event that also carries the indexed copies of its envelope fields.
@@ -45,37 +53,43 @@ class LedgerStoredEvent(StoredEvent):
     creates_subject: bool = False
 
 
+def event_row(s: StoredEvent) -> EventRow:
+    """The row of a library stored event (ours carry the indexed columns)."""
+    return (
+        s.originator_id,
+        s.originator_version,
+        s.topic,
+        s.state,
+        getattr(s, "event_id", None),
+        getattr(s, "customer_id", None),
+        getattr(s, "subject", None),
+        bool(getattr(s, "creates_subject", False)),
+    )
+
+
 def chained_rows(
-    stored_events: Sequence[StoredEvent], last_position: int, last_hash: str
-) -> Iterator[tuple[Any, ...]]:
+    rows: Sequence[EventRow], last_position: int, last_hash: str
+) -> list[tuple[Any, ...]]:
     """Rows for `EVENT_COLUMNS`, numbered from `last_position + 1` and chained to `last_hash`."""
-    position, previous = last_position, last_hash
-    for s in stored_events:
+    position, previous = last_position, bytes.fromhex(last_hash)
+    out = []
+    for oid, version, topic, state, event_id, customer_id, subject, creates in rows:
         position += 1
-        event_id = getattr(s, "event_id", None)
-        customer_id = getattr(s, "customer_id", None)
-        subject = getattr(s, "subject", None)
-        creates = bool(getattr(s, "creates_subject", False))
-        previous = chain_hash(
-            previous,
-            position,
-            s.originator_id,
-            s.originator_version,
-            s.topic,
-            s.state,
-            event_id,
-            customer_id,
-            subject,
+        previous = chain_link(
+            previous, position, oid, version, topic, state, event_id, customer_id, subject
         )
-        yield (
-            position,
-            s.originator_id,
-            s.originator_version,
-            s.topic,
-            s.state,
-            event_id,
-            customer_id,
-            subject,
-            creates,
-            previous,
+        out.append(
+            (
+                position,
+                oid,
+                version,
+                topic,
+                state,
+                event_id,
+                customer_id,
+                subject,
+                creates,
+                previous.hex(),
+            )
         )
+    return out

@@ -33,10 +33,12 @@ from eventsourcing.sqlite import (
 
 from ledger.chain import GENESIS_HASH
 from ledger.stores.base import insert_savepoint
-from ledger.stores.rows import EVENT_COLUMNS, EVENTS_TABLE, chained_rows
+from ledger.stores.rows import EVENT_COLUMNS, EVENTS_TABLE, EventRow, chained_rows, event_row
 
 
 class SQLiteWriteSession:
+    kind = "sqlite"
+
     def __init__(self, cursor: SQLiteCursor, table: str) -> None:
         self._cursor = cursor
         self._table = table
@@ -57,15 +59,15 @@ class SQLiteWriteSession:
         return insert_savepoint(self._cursor.execute)
 
     def insert(self, stored_events: Sequence[StoredEvent]) -> list[int]:
-        rows = [
-            (r[0], _oid(r[1]), *r[2:])
-            for r in chained_rows(stored_events, self._last_position, self._last_hash)
-        ]
-        if not rows:
+        return self.insert_rows([event_row(s) for s in stored_events])
+
+    def insert_rows(self, rows: Sequence[EventRow]) -> list[int]:
+        chained = chained_rows(rows, self._last_position, self._last_hash)
+        if not chained:
             return []
-        self._cursor.executemany(self._insert, rows)
-        self._last_position, self._last_hash = rows[-1][0], rows[-1][-1]
-        return [r[0] for r in rows]
+        self._cursor.executemany(self._insert, [(r[0], _oid(r[1]), *r[2:]) for r in chained])
+        self._last_position, self._last_hash = chained[-1][0], chained[-1][-1]
+        return [r[0] for r in chained]
 
 
 def _oid(originator_id: UUID | str) -> str:
