@@ -17,7 +17,9 @@ service calls made in process.
     the same bodies in process (each on its own empty store). Ratio of rates.
 (c) Many small writers: `--single-events` new events POSTed one per request by
     `--single-clients` client processes at once (grouped into shared
-    transactions by the server), against the same events in one NDJSON request.
+    transactions by the server), against the same events in one NDJSON request,
+    and against the ceiling: the same requests to a FastAPI endpoint that stores
+    nothing (bench.trivial_api, same uvicorn settings, same clients).
     Goal (issue 13): >= 10,000 events/s on PostgreSQL and >= 0.5 of one request.
 
 Goals (issue 10): HTTP tab p50 < 2 ms and p99 < 10 ms for both customers;
@@ -58,11 +60,17 @@ SMALL = "cust-1"
 
 @contextmanager
 def server(url: str, workers: int) -> Iterator[str]:
+    """`ledger serve` on `url`; or, with url "trivial", bench.trivial_api (the ceiling)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    if url == "trivial":
+        command = [sys.executable, "-m", "uvicorn", "bench.trivial_api:create", "--factory"]
+        command += ["--port", str(port), "--no-access-log", "--log-level", "warning"]
+    else:
+        command = [LEDGER, "--db", url, "serve", "--port", str(port), "--workers", str(workers)]
     process = subprocess.Popen(
-        [LEDGER, "--db", url, "serve", "--port", str(port), "--workers", str(workers)],
+        command,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={**os.environ, "LEDGER_AUTO_MIGRATE": "1"},
@@ -276,6 +284,16 @@ def single_appends(store: str, args: argparse.Namespace, result: dict[str, Any])
     result["single_vs_batch"] = round(
         result["http_single_event_appends_per_s"] / result["http_one_batch_events_per_s"], 2
     )
+    # The ceiling: the same requests from the same clients to an endpoint that
+    # stores nothing (bench.trivial_api).
+    with server("trivial", 1) as base:
+        result["http_trivial_endpoint_per_s"] = round(
+            http_single_appends(base, single, args.single_clients)
+        )
+    result["single_vs_trivial"] = round(
+        result["http_single_event_appends_per_s"] / result["http_trivial_endpoint_per_s"], 2
+    )
+    result["load_average"] = round(os.getloadavg()[0], 2)
     return result
 
 

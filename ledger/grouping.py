@@ -74,9 +74,15 @@ class AppendGroups:
     def append_one(self, raw: str, *, skip_invalid: bool = False) -> AppendReport:
         """Store one event (its JSON text) and return its own report, as
         `append_items` would for it alone. Blocks until its group committed."""
+        return self.submit(raw, skip_invalid=skip_invalid).result()
+
+    def submit(self, raw: str, *, skip_invalid: bool = False) -> Future[AppendReport]:
+        """`append_one` without blocking: the future gets the event's own report
+        once its group committed. An event loop awaits it (`asyncio.wrap_future`)
+        without holding a worker thread per waiting caller."""
         waiting = _Waiting(raw, skip_invalid, Future())
         self._queue.put(waiting)
-        return waiting.outcome.result()
+        return waiting.outcome
 
     def close(self) -> None:
         self._queue.put(None)
