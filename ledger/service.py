@@ -414,7 +414,10 @@ class CardHeader:
     count_cap: int  # a count of count_cap + 1 means "more than count_cap"
 
 
-CARD_COUNT_CAP = 10_000
+# The tab badges show up to this many items, then "1,000+": counting costs a
+# walk of the index per tab, and at 10,000 those walks were most of the page's
+# time for a busy customer (bench.page).
+CARD_COUNT_CAP = 1_000
 
 
 def card_header(conn: Connection, customer_id: str, count_cap: int = CARD_COUNT_CAP) -> CardHeader:
