@@ -10,6 +10,7 @@ thread pool, each with a pooled connection, because the drivers block.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -191,6 +192,16 @@ class AppState:
     _ready: bool = False
     _ready_lock: threading.Lock = field(default_factory=threading.Lock)
     _groups: AppendGroups | None = None
+
+    @property
+    def ready(self) -> bool:
+        """`ensure_ready` has succeeded (then requests skip calling it)."""
+        return self._ready
+
+    @property
+    def running_groups(self) -> AppendGroups | None:
+        """The group committer if started (starting it opens a connection)."""
+        return self._groups
 
     def groups(self) -> AppendGroups:
         """The group committer of one-event appends, started on first use."""
@@ -465,14 +476,20 @@ def _routes(app: FastAPI) -> None:
                 Category.REJECTED, f"body is not UTF-8 text: {exc.reason}; nothing stored"
             ) from None
         items = _items(text, ndjson=media in NDJSON_TYPES)
-        await run_in_threadpool(state.ensure_ready)
+        if not state.ready:
+            await run_in_threadpool(state.ensure_ready)
         if isinstance(items, list) and state.group_appends:
             # One event: stored in a transaction shared with other callers' one
-            # events (ledger.grouping), with its own outcome.
-            groups = state.groups()
-            report = await run_in_threadpool(
-                groups.append_one, items[0].raw, skip_invalid=skip_invalid
-            )
+            # events (ledger.grouping), with its own outcome. Awaited on the loop:
+            # no worker thread is held per waiting caller, and no thread hop.
+            groups = state.running_groups
+            if groups is None:
+                groups = await run_in_threadpool(state.groups)
+            outcome = groups.submit(items[0].raw, skip_invalid=skip_invalid)
+            # Shielded: a caller that goes away must not cancel the future the
+            # writer thread will set (the event is stored all the same, as a
+            # retry with its event id would find).
+            report = await asyncio.shield(asyncio.wrap_future(outcome))
         else:
             app_ = state.services.app()
             policy = state.services.policy()

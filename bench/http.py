@@ -17,7 +17,11 @@ service calls made in process.
     the same bodies in process (each on its own empty store). Ratio of rates.
 (c) Many small writers: `--single-events` new events POSTed one per request by
     `--single-clients` client processes at once (grouped into shared
-    transactions by the server), against the same events in one NDJSON request.
+    transactions by the server), against the same events in one NDJSON request,
+    and against the ceiling: the same requests to a FastAPI endpoint that stores
+    nothing (bench.trivial_api, same uvicorn settings, same clients); once with
+    httpx clients, once with a raw-socket keep-alive client (a tenth of the
+    client CPU per request, the cores being shared with the server).
     Goal (issue 13): >= 10,000 events/s on PostgreSQL and >= 0.5 of one request.
 
 Goals (issue 10): HTTP tab p50 < 2 ms and p99 < 10 ms for both customers;
@@ -58,11 +62,17 @@ SMALL = "cust-1"
 
 @contextmanager
 def server(url: str, workers: int) -> Iterator[str]:
+    """`ledger serve` on `url`; or, with url "trivial", bench.trivial_api (the ceiling)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    if url == "trivial":
+        command = [sys.executable, "-m", "uvicorn", "bench.trivial_api:create", "--factory"]
+        command += ["--port", str(port), "--no-access-log", "--log-level", "warning"]
+    else:
+        command = [LEDGER, "--db", url, "serve", "--port", str(port), "--workers", str(workers)]
     process = subprocess.Popen(
-        [LEDGER, "--db", url, "serve", "--port", str(port), "--workers", str(workers)],
+        command,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={**os.environ, "LEDGER_AUTO_MIGRATE": "1"},
@@ -196,8 +206,50 @@ def _post_each(base: str, lines: list[str], start: Any, out: Any) -> None:
     out.put(time.perf_counter())
 
 
-def http_single_appends(base: str, body: str, clients: int) -> float:
-    """Events/s when `clients` processes each POST their share one event per request."""
+class _RawClient:
+    """HTTP/1.1 keep-alive POSTs over a plain socket: a tenth of httpx's CPU per
+    request, so that on a shared machine the clients leave the cores to the server."""
+
+    def __init__(self, base: str) -> None:
+        host, port = base.removeprefix("http://").split(":")
+        self._sock = socket.create_connection((host, int(port)))
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._file = self._sock.makefile("rb")
+        self._host = host
+
+    def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {self._host}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        self._sock.sendall(head.encode() + body)
+        status = int(self._file.readline().split()[1])
+        length = 0
+        while (line := self._file.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        return status, self._file.read(length)
+
+    def close(self) -> None:
+        self._file.close()
+        self._sock.close()
+
+
+def _post_each_raw(base: str, lines: list[str], start: Any, out: Any) -> None:
+    client = _RawClient(base)
+    bodies = [line.encode() for line in lines]
+    start.wait()
+    for body in bodies:
+        status, answer = client.post("/v1/events", body)
+        assert status == 200 and json.loads(answer)["appended"] == 1, answer
+    out.put(time.perf_counter())
+    client.close()
+
+
+def http_single_appends(base: str, body: str, clients: int, raw: bool = False) -> float:
+    """Events/s when `clients` processes each POST their share one event per request
+    (with httpx; `raw`: with `_RawClient`)."""
     import multiprocessing
 
     lines = body.splitlines()
@@ -211,7 +263,9 @@ def http_single_appends(base: str, body: str, clients: int) -> float:
     start = multiprocessing.Barrier(clients + 1)
     done: Any = multiprocessing.Queue()
     workers = [
-        multiprocessing.Process(target=_post_each, args=(base, share, start, done))
+        multiprocessing.Process(
+            target=_post_each_raw if raw else _post_each, args=(base, share, start, done)
+        )
         for share in shares
     ]
     for w in workers:
@@ -266,16 +320,23 @@ def run(store: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def single_appends(store: str, args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
     # (c) Many small writers: the same events one per request from many clients,
-    # against all of them in one batched request (each on an empty store).
+    # against all of them in one batched request (each on an empty store), and
+    # against the ceiling: the same requests from the same clients to an endpoint
+    # that stores nothing (bench.trivial_api). Clients with httpx, then with
+    # `_RawClient`, which leaves more of the shared cores to the server.
     single = "".join(bodies(max(1, args.single_events // 1000)))
     with scratch_store(store, args.pg_url) as url, server(url, args.workers) as base:
-        rate = http_single_appends(base, single, args.single_clients)
-        result["http_single_event_appends_per_s"] = round(rate)
-    with scratch_store(store, args.pg_url) as url, server(url, args.workers) as base:
         result["http_one_batch_events_per_s"] = round(http_one_batch(base, single))
-    result["single_vs_batch"] = round(
-        result["http_single_event_appends_per_s"] / result["http_one_batch_events_per_s"], 2
-    )
+    for client, raw in (("httpx", False), ("raw", True)):
+        with scratch_store(store, args.pg_url) as url, server(url, args.workers) as base:
+            rate = http_single_appends(base, single, args.single_clients, raw)
+        with server("trivial", 1) as base:
+            ceiling = http_single_appends(base, single, args.single_clients, raw)
+        result[f"{client}_single_event_appends_per_s"] = round(rate)
+        result[f"{client}_trivial_endpoint_per_s"] = round(ceiling)
+        result[f"{client}_single_vs_batch"] = round(rate / result["http_one_batch_events_per_s"], 2)
+        result[f"{client}_single_vs_trivial"] = round(rate / ceiling, 2)
+    result["load_average"] = round(os.getloadavg()[0], 2)
     return result
 
 

@@ -13,7 +13,7 @@ from cli.tables import Column, echo_table
 from ledger.events import KINDS
 from ledger.printable import printable
 from ledger.rights import ALLOW_ALL
-from ledger.service import TAB_PARAMETERS, prepare_store, tab_answer, tab_request
+from ledger.service import TAB_PARAMETERS, prepare_store, tab_request, tab_rows
 from projections.paging import DEFAULT_LIMIT as PAGE_LIMIT
 from projections.paging import MAX_LIMIT
 from projections.tabs import TABS
@@ -157,7 +157,7 @@ def tab(
     )
     with ctx.connect() as conn:
         prepare_store(conn)
-        answer = tab_answer(conn, request).model_dump(mode="json")
+        answer = tab_rows(conn, request)
     if output_format == "json":
         emit_json(answer)
         return

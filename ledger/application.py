@@ -20,6 +20,7 @@ from ledger.db import DatabaseUnavailable
 from ledger.domain import Customer, CustomerEvent, CustomerSnapshot, customer_stream_id
 from ledger.keystore import Keyring
 from ledger.mapper import LedgerMapper
+from ledger.printable import first_line as first_line  # re-exported: appending, runner
 from ledger.reading import Queries, stream_after
 from ledger.stores.base import LedgerRecorder
 
@@ -129,9 +130,3 @@ class LedgerApplication(Application[UUID]):
 def snapshot_due(previous_version: int, version: int) -> bool:
     """True when going from one version to the other crosses a snapshot interval."""
     return version // SNAPSHOT_INTERVAL > previous_version // SNAPSHOT_INTERVAL
-
-
-def first_line(exc: BaseException) -> str:
-    """An exception as one line for the user (drivers often add SQL context lines)."""
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]

@@ -5,18 +5,28 @@ both stores; on PostgreSQL they are rewritten to psycopg's `%s`."""
 from __future__ import annotations
 
 import sqlite3
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
-
-import psycopg
+from typing import TYPE_CHECKING, Any
 
 from ledger.config import DatabaseURL
 from ledger.locks import DDL_LOCK_KEY
 
+if TYPE_CHECKING:
+    import psycopg
+
 
 class DatabaseUnavailable(RuntimeError):
     """The database cannot be reached or opened; the message says where and why."""
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """What "the database went away" looks like from either driver. psycopg's
+    errors count only once something imported psycopg: none can be raised before."""
+    psycopg = sys.modules.get("psycopg")
+    pg = (psycopg.OperationalError, psycopg.InterfaceError) if psycopg is not None else ()
+    return isinstance(exc, (DatabaseUnavailable, sqlite3.OperationalError, *pg))
 
 
 class Connection:
@@ -24,27 +34,10 @@ class Connection:
         self.url = url
         self.kind = url.kind
         self._raw: sqlite3.Connection | psycopg.Connection[tuple[Any, ...]]
-        try:
-            if url.kind == "sqlite":
-                # check_same_thread off: the API pools connections across its worker threads,
-                # one request (one thread) at a time.
-                raw = sqlite3.connect(
-                    url.path,
-                    isolation_level=None,
-                    timeout=url.lock_timeout,
-                    check_same_thread=False,
-                )
-                raw.execute("PRAGMA journal_mode=WAL")
-                self._raw = raw
-            else:
-                self._raw = psycopg.connect(
-                    url.conninfo(),
-                    autocommit=True,
-                    # Quoted as the recorders quote it (config allows only plain names).
-                    options=f'-c search_path="{url.schema}"',
-                )
-        except (sqlite3.Error, psycopg.Error) as exc:
-            raise DatabaseUnavailable(f"cannot open database {url.display()}: {exc}") from exc
+        if url.kind == "sqlite":
+            self._raw = _open_sqlite(url)
+        else:
+            self._raw = _open_postgresql(url)
 
     @property
     def raw(self) -> Any:
@@ -118,3 +111,32 @@ def any_of(kind: str, column: str, values: Sequence[Any]) -> Iterator[tuple[str,
     for start in range(0, len(values), 500):
         chunk = list(values[start : start + 500])
         yield f"{column} IN ({','.join('?' * len(chunk))})", chunk
+
+
+def _open_sqlite(url: DatabaseURL) -> sqlite3.Connection:
+    try:
+        # check_same_thread off: the API pools connections across its worker threads,
+        # one request (one thread) at a time.
+        raw = sqlite3.connect(
+            url.path, isolation_level=None, timeout=url.lock_timeout, check_same_thread=False
+        )
+        raw.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.Error as exc:
+        raise DatabaseUnavailable(f"cannot open database {url.display()}: {exc}") from exc
+    return raw
+
+
+def _open_postgresql(url: DatabaseURL) -> psycopg.Connection[tuple[Any, ...]]:
+    # Imported here: psycopg alone takes longer to import than a whole tab read
+    # on the embedded store, which never needs it.
+    import psycopg
+
+    try:
+        return psycopg.connect(
+            url.conninfo(),
+            autocommit=True,
+            # Quoted as the recorders quote it (config allows only plain names).
+            options=f'-c search_path="{url.schema}"',
+        )
+    except psycopg.Error as exc:
+        raise DatabaseUnavailable(f"cannot open database {url.display()}: {exc}") from exc

@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -74,9 +74,15 @@ class AppendGroups:
     def append_one(self, raw: str, *, skip_invalid: bool = False) -> AppendReport:
         """Store one event (its JSON text) and return its own report, as
         `append_items` would for it alone. Blocks until its group committed."""
+        return self.submit(raw, skip_invalid=skip_invalid).result()
+
+    def submit(self, raw: str, *, skip_invalid: bool = False) -> Future[AppendReport]:
+        """`append_one` without blocking: the future gets the event's own report
+        once its group committed. An event loop awaits it (`asyncio.wrap_future`)
+        without holding a worker thread per waiting caller."""
         waiting = _Waiting(raw, skip_invalid, Future())
         self._queue.put(waiting)
-        return waiting.outcome.result()
+        return waiting.outcome
 
     def close(self) -> None:
         self._queue.put(None)
@@ -128,14 +134,8 @@ class AppendGroups:
     def _split(self, group: list[_Waiting], report: AppendReport) -> list[AppendReport]:
         rejected = {r.line: r for r in report.rejected}
         ids = [None if i in rejected else _event_id(w.raw) for i, w in enumerate(group)]
-        conn = self._connection()
-        known = positions_by_event_id(conn, [i for i in ids if i is not None])
-        # The group's new events, stored in input order under the table lock: the
-        # positions first..last are all theirs, in that order.
         first = report.first_position
-        new_positions = iter(
-            positions_between(conn, first, report.last_position) if first is not None else []
-        )
+        known, new_positions = self._stored(ids, report)
         seen: set[str] = set()
         outcomes = []
         for i, w in enumerate(group):
@@ -158,6 +158,29 @@ class AppendGroups:
             if event_id is not None:
                 seen.add(event_id)
         return outcomes
+
+    def _stored(
+        self, ids: list[str | None], report: AppendReport
+    ) -> tuple[dict[str, int], Iterator[int]]:
+        """Where the group's ids were stored before it, and the group's new positions
+        in input order. Most groups need no query for either: when the report
+        counts no duplicate but the group's own repeats, no id was stored before;
+        and when it stored as many events as there are positions from first to
+        last, those positions are exactly its new rows (under the table lock, in
+        input order)."""
+        first, last = report.first_position, report.last_position
+        accepted = [i for i in ids if i is not None]
+        repeats = len(accepted) - len(set(accepted))
+        if report.duplicates != repeats:
+            conn = self._connection()
+            known = positions_by_event_id(conn, accepted)
+        else:
+            known = {}
+        if first is None or last is None:
+            return known, iter(())
+        if last - first + 1 == report.appended:
+            return known, iter(range(first, last + 1))
+        return known, iter(positions_between(self._connection(), first, last))
 
     def _connection(self) -> Connection:
         if self._conn is None:

@@ -33,3 +33,9 @@ def spreadsheet_cell(value: str) -> str:
     if value.startswith(_FORMULA_START) and _NUMBER.fullmatch(value) is None:
         return "'" + value
     return value
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception as one line for the user (drivers often add SQL context lines)."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

@@ -15,7 +15,6 @@ Without a policy file everything is allowed (the spec's default).
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +44,8 @@ ALLOW_ALL = RightsPolicy(enforced=False)
 def load_policy(path: str | Path | None) -> RightsPolicy:
     if path is None:
         return ALLOW_ALL
+    import tomllib  # here: most commands run without a policy file, and it takes 8 ms
+
     try:
         raw = tomllib.loads(Path(path).read_text())
     except OSError as exc:

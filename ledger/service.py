@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -21,15 +22,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
-from eventsourcing.persistence import DataError as EsDataError
-from eventsourcing.persistence import PersistenceError
-
-from ledger.appending import DEFAULT_BATCH_SIZE, Appender, AppendReport
-from ledger.application import LedgerApplication, first_line
-from ledger.audit.history import Selector, iter_history
 from ledger.config import (
     DATABASE_URL_ENV,
     DEFAULT_IDLE_TIMEOUT,
@@ -40,25 +34,33 @@ from ledger.config import (
     auto_migrate,
     database_url,
 )
-from ledger.db import Connection, DatabaseUnavailable
+from ledger.db import Connection, DatabaseUnavailable, is_unavailable
 from ledger.input import InputError, InputItem
 from ledger.keystore import KeystoreError
 from ledger.personal import TamperedValue
-from ledger.reading import events_table_exists, states_by_event_id
+from ledger.printable import first_line
+from ledger.reading import events_table_exists, head_position, states_by_event_id
 from ledger.rights import ALLOW_ALL, RightsPolicy, load_policy
 from ledger.times import BadTime, parse_user_time
-from projections import registry
+from projections import registry, tracking
+from projections.base import Projection
 from projections.card import card_value
-from projections.models import EmailsTab, LastEmail, TabAnswer, TaskItem, answer
 from projections.paging import DEFAULT_LIMIT as PAGE_LIMIT
 from projections.paging import Page
-from projections.runner import UNAVAILABLE_ERRORS, ProjectionError, catch_up_live
 from projections.schema import SchemaMissing, ensure_schema, require_schema, schema_ready
 from projections.sealing import revealing
-from projections.status import projection_status
 from projections.tabs import TABS, TabRequest, check_cursor, read_tab, tab_counts
 from projections.tasks import task_item
 from projections.timeline import DEFAULT_LIMIT, TimelineQuery
+
+# A tab read imports none of these (tests/test_startup.py): the append engine and the
+# eventsourcing library, psycopg (longer to import than a whole tab read on SQLite),
+# the projection runner, the audit trail and the tabs' pydantic models are imported
+# where they are used.
+if TYPE_CHECKING:
+    from ledger.appending import Appender, AppendReport
+    from ledger.application import LedgerApplication
+    from projections.models import LastEmail, TabAnswer, TaskItem
 
 
 class Category(StrEnum):
@@ -104,7 +106,7 @@ def classify(exc: BaseException) -> ServiceError | None:
         return exc
     if isinstance(exc, SchemaMissing | ConfigError | registry.UnknownProjection):
         return ServiceError(Category.USAGE, str(exc))
-    if isinstance(exc, ProjectionError):
+    if isinstance(exc, _loaded("projections.runner", "ProjectionError")):
         return ServiceError(Category.REJECTED, str(exc))
     if isinstance(exc, KeystoreError):
         return ServiceError(Category.USAGE, str(exc))
@@ -141,13 +143,25 @@ def classify(exc: BaseException) -> ServiceError | None:
         )
     if isinstance(exc, DatabaseUnavailable):
         return ServiceError(Category.UNAVAILABLE, str(exc))
-    if isinstance(exc, UNAVAILABLE_ERRORS):
+    if is_unavailable(exc):
         return ServiceError(Category.UNAVAILABLE, f"database unavailable: {first_line(exc)}")
     return None
 
 
+def _loaded(module: str, *names: str) -> tuple[type[BaseException], ...]:
+    """The exception classes `names` of `module` if it was imported, else none: an
+    exception of a class never imported cannot have been raised, so classifying
+    one imports nothing (psycopg or the runner, on a tab read that needs neither)."""
+    found = sys.modules.get(module)
+    return tuple(getattr(found, name) for name in names) if found is not None else ()
+
+
 def _is_refused_value(exc: BaseException) -> bool:
-    return any(isinstance(e, psycopg.DataError | EsDataError) for e in (exc, exc.__cause__))
+    refused = (
+        *_loaded("psycopg", "DataError"),
+        *_loaded("eventsourcing.persistence", "DataError"),
+    )
+    return any(isinstance(e, refused) for e in (exc, exc.__cause__))
 
 
 def _mentions(exc: BaseException, text: str) -> bool:
@@ -157,12 +171,14 @@ def _mentions(exc: BaseException, text: str) -> bool:
 
 def _is_missing_table(exc: BaseException) -> bool:
     """A table that `ledger db migrate` would have created, on either store."""
+    undefined_table = _loaded("psycopg.errors", "UndefinedTable")
+    persistence_error = _loaded("eventsourcing.persistence", "PersistenceError")
     for e in (exc, exc.__cause__):
-        if isinstance(e, psycopg.errors.UndefinedTable):
+        if isinstance(e, undefined_table):
             return True
         if isinstance(e, sqlite3.OperationalError) and "no such table" in str(e):
             return True
-        if isinstance(e, PersistenceError) and (
+        if isinstance(e, persistence_error) and (
             ("does not exist" in str(e) and "relation" in str(e)) or "no such table" in str(e)
         ):
             return True
@@ -204,6 +220,8 @@ class Services:
 
     def app(self) -> LedgerApplication:
         if self._app is None:
+            from ledger.application import LedgerApplication
+
             with service_errors():
                 self._app = LedgerApplication(self.url)
         return self._app
@@ -237,6 +255,8 @@ def prepare_store(conn: Connection) -> None:
         if not events_table_exists(conn):
             if not auto_migrate():
                 raise SchemaMissing(MISSING_TABLES)
+            from ledger.application import LedgerApplication
+
             LedgerApplication(conn.url, create_tables=True).close()
         require_schema(conn, auto_migrate())
 
@@ -250,6 +270,7 @@ def store_ready(conn: Connection) -> bool:
 def migrate(url: DatabaseURL) -> None:
     """Create every table the ledger needs; idempotent and safe to run concurrently."""
     # Imported here: the relay package is not needed by a reader of tabs.
+    from ledger.application import LedgerApplication
     from relay.tracking import ensure_schema as ensure_relay_schema
 
     with service_errors():
@@ -337,13 +358,47 @@ def tab_request(
 
 def tab_answer(conn: Connection, request: TabRequest) -> TabAnswer:
     """One tab, brought up to date with every event stored before the call."""
+    from projections.models import answer
+
+    return answer(tab_rows(conn, request))
+
+
+def tab_rows(conn: Connection, request: TabRequest) -> dict[str, Any]:
+    """`tab_answer` as the plain JSON value its model dumps to (the tests hold the
+    two equal for every tab): `ledger tab` prints it without building the model's
+    validator, which costs more than the read itself."""
     with service_errors():
-        catch_up_live(conn, [registry.get(request.tab)])
-        return answer(read_tab(conn, request))
+        catch_up(conn, [registry.get(request.tab)])
+        return read_tab(conn, request)
+
+
+def catch_up(conn: Connection, projections: Sequence[Projection]) -> None:
+    """Read-your-writes: bring live read models up to the head as it is now.
+
+    Most reads find them current already; that is checked here with two small
+    queries, so only a read that has events to apply imports the runner (and,
+    with it, psycopg and the event contracts' validators). Anything unusual (no
+    tracking row, another layout version, a stopped projection) is the runner's
+    to report or handle."""
+    found = tracking.read(conn, [p.name for p in projections])
+    head = head_position(conn)
+    current = all(
+        (row := found.get(p.name)) is not None
+        and row.version == p.version
+        and row.stopped is None
+        and row.position >= head
+        for p in projections
+    )
+    if not current:
+        from projections.runner import catch_up_live
+
+        catch_up_live(conn, projections)
 
 
 def projections_status(conn: Connection) -> dict[str, Any]:
     """`ledger projections status --format json`'s answer."""
+    from projections.status import projection_status
+
     with service_errors():
         head, rows = projection_status(conn, registry.select(()))
     return {"head": head, "projections": [r.as_json() for r in rows]}
@@ -359,15 +414,20 @@ class CardHeader:
     count_cap: int  # a count of count_cap + 1 means "more than count_cap"
 
 
-CARD_COUNT_CAP = 10_000
+# The tab badges show up to this many items, then "1,000+": counting costs a
+# walk of the index per tab, and at 10,000 those walks were most of the page's
+# time for a busy customer (bench.page).
+CARD_COUNT_CAP = 1_000
 
 
 def card_header(conn: Connection, customer_id: str, count_cap: int = CARD_COUNT_CAP) -> CardHeader:
     """The card's header, every read model brought up to date first. Capped
     counts and the newest rows only, so a customer with 100,000 events costs
     about what a small one does."""
+    from projections.models import EmailsTab, answer
+
     with service_errors():
-        catch_up_live(conn, [registry.get(name) for name in registry.NAMES])
+        catch_up(conn, [registry.get(name) for name in registry.NAMES])
         counts = tab_counts(conn, customer_id, count_cap)
         name = card_value(conn, customer_id, "name")
         emails = answer(read_tab(conn, TabRequest(customer_id, "emails", page=Page(limit=1))))
@@ -386,11 +446,15 @@ def append_items(
     items: Iterable[InputItem],
     *,
     skip_invalid: bool = False,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
 ) -> AppendReport:
     """Validate and store events; a body that is not NDJSON or a JSON array, or
-    not UTF-8, is rejected whole with nothing stored."""
-    with service_errors(), Appender(app, policy, batch_size=batch_size) as appender:
+    not UTF-8, is rejected whole with nothing stored. `batch_size`: the append
+    engine's default unless given."""
+    from ledger.appending import DEFAULT_BATCH_SIZE, Appender
+
+    size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
+    with service_errors(), Appender(app, policy, batch_size=size) as appender:
         return append_with(appender, items, skip_invalid=skip_invalid)
 
 
@@ -549,8 +613,10 @@ def _task_item(
     conn: Connection, policy: RightsPolicy, request: TaskActionRequest
 ) -> TaskItem | None:
     """The task as the acting user's tasks tab shows it now; None once deleted."""
+    from projections.models import TaskItem
+
     with service_errors():
-        catch_up_live(conn, [registry.get("tasks")])
+        catch_up(conn, [registry.get("tasks")])
         item = task_item(
             revealing(conn), request.customer_id, request.task_id, request.user_id, policy
         )
@@ -592,6 +658,8 @@ def _action_refused(
 
 def _task_fields(conn: Connection, task_id: str) -> dict[str, Any]:
     """A task's current fields, folded from its events (the `old` of an edit)."""
+    from ledger.audit.history import Selector, iter_history
+
     fields: dict[str, Any] = {}
     for event in iter_history(conn, Selector("task", task_id)):
         data = event.data if isinstance(event.data, dict) else {}

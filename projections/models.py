@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Built on first use: `ledger tab` validates one tab's answer, not all eight.
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class ActorRef(_Model):

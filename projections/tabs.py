@@ -100,13 +100,15 @@ def check_cursor(tab: str, customer_id: str, cursor: str) -> None:
 def tab_counts(conn: Connection, customer_id: str, cap: int | None = None) -> dict[str, int]:
     """How many items each tab lists for the customer (the timeline: every
     event). With `cap`, counting stops past it: a count of cap + 1 means "more
-    than cap", and a customer with 100,000 events costs what one with `cap` does."""
-    counts = {}
+    than cap", and a customer with 100,000 events costs what one with `cap` does.
+    One statement for all tabs: one round trip, not eight (the card page's header)."""
+    counts = []
     for tab in TABS:
         if cap is None:
-            sql = f"SELECT COUNT(*) {_ROWS[tab]}"
+            counts.append(f"(SELECT COUNT(*) {_ROWS[tab]})")
         else:
-            sql = f"SELECT COUNT(*) FROM (SELECT 1 {_ROWS[tab]} LIMIT {int(cap) + 1}) AS capped"
-        row = conn.fetchone(sql, (customer_id,))
-        counts[tab] = int(row[0]) if row else 0
-    return counts
+            limit = int(cap) + 1
+            counts.append(f"(SELECT COUNT(*) FROM (SELECT 1 {_ROWS[tab]} LIMIT {limit}) AS {tab})")
+    row = conn.fetchone(f"SELECT {', '.join(counts)}", (customer_id,) * len(TABS))
+    assert row is not None  # one row, always
+    return {tab: int(count) for tab, count in zip(TABS, row, strict=True)}

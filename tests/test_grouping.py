@@ -119,3 +119,37 @@ def test_concurrent_single_event_posts_over_http(store_url: str) -> None:
     with serve_in_thread(store_url) as client:
         again = client.post("/v1/events", json=events[0])
     assert again.json()["duplicates"] == 1 and again.json()["appended"] == 0
+
+
+def test_a_group_without_stored_duplicates_answers_from_its_report(store_url: str) -> None:
+    # New events and one repeated within the group, nothing stored before: each
+    # caller's outcome comes from the report alone (no lookup), and must still be
+    # its own position, or its duplicate.
+    append_to_url(store_url, [event("customer.created", "c1", {"card": {"name": "Ann"}})])
+    fresh = [_note("c1", i) for i in range(12)]
+    repeated = _note("c1", 50)
+    raws = [json.dumps(e) for e in [*fresh, repeated, repeated]]
+    app = LedgerApplication(parse_database_url(store_url))
+    groups = AppendGroups(app, lambda: ALLOW_ALL, append_with, window_s=0.5)
+    start = threading.Barrier(len(raws))
+
+    def call(raw: str) -> AppendReport:
+        start.wait()
+        return groups.append_one(raw)
+
+    try:
+        with ThreadPoolExecutor(len(raws)) as pool:
+            outcomes = list(pool.map(call, raws))
+    finally:
+        groups.close()
+        app.close()
+    stored = _stored(store_url)
+    for raw, outcome in zip(raws[: len(fresh)], outcomes, strict=False):
+        assert outcome.appended == 1 and outcome.first_position is not None
+        assert stored[outcome.first_position]["event_id"] == json.loads(raw)["event_id"]
+    twice = outcomes[len(fresh) :]
+    assert sorted((o.appended, o.duplicates) for o in twice) == [(0, 1), (1, 0)]
+    (kept,) = [o for o in twice if o.appended]
+    assert kept.first_position is not None
+    assert stored[kept.first_position]["event_id"] == repeated["event_id"]
+    assert len(stored) == 1 + len(fresh) + 1

@@ -1,10 +1,11 @@
 """Event contracts: the spec's catalogue as pydantic models."""
 
+from typing import TYPE_CHECKING, Any
+
+from ledger.events import catalogue
 from ledger.events.catalogue import (
     EVENT_TYPES,
-    INBOUND_MODELS,
     PAYLOADS,
-    RECORDED_MODELS,
     ContractError,
     FieldError,
     parse_inbound,
@@ -13,6 +14,17 @@ from ledger.events.catalogue import (
 )
 from ledger.events.common import KINDS, Actor, Change, Payload
 from ledger.events.envelope import InboundEvent, RecordedEvent
+
+# Made on first access, as in the catalogue (see catalogue._envelopes).
+if TYPE_CHECKING:
+    from ledger.events.catalogue import INBOUND_MODELS, RECORDED_MODELS
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("INBOUND_MODELS", "RECORDED_MODELS"):
+        return getattr(catalogue, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "EVENT_TYPES",

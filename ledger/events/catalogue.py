@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Union
+from functools import cache
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import Field, TypeAdapter, ValidationError, create_model
 
@@ -86,24 +87,54 @@ def _envelope_for(base: type[Any], payload: type[Payload], suffix: str) -> type[
     return model
 
 
-INBOUND_MODELS: dict[str, type[InboundEvent]] = {
-    t: _envelope_for(InboundEvent, p, "Event") for t, p in PAYLOADS.items()
-}
-RECORDED_MODELS: dict[str, type[RecordedEvent]] = {
-    t: _envelope_for(RecordedEvent, p, "Recorded") for t, p in PAYLOADS.items()
-}
+@dataclass(frozen=True)
+class _Envelopes:
+    inbound_models: dict[str, type[InboundEvent]]
+    recorded_models: dict[str, type[RecordedEvent]]
+    inbound_adapter: TypeAdapter[InboundEvent]
+    recorded_adapter: TypeAdapter[RecordedEvent]
 
-# Built at run time from the catalogue, so the checker sees them as Any.
-_inbound_union: Any = Annotated[
-    Union[tuple(INBOUND_MODELS.values())],  # noqa: UP007
-    Field(discriminator="type"),
-]
-_recorded_union: Any = Annotated[
-    Union[tuple(RECORDED_MODELS.values())],  # noqa: UP007
-    Field(discriminator="type"),
-]
-INBOUND_ADAPTER: TypeAdapter[InboundEvent] = TypeAdapter(_inbound_union)
-RECORDED_ADAPTER: TypeAdapter[RecordedEvent] = TypeAdapter(_recorded_union)
+
+@cache
+def _envelopes() -> _Envelopes:
+    """Each type's envelope models and the validators of their unions, made on first
+    use: 54 models cost more to create than a whole `ledger tab` read, which
+    validates no event."""
+    inbound = {t: _envelope_for(InboundEvent, p, "Event") for t, p in PAYLOADS.items()}
+    recorded = {t: _envelope_for(RecordedEvent, p, "Recorded") for t, p in PAYLOADS.items()}
+    # Built at run time from the catalogue, so the checker sees them as Any.
+    inbound_union: Any = Annotated[
+        Union[tuple(inbound.values())],  # noqa: UP007
+        Field(discriminator="type"),
+    ]
+    recorded_union: Any = Annotated[
+        Union[tuple(recorded.values())],  # noqa: UP007
+        Field(discriminator="type"),
+    ]
+    return _Envelopes(inbound, recorded, TypeAdapter(inbound_union), TypeAdapter(recorded_union))
+
+
+# INBOUND_MODELS, RECORDED_MODELS, INBOUND_ADAPTER, RECORDED_ADAPTER: attributes of
+# this module, made on first access (PEP 562).
+if TYPE_CHECKING:
+    INBOUND_MODELS: dict[str, type[InboundEvent]]
+    RECORDED_MODELS: dict[str, type[RecordedEvent]]
+    INBOUND_ADAPTER: TypeAdapter[InboundEvent]
+    RECORDED_ADAPTER: TypeAdapter[RecordedEvent]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(_envelopes(), _LAZY[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_LAZY = {
+    "INBOUND_MODELS": "inbound_models",
+    "RECORDED_MODELS": "recorded_models",
+    "INBOUND_ADAPTER": "inbound_adapter",
+    "RECORDED_ADAPTER": "recorded_adapter",
+}
 
 
 @dataclass(frozen=True)
@@ -185,7 +216,7 @@ def parse_inbound(obj: dict[str, Any]) -> InboundEvent:
 def parse_inbound_json(raw: str | bytes) -> InboundEvent:
     try:
         size = check_event_json(raw)
-        event = INBOUND_ADAPTER.validate_json(raw)
+        event = _envelopes().inbound_adapter.validate_json(raw)
         check_stored_size(size, event.model_dump_json)
         return event
     except LimitError as exc:
@@ -204,7 +235,7 @@ def parse_inbound_json(raw: str | bytes) -> InboundEvent:
 def parse_recorded_json(raw: str | bytes) -> RecordedEvent:
     """Validate a stored envelope (from the events table or a Kafka message)."""
     try:
-        return RECORDED_ADAPTER.validate_json(raw)
+        return _envelopes().recorded_adapter.validate_json(raw)
     except ValidationError as exc:
         event_type = None
         try:

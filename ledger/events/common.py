@@ -67,9 +67,14 @@ KINDS: tuple[str, ...] = (
 
 class Contract(BaseModel):
     # Every string without a limit of its own is short: the event as a whole must
-    # fit one Kafka message (see ledger.events.limits).
+    # fit one Kafka message (see ledger.events.limits). Validators are built on
+    # first use: a tab read validates no event and never pays for building them.
     model_config = ConfigDict(
-        extra="forbid", strict=True, frozen=True, str_max_length=MAX_STRING_CHARS
+        extra="forbid",
+        strict=True,
+        frozen=True,
+        str_max_length=MAX_STRING_CHARS,
+        defer_build=True,
     )
 
 
