@@ -24,13 +24,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from ledger.db import Connection
+from ledger.db import Connection, is_unavailable
 from ledger.keystore import Keyring
 from ledger.reading import LeanRow, read_lean
 from projections import tracking
 from projections.base import Envelope, Projection, Writer
 from projections.runner import (
-    UNAVAILABLE_ERRORS,
     Progress,
     Runner,
     Target,
@@ -60,11 +59,11 @@ def _lean(through: int) -> Iterator[None]:
     away and another rebuild moving the positions, which the caller handles."""
     try:
         yield
-    except UNAVAILABLE_ERRORS:
-        raise
     except PositionMoved:
         raise
     except Exception as exc:
+        if is_unavailable(exc):
+            raise
         raise _LeanFailed(through) from exc
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import gc
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -24,11 +23,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
-import psycopg
-
 from ledger.application import first_line
 from ledger.config import DatabaseURL
-from ledger.db import Connection, DatabaseUnavailable
+from ledger.db import Connection, is_unavailable
 from ledger.events import ContractError
 from ledger.personal import TamperedValue
 from ledger.reading import StoredRow, head_position, read_rows
@@ -40,13 +37,6 @@ from projections.tracking import PositionMoved, Tracked
 DEFAULT_BATCH_SIZE = 1000
 HEARTBEAT_SECONDS = 2.0
 
-# What "the database went away" looks like from each driver.
-UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
-    DatabaseUnavailable,
-    psycopg.OperationalError,
-    psycopg.InterfaceError,
-    sqlite3.OperationalError,
-)
 
 
 @contextmanager
@@ -330,17 +320,17 @@ class Runner:
             with _savepoint(self.conn):
                 target.projection.apply(self.conn, target.tables, events)
             return None
-        except UNAVAILABLE_ERRORS:
-            raise
-        except Exception:
-            pass  # which event: found one by one below
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise
+            # which event: found one by one below
         for e in events:
             try:
                 with _savepoint(self.conn):
                     target.projection.apply(self.conn, target.tables, [e])
-            except UNAVAILABLE_ERRORS:
-                raise
             except Exception as exc:
+                if is_unavailable(exc):
+                    raise
                 reason = f"{type(exc).__name__}: {first_line(exc)}"
                 return Poison(e.position, e.event_id, e.type, reason)
         return None
@@ -451,7 +441,9 @@ class Follower:
             try:
                 position = self._session(resumed=failed)
                 failed = False
-            except UNAVAILABLE_ERRORS as exc:
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
                 failed = True
                 delay = backoff.next()
                 self.notify(FollowNotice("unavailable", error=first_line(exc), retry_in=delay))
