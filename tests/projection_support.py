@@ -15,7 +15,9 @@ from typing import Any
 from ledger.application import LedgerApplication
 from ledger.config import parse_database_url
 from ledger.db import Connection
+from ledger.domain import customer_stream_id
 from ledger.reading import head_position
+from ledger.stores.rows import LedgerStoredEvent
 from projections.registry import PROJECTIONS
 from projections.sealing import revealing
 from tests.cli_runner import LEDGER
@@ -300,3 +302,47 @@ class FollowerProcess:
 
     def kinds(self) -> list[str]:
         return [n["event"] for n in self.notices]
+
+
+UNCHECKED_EVENT_ID = "0b7d7f4e-0000-4000-8000-000000000001"
+
+
+def store_unchecked(
+    app: LedgerApplication,
+    event_type: str,
+    data: dict[str, Any],
+    *,
+    stream: str = "c0",
+    customer_id: str | None = None,
+    subject: str | None = None,
+) -> str:
+    """An event stored straight through the recorder (a valid hash chain), as a
+    ledger written before the contracts' limits would have held it: the first of
+    `stream`'s customer stream, its envelope naming `customer_id` (default: the
+    stream's). Its event id."""
+    state = {
+        "event_id": UNCHECKED_EVENT_ID,
+        "recorded_at": "2026-10-01T10:00:00Z",
+        "schema_version": 1,
+        "type": event_type,
+        "customer_id": stream if customer_id is None else customer_id,
+        "occurred_at": "2026-10-01T10:00:00Z",
+        "actor": {"kind": "system", "id": "s"},
+        "source": None,
+        "data": data,
+    }
+    with app.ledger_recorder.write_session() as session:
+        session.insert(
+            [
+                LedgerStoredEvent(
+                    originator_id=customer_stream_id(stream),
+                    originator_version=1,
+                    topic=event_type,
+                    state=json.dumps(state).encode(),
+                    event_id=UNCHECKED_EVENT_ID,
+                    customer_id=stream,
+                    subject=subject,
+                )
+            ]
+        )
+    return UNCHECKED_EVENT_ID

@@ -6,20 +6,16 @@ the rebuild with the live runner's line."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from typing import Any
 
 import pytest
 
 from ledger.application import LedgerApplication
 from ledger.db import Connection
-from ledger.domain import customer_stream_id
 from ledger.keystore import Ciphers
 from ledger.privacy import erase_customer
 from ledger.reading import head_position
 from ledger.rights import ALLOW_ALL
-from ledger.stores.rows import LedgerStoredEvent
 from projections import rebuild as replay
 from projections import tracking
 from projections.base import Envelope, Projection, Tables, Writer
@@ -28,7 +24,7 @@ from projections.runner import ProjectionError, Runner, Target
 from projections.schema import ensure_schema
 from tests.factories import append_ok as append
 from tests.factories import event
-from tests.projection_support import dump, history, positions
+from tests.projection_support import dump, history, positions, store_unchecked
 
 CHECKPOINT = 97
 
@@ -145,37 +141,6 @@ def test_a_load_dying_at_a_checkpoint_resumes_exactly(
     assert dump(store_url) == followed
 
 
-def _store_unchecked(app: LedgerApplication, event_type: str, data: dict[str, Any]) -> str:
-    """An event stored straight through the recorder (valid chain), as a ledger
-    written before the contracts' limits would have held it; its event id."""
-    event_id = "0b7d7f4e-0000-4000-8000-0000000000aa"
-    state = {
-        "event_id": event_id,
-        "recorded_at": "2026-10-01T10:00:00Z",
-        "schema_version": 1,
-        "type": event_type,
-        "customer_id": "old",
-        "occurred_at": "2026-10-01T10:00:00Z",
-        "actor": {"kind": "system", "id": "s"},
-        "source": None,
-        "data": data,
-    }
-    with app.ledger_recorder.write_session() as session:
-        session.insert(
-            [
-                LedgerStoredEvent(
-                    originator_id=customer_stream_id("old"),
-                    originator_version=1,
-                    topic=event_type,
-                    state=json.dumps(state).encode(),
-                    event_id=event_id,
-                    customer_id="old",
-                )
-            ]
-        )
-    return event_id
-
-
 def test_an_event_the_read_model_refuses_fails_the_rebuild_with_the_live_line(
     app: LedgerApplication,
 ) -> None:
@@ -183,7 +148,7 @@ def test_an_event_the_read_model_refuses_fails_the_rebuild_with_the_live_line(
     write it, and the checked runner it hands the batch to names the event."""
     append(app, history(customers=2, per_customer=30, seed=43))
     visit = {"visit_id": "v-old", "source": "(direct)", "channel": "direct"}
-    event_id = _store_unchecked(app, "visit.recorded", {**visit, "duration_s": 2**70})
+    event_id = store_unchecked(app, "visit.recorded", {**visit, "duration_s": 2**70}, stream="old")
     append(app, [event("note.added", "c1", {"note_id": "after", "text": "after"})])
     visits = next(p for p in PROJECTIONS if p.name == "visits")
     with Connection(app.url) as conn:

@@ -12,8 +12,6 @@ import pytest
 
 from ledger.application import LedgerApplication
 from ledger.db import Connection
-from ledger.domain import customer_stream_id
-from ledger.stores.rows import LedgerStoredEvent
 from projections import rebuild as replay
 from projections import tracking
 from projections.registry import PROJECTIONS
@@ -23,40 +21,19 @@ from tests.background import running_in_thread
 from tests.cli_runner import run_ledger
 from tests.factories import append_ok as append
 from tests.factories import event
+from tests.projection_support import UNCHECKED_EVENT_ID, store_unchecked
 
-POISON_ID = "0b7d7f4e-0000-4000-8000-000000000001"
+POISON_ID = UNCHECKED_EVENT_ID
 
 
 def _store_unchecked(
     app: LedgerApplication, data: dict[str, object], customer_id: str = "c0"
 ) -> None:
-    """Store a call.logged for c0 as a ledger written before the contracts' limits would
-    have: straight through the recorder, with a valid hash chain."""
-    state = {
-        "event_id": POISON_ID,
-        "recorded_at": "2026-10-01T10:00:00Z",
-        "schema_version": 1,
-        "type": "call.logged",
-        "customer_id": customer_id,
-        "occurred_at": "2026-10-01T10:00:00Z",
-        "actor": {"kind": "system", "id": "s"},
-        "source": None,
-        "data": data,
-    }
-    with app.ledger_recorder.write_session() as session:
-        session.insert(
-            [
-                LedgerStoredEvent(
-                    originator_id=customer_stream_id("c0"),
-                    originator_version=1,
-                    topic="call.logged",
-                    state=json.dumps(state).encode(),
-                    event_id=POISON_ID,
-                    customer_id="c0",
-                    subject="call:" + str(data["call_id"]),
-                )
-            ]
-        )
+    """A call.logged in c0's stream, stored as a ledger written before the
+    contracts' limits would have."""
+    store_unchecked(
+        app, "call.logged", data, customer_id=customer_id, subject="call:" + str(data["call_id"])
+    )
 
 
 CALL = {"call_id": "k1", "direction": "inbound", "result": "answered"}
