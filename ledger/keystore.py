@@ -324,12 +324,7 @@ class Keyring:
         if customer_id in pinned:
             return pinned[customer_id]
         with self._lock:
-            now = time.monotonic()
-            if now - self._cached_at > CACHE_SECONDS:
-                # Another process may have erased a customer: a long-running reader
-                # (the API, the relay, a follower) sees it within CACHE_SECONDS.
-                self._cache.clear()
-                self._cached_at = now
+            self._expire()
             if customer_id in self._cache:
                 return self._cache[customer_id]
             row = self._store().fetchone(
@@ -341,6 +336,29 @@ class Keyring:
             if row is not None:
                 self._cache[customer_id] = cipher
             return cipher
+
+    def warm(self, customer_ids: Iterable[str]) -> None:
+        """Look up the keys of many customers in one query, not one each: a reader
+        about to reveal a batch of rows (the relay reads a thousand at a time)."""
+        with self._lock:
+            self._expire()
+            wanted = [c for c in dict.fromkeys(customer_ids) if c not in self._cache]
+            store = self._store()
+            for condition, params in any_of(store.kind, "customer_id", wanted):
+                for customer_id, wrapped, wrapped_by in store.fetchall(
+                    f"SELECT customer_id, wrapped, master_id FROM {KEYS_TABLE} WHERE {condition}",
+                    params,
+                ):
+                    self._cache[customer_id] = self._cipher(customer_id, (wrapped, wrapped_by))
+
+    def _expire(self) -> None:
+        """Called under the lock. Another process may have erased a customer: a
+        long-running reader (the API, the relay, a follower) sees it within
+        CACHE_SECONDS."""
+        now = time.monotonic()
+        if now - self._cached_at > CACHE_SECONDS:
+            self._cache.clear()
+            self._cached_at = now
 
     @property
     def _pinned(self) -> dict[str, AESGCM | None]:

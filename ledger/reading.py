@@ -24,10 +24,6 @@ from ledger.keystore import Keyring
 from ledger.personal import reveal
 from ledger.stores.rows import EVENTS_TABLE
 
-_SELECT = (
-    f"SELECT notification_id, originator_id, originator_version, topic, state FROM {EVENTS_TABLE} "
-)
-
 
 @dataclass(frozen=True)
 class StoredRow:
@@ -66,9 +62,13 @@ def _stream_id(value: object) -> UUID:
 def read_rows(conn: Connection, after: int, limit: int) -> list[StoredRow]:
     """Up to `limit` rows with position > `after`, in position order."""
     rows = conn.fetchall(
-        _SELECT + "WHERE notification_id > ? ORDER BY notification_id LIMIT ?", (after, limit)
+        f"SELECT notification_id, originator_id, originator_version, topic, state, customer_id "
+        f"FROM {EVENTS_TABLE} WHERE notification_id > ? ORDER BY notification_id LIMIT ?",
+        (after, limit),
     )
     ring = Keyring.for_url(conn.url)
+    # One key query for the batch: revealing row by row would ask once per customer.
+    ring.warm(r[5] for r in rows if r[5] is not None)
     return [StoredRow(r[0], _stream_id(r[1]), r[2], r[3], bytes(r[4]), ring) for r in rows]
 
 

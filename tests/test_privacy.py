@@ -19,7 +19,7 @@ from consumers.last_contact import LastContact, last_contact_of
 from ledger.config import parse_database_url
 from ledger.db import Connection
 from ledger.keystore import Keyring, new_master_key_file
-from ledger.reading import iter_rows
+from ledger.reading import iter_rows, read_rows
 from relay.errors import RelayFatal
 from relay.messages import build_message
 from tests.audit_support import owner, run
@@ -203,6 +203,33 @@ def test_personal_values_are_stored_encrypted_and_read_normally(url: str) -> Non
     # What is not personal stays readable in the stored rows (accounting, structure).
     assert b'"paid"' in stored or b"paid" in stored
     assert b"c-1-o1" in stored
+
+
+def test_a_batch_of_rows_asks_the_key_table_once(url: str) -> None:
+    """The relay reads rows a thousand at a time: their customers' keys come in one
+    query, not one per customer, and the rows still read in the clear."""
+    db = parse_database_url(url)
+    Keyring.forget_all()
+    ring = Keyring.for_url(db)
+    keys_conn = ring._store()
+    asked: list[str] = []
+    execute = keys_conn.execute
+
+    def counting(statement: str, params: Any = ()) -> Any:
+        if "ledger_keys" in statement:
+            asked.append(statement)
+        return execute(statement, params)
+
+    keys_conn.execute = counting  # type: ignore[method-assign]
+    try:
+        with Connection(db) as conn:
+            rows = read_rows(conn, 0, 1000)
+            shown = b"".join(row.state for row in rows)
+    finally:
+        keys_conn.execute = execute  # type: ignore[method-assign]
+        Keyring.forget_all()
+    assert len(asked) == 1, asked
+    assert f"note {SECRET}".encode() in shown and f"note {OTHER}".encode() in shown
 
 
 def test_erasure_reaches_every_reader_and_leaves_the_chain_intact(url: str) -> None:
