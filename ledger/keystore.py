@@ -23,7 +23,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -343,13 +343,19 @@ class Keyring:
         with self._lock:
             self._expire()
             wanted = [c for c in dict.fromkeys(customer_ids) if c not in self._cache]
-            store = self._store()
-            for condition, params in any_of(store.kind, "customer_id", wanted):
-                for customer_id, wrapped, wrapped_by in store.fetchall(
-                    f"SELECT customer_id, wrapped, master_id FROM {KEYS_TABLE} WHERE {condition}",
-                    params,
-                ):
-                    self._cache[customer_id] = self._cipher(customer_id, (wrapped, wrapped_by))
+            self._cache.update(self._stored_ciphers(self._store(), wanted))
+
+    def _stored_ciphers(
+        self, store: Queries, customer_ids: list[str]
+    ) -> Iterator[tuple[str, AESGCM | None]]:
+        """The stored keys of `customer_ids` (those that have one), a query per
+        chunk rather than one per customer."""
+        for condition, params in any_of(store.kind, "customer_id", customer_ids):
+            for customer_id, wrapped, wrapped_by in store.fetchall(
+                f"SELECT customer_id, wrapped, master_id FROM {KEYS_TABLE} WHERE {condition}",
+                params,
+            ):
+                yield customer_id, self._cipher(customer_id, (wrapped, wrapped_by))
 
     def _expire(self) -> None:
         """Called under the lock. Another process may have erased a customer: a
@@ -395,12 +401,7 @@ class Keyring:
             )
         missing = [c for c in wanted if c not in pinned]
         target: Queries = store if self.shared else self._store()
-        for condition, params in any_of(target.kind, "customer_id", missing):
-            for customer_id, wrapped, wrapped_by in target.fetchall(
-                f"SELECT customer_id, wrapped, master_id FROM {KEYS_TABLE} WHERE {condition}",
-                params,
-            ):
-                pinned[customer_id] = self._cipher(customer_id, (wrapped, wrapped_by))
+        pinned.update(self._stored_ciphers(target, missing))
         new = [c for c in missing if c not in pinned]
         if not new:
             return {c for c in wanted if pinned.get(c) is None}
