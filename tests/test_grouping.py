@@ -29,6 +29,30 @@ def _stored(url: str) -> dict[int, dict[str, Any]]:
         return {row.position: json.loads(row.state) for row in iter_rows(conn)}
 
 
+def _append_together(
+    store_url: str, calls: list[tuple[str, bool]]
+) -> tuple[list[AppendReport], int]:
+    """Each (event JSON, skip_invalid) appended one event a call, every call in its
+    own thread and all at once, through one AppendGroups with a long window (every
+    call arrives within it, so they share groups): the outcomes in call order and
+    the number of groups committed."""
+    app = LedgerApplication(parse_database_url(store_url))
+    groups = AppendGroups(app, lambda: ALLOW_ALL, append_with, window_s=0.5)
+    start = threading.Barrier(len(calls))
+
+    def call(c: tuple[str, bool]) -> AppendReport:
+        start.wait()
+        return groups.append_one(c[0], skip_invalid=c[1])
+
+    try:
+        with ThreadPoolExecutor(len(calls)) as pool:
+            outcomes = list(pool.map(call, calls))
+    finally:
+        groups.close()
+        app.close()
+    return outcomes, groups.groups
+
+
 def test_each_caller_gets_its_own_outcome_from_a_shared_transaction(store_url: str) -> None:
     created = [event("customer.created", f"c{i}", {"card": {"name": "Ann"}}) for i in range(4)]
     old = _note("c0", 999)
@@ -51,22 +75,8 @@ def test_each_caller_gets_its_own_outcome_from_a_shared_transaction(store_url: s
         ("bad", bad[0], False),
         ("bad_skip", bad[1], True),
     ]
-    app = LedgerApplication(parse_database_url(store_url))
-    # A long window: every call below arrives within it, so they share groups.
-    groups = AppendGroups(app, lambda: ALLOW_ALL, append_with, window_s=0.5)
-    start = threading.Barrier(len(calls))
-
-    def call(c: tuple[str, dict[str, Any], bool]) -> AppendReport:
-        start.wait()
-        return groups.append_one(json.dumps(c[1]), skip_invalid=c[2])
-
-    try:
-        with ThreadPoolExecutor(len(calls)) as pool:
-            outcomes = list(pool.map(call, calls))
-    finally:
-        groups.close()
-        app.close()
-    assert groups.groups < len(calls) // 2  # grouped, not one transaction each
+    outcomes, committed = _append_together(store_url, [(json.dumps(c[1]), c[2]) for c in calls])
+    assert committed < len(calls) // 2  # grouped, not one transaction each
     stored = _stored(store_url)
     by_kind: dict[str, list[AppendReport]] = {}
     for (kind, e, _), outcome in zip(calls, outcomes, strict=True):
@@ -129,20 +139,7 @@ def test_a_group_without_stored_duplicates_answers_from_its_report(store_url: st
     fresh = [_note("c1", i) for i in range(12)]
     repeated = _note("c1", 50)
     raws = [json.dumps(e) for e in [*fresh, repeated, repeated]]
-    app = LedgerApplication(parse_database_url(store_url))
-    groups = AppendGroups(app, lambda: ALLOW_ALL, append_with, window_s=0.5)
-    start = threading.Barrier(len(raws))
-
-    def call(raw: str) -> AppendReport:
-        start.wait()
-        return groups.append_one(raw)
-
-    try:
-        with ThreadPoolExecutor(len(raws)) as pool:
-            outcomes = list(pool.map(call, raws))
-    finally:
-        groups.close()
-        app.close()
+    outcomes, _ = _append_together(store_url, [(raw, False) for raw in raws])
     stored = _stored(store_url)
     for raw, outcome in zip(raws[: len(fresh)], outcomes, strict=False):
         assert outcome.appended == 1 and outcome.first_position is not None
