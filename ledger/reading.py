@@ -61,7 +61,7 @@ def _stream_id(value: object) -> UUID:
 
 def read_rows(conn: Connection, after: int, limit: int) -> list[StoredRow]:
     """Up to `limit` rows with position > `after`, in position order."""
-    rows = conn.fetchall(
+    rows = conn.fetch_binary(
         f"SELECT notification_id, originator_id, originator_version, topic, state, customer_id "
         f"FROM {EVENTS_TABLE} WHERE notification_id > ? ORDER BY notification_id LIMIT ?",
         (after, limit),

@@ -29,11 +29,5 @@ def parse_position(text: str, what: str = "position") -> int:
 
 
 def fetch_page(conn: Connection, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-    """`conn.fetchall`, except that PostgreSQL sends the rows in binary format:
-    `state` then arrives as raw bytes instead of hex text, which more than
-    doubles the rate of a full scan (measured: ~430,000 against ~180,000 rows/s)."""
-    if conn.kind == "sqlite":
-        return conn.fetchall(statement, params)
-    with conn.raw.cursor(binary=True) as cursor:
-        cursor.execute(statement.replace("?", "%s"), params)
-        return list(cursor.fetchall())
+    """A page of stored rows, in binary format on PostgreSQL (`Connection.fetch_binary`)."""
+    return conn.fetch_binary(statement, params)
