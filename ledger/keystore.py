@@ -341,7 +341,10 @@ class Keyring:
         """Look up the keys of many customers in one query, not one each: a reader
         about to reveal a batch of rows (the relay reads a thousand at a time)."""
         with self._lock:
-            self._expire()
+            # A period past half its life starts afresh here: otherwise it could end
+            # while the batch is being revealed, and every customer after that point
+            # would be looked up alone (the relay did so for whole batches).
+            self._expire(CACHE_SECONDS / 2)
             wanted = [c for c in dict.fromkeys(customer_ids) if c not in self._cache]
             self._cache.update(self._stored_ciphers(self._store(), wanted))
 
@@ -357,12 +360,12 @@ class Keyring:
             ):
                 yield customer_id, self._cipher(customer_id, (wrapped, wrapped_by))
 
-    def _expire(self) -> None:
+    def _expire(self, after_s: float = CACHE_SECONDS) -> None:
         """Called under the lock. Another process may have erased a customer: a
         long-running reader (the API, the relay, a follower) sees it within
         CACHE_SECONDS."""
         now = time.monotonic()
-        if now - self._cached_at > CACHE_SECONDS:
+        if now - self._cached_at > after_s:
             self._cache.clear()
             self._cached_at = now
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ import pytest
 from click.testing import Result
 
 from consumers.last_contact import LastContact, last_contact_of
+from ledger import keystore
 from ledger.config import parse_database_url
 from ledger.db import Connection
 from ledger.keystore import Keyring, new_master_key_file
@@ -205,12 +208,11 @@ def test_personal_values_are_stored_encrypted_and_read_normally(url: str) -> Non
     assert b"c-1-o1" in stored
 
 
-def test_a_batch_of_rows_asks_the_key_table_once(url: str) -> None:
-    """The relay reads rows a thousand at a time: their customers' keys come in one
-    query, not one per customer, and the rows still read in the clear."""
-    db = parse_database_url(url)
+@contextmanager
+def key_queries(url: str) -> Iterator[list[str]]:
+    """The statements a fresh keyring sends to the key table meanwhile."""
     Keyring.forget_all()
-    ring = Keyring.for_url(db)
+    ring = Keyring.for_url(parse_database_url(url))
     keys_conn = ring._store()
     asked: list[str] = []
     execute = keys_conn.execute
@@ -222,13 +224,39 @@ def test_a_batch_of_rows_asks_the_key_table_once(url: str) -> None:
 
     keys_conn.execute = counting  # type: ignore[method-assign]
     try:
-        with Connection(db) as conn:
-            rows = read_rows(conn, 0, 1000)
-            shown = b"".join(row.state for row in rows)
+        yield asked
     finally:
         keys_conn.execute = execute  # type: ignore[method-assign]
         Keyring.forget_all()
+
+
+def test_a_batch_of_rows_asks_the_key_table_once(url: str) -> None:
+    """The relay reads rows a thousand at a time: their customers' keys come in one
+    query, not one per customer, and the rows still read in the clear."""
+    with key_queries(url) as asked, Connection(parse_database_url(url)) as conn:
+        rows = read_rows(conn, 0, 1000)
+        shown = b"".join(row.state for row in rows)
     assert len(asked) == 1, asked
+    assert f"note {SECRET}".encode() in shown and f"note {OTHER}".encode() in shown
+
+
+def test_a_batch_read_late_in_the_key_cache_period_still_asks_once(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key cache is dropped every CACHE_SECONDS. A batch read late in a period
+    starts a new one, so the period does not end while the batch is revealed (each
+    customer after that point would be looked up alone)."""
+    clock = [1000.0]
+    monkeypatch.setattr(keystore.time, "monotonic", lambda: clock[0])
+    with key_queries(url) as asked, Connection(parse_database_url(url)) as conn:
+        clock[0] += keystore.CACHE_SECONDS * 0.9
+        rows = read_rows(conn, 0, 1000)
+        clock[0] += keystore.CACHE_SECONDS * 0.5  # the old period has ended by now
+        shown = b"".join(row.state for row in rows)
+        assert len(asked) == 1, asked
+        clock[0] += keystore.CACHE_SECONDS * 0.6  # and now the new one
+        assert read_rows(conn, 0, 1000)[0].state
+    assert len(asked) == 2, asked
     assert f"note {SECRET}".encode() in shown and f"note {OTHER}".encode() in shown
 
 
