@@ -42,6 +42,9 @@ ENCRYPTED = "[encrypted]"
 # Cheap test for "anything to reveal here": the marker's first member as the
 # mapper writes it (compact JSON).
 _MARKER_BYTES = b'{"enc":"v1"'
+# A marker's members in the order `_seal_value` writes them.
+_MARKER_MEMBERS = [MARKER, "t", "v"]
+_ERASED_JSON = b'"[erased]"'
 _NONCE = 12
 
 
@@ -80,20 +83,40 @@ def _seal_value(
     return {MARKER: VERSION, "t": "s" if isinstance(value, str) else "j", "v": box}
 
 
-def _open_value(cipher: AESGCM | None, aad: bytes, marker: dict[str, Any]) -> Any:
+def _open_json(cipher: AESGCM | None, aad: bytes, marker: dict[str, Any]) -> bytes:
+    """The JSON of the value `marker` holds, as it was sealed (`_json`); an erased
+    value as readers see it."""
     if cipher is None:
-        return ERASED if marker.get("t") == "s" else None
+        return _ERASED_JSON if marker.get("t") == "s" else b"null"
     try:
         if marker.get(MARKER) != VERSION:
             raise ValueError(f"unknown encryption version {marker.get(MARKER)!r}")
         box = base64.b64decode(str(marker["v"]), validate=True)
-        return json.loads(cipher.decrypt(box[:_NONCE], box[_NONCE:], aad))
+        return cipher.decrypt(box[:_NONCE], box[_NONCE:], aad)
     except (InvalidTag, ValueError, KeyError) as exc:
-        path = aad.split(b"\x00", 1)[1].decode(errors="replace")
-        raise TamperedValue(
-            f"{path}: the encrypted value fails authentication "
-            f"({type(exc).__name__}): it was moved from another event or field, or altered"
-        ) from None
+        raise _tampered(aad, exc) from None
+
+
+def _open_value(cipher: AESGCM | None, aad: bytes, marker: dict[str, Any]) -> Any:
+    if cipher is None:
+        return ERASED if marker.get("t") == "s" else None
+    plain = _open_json(cipher, aad, marker)
+    try:
+        return json.loads(plain)
+    except ValueError as exc:
+        raise _tampered(aad, exc) from None
+
+
+def _tampered(aad: bytes, exc: Exception) -> TamperedValue:
+    path = aad.split(b"\x00", 1)[1].decode(errors="replace")
+    return TamperedValue(
+        f"{path}: the encrypted value fails authentication "
+        f"({type(exc).__name__}): it was moved from another event or field, or altered"
+    )
+
+
+def _in_event(event_id: str, exc: TamperedValue) -> TamperedValue:
+    return TamperedValue(f"tampering: event {event_id}: {exc}")
 
 
 def _aad(event_id: str, path: str) -> bytes:
@@ -208,8 +231,59 @@ def reveal(state: bytes, ring: Keyring) -> bytes:
     erased when the customer's key is gone. Raises TamperedValue."""
     if _MARKER_BYTES not in state:
         return state
+    revealed = _reveal_in_place(state, ring)
+    if revealed is not None:
+        return revealed
     envelope = reveal_json(json.loads(state), ring)
     return _dump(envelope)
+
+
+def _reveal_in_place(state: bytes, ring: Ciphers) -> bytes | None:
+    """`reveal` without writing the whole envelope out again: each marker's bytes
+    are replaced by its value's JSON. The stored envelope was written by `_json`,
+    and so was each sealed value, so this gives the bytes that decoding, revealing
+    and encoding the whole envelope gives, at about a third of the cost. None where
+    a marker is not laid out as `_seal_value` writes it, or its bytes are not found
+    exactly once: the caller then takes that longer way (which also reports what
+    is wrong)."""
+    envelope = from_json(state)
+    if not isinstance(envelope, dict) or not isinstance(envelope.get("data"), dict):
+        return None
+    found: list[tuple[str, dict[str, Any]]] = []
+
+    def visit(path: str, value: Any) -> Any:
+        found.append((path, value))
+        return value
+
+    _walk_markers(envelope["data"], visit)
+    if not found:
+        return None
+    cipher = ring.cipher(str(envelope.get("customer_id")))
+    event_id = str(envelope.get("event_id"))
+    spans: list[tuple[int, int, bytes]] = []
+    for path, marker in found:
+        if list(marker) != _MARKER_MEMBERS:
+            return None
+        members = [str(v).encode() for v in marker.values()]
+        written = b'{"%s":"%s","t":"%s","v":"%s"}' % (MARKER.encode(), *members)
+        start = state.find(written)
+        if start < 0 or state.find(written, start + 1) >= 0:
+            return None
+        try:
+            plain = _open_json(cipher, _aad(event_id, path), marker)
+        except TamperedValue as exc:
+            raise _in_event(event_id, exc) from None
+        spans.append((start, start + len(written), plain))
+    spans.sort()
+    parts: list[bytes] = []
+    done = 0
+    for start, end, plain in spans:
+        if start < done:
+            return None
+        parts += (state[done:start], plain)
+        done = end
+    parts.append(state[done:])
+    return b"".join(parts)
 
 
 def reveal_document(state: bytes, ring: Ciphers) -> dict[str, Any]:
@@ -234,7 +308,7 @@ def reveal_json(envelope: dict[str, Any], ring: Ciphers | None) -> dict[str, Any
         try:
             return _open_value(cipher[0], _aad(event_id, path), value)
         except TamperedValue as exc:
-            raise TamperedValue(f"tampering: event {event_id}: {exc}") from None
+            raise _in_event(event_id, exc) from None
 
     data = envelope.get("data")
     if isinstance(data, dict):
