@@ -15,7 +15,8 @@ Delivery is at-least-once and never out of order per customer:
 
 Modules: `config` (what a relay is told), `tracking` (the `relay_tracking` table,
 the one-relay-per-name lock, status), `messages` (a stored row as a Kafka
-message; pure), `publisher` (the producer and the batches in flight on it),
+message; pure), `partitioner` (where a key's messages go, as kafka-python's default
+partitioner puts them), `publisher` (the producer and the batches in flight on it),
 `position` (records the acknowledged position from a thread of its own), `loop`
 (the relay itself: read, publish, follow, recover).
 """

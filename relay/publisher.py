@@ -157,6 +157,8 @@ class Publisher:
     def _make_producer(self) -> Any:
         from kafka import KafkaProducer
 
+        from relay.partitioner import KeyHashPartitioner
+
         cfg = self.config
         kwargs = self.kafka.client_kwargs()
         delivery_ms = int(cfg.delivery_timeout_s * 1000)
@@ -180,6 +182,7 @@ class Publisher:
                 # broker's.
                 allow_auto_create_topics=False,
                 max_block_ms=max(1000, min(10_000, delivery_ms)),
+                partitioner=KeyHashPartitioner(),
             )
 
         return connect_or_fail(self.kafka, make, cancel=self._stop)
