@@ -22,7 +22,7 @@ from ledger.db import Connection, any_of
 from ledger.events import RecordedEvent, parse_recorded_json
 from ledger.keystore import Keyring
 from ledger.personal import reveal
-from ledger.stores.rows import EVENTS_TABLE
+from ledger.stores.layout import EVENTS_TABLE
 
 
 @dataclass(frozen=True)
