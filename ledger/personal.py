@@ -264,7 +264,7 @@ def _reveal_in_place(state: bytes, ring: Ciphers) -> bytes | None:
     a marker is not laid out as `_seal_value` writes it, or its bytes are not found
     exactly once: the caller then takes that longer way (which also reports what
     is wrong)."""
-    envelope = from_json(state)
+    envelope = _from_json()(state)
     if not isinstance(envelope, dict) or not isinstance(envelope.get("data"), dict):
         return None
     found: list[tuple[str, dict[str, Any]]] = []
