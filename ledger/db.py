@@ -44,6 +44,12 @@ class Connection:
         """The driver's own connection, for driver-specific work (COPY, LISTEN)."""
         return self._raw
 
+    @property
+    def broken(self) -> bool:
+        """The server ended this connection (PostgreSQL: a restart, a cut): every
+        further statement fails, and a new connection is needed."""
+        return not isinstance(self._raw, sqlite3.Connection) and self._raw.closed
+
     def _sql(self, statement: str) -> str:
         return statement if self.kind == "sqlite" else statement.replace("?", "%s")
 

@@ -275,6 +275,11 @@ class Keyring:
         return self._master
 
     def _store(self) -> Connection:
+        if self._conn is not None and self._conn.broken:
+            # Kept for the process's lifetime, it outlives a database restart: a
+            # reader that retries after the failure gets a new one.
+            self._conn.close()
+            self._conn = None
         if self._conn is None:
             conn = Connection(self.store_url)
             try:
