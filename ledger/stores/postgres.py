@@ -13,10 +13,11 @@ subscriptions) work on this table unchanged.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import (
     PostgresApplicationRecorder,
@@ -25,7 +26,7 @@ from eventsourcing.postgres import (
 )
 from eventsourcing.utils import retry
 from psycopg import Cursor
-from psycopg.rows import DictRow, tuple_row
+from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
 from ledger.chain import GENESIS_HASH
@@ -77,24 +78,36 @@ def copy_rows(
             copy.write_row(row)
 
 
+# Up to this many rows go in with one INSERT of arrays (one round trip); more with
+# binary COPY (two round trips, but less work per row on both sides).
+INSERT_ROWS_MAX = 100
+
+
+def insert_statement(schema: str, table: str, types: list[str]) -> Composed:
+    """One INSERT of `EVENT_COLUMNS` from one array parameter per column."""
+    return SQL("INSERT INTO {}.{} ({}) SELECT * FROM unnest({})").format(
+        Identifier(schema),
+        Identifier(table),
+        SQL(", ").join(Identifier(c) for c in EVENT_COLUMNS),
+        SQL(", ").join(SQL("%s::{}[]").format(Identifier(t)) for t in types),
+    )
+
+
 class PostgresWriteSession:
     kind = "postgresql"
 
     def __init__(
-        self, cursor: Cursor[DictRow], schema: str, table: str, originator_id_type: str = "uuid"
+        self,
+        cursor: Cursor[Any],
+        schema: str,
+        table: str,
+        originator_id_type: str,
+        head: tuple[int, str] | None,
     ) -> None:
         self._cursor = cursor
-        self._copy = copy_statement(schema, table)
+        self._schema, self._table = schema, table
         self._types = copy_types(originator_id_type)
-        cursor.execute(
-            SQL(
-                "SELECT notification_id, chain_hash FROM {}.{} "
-                "ORDER BY notification_id DESC LIMIT 1"
-            ).format(Identifier(schema), Identifier(table))
-        )
-        row = cursor.fetchone()
-        self._last_position: int = row["notification_id"] if row else 0
-        self._last_hash: str = row["chain_hash"] if row else GENESIS_HASH
+        self._last_position, self._last_hash = head if head else (0, GENESIS_HASH)
 
     def fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._cursor.connection.cursor(row_factory=tuple_row) as cursor:
@@ -111,7 +124,20 @@ class PostgresWriteSession:
         chained = chained_rows(rows, self._last_position, self._last_hash)
         if not chained:
             return []
-        copy_rows(self._cursor, self._copy, self._types, chained)
+        if len(chained) <= INSERT_ROWS_MAX:
+            oid_is_uuid = self._types[1] == "uuid"
+            columns: list[list[Any]] = [list(c) for c in zip(*chained, strict=True)]
+            columns[1] = [
+                o if oid_is_uuid == isinstance(o, UUID) else UUID(str(o)) if oid_is_uuid else str(o)
+                for o in columns[1]
+            ]
+            self._cursor.execute(
+                insert_statement(self._schema, self._table, self._types), columns
+            )
+        else:
+            copy_rows(
+                self._cursor, copy_statement(self._schema, self._table), self._types, chained
+            )
         self._last_position, self._last_hash = chained[-1][0], chained[-1][-1]
         return [r[0] for r in chained]
 
@@ -220,21 +246,41 @@ class LedgerPostgresApplicationRecorder(PostgresApplicationRecorder):
 
     @contextmanager
     def write_session(self) -> Iterator[PostgresWriteSession]:
-        with self.datastore.get_connection() as conn, conn.transaction():
-            with conn.cursor() as curs:
-                self._lock_table(curs)
-                self._notify_channel(curs)
-                # For the session's own queries (fetchall); the library's statements
-                # name their schema. LOCAL: undone when the transaction ends.
-                curs.execute(
-                    SQL("SET LOCAL search_path TO {}").format(Identifier(self.datastore.schema))
-                )
+        schema, table = self.datastore.schema, self.events_table_name
+        # The transaction's opening in one round trip, not six: the write lock, the
+        # NOTIFY followers wait for, the session's search_path (for its own
+        # queries; LOCAL: undone at the end) and the chain's head, which the lock
+        # keeps current.
+        opening = SQL("; ").join(
+            [
+                SQL("BEGIN"),
+                *self.lock_table_statements,
+                SQL("NOTIFY {}").format(Identifier(self.channel_name)),
+                SQL("SET LOCAL search_path TO {}").format(Identifier(schema)),
+                SQL(
+                    "SELECT notification_id, chain_hash FROM {}.{} "
+                    "ORDER BY notification_id DESC LIMIT 1"
+                ).format(Identifier(schema), Identifier(table)),
+            ]
+        )
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            try:
+                curs.execute(opening)
+                while curs.nextset():
+                    pass  # to the last statement's result: the head
+                head = curs.fetchone()
                 yield PostgresWriteSession(
                     curs,
-                    self.datastore.schema,
-                    self.events_table_name,
+                    schema,
+                    table,
                     self.datastore.originator_id_type,
+                    (head[0], head[1]) if head else None,
                 )
+            except BaseException:
+                with suppress(psycopg.Error):  # a broken connection: the pool drops it
+                    conn.rollback()
+                raise
+            conn.commit()
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
