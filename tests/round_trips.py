@@ -26,22 +26,25 @@ class Trace:
 
     def take(self) -> list[str]:
         """One entry per round trip since the last call: the message that waited,
-        with the statement it ran (for a failing assertion's message)."""
+        with the statements it ran (pipelined ones joined by " + ")."""
         with open(self.path) as f:
             lines = f.read().splitlines()
         new, self._read = lines[self._read :], len(lines)
         waits: list[str] = []
-        statement = ""
+        statements: list[str] = []
         for line in new:
             parts = line.split("\t")
             if len(parts) < 3 or parts[0] != "F":
                 continue
             if parts[2] in ("Parse", "Query") and len(parts) > 3:
-                statement = parts[3][:90]
+                statements.append(parts[3][:90])
+            if parts[2] not in _WAITS:
+                continue
+            trip, statements = " + ".join(statements), []
             # A pool's new connection is set up by its background thread, once, not
             # per statement: not a round trip of the work being counted.
-            if parts[2] in _WAITS and "idle_in_transaction_session_timeout" not in statement:
-                waits.append(f"{parts[2]}: {statement}")
+            if "idle_in_transaction_session_timeout" not in trip:
+                waits.append(f"{parts[2]}: {trip}")
         return waits
 
 
