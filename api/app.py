@@ -40,9 +40,9 @@ from ledger.audit.common import AuditError, events_table_exists
 from ledger.audit.history import HistoryFilter, iter_history, parse_time, selector_from_options
 from ledger.audit.render import write_history
 from ledger.audit.verify import current_anchor
-from ledger.events import KINDS
 from ledger.grouping import AppendGroups
 from ledger.input import InputItem, read_items
+from ledger.kinds import KINDS
 from ledger.printable import printable
 from ledger.privacy import erase_customer
 from ledger.service import (

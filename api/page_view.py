@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from ledger.events import KINDS
+from ledger.kinds import KINDS
 
 # Tab name -> label, in the order the seed's block shows them.
 TAB_LABELS: dict[str, str] = {

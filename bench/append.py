@@ -28,8 +28,8 @@ from ledger.application import LedgerApplication
 from ledger.config import parse_database_url
 from ledger.db import Connection
 from ledger.input import read_items
+from ledger.stores.layout import EVENT_COLUMNS
 from ledger.stores.postgres import copy_rows, copy_statement, copy_types
-from ledger.stores.rows import EVENT_COLUMNS
 
 BATCH = 1000
 

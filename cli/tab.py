@@ -10,7 +10,7 @@ import click
 
 from cli.context import FORMAT_OPTION, cli_context, emit_json
 from cli.tables import Column, echo_table
-from ledger.events import KINDS
+from ledger.kinds import KINDS
 from ledger.printable import printable
 from ledger.rights import ALLOW_ALL
 from ledger.service import TAB_PARAMETERS, prepare_store, tab_request, tab_rows

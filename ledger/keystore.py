@@ -170,7 +170,7 @@ STORE_FORMAT = 2
 
 def ensure_store_format(conn: Connection) -> None:
     """Record this store's format, or refuse a store written in an older one."""
-    from ledger.stores.rows import EVENTS_TABLE
+    from ledger.stores.layout import EVENTS_TABLE
 
     tables = _tables(conn)
     if FORMAT_TABLE in tables:

@@ -122,7 +122,7 @@ class LagCollector(Collector):
         # Imported here: this module is imported by every process that serves
         # metrics, and the first scrape pays for these once.
         from ledger.reading import count_after, head_position, recorded_at_after
-        from ledger.stores.rows import EVENTS_TABLE
+        from ledger.stores.layout import EVENTS_TABLE
         from projections import registry
         from projections.clock import now
         from projections.status import projection_status

@@ -25,15 +25,17 @@ import json
 import os
 import re
 from collections.abc import Callable
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-import pydantic_core
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from pydantic_core import from_json
 
-from ledger.events import PAYLOADS, Payload
 from ledger.keystore import Ciphers, Keyring
+from ledger.payloads import payload_classes
+
+if TYPE_CHECKING:
+    from ledger.events import Payload
 
 MARKER = "enc"
 VERSION = "v1"
@@ -62,9 +64,25 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _MAYBE_SMALL_FLOAT = re.compile(rb"e-\d(?!\d)|0\.0000")
 
 
+# pydantic-core's JSON, imported on first use: a tab read that reveals nothing
+# never loads it (its import costs a tenth of such a read).
+@cache
+def _to_json() -> Callable[[Any], bytes]:
+    from pydantic_core import to_json
+
+    return to_json
+
+
+@cache
+def _from_json() -> Callable[[bytes], Any]:
+    from pydantic_core import from_json
+
+    return from_json
+
+
 def _json(value: Any) -> bytes:
     """`value` (JSON types only) as stored: compact, non-ASCII kept."""
-    out = pydantic_core.to_json(value)
+    out = _to_json()(value)
     # Substring tests first: the regex alone scans slower than the serializer runs.
     if (b"e-" not in out and b"0.0000" not in out) or _MAYBE_SMALL_FLOAT.search(out) is None:
         return out
@@ -105,7 +123,7 @@ Visit = Callable[[str, Any], Any]
 
 def _walk_sealed(event_type: str, data: dict[str, Any], visit: Visit) -> None:
     """Apply `visit(path, value)` to every personal value of `data` (append side)."""
-    payload = PAYLOADS.get(event_type)
+    payload = payload_classes().get(event_type)
     if payload is None:
         return
     for name in payload.personal:
@@ -151,7 +169,7 @@ def _dump(envelope: dict[str, Any]) -> bytes:
 def has_personal(event_type: str, data: Payload | dict[str, Any]) -> bool:
     """Whether `data` holds a personal value: typed (on append) or as stored (the
     read models, which decode stored rows to plain values)."""
-    payload = PAYLOADS.get(event_type)
+    payload = payload_classes().get(event_type)
     if payload is None:
         return False
     if isinstance(data, dict):
@@ -215,7 +233,7 @@ def reveal(state: bytes, ring: Keyring) -> bytes:
 def reveal_document(state: bytes, ring: Ciphers) -> dict[str, Any]:
     """The stored envelope `state` decoded to plain values, personal values revealed:
     `reveal` without writing the JSON back out (a reader that wants the values)."""
-    envelope: dict[str, Any] = from_json(state)
+    envelope: dict[str, Any] = _from_json()(state)
     return reveal_json(envelope, ring) if _MARKER_BYTES in state else envelope
 
 

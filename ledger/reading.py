@@ -15,14 +15,18 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 from ledger.db import Connection, any_of
-from ledger.events import RecordedEvent, parse_recorded_json
 from ledger.keystore import Keyring
 from ledger.personal import reveal
-from ledger.stores.rows import EVENTS_TABLE
+from ledger.stores.layout import EVENTS_TABLE
+
+# The event contracts (pydantic models of the whole catalogue) are imported only
+# by readers that decode events: a tab read of the read models never does.
+if TYPE_CHECKING:
+    from ledger.events import RecordedEvent
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,8 @@ class StoredRow:
         return self.stored if self.ring is None else reveal(self.stored, self.ring)
 
     def decode(self) -> RecordedEvent:
+        from ledger.events import parse_recorded_json
+
         event = parse_recorded_json(self.state)
         return event.model_copy(
             update={

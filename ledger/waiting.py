@@ -11,7 +11,7 @@ import psycopg
 
 from ledger.config import DatabaseURL
 from ledger.db import Connection, DatabaseUnavailable
-from ledger.stores.rows import NOTIFY_CHANNEL
+from ledger.stores.layout import NOTIFY_CHANNEL
 
 
 class Backoff:

@@ -14,20 +14,24 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar
-
-from pydantic_core import from_json
+from functools import cache
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ledger.db import Connection
-from ledger.events import PAYLOADS, Payload, parse_recorded_json
 from ledger.keystore import Ciphers, Keyring
+from ledger.payloads import payload_classes
 from ledger.personal import reveal_document
 from ledger.reading import StoredRow
 from projections.clock import iso, micros
 from projections.tables import TableSpec
 
-# (`Envelope` has a field named `type`, which hides the builtin in its body.)
-PayloadClass = type[Payload]
+# The contracts are imported where events are checked or written, never by a tab
+# read (which imports the read models' modules for their queries).
+if TYPE_CHECKING:
+    from ledger.events import Payload
+
+    # (`Envelope` has a field named `type`, which hides the builtin in its body.)
+    PayloadClass = type[Payload]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +68,10 @@ class Envelope:
     def decode(cls, row: StoredRow) -> Envelope:
         """Checked against its type's contract first (ContractError, TamperedValue):
         the live runner stops a projection at an event that breaks it."""
+        from pydantic_core import from_json
+
+        from ledger.events import parse_recorded_json
+
         state = row.state
         parse_recorded_json(state)
         return cls.of(row.position, row.type, from_json(state))
@@ -76,7 +84,7 @@ class Envelope:
         return cls.of(position, event_type, reveal_document(stored, ring))
 
     def payload(self) -> PayloadClass:
-        return PAYLOADS[self.type]
+        return payload_classes()[self.type]
 
     def subject_id(self) -> str | None:
         field = self.payload().subject_field
@@ -114,22 +122,29 @@ class Writer(ABC):
     def flush(self) -> None: ...
 
 
+class EveryEventType:
+    """`types` of a projection that reads every event type: the catalogue's names,
+    looked up when first asked for (a tab read imports projections, not contracts)."""
+
+    def __get__(self, instance: object, owner: type | None = None) -> frozenset[str]:
+        return _every_event_type()
+
+
+@cache
+def _every_event_type() -> frozenset[str]:
+    return frozenset(payload_classes())
+
+
 class Projection(ABC):
     name: ClassVar[str]
     # Bumped when the table layout or the meaning of rows changes: stored
     # rows of an older version need a rebuild before the code may touch them.
     version: ClassVar[int] = 1
     tables: ClassVar[tuple[TableSpec, ...]]
-    # The payload classes this projection reads; events of other types only
-    # advance its position. `types` are their names, for filtering stored rows
-    # before they are decoded.
-    payloads: ClassVar[tuple[type[Payload], ...]]
+    # The event types this projection reads (the catalogue's type names; a test
+    # holds them to it); events of other types only advance its position, and
+    # stored rows are filtered on these names before they are decoded.
     types: ClassVar[frozenset[str]]
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "payloads" in cls.__dict__:
-            cls.types = frozenset(p.type_name for p in cls.payloads)
 
     @abstractmethod
     def writer(self, db: Connection, tables: Tables, keys: Ciphers) -> Writer:

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from ledger.db import Connection
-from ledger.events.customer import CustomerCardChanged, CustomerCreated
 from ledger.keystore import Ciphers
 from projections.base import Envelope, Projection, Tables, Writer
 from projections.history import change_rows, history_rows, history_tab, history_table
@@ -27,7 +26,7 @@ class _CardWriter(AppendWriter):
         rows = self.rows
         for e in events:
             d = e.data
-            if e.type == CustomerCreated.type_name:
+            if e.type == "customer.created":
                 given = [(f, None, v) for f, v in d["card"].items() if v is not None]
                 rows += change_rows(e, given, sealer=self._sealer)
             else:
@@ -38,7 +37,7 @@ class _CardWriter(AppendWriter):
 class CardProjection(Projection):
     name = "card"
     tables = (CARD_HISTORY,)
-    payloads = (CustomerCreated, CustomerCardChanged)
+    types = frozenset({"customer.created", "customer.card_changed"})
 
     def writer(self, db: Connection, tables: Tables, keys: Ciphers) -> Writer:
         return _CardWriter(db, tables, keys)

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from ledger.db import Connection
-from ledger.events.chat import ChatMessage, ChatStarted, ChatStatusChanged
 from ledger.keystore import Ciphers
 from projections.base import Envelope, Projection, Tables, Writer
 from projections.paging import FIRST_PAGE, Page, PagedQuery
@@ -39,7 +38,7 @@ class _ChatsWriter(EntityWriter):
         self.load_referenced(events)
         for e in events:
             d, kind = e.data, e.type
-            if kind == ChatStarted.type_name:
+            if kind == "chat.started":
                 self.born(
                     {
                         "dialog_id": d["dialog_id"],
@@ -57,16 +56,16 @@ class _ChatsWriter(EntityWriter):
             row = self.get(d["dialog_id"])
             if row is None:  # the write model never lets this happen; stay robust
                 continue
-            if kind == ChatMessage.type_name:
+            if kind == "chat.message":
                 row["message_count"] += 1
-            elif kind == ChatStatusChanged.type_name:
+            elif kind == "chat.status_changed":
                 row["status"] = d["status"]
 
 
 class ChatsProjection(Projection):
     name = "chats"
     tables = (CHATS,)
-    payloads = (ChatStarted, ChatMessage, ChatStatusChanged)
+    types = frozenset({"chat.started", "chat.message", "chat.status_changed"})
 
     def writer(self, db: Connection, tables: Tables, keys: Ciphers) -> Writer:
         return _ChatsWriter(db, tables)

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from ledger.db import Connection
-from ledger.events.email import EmailClicked, EmailDelivered, EmailOpened, EmailSent
 from ledger.keystore import Ciphers
 from projections.base import Envelope, Projection, Tables, Writer
 from projections.paging import FIRST_PAGE, Page, PagedQuery
@@ -43,7 +42,7 @@ class _EmailsWriter(EntityWriter):
         self.load_referenced(events)
         for e in events:
             d, kind = e.data, e.type
-            if kind == EmailSent.type_name:
+            if kind == "email.sent":
                 self.born(
                     {
                         "message_id": d["message_id"],
@@ -63,14 +62,14 @@ class _EmailsWriter(EntityWriter):
             row = self.get(d["message_id"])
             if row is None:  # the write model never lets this happen; stay robust
                 continue
-            if kind == EmailDelivered.type_name:
+            if kind == "email.delivered":
                 row["delivered"] = 1
-            elif kind == EmailOpened.type_name:
+            elif kind == "email.opened":
                 row["open_count"] += 1
                 # The first open is the earliest, whatever order the opens arrive in.
                 if row["opened_us"] is None or e.occurred_us < row["opened_us"]:
                     row["opened_us"], row["opened_at"] = e.occurred_us, e.occurred_at
-            elif kind == EmailClicked.type_name:
+            elif kind == "email.clicked":
                 row["clicks"] += 1
 
 
@@ -78,7 +77,7 @@ class EmailsProjection(Projection):
     name = "emails"
     tables = (EMAILS,)
     # `email.bounced` shows on the timeline; the tab has no field for it.
-    payloads = (EmailSent, EmailDelivered, EmailOpened, EmailClicked)
+    types = frozenset({"email.sent", "email.delivered", "email.opened", "email.clicked"})
 
     def writer(self, db: Connection, tables: Tables, keys: Ciphers) -> Writer:
         return _EmailsWriter(db, tables, keys)

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from ledger.db import Connection
-from ledger.events.order import OrderChanged, OrderCreated
 from ledger.keystore import Ciphers
 from projections.base import Envelope, Projection, Tables, Writer
 from projections.history import change_rows, history_rows, history_tab, history_table
@@ -28,7 +27,7 @@ class _OrdersWriter(AppendWriter):
         rows = self.rows
         for e in events:
             d = e.data
-            if e.type == OrderCreated.type_name:
+            if e.type == "order.created":
                 given = [(f, None, d.get(f)) for f in _CREATED_FIELDS]
                 rows += change_rows(e, [c for c in given if c[2] is not None], d["order_id"])
             else:
@@ -38,14 +37,14 @@ class _OrdersWriter(AppendWriter):
                     changes,
                     d["order_id"],
                     sealer=self._sealer,
-                    personal=OrderChanged.personal_change,
+                    personal=e.payload().personal_change,
                 )
 
 
 class OrdersProjection(Projection):
     name = "orders"
     tables = (ORDER_HISTORY,)
-    payloads = (OrderCreated, OrderChanged)
+    types = frozenset({"order.created", "order.changed"})
 
     def writer(self, db: Connection, tables: Tables, keys: Ciphers) -> Writer:
         return _OrdersWriter(db, tables, keys)

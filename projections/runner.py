@@ -38,7 +38,6 @@ DEFAULT_BATCH_SIZE = 1000
 HEARTBEAT_SECONDS = 2.0
 
 
-
 @contextmanager
 def fewer_collections() -> Iterator[None]:
     """A batch keeps thousands of decoded events alive at once, and with the

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from ledger.db import Connection
-from ledger.events.segment import SegmentJoined, SegmentLeft
 from ledger.keystore import Ciphers
 from projections.base import Envelope, Projection, Tables, Writer
 from projections.history import actor_json
@@ -48,7 +47,7 @@ class _SegmentsWriter(AppendWriter):
     def add(self, events: Sequence[Envelope]) -> None:
         for e in events:
             d = e.data
-            joined = e.type == SegmentJoined.type_name
+            joined = e.type == "segment.joined"
             self.rows.append(
                 (
                     e.position,
@@ -80,7 +79,7 @@ class _SegmentsWriter(AppendWriter):
 class SegmentsProjection(Projection):
     name = "segments"
     tables = (SEGMENT_HISTORY, SEGMENT_MEMBERS)
-    payloads = (SegmentJoined, SegmentLeft)
+    types = frozenset({"segment.joined", "segment.left"})
 
     def writer(self, db: Connection, tables: Tables, keys: Ciphers) -> Writer:
         return _SegmentsWriter(db, tables)

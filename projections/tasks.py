@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Any
 
 from ledger.db import Connection
-from ledger.events.task import TaskCompleted, TaskCreated, TaskDeleted, TaskEdited, TaskReopened
 from ledger.keystore import Ciphers
 from ledger.rights import RightsPolicy
 from projections.base import Envelope, Projection, Tables, Writer
@@ -57,7 +56,7 @@ class _TasksWriter(EntityWriter):
         sealer = self._sealer
         for e in events:
             data, when, kind = e.data, e.occurred_at, e.type
-            if kind == TaskCreated.type_name:
+            if kind == "task.created":
                 due_at = data.get("due_at")
                 self.born(
                     {
@@ -77,26 +76,28 @@ class _TasksWriter(EntityWriter):
             row = self.get(data["task_id"])
             if row is None:  # the write model never lets this happen; stay robust
                 continue
-            if kind == TaskEdited.type_name:
+            if kind == "task.edited":
                 for change in data["changes"]:
                     field = change["field"]
                     if field in _EDITABLE:
                         value = None if change["new"] is None else str(change["new"])
-                        if TaskEdited.personal_change(field):
+                        if e.payload().personal_change(field):
                             value = sealer.text(e.customer_id, value)
                         row[field] = value
-            elif kind == TaskCompleted.type_name:
+            elif kind == "task.completed":
                 row["status"], row["completed_at"] = "completed", when
-            elif kind == TaskReopened.type_name:
+            elif kind == "task.reopened":
                 row["status"], row["completed_at"] = "pending", None
-            elif kind == TaskDeleted.type_name:
+            elif kind == "task.deleted":
                 row["status"] = "deleted"
 
 
 class TasksProjection(Projection):
     name = "tasks"
     tables = (TASKS,)
-    payloads = (TaskCreated, TaskEdited, TaskCompleted, TaskReopened, TaskDeleted)
+    types = frozenset(
+        {"task.created", "task.edited", "task.completed", "task.reopened", "task.deleted"}
+    )
 
     def writer(self, db: Connection, tables: Tables, keys: Ciphers) -> Writer:
         return _TasksWriter(db, tables, keys)

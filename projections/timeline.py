@@ -15,13 +15,13 @@ from datetime import datetime
 from typing import Any
 
 from ledger.db import Connection
-from ledger.events import KINDS
-from ledger.events.catalogue import PAYLOAD_CLASSES
 from ledger.keystore import Ciphers
+from ledger.kinds import KINDS
+from ledger.payloads import payload_classes
 from ledger.personal import has_personal
 from ledger.reading import states_at
 from ledger.summaries import summarize
-from projections.base import Envelope, Projection, Tables, Writer
+from projections.base import Envelope, EveryEventType, Projection, Tables, Writer
 from projections.clock import micros
 from projections.paging import MAX_LIMIT, decode_cursor, encode_cursor
 from projections.sealing import Sealer
@@ -51,15 +51,17 @@ class _TimelineWriter(AppendWriter):
     def __init__(self, db: Connection, tables: Tables, keys: Ciphers) -> None:
         super().__init__(db, tables[TIMELINE.name], TIMELINE.column_names)
         self._sealer = Sealer(keys)
+        self._kind = {name: p.kind for name, p in payload_classes().items()}
 
     def add(self, events: Sequence[Envelope]) -> None:
         seal = self._sealer.text
+        kind = self._kind
         self.rows += [
             (
                 e.position,
                 e.customer_id,
                 e.occurred_us,
-                _KIND[e.type],
+                kind[e.type],
                 e.type,
                 seal(e.customer_id, summarize(e.type, e.data))
                 if has_personal(e.type, e.data)
@@ -69,13 +71,10 @@ class _TimelineWriter(AppendWriter):
         ]
 
 
-_KIND = {p.type_name: p.kind for p in PAYLOAD_CLASSES}
-
-
 class TimelineProjection(Projection):
     name = "timeline"
     tables = (TIMELINE,)
-    payloads = PAYLOAD_CLASSES
+    types = EveryEventType()
 
     def writer(self, db: Connection, tables: Tables, keys: Ciphers) -> Writer:
         return _TimelineWriter(db, tables, keys)

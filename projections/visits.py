@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from ledger.db import Connection
-from ledger.events.visit import VisitRecorded
 from ledger.keystore import Ciphers
 from projections.base import Envelope, Projection, Tables, Writer
 from projections.paging import FIRST_PAGE, Page, PagedQuery
@@ -55,7 +54,7 @@ class _VisitsWriter(AppendWriter):
 class VisitsProjection(Projection):
     name = "visits"
     tables = (VISITS,)
-    payloads = (VisitRecorded,)
+    types = frozenset({"visit.recorded"})
 
     def writer(self, db: Connection, tables: Tables, keys: Ciphers) -> Writer:
         return _VisitsWriter(db, tables[VISITS.name], VISITS.column_names)

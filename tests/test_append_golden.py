@@ -29,7 +29,7 @@ from ledger.audit.verify import verify_chain
 from ledger.db import Connection
 from ledger.entropy import Entropy
 from ledger.input import read_items
-from ledger.stores.rows import EVENT_COLUMNS, EVENTS_TABLE
+from ledger.stores.layout import EVENT_COLUMNS, EVENTS_TABLE
 from tests.factories import event, ndjson
 
 GOLDEN = Path(__file__).parent / "golden" / "append.json"

@@ -10,6 +10,7 @@ import pytest
 
 from ledger.application import LedgerApplication
 from ledger.db import Connection
+from ledger.events import EVENT_TYPES
 from ledger.rights import RightsPolicy
 from projections import rebuild as replay
 from projections.paging import BadCursor
@@ -418,3 +419,14 @@ def test_rows_do_not_depend_on_batch_size(app: LedgerApplication, store_url: str
     assert small == large == dump(store_url)
     assert sum(len(rows) for rows in small.values()) > 360
     assert set(tracked_positions(store_url).values()) == {360}
+
+
+def test_projections_read_the_catalogues_event_types() -> None:
+    # Read models name the types they read (their modules never import the
+    # contracts); a misspelt or retired name would silently read nothing.
+    catalogue = set(EVENT_TYPES)
+    for projection in PROJECTIONS:
+        assert projection.types, projection.name
+        assert set(projection.types) <= catalogue, projection.name
+    assert get("timeline").types == catalogue
+    assert get("card").types == {"customer.created", "customer.card_changed"}

@@ -12,7 +12,7 @@ from ledger.config import parse_database_url
 from ledger.db import Connection
 from ledger.domain import customer_stream_id
 from ledger.reading import head_position
-from ledger.stores.rows import EVENT_COLUMNS, EVENTS_TABLE
+from ledger.stores.layout import EVENT_COLUMNS, EVENTS_TABLE
 from projections import rebuild as replay
 from projections.registry import PROJECTIONS
 from projections.runner import Runner, Target

@@ -7,7 +7,7 @@ import time
 
 from ledger.config import parse_database_url
 from ledger.db import Connection
-from ledger.stores.rows import NOTIFY_CHANNEL
+from ledger.stores.layout import NOTIFY_CHANNEL
 from ledger.waiting import Backoff, ListenWaiter, PollWaiter, waiter_on
 
 

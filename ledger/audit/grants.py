@@ -17,7 +17,7 @@ from psycopg import sql
 from ledger.audit.common import AuditError
 from ledger.audit.views import AUDIT_VIEWS, ensure_audit_views
 from ledger.db import Connection
-from ledger.stores.rows import EVENTS_TABLE
+from ledger.stores.layout import EVENTS_TABLE
 
 WRITE_PRIVILEGES = ("INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 

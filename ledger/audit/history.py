@@ -35,7 +35,7 @@ from ledger.domain import customer_stream_id
 from ledger.events import EVENT_TYPES
 from ledger.keystore import Keyring, KeystoreError
 from ledger.personal import TamperedValue, reveal_json
-from ledger.stores.rows import EVENTS_TABLE
+from ledger.stores.layout import EVENTS_TABLE
 from ledger.times import BadTime, parse_user_time
 
 PAGE_SIZE = 1000

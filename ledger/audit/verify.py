@@ -25,7 +25,7 @@ from ledger.chain import GENESIS_HASH, chain_link
 from ledger.db import Connection
 from ledger.events import PAYLOADS
 from ledger.reading import head_position
-from ledger.stores.rows import EVENTS_TABLE
+from ledger.stores.layout import EVENTS_TABLE
 
 # ~2,000 rows of a few hundred bytes: a page costs about 1 MB whatever the table size.
 PAGE_SIZE = 2000

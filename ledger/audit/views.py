@@ -18,7 +18,7 @@ not valid JSON makes a query over it fail (`ledger audit verify` pinpoints it).
 from __future__ import annotations
 
 from ledger.db import Connection
-from ledger.stores.rows import EVENTS_TABLE
+from ledger.stores.layout import EVENTS_TABLE
 
 AUDIT_VIEWS = ("ledger_audit_events", "ledger_audit_changes")
 

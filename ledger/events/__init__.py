@@ -12,8 +12,9 @@ from ledger.events.catalogue import (
     parse_inbound_json,
     parse_recorded_json,
 )
-from ledger.events.common import KINDS, Actor, Change, Payload
+from ledger.events.common import Actor, Change, Payload
 from ledger.events.envelope import InboundEvent, RecordedEvent
+from ledger.kinds import KINDS
 
 # Made on first access, as in the catalogue (see catalogue._envelopes).
 if TYPE_CHECKING:

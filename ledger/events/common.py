@@ -12,6 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from ledger.events.limits import INT64_MAX, MAX_STRING_CHARS
+from ledger.kinds import Kind
 
 Id = Annotated[str, Field(min_length=1, max_length=128)]
 CustomerId = Annotated[str, Field(min_length=1, max_length=128)]
@@ -35,35 +36,6 @@ def _within_utc_years(value: datetime) -> datetime:
 Timestamp = Annotated[AwareDatetime, AfterValidator(_within_utc_years)]
 
 ActorKind = Literal["user", "system", "api", "integration"]
-
-# Timeline kinds, as the spec's timeline filter names them.
-Kind = Literal[
-    "calls",
-    "emails",
-    "sms",
-    "chats",
-    "visits",
-    "orders",
-    "segments",
-    "tasks",
-    "notes",
-    "files",
-    "card",
-]
-KINDS: tuple[str, ...] = (
-    "calls",
-    "emails",
-    "sms",
-    "chats",
-    "visits",
-    "orders",
-    "segments",
-    "tasks",
-    "notes",
-    "files",
-    "card",
-)
-
 
 class Contract(BaseModel):
     # Every string without a limit of its own is short: the event as a whole must
@@ -104,7 +76,7 @@ class Payload(Contract):
 
     type_name: ClassVar[str]
     schema_version: ClassVar[int] = 1
-    kind: ClassVar[str]
+    kind: ClassVar[Kind]
     # Subject kind and the payload field holding its id; None for card events,
     # whose subject is the customer itself.
     subject_kind: ClassVar[str | None] = None

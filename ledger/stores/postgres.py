@@ -32,7 +32,8 @@ from psycopg.sql import SQL, Composed, Identifier
 from ledger.chain import GENESIS_HASH
 from ledger.locks import DDL_LOCK_KEY
 from ledger.stores.base import insert_savepoint
-from ledger.stores.rows import EVENT_COLUMNS, EVENTS_TABLE, EventRow, chained_rows, event_row
+from ledger.stores.layout import EVENT_COLUMNS, EVENTS_TABLE
+from ledger.stores.rows import EventRow, chained_rows, event_row
 
 
 def copy_statement(schema: str, table: str) -> Composed:

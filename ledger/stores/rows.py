@@ -11,28 +11,6 @@ from eventsourcing.persistence import StoredEvent
 
 from ledger.chain import chain_link
 
-EVENTS_TABLE = "ledger_events"
-# The channel writers NOTIFY in the transaction of every insert: the library names it
-# after the events table. Followers LISTEN on it (`ledger.waiting.ListenWaiter`).
-NOTIFY_CHANNEL = EVENTS_TABLE
-
-# Columns in insert order. `event_id`, `customer_id` and `subject` are copies of
-# values inside `state`, kept as columns so idempotency, id uniqueness and the
-# audit trail's subject lookups are index scans, not payload scans.
-EVENT_COLUMNS = (
-    "notification_id",
-    "originator_id",
-    "originator_version",
-    "topic",
-    "state",
-    "event_id",
-    "customer_id",
-    "subject",
-    "creates_subject",
-    "chain_hash",
-)
-
-
 # One event to insert, in `EVENT_COLUMNS` order without the two the write session
 # assigns (`notification_id`, `chain_hash`): originator_id, originator_version,
 # topic, state, event_id, customer_id, subject, creates_subject. The append path

@@ -33,7 +33,8 @@ from eventsourcing.sqlite import (
 
 from ledger.chain import GENESIS_HASH
 from ledger.stores.base import insert_savepoint
-from ledger.stores.rows import EVENT_COLUMNS, EVENTS_TABLE, EventRow, chained_rows, event_row
+from ledger.stores.layout import EVENT_COLUMNS, EVENTS_TABLE
+from ledger.stores.rows import EventRow, chained_rows, event_row
 
 
 class SQLiteWriteSession:
