@@ -10,7 +10,7 @@ from typing import Any
 from uuid import UUID
 
 from ledger.db import Lookup, Queries, look_up
-from ledger.stores.rows import EVENTS_TABLE
+from ledger.stores.layout import EVENTS_TABLE
 
 # The stored JSON of producer event ids: (event_id, state, -).
 EVENT_STATES = Lookup(EVENTS_TABLE, "event_id", "event_id", blob="state")
