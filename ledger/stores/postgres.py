@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -79,19 +80,59 @@ def copy_rows(
             copy.write_row(row)
 
 
-# Up to this many rows go in with one INSERT of arrays (one round trip); more with
-# binary COPY (two round trips, but less work per row on both sides).
+# Up to this many rows go in with pipelined one-row INSERTs (sent with the COMMIT,
+# one round trip); more with binary COPY (two round trips, less work per row).
 INSERT_ROWS_MAX = 100
 
 
-def insert_statement(schema: str, table: str, types: list[str]) -> Composed:
-    """One INSERT of `EVENT_COLUMNS` from one array parameter per column."""
-    return SQL("INSERT INTO {}.{} ({}) SELECT * FROM unnest({})").format(
-        Identifier(schema),
-        Identifier(table),
-        SQL(", ").join(Identifier(c) for c in EVENT_COLUMNS),
-        SQL(", ").join(SQL("%s::{}[]").format(Identifier(t)) for t in types),
-    )
+@dataclass(frozen=True)
+class _Statements:
+    """A recorder's write-session SQL as text, composed once: composing psycopg
+    `sql` objects for every session cost more CPU than the rest of a small group's
+    statements (measured in the group writer)."""
+
+    opening: str
+    insert: str  # of one row: executed once per row, pipelined
+    copy: Composed
+    types: list[str]
+
+    @classmethod
+    def of(
+        cls, conn: psycopg.Connection[Any], recorder: LedgerPostgresApplicationRecorder
+    ) -> _Statements:
+        schema, table = recorder.datastore.schema, recorder.events_table_name
+        # The transaction's opening in one round trip, not six: the write lock, the
+        # NOTIFY followers wait for, the session's search_path (for its own
+        # queries; LOCAL: undone at the end) and the chain's head, which the lock
+        # keeps current.
+        opening = SQL("; ").join(
+            [
+                SQL("BEGIN"),
+                *recorder.lock_table_statements,
+                SQL("NOTIFY {}").format(Identifier(recorder.channel_name)),
+                SQL("SET LOCAL search_path TO {}").format(Identifier(schema)),
+                SQL(
+                    "SELECT notification_id, chain_hash FROM {}.{} "
+                    "ORDER BY notification_id DESC LIMIT 1"
+                ).format(Identifier(schema), Identifier(table)),
+            ]
+        )
+        # One row a statement, not many rows in one or one array per column: psycopg
+        # converts a statement with more than 50 parameters anew on every call
+        # (its cache stops there) and dumps arrays in Python; a one-row statement
+        # is converted once, prepared, and its scalars dumped in C.
+        insert = SQL("INSERT INTO {}.{} ({}) VALUES ({})").format(
+            Identifier(schema),
+            Identifier(table),
+            SQL(", ").join(map(Identifier, EVENT_COLUMNS)),
+            SQL(", ").join([SQL("%s")] * len(EVENT_COLUMNS)),
+        )
+        return cls(
+            opening.as_string(conn),
+            insert.as_string(conn),
+            copy_statement(schema, table),
+            copy_types(recorder.datastore.originator_id_type),
+        )
 
 
 class PostgresWriteSession:
@@ -106,18 +147,13 @@ class PostgresWriteSession:
     kind = "postgresql"
 
     def __init__(
-        self,
-        cursor: Cursor[Any],
-        schema: str,
-        table: str,
-        originator_id_type: str,
-        head: tuple[int, str] | None,
+        self, cursor: Cursor[Any], statements: _Statements, head: tuple[int, str] | None
     ) -> None:
         self._cursor = cursor
-        self._schema, self._table = schema, table
-        self._types = copy_types(originator_id_type)
+        self._sql = statements
+        self._oid_is_uuid = statements.types[1] == "uuid"
         self._last_position, self._last_hash = head if head else (0, GENESIS_HASH)
-        self._held: tuple[Composed, list[list[Any]]] | None = None
+        self._held: list[tuple[Any, ...]] | None = None  # rows of one-row INSERTs
         self._savepoints = 0
 
     def fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -145,37 +181,34 @@ class PostgresWriteSession:
         if not chained:
             return []
         if len(chained) <= INSERT_ROWS_MAX:
-            oid_is_uuid = self._types[1] == "uuid"
-            columns: list[list[Any]] = [list(c) for c in zip(*chained, strict=True)]
-            columns[1] = [
-                o if oid_is_uuid == isinstance(o, UUID) else UUID(str(o)) if oid_is_uuid else str(o)
-                for o in columns[1]
-            ]
-            self._held = (insert_statement(self._schema, self._table, self._types), columns)
+            held: list[tuple[Any, ...]] = []
+            for row in chained:
+                oid = row[1]
+                if self._oid_is_uuid != isinstance(oid, UUID):
+                    oid = UUID(str(oid)) if self._oid_is_uuid else str(oid)
+                    row = (row[0], oid, *row[2:])
+                held.append(row)
+            self._held = held
             if self._savepoints:
                 self._send_held()
         else:
-            copy_rows(
-                self._cursor, copy_statement(self._schema, self._table), self._types, chained
-            )
+            copy_rows(self._cursor, self._sql.copy, self._sql.types, chained)
         self._last_position, self._last_hash = chained[-1][0], chained[-1][-1]
         return [r[0] for r in chained]
 
     def _send_held(self) -> None:
         if self._held is not None:
-            statement, params = self._held
-            self._held = None
-            self._cursor.execute(statement, params)
+            rows, self._held = self._held, None
+            self._cursor.executemany(self._sql.insert, rows)  # pipelined: one round trip
 
     def commit(self) -> None:
         conn = self._cursor.connection
         if self._held is None:
             conn.commit()
             return
-        statement, params = self._held
-        self._held = None
+        rows, self._held = self._held, None
         with conn.pipeline():
-            self._cursor.execute(statement, params)
+            self._cursor.executemany(self._sql.insert, rows)
             self._cursor.execute("COMMIT")
 
 
@@ -183,6 +216,7 @@ class LedgerPostgresApplicationRecorder(PostgresApplicationRecorder):
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = EVENTS_TABLE):
         super().__init__(datastore, events_table_name=events_table_name)
         self.sql_create_statements = self._ledger_create_statements()
+        self._statements: _Statements | None = None
 
     def _ledger_create_statements(self) -> list[Composed]:
         schema = Identifier(self.datastore.schema)
@@ -283,35 +317,16 @@ class LedgerPostgresApplicationRecorder(PostgresApplicationRecorder):
 
     @contextmanager
     def write_session(self) -> Iterator[PostgresWriteSession]:
-        schema, table = self.datastore.schema, self.events_table_name
-        # The transaction's opening in one round trip, not six: the write lock, the
-        # NOTIFY followers wait for, the session's search_path (for its own
-        # queries; LOCAL: undone at the end) and the chain's head, which the lock
-        # keeps current.
-        opening = SQL("; ").join(
-            [
-                SQL("BEGIN"),
-                *self.lock_table_statements,
-                SQL("NOTIFY {}").format(Identifier(self.channel_name)),
-                SQL("SET LOCAL search_path TO {}").format(Identifier(schema)),
-                SQL(
-                    "SELECT notification_id, chain_hash FROM {}.{} "
-                    "ORDER BY notification_id DESC LIMIT 1"
-                ).format(Identifier(schema), Identifier(table)),
-            ]
-        )
         with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            if self._statements is None:
+                self._statements = _Statements.of(conn, self)
             try:
-                curs.execute(opening)
+                curs.execute(self._statements.opening)
                 while curs.nextset():
                     pass  # to the last statement's result: the head
                 head = curs.fetchone()
                 session = PostgresWriteSession(
-                    curs,
-                    schema,
-                    table,
-                    self.datastore.originator_id_type,
-                    (head[0], head[1]) if head else None,
+                    curs, self._statements, (head[0], head[1]) if head else None
                 )
                 yield session
                 session.commit()
