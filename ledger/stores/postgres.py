@@ -88,8 +88,7 @@ INSERT_ROWS_MAX = 100
 @dataclass(frozen=True)
 class _Statements:
     """A recorder's write-session SQL as text, composed once: composing psycopg
-    `sql` objects for every session cost more CPU than the rest of a small group's
-    statements (measured in the group writer)."""
+    `sql` objects for every session showed in the group writer's CPU profile."""
 
     opening: str
     insert: str  # of one row: executed once per row, pipelined
@@ -138,7 +137,7 @@ class _Statements:
 class PostgresWriteSession:
     """A write transaction (see `LedgerPostgresApplicationRecorder.write_session`).
 
-    A small insert (one INSERT of arrays) is held back until the session's next
+    A small insert (pipelined one-row INSERTs) is held back until the session's next
     statement, or sent together with the COMMIT in one round trip (pipeline
     mode), so a group of one-event appends costs one round trip fewer; a row the
     store refuses then fails the commit instead of the insert, both inside the
