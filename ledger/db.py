@@ -8,7 +8,8 @@ import sqlite3
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ledger.config import DatabaseURL
 from ledger.locks import DDL_LOCK_KEY
@@ -128,6 +129,64 @@ def any_of(kind: str, column: str, values: Sequence[Any]) -> Iterator[tuple[str,
     for start in range(0, len(values), 500):
         chunk = list(values[start : start + 500])
         yield f"{column} IN ({','.join('?' * len(chunk))})", chunk
+
+
+class Queries(Protocol):
+    """Something to run a query through: a `Connection`, or a write session."""
+
+    @property
+    def kind(self) -> str: ...
+
+    def fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """A question of the form "the rows of `table` whose `column` is one of these
+    values", each row answered as (key, blob, text): the one shape every lookup
+    shares, so that several run as one statement (`look_up`). `blob` and `text`
+    are SQL expressions (None: the lookup needs no such column); `where`, an
+    extra condition ending in AND, with its `where_params`."""
+
+    table: str
+    column: str
+    key: str
+    blob: str | None = None
+    text: str | None = None
+    where: str = ""
+    where_params: tuple[Any, ...] = ()
+    distinct: bool = False
+
+
+LookupRow = tuple[Any, Any, Any]
+
+
+def look_up(
+    conn: Queries, questions: Sequence[tuple[Lookup, Sequence[Any]]]
+) -> list[list[LookupRow]]:
+    """The rows answering each (lookup, values), in the questions' order, from one
+    statement (UNION ALL): on PostgreSQL each statement is a round trip, and a
+    writer asks several of these before each batch. Nothing is asked when no
+    question has values."""
+    branches: list[str] = []
+    params: list[Any] = []
+    # PostgreSQL types a branch's bare NULL as text when it meets another bare
+    # NULL first, and then cannot match it with a later branch's bytea.
+    no_blob, no_text = ("NULL", "NULL") if conn.kind == "sqlite" else ("NULL::bytea", "NULL::text")
+    for tag, (lookup, values) in enumerate(questions):
+        distinct = "DISTINCT " if lookup.distinct else ""
+        blob, text = lookup.blob or no_blob, lookup.text or no_text
+        for condition, chunk in any_of(conn.kind, lookup.column, values):
+            branches.append(
+                f"SELECT {distinct}{tag}, {lookup.key}, {blob}, {text} "
+                f"FROM {lookup.table} WHERE {lookup.where}{condition}"
+            )
+            params += [*lookup.where_params, *chunk]
+    answers: list[list[LookupRow]] = [[] for _ in questions]
+    if branches:
+        for tag, key, blob, text in conn.fetchall(" UNION ALL ".join(branches), params):
+            answers[tag].append((key, blob, text))
+    return answers
 
 
 def _open_sqlite(url: DatabaseURL) -> sqlite3.Connection:

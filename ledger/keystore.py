@@ -33,7 +33,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ledger.config import DatabaseURL, parse_database_url
-from ledger.db import Connection, any_of
+from ledger.db import Connection, Lookup, LookupRow, look_up
 
 KEYS_TABLE = "ledger_keys"
 MASTER_KEY_ENV = "LEDGER_MASTER_KEY_FILE"
@@ -47,6 +47,8 @@ CACHE_SECONDS = 2.0
 _PINNED_MAX = 10_000
 # New keys per INSERT statement (4 parameters each).
 _INSERT_ROWS = 200
+# Customers' stored keys: (customer_id, wrapped key, master id).
+KEY_LOOKUP = Lookup(KEYS_TABLE, "customer_id", "customer_id", blob="wrapped", text="master_id")
 
 
 class Ciphers(Protocol):
@@ -220,6 +222,15 @@ class KeyStatus:
     other_master: int
 
 
+@dataclass(frozen=True)
+class KeyQuestion:
+    """A batch's customers (`wanted`) and those of them whose keys must be looked
+    up (`missing`), between `Keyring.ask` and `Keyring.answer`."""
+
+    wanted: list[str]
+    missing: list[str]
+
+
 class Keyring:
     """The unwrapped data keys of one ledger, cached: a busy customer's key is
     unwrapped once per process, not per event. Erased customers map to None."""
@@ -356,14 +367,12 @@ class Keyring:
     def _stored_ciphers(
         self, store: Queries, customer_ids: list[str]
     ) -> Iterator[tuple[str, AESGCM | None]]:
-        """The stored keys of `customer_ids` (those that have one), a query per
-        chunk rather than one per customer."""
-        for condition, params in any_of(store.kind, "customer_id", customer_ids):
-            for customer_id, wrapped, wrapped_by in store.fetchall(
-                f"SELECT customer_id, wrapped, master_id FROM {KEYS_TABLE} WHERE {condition}",
-                params,
-            ):
-                yield customer_id, self._cipher(customer_id, (wrapped, wrapped_by))
+        """The stored keys of `customer_ids` (those that have one), in one statement."""
+        return self._ciphers(look_up(store, [(KEY_LOOKUP, customer_ids)])[0])
+
+    def _ciphers(self, rows: list[LookupRow]) -> Iterator[tuple[str, AESGCM | None]]:
+        for customer_id, wrapped, wrapped_by in rows:
+            yield customer_id, self._cipher(customer_id, (wrapped, wrapped_by))
 
     def _expire(self, after_s: float = CACHE_SECONDS) -> None:
         """Called under the lock. Another process may have erased a customer: a
@@ -388,6 +397,21 @@ class Keyring:
         """Forget this thread's batch (at the end of an append)."""
         self._pinned.clear()
 
+    def ask(self, customer_ids: Iterable[str]) -> KeyQuestion:
+        """The first half of `prepare`, for a caller that asks the key table along
+        with other questions in one statement: the customers whose keys are not
+        at hand (those cached are taken into this thread's batch now)."""
+        wanted = sorted(set(customer_ids))
+        pinned = self._pinned
+        if len(pinned) + len(wanted) > _PINNED_MAX:
+            pinned.clear()
+        with self._lock:
+            # Only committed keys are in the shared cache (see `cipher`).
+            pinned.update(
+                (c, self._cache[c]) for c in wanted if c in self._cache and c not in pinned
+            )
+        return KeyQuestion(wanted, [c for c in wanted if c not in pinned])
+
     def prepare(
         self,
         store: Queries,
@@ -398,18 +422,24 @@ class Keyring:
         when the keys live in the ledger's database); returns the erased ones. The
         keys stay in this thread's batch until `release`, so an append looks each
         customer's key up once (a bounded number at a time)."""
-        wanted = sorted(set(customer_ids))
+        return self.answer(store, self.ask(customer_ids), None, random_bytes)
+
+    def answer(
+        self,
+        store: Queries,
+        question: KeyQuestion,
+        stored: list[LookupRow] | None,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+    ) -> set[str]:
+        """The second half of `prepare`: `stored` is what `KEY_LOOKUP` found of
+        `question.missing` in `store` (None: not asked yet, asked here; a key table
+        in another database is always asked here). Makes the keys still missing."""
+        wanted, missing = question.wanted, question.missing
         pinned = self._pinned
-        if len(pinned) + len(wanted) > _PINNED_MAX:
-            pinned.clear()
-        with self._lock:
-            # Only committed keys are in the shared cache (see `cipher`).
-            pinned.update(
-                (c, self._cache[c]) for c in wanted if c in self._cache and c not in pinned
-            )
-        missing = [c for c in wanted if c not in pinned]
         target: Queries = store if self.shared else self._store()
-        pinned.update(self._stored_ciphers(target, missing))
+        if stored is None or not self.shared:
+            stored = look_up(target, [(KEY_LOOKUP, missing)])[0]
+        pinned.update(self._ciphers(stored))
         new = [c for c in missing if c not in pinned]
         if not new:
             return {c for c in wanted if pinned.get(c) is None}

@@ -162,17 +162,6 @@ class Queries(Protocol):
     def fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
 
 
-def states_by_event_id(conn: Queries, event_ids: Sequence[str]) -> dict[str, bytes]:
-    """The stored JSON of each given producer event id that is stored."""
-    found: dict[str, bytes] = {}
-    for condition, params in any_of(conn.kind, "event_id", event_ids):
-        rows = conn.fetchall(
-            f"SELECT event_id, state FROM {EVENTS_TABLE} WHERE {condition}", params
-        )
-        found.update((r[0], bytes(r[1])) for r in rows)
-    return found
-
-
 def positions_by_event_id(conn: Queries, event_ids: Sequence[str]) -> dict[str, int]:
     """The position of each given producer event id that is stored."""
     found: dict[str, int] = {}
@@ -184,20 +173,6 @@ def positions_by_event_id(conn: Queries, event_ids: Sequence[str]) -> dict[str, 
     return found
 
 
-def streams_with_events(conn: Queries, stream_ids: Sequence[UUID]) -> set[UUID]:
-    """Those of the given customer streams that have stored events (one query for a
-    batch's customers; the others need no loading)."""
-    # SQLite stores stream ids as 32-digit hex text, PostgreSQL as uuid.
-    ids: list[Any] = list(stream_ids) if conn.kind == "postgresql" else [s.hex for s in stream_ids]
-    found: set[UUID] = set()
-    for condition, params in any_of(conn.kind, "originator_id", ids):
-        rows = conn.fetchall(
-            f"SELECT DISTINCT originator_id FROM {EVENTS_TABLE} WHERE {condition}", params
-        )
-        found.update(_stream_id(r[0]) for r in rows)
-    return found
-
-
 def positions_between(conn: Queries, first: int, last: int | None) -> list[int]:
     """The positions stored from `first` to `last` (inclusive), in order."""
     rows = conn.fetchall(
@@ -206,19 +181,6 @@ def positions_between(conn: Queries, first: int, last: int | None) -> list[int]:
         (first, first if last is None else last),
     )
     return [int(r[0]) for r in rows]
-
-
-def subject_owners(conn: Queries, subjects: Sequence[str]) -> dict[str, str]:
-    """For each given subject (`order:o-17`) already created: the customer that created it."""
-    owners: dict[str, str] = {}
-    for condition, params in any_of(conn.kind, "subject", subjects):
-        rows = conn.fetchall(
-            f"SELECT subject, customer_id FROM {EVENTS_TABLE} "
-            f"WHERE creates_subject = ? AND {condition}",
-            [True, *params],
-        )
-        owners.update((r[0], r[1]) for r in rows)
-    return owners
 
 
 def stream_after(

@@ -37,9 +37,10 @@ from ledger.config import (
 from ledger.db import Connection, DatabaseUnavailable, is_unavailable
 from ledger.input import InputError, InputItem
 from ledger.keystore import KeystoreError
+from ledger.lookups import states_by_event_id
 from ledger.personal import TamperedValue
 from ledger.printable import first_line
-from ledger.reading import events_table_exists, head_position, states_by_event_id
+from ledger.reading import events_table_exists, head_position
 from ledger.rights import ALLOW_ALL, RightsPolicy, load_policy
 from ledger.times import BadTime, parse_user_time
 from projections import registry, tracking

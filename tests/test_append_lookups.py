@@ -9,13 +9,8 @@ import gc
 from ledger.application import LedgerApplication
 from ledger.db import Connection
 from ledger.domain import customer_stream_id
-from ledger.reading import (
-    positions_by_event_id,
-    read_events,
-    states_by_event_id,
-    streams_with_events,
-    subject_owners,
-)
+from ledger.lookups import states_by_event_id, streams_with_events, subject_owners
+from ledger.reading import positions_by_event_id, read_events
 from tests.factories import append_events as append
 from tests.factories import event
 

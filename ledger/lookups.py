@@ -1,0 +1,63 @@
+"""The append engine's questions to the events table, as `ledger.db.Lookup`s, so
+that one batch asks them all (with the key table's) in one statement.
+
+Each also runs alone through the functions here (one statement each)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from ledger.db import Lookup, Queries, look_up
+from ledger.stores.layout import EVENTS_TABLE
+
+# The stored JSON of producer event ids: (event_id, state, -).
+EVENT_STATES = Lookup(EVENTS_TABLE, "event_id", "event_id", blob="state")
+# Who created subjects (`order:o-17`): (subject, -, customer_id).
+SUBJECT_OWNERS = Lookup(
+    EVENTS_TABLE,
+    "subject",
+    "subject",
+    text="customer_id",
+    where="creates_subject = ? AND ",
+    where_params=(True,),
+)
+# Customer streams with stored events: (stream id as text, -, -). SQLite stores
+# stream ids as 32-digit hex text, PostgreSQL as uuid (`stream_keys`).
+STREAMS = Lookup(
+    EVENTS_TABLE, "originator_id", "CAST(originator_id AS TEXT)", distinct=True
+)
+
+
+def stream_keys(kind: str, stream_ids: Sequence[UUID]) -> list[Any]:
+    """Stream ids as `STREAMS` asks for them on a store of `kind`."""
+    return list(stream_ids) if kind == "postgresql" else [s.hex for s in stream_ids]
+
+
+def states(rows: list[tuple[Any, Any, Any]]) -> dict[str, bytes]:
+    return {r[0]: bytes(r[1]) for r in rows}
+
+
+def owners(rows: list[tuple[Any, Any, Any]]) -> dict[str, str]:
+    return {r[0]: r[2] for r in rows}
+
+
+def streams(rows: list[tuple[Any, Any, Any]]) -> set[UUID]:
+    return {UUID(r[0]) for r in rows}
+
+
+def states_by_event_id(conn: Queries, event_ids: Sequence[str]) -> dict[str, bytes]:
+    """The stored JSON of each given producer event id that is stored."""
+    return states(look_up(conn, [(EVENT_STATES, event_ids)])[0])
+
+
+def subject_owners(conn: Queries, subjects: Sequence[str]) -> dict[str, str]:
+    """For each given subject (`order:o-17`) already created: the customer that created it."""
+    return owners(look_up(conn, [(SUBJECT_OWNERS, subjects)])[0])
+
+
+def streams_with_events(conn: Queries, stream_ids: Sequence[UUID]) -> set[UUID]:
+    """Those of the given customer streams that have stored events (one query for a
+    batch's customers; the others need no loading)."""
+    return streams(look_up(conn, [(STREAMS, stream_keys(conn.kind, stream_ids))])[0])

@@ -1,0 +1,89 @@
+"""Round trips to PostgreSQL per appended batch: a group of one-event POSTs is one
+batch, and at a few milliseconds a round trip under load they set its rate.
+Counted from libpq's trace, so a new query on the path fails here, not silently
+in a benchmark."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+
+from ledger.appending import Appender, AppendReport
+from ledger.application import LedgerApplication
+from ledger.config import parse_database_url
+from ledger.input import read_items
+from ledger.service import append_with
+from tests.factories import append_to_url, event, ndjson
+from tests.round_trips import traced
+
+
+def _append(appender: Appender, events: list[dict[str, Any]]) -> AppendReport:
+    # As the group writer stores a group: skip-invalid, through a kept Appender.
+    return append_with(appender, read_items(io.StringIO(ndjson(events))), skip_invalid=True)
+
+
+def _notes(customers: list[str], first: int, count: int) -> list[dict[str, Any]]:
+    return [
+        event("note.added", customers[i % len(customers)], {"note_id": f"n{i}", "text": "x"})
+        for i in range(first, first + count)
+    ]
+
+
+KNOWN = ["c0", "c1", "c2", "c3"]
+WARM = _notes(KNOWN, 0, 8)
+
+
+def _batch_trips(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch, events: list[dict[str, Any]]
+) -> tuple[AppendReport, list[str]]:
+    """The round trips of appending `events` as one batch through an Appender that
+    stored a batch (`WARM`) of the same customers before, as the group writer
+    keeps its Appender across groups."""
+    append_to_url(pg_url, [event("customer.created", c, {"card": {"name": c}}) for c in KNOWN])
+    with traced(monkeypatch) as trace:
+        app = LedgerApplication(parse_database_url(pg_url))
+        try:
+            with Appender(app) as appender:
+                assert _append(appender, WARM).appended == len(WARM)
+                trace.take()
+                report = _append(appender, events)
+                return report, trace.take()
+        finally:
+            app.close()
+
+
+def test_new_events_of_known_customers_take_three_round_trips(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report, trips = _batch_trips(pg_url, monkeypatch, _notes(KNOWN, 100, 32))
+    assert report.appended == 32 and report.ok
+    # One lookup (keys, stored ids, claims, streams), the transaction's opening
+    # (lock, notify, chain head), the insert with the commit.
+    assert len(trips) == 3, "\n".join(trips)
+    assert "INSERT INTO" in trips[-1] and "COMMIT" in trips[-1]
+
+
+def test_new_customers_and_claims_add_only_their_key_insert(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = [
+        event("customer.created", "new-1", {"card": {"name": "New"}}),
+        event("order.created", "new-1", {"order_id": "o-1", "status": "new"}),
+        event("order.created", "c1", {"order_id": "o-2", "status": "new"}),
+        *_notes(["c0", "new-1"], 200, 6),
+    ]
+    report, trips = _batch_trips(pg_url, monkeypatch, events)
+    assert report.appended == len(events) and report.ok
+    assert len(trips) == 4, "\n".join(trips)
+    assert sum("INSERT INTO ledger_keys" in t for t in trips) == 1
+
+
+def test_a_stored_duplicate_costs_no_extra_round_trip(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fresh = _notes(["c0"], 300, 4)
+    report, trips = _batch_trips(pg_url, monkeypatch, [*WARM[:3], *fresh])
+    assert (report.appended, report.duplicates) == (4, 3)
+    assert len(trips) == 3, "\n".join(trips)
