@@ -70,11 +70,13 @@ def save_position(conn: Connection, name: str, position: int, *, force: bool = F
 
 
 def try_relay_lock(conn: Connection, name: str) -> bool:
-    """Take the session-level lock that lets one relay per tracking name run
-    (PostgreSQL only; always True on SQLite). Held until the connection closes."""
+    """Take the session-level lock that lets one relay per tracking name run in
+    the connection's ledger (PostgreSQL only; always True on SQLite). Held until
+    the connection closes."""
     if conn.kind != "postgresql":
         return True
-    row = conn.fetchone("SELECT pg_try_advisory_lock(?, ?)", relay_lock_keys(name))
+    keys = relay_lock_keys(conn.url.schema, name)
+    row = conn.fetchone("SELECT pg_try_advisory_lock(?, ?)", keys)
     return bool(row and row[0])
 
 

@@ -11,6 +11,7 @@ import os
 import uuid
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -45,6 +46,7 @@ def _forget_keys() -> Iterator[None]:
     set_master_key_path(None)
     Keyring.forget_all()
 
+
 PG_URL = os.environ.get("LEDGER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -52,9 +54,8 @@ def _pg_admin() -> psycopg.Connection[tuple[object, ...]]:
     return psycopg.connect(parse_database_url(PG_URL).conninfo(), autocommit=True)
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A URL for a fresh PostgreSQL schema, dropped after the test."""
+@contextmanager
+def _fresh_pg_schema() -> Iterator[str]:
     schema = f"t_{uuid.uuid4().hex[:12]}"
     with _pg_admin() as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
@@ -68,6 +69,20 @@ def pg_url() -> Iterator[str]:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         except psycopg.errors.LockNotAvailable:
             warnings.warn(f"schema {schema} left behind: still locked", stacklevel=1)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A URL for a fresh PostgreSQL schema, dropped after the test."""
+    with _fresh_pg_schema() as url:
+        yield url
+
+
+@pytest.fixture
+def other_pg_url() -> Iterator[str]:
+    """A second ledger in the same database: another fresh schema."""
+    with _fresh_pg_schema() as url:
+        yield url
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from relay import (
     ensure_schema,
     relay_status,
 )
+from relay.tracking import try_relay_lock
 from tests.background import running_in_thread
 from tests.cli_runner import run_ledger
 from tests.factories import append_to_url as append
@@ -232,6 +233,18 @@ def test_second_relay_stands_by_until_the_first_stops(
             wait_for(lambda: "caught_up" in states, timeout_s=10)
             append(pg_url, history(["ann"], 1, start=2))
             wait_for(lambda: relay_position(pg_url) == 4)
+
+
+def test_one_relay_per_name_and_ledger_not_per_database(pg_url: str, other_pg_url: str) -> None:
+    # Two ledgers (schemas) in one database each run their relay of the same name.
+    here, again, there = (Connection(parse_database_url(u)) for u in (pg_url, pg_url, other_pg_url))
+    try:
+        assert try_relay_lock(here, TOPIC)
+        assert not try_relay_lock(again, TOPIC)
+        assert try_relay_lock(there, TOPIC)
+    finally:
+        for conn in (here, again, there):
+            conn.close()
 
 
 def relay_position(url: str) -> int:
