@@ -56,7 +56,7 @@ from eventsourcing.persistence import (
 
 from ledger import lookups
 from ledger.application import LedgerApplication, first_line, snapshot_due
-from ledger.db import Connection, Lookup, look_up
+from ledger.db import Connection, Lookup, Queries, look_up
 from ledger.domain import Customer, CustomerEvent, RuleViolation, customer_stream_id
 from ledger.entropy import SYSTEM, Entropy
 from ledger.events import (
@@ -73,7 +73,6 @@ from ledger.input import InputItem
 from ledger.keystore import KEY_LOOKUP
 from ledger.mapper import subject_of
 from ledger.personal import reveal
-from ledger.reading import Queries
 from ledger.rights import ALLOW_ALL, RightsPolicy
 from ledger.stores.base import WriteSession
 from ledger.stores.rows import EventRow

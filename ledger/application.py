@@ -16,12 +16,12 @@ from eventsourcing.persistence import (
 )
 
 from ledger.config import DatabaseURL
-from ledger.db import DatabaseUnavailable
+from ledger.db import DatabaseUnavailable, Queries
 from ledger.domain import Customer, CustomerEvent, CustomerSnapshot, customer_stream_id
 from ledger.keystore import Keyring
 from ledger.mapper import LedgerMapper
 from ledger.printable import first_line as first_line  # re-exported: appending, runner
-from ledger.reading import Queries, stream_after
+from ledger.reading import stream_after
 from ledger.stores.base import LedgerRecorder
 
 # A customer's state is snapshotted every this many events, so loading a busy

@@ -132,10 +132,13 @@ def any_of(kind: str, column: str, values: Sequence[Any]) -> Iterator[tuple[str,
 
 
 class Queries(Protocol):
-    """Something to run a query through: a `Connection`, or a write session."""
+    """Something to run a query through: a `Connection`, or a write session (which
+    also sees its own rows before they commit)."""
 
     @property
-    def kind(self) -> str: ...
+    def kind(self) -> str:
+        """ "sqlite" or "postgresql": the SQL dialect of the store."""
+        ...
 
     def fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
 

@@ -15,10 +15,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 from uuid import UUID
 
-from ledger.db import Connection, any_of
+from ledger.db import Connection, Queries, any_of
 from ledger.keystore import Keyring
 from ledger.personal import reveal
 from ledger.stores.layout import EVENTS_TABLE
@@ -148,18 +148,6 @@ def events_table_exists(conn: Connection) -> bool:
     # to_regclass resolves through search_path, which Connection sets to the URL's schema.
     row = conn.fetchone("SELECT to_regclass(?)", (EVENTS_TABLE,))
     return row is not None and row[0] is not None
-
-
-class Queries(Protocol):
-    """Something to query the events table through: a `Connection`, or a write
-    session (which also sees its own rows before they commit)."""
-
-    @property
-    def kind(self) -> str:
-        """ "sqlite" or "postgresql": the SQL dialect of the store."""
-        ...
-
-    def fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
 
 
 def positions_by_event_id(conn: Queries, event_ids: Sequence[str]) -> dict[str, int]:
