@@ -71,13 +71,17 @@ def copy_rows(
     with cursor.copy(statement) as copy:
         copy.set_types(types)
         for row in rows:
-            oid = row[1]
-            # Binary values must match the declared type exactly (a stream id may
-            # come as text from a library stored event, or as a UUID).
-            if oid_is_uuid != isinstance(oid, UUID):
-                oid = UUID(str(oid)) if oid_is_uuid else str(oid)
-                row = (row[0], oid, *row[2:])
-            copy.write_row(row)
+            copy.write_row(typed_stream_id(row, oid_is_uuid))
+
+
+def typed_stream_id(row: Sequence[Any], oid_is_uuid: bool) -> Sequence[Any]:
+    """`row` with its stream id (`originator_id`) as the column's type declares it:
+    it may come as text from a library stored event, or as a UUID, and binary
+    values must match the declared type exactly."""
+    oid = row[1]
+    if oid_is_uuid == isinstance(oid, UUID):
+        return row
+    return (row[0], UUID(str(oid)) if oid_is_uuid else str(oid), *row[2:])
 
 
 # Up to this many rows go in with pipelined one-row INSERTs (sent with the COMMIT,
@@ -152,7 +156,7 @@ class PostgresWriteSession:
         self._sql = statements
         self._oid_is_uuid = statements.types[1] == "uuid"
         self._last_position, self._last_hash = head if head else (0, GENESIS_HASH)
-        self._held: list[tuple[Any, ...]] | None = None  # rows of one-row INSERTs
+        self._held: list[Sequence[Any]] | None = None  # rows of one-row INSERTs
         self._savepoints = 0
 
     def fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -180,14 +184,7 @@ class PostgresWriteSession:
         if not chained:
             return []
         if len(chained) <= INSERT_ROWS_MAX:
-            held: list[tuple[Any, ...]] = []
-            for row in chained:
-                oid = row[1]
-                if self._oid_is_uuid != isinstance(oid, UUID):
-                    oid = UUID(str(oid)) if self._oid_is_uuid else str(oid)
-                    row = (row[0], oid, *row[2:])
-                held.append(row)
-            self._held = held
+            self._held = [typed_stream_id(row, self._oid_is_uuid) for row in chained]
             if self._savepoints:
                 self._send_held()
         else:
