@@ -46,7 +46,7 @@ ENCRYPTED = "[encrypted]"
 _MARKER_BYTES = b'{"enc":"v1"'
 # A marker's members in the order `_seal_value` writes them.
 _MARKER_MEMBERS = [MARKER, "t", "v"]
-_ERASED_JSON = b'"[erased]"'
+_ERASED_JSON = json.dumps(ERASED).encode()
 _NONCE = 12
 
 
@@ -116,8 +116,6 @@ def _open_json(cipher: AESGCM | None, aad: bytes, marker: dict[str, Any]) -> byt
 
 
 def _open_value(cipher: AESGCM | None, aad: bytes, marker: dict[str, Any]) -> Any:
-    if cipher is None:
-        return ERASED if marker.get("t") == "s" else None
     plain = _open_json(cipher, aad, marker)
     try:
         return json.loads(plain)
