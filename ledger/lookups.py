@@ -1,7 +1,6 @@
 """The append engine's questions to the events table, as `ledger.db.Lookup`s, so
-that one batch asks them all (with the key table's) in one statement.
-
-Each also runs alone through the functions here (one statement each)."""
+that one batch asks them all (with the key table's) in one statement, and the
+readers of their answers."""
 
 from __future__ import annotations
 
@@ -50,14 +49,3 @@ def streams(rows: list[tuple[Any, Any, Any]]) -> set[UUID]:
 def states_by_event_id(conn: Queries, event_ids: Sequence[str]) -> dict[str, bytes]:
     """The stored JSON of each given producer event id that is stored."""
     return states(look_up(conn, [(EVENT_STATES, event_ids)])[0])
-
-
-def subject_owners(conn: Queries, subjects: Sequence[str]) -> dict[str, str]:
-    """For each given subject (`order:o-17`) already created: the customer that created it."""
-    return owners(look_up(conn, [(SUBJECT_OWNERS, subjects)])[0])
-
-
-def streams_with_events(conn: Queries, stream_ids: Sequence[UUID]) -> set[UUID]:
-    """Those of the given customer streams that have stored events (one query for a
-    batch's customers; the others need no loading)."""
-    return streams(look_up(conn, [(STREAMS, stream_keys(conn.kind, stream_ids))])[0])

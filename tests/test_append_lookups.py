@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import gc
 
+from ledger import lookups
 from ledger.application import LedgerApplication
-from ledger.db import Connection
+from ledger.db import Connection, look_up
 from ledger.domain import customer_stream_id
-from ledger.lookups import states_by_event_id, streams_with_events, subject_owners
 from ledger.reading import positions_by_event_id, read_events
 from tests.factories import append_events as append
 from tests.factories import event
@@ -32,18 +32,27 @@ def test_lookups_of_more_values_than_one_in_list_find_exactly_the_stored_ones(
     unknown = [f"00000000-0000-4000-8000-{n:012d}" for n in range(1200)]
     # The stored ones at both ends and in the middle of a long list.
     asked = [ids[0], *unknown[:600], ids[1], *unknown[600:], ids[2]]
+    subjects = [f"order:x-{n}" for n in range(700)] + ["order:o-1"]
+    streams = [customer_stream_id(f"nobody-{n}") for n in range(700)]
+    streams += [customer_stream_id("c-2"), customer_stream_id("c-1")]
     with Connection(app.url) as conn:
-        assert set(states_by_event_id(conn, asked)) == set(ids)
+        # Asked together in one statement, as an append asks them.
+        states, owners, found = look_up(
+            conn,
+            [
+                (lookups.EVENT_STATES, asked),
+                (lookups.SUBJECT_OWNERS, subjects),
+                (lookups.STREAMS, lookups.stream_keys(conn.kind, streams)),
+            ],
+        )
+        assert set(lookups.states(states)) == set(ids)
         assert sorted(positions_by_event_id(conn, asked).values()) == [1, 2, 3]
-        subjects = [f"order:x-{n}" for n in range(700)] + ["order:o-1"]
-        assert subject_owners(conn, subjects) == {"order:o-1": "c-1"}
-        streams = [customer_stream_id(f"nobody-{n}") for n in range(700)]
-        streams += [customer_stream_id("c-2"), customer_stream_id("c-1")]
-        assert streams_with_events(conn, streams) == {
+        assert lookups.owners(owners) == {"order:o-1": "c-1"}
+        assert lookups.streams(found) == {
             customer_stream_id("c-1"),
             customer_stream_id("c-2"),
         }
-        assert streams_with_events(conn, []) == set()
+        assert look_up(conn, [(lookups.STREAMS, [])]) == [[]]
 
 
 def test_many_new_customers_in_one_batch_each_get_their_own_key(app: LedgerApplication) -> None:
