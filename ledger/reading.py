@@ -1,6 +1,7 @@
 """Reading stored events in position order, for projectors, the relay and auditors.
 
-Every query of the events table outside the recorders and the audit trail is here.
+Every query of the events table outside the recorders, the append engine's batched
+lookups (ledger.lookups) and the audit trail is here.
 
 Positions are assigned under the events table's write lock (see ledger.stores),
 so position order is commit order: a reader that has seen position P has seen
