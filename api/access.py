@@ -25,20 +25,9 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from api.scopes import SCOPES
 from ledger.config import ConfigError
-
-ACCESS_FILE_ENV = "LEDGER_ACCESS_FILE"
-
-# scope -> what it grants (the contract's table)
-SCOPES: dict[str, str] = {
-    "ingest": "POST /v1/events",
-    "read": "the customer tabs and the card page",
-    "tasks": "task actions, as the key's own user",
-    "act-as": "task actions on behalf of the user named in the request",
-    "audit": "the audit endpoints",
-    "ops": "projection status; /metrics when metrics are protected",
-    "erase": "POST /v1/customers/{id}/erase: erase a customer's personal data",
-}
+from ledger.environment import ACCESS_FILE_ENV
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")

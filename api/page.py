@@ -40,7 +40,7 @@ from api.page_view import (
     customer_path,
     edit_changes,
     kinds_from,
-    printable,
+    plain_text,
     render_card,
     render_not_found,
     render_problem,
@@ -203,7 +203,7 @@ def page_router(sessions: SessionSigner | None = None) -> APIRouter:
             notice = Notice(f"{exc}; times are shown in UTC", "error")
         tab = q.get("tab", "timeline")
         if tab not in TAB_LABELS:
-            return problem(w, "No such tab", f"unknown tab {printable(tab)!r}", 404)
+            return problem(w, "No such tab", f"unknown tab {plain_text(tab)!r}", 404)
         try:
             kinds = kinds_from(q.getlist("kind")) if tab == "timeline" else ()
             cursor = q.get("cursor") or None
@@ -263,7 +263,7 @@ def page_router(sessions: SessionSigner | None = None) -> APIRouter:
             view=view,
             viewer=viewer,
             clock=clock,
-            name=printable(header.name) if header.name else None,
+            name=plain_text(header.name) if header.name else None,
             last_email=header.last_email.model_dump() if header.last_email else None,
             counts=header.counts,
             count_cap=header.count_cap,

@@ -24,8 +24,9 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from ledger.environment import SESSION_SECRET_ENV
+
 SESSION_COOKIE = "ledger_session"
-SESSION_SECRET_ENV = "LEDGER_SESSION_SECRET"
 SESSION_MAX_AGE = 12 * 3600  # seconds: a working day, then sign in again
 
 

@@ -67,7 +67,7 @@ _ENV = Environment(
 )
 
 
-def printable(value: object) -> str:
+def plain_text(value: object) -> str:
     """Text without control characters (a producer's text may carry escapes or
     bidi overrides); newlines and tabs become spaces."""
     text = "" if value is None else str(value)
@@ -94,7 +94,7 @@ def safe_link(url: object) -> str | None:
     return url.strip() if scheme in ("http", "https") else None
 
 
-_ENV.filters["printable"] = printable
+_ENV.filters["plain_text"] = plain_text
 _ENV.filters["segment"] = lambda value: quote(str(value), safe="")
 
 
@@ -109,7 +109,7 @@ def zone(name: str | None) -> tuple[str, tzinfo]:
     try:
         return name, ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise UnknownZone(f"unknown time zone {printable(name)!r}") from None
+        raise UnknownZone(f"unknown time zone {plain_text(name)!r}") from None
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ class Clock:
 def actor_name(actor: Mapping[str, Any] | None) -> str:
     if not actor:
         return "—"
-    return printable(actor.get("name") or f"{actor.get('kind')}:{actor.get('id')}")
+    return plain_text(actor.get("name") or f"{actor.get('kind')}:{actor.get('id')}")
 
 
 def duration(seconds: object) -> str:
@@ -150,7 +150,7 @@ def duration(seconds: object) -> str:
 
 
 def value_text(value: object) -> str:
-    return "—" if value is None else printable(value)
+    return "—" if value is None else plain_text(value)
 
 
 def customer_path(customer_id: str) -> str:
@@ -341,7 +341,7 @@ def _local_moment(text: str, clock: Clock) -> datetime:
     try:
         naive = datetime.fromisoformat(text)
     except ValueError:
-        raise BadFormValue(f"due date {printable(text)!r}: expected YYYY-MM-DDTHH:MM") from None
+        raise BadFormValue(f"due date {plain_text(text)!r}: expected YYYY-MM-DDTHH:MM") from None
     if naive.tzinfo is None:
         naive = naive.replace(tzinfo=clock.tz)
     return naive.astimezone(clock.tz).replace(second=0, microsecond=0)
@@ -359,5 +359,5 @@ _ENV.globals["local_input"] = local_input
 def kinds_from(values: Sequence[str]) -> tuple[str, ...]:
     unknown = sorted(set(values) - set(KINDS))
     if unknown:
-        raise ValueError(f"unknown kind {printable(unknown[0])!r}")
+        raise ValueError(f"unknown kind {plain_text(unknown[0])!r}")
     return tuple(k for k in KINDS if k in values)

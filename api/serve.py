@@ -17,15 +17,17 @@ import tempfile
 
 from fastapi import FastAPI
 
-from api.access import ACCESS_FILE_ENV, load_access
+from api.access import load_access
 from api.app import DEFAULT_MAX_BODY, create_app
-from api.page_session import SESSION_SECRET_ENV
+from ledger.environment import (
+    ACCESS_FILE_ENV,
+    CORS_ENV,
+    MAX_BODY_ENV,
+    POOL_SIZE_ENV,
+    PROTECT_METRICS_ENV,
+    SESSION_SECRET_ENV,
+)
 from ledger.service import Services
-
-CORS_ENV = "LEDGER_CORS_ORIGINS"
-MAX_BODY_ENV = "LEDGER_MAX_BODY"
-POOL_SIZE_ENV = "LEDGER_POOL_SIZE"
-PROTECT_METRICS_ENV = "LEDGER_PROTECT_METRICS"
 
 
 def cors_origins(value: str | None) -> list[str]:

@@ -16,7 +16,8 @@ from typing import Any
 import psycopg
 
 from ledger.config import parse_database_url
-from ledger.keystore import MASTER_KEY_ENV, new_master_key_file
+from ledger.environment import MASTER_KEY_ENV
+from ledger.keystore import new_master_key_file
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 

@@ -17,7 +17,6 @@ from ledger.config import DatabaseURL
 from ledger.printable import printable
 from ledger.service import Category, Services
 
-EXIT_OK = 0
 EXIT_REJECTED = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ledger.config import DATABASE_URL_ENV
+from ledger.environment import DATABASE_URL_ENV, MASTER_KEY_ENV, RIGHTS_POLICY_ENV
 from ledger.printable import printable
 
 # Each command's module is imported only when that command runs: `ledger tab`
@@ -130,14 +130,14 @@ class _LedgerGroup(click.Group):
     "--rights",
     "rights_option",
     metavar="PATH",
-    help="Rights policy TOML file [env LEDGER_RIGHTS_POLICY; default: everything allowed].",
+    help=f"Rights policy TOML file [env {RIGHTS_POLICY_ENV}; default: everything allowed].",
 )
 @click.option(
     "--master-key",
     "master_key",
     metavar="PATH",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Master key file [env LEDGER_MASTER_KEY_FILE; SQLite default: beside the database].",
+    help=f"Master key file [env {MASTER_KEY_ENV}; SQLite default: beside the database].",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 @click.version_option(package_name="interaction-ledger")

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from cli.context import EXIT_USAGE, FORMAT_OPTION, CliError, cli_context, emit_json
-from ledger.keystore import MASTER_KEY_ENV
+from ledger.environment import MASTER_KEY_ENV
 from ledger.printable import printable
 from ledger.privacy import (
     erase_customer,

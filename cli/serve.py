@@ -11,13 +11,17 @@ import os
 
 import click
 
+from api.scopes import SCOPES
 from cli.context import EXIT_USAGE, FORMAT_OPTION, CliError, cli_context, emit_json
-from ledger.config import DATABASE_URL_ENV, RIGHTS_POLICY_ENV, ConfigError
-
-# Mirrors api.serve's variable names; kept here so `ledger --help` need not import it.
-_ACCESS_ENV = "LEDGER_ACCESS_FILE"
-_CORS_ENV = "LEDGER_CORS_ORIGINS"
-
+from ledger.config import ConfigError
+from ledger.environment import (
+    ACCESS_FILE_ENV,
+    CORS_ENV,
+    DATABASE_URL_ENV,
+    MAX_BODY_ENV,
+    PROTECT_METRICS_ENV,
+    RIGHTS_POLICY_ENV,
+)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -39,7 +43,7 @@ def is_loopback(host: str) -> bool:
     "--access",
     "access_option",
     metavar="PATH",
-    help=f"Access file (TOML) [env {_ACCESS_ENV}]. Without one the API is open, "
+    help=f"Access file (TOML) [env {ACCESS_FILE_ENV}]. Without one the API is open, "
     "and then it listens on loopback only.",
 )
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True)
@@ -48,7 +52,7 @@ def is_loopback(host: str) -> bool:
     "cors",
     multiple=True,
     metavar="ORIGIN",
-    help=f"Origin a browser may call the API from (repeatable) [env {_CORS_ENV}, comma-separated].",
+    help=f"Origin a browser may call the API from (repeatable) [env {CORS_ENV}, comma-separated].",
 )
 @click.option(
     "--max-body",
@@ -70,15 +74,15 @@ def serve(
     """Serve the HTTP API (see docs/http.md): append, tabs, task actions, audit,
     projection status, health and metrics. SIGTERM finishes requests in flight."""
     ctx = cli_context()
-    access = access_option or os.environ.get(_ACCESS_ENV) or None
+    access = access_option or os.environ.get(ACCESS_FILE_ENV) or None
     if access is None and not is_loopback(host):
         raise CliError(
             f"refusing to listen on {host} without an access file: pass --access PATH "
-            f"(or {_ACCESS_ENV}), or listen on 127.0.0.1",
+            f"(or {ACCESS_FILE_ENV}), or listen on 127.0.0.1",
             EXIT_USAGE,
         )
     from api.access import load_access
-    from api.serve import CORS_ENV, MAX_BODY_ENV, PROTECT_METRICS_ENV, run
+    from api.serve import run
 
     if access is not None:
         try:
@@ -95,9 +99,9 @@ def serve(
         os.environ[RIGHTS_POLICY_ENV] = ctx.rights_option
     ctx.policy()  # a bad rights file stops us here, with one line
     if access is not None:
-        os.environ[_ACCESS_ENV] = os.path.abspath(access)
+        os.environ[ACCESS_FILE_ENV] = os.path.abspath(access)
     else:
-        os.environ.pop(_ACCESS_ENV, None)
+        os.environ.pop(ACCESS_FILE_ENV, None)
     if cors:
         os.environ[CORS_ENV] = ",".join(cors)
     os.environ[MAX_BODY_ENV] = str(max_body)
@@ -122,7 +126,7 @@ def access() -> None:
     "scopes",
     multiple=True,
     required=True,
-    type=click.Choice(["ingest", "read", "tasks", "act-as", "audit", "ops"]),
+    type=click.Choice(list(SCOPES)),
     help="What the key may do (repeatable).",
 )
 @click.option("--user", metavar="ID", help="The user the key acts as for task actions.")
@@ -130,7 +134,7 @@ def access() -> None:
     "--access",
     "access_option",
     metavar="PATH",
-    help=f"Access file to add the key to [env {_ACCESS_ENV}; default ./access.toml].",
+    help=f"Access file to add the key to [env {ACCESS_FILE_ENV}; default ./access.toml].",
 )
 @FORMAT_OPTION
 def new_key(
@@ -144,7 +148,7 @@ def new_key(
     the token) to the access file. The token is printed once: store it now."""
     from api.access import new_key as make_key
 
-    path = access_option or os.environ.get(_ACCESS_ENV) or "access.toml"
+    path = access_option or os.environ.get(ACCESS_FILE_ENV) or "access.toml"
     try:
         made = make_key(path, name, list(scopes), user)
     except ConfigError as exc:

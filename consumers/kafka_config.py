@@ -17,14 +17,15 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ledger.config import ConfigError
+from ledger.environment import KAFKA_ENV_PREFIX
 
 DEFAULT_BOOTSTRAP = "localhost:9092"
 DEFAULT_TOPIC = "ledger.events"
 DEFAULT_DLQ_TOPIC = "ledger.events.dlq"
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
 
-ENV_PREFIX = "LEDGER_KAFKA_"
-TOPIC_ENV = "LEDGER_KAFKA_TOPIC"
+ENV_PREFIX = KAFKA_ENV_PREFIX
+TOPIC_ENV = KAFKA_ENV_PREFIX + "TOPIC"
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 # Mechanisms that need only what a command line can carry. OAUTHBEARER needs a token

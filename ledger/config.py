@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from ledger.environment import AUTO_MIGRATE_ENV, DATABASE_URL_ENV
+
 DEFAULT_DATABASE_URL = "sqlite:///ledger.db"
-DATABASE_URL_ENV = "LEDGER_DATABASE_URL"
-RIGHTS_POLICY_ENV = "LEDGER_RIGHTS_POLICY"
 # Set to 0 for long-running workers when a one-shot `ledger db migrate` owns the schema.
-AUTO_MIGRATE_ENV = "LEDGER_AUTO_MIGRATE"
 # SQLite: how long a writer waits for another writer's transaction (an import
 # holds the write lock until it commits) before giving up, in seconds.
 DEFAULT_LOCK_TIMEOUT = 120

@@ -34,10 +34,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ledger.config import DatabaseURL, parse_database_url
 from ledger.db import Connection, Lookup, LookupRow, look_up
+from ledger.environment import KEYSTORE_URL_ENV, MASTER_KEY_ENV
 
 KEYS_TABLE = "ledger_keys"
-MASTER_KEY_ENV = "LEDGER_MASTER_KEY_FILE"
-KEYSTORE_URL_ENV = "LEDGER_KEYSTORE_URL"
 _NONCE = 12
 # How long unwrapped keys are kept: a busy customer's key is unwrapped once per
 # this interval, not per event, and an erasure by another process reaches this

@@ -25,16 +25,15 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from ledger.config import (
-    DATABASE_URL_ENV,
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_LOCK_TIMEOUT,
-    RIGHTS_POLICY_ENV,
     ConfigError,
     DatabaseURL,
     auto_migrate,
     database_url,
 )
 from ledger.db import Connection, DatabaseUnavailable, is_unavailable
+from ledger.environment import DATABASE_URL_ENV, RIGHTS_POLICY_ENV
 from ledger.input import InputError, InputItem
 from ledger.keystore import KeystoreError
 from ledger.lookups import states_by_event_id

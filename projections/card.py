@@ -9,7 +9,7 @@ from typing import Any
 from ledger.db import Connection
 from ledger.keystore import Ciphers
 from projections.base import Envelope, Projection, Tables, Writer
-from projections.history import change_rows, history_rows, history_tab, history_table
+from projections.history import change_rows, history_from, history_tab, history_table
 from projections.paging import FIRST_PAGE, Page
 from projections.sealing import Sealer, revealing
 from projections.writing import AppendWriter
@@ -43,7 +43,7 @@ class CardProjection(Projection):
         return _CardWriter(db, tables, keys)
 
 
-ROWS = history_rows(CARD_HISTORY)
+ROWS = history_from(CARD_HISTORY)
 
 
 def card_tab(conn: Connection, customer_id: str, page: Page = FIRST_PAGE) -> dict[str, Any]:

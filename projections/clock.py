@@ -18,10 +18,6 @@ def micros(moment: datetime) -> int:
     return (moment - _EPOCH) // _MICROSECOND
 
 
-def from_micros(value: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=value)
-
-
 def iso(moment: datetime) -> str:
     """The same text pydantic writes for an aware datetime (UTC as `Z`)."""
     text = moment.isoformat()

@@ -80,7 +80,8 @@ def change_rows(
     ]
 
 
-def history_rows(spec: TableSpec) -> str:
+def history_from(spec: TableSpec) -> str:
+    """The FROM clause of one customer's rows of a history table."""
     return f"FROM {spec.name} WHERE customer_id = ?"
 
 
@@ -100,7 +101,7 @@ def history_tab(
     paged = PagedQuery(
         tab,
         f"occurred_us, position, seq, {subject_column}field, old, new, occurred_at, actor",
-        history_rows(spec),
+        history_from(spec),
         HISTORY_KEY,
         ascending_last=True,
     )

@@ -8,7 +8,7 @@ from typing import Any
 from ledger.db import Connection
 from ledger.keystore import Ciphers
 from projections.base import Envelope, Projection, Tables, Writer
-from projections.history import change_rows, history_rows, history_tab, history_table
+from projections.history import change_rows, history_from, history_tab, history_table
 from projections.paging import FIRST_PAGE, Page
 from projections.sealing import Sealer
 from projections.writing import AppendWriter
@@ -50,7 +50,7 @@ class OrdersProjection(Projection):
         return _OrdersWriter(db, tables, keys)
 
 
-ROWS = history_rows(ORDER_HISTORY)
+ROWS = history_from(ORDER_HISTORY)
 
 
 def orders_tab(conn: Connection, customer_id: str, page: Page = FIRST_PAGE) -> dict[str, Any]:

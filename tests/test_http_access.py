@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from api.access import load_access, token_hash
+from api.scopes import SCOPES
 from tests.cli_runner import run_ledger
 from tests.factories import append_to_url, event, ndjson
 from tests.http_support import make_keys, serve_in_thread, serve_process
@@ -317,3 +318,14 @@ def test_an_unreachable_database_is_503_not_500() -> None:
         is_problem(client.get("/v1/projections"), 503)
         assert client.get("/metrics").status_code == 200  # with ledger_store_up 0
         assert "ledger_store_up 0.0" in client.get("/metrics").text
+
+
+def test_new_key_offers_every_scope_the_api_checks(tmp_path: Path) -> None:
+    path = tmp_path / "access.toml"
+    for scope in SCOPES:
+        made = run_ledger(
+            "access", "new-key", f"k-{scope}", "--scope", scope, "--access", str(path)
+        )
+        assert made.returncode == 0, (scope, made.stderr)
+    keys = tomllib.loads(path.read_text())["keys"]
+    assert {s for entry in keys.values() for s in entry["scopes"]} == set(SCOPES)

@@ -15,7 +15,7 @@ from api.page_view import (
     View,
     Viewer,
     edit_changes,
-    printable,
+    plain_text,
     safe_link,
     zone,
 )
@@ -62,8 +62,8 @@ def test_only_http_urls_become_links(url: str | None, link: str | None) -> None:
 
 
 def test_printable_drops_control_and_bidi_characters() -> None:
-    assert printable("a\x1b[31mb\u202ec\nd\te") == "a[31mbc d e"
-    assert printable(None) == ""
+    assert plain_text("a\x1b[31mb\u202ec\nd\te") == "a[31mbc d e"
+    assert plain_text(None) == ""
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from pydantic import Field
 
+from ledger.environment import PERSONAL_ORDER_FIELDS_ENV
 from ledger.events.common import Changes, DecimalString, Id, Payload
 
 
@@ -37,7 +38,6 @@ class OrderChanged(Payload):
         return field in personal_order_fields()
 
 
-PERSONAL_ORDER_FIELDS_ENV = "LEDGER_PERSONAL_ORDER_FIELDS"
 DEFAULT_PERSONAL_ORDER_FIELDS = (
     "address,delivery_address,phone,email,first_name,last_name,name,comment"
 )

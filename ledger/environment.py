@@ -1,0 +1,39 @@
+"""Every environment variable the ledger reads, in one list.
+
+Modules import their variable's name from here, so a name is spelled once and
+`docs/operations.md` can be checked against this list (tests/test_environment.py).
+The Kafka settings' variables are generated from their field table
+(`consumers.kafka_config`, prefix `KAFKA_ENV_PREFIX`).
+"""
+
+from __future__ import annotations
+
+DATABASE_URL_ENV = "LEDGER_DATABASE_URL"
+RIGHTS_POLICY_ENV = "LEDGER_RIGHTS_POLICY"
+AUTO_MIGRATE_ENV = "LEDGER_AUTO_MIGRATE"
+MASTER_KEY_ENV = "LEDGER_MASTER_KEY_FILE"
+KEYSTORE_URL_ENV = "LEDGER_KEYSTORE_URL"
+PERSONAL_ORDER_FIELDS_ENV = "LEDGER_PERSONAL_ORDER_FIELDS"
+ACCESS_FILE_ENV = "LEDGER_ACCESS_FILE"
+CORS_ENV = "LEDGER_CORS_ORIGINS"
+MAX_BODY_ENV = "LEDGER_MAX_BODY"
+POOL_SIZE_ENV = "LEDGER_POOL_SIZE"
+PROTECT_METRICS_ENV = "LEDGER_PROTECT_METRICS"
+SESSION_SECRET_ENV = "LEDGER_SESSION_SECRET"
+KAFKA_ENV_PREFIX = "LEDGER_KAFKA_"
+
+# name -> what it sets (docs/operations.md has a row for each)
+ENVIRONMENT: dict[str, str] = {
+    DATABASE_URL_ENV: "the store: sqlite:///PATH or postgresql://...",
+    RIGHTS_POLICY_ENV: "the rights policy file (TOML)",
+    AUTO_MIGRATE_ENV: "0: commands never create tables (run `ledger db migrate`)",
+    MASTER_KEY_ENV: "the master key file that wraps customers' data keys",
+    KEYSTORE_URL_ENV: "a separate database for the key table",
+    PERSONAL_ORDER_FIELDS_ENV: "extra order fields treated as personal data",
+    ACCESS_FILE_ENV: "the API's access file (TOML)",
+    CORS_ENV: "origins a browser may call the API from, comma-separated",
+    MAX_BODY_ENV: "the largest API request body, in bytes",
+    POOL_SIZE_ENV: "database connections per API process",
+    PROTECT_METRICS_ENV: "1: /metrics needs a key with the ops scope",
+    SESSION_SECRET_ENV: "the card page's cookie-signing secret (share it between processes)",
+}
