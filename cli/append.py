@@ -17,6 +17,7 @@ from cli.context import (
     emit_json,
     progress_enabled,
 )
+from cli.options import batch_size_option
 from ledger.appending import DEFAULT_BATCH_SIZE, AppendReport
 from ledger.application import LedgerApplication
 from ledger.input import read_items
@@ -59,13 +60,7 @@ class _CountingReader:
     is_flag=True,
     help="Store the valid events even when some are rejected (default: all or nothing).",
 )
-@click.option(
-    "--batch-size",
-    type=click.IntRange(1, 100_000),
-    default=DEFAULT_BATCH_SIZE,
-    show_default=True,
-    help="Events per insert.",
-)
+@batch_size_option(DEFAULT_BATCH_SIZE, "Events per insert.")
 @FORMAT_OPTION
 def append(path: str, skip_invalid: bool, batch_size: int, output_format: str) -> None:
     """Append events from PATH (NDJSON or a JSON array; '-' for stdin).

@@ -20,6 +20,7 @@ from cli.context import (
     progress_enabled,
     start_metrics,
 )
+from cli.options import MAX_BACKOFF_OPTION, batch_size_option, interval_option
 from cli.progress import Mode, ReplayProgress
 from cli.readmodels import choose, echo_err
 from cli.tables import Column, echo_table
@@ -55,27 +56,9 @@ def _stop_on_signals() -> Iterator[threading.Event]:
 @click.argument("names", nargs=-1, metavar="[NAME]...")
 @click.option("--all", "all_", is_flag=True, help="Every projection (the default).")
 @click.option("--follow", is_flag=True, help="After catching up, keep applying new events.")
-@click.option(
-    "--batch-size",
-    type=click.IntRange(1, 100_000),
-    default=DEFAULT_BATCH_SIZE,
-    show_default=True,
-    help="Events per transaction.",
-)
-@click.option(
-    "--interval",
-    type=click.FloatRange(0.05, 300),
-    default=1.0,
-    show_default=True,
-    help="Seconds between polls (SQLite); fallback poll next to LISTEN (PostgreSQL).",
-)
-@click.option(
-    "--max-backoff",
-    type=click.FloatRange(0.1, 3600),
-    default=30.0,
-    show_default=True,
-    help="Longest wait between reconnection attempts.",
-)
+@batch_size_option(DEFAULT_BATCH_SIZE, "Events per transaction.")
+@interval_option(1.0, "Seconds between polls (SQLite); fallback poll next to LISTEN (PostgreSQL).")
+@MAX_BACKOFF_OPTION
 @metrics_options
 @FORMAT_OPTION
 def run(
@@ -215,13 +198,7 @@ def _progress_mode(output_format: str) -> Mode:
     is_flag=True,
     help="Drop what an unfinished rebuild left behind instead of resuming it.",
 )
-@click.option(
-    "--batch-size",
-    type=click.IntRange(1, 100_000),
-    default=replay.DEFAULT_REBUILD_BATCH_SIZE,
-    show_default=True,
-    help="Events read at a time.",
-)
+@batch_size_option(replay.DEFAULT_REBUILD_BATCH_SIZE, "Events read at a time.")
 @click.option(
     "--checkpoint-events",
     type=click.IntRange(1, 10_000_000),

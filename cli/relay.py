@@ -23,9 +23,10 @@ from cli.context import (
     progress_enabled,
     start_metrics,
 )
-from cli.kafka_options import kafka_options, pop_kafka_options
+from cli.options import MAX_BACKOFF_OPTION, batch_size_option
 from consumers.kafka_config import DEFAULT_TOPIC, TOPIC_ENV
 from consumers.kafka_connect import KafkaUnavailable
+from consumers.kafka_options import kafka_options, pop_kafka_options
 from ledger.config import auto_migrate
 from ledger.signals import stop_on_signals
 from relay import Relay, RelayConfig, RelayFatal, RelayProgress
@@ -55,12 +56,8 @@ def relay() -> None:
 @click.option("--follow", is_flag=True, help="Keep publishing new events until stopped.")
 @TOPIC_OPTION
 @NAME_OPTION
-@click.option(
-    "--batch-size",
-    type=click.IntRange(1, 100_000),
-    default=DEFAULT_BATCH_SIZE,
-    show_default=True,
-    help="Events per acknowledged batch (the tracked position moves per batch).",
+@batch_size_option(
+    DEFAULT_BATCH_SIZE, "Events per acknowledged batch (the tracked position moves per batch)."
 )
 @click.option(
     "--partitions",
@@ -100,6 +97,7 @@ def relay() -> None:
     help="--follow: how often to look for new events [default: 0.02 on SQLite; "
     "on PostgreSQL new events wake the relay at once and it checks every 1 s anyway].",
 )
+@MAX_BACKOFF_OPTION
 @kafka_options
 @metrics_options
 @FORMAT_OPTION
@@ -113,6 +111,7 @@ def run(
     compression: str | None,
     delivery_timeout: float,
     poll_interval: float | None,
+    max_backoff: float,
     metrics_port: int | None,
     metrics_host: str,
     output_format: str,
@@ -140,6 +139,7 @@ def run(
         replication_factor=replication_factor,
         compression=None if compression == "none" else compression,
         delivery_timeout_s=delivery_timeout,
+        max_backoff_s=max_backoff,
     )
     if poll_interval is not None:
         config.poll_interval_s = config.sqlite_poll_interval_s = poll_interval

@@ -22,9 +22,9 @@ from typing import Any
 
 import click
 
-from cli.kafka_options import kafka_options, pop_kafka_options
 from consumers.kafka_config import DEFAULT_DLQ_TOPIC, DEFAULT_TOPIC, TOPIC_ENV
 from consumers.kafka_connect import KafkaUnavailable
+from consumers.kafka_options import kafka_options, pop_kafka_options
 from consumers.seen_store import PostgresSeenStore
 from consumers.subscriber import Subscriber, SubscriberConfig
 from ledger.config import ConfigError, parse_database_url

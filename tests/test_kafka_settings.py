@@ -12,8 +12,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from cli.kafka_options import kafka_options, pop_kafka_options
 from consumers.kafka_config import SETTINGS, KafkaSettings, settings_from_env
+from consumers.kafka_options import kafka_options, pop_kafka_options
 from ledger.config import ConfigError
 
 

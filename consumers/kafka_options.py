@@ -1,4 +1,6 @@
-"""The Kafka connection options, generated from `KafkaSettings`' field table."""
+"""The Kafka connection options as click options, generated from `KafkaSettings`'
+field table: the relay's commands and the subscriber kit's consumers (which must not
+depend on the CLI) share them."""
 
 from __future__ import annotations
 
