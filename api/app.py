@@ -44,28 +44,17 @@ from ledger.grouping import AppendGroups
 from ledger.input import InputItem, read_items
 from ledger.kinds import KINDS
 from ledger.printable import printable
-from ledger.privacy import erase_customer
-from ledger.service import (
-    Category,
-    FieldChange,
-    ServiceError,
-    Services,
-    TaskActionRequest,
-    append_items,
-    append_with,
-    classify,
-    prepare_store,
-    projections_status,
-    rejected_fields,
-    store_ready,
-    tab_answer,
-    tab_request,
-    task_action,
-)
 from projections.models import TabAnswer, TaskItem
 from projections.paging import DEFAULT_LIMIT as PAGE_LIMIT
 from projections.paging import MAX_LIMIT
 from projections.timeline import DEFAULT_LIMIT as TIMELINE_LIMIT
+from services.appending import append_items, append_with, rejected_fields
+from services.bootstrap import Services, prepare_store, store_ready
+from services.customers import erase_customer
+from services.errors import Category, ServiceError, classify
+from services.operations import projections_status
+from services.tabs import tab_answer, tab_request
+from services.tasks import FieldChange, TaskActionRequest, task_action
 
 log = logging.getLogger("ledger.api")
 
@@ -318,7 +307,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from ledger.metrics import watch_store
+        from services.metrics import watch_store
 
         watch_store(services.url)
         try:
@@ -758,7 +747,7 @@ def _routes(app: FastAPI) -> None:
         """Prometheus text format."""
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-        from ledger.metrics import scrape_registry
+        from services.metrics import scrape_registry
 
         if _state(request).protect_metrics:
             caller = _authenticate(request)
@@ -924,7 +913,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        from ledger.metrics import HTTP_REQUESTS, HTTP_SECONDS
+        from services.metrics import HTTP_REQUESTS, HTTP_SECONDS
 
         request_id = _request_id(scope)
         scope.setdefault("state", {})["request_id"] = request_id

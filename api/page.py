@@ -51,18 +51,12 @@ from api.page_view import (
 from api.problems import STATUS
 from ledger.db import Connection
 from ledger.rights import RightsPolicy
-from ledger.service import (
-    Category,
-    FieldChange,
-    ServiceError,
-    TaskActionRequest,
-    card_header,
-    tab_answer,
-    task_action,
-)
 from projections.paging import Page
 from projections.tabs import TabRequest, check_cursor
 from projections.timeline import TimelineQuery
+from services.errors import Category, ServiceError
+from services.tabs import card_header, tab_answer
+from services.tasks import FieldChange, TaskActionRequest, task_action
 
 STATIC = Path(__file__).parent / "static"
 STATIC_FILES = {"card.css": "text/css", "card.js": "text/javascript", "icon.svg": "image/svg+xml"}

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 from ledger.config import DatabaseURL
 from ledger.db import Connection
-from ledger.service import Category, ServiceError, service_errors
+from services.errors import Category, ServiceError, service_errors
 
 
 class ConnectionPool:

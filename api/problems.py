@@ -8,7 +8,7 @@ from typing import Any
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from ledger.service import Category, RejectedField
+from services.errors import Category, RejectedField
 
 PROBLEM_TYPE = "application/problem+json"
 

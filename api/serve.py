@@ -27,7 +27,7 @@ from ledger.environment import (
     PROTECT_METRICS_ENV,
     SESSION_SECRET_ENV,
 )
-from ledger.service import Services
+from services.bootstrap import Services
 
 
 def cors_origins(value: str | None) -> list[str]:

@@ -28,7 +28,7 @@ from ledger.config import parse_database_url
 from ledger.grouping import AppendGroups
 from ledger.input import read_items
 from ledger.rights import ALLOW_ALL
-from ledger.service import append_items, append_with
+from services.appending import append_items, append_with
 
 
 def grouped(url: str, lines: list[str], threads: int) -> tuple[float, float]:

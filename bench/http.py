@@ -53,7 +53,9 @@ from bench.common import DEFAULT_PG, generate_events, scratch_store
 from ledger.config import parse_database_url
 from ledger.db import Connection
 from ledger.input import read_items
-from ledger.service import Services, append_items, prepare_store, tab_answer, tab_request
+from services.appending import append_items
+from services.bootstrap import Services, prepare_store
+from services.tabs import tab_answer, tab_request
 
 LEDGER = str(Path(sys.executable).parent / "ledger")
 BUSY = "busy-1"

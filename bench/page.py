@@ -43,10 +43,10 @@ from bench.common import DEFAULT_PG, scratch_store
 from bench.projections import _Customer, fill
 from ledger.config import parse_database_url
 from ledger.db import Connection
-from ledger.service import tab_answer, tab_request
 from projections import registry
 from projections.runner import catch_up_live
 from projections.schema import ensure_schema
+from services.tabs import tab_answer, tab_request
 
 LEDGER = str(Path(sys.executable).parent / "ledger")
 TABS = ("timeline", "tasks", "visits", "segments", "chats", "emails", "orders", "card")

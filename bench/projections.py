@@ -57,7 +57,6 @@ from ledger.domain import customer_stream_id
 from ledger.events import PAYLOADS, parse_recorded_json
 from ledger.keystore import Keyring
 from ledger.personal import seal
-from ledger.privacy import erase_customer
 from ledger.reading import head_position, iter_rows
 from ledger.rights import ALLOW_ALL
 from ledger.stores.rows import LedgerStoredEvent
@@ -67,6 +66,7 @@ from projections.runner import catch_up_live
 from projections.schema import ensure_schema
 from projections.sealing import Sealer
 from projections.tabs import TabRequest, read_tab
+from services.customers import erase_customer
 
 WRITE_BATCH = 5000
 BUSY = (("busy-1", 0.10), ("busy-2", 0.05), ("busy-3", 0.02))

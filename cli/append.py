@@ -23,7 +23,7 @@ from ledger.application import LedgerApplication
 from ledger.input import read_items
 from ledger.printable import printable
 from ledger.rights import RightsPolicy
-from ledger.service import append_items, report_json
+from services.appending import append_items, report_json
 
 
 class _CountingReader:

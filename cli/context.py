@@ -15,7 +15,8 @@ import click
 
 from ledger.config import DatabaseURL
 from ledger.printable import printable
-from ledger.service import Category, Services
+from services.bootstrap import Services
+from services.errors import Category
 
 EXIT_REJECTED = 1
 EXIT_USAGE = 2
@@ -54,7 +55,7 @@ def start_metrics(url: DatabaseURL, port: int | None, host: str, follow: bool) -
         return
     if not follow:
         raise CliError("--metrics-port needs --follow", EXIT_USAGE)
-    from ledger import metrics  # prometheus-client only for processes that serve metrics
+    from services import metrics  # prometheus-client only for processes that serve metrics
 
     metrics.watch_store(url)
     try:

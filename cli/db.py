@@ -7,7 +7,7 @@ import click
 from cli.context import EXIT_USAGE, FORMAT_OPTION, CliError, cli_context, emit_json
 from ledger.audit.common import AuditError
 from ledger.audit.grants import grant_auditor as grant
-from ledger.service import migrate as migrate_store
+from services.bootstrap import migrate as migrate_store
 
 
 @click.group()

@@ -12,7 +12,9 @@ from cli.context import FORMAT_OPTION, cli_context, emit_json
 from cli.serve import DEFAULT_HOST, DEFAULT_PORT
 from ledger.demo import FEATURED_CUSTOMER, demo_ndjson
 from ledger.input import read_items
-from ledger.service import append_items, prepare_store, tab_answer, tab_request
+from services.appending import append_items
+from services.bootstrap import prepare_store
+from services.tabs import tab_answer, tab_request
 
 
 def demo_card_url() -> str:

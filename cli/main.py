@@ -103,7 +103,7 @@ class _LedgerGroup(click.Group):
         # Service errors become CLI errors here, for every command at once (the
         # service is imported by every command that can raise them).
         from cli.context import EXIT_CODES, CliContext, CliError
-        from ledger.service import classify
+        from services.errors import classify
 
         try:
             return super().invoke(ctx)
@@ -184,7 +184,7 @@ def main() -> None:
             raise
         from cli.context import EXIT_CODES
         from ledger.application import first_line
-        from ledger.service import classify
+        from services.errors import classify
 
         known = classify(exc)
         if known is not None:

@@ -12,14 +12,9 @@ import click
 from cli.context import EXIT_USAGE, FORMAT_OPTION, CliError, cli_context, emit_json
 from ledger.environment import MASTER_KEY_ENV
 from ledger.printable import printable
-from ledger.privacy import (
-    erase_customer,
-    export_customer,
-    init_master_key,
-    keys_status,
-    rotate_master,
-)
-from ledger.service import prepare_store
+from services.bootstrap import prepare_store
+from services.customers import erase_customer, export_customer
+from services.keys import init_master_key, keys_status, rotate_master
 
 
 @click.group()

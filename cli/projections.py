@@ -26,7 +26,6 @@ from cli.readmodels import choose, echo_err
 from cli.tables import Column, echo_table
 from ledger.printable import printable
 from ledger.reading import head_position
-from ledger.service import prepare_store, projections_status, service_errors
 from ledger.signals import stop_on_signals
 from projections import rebuild as replay
 from projections.loading import DEFAULT_CHECKPOINT_EVENTS
@@ -37,6 +36,9 @@ from projections.runner import (
     Runner,
     Target,
 )
+from services.bootstrap import prepare_store
+from services.errors import service_errors
+from services.operations import projections_status
 
 
 @click.group(name="projections")

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import click
 
 from cli.context import EXIT_USAGE, CliError
-from ledger.service import service_errors
 from projections import registry
 from projections.base import Projection
+from services.errors import service_errors
 
 
 def choose(names: Sequence[str], all_: bool, *, required: bool) -> list[Projection]:

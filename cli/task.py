@@ -8,7 +8,8 @@ import click
 
 from cli.context import EXIT_USAGE, FORMAT_OPTION, CliError, cli_context, emit_json
 from ledger.printable import printable
-from ledger.service import FieldChange, TaskActionRequest, prepare_store, task_action
+from services.bootstrap import prepare_store
+from services.tasks import FieldChange, TaskActionRequest, task_action
 
 
 @click.group()

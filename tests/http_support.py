@@ -20,7 +20,7 @@ import uvicorn
 
 from api.access import AccessFile, load_access, new_key
 from api.app import create_app
-from ledger.service import Services
+from services.bootstrap import Services
 from tests.cli_runner import LEDGER
 
 

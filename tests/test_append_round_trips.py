@@ -14,7 +14,7 @@ from ledger.appending import Appender, AppendReport
 from ledger.application import LedgerApplication
 from ledger.config import parse_database_url
 from ledger.input import read_items
-from ledger.service import append_with
+from services.appending import append_with
 from tests.factories import append_to_url, event, ndjson
 from tests.round_trips import traced
 

@@ -14,7 +14,7 @@ from ledger.db import Connection
 from ledger.grouping import AppendGroups
 from ledger.reading import iter_rows
 from ledger.rights import ALLOW_ALL
-from ledger.service import append_with
+from services.appending import append_with
 from tests.factories import append_to_url, event
 from tests.http_support import serve_in_thread
 

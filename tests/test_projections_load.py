@@ -13,7 +13,6 @@ import pytest
 from ledger.application import LedgerApplication
 from ledger.db import Connection
 from ledger.keystore import Ciphers
-from ledger.privacy import erase_customer
 from ledger.reading import head_position
 from ledger.rights import ALLOW_ALL
 from projections import rebuild as replay
@@ -22,6 +21,7 @@ from projections.base import Envelope, Projection, Tables, Writer
 from projections.registry import PROJECTIONS
 from projections.runner import ProjectionError, Runner, Target
 from projections.schema import ensure_schema
+from services.customers import erase_customer
 from tests.factories import append_ok as append
 from tests.factories import event
 from tests.projection_support import dump, history, positions, store_unchecked

@@ -43,7 +43,7 @@ NOT_ON_A_TAB_READ = (
     "projections.runner",
     "projections.status",
     "projections.models",
-    "ledger.metrics",
+    "services.metrics",
     "ledger.audit",
     "ledger.appending",
     "ledger.application",

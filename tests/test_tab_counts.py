@@ -8,10 +8,10 @@ import pytest
 from ledger.config import parse_database_url
 from ledger.db import Connection
 from ledger.demo import DEMO_CUSTOMERS
-from ledger.service import card_header
 from projections.paging import MAX_LIMIT, Page
 from projections.tabs import TABS, TabRequest, read_tab, tab_counts
 from projections.timeline import TimelineQuery
+from services.tabs import card_header
 from tests.cli_runner import run_ledger
 
 

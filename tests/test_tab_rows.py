@@ -9,8 +9,9 @@ import json
 from ledger.config import parse_database_url
 from ledger.db import Connection
 from ledger.demo import DEMO_CUSTOMERS, demo_events
-from ledger.service import prepare_store, tab_answer, tab_request, tab_rows
 from projections.tabs import TABS
+from services.bootstrap import prepare_store
+from services.tabs import tab_answer, tab_request, tab_rows
 from tests.factories import append_to_url
 
 

@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 from ledger.appending import AppendReport
 from ledger.config import DatabaseURL
 from ledger.db import Connection
-from ledger.service import APPEND_OBSERVERS
+from services.appending import APPEND_OBSERVERS
 
 log = logging.getLogger("ledger.metrics")
 

@@ -1,12 +1,11 @@
-"""The data-protection services: erasure, access export, master-key management.
-The CLI (`ledger customers`, `ledger keys`) and the HTTP API call these."""
+"""Customers: erasure and access export (docs/privacy.md). The CLI
+(`ledger customers`) and the HTTP API call these."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from ledger.application import LedgerApplication
@@ -15,16 +14,13 @@ from ledger.db import Connection
 from ledger.input import InputItem
 from ledger.keystore import (
     Keyring,
-    KeyStatus,
-    KeystoreError,
-    new_master_key_file,
-    read_master_key_file,
 )
 from ledger.rights import RightsPolicy
-from ledger.service import Category, ServiceError, append_items, service_errors
 from projections import registry
 from projections.runner import catch_up_live
 from projections.tabs import TABS, TabRequest, read_tab
+from services.appending import append_items
+from services.errors import Category, ServiceError, service_errors
 
 
 @dataclass(frozen=True)
@@ -81,33 +77,3 @@ def export_customer(conn: Connection, customer_id: str) -> dict[str, Any]:
         "events": events,
         "summary": tabs,
     }
-
-
-def init_master_key(path: Path) -> str:
-    """Create a new master key file; refuses to overwrite one."""
-    try:
-        key = new_master_key_file(path)
-    except FileExistsError:
-        raise ServiceError(
-            Category.USAGE, f"{path} exists: a master key is never overwritten"
-        ) from None
-    except OSError as exc:
-        raise ServiceError(Category.USAGE, f"cannot write {path}: {exc.strerror}") from exc
-    from ledger.keystore import master_id
-
-    return master_id(key)
-
-
-def keys_status(app: LedgerApplication) -> KeyStatus:
-    with service_errors():
-        return Keyring.for_url(app.url).status()
-
-
-def rotate_master(app: LedgerApplication, new_key_path: Path) -> int:
-    """Rewrap every data key under the master key in `new_key_path`."""
-    with service_errors():
-        try:
-            new_key = read_master_key_file(new_key_path)
-        except KeystoreError as exc:
-            raise ServiceError(Category.USAGE, str(exc)) from exc
-        return Keyring.for_url(app.url).rotate_master(new_key)

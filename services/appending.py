@@ -1,0 +1,98 @@
+"""Appending events: the one way in for every door (`ledger append`, `POST
+/v1/events`, the demo, task actions, erasure)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from ledger.input import InputError, InputItem
+from ledger.rights import RightsPolicy
+
+# Imported where used: a tab read must not pay for the append engine (tests/test_startup.py).
+if TYPE_CHECKING:
+    from ledger.appending import Appender, AppendReport
+    from ledger.application import LedgerApplication
+
+from services.errors import Category, RejectedField, ServiceError, service_errors
+
+
+def append_items(
+    app: LedgerApplication,
+    policy: RightsPolicy,
+    items: Iterable[InputItem],
+    *,
+    skip_invalid: bool = False,
+    batch_size: int | None = None,
+) -> AppendReport:
+    """Validate and store events; a body that is not NDJSON or a JSON array, or
+    not UTF-8, is rejected whole with nothing stored. `batch_size`: the append
+    engine's default unless given."""
+    from ledger.appending import DEFAULT_BATCH_SIZE, Appender
+
+    size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
+    with service_errors(), Appender(app, policy, batch_size=size) as appender:
+        return append_with(appender, items, skip_invalid=skip_invalid)
+
+
+def append_with(
+    appender: Appender, items: Iterable[InputItem], *, skip_invalid: bool = False
+) -> AppendReport:
+    """`append_items` through an Appender the caller keeps open across calls (its
+    connection and its cache of customers' state)."""
+    started = time.perf_counter()
+    try:
+        with service_errors():
+            report = appender.append(items, skip_invalid=skip_invalid)
+    except InputError as exc:
+        _observe(None, time.perf_counter() - started)
+        raise ServiceError(Category.REJECTED, f"input: {exc}; nothing stored") from exc
+    except UnicodeDecodeError as exc:
+        _observe(None, time.perf_counter() - started)
+        raise ServiceError(
+            Category.REJECTED, f"input is not UTF-8 text: {exc.reason}; nothing stored"
+        ) from exc
+    _observe(report, time.perf_counter() - started)
+    return report
+
+
+# Called after each append with its report (None: the input was unreadable) and
+# its duration. `ledger.metrics` adds itself when a process exposes metrics;
+# other processes (a CLI command) do not pay for importing prometheus-client.
+APPEND_OBSERVERS: list[Callable[[AppendReport | None, float], None]] = []
+
+
+def _observe(report: AppendReport | None, seconds: float) -> None:
+    for observer in APPEND_OBSERVERS:
+        observer(report, seconds)
+
+
+def rejected_fields(report: AppendReport, *, first_line_number: int = 0) -> list[RejectedField]:
+    """Each reason of each rejection, flat; an item's `line` minus
+    `first_line_number` is its index (the API numbers its items from 0)."""
+    return [
+        RejectedField(r.line - first_line_number, r.event_id, r.event_type, e.field, e.reason)
+        for r in report.rejected
+        for e in r.errors
+    ]
+
+
+def report_json(report: AppendReport) -> dict[str, Any]:
+    """`ledger append --format json`'s answer."""
+    return {
+        "appended": report.appended,
+        "duplicates": report.duplicates,
+        "rejected": [
+            {
+                "line": r.line,
+                "event_id": r.event_id,
+                "type": r.event_type,
+                "errors": [{"field": e.field, "reason": e.reason} for e in r.errors],
+            }
+            for r in report.rejected
+        ],
+        "stored": report.stored,
+        "first_position": report.first_position,
+        "last_position": report.last_position,
+    }

@@ -1,0 +1,105 @@
+"""The composition root: `Services` builds the configured store, application
+and rights policy from settings; `prepare_store`, `store_ready` and `migrate`
+make a store ready for the other services."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ledger.config import (
+    ConfigError,
+    DatabaseURL,
+    auto_migrate,
+    database_url,
+)
+from ledger.db import Connection
+from ledger.environment import RIGHTS_POLICY_ENV
+from ledger.reading import events_table_exists
+from ledger.rights import RightsPolicy, load_policy
+from projections.schema import SchemaMissing, ensure_schema, require_schema, schema_ready
+
+# Imported where used: a tab read needs no eventsourcing library (tests/test_startup.py).
+if TYPE_CHECKING:
+    from ledger.application import LedgerApplication
+
+from services.errors import MISSING_TABLES, Category, ServiceError, service_errors
+
+
+@dataclass
+class Services:
+    """The composition root: one configured store and rights policy.
+
+    `db_option` / `rights_option` are what the caller was given (a command-line
+    option or a server setting); unset, the environment and defaults apply."""
+
+    db_option: str | None = None
+    rights_option: str | None = None
+    _app: LedgerApplication | None = field(default=None, repr=False)
+    _policy: RightsPolicy | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> DatabaseURL:
+        try:
+            return database_url(self.db_option)
+        except ConfigError as exc:
+            raise ServiceError(Category.USAGE, str(exc)) from exc
+
+    def app(self) -> LedgerApplication:
+        if self._app is None:
+            from ledger.application import LedgerApplication
+
+            with service_errors():
+                self._app = LedgerApplication(self.url)
+        return self._app
+
+    def connect(self) -> Connection:
+        with service_errors():
+            return Connection(self.url)
+
+    def policy(self) -> RightsPolicy:
+        if self._policy is None:
+            path = self.rights_option or os.environ.get(RIGHTS_POLICY_ENV) or None
+            try:
+                self._policy = load_policy(path)
+            except ConfigError as exc:
+                raise ServiceError(Category.USAGE, str(exc)) from exc
+        return self._policy
+
+    def close(self) -> None:
+        if self._app is not None:
+            self._app.close()
+            self._app = None
+
+
+def prepare_store(conn: Connection) -> None:
+    """Events table and read-model tables in place, created on first use
+    unless LEDGER_AUTO_MIGRATE=0."""
+    with service_errors():
+        if not events_table_exists(conn):
+            if not auto_migrate():
+                raise SchemaMissing(MISSING_TABLES)
+            from ledger.application import LedgerApplication
+
+            LedgerApplication(conn.url, create_tables=True).close()
+        require_schema(conn, auto_migrate())
+
+
+def store_ready(conn: Connection) -> bool:
+    """The events table and every read model's tables are in place."""
+    with service_errors():
+        return events_table_exists(conn) and schema_ready(conn)
+
+
+def migrate(url: DatabaseURL) -> None:
+    """Create every table the ledger needs; idempotent and safe to run concurrently."""
+    # Imported here: the relay package is not needed by a reader of tabs.
+    from ledger.application import LedgerApplication
+    from relay.tracking import ensure_schema as ensure_relay_schema
+
+    with service_errors():
+        LedgerApplication(url, create_tables=True).close()
+        with Connection(url) as conn:
+            ensure_schema(conn)
+            ensure_relay_schema(conn)

@@ -1,0 +1,45 @@
+"""Master-key management (`ledger keys`): create, report, rotate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ledger.application import LedgerApplication
+from ledger.keystore import (
+    Keyring,
+    KeyStatus,
+    KeystoreError,
+    new_master_key_file,
+    read_master_key_file,
+)
+from services.errors import Category, ServiceError, service_errors
+
+
+def init_master_key(path: Path) -> str:
+    """Create a new master key file; refuses to overwrite one."""
+    try:
+        key = new_master_key_file(path)
+    except FileExistsError:
+        raise ServiceError(
+            Category.USAGE, f"{path} exists: a master key is never overwritten"
+        ) from None
+    except OSError as exc:
+        raise ServiceError(Category.USAGE, f"cannot write {path}: {exc.strerror}") from exc
+    from ledger.keystore import master_id
+
+    return master_id(key)
+
+
+def keys_status(app: LedgerApplication) -> KeyStatus:
+    with service_errors():
+        return Keyring.for_url(app.url).status()
+
+
+def rotate_master(app: LedgerApplication, new_key_path: Path) -> int:
+    """Rewrap every data key under the master key in `new_key_path`."""
+    with service_errors():
+        try:
+            new_key = read_master_key_file(new_key_path)
+        except KeystoreError as exc:
+            raise ServiceError(Category.USAGE, str(exc)) from exc
+        return Keyring.for_url(app.url).rotate_master(new_key)

@@ -1,0 +1,171 @@
+"""Reading a customer's card: one tab (`tab_request`, `tab_answer`,
+`tab_rows`) or the card's header (`card_header`), each brought up to date with
+every event stored before the call (read-your-writes)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from ledger.db import Connection
+from ledger.reading import head_position
+from ledger.rights import ALLOW_ALL, RightsPolicy
+from ledger.times import BadTime, parse_user_time
+from projections import registry, tracking
+from projections.base import Projection
+from projections.card import card_value
+from projections.paging import DEFAULT_LIMIT as PAGE_LIMIT
+from projections.paging import Page
+from projections.tabs import TABS, TabRequest, check_cursor, read_tab, tab_counts
+from projections.timeline import DEFAULT_LIMIT, TimelineQuery
+
+# A tab read imports none of the tabs' pydantic models, the runner or psycopg unless it
+# needs them (tests/test_startup.py): they are imported where used.
+if TYPE_CHECKING:
+    from projections.models import LastEmail, TabAnswer
+
+from services.errors import Category, ServiceError, service_errors
+
+# The tab parameters' names as a caller spells them (CLI options or query parameters).
+TAB_PARAMETERS = ("kind", "since", "until", "limit", "cursor", "as")
+
+
+def tab_request(
+    customer_id: str,
+    tab: str,
+    *,
+    kinds: Sequence[str] = (),
+    since: str | None = None,
+    until: str | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+    viewer: str | None = None,
+    policy: RightsPolicy = ALLOW_ALL,
+    names: Mapping[str, str] | None = None,
+) -> TabRequest:
+    """Check a tab's parameters and build its request. `names` maps each of
+    TAB_PARAMETERS to the caller's spelling, for the messages."""
+
+    def name(parameter: str) -> str:
+        return (names or {}).get(parameter, parameter)
+
+    if tab not in TABS:
+        raise ServiceError(Category.USAGE, f"unknown tab {tab!r} (tabs: {', '.join(TABS)})")
+    timeline_only = {
+        "kind": bool(kinds),
+        "since": since is not None,
+        "until": until is not None,
+    }
+    if tab != "timeline":
+        for parameter, given in timeline_only.items():
+            if given:
+                raise ServiceError(
+                    Category.USAGE, f"{name(parameter)} applies to the timeline tab only"
+                )
+    if viewer is not None and tab != "tasks":
+        raise ServiceError(Category.USAGE, f"{name('as')} applies to the tasks tab only")
+
+    def moment(parameter: str, text: str | None) -> datetime | None:
+        if text is None:
+            return None
+        try:
+            return parse_user_time(text)
+        except BadTime as exc:
+            raise ServiceError(Category.USAGE, f"{name(parameter)}: {exc}") from None
+
+    try:
+        request = TabRequest(
+            customer_id=customer_id,
+            tab=tab,
+            timeline=TimelineQuery(
+                kinds=tuple(dict.fromkeys(kinds)),
+                since=moment("since", since),
+                until=moment("until", until),
+                limit=limit if limit is not None else DEFAULT_LIMIT,
+                cursor=cursor,
+            )
+            if tab == "timeline"
+            else TimelineQuery(),
+            viewer=viewer,
+            policy=policy if viewer is not None else ALLOW_ALL,
+            page=Page(limit if limit is not None else PAGE_LIMIT, cursor)
+            if tab != "timeline"
+            else Page(),
+        )
+        if cursor is not None:
+            check_cursor(tab, customer_id, cursor)
+    except ValueError as exc:  # BadCursor included
+        raise ServiceError(Category.USAGE, str(exc)) from None
+    return request
+
+
+def tab_answer(conn: Connection, request: TabRequest) -> TabAnswer:
+    """One tab, brought up to date with every event stored before the call."""
+    from projections.models import answer
+
+    return answer(tab_rows(conn, request))
+
+
+def tab_rows(conn: Connection, request: TabRequest) -> dict[str, Any]:
+    """`tab_answer` as the plain JSON value its model dumps to (the tests hold the
+    two equal for every tab): `ledger tab` prints it without building the model's
+    validator, which costs more than the read itself."""
+    with service_errors():
+        catch_up(conn, [registry.get(request.tab)])
+        return read_tab(conn, request)
+
+
+def catch_up(conn: Connection, projections: Sequence[Projection]) -> None:
+    """Read-your-writes: bring live read models up to the head as it is now.
+
+    Most reads find them current already; that is checked here with two small
+    queries, so only a read that has events to apply imports the runner (and,
+    with it, psycopg and the event contracts' validators). Anything unusual (no
+    tracking row, another layout version, a stopped projection) is the runner's
+    to report or handle."""
+    found = tracking.read(conn, [p.name for p in projections])
+    head = head_position(conn)
+    current = all(
+        (row := found.get(p.name)) is not None
+        and row.version == p.version
+        and row.stopped is None
+        and row.position >= head
+        for p in projections
+    )
+    if not current:
+        from projections.runner import catch_up_live
+
+        catch_up_live(conn, projections)
+
+
+@dataclass(frozen=True)
+class CardHeader:
+    """What a customer card shows above its tabs."""
+
+    name: str | None  # the card's current name
+    last_email: LastEmail | None  # the newest email sent, and whether it was opened
+    counts: dict[str, int]  # items per tab (the timeline's: every event), up to count_cap
+    count_cap: int  # a count of count_cap + 1 means "more than count_cap"
+
+
+# The tab badges show up to this many items, then "1,000+": counting costs a
+# walk of the index per tab, and at 10,000 those walks were most of the page's
+# time for a busy customer (bench.page).
+CARD_COUNT_CAP = 1_000
+
+
+def card_header(conn: Connection, customer_id: str, count_cap: int = CARD_COUNT_CAP) -> CardHeader:
+    """The card's header, every read model brought up to date first. Capped
+    counts and the newest rows only, so a customer with 100,000 events costs
+    about what a small one does."""
+    from projections.models import EmailsTab, answer
+
+    with service_errors():
+        catch_up(conn, [registry.get(name) for name in registry.NAMES])
+        counts = tab_counts(conn, customer_id, count_cap)
+        name = card_value(conn, customer_id, "name")
+        emails = answer(read_tab(conn, TabRequest(customer_id, "emails", page=Page(limit=1))))
+    assert isinstance(emails, EmailsTab)
+    return CardHeader(name if isinstance(name, str) else None, emails.last_email, counts, count_cap)
