@@ -10,7 +10,7 @@ DEFAULT_BATCH_SIZE = 1000
 DEFAULT_PARTITIONS = 6
 
 # Producer defaults, chosen from measurements against the test broker (acks=all,
-# idempotent, keyed ~470-byte events; README "Relay throughput"): lz4 cuts the
+# idempotent, keyed ~470-byte events; docs/performance.md): lz4 cuts the
 # bytes a batch takes on the wire and in the broker's log several times over at
 # little CPU, and 1 MiB batches (counted before compression) let one request carry
 # a few thousand events. A longer linger (50 ms), smaller batches (256 KiB) and
