@@ -91,6 +91,10 @@ def _setting(
 
 @dataclass(frozen=True)
 class KafkaSettings:
+    """Where the brokers are and how to authenticate to them, for the relay and
+    subscribers alike; validated on construction (ConfigError), before any connection
+    is tried."""
+
     bootstrap: str = _setting(
         DEFAULT_BOOTSTRAP, "Kafka bootstrap servers.", metavar="HOST:PORT[,...]"
     )

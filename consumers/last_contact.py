@@ -45,6 +45,8 @@ CHANNELS: dict[str, str] = {
 
 
 def ensure_schema(conn: Connection) -> None:
+    """Create the `last_contact` table if missing: one row per customer, a timestamp per
+    channel and the latest contact overall."""
     ts = "TEXT" if conn.kind == "sqlite" else "timestamptz"
     conn.execute(
         f"CREATE TABLE IF NOT EXISTS {TABLE} ("

@@ -24,6 +24,8 @@ SEEN_TABLE = "subscriber_seen"
 
 
 class SeenStore(Protocol):
+    """Where a subscriber looks up and records the event ids its consumer group has handled."""
+
     def seen(self, group: str, event_id: str) -> bool:
         """True when `group` already handled `event_id`."""
         ...
@@ -104,6 +106,8 @@ class PostgresSeenStore:
 
 
 def ensure_seen_schema(conn: Connection) -> None:
+    """Create the seen-store's table and its index for `prune()` if missing (idempotent,
+    safe concurrently)."""
     seen_at = "TEXT NOT NULL" if conn.kind == "sqlite" else "timestamptz NOT NULL DEFAULT now()"
     with conn.schema_transaction():
         conn.execute(

@@ -56,7 +56,11 @@ DLQ_FAILED_AT = "dlq.failed_at"
 
 
 class Handler(Protocol):
-    def __call__(self, event: RecordedEvent) -> None: ...
+    """What a downstream service writes: a function of one event (see the module docstring)."""
+
+    def __call__(self, event: RecordedEvent) -> None:
+        """Apply one event. An exception has it retried with back-off, then
+        dead-lettered; `DeadLetter` dead-letters it at once."""
 
 
 class DeadLetter(Exception):
@@ -66,6 +70,9 @@ class DeadLetter(Exception):
 
 @dataclass
 class SubscriberConfig:
+    """How a subscriber consumes: its consumer group and topics, the handler's retries
+    and back-off, and the Kafka consumer's tuning."""
+
     group_id: str
     topic: str = DEFAULT_TOPIC
     dead_letter_topic: str = DEFAULT_DLQ_TOPIC
@@ -88,6 +95,8 @@ class SubscriberConfig:
 
 @dataclass
 class SubscriberStats:
+    """Counts of what a subscriber did with the messages it consumed, since it started."""
+
     handled: int = 0
     duplicates: int = 0
     dead_lettered: int = 0
@@ -126,6 +135,10 @@ def _tps(partitions: Any) -> str:
 
 @dataclass
 class Subscriber:
+    """Runs one handler over the ledger's event stream in a consumer group: committing
+    after success, skipping redeliveries, retrying, then dead-lettering (see the
+    module docstring)."""
+
     handler: Handler
     kafka: KafkaSettings
     config: SubscriberConfig
@@ -141,6 +154,8 @@ class Subscriber:
 
     @property
     def group(self) -> str:
+        """The consumer group's id: the name the group's offsets and seen event ids are
+        kept under."""
         return self.config.group_id
 
     def stop(self) -> None:
@@ -149,6 +164,7 @@ class Subscriber:
 
     @property
     def stopping(self) -> bool:
+        """Whether a stop has been asked for."""
         return self._stop.is_set()
 
     def run(self, *, handle_signals: bool = True) -> SubscriberStats:

@@ -94,6 +94,9 @@ _PRODUCER_FIELDS = {"type", "customer_id", "occurred_at", "actor", "source", "da
 
 @dataclass(frozen=True)
 class Rejection:
+    """One input event not stored, and why: its input line, id and type when known, each
+    field with its reason, and the class of the reason (`reason_class`)."""
+
     line: int
     event_id: str | None
     event_type: str | None
@@ -112,6 +115,9 @@ class Rejection:
 
 @dataclass
 class AppendReport:
+    """What one append did: events appended, duplicates of stored events skipped, the
+    rejections, and the positions the appended events took."""
+
     appended: int = 0
     duplicates: int = 0
     rejected: list[Rejection] = field(default_factory=list)
@@ -121,6 +127,7 @@ class AppendReport:
 
     @property
     def ok(self) -> bool:
+        """True when nothing was rejected."""
         return not self.rejected
 
     def _mark(self) -> tuple[int, int, int]:
@@ -181,6 +188,7 @@ class Appender:
         self._claims: dict[str, str] = {}
 
     def close(self) -> None:
+        """Close the appender's own connection."""
         self._db.close()
 
     def __enter__(self) -> Appender:
@@ -195,6 +203,8 @@ class Appender:
         self.close()
 
     def append(self, items: Iterable[InputItem], *, skip_invalid: bool = False) -> AppendReport:
+        """Append `items` all-or-nothing, or with `skip_invalid` store the valid ones a
+        batch at a time (see the module docstring); every rejection is in the report."""
         try:
             with _collector_paused():
                 if skip_invalid:

@@ -33,6 +33,9 @@ _REPLAY_PAGE = 1000
 
 
 class LedgerApplication(Application[UUID]):
+    """The library's application over the ledger's store: customer aggregates, snapshots
+    every SNAPSHOT_INTERVAL events, and the ledger's own mapper and recorder."""
+
     name = "ledger"
     is_snapshotting_enabled = True
 

@@ -119,6 +119,7 @@ def _subject_cell(payload: type[Payload]) -> str:
 
 
 def render_catalogue() -> str:
+    """The text of docs/events.md: the envelope's fields, then one row per event type."""
     lines = [_INTRO.rstrip("\n")]
     for name, required, kind in _fields(InboundEvent.model_json_schema()):
         if name == "data":

@@ -29,6 +29,8 @@ _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 def auto_migrate() -> bool:
+    """Whether commands create missing tables on first use (LEDGER_AUTO_MIGRATE, on
+    unless set to 0, no, false or n)."""
     return os.environ.get(AUTO_MIGRATE_ENV, "1").strip().lower() not in ("0", "no", "false", "n")
 
 
@@ -38,6 +40,9 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class DatabaseURL:
+    """Where the ledger is stored, parsed and checked: a SQLite file, or a PostgreSQL
+    database and schema, with the connection's timeouts."""
+
     kind: Literal["sqlite", "postgresql"]
     path: str = ""
     host: str = "localhost"
@@ -104,6 +109,8 @@ class DatabaseURL:
 
 
 def parse_database_url(url: str) -> DatabaseURL:
+    """A `sqlite:///PATH` or `postgresql://...` URL, checked; ConfigError saying what is
+    wrong otherwise."""
     if url.startswith("sqlite:///"):
         path, _, options = url[len("sqlite:///") :].partition("?")
         if not path:
@@ -167,4 +174,5 @@ def _whole_seconds(url: str, query: dict[str, str], name: str, default: int) -> 
 
 
 def database_url(cli_value: str | None = None) -> DatabaseURL:
+    """The database URL given on the command line, else LEDGER_DATABASE_URL, else the default."""
     return parse_database_url(cli_value or os.environ.get(DATABASE_URL_ENV) or DEFAULT_DATABASE_URL)

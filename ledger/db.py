@@ -31,6 +31,9 @@ def is_unavailable(exc: BaseException) -> bool:
 
 
 class Connection:
+    """One connection to the ledger's database, on either driver: `?` placeholders
+    everywhere, autocommit outside `transaction()`."""
+
     def __init__(self, url: DatabaseURL) -> None:
         self.url = url
         self.kind = url.kind

@@ -281,5 +281,6 @@ def demo_events() -> list[dict[str, Any]]:
 
 
 def demo_ndjson() -> Iterator[str]:
+    """The demo events as NDJSON lines, ready for `ledger append`."""
     for event in demo_events():
         yield json.dumps(event)

@@ -36,10 +36,14 @@ _CUSTOMER_NAMESPACE = uuid5(NAMESPACE_URL, "https://interaction-ledger/customer"
 
 
 def customer_stream_id(customer_id: str) -> UUID:
+    """The id of the customer's event stream: a UUID derived from the customer id, so it
+    needs no lookup."""
     return uuid5(_CUSTOMER_NAMESPACE, customer_id)
 
 
 class RuleViolation(Exception):
+    """An event the customer's stored state forbids; `field` and `reason` say why."""
+
     def __init__(self, field: str, reason: str) -> None:
         self.field = field
         self.reason = reason
@@ -182,6 +186,9 @@ def rules_of(payload: type[Payload]) -> list[str]:
 
 @dataclass
 class Customer:
+    """One customer's write-side state: what its events have created (orders, emails,
+    tasks, dialogues, ...) and their status, enough to check each new event's rules."""
+
     id: UUID
     customer_id: str
     version: int = 0

@@ -24,6 +24,8 @@ def _new_event_id() -> str:
 
 @dataclass(frozen=True)
 class Entropy:
+    """The clock, event-id generator and random bytes an append uses (see the module docstring)."""
+
     now: Callable[[], datetime] = _now
     new_event_id: Callable[[], str] = _new_event_id
     # Data keys (32 bytes) and nonces (12); must be cryptographically random.

@@ -27,6 +27,8 @@ _NON_SPACE = re.compile(r"[^ \t\r\n]")
 
 @dataclass(frozen=True)
 class InputItem:
+    """One event of the input, as raw JSON text, and the line it starts on."""
+
     line: int
     raw: str
 
@@ -36,6 +38,8 @@ class InputError(ValueError):
 
 
 def read_items(stream: IO[str]) -> Iterator[InputItem]:
+    """The events of an input stream, either a JSON array or NDJSON (told by the first
+    character), read in chunks so memory stays flat however long the input."""
     first = _skip_whitespace(stream)
     if first is None:
         return

@@ -53,7 +53,9 @@ KEY_LOOKUP = Lookup(KEYS_TABLE, "customer_id", "customer_id", blob="wrapped", te
 class Ciphers(Protocol):
     """Where a reader gets a customer's data key: a Keyring, or a cache over one."""
 
-    def cipher(self, customer_id: str) -> AESGCM | None: ...
+    def cipher(self, customer_id: str) -> AESGCM | None:
+        """The customer's data key as a cipher; None once the customer is erased."""
+        ...
 
 
 class KeystoreError(Exception):
@@ -62,10 +64,17 @@ class KeystoreError(Exception):
 
 
 class Queries(Protocol):
-    @property
-    def kind(self) -> str: ...
+    """Where key rows are read and written: the keystore's own connection, or the
+    append's write session when the keys live in the ledger's database."""
 
-    def fetchall(self, statement: str, params: Any = ()) -> list[tuple[Any, ...]]: ...
+    @property
+    def kind(self) -> str:
+        """ "sqlite" or "postgresql": the SQL dialect of the store."""
+        ...
+
+    def fetchall(self, statement: str, params: Any = ()) -> list[tuple[Any, ...]]:
+        """Run `statement` (`?` placeholders) and return its rows."""
+        ...
 
 
 # -- the master key ----------------------------------------------------------------
@@ -104,6 +113,8 @@ def new_master_key_file(path: Path) -> bytes:
 
 
 def read_master_key_file(path: Path) -> bytes:
+    """The master key in `path`: 32 bytes, base64 on one line. KeystoreError, saying
+    what to do, if it cannot be read or is not such a key."""
     try:
         text = path.read_text().strip()
     except OSError as exc:
@@ -121,6 +132,8 @@ def read_master_key_file(path: Path) -> bytes:
 
 
 def master_id(key: bytes) -> str:
+    """The id stored with each key wrapped by `key`: a hash that names the master key
+    without revealing it."""
     return hashlib.sha256(b"ledger master key id\x00" + key).hexdigest()[:16]
 
 
@@ -143,6 +156,7 @@ def _load_master(url: DatabaseURL) -> bytes:
 
 
 def keystore_url(url: DatabaseURL) -> DatabaseURL:
+    """The database holding the key table: LEDGER_KEYSTORE_URL's, else the ledger's own."""
     env = os.environ.get(KEYSTORE_URL_ENV)
     return parse_database_url(env) if env else url
 
@@ -151,6 +165,7 @@ def keystore_url(url: DatabaseURL) -> DatabaseURL:
 
 
 def ensure_keys_table(conn: Connection) -> None:
+    """Create the key table if missing; when it exists, no write lock is taken."""
     if KEYS_TABLE in _tables(conn):
         return  # a reader never takes the write lock (SQLite: it would wait for writers)
     blob = "BLOB" if conn.kind == "sqlite" else "bytea"
@@ -213,6 +228,10 @@ def _unwrap(master: bytes, customer_id: str, wrapped: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class KeyStatus:
+    """What `ledger keys status` shows: where the keys and the master key are, the
+    master key's id, how many customers have a key row, how many are erased, and how
+    many keys are wrapped by another master key."""
+
     keystore: str
     master_key: str
     master_id: str
@@ -251,6 +270,7 @@ class Keyring:
 
     @classmethod
     def for_url(cls, url: DatabaseURL) -> Keyring:
+        """The process's one keyring of the ledger at `url`, made on first use."""
         with cls._instances_lock:
             ring = cls._instances.get(url)
             if ring is None:
@@ -272,6 +292,7 @@ class Keyring:
         self._pinned.clear()
 
     def close(self) -> None:
+        """Drop the cached keys and close the key store's connection."""
         with self._lock:
             self._cache.clear()
             if self._conn is not None:
@@ -280,6 +301,7 @@ class Keyring:
 
     @property
     def master(self) -> bytes:
+        """The master key, read (or, for an embedded ledger without one, generated) on first use."""
         if self._master is None:
             self._master = _load_master(self.url)
         return self._master
@@ -496,12 +518,14 @@ class Keyring:
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def is_erased(self, customer_id: str) -> bool:
+        """Whether the customer's key has been erased (a tombstone row in the key table)."""
         row = self._store().fetchone(
             f"SELECT erased_at FROM {KEYS_TABLE} WHERE customer_id = ?", (customer_id,)
         )
         return row is not None and row[0] is not None
 
     def status(self) -> KeyStatus:
+        """The key table's counts against this process's master key (see KeyStatus)."""
         path, embedded = master_key_path(self.url)
         mine = master_id(self.master)
         conn = self._store()

@@ -79,6 +79,9 @@ SNAPSHOT_TOPIC = "ledger.snapshot.customer"
 
 
 class LedgerMapper(Mapper[UUID]):
+    """Turns customer events and snapshots into the ledger's rows and back: the
+    envelope's JSON as stored, personal values sealed with `keyring`."""
+
     # Set by the application: the keys personal values are sealed and revealed with.
     keyring: Keyring | None = None
 

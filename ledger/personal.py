@@ -55,6 +55,7 @@ class TamperedValue(Exception):
 
 
 def is_marker(value: Any) -> bool:
+    """Whether `value` is a sealed personal value (an object carrying the marker key)."""
     return isinstance(value, dict) and value.get(MARKER) is not None
 
 

@@ -105,10 +105,12 @@ def iter_rows(conn: Connection, after: int = 0, page: int = 1000) -> Iterator[St
 
 
 def read_events(conn: Connection, after: int, limit: int) -> list[RecordedEvent]:
+    """Up to `limit` events with position > `after`, decoded and checked, in position order."""
     return [row.decode() for row in read_rows(conn, after, limit)]
 
 
 def head_position(conn: Connection) -> int:
+    """The highest position stored; 0 for an empty ledger."""
     row = conn.fetchone(f"SELECT MAX(notification_id) FROM {EVENTS_TABLE}")
     return int(row[0]) if row and row[0] is not None else 0
 
@@ -141,6 +143,7 @@ def states_at(conn: Connection, positions: Sequence[int]) -> dict[int, bytes]:
 
 
 def events_table_exists(conn: Connection) -> bool:
+    """Whether the events table exists (PostgreSQL: in the URL's schema)."""
     if conn.kind == "sqlite":
         row = conn.fetchone(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (EVENTS_TABLE,)

@@ -25,6 +25,9 @@ RIGHTS = ("tasks.edit", "tasks.reopen", "tasks.delete")
 
 @dataclass(frozen=True)
 class RightsPolicy:
+    """Which rights each user has, through roles or directly; not `enforced`, every user
+    has every right."""
+
     roles: dict[str, frozenset[str]] = field(default_factory=dict)
     users: dict[str, frozenset[str]] = field(default_factory=dict)
     enforced: bool = True
@@ -42,6 +45,8 @@ ALLOW_ALL = RightsPolicy(enforced=False)
 
 
 def load_policy(path: str | Path | None) -> RightsPolicy:
+    """The policy in the TOML file at `path` (ALLOW_ALL without one); ConfigError saying
+    what is wrong with the file."""
     if path is None:
         return ALLOW_ALL
     import tomllib  # here: most commands run without a policy file, and it takes 8 ms

@@ -40,6 +40,7 @@ def render_schemas() -> dict[str, str]:
 
 
 def write_schemas(out_dir: Path) -> list[Path]:
+    """Write every schema file under `out_dir`; the paths written."""
     written = []
     for rel, content in render_schemas().items():
         path = out_dir / rel

@@ -32,6 +32,8 @@ class Backoff:
 
 
 class Waiter(Protocol):
+    """How a follower waits for new events: a notification, or a poll interval."""
+
     def wait(self, timeout: float) -> None: ...
 
     def close(self) -> None: ...

@@ -136,6 +136,10 @@ def _every_event_type() -> frozenset[str]:
 
 
 class Projection(ABC):
+    """One read model: its name, layout version, tables and the event types it reads,
+    and the `Writer` that turns those events into rows. Stateless: the same instance
+    fills live and shadow tables."""
+
     name: ClassVar[str]
     # Bumped when the table layout or the meaning of rows changes: stored
     # rows of an older version need a rebuild before the code may touch them.

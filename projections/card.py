@@ -35,6 +35,9 @@ class _CardWriter(AppendWriter):
 
 
 class CardProjection(Projection):
+    """The card tab's read model: a row per card field given at creation or changed
+    later, old and new values sealed as personal."""
+
     name = "card"
     tables = (CARD_HISTORY,)
     types = frozenset({"customer.created", "customer.card_changed"})
@@ -47,6 +50,7 @@ ROWS = history_from(CARD_HISTORY)
 
 
 def card_tab(conn: Connection, customer_id: str, page: Page = FIRST_PAGE) -> dict[str, Any]:
+    """One page of the customer's card changes, newest first."""
     return history_tab(conn, CARD_HISTORY, "card", customer_id, None, page)
 
 

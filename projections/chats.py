@@ -63,6 +63,9 @@ class _ChatsWriter(EntityWriter):
 
 
 class ChatsProjection(Projection):
+    """The chats tab's read model: a row per dialogue, its status and message count kept
+    up to date by the dialogue's later events."""
+
     name = "chats"
     tables = (CHATS,)
     types = frozenset({"chat.started", "chat.message", "chat.status_changed"})
@@ -81,6 +84,7 @@ PAGED = PagedQuery(
 
 
 def chats_tab(conn: Connection, customer_id: str, page: Page = FIRST_PAGE) -> dict[str, Any]:
+    """One page of the customer's dialogues, newest first."""
     rows, next_cursor = PAGED.fetch(conn, customer_id, page)
     items = [
         {

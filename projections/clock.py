@@ -15,6 +15,7 @@ _MICROSECOND = timedelta(microseconds=1)
 
 
 def micros(moment: datetime) -> int:
+    """Microseconds since the epoch (UTC): what read models sort on, whatever the offset."""
     return (moment - _EPOCH) // _MICROSECOND
 
 

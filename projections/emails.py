@@ -74,6 +74,9 @@ class _EmailsWriter(EntityWriter):
 
 
 class EmailsProjection(Projection):
+    """The emails tab's read model: a row per email sent, with delivery, first open,
+    open and click counts; the subject is sealed as personal."""
+
     name = "emails"
     tables = (EMAILS,)
     # `email.bounced` shows on the timeline; the tab has no field for it.
@@ -89,6 +92,8 @@ PAGED = PagedQuery("emails", f"sent_us, position, {_COLUMNS}", ROWS, ("sent_us",
 
 
 def emails_tab(conn: Connection, customer_id: str, page: Page = FIRST_PAGE) -> dict[str, Any]:
+    """One page of the customer's emails, newest first, and the newest email whichever
+    page this is (`last_email`)."""
     rows, next_cursor = PAGED.fetch(conn, customer_id, page)
     items = [
         {

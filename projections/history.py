@@ -17,6 +17,9 @@ from projections.tables import ColumnType, Index, TableSpec
 
 
 def history_table(name: str, *, subject: str | None) -> TableSpec:
+    """A change-history table: one row per changed field, keyed for paging by (customer,
+    time, position, seq); `subject` names the column of the changed thing's id, if
+    any."""
     subject_column: tuple[tuple[str, ColumnType], ...] = ((subject, "text"),) if subject else ()
     return TableSpec(
         name=name,
@@ -97,6 +100,8 @@ def history_tab(
     subject: str | None,
     page: Page = FIRST_PAGE,
 ) -> dict[str, Any]:
+    """One page of a customer's rows in the history table `spec`, as the tab `tab` lists
+    them: newest event first, one event's changes in order, values decoded from JSON."""
     subject_column = f"{subject}, " if subject else ""
     paged = PagedQuery(
         tab,

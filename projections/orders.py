@@ -42,6 +42,9 @@ class _OrdersWriter(AppendWriter):
 
 
 class OrdersProjection(Projection):
+    """The orders tab's read model: a row per order field given at creation or changed
+    later; only the changes the payload marks personal are sealed."""
+
     name = "orders"
     tables = (ORDER_HISTORY,)
     types = frozenset({"order.created", "order.changed"})
@@ -54,4 +57,5 @@ ROWS = history_from(ORDER_HISTORY)
 
 
 def orders_tab(conn: Connection, customer_id: str, page: Page = FIRST_PAGE) -> dict[str, Any]:
+    """One page of the customer's order changes, newest first, each with its `order_id`."""
     return history_tab(conn, ORDER_HISTORY, "orders", customer_id, "order_id", page)

@@ -56,6 +56,8 @@ def _tag(tab: str, customer_id: str) -> int:
 
 
 def encode_cursor(tab: str, customer_id: str, key: tuple[int, ...]) -> str:
+    """The cursor of the page after the item with sort key `key`, tagged with the tab
+    and customer it is for (see `decode_cursor`)."""
     raw = json.dumps([_VERSION, *key, _tag(tab, customer_id)]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 

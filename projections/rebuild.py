@@ -47,6 +47,10 @@ _SWAP_BATCHES = 20
 
 @dataclass(frozen=True)
 class RebuildReport:
+    """What a finished rebuild did: the projections swapped in, those resumed from a
+    shadow a killed rebuild left, events applied, the position they stand at and the
+    time taken."""
+
     projections: tuple[str, ...]
     resumed: tuple[str, ...]
     events: int
@@ -79,6 +83,8 @@ def prepare_shadow(conn: Connection, projection: Projection) -> bool:
 
 
 def index_shadow(conn: Connection, projection: Projection) -> None:
+    """Build the shadow's query indexes once its load is done (phase 3); a no-op unless
+    the shadow is still loading, so a resumed rebuild does not build them twice."""
     name = tracking.rebuild_name(projection.name)
     with conn.transaction():
         row = tracking.lock(conn, [name]).get(name)
@@ -125,6 +131,9 @@ def rebuild(
     progress: Progress | None = None,
     phase: PhaseCallback | None = None,
 ) -> RebuildReport:
+    """Rebuild `projections` without downtime, through the phases in the module
+    docstring (resuming any shadow a killed rebuild left); the live tables answer
+    until the swap."""
     started = time.monotonic()
     if conn.kind == "sqlite":
         # 16 MB of page cache (8x the default) for entity lookups and index

@@ -29,6 +29,8 @@ _BY_NAME = {p.name: p for p in PROJECTIONS}
 
 
 class UnknownProjection(KeyError):
+    """No projection has this name; the message lists the known ones."""
+
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self.name = name
@@ -38,6 +40,7 @@ class UnknownProjection(KeyError):
 
 
 def get(name: str) -> Projection:
+    """The projection called `name`, or UnknownProjection."""
     try:
         return _BY_NAME[name]
     except KeyError:

@@ -78,6 +78,7 @@ class Poison:
     reason: str
 
     def describe(self, name: str) -> str:
+        """The line saying where the projection called `name` stopped and why."""
         return (
             f"projection {name} stopped at position {self.position} "
             f"(event_id {self.event_id}, type {self.event_type}): {self.reason}"
@@ -106,10 +107,12 @@ class Target:
 
     @classmethod
     def live(cls, projection: Projection) -> Target:
+        """The projection writing its live tables under its own tracking row."""
         return cls(projection, Tables.live(projection.tables), projection.name)
 
     @classmethod
     def shadow(cls, projection: Projection) -> Target:
+        """The projection writing a rebuild's shadow tables, tracked as `NAME~rebuild`."""
         return cls(
             projection,
             Tables.shadow(projection.tables),
@@ -122,6 +125,10 @@ Progress = Callable[[int, int], None]
 
 
 class Runner:
+    """Applies stored events to a set of targets in shared batches, one transaction each
+    (see the module docstring). A target that meets an event it cannot apply is
+    stopped there while the others go on."""
+
     def __init__(
         self,
         conn: Connection,
@@ -144,6 +151,8 @@ class Runner:
             conn.execute("PRAGMA synchronous=NORMAL")
 
     def tracked(self) -> dict[str, Tracked]:
+        """The targets' tracking rows, checked: ProjectionError if one is missing or
+        holds rows of another layout version than the code writes."""
         found = tracking.read(self.conn, self.names)
         self._check(found)
         return found
@@ -240,6 +249,7 @@ class Runner:
         return total
 
     def heartbeat(self) -> None:
+        """Mark the targets as followed now, so `status` reports them as `following`."""
         tracking.heartbeat(self.conn, self.names)
 
     def _decode(
@@ -380,6 +390,9 @@ def catch_up_live(
 
 @dataclass(frozen=True)
 class FollowNotice:
+    """What a `Follower` tells its caller: caught up, database unavailable (and when it
+    retries), resumed, stopped, or a projection stopped at an event."""
+
     kind: Literal["caught_up", "unavailable", "resumed", "stopped", "projection_stopped"]
     position: int | None = None
     error: str | None = None
@@ -387,6 +400,7 @@ class FollowNotice:
     applied: int = 0
 
     def describe(self) -> str:
+        """The notice as one line for a log or a terminal."""
         match self.kind:
             case "caught_up":
                 return f"caught up at position {self.position} ({self.applied} events applied)"
@@ -433,6 +447,8 @@ class Follower:
         self.prepare = prepare
 
     def run(self) -> None:
+        """Follow until `stop` is set, reconnecting with back-off while the database is
+        unavailable; any other error is raised. Ends with a "stopped" notice."""
         backoff = Backoff(self.max_backoff, first=self.initial_backoff)
         failed = False
         position: int | None = None

@@ -14,6 +14,8 @@ class SchemaMissing(RuntimeError):
 
 
 def schema_ready(conn: Connection) -> bool:
+    """Whether every read-model table and every projection's tracking row exists (reads
+    only; takes no lock)."""
     tables = existing_tables(conn)
     if tracking.TRACKING_TABLE not in tables:
         return False
@@ -40,6 +42,8 @@ def ensure_schema(conn: Connection) -> None:
 
 
 def require_schema(conn: Connection, create: bool) -> None:
+    """Make sure the read models' tables exist: create them when `create`, else raise
+    SchemaMissing if any is missing."""
     if create:
         ensure_schema(conn)
     elif not schema_ready(conn):

@@ -87,6 +87,8 @@ class Sealer:
 
 
 def reveal_cell(ring: Keyring, value: Any) -> Any:
+    """A cell as stored, revealed: plaintext, or how an erased value reads when the
+    customer's key is gone. TamperedValue if a sealed cell fails authentication."""
     if not isinstance(value, str) or not value.startswith(PREFIX):
         return value
     try:
@@ -129,4 +131,5 @@ class RevealingConnection(Connection):
 
 
 def revealing(conn: Connection) -> Connection:
+    """`conn` as a RevealingConnection (unchanged if it already is one)."""
     return conn if isinstance(conn, RevealingConnection) else RevealingConnection(conn)

@@ -77,6 +77,9 @@ class _SegmentsWriter(AppendWriter):
 
 
 class SegmentsProjection(Projection):
+    """The segments tab's read model: the history of joins and leaves, and the
+    customer's current memberships."""
+
     name = "segments"
     tables = (SEGMENT_HISTORY, SEGMENT_MEMBERS)
     types = frozenset({"segment.joined", "segment.left"})
@@ -95,6 +98,8 @@ PAGED = PagedQuery(
 
 
 def segments_tab(conn: Connection, customer_id: str, page: Page = FIRST_PAGE) -> dict[str, Any]:
+    """One page of the customer's segment joins and leaves, newest first, and every
+    segment the customer belongs to now."""
     rows, next_cursor = PAGED.fetch(conn, customer_id, page)
     items = [
         {

@@ -22,6 +22,9 @@ _REBUILD_GRACE = 60.0
 
 @dataclass(frozen=True)
 class RebuildStatus:
+    """A rebuild's shadow as `status` shows it: its position and phase, events still to
+    apply, and whether it committed a batch recently (`active`)."""
+
     position: int
     phase: str  # loading / indexed
     lag_events: int
@@ -40,6 +43,9 @@ class RebuildStatus:
 
 @dataclass(frozen=True)
 class ProjectionStatus:
+    """One projection against the head: its position, lag in events and in seconds (how
+    long the oldest unapplied event has waited), state, and any rebuild under way."""
+
     name: str
     position: int
     head: int
@@ -110,6 +116,7 @@ def _state(row: tracking.Tracked, projection: Projection, head: int, moment: flo
 def projection_status(
     conn: Connection, projections: Sequence[Projection]
 ) -> tuple[int, list[ProjectionStatus]]:
+    """The head position and the status of each of `projections` that has a tracking row."""
     head = head_position(conn)
     rows = tracking.read_all(conn)
     lag = _Lag(conn, head)

@@ -28,6 +28,8 @@ OLD_SUFFIX = "__old"
 
 @dataclass(frozen=True)
 class Index:
+    """A query index of a read-model table; `suffix` names it after the table."""
+
     suffix: str
     columns: tuple[str, ...]
     unique: bool = False
@@ -35,6 +37,9 @@ class Index:
 
 @dataclass(frozen=True)
 class TableSpec:
+    """A read-model table's layout, and its DDL for either store under any physical name
+    (live, shadow or old)."""
+
     name: str
     columns: tuple[tuple[str, ColumnType], ...]
     # Primary key: kept from the start because batches look rows up by it.
@@ -78,10 +83,12 @@ class TableSpec:
 
 
 def new_token() -> str:
+    """A random token for index and constraint names (see the module docstring)."""
     return secrets.token_hex(4)
 
 
 def create_table(conn: Connection, spec: TableSpec, physical: str, *, indexes: bool) -> None:
+    """Create `spec` as the table `physical`; with `indexes`, its query indexes too."""
     token = new_token()
     conn.execute(spec.create_table_sql(conn.kind, physical, token))
     if indexes:
@@ -89,20 +96,24 @@ def create_table(conn: Connection, spec: TableSpec, physical: str, *, indexes: b
 
 
 def create_indexes(conn: Connection, spec: TableSpec, physical: str, token: str = "") -> None:
+    """Create `spec`'s query indexes on the table `physical`."""
     token = token or new_token()
     for statement in spec.create_index_sql(physical, token):
         conn.execute(statement)
 
 
 def drop_table(conn: Connection, physical: str) -> None:
+    """Drop the table `physical` if it exists."""
     conn.execute(f"DROP TABLE IF EXISTS {physical}")
 
 
 def rename_table(conn: Connection, physical: str, new_name: str) -> None:
+    """Rename the table `physical` to `new_name` (its indexes keep their names)."""
     conn.execute(f"ALTER TABLE {physical} RENAME TO {new_name}")
 
 
 def existing_tables(conn: Connection) -> set[str]:
+    """The names of the tables in the store (PostgreSQL: in the connection's schema)."""
     if conn.kind == "sqlite":
         rows = conn.fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
     else:

@@ -28,6 +28,9 @@ TABS: tuple[str, ...] = NAMES
 
 @dataclass(frozen=True)
 class TabRequest:
+    """Which tab of which customer to read, and how: the timeline's filters and page,
+    the viewer whose rights decide task actions, the page of any other tab."""
+
     customer_id: str
     tab: str
     timeline: TimelineQuery = field(default_factory=TimelineQuery)
@@ -43,6 +46,7 @@ class TabRequest:
 
 
 def read_tab(conn: Connection, request: TabRequest) -> dict[str, Any]:
+    """The tab's answer for the request, with sealed personal cells revealed."""
     customer, page = request.customer_id, request.page
     conn = revealing(conn)  # personal cells are stored sealed
     match request.tab:

@@ -93,6 +93,9 @@ class _TasksWriter(EntityWriter):
 
 
 class TasksProjection(Projection):
+    """The tasks tab's read model: a row per task with its current status and the fields
+    the tab shows; the title is sealed as personal."""
+
     name = "tasks"
     tables = (TASKS,)
     types = frozenset(
@@ -142,6 +145,8 @@ def tasks_tab(
     policy: RightsPolicy,
     page: Page = FIRST_PAGE,
 ) -> dict[str, Any]:
+    """One page of the customer's tasks (deleted ones left out), newest first, each with
+    the actions `viewer` may take."""
     rows, next_cursor = PAGED.fetch(conn, customer_id, page)
     items = [_item(row, viewer, policy) for row in rows]
     return {"customer_id": customer_id, "tab": "tasks", "items": items, "next_cursor": next_cursor}

@@ -72,6 +72,9 @@ class _TimelineWriter(AppendWriter):
 
 
 class TimelineProjection(Projection):
+    """The timeline's read model: a row per event of every type, with its kind and
+    summary (sealed when the event carries personal values)."""
+
     name = "timeline"
     tables = (TIMELINE,)
     types = EveryEventType()
@@ -82,6 +85,8 @@ class TimelineProjection(Projection):
 
 @dataclass(frozen=True)
 class TimelineQuery:
+    """Which part of the timeline to read: kinds (none: all), a time range, and the page."""
+
     kinds: tuple[str, ...] = ()
     since: datetime | None = None  # inclusive
     until: datetime | None = None  # exclusive
@@ -101,6 +106,8 @@ ROWS = f"FROM {TIMELINE.name} WHERE customer_id = ?"
 
 
 def timeline_tab(conn: Connection, customer_id: str, query: TimelineQuery) -> dict[str, Any]:
+    """One page of the customer's timeline, newest first, each item with its stored
+    event's id, actor and data."""
     sql = (
         "SELECT t.position, t.occurred_us, t.kind, t.type, t.summary "
         f"FROM {TIMELINE.name} t WHERE t.customer_id = ?"

@@ -31,11 +31,15 @@ INDEXED = "indexed"  # rebuild shadow, indexes built, catching up
 
 
 def rebuild_name(name: str) -> str:
+    """The tracking name of a rebuild's shadow of the projection `name`."""
     return name + REBUILD_MARK
 
 
 @dataclass(frozen=True)
 class Tracked:
+    """One row of `projection_tracking`: the position applied up to, the layout version
+    of the rows, the state, and when it was last updated and heard from."""
+
     name: str
     position: int
     version: int
@@ -59,6 +63,7 @@ _COLUMNS = "name, position, version, state, updated_at, heartbeat_at"
 
 
 def create_tracking_table(conn: Connection) -> None:
+    """Create the tracking table if missing."""
     real = "REAL" if conn.kind == "sqlite" else "double precision"
     integer = "INTEGER" if conn.kind == "sqlite" else "bigint"
     conn.execute(
@@ -85,11 +90,13 @@ def _tracked(row: tuple[Any, ...]) -> Tracked:
 
 
 def read_all(conn: Connection) -> dict[str, Tracked]:
+    """Every tracking row, by name (live projections and rebuild shadows)."""
     rows = conn.fetchall(f"SELECT {_COLUMNS} FROM {TRACKING_TABLE} ORDER BY name")
     return {t.name: t for t in map(_tracked, rows)}
 
 
 def read(conn: Connection, names: Sequence[str]) -> dict[str, Tracked]:
+    """The tracking rows of `names` that exist, without locking them."""
     marks = ", ".join("?" * len(names))
     rows = conn.fetchall(
         f"SELECT {_COLUMNS} FROM {TRACKING_TABLE} WHERE name IN ({marks}) ORDER BY name", names
@@ -114,6 +121,7 @@ def lock(conn: Connection, names: Sequence[str]) -> dict[str, Tracked]:
 
 
 def insert(conn: Connection, name: str, position: int, version: int, state: str) -> None:
+    """Add a tracking row unless one with this name exists."""
     conn.execute(
         f"INSERT INTO {TRACKING_TABLE} ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, NULL) "
         "ON CONFLICT (name) DO NOTHING",
@@ -122,6 +130,7 @@ def insert(conn: Connection, name: str, position: int, version: int, state: str)
 
 
 def replace(conn: Connection, name: str, position: int, version: int, state: str) -> None:
+    """Write a tracking row, overwriting any of this name (heartbeat aside)."""
     conn.execute(
         f"INSERT INTO {TRACKING_TABLE} ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, NULL) "
         "ON CONFLICT (name) DO UPDATE SET position = excluded.position, "
@@ -131,6 +140,7 @@ def replace(conn: Connection, name: str, position: int, version: int, state: str
 
 
 def advance(conn: Connection, name: str, position: int) -> None:
+    """Record that `name` has applied every event up to `position`."""
     conn.execute(
         f"UPDATE {TRACKING_TABLE} SET position = ?, updated_at = ? WHERE name = ?",
         (position, now(), name),
@@ -138,6 +148,7 @@ def advance(conn: Connection, name: str, position: int) -> None:
 
 
 def set_state(conn: Connection, name: str, state: str) -> None:
+    """Set the state of `name` (live, loading, indexed, stopped: ...)."""
     conn.execute(
         f"UPDATE {TRACKING_TABLE} SET state = ?, updated_at = ? WHERE name = ?",
         (state, now(), name),
@@ -145,10 +156,12 @@ def set_state(conn: Connection, name: str, state: str) -> None:
 
 
 def stop(conn: Connection, name: str, reason: str) -> None:
+    """Mark `name` as stopped at an event it cannot apply, with the line saying why."""
     set_state(conn, name, _STOPPED_PREFIX + reason)
 
 
 def delete(conn: Connection, name: str) -> None:
+    """Remove the tracking row of `name`."""
     conn.execute(f"DELETE FROM {TRACKING_TABLE} WHERE name = ?", (name,))
 
 

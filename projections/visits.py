@@ -52,6 +52,8 @@ class _VisitsWriter(AppendWriter):
 
 
 class VisitsProjection(Projection):
+    """The visits tab's read model: a row per recorded site visit."""
+
     name = "visits"
     tables = (VISITS,)
     types = frozenset({"visit.recorded"})
@@ -70,6 +72,7 @@ PAGED = PagedQuery(
 
 
 def visits_tab(conn: Connection, customer_id: str, page: Page = FIRST_PAGE) -> dict[str, Any]:
+    """One page of the customer's visits, newest first."""
     rows, next_cursor = PAGED.fetch(conn, customer_id, page)
     items = [
         {

@@ -16,6 +16,7 @@ _KEYS_PER_SELECT = 500
 def insert_rows(
     db: Connection, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> None:
+    """Insert `rows` into `table` in bulk: COPY on PostgreSQL, one executemany on SQLite."""
     if not rows:
         return
     names = ", ".join(columns)

@@ -26,6 +26,10 @@ MAX_IN_FLIGHT = 5
 
 @dataclass
 class RelayConfig:
+    """How one relay runs: the topic and the tracking row it resumes from, read batch
+    size, follow-mode polling, back-off, and the Kafka producer's tuning (defaults
+    measured above)."""
+
     topic: str = DEFAULT_TOPIC
     # Tracking row name; defaults to the topic, so relaying to a second topic starts
     # that topic from the beginning.

@@ -33,6 +33,7 @@ def describe(exc: BaseException | None) -> str:
 
 
 def close_quietly(conn: Connection) -> None:
+    """Close a connection that is being discarded; a broken one's error on closing is ignored."""
     try:
         conn.close()
     except Exception:  # a broken connection is being discarded anyway

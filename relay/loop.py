@@ -45,9 +45,11 @@ class RelayProgress:
 
     @property
     def lag(self) -> int:
+        """How many positions the acknowledged position is behind the head (never negative)."""
         return max(0, self.head - self.position)
 
     def as_dict(self) -> dict[str, Any]:
+        """The progress as JSON-ready fields; `detail` only when there is one."""
         d: dict[str, Any] = {
             "state": self.state,
             "position": self.position,
@@ -62,6 +64,9 @@ class RelayProgress:
 
 @dataclass
 class RelayResult:
+    """What a finished `Relay.run()` did: events published, the last acknowledged
+    position, the head it last saw, and the time it took."""
+
     published: int
     position: int
     head: int
@@ -70,6 +75,10 @@ class RelayResult:
 
 @dataclass
 class Relay:
+    """Publishes the stored events to a Kafka topic in position order, resuming after
+    the recorded position: at least once, since what was sent but not yet recorded as
+    acknowledged is sent again after a restart or a failure."""
+
     url: DatabaseURL
     kafka: KafkaSettings
     config: RelayConfig = field(default_factory=RelayConfig)
@@ -97,6 +106,7 @@ class Relay:
 
     @property
     def stopping(self) -> bool:
+        """Whether a stop has been asked for."""
         return self._stop.is_set()
 
     def check_kafka(self) -> None:

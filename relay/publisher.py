@@ -56,6 +56,10 @@ class Batch:
 
 
 class Publisher:
+    """One idempotent producer and the batches in flight on it (see the module
+    docstring). After any `PublishFailed` it is closed and a new producer made, never
+    reused."""
+
     def __init__(self, kafka: KafkaSettings, config: RelayConfig, stop: threading.Event) -> None:
         self.kafka = kafka
         self.config = config

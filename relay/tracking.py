@@ -32,12 +32,16 @@ def ensure_schema(conn: Connection) -> None:
 
 @dataclass(frozen=True)
 class Tracking:
+    """A relay's recorded position and when it was saved (0 and None: nothing recorded yet)."""
+
     name: str
     position: int
     updated_at: datetime | None
 
 
 def load_tracking(conn: Connection, name: str) -> Tracking:
+    """The recorded position of the relay called `name`; position 0 when it has none, so
+    a new relay starts from the first event."""
     row = conn.fetchone(
         f"SELECT position, updated_at FROM {TRACKING_TABLE} WHERE name = ?", (name,)
     )
@@ -82,6 +86,10 @@ def try_relay_lock(conn: Connection, name: str) -> bool:
 
 @dataclass(frozen=True)
 class RelayStatus:
+    """How far one relay has got: its recorded position, the head, and how many events
+    are stored after its position (`lag`: positions have holes, so the difference
+    would mislead)."""
+
     name: str
     position: int
     head: int
@@ -99,6 +107,7 @@ class RelayStatus:
 
 
 def relay_status(conn: Connection, name: str) -> RelayStatus:
+    """The status of the relay called `name`, read from its tracking row and the events table."""
     tracking = load_tracking(conn, name)
     return RelayStatus(
         name=name,

@@ -24,6 +24,8 @@ WRITE_PRIVILEGES = ("INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRI
 
 @dataclass(frozen=True)
 class GrantReport:
+    """What `grant_auditor` did: the role, where (database and schema), and what it may now read."""
+
     role: str
     schema: str
     database: str
@@ -31,6 +33,8 @@ class GrantReport:
 
 
 def grant_auditor(conn: Connection, role: str) -> GrantReport:
+    """Let the existing, non-superuser PostgreSQL role `role` read the events table and
+    the audit views, and nothing else; AuditError on SQLite, which has no roles."""
     if conn.kind != "postgresql":
         raise AuditError(
             "grant-auditor needs PostgreSQL: SQLite has no roles; give auditors a copy "

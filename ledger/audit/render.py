@@ -47,6 +47,8 @@ _DETAIL_INDENT = " " * 11
 
 
 class Writer(Protocol):
+    """Where audit output goes: anything with a `write(text)`, such as a text file."""
+
     def write(self, text: str, /) -> Any: ...
 
 

@@ -57,6 +57,8 @@ class Anchor:
 
 
 def parse_anchor(text: str) -> Anchor:
+    """An anchor from its text, POSITION:HASH as `ledger audit anchor` prints it;
+    AuditError if it is not one."""
     match = _ANCHOR.fullmatch(text.strip())
     if match is None or not _HEX64.fullmatch(match.group(2)):
         raise AuditError(
@@ -104,6 +106,9 @@ class ChainBreak:
 
 @dataclass(frozen=True)
 class VerifyReport:
+    """What `verify` found: the positions checked, the last one found intact and the
+    hash recomputed there, the anchor compared with, and the first break, if any."""
+
     start_hash: (
         str  # what the recomputation started from: genesis, or the stored hash before --from
     )

@@ -139,6 +139,8 @@ _LAZY = {
 
 @dataclass(frozen=True)
 class FieldError:
+    """One reason an event was rejected: the field (a dotted path) and what is wrong with it."""
+
     field: str
     reason: str
 
@@ -214,6 +216,8 @@ def parse_inbound(obj: dict[str, Any]) -> InboundEvent:
 
 
 def parse_inbound_json(raw: str | bytes) -> InboundEvent:
+    """Validate one producer event from its JSON text, size limits included;
+    ContractError with every field's reason if it breaks its type's contract."""
     try:
         size = check_event_json(raw)
         event = _envelopes().inbound_adapter.validate_json(raw)

@@ -38,6 +38,8 @@ Timestamp = Annotated[AwareDatetime, AfterValidator(_within_utc_years)]
 ActorKind = Literal["user", "system", "api", "integration"]
 
 class Contract(BaseModel):
+    """The base of every event model: strict, frozen, no unknown fields, short strings."""
+
     # Every string without a limit of its own is short: the event as a whole must
     # fit one Kafka message (see ledger.events.limits). Validators are built on
     # first use: a tab read validates no event and never pays for building them.

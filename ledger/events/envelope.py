@@ -17,6 +17,8 @@ from ledger.events.common import Actor, Contract, CustomerId, Payload, Timestamp
 
 
 class InboundEvent(Contract):
+    """What a producer sends: the envelope, and the payload of its `type` in `data`."""
+
     event_id: UUID | None = None
     type: str
     customer_id: CustomerId

@@ -18,9 +18,14 @@ class WriteSession(Protocol):
     import of a large file is one transaction made of batched inserts."""
 
     @property
-    def kind(self) -> str: ...
+    def kind(self) -> str:
+        """ "sqlite" or "postgresql": the SQL dialect of `fetchall`."""
+        ...
 
-    def insert(self, stored_events: Sequence[StoredEvent]) -> list[int]: ...
+    def insert(self, stored_events: Sequence[StoredEvent]) -> list[int]:
+        """Insert the library's stored events, numbered and chained after the rows
+        already stored; returns their positions."""
+        ...
 
     def insert_rows(self, rows: Sequence[EventRow]) -> list[int]:
         """`insert` for rows built directly (the append path); returns their positions."""
@@ -51,6 +56,13 @@ def insert_savepoint(execute: Callable[[str], object]) -> Iterator[None]:
 
 
 class LedgerRecorder(Protocol):
-    def write_session(self) -> AbstractContextManager[WriteSession]: ...
+    """What the append path needs from a recorder of either store."""
 
-    def max_notification_id(self) -> int | None: ...
+    def write_session(self) -> AbstractContextManager[WriteSession]:
+        """A transaction holding the events table's write lock, committed when the
+        block ends and rolled back if it raises."""
+        ...
+
+    def max_notification_id(self) -> int | None:
+        """The highest position stored; None while there is none."""
+        ...

@@ -160,6 +160,8 @@ class PostgresWriteSession:
         self._savepoints = 0
 
     def fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """A query inside the transaction (`?` placeholders), after sending any
+        held-back insert, so it sees every row inserted so far."""
         self._send_held()
         with self._cursor.connection.cursor(row_factory=tuple_row) as cursor:
             cursor.execute(statement.replace("?", "%s"), params)
@@ -167,6 +169,8 @@ class PostgresWriteSession:
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
+        """Inserts inside it are undone if it raises; the transaction goes on. Nothing
+        is held back inside one, so a refused row fails here and not at the commit."""
         self._send_held()
         self._savepoints += 1
         try:
@@ -176,9 +180,13 @@ class PostgresWriteSession:
             self._savepoints -= 1
 
     def insert(self, stored_events: Sequence[StoredEvent]) -> list[int]:
+        """`insert_rows` for the library's stored events; their positions."""
         return self.insert_rows([event_row(s) for s in stored_events])
 
     def insert_rows(self, rows: Sequence[EventRow]) -> list[int]:
+        """Number `rows` after the last position, chain them to the last hash and write
+        them (up to INSERT_ROWS_MAX held back as one-row INSERTs, more by COPY);
+        their positions."""
         self._send_held()
         chained = chained_rows(rows, self._last_position, self._last_hash)
         if not chained:
@@ -198,6 +206,7 @@ class PostgresWriteSession:
             self._cursor.executemany(self._sql.insert, rows)  # pipelined: one round trip
 
     def commit(self) -> None:
+        """Commit, sending any held-back insert in the same round trip as the COMMIT."""
         conn = self._cursor.connection
         if self._held is None:
             conn.commit()
@@ -209,6 +218,9 @@ class PostgresWriteSession:
 
 
 class LedgerPostgresApplicationRecorder(PostgresApplicationRecorder):
+    """The library's PostgreSQL recorder on the ledger's events table (see the module
+    docstring), with write sessions for the append path."""
+
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = EVENTS_TABLE):
         super().__init__(datastore, events_table_name=events_table_name)
         self.sql_create_statements = self._ledger_create_statements()
@@ -273,6 +285,8 @@ class LedgerPostgresApplicationRecorder(PostgresApplicationRecorder):
         return statements
 
     def create_table(self) -> None:
+        """Create the events table, its indexes and triggers unless all are in place,
+        under the advisory DDL lock so processes starting together do not collide."""
         if self._schema_in_place():
             # Re-running the DDL would take table locks (DROP/CREATE TRIGGER takes
             # ACCESS EXCLUSIVE): a command starting during a long import would
@@ -313,6 +327,8 @@ class LedgerPostgresApplicationRecorder(PostgresApplicationRecorder):
 
     @contextmanager
     def write_session(self) -> Iterator[PostgresWriteSession]:
+        """One transaction holding the events table's lock (which also NOTIFYs
+        followers), committed when the block ends and rolled back when it raises."""
         with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
             if self._statements is None:
                 self._statements = _Statements.of(conn, self)
@@ -335,9 +351,13 @@ class LedgerPostgresApplicationRecorder(PostgresApplicationRecorder):
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
+        """The library's insert, through a write session of its own (so its events are
+        numbered and chained like any other), retried on connection errors."""
         with self.write_session() as session:
             return session.insert(stored_events)
 
 
 class LedgerPostgresFactory(PostgresFactory):
+    """The library's PostgreSQL factory, making the ledger's recorder."""
+
     application_recorder_class = LedgerPostgresApplicationRecorder

@@ -38,6 +38,9 @@ from ledger.stores.rows import EventRow, chained_rows, event_row
 
 
 class SQLiteWriteSession:
+    """The SQLite `WriteSession`: rows numbered and chained from the head it read under
+    `BEGIN IMMEDIATE`, which holds the database's write lock until the commit."""
+
     kind = "sqlite"
 
     def __init__(self, cursor: SQLiteCursor, table: str) -> None:
@@ -53,16 +56,21 @@ class SQLiteWriteSession:
         self._insert = f"INSERT INTO {table} ({','.join(EVENT_COLUMNS)}) VALUES ({placeholders})"
 
     def fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """A query inside the transaction, which sees the rows inserted so far."""
         self._cursor.execute(statement, params)
         return [tuple(r) for r in self._cursor.fetchall()]
 
     def savepoint(self) -> AbstractContextManager[None]:
+        """Inserts inside it are undone if it raises; the transaction goes on."""
         return insert_savepoint(self._cursor.execute)
 
     def insert(self, stored_events: Sequence[StoredEvent]) -> list[int]:
+        """`insert_rows` for the library's stored events; their positions."""
         return self.insert_rows([event_row(s) for s in stored_events])
 
     def insert_rows(self, rows: Sequence[EventRow]) -> list[int]:
+        """Number `rows` after the last position, chain them to the last hash and insert
+        them; their positions, in order."""
         chained = chained_rows(rows, self._last_position, self._last_hash)
         if not chained:
             return []
@@ -76,6 +84,9 @@ def _oid(originator_id: UUID | str) -> str:
 
 
 class LedgerSQLiteApplicationRecorder(SQLiteApplicationRecorder):
+    """The library's SQLite recorder on the ledger's events table (see the module
+    docstring), with write sessions for the append path."""
+
     def __init__(self, datastore: SQLiteDatastore, events_table_name: str = EVENTS_TABLE):
         super().__init__(datastore, events_table_name)
         self.select_max_notification_id_statement = (
@@ -83,6 +94,9 @@ class LedgerSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         )
 
     def construct_create_table_statements(self) -> list[str]:
+        """The events table with explicit positions, its indexes (event id, subject, the
+        one-customer claim on a created subject) and the triggers refusing UPDATE and
+        DELETE."""
         t = self.events_table_name
         return [
             f"CREATE TABLE IF NOT EXISTS {t} ("
@@ -111,6 +125,8 @@ class LedgerSQLiteApplicationRecorder(SQLiteApplicationRecorder):
 
     @contextmanager
     def write_session(self) -> Iterator[SQLiteWriteSession]:
+        """One `BEGIN IMMEDIATE` transaction: committed when the block ends, rolled back
+        (and the error translated to the library's) when it raises."""
         with self.datastore.get_connection(commit=True) as conn:
             assert isinstance(conn, SQLiteConnection)
             cursor = conn.cursor()
@@ -127,6 +143,8 @@ class LedgerSQLiteApplicationRecorder(SQLiteApplicationRecorder):
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
+        """The library's insert, through a write session of its own, so its events are
+        numbered and chained like any other."""
         with self.write_session() as session:
             return session.insert(stored_events)
 
@@ -139,6 +157,8 @@ class LedgerSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         *,
         inclusive_of_start: bool = True,
     ) -> Sequence[Notification]:
+        """The library's notification query on this table: rows by position from `start`
+        (inclusive or not) up to `stop`, of the given topics."""
         clauses: list[str] = []
         params: list[Any] = []
         if start is not None:
@@ -181,6 +201,8 @@ def _translate(exc: BaseException) -> BaseException:
 
 
 class LedgerSQLiteFactory(SQLiteFactory):
+    """The library's SQLite factory, making the ledger's recorder."""
+
     application_recorder_class = LedgerSQLiteApplicationRecorder
 
 
