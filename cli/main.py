@@ -183,7 +183,7 @@ def main() -> None:
         if debug:
             raise
         from cli.context import EXIT_CODES
-        from ledger.application import first_line
+        from ledger.printable import first_line
         from services.errors import classify
 
         known = classify(exc)
