@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import os
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import click
 
@@ -12,18 +12,19 @@ from cli.context import (
     EXIT_REJECTED,
     EXIT_USAGE,
     FORMAT_OPTION,
+    CliContext,
     CliError,
     cli_context,
     emit_json,
     progress_enabled,
 )
 from cli.options import batch_size_option
-from ledger.appending import DEFAULT_BATCH_SIZE, AppendReport
-from ledger.application import LedgerApplication
 from ledger.input import read_items
 from ledger.printable import printable
-from ledger.rights import RightsPolicy
-from services.appending import append_items, report_json
+from services.appending import append_items, default_batch_size, report_json
+
+if TYPE_CHECKING:
+    from services.appending import AppendReport
 
 
 class _CountingReader:
@@ -60,7 +61,7 @@ class _CountingReader:
     is_flag=True,
     help="Store the valid events even when some are rejected (default: all or nothing).",
 )
-@batch_size_option(DEFAULT_BATCH_SIZE, "Events per insert.")
+@batch_size_option(default_batch_size(), "Events per insert.")
 @FORMAT_OPTION
 def append(path: str, skip_invalid: bool, batch_size: int, output_format: str) -> None:
     """Append events from PATH (NDJSON or a JSON array; '-' for stdin).
@@ -71,7 +72,7 @@ def append(path: str, skip_invalid: bool, batch_size: int, output_format: str) -
     anything was rejected.
     """
     ctx = cli_context()
-    app = ctx.app()
+    ctx.app()  # the store first: its errors come before the input's
     try:
         stream = click.open_file(path, "r", encoding="utf-8")
     except OSError as exc:
@@ -81,21 +82,16 @@ def append(path: str, skip_invalid: bool, batch_size: int, output_format: str) -
         if progress_enabled() and total:
             with click.progressbar(length=total, label="appending", file=None) as bar:
                 reader = cast(IO[str], _CountingReader(stream, bar.update))
-                report = _run(app, ctx.policy(), reader, skip_invalid, batch_size)
+                report = _run(ctx, reader, skip_invalid, batch_size)
         else:
-            report = _run(app, ctx.policy(), stream, skip_invalid, batch_size)
+            report = _run(ctx, stream, skip_invalid, batch_size)
     _print_report(report, output_format, skip_invalid)
     if report.rejected:
         raise click.exceptions.Exit(EXIT_REJECTED)
 
 
-def _run(
-    app: LedgerApplication,
-    policy: RightsPolicy,
-    stream: IO[str],
-    skip_invalid: bool,
-    batch_size: int,
-) -> AppendReport:
+def _run(ctx: CliContext, stream: IO[str], skip_invalid: bool, batch_size: int) -> AppendReport:
+    app, policy = ctx.app(), ctx.policy()
     return append_items(
         app, policy, read_items(stream), skip_invalid=skip_invalid, batch_size=batch_size
     )

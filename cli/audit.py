@@ -24,22 +24,24 @@ from cli.context import (
     emit_json,
     progress_enabled,
 )
-from ledger.audit.common import AuditError, events_table_exists, parse_position
-from ledger.audit.history import (
-    HistoryFilter,
-    iter_history,
-    parse_time,
-    selector_from_options,
-)
-from ledger.audit.render import FORMATS, write_history
-from ledger.audit.verify import (
-    VerifyReport,
-    current_anchor,
-    parse_anchor,
-    verify_chain,
-)
 from ledger.db import Connection
-from ledger.reading import head_position
+from services.audit import (
+    FORMATS,
+    VerifyReport,
+    chain_head,
+    events_to_verify,
+    has_events,
+    history_query,
+    verify_request,
+    write_history,
+)
+from services.audit import verify as verify_chain
+
+# The audit parameters as this command line spells them, for the service's messages.
+NAMES = {
+    name: f"--{name}"
+    for name in ("customer", "order", "task", "dialog", "email", "since", "until", "from")
+}
 
 
 @click.group(name="audit")
@@ -59,16 +61,12 @@ def _audit_connection() -> Iterator[Connection]:
     if url.kind == "sqlite" and not os.path.exists(url.path):
         raise CliError(f"no ledger database at {url.path}", EXIT_USAGE)
     with ctx.connect() as conn:
-        if not events_table_exists(conn):
+        if not has_events(conn):
             raise CliError(
                 f"{url.display()} has no ledger events table (run `ledger db migrate` first)",
                 EXIT_USAGE,
             )
         yield conn
-
-
-def _usage(exc: AuditError) -> CliError:
-    return CliError(str(exc), EXIT_USAGE)
 
 
 @audit.command()
@@ -124,22 +122,22 @@ def history(
     TIME is RFC 3339 with a zone (2026-10-01T10:00:00+02:00) or a date
     (2026-10-01, midnight UTC). An unknown id gives an empty history.
     """
-    try:
-        selector = selector_from_options(
-            {"customer": customer, "order": order, "task": task, "dialog": dialog, "email": email}
-        )
-        filters = HistoryFilter(
-            since=parse_time(since, "--since") if since is not None else None,
-            until=parse_time(until, "--until") if until is not None else None,
-            time_field="recorded" if time_field == "recorded" else "occurred",
-            actor_id=actor_id,
-            types=tuple(dict.fromkeys(types)),
-        )
-    except AuditError as exc:
-        raise _usage(exc) from exc
+    query = history_query(
+        customer=customer,
+        order=order,
+        task=task,
+        dialog=dialog,
+        email=email,
+        since=since,
+        until=until,
+        time_field=time_field,
+        actor=actor_id,
+        types=types,
+        names=NAMES,
+    )
     with _audit_connection() as conn, _quiet_broken_pipe():
         out = sys.stdout
-        write_history(iter_history(conn, selector, filters), output_format, out, selector, filters)
+        write_history(conn, query, output_format, out)
         out.flush()
 
 
@@ -166,25 +164,16 @@ def verify(from_text: str | None, anchor_text: str | None, output_format: str) -
     recomputation cannot see the newest events being deleted: keep the head it
     prints (or `ledger audit anchor`) and pass it back with --anchor.
     """
-    try:
-        from_position = parse_position(from_text, "--from") if from_text is not None else None
-        anchor = parse_anchor(anchor_text) if anchor_text is not None else None
-    except AuditError as exc:
-        raise _usage(exc) from exc
+    request = verify_request(from_text, anchor_text, names=NAMES)
     with _audit_connection() as conn:
-        try:
-            if progress_enabled() and output_format == "human":
-                total = max(head_position(conn) - (from_position or 1) + 1, 0)
-                with click.progressbar(length=total, label="verifying", file=sys.stderr) as bar:
-                    update: Callable[[int], None] = bar.update
-                    report = verify_chain(
-                        conn, from_position=from_position, anchor=anchor, progress=update
-                    )
-            else:
-                report = verify_chain(conn, from_position=from_position, anchor=anchor)
-        except AuditError as exc:
-            raise _usage(exc) from exc
-    _print_verify(report, from_position, output_format)
+        if progress_enabled() and output_format == "human":
+            total = events_to_verify(conn, request)
+            with click.progressbar(length=total, label="verifying", file=sys.stderr) as bar:
+                update: Callable[[int], None] = bar.update
+                report = verify_chain(conn, request, on_progress=update, names=NAMES)
+        else:
+            report = verify_chain(conn, request, names=NAMES)
+    _print_verify(report, request.from_position, output_format)
     if not report.intact:
         raise click.exceptions.Exit(EXIT_REJECTED)
 
@@ -244,7 +233,7 @@ def anchor(output_format: str) -> None:
     `verify` prints.
     """
     with _audit_connection() as conn:
-        head = current_anchor(conn)
+        head = chain_head(conn)
     if output_format == "json":
         emit_json({"position": head.position, "hash": head.hash, "anchor": str(head)})
     else:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import click
 
-from cli.context import EXIT_USAGE, FORMAT_OPTION, CliError, cli_context, emit_json
-from ledger.audit.common import AuditError
-from ledger.audit.grants import grant_auditor as grant
+from cli.context import FORMAT_OPTION, cli_context, emit_json
+from services.audit import grant_auditor as grant
 from services.bootstrap import migrate as migrate_store
 
 
@@ -45,10 +44,7 @@ def grant_auditor(role: str, output_format: str) -> None:
     """
     ctx = cli_context()
     with ctx.connect() as conn:
-        try:
-            report = grant(conn, role)
-        except AuditError as exc:
-            raise CliError(str(exc), EXIT_USAGE) from exc
+        report = grant(conn, role)
     if output_format == "json":
         emit_json(
             {

@@ -151,10 +151,10 @@ def ledger(
 ) -> None:
     """The interaction ledger: an append-only history of every customer interaction."""
     from cli.context import CliContext
-    from ledger.keystore import set_master_key_path
+    from services.keys import use_master_key
 
     # Always set: a test runs many commands in one process.
-    set_master_key_path(master_key)
+    use_master_key(master_key)
 
     obj = CliContext(db_option=db_option, rights_option=rights_option, debug=debug)
     ctx.obj = obj
@@ -183,7 +183,7 @@ def main() -> None:
         if debug:
             raise
         from cli.context import EXIT_CODES
-        from ledger.application import first_line
+        from ledger.printable import first_line
         from services.errors import classify
 
         known = classify(exc)

@@ -23,7 +23,10 @@ def _duration(seconds: float) -> str:
 
 
 class ReplayProgress:
-    def __init__(self, mode: Mode, start: int, head: int) -> None:
+    """Shows a replay's progress as `mode` says; `begin(head)` sets the head
+    once it is known, `update` and `set_phase` follow the replay."""
+
+    def __init__(self, mode: Mode, start: int, head: int = 0) -> None:
         self.mode = mode
         self.start = start
         self.head = head
@@ -37,6 +40,10 @@ class ReplayProgress:
     def rate(self) -> float:
         elapsed = time.monotonic() - self._began
         return self.events / elapsed if elapsed > 0 else 0.0
+
+    def begin(self, head: int) -> None:
+        """The head as the replay starts (shown nothing yet)."""
+        self.head = head
 
     def set_phase(self, phase: str, head: int | None = None) -> None:
         self.phase = phase

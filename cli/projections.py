@@ -25,20 +25,20 @@ from cli.progress import Mode, ReplayProgress
 from cli.readmodels import choose, echo_err
 from cli.tables import Column, echo_table
 from ledger.printable import printable
-from ledger.reading import head_position
 from ledger.signals import stop_on_signals
-from projections import rebuild as replay
-from projections.loading import DEFAULT_CHECKPOINT_EVENTS
-from projections.runner import (
-    DEFAULT_BATCH_SIZE,
-    Follower,
-    FollowNotice,
-    Runner,
-    Target,
-)
 from services.bootstrap import prepare_store
-from services.errors import service_errors
-from services.operations import projections_status
+from services.operations import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CHECKPOINT_EVENTS,
+    DEFAULT_REBUILD_BATCH_SIZE,
+    FollowNotice,
+    catch_up_projections,
+    discard_rebuild,
+    follow_projections,
+    projections_status,
+    rebuild_projections,
+    reset_projections,
+)
 
 
 @click.group(name="projections")
@@ -101,44 +101,37 @@ def run(
             else:
                 echo_err(f"projections: {printable(notice.describe())}")
 
-        url = ctx.url
         with _stop_on_signals() as stop:
-            follower = Follower(
-                url,
+            follow_projections(
+                ctx.url,
                 chosen,
                 stop=stop,
-                notify=notify,
+                on_notice=notify,
                 batch_size=batch_size,
                 interval=interval,
                 max_backoff=max_backoff,
-                prepare=prepare_store,
             )
-            with service_errors():
-                follower.run()
         return
-    with service_errors(), ctx.connect() as conn, _stop_on_signals() as stop:
-        prepare_store(conn)
-        runner = Runner(conn, [Target.live(p) for p in chosen], batch_size)
-        applied = runner.catch_up(stop=stop)
-        position, head = runner.position(), head_position(conn)
+    with ctx.connect() as conn, _stop_on_signals() as stop:
+        report = catch_up_projections(conn, chosen, batch_size=batch_size, stop=stop)
     if output_format == "json":
         emit_json(
             {
-                "projections": [p.name for p in chosen],
-                "applied": applied,
-                "position": position,
-                "head": head,
-                "stopped": sorted(runner.stopped.values()),
+                "projections": report.projections,
+                "applied": report.applied,
+                "position": report.position,
+                "head": report.head,
+                "stopped": report.stopped,
             }
         )
     else:
         click.echo(
-            f"{', '.join(p.name for p in chosen)}: applied {applied:,} events; "
-            f"at position {position:,} (head {head:,})"
+            f"{', '.join(report.projections)}: applied {report.applied:,} events; "
+            f"at position {report.position:,} (head {report.head:,})"
         )
-        for line in sorted(runner.stopped.values()):
+        for line in report.stopped:
             echo_err(printable(line))
-    if runner.stopped:
+    if report.stopped:
         raise click.exceptions.Exit(EXIT_REJECTED)
 
 
@@ -200,7 +193,7 @@ def _progress_mode(output_format: str) -> Mode:
     is_flag=True,
     help="Drop what an unfinished rebuild left behind instead of resuming it.",
 )
-@batch_size_option(replay.DEFAULT_REBUILD_BATCH_SIZE, "Events read at a time.")
+@batch_size_option(DEFAULT_REBUILD_BATCH_SIZE, "Events read at a time.")
 @click.option(
     "--checkpoint-events",
     type=click.IntRange(1, 10_000_000),
@@ -227,10 +220,9 @@ def rebuild(
     """
     chosen = choose(names, all_, required=True)
     ctx = cli_context()
-    with service_errors(), ctx.connect() as conn:
-        prepare_store(conn)
+    with ctx.connect() as conn:
         if discard:
-            dropped = replay.discard(conn, chosen)
+            dropped = discard_rebuild(conn, chosen)
             if output_format == "json":
                 emit_json({"discarded": dropped})
             else:
@@ -240,14 +232,15 @@ def rebuild(
                     else "no unfinished rebuild to discard"
                 )
             return
-        progress = ReplayProgress(_progress_mode(output_format), 0, head_position(conn))
-        report = replay.rebuild(
+        progress = ReplayProgress(_progress_mode(output_format), 0)
+        report = rebuild_projections(
             conn,
             chosen,
             batch_size=batch_size,
             checkpoint_events=checkpoint_events,
-            progress=progress.update,
-            phase=lambda name: progress.set_phase(name, head_position(conn)),
+            on_start=progress.begin,
+            on_progress=progress.update,
+            on_phase=progress.set_phase,
         )
         progress.finish()
     rate = report.events / report.seconds if report.seconds > 0 else 0.0
@@ -287,15 +280,14 @@ def reset(names: tuple[str, ...], all_: bool, yes: bool, output_format: str) -> 
     if not yes:
         if not sys.stdin.isatty():
             raise CliError("reset empties read models: pass --yes to confirm", EXIT_USAGE)
-        click.confirm(f"empty {', '.join(p.name for p in chosen)}?", abort=True)
+        click.confirm(f"empty {', '.join(chosen)}?", abort=True)
     ctx = cli_context()
-    with service_errors(), ctx.connect() as conn:
-        prepare_store(conn)
-        replay.reset(conn, chosen)
+    with ctx.connect() as conn:
+        done = reset_projections(conn, chosen)
     if output_format == "json":
-        emit_json({"reset": [p.name for p in chosen]})
+        emit_json({"reset": done})
     else:
         click.echo(
-            f"reset {', '.join(p.name for p in chosen)} to position 0; "
+            f"reset {', '.join(done)} to position 0; "
             "run `ledger projections run` to fill them again"
         )

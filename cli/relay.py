@@ -7,12 +7,11 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from cli.context import (
-    EXIT_REJECTED,
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
     FORMAT_OPTION,
@@ -27,11 +26,19 @@ from cli.options import MAX_BACKOFF_OPTION, batch_size_option
 from consumers.kafka_config import DEFAULT_TOPIC, TOPIC_ENV
 from consumers.kafka_connect import KafkaUnavailable
 from consumers.kafka_options import kafka_options, pop_kafka_options
-from ledger.config import auto_migrate
 from ledger.signals import stop_on_signals
-from relay import Relay, RelayConfig, RelayFatal, RelayProgress
-from relay.config import DEFAULT_BATCH_SIZE, DEFAULT_COMPRESSION, DEFAULT_PARTITIONS
-from relay.tracking import ensure_schema, relay_status, save_position, try_relay_lock
+from services.operations import (
+    RelayOptions,
+    RelayRun,
+    relay_defaults,
+    relay_position,
+    reset_relay,
+)
+
+if TYPE_CHECKING:
+    from services.operations import RelayProgress
+
+DEFAULTS = relay_defaults()
 
 TOPIC_OPTION = click.option(
     "--topic",
@@ -57,12 +64,12 @@ def relay() -> None:
 @TOPIC_OPTION
 @NAME_OPTION
 @batch_size_option(
-    DEFAULT_BATCH_SIZE, "Events per acknowledged batch (the tracked position moves per batch)."
+    DEFAULTS.batch_size, "Events per acknowledged batch (the tracked position moves per batch)."
 )
 @click.option(
     "--partitions",
     type=click.IntRange(1, 10_000),
-    default=DEFAULT_PARTITIONS,
+    default=DEFAULTS.partitions,
     show_default=True,
     help="Partitions when the relay creates the topic (an existing topic is left alone).",
 )
@@ -76,7 +83,7 @@ def relay() -> None:
 @click.option(
     "--compression",
     type=click.Choice(["lz4", "gzip", "snappy", "zstd", "none"]),
-    default=DEFAULT_COMPRESSION,
+    default=DEFAULTS.compression,
     show_default=True,
     help="Compress message batches (gzip, snappy and zstd need their codec's library).",
 )
@@ -131,24 +138,22 @@ def run(
     """
     ctx = cli_context()
     settings = pop_kafka_options(kafka)
-    config = RelayConfig(
+    options = RelayOptions(
         topic=topic,
         name=name,
         batch_size=batch_size,
         partitions=partitions,
         replication_factor=replication_factor,
-        compression=None if compression == "none" else compression,
+        compression=compression,
         delivery_timeout_s=delivery_timeout,
         max_backoff_s=max_backoff,
+        poll_interval_s=poll_interval,
     )
-    if poll_interval is not None:
-        config.poll_interval_s = config.sqlite_poll_interval_s = poll_interval
     start_metrics(ctx.url, metrics_port, metrics_host, follow)
     reporter = _Reporter(output_format, follow)
-    relay_ = Relay(ctx.url, settings, config, on_progress=reporter.progress)
+    relay_ = RelayRun(ctx.url, settings, options, on_progress=reporter.progress)
     with _logging_to_stderr(), stop_on_signals(relay_.stop):
         try:
-            relay_.check_kafka()
             result = relay_.run(follow=follow)
         except KafkaUnavailable as exc:
             if relay_.stopping:  # stopped while still connecting: nothing to report
@@ -156,16 +161,14 @@ def run(
             raise CliError(
                 f"{exc}; check --bootstrap and the SASL/SSL options", EXIT_UNAVAILABLE
             ) from None
-        except RelayFatal as exc:
-            raise CliError(str(exc), EXIT_REJECTED) from None
         finally:
             reporter.close()
     if output_format == "json":
         emit_json(
             {
                 "state": "stopped" if relay_.stopping else "done",
-                "topic": config.topic,
-                "name": config.tracking_name,
+                "topic": relay_.topic,
+                "name": relay_.tracking_name,
                 "published": result.published,
                 "position": result.position,
                 "head": result.head,
@@ -175,7 +178,7 @@ def run(
     else:
         how = "stopped" if relay_.stopping else "done"
         click.echo(
-            f"{how}: published {result.published:,} events to {config.topic}; "
+            f"{how}: published {result.published:,} events to {relay_.topic}; "
             f"position {result.position:,} (head {result.head:,})"
         )
 
@@ -191,12 +194,7 @@ def status(topic: str, name: str | None, output_format: str) -> None:
     database only; Kafka is not contacted."""
     ctx = cli_context()
     tracking_name = name or topic
-    if auto_migrate():
-        ctx.app()  # creates the events table on first use, like every command
-    with ctx.connect() as conn:
-        if auto_migrate():
-            ensure_schema(conn)
-        st = relay_status(conn, tracking_name)
+    st = relay_position(ctx, tracking_name)
     if output_format == "json":
         emit_json({"topic": topic, **st.as_dict()})
         return
@@ -232,15 +230,7 @@ def reset(topic: str, name: str | None, position: int, yes: bool, output_format:
     ):
         raise CliError("not changed", EXIT_USAGE)
     with ctx.connect() as conn:
-        if auto_migrate():
-            ensure_schema(conn)
-        if not try_relay_lock(conn, tracking_name):
-            raise CliError(
-                f"relay {tracking_name!r} is running (it holds its lock): stop it first",
-                EXIT_REJECTED,
-            )
-        save_position(conn, tracking_name, position, force=True)
-        st = relay_status(conn, tracking_name)
+        st = reset_relay(conn, tracking_name, position)
     if output_format == "json":
         emit_json({"topic": topic, **st.as_dict()})
     else:

@@ -13,12 +13,16 @@ from cli.tables import Column, echo_table
 from ledger.kinds import KINDS
 from ledger.printable import printable
 from ledger.rights import ALLOW_ALL
-from projections.paging import DEFAULT_LIMIT as PAGE_LIMIT
-from projections.paging import MAX_LIMIT
-from projections.tabs import TABS
-from projections.timeline import DEFAULT_LIMIT
 from services.bootstrap import prepare_store
-from services.tabs import TAB_PARAMETERS, tab_request, tab_rows
+from services.tabs import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    PAGE_LIMIT,
+    TAB_PARAMETERS,
+    TABS,
+    tab_request,
+    tab_rows,
+)
 
 
 def _when(value: object) -> str | None:

@@ -12,10 +12,18 @@ from ledger.rights import RightsPolicy
 
 # Imported where used: a tab read must not pay for the append engine (tests/test_startup.py).
 if TYPE_CHECKING:
-    from ledger.appending import Appender, AppendReport
+    from ledger.appending import Appender
+    from ledger.appending import AppendReport as AppendReport
     from ledger.application import LedgerApplication
 
 from services.errors import Category, RejectedField, ServiceError, service_errors
+
+
+def default_batch_size() -> int:
+    """Events per insert when the caller does not say (imports the append engine)."""
+    from ledger.appending import DEFAULT_BATCH_SIZE
+
+    return DEFAULT_BATCH_SIZE
 
 
 def append_items(

@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ledger.application import LedgerApplication
 from ledger.keystore import (
     Keyring,
     KeyStatus,
     KeystoreError,
     new_master_key_file,
     read_master_key_file,
+    set_master_key_path,
 )
 from services.errors import Category, ServiceError, service_errors
+
+# Imported for its type only: a tab read (which sets the master key's path)
+# needs no eventsourcing library (tests/test_startup.py).
+if TYPE_CHECKING:
+    from ledger.application import LedgerApplication
+
+
+def use_master_key(path: Path | None) -> None:
+    """The master key file a caller was given (`--master-key PATH`); it takes
+    precedence over the environment. None: the environment and defaults apply."""
+    set_master_key_path(path)
 
 
 def init_master_key(path: Path) -> str:
@@ -31,6 +43,7 @@ def init_master_key(path: Path) -> str:
 
 
 def keys_status(app: LedgerApplication) -> KeyStatus:
+    """The master key's and the data keys' state."""
     with service_errors():
         return Keyring.for_url(app.url).status()
 

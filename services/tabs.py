@@ -17,7 +17,7 @@ from projections import registry, tracking
 from projections.base import Projection
 from projections.card import card_value
 from projections.paging import DEFAULT_LIMIT as PAGE_LIMIT
-from projections.paging import Page
+from projections.paging import MAX_LIMIT, Page
 from projections.tabs import TABS, TabRequest, check_cursor, read_tab, tab_counts
 from projections.timeline import DEFAULT_LIMIT, TimelineQuery
 
@@ -27,6 +27,23 @@ if TYPE_CHECKING:
     from projections.models import LastEmail, TabAnswer
 
 from services.errors import Category, ServiceError, service_errors
+
+# Callers take the tabs' names, the default page sizes (PAGE_LIMIT, the
+# timeline's DEFAULT_LIMIT) and the largest (MAX_LIMIT) from here.
+__all__ = [
+    "CARD_COUNT_CAP",
+    "DEFAULT_LIMIT",
+    "MAX_LIMIT",
+    "PAGE_LIMIT",
+    "TABS",
+    "TAB_PARAMETERS",
+    "CardHeader",
+    "card_header",
+    "catch_up",
+    "tab_answer",
+    "tab_request",
+    "tab_rows",
+]
 
 # The tab parameters' names as a caller spells them (CLI options or query parameters).
 TAB_PARAMETERS = ("kind", "since", "until", "limit", "cursor", "as")

@@ -62,7 +62,7 @@ class Selector:
         if self.kind not in SELECTOR_KINDS:
             raise AuditError(f"unknown subject kind {self.kind!r}")
         if not self.id:
-            raise AuditError(f"--{self.kind} needs a non-empty id")
+            raise AuditError.naming(f"{{{self.kind}}} needs a non-empty id", self.kind)
 
     @property
     def subject(self) -> str | None:
@@ -74,12 +74,16 @@ class Selector:
 
 
 def selector_from_options(options: dict[str, str | None]) -> Selector:
-    """Exactly one of the `--customer/--order/...` options, as a Selector."""
+    """Exactly one of the customer, order, task, dialog and email parameters
+    (`options` maps each to its value or None), as a Selector."""
     given = [(kind, value) for kind, value in options.items() if value is not None]
     if len(given) != 1:
-        names = ", ".join(f"--{k}" for k in SELECTOR_KINDS)
-        which = "none was given" if not given else "got " + " and ".join(f"--{k}" for k, _ in given)
-        raise AuditError(f"give exactly one of {names}; {which}")
+        names = ", ".join(f"{{{k}}}" for k in SELECTOR_KINDS)
+        which = (
+            "none was given" if not given else "got " + " and ".join(f"{{{k}}}" for k, _ in given)
+        )
+        named = dict.fromkeys([*SELECTOR_KINDS, *(k for k, _ in given)])
+        raise AuditError.naming(f"give exactly one of {names}; {which}", *named)
     kind, value = given[0]
     assert value is not None
     return Selector(kind, value)
@@ -102,7 +106,7 @@ class HistoryFilter:
                 f"unknown event type {unknown[0]!r}; known types: {', '.join(EVENT_TYPES)}"
             )
         if self.since and self.until and self.since >= self.until:
-            raise AuditError("--since must be before --until")
+            raise AuditError.naming("{since} must be before {until}", "since", "until")
 
     @property
     def active(self) -> bool:

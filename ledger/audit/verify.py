@@ -110,7 +110,7 @@ class VerifyReport:
     hash recomputed there, the anchor compared with, and the first break, if any."""
 
     start_hash: (
-        str  # what the recomputation started from: genesis, or the stored hash before --from
+        str  # what the recomputation started from: genesis, or the stored hash before from_position
     )
     first_position: int | None  # first position checked; None when there was nothing to check
     last_position: int  # last position found intact (0: none)
@@ -166,9 +166,10 @@ def verify_chain(
                 f"the ledger ends at position {stop}"
             )
         if anchor is not None and anchor.position < from_position - 1:
-            raise AuditError(
-                f"the anchor at position {anchor.position} is before --from {from_position}: "
-                f"verify from position {anchor.position + 1} or earlier to check it"
+            raise AuditError.naming(
+                f"the anchor at position {anchor.position} is before {{from}} {from_position}: "
+                f"verify from position {anchor.position + 1} or earlier to check it",
+                "from",
             )
         row = conn.fetchone(
             f"SELECT notification_id, chain_hash FROM {EVENTS_TABLE} "
@@ -196,7 +197,7 @@ def verify_chain(
 
     anchor_pending = anchor is not None
     if anchor is not None and anchor.position <= previous_position:
-        # The anchor is the starting point itself (genesis, or the row before --from).
+        # The anchor is the starting point itself (genesis, or the row before from_position).
         anchor_pending = False
         if anchor.position < previous_position:
             return report(_anchor_missing(anchor, previous_position))
