@@ -587,7 +587,8 @@ def _routes(app: FastAPI) -> None:
         """Complete, reopen, delete or edit a task as the acting user. The
         server builds the event from the task's current state; the domain
         checks it as any appended event. The same `Idempotency-Key` stores the
-        action once."""
+        action once and answers every request with it as the first (422 when
+        the key was used for another action, task or changes)."""
         state = _state(request)
         user = _acting_user(caller, viewer)
         changes = tuple(FieldChange(c.field, c.new) for c in (body.changes if body else []))
