@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from ledger.service import Category, RejectedField
 
@@ -36,6 +36,10 @@ TITLES: dict[int, str] = {
     503: "Service unavailable",
 }
 
+# Reasons one answer reports at most; the count of the rest goes with them, so
+# an answer stays small however many events a request had rejected.
+MAX_REPORTED_ERRORS = 100
+
 
 class RejectedEvent(BaseModel):
     """One reason one event was rejected; `index` is its 0-based place in the body."""
@@ -54,6 +58,12 @@ class Problem(BaseModel):
     detail: str
     request_id: str | None = None
     errors: list[RejectedEvent] | None = None
+    errors_omitted: int | None = Field(
+        default=None,
+        ge=0,
+        description=f"With `errors`: how many more reasons were left out (at most "
+        f"{MAX_REPORTED_ERRORS} are listed, those of the first events rejected).",
+    )
 
 
 def rejected_events(errors: list[RejectedField]) -> list[RejectedEvent]:
@@ -68,12 +78,18 @@ def problem(
     request_id: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
+    shown: list[RejectedEvent] | None = None
+    omitted: int | None = None
+    if errors is not None:
+        shown = rejected_events(errors[:MAX_REPORTED_ERRORS])
+        omitted = len(errors) - len(shown)
     body = Problem(
         title=TITLES.get(status, "Error"),
         status=status,
         detail=detail,
         request_id=request_id,
-        errors=rejected_events(errors) if errors is not None else None,
+        errors=shown,
+        errors_omitted=omitted,
     )
     content: dict[str, Any] = body.model_dump(exclude_none=True)
     return JSONResponse(content, status_code=status, media_type=PROBLEM_TYPE, headers=headers)

@@ -18,12 +18,13 @@ import tempfile
 from fastapi import FastAPI
 
 from api.access import ACCESS_FILE_ENV, load_access
-from api.app import DEFAULT_MAX_BODY, create_app
+from api.app import DEFAULT_MAX_BODY, DEFAULT_MAX_ITEMS, create_app
 from api.page_session import SESSION_SECRET_ENV
 from ledger.service import Services
 
 CORS_ENV = "LEDGER_CORS_ORIGINS"
 MAX_BODY_ENV = "LEDGER_MAX_BODY"
+MAX_ITEMS_ENV = "LEDGER_MAX_ITEMS"
 POOL_SIZE_ENV = "LEDGER_POOL_SIZE"
 PROTECT_METRICS_ENV = "LEDGER_PROTECT_METRICS"
 
@@ -39,6 +40,7 @@ def from_environment() -> FastAPI:
         access=load_access(access_path) if access_path else None,
         cors_origins=cors_origins(os.environ.get(CORS_ENV)),
         max_body=int(os.environ.get(MAX_BODY_ENV) or DEFAULT_MAX_BODY),
+        max_items=int(os.environ.get(MAX_ITEMS_ENV) or DEFAULT_MAX_ITEMS),
         pool_size=int(os.environ.get(POOL_SIZE_ENV) or 8),
         protect_metrics=os.environ.get(PROTECT_METRICS_ENV, "0") in ("1", "true", "yes"),
     )

@@ -71,6 +71,8 @@ def server(url: str, workers: int) -> Iterator[str]:
         command += ["--port", str(port), "--no-access-log", "--log-level", "warning"]
     else:
         command = [LEDGER, "--db", url, "serve", "--port", str(port), "--workers", str(workers)]
+        # (c) sends all of --single-events in one request, which may pass the default cap.
+        command += ["--max-items", "1000000"]
     process = subprocess.Popen(
         command,
         stdout=subprocess.DEVNULL,

@@ -57,6 +57,13 @@ def is_loopback(host: str) -> bool:
     show_default=True,
     help="Largest request body, in bytes.",
 )
+@click.option(
+    "--max-items",
+    type=click.IntRange(1, 1_000_000),
+    default=10_000,
+    show_default=True,
+    help="Most events in one POST /v1/events (413 past it).",
+)
 @click.option("--protect-metrics", is_flag=True, help="/metrics needs a key with the ops scope.")
 def serve(
     host: str,
@@ -65,6 +72,7 @@ def serve(
     workers: int,
     cors: tuple[str, ...],
     max_body: int,
+    max_items: int,
     protect_metrics: bool,
 ) -> None:
     """Serve the HTTP API (see docs/http.md): append, tabs, task actions, audit,
@@ -78,7 +86,7 @@ def serve(
             EXIT_USAGE,
         )
     from api.access import load_access
-    from api.serve import CORS_ENV, MAX_BODY_ENV, PROTECT_METRICS_ENV, run
+    from api.serve import CORS_ENV, MAX_BODY_ENV, MAX_ITEMS_ENV, PROTECT_METRICS_ENV, run
 
     if access is not None:
         try:
@@ -101,6 +109,7 @@ def serve(
     if cors:
         os.environ[CORS_ENV] = ",".join(cors)
     os.environ[MAX_BODY_ENV] = str(max_body)
+    os.environ[MAX_ITEMS_ENV] = str(max_items)
     os.environ[PROTECT_METRICS_ENV] = "1" if protect_metrics else "0"
     click.echo(
         f"serving {ctx.url.display()} on http://{host}:{port} "
