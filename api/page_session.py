@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -28,6 +29,11 @@ SESSION_COOKIE = "ledger_session"
 SESSION_SECRET_ENV = "LEDGER_SESSION_SECRET"
 SESSION_MAX_AGE = 12 * 3600  # seconds: a working day, then sign in again
 
+# What `dump` writes: base64url body, a dot, the 43-character base64url of an
+# HMAC-SHA256. Anything else is not ours. 4096: what browsers keep of one
+# cookie, so a hostile one costs no more to check than a real one.
+_COOKIE = re.compile(r"[A-Za-z0-9_-]{1,4096}\.[A-Za-z0-9_-]{43}")
+
 
 @dataclass(frozen=True)
 class Session:
@@ -35,6 +41,14 @@ class Session:
     issued: int
     key_name: str | None = None  # None: not signed in
     acting_user: str | None = None  # what an `act-as` key acts for
+
+
+def _same(given: str, expected: str) -> bool:
+    """Constant-time equality of a caller's text with ours. Compared as bytes:
+    `hmac.compare_digest` raises TypeError on str with non-ASCII characters,
+    which a form field or a cookie may hold; "surrogatepass" because a decoded
+    form can carry lone surrogates that plain UTF-8 refuses to encode."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode())
 
 
 def _b64(raw: bytes) -> str:
@@ -69,10 +83,10 @@ class SessionSigner:
     def load(self, cookie: str | None, now: float | None = None) -> Session | None:
         """The session a cookie holds, or None when it is missing, forged,
         malformed or expired."""
-        if not cookie or cookie.count(".") != 1:
+        if not cookie or not _COOKIE.fullmatch(cookie):
             return None
         body, signature = cookie.split(".")
-        if not hmac.compare_digest(signature, self._sign(body)):
+        if not _same(signature, self._sign(body)):
             return None
         try:
             nonce, issued, key_name, acting_user = json.loads(_unb64(body))
@@ -90,7 +104,7 @@ class SessionSigner:
     def csrf_ok(self, session: Session | None, token: str | None) -> bool:
         if session is None or not token:
             return False
-        return hmac.compare_digest(token, self.csrf(session))
+        return _same(token, self.csrf(session))
 
     def _sign(self, body: str) -> str:
         return _b64(hmac.digest(self._cookie_key, body.encode(), hashlib.sha256))

@@ -1,0 +1,133 @@
+"""The card page's sessions and form posts under hostile clients, against a
+real server: malformed cookies and CSRF tokens, foreign origins, where a
+browser lands."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from api.page_session import SESSION_COOKIE
+from tests.factories import append_to_url, event
+from tests.http_support import Keys, make_keys, serve_in_thread
+
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> Keys:
+    return make_keys(tmp_path)
+
+
+@pytest.fixture
+def client(sqlite_url: str, keys: Keys) -> Iterator[httpx.Client]:
+    append_to_url(
+        sqlite_url,
+        [
+            event("customer.created", "c1", {"card": {"name": "Ann"}}),
+            event("task.created", "c1", {"task_id": "t1", "title": "Call", "assignee_id": "u-1"}),
+        ],
+    )
+    with serve_in_thread(sqlite_url, access=keys.access()) as served:
+        yield served
+
+
+def signed_in(client: httpx.Client, keys: Keys, name: str = "agent") -> str:
+    """Sign `client` in with the key `name`; the CSRF token of its new session."""
+    form = client.get("/signin")
+    token = CSRF.search(form.text)
+    assert token is not None, form.text
+    answer = client.post("/signin", data={"csrf": token.group(1), "key": keys.tokens[name]})
+    assert answer.status_code == 303, answer.text
+    card = client.get("/customers/c1")
+    assert card.status_code == 200, card.text
+    found = CSRF.search(card.text)
+    assert found is not None
+    return found.group(1)
+
+
+# -- malformed tokens and cookies: refused, never a 500 ------------------------------------
+
+NON_ASCII = ["\u00e9", "abc\u00e9", "\u0416" * 43, "\ud800x"]
+
+
+@pytest.mark.parametrize("token", NON_ASCII, ids=["e-acute", "suffix", "cyrillic", "surrogate"])
+def test_a_non_ascii_csrf_token_is_refused(client: httpx.Client, token: str) -> None:
+    encoded = "csrf=" + quote(token.encode("utf-8", "surrogatepass")) + "&key=x"
+    headers = {"content-type": "application/x-www-form-urlencoded"}
+    for path in ("/signin", "/signout", "/customers/c1/tasks/t1/complete"):
+        answer = client.post(path, content=encoded, headers=headers)
+        assert answer.status_code in (303, 403), (path, answer.status_code, answer.text)
+        if path != "/customers/c1/tasks/t1/complete":
+            assert answer.status_code == 403, (path, answer.text)
+
+
+def test_raw_non_utf8_form_bytes_are_refused(client: httpx.Client) -> None:
+    headers = {"content-type": "application/x-www-form-urlencoded"}
+    for body in (b"csrf=%C3%A9&key=x", b"csrf=%FF%FE&key=x", b"csrf=\xc3\xa9&key=x"):
+        for path in ("/signin", "/signout"):
+            answer = client.post(path, content=body, headers=headers)
+            assert answer.status_code == 403, (path, body, answer.text)
+
+
+COOKIES = [
+    b"abc.\xc3\xa9",
+    b"\xc3\xa9.abc",
+    b"abc.\xff",
+    b"..",
+    b".",
+    b"abc",
+    b'"abc.def"',
+    b"abc.def\\",
+    b"a" * 5000 + b"." + b"b" * 43,
+    b"%C3%A9.%C3%A9",
+]
+
+
+@pytest.mark.parametrize("cookie", COOKIES, ids=lambda c: repr(c[:20]))
+def test_a_malformed_session_cookie_is_no_session(
+    client: httpx.Client, keys: Keys, cookie: bytes
+) -> None:
+    headers = {"Cookie": SESSION_COOKIE.encode() + b"=" + cookie}
+    page = client.get("/customers/c1", headers=headers)
+    # No session: asked to sign in, with a fresh anonymous cookie.
+    assert page.status_code == 303 and page.headers["location"].startswith("/signin")
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    for path in ("/signin", "/signout", "/customers/c1/tasks/t1/complete"):
+        answer = client.post(path, content=b"csrf=x&key=x", headers={**headers, **form})
+        assert answer.status_code in (303, 403), (path, answer.text)
+        assert answer.status_code != 303 or answer.headers["location"].startswith("/signin")
+    signin = client.get("/signin", headers=headers)
+    assert signin.status_code == 200
+
+
+def test_a_forged_signature_on_a_real_session_is_no_session(
+    client: httpx.Client, keys: Keys
+) -> None:
+    signed_in(client, keys)
+    value = client.cookies[SESSION_COOKIE]
+    body, _, _ = value.partition(".")
+    client.cookies.clear()
+    forged = {"Cookie": (f"{SESSION_COOKIE}={body}.").encode() + "\u00e9".encode() * 22}
+    page = client.get("/customers/c1", headers=forged)
+    assert page.status_code == 303 and page.headers["location"].startswith("/signin")
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"Bearer \xc3\xa9",
+        b"Bearer \xff\xfe",
+        "Bearer \u00e9t\u00e9".encode("latin-1"),
+        b"Bearer a\x80",
+    ],
+)
+def test_a_non_ascii_bearer_token_is_401(client: httpx.Client, header: bytes) -> None:
+    answer = client.get("/v1/customers/c1/tabs/tasks", headers={"Authorization": header})
+    assert answer.status_code == 401, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
