@@ -32,7 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.access import AccessFile, AccessKey
+from api.access import AccessFile, AccessKey, LiveAccess
 from api.pool import ConnectionPool
 from api.problems import PROBLEM_TYPE, STATUS, RejectedEvent, problem, problem_responses
 from api.segments import RawSegments
@@ -184,7 +184,7 @@ def _acting_user(caller: Caller, requested: str | None) -> str:
 @dataclass
 class AppState:
     services: Services
-    access: AccessFile | None
+    access: LiveAccess | None
     pool: ConnectionPool
     max_body: int
     protect_metrics: bool
@@ -298,7 +298,7 @@ class Health(BaseModel):
 def create_app(
     services: Services,
     *,
-    access: AccessFile | None = None,
+    access: AccessFile | LiveAccess | None = None,
     cors_origins: Sequence[str] = (),
     max_body: int = DEFAULT_MAX_BODY,
     pool_size: int = 8,
@@ -306,7 +306,10 @@ def create_app(
     group_appends: bool = True,
 ) -> FastAPI:
     """The API over `services`' store. Without `access` every caller is let in
-    (the caller of this function makes sure that happens on loopback only)."""
+    (the caller of this function makes sure that happens on loopback only).
+    An access file is watched: see `LiveAccess`."""
+    if isinstance(access, AccessFile):
+        access = LiveAccess(access)
     state = AppState(
         services=services,
         access=access,

@@ -132,8 +132,16 @@ def page_router(sessions: SessionSigner | None = None) -> APIRouter:
         session = sessions.load(request.cookies.get(SESSION_COOKIE)) or sessions.new()
         key = None
         if access is not None and session.key_name is not None:
-            # Looked up again on every request: a key removed from the file is out.
-            key = next((k for k in access.keys if k.name == session.key_name), None)
+            # Looked up again on every request: a key removed from the file (or
+            # given a new token under the same name) is out; new scopes apply.
+            key = next(
+                (
+                    k
+                    for k in access.keys
+                    if k.name == session.key_name and k.fingerprint == session.key_fingerprint
+                ),
+                None,
+            )
         return Who(session, key, access is None, request.url.scheme == "https")
 
     def viewer_of(w: Who) -> Viewer:
@@ -423,7 +431,9 @@ def page_router(sessions: SessionSigner | None = None) -> APIRouter:
             )
         acting = form.get("act_as", "").strip() or None
         # A fresh nonce: a token seen before signing in is worth nothing after.
-        session = sessions.new(key.name, acting if key.allows("act-as") else None)
+        session = sessions.new(
+            key.name, acting if key.allows("act-as") else None, key.fingerprint
+        )
         response = RedirectResponse(next_url, status_code=303)
         _set_session(response, session, w.https)
         return response

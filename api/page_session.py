@@ -1,8 +1,9 @@
 """Browser sessions for the card page: a signed cookie and CSRF tokens.
 
 The cookie holds no secret and no token: only a random nonce, the access
-key's *name* (looked up again on every request, so a key removed from the
-access file stops working at once), the user an `act-as` key acts for, and
+key's *name* and fingerprint (looked up again on every request, so a key
+removed from the access file, or given a new token, stops working as soon as
+the server has read the file again), the user an `act-as` key acts for, and
 when it was issued, signed with HMAC-SHA256. It is HttpOnly and
 SameSite=Strict. Every visitor, signed in or not, gets one, because the CSRF
 token of each form is derived from its nonce: a form posted from another site
@@ -41,6 +42,7 @@ class Session:
     issued: int
     key_name: str | None = None  # None: not signed in
     acting_user: str | None = None  # what an `act-as` key acts for
+    key_fingerprint: str | None = None  # AccessKey.fingerprint at sign-in
 
 
 def _same(given: str, expected: str) -> bool:
@@ -68,13 +70,26 @@ class SessionSigner:
         self._cookie_key = hmac.digest(secret, b"ledger-page/session", hashlib.sha256)
         self._csrf_key = hmac.digest(secret, b"ledger-page/csrf", hashlib.sha256)
 
-    def new(self, key_name: str | None = None, acting_user: str | None = None) -> Session:
-        return Session(secrets.token_urlsafe(16), int(time.time()), key_name, acting_user)
+    def new(
+        self,
+        key_name: str | None = None,
+        acting_user: str | None = None,
+        key_fingerprint: str | None = None,
+    ) -> Session:
+        return Session(
+            secrets.token_urlsafe(16), int(time.time()), key_name, acting_user, key_fingerprint
+        )
 
     def dump(self, session: Session) -> str:
         body = _b64(
             json.dumps(
-                [session.nonce, session.issued, session.key_name, session.acting_user],
+                [
+                    session.nonce,
+                    session.issued,
+                    session.key_name,
+                    session.acting_user,
+                    session.key_fingerprint,
+                ],
                 separators=(",", ":"),
             ).encode()
         )
@@ -89,14 +104,14 @@ class SessionSigner:
         if not _same(signature, self._sign(body)):
             return None
         try:
-            nonce, issued, key_name, acting_user = json.loads(_unb64(body))
+            nonce, issued, key_name, acting_user, fingerprint = json.loads(_unb64(body))
         except (ValueError, TypeError):
             return None
         if not isinstance(nonce, str) or not isinstance(issued, int):
             return None
         if (now if now is not None else time.time()) - issued > SESSION_MAX_AGE:
             return None
-        return Session(nonce, issued, key_name, acting_user)
+        return Session(nonce, issued, key_name, acting_user, fingerprint)
 
     def csrf(self, session: Session) -> str:
         return _b64(hmac.digest(self._csrf_key, session.nonce.encode(), hashlib.sha256))

@@ -4,7 +4,6 @@ browser lands."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -14,9 +13,7 @@ import pytest
 
 from api.page_session import SESSION_COOKIE
 from tests.factories import append_to_url, event
-from tests.http_support import Keys, make_keys, serve_in_thread
-
-CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+from tests.http_support import Keys, make_keys, page_sign_in, serve_in_thread
 
 
 @pytest.fixture
@@ -35,20 +32,6 @@ def client(sqlite_url: str, keys: Keys) -> Iterator[httpx.Client]:
     )
     with serve_in_thread(sqlite_url, access=keys.access()) as served:
         yield served
-
-
-def signed_in(client: httpx.Client, keys: Keys, name: str = "agent") -> str:
-    """Sign `client` in with the key `name`; the CSRF token of its new session."""
-    form = client.get("/signin")
-    token = CSRF.search(form.text)
-    assert token is not None, form.text
-    answer = client.post("/signin", data={"csrf": token.group(1), "key": keys.tokens[name]})
-    assert answer.status_code == 303, answer.text
-    card = client.get("/customers/c1")
-    assert card.status_code == 200, card.text
-    found = CSRF.search(card.text)
-    assert found is not None
-    return found.group(1)
 
 
 # -- malformed tokens and cookies: refused, never a 500 ------------------------------------
@@ -109,7 +92,7 @@ def test_a_malformed_session_cookie_is_no_session(
 def test_a_forged_signature_on_a_real_session_is_no_session(
     client: httpx.Client, keys: Keys
 ) -> None:
-    signed_in(client, keys)
+    page_sign_in(client, keys.tokens["agent"])
     value = client.cookies[SESSION_COOKIE]
     body, _, _ = value.partition(".")
     client.cookies.clear()
