@@ -114,3 +114,110 @@ def test_a_non_ascii_bearer_token_is_401(client: httpx.Client, header: bytes) ->
     answer = client.get("/v1/customers/c1/tabs/tasks", headers={"Authorization": header})
     assert answer.status_code == 401, answer.text
     assert answer.headers["content-type"] == "application/problem+json"
+
+
+# -- foreign origins -----------------------------------------------------------------------
+
+
+def task_status(client: httpx.Client, keys: Keys) -> str:
+    items = client.get("/v1/customers/c1/tabs/tasks", headers=keys.auth("agent")).json()["items"]
+    return str(next(t["status"] for t in items if t["task_id"] == "t1"))
+
+
+FOREIGN = [
+    "http://evil.example",
+    "null",
+    "http://127.0.0.1:1",  # this host, another port: another origin
+    "https://127.0.0.1",
+    "http://127.0.0.1:PORT/path",
+    "http://user@127.0.0.1:PORT",
+    "http://127.0.0.1:x",
+    "http://[::1",
+]
+
+
+@pytest.mark.parametrize("origin", FOREIGN)
+def test_a_form_posted_from_another_origin_is_refused(
+    client: httpx.Client, keys: Keys, origin: str
+) -> None:
+    csrf = page_sign_in(client, keys.tokens["agent"])
+    origin = origin.replace("PORT", str(client.base_url.port))
+    complete = client.post(
+        "/customers/c1/tasks/t1/complete",
+        data={"csrf": csrf, "tz": "UTC"},
+        headers={"Origin": origin},
+    )
+    assert complete.status_code == 403, complete.text
+    assert "another site" in complete.text
+    assert task_status(client, keys) == "pending"
+    signout = client.post("/signout", data={"csrf": csrf}, headers={"Origin": origin})
+    assert signout.status_code == 403
+    assert client.get("/customers/c1").status_code == 200  # still signed in
+    # Signing in from another origin sets no session either.
+    client.cookies.clear()
+    form = client.get("/signin")
+    token = form.text.split('name="csrf" value="')[1].split('"')[0]
+    signin = client.post(
+        "/signin",
+        data={"csrf": token, "key": keys.tokens["agent"]},
+        headers={"Origin": origin},
+    )
+    assert signin.status_code == 403
+    assert client.get("/customers/c1").status_code == 303
+
+
+def test_a_form_posted_from_this_origin_or_without_one_is_taken(
+    client: httpx.Client, keys: Keys
+) -> None:
+    csrf = page_sign_in(client, keys.tokens["agent"])
+    ours = f"http://127.0.0.1:{client.base_url.port}"
+    done = client.post(
+        "/customers/c1/tasks/t1/complete",
+        data={"csrf": csrf, "tz": "UTC"},
+        headers={"Origin": ours},
+    )
+    assert done.status_code == 303, done.text
+    assert task_status(client, keys) == "completed"
+    # No Origin at all (an older browser, a same-origin GET form): CSRF decides.
+    reopened = client.post("/customers/c1/tasks/t1/reopen", data={"csrf": csrf, "tz": "UTC"})
+    assert reopened.status_code == 303, reopened.text
+    assert task_status(client, keys) == "pending"
+
+
+# -- where a browser lands ---------------------------------------------------------------
+
+
+def test_the_root_and_sign_in_without_next_land_on_the_customer_search(
+    client: httpx.Client, keys: Keys
+) -> None:
+    root = client.get("/")
+    assert root.status_code == 303 and root.headers["location"] == "/customers"
+    asked = client.get("/customers")
+    assert asked.status_code == 303
+    assert asked.headers["location"] == "/signin?next=%2Fcustomers"
+    form = client.get("/signin")
+    token = form.text.split('name="csrf" value="')[1].split('"')[0]
+    signed = client.post("/signin", data={"csrf": token, "key": keys.tokens["reader"]})
+    assert signed.status_code == 303 and signed.headers["location"] == "/customers"
+    search = client.get("/customers")
+    assert search.status_code == 200
+    assert '<h1 id="customers-title">Customers</h1>' in search.text
+    assert 'name="q"' in search.text
+
+
+def test_the_customer_search_opens_a_card_or_says_no_customer_has_the_id(
+    store_url: str, tmp_path: Path
+) -> None:
+    append_to_url(store_url, [event("customer.created", "a/b 1", {"card": {"name": "Ann"}})])
+    with serve_in_thread(store_url) as client:  # open mode: no sign-in
+        found = client.get("/customers", params={"q": "a/b 1"})
+        assert found.status_code == 303
+        assert found.headers["location"] == "/customers/a%2Fb%201"
+        assert client.get(found.headers["location"]).status_code == 200
+        assert client.get("/customers", params={"q": "  a/b 1 "}).status_code == 303
+        for missing in ("nobody", "<b>x</b>", "a\x00b", "x" * 129, "a/b", "\u00e9"):
+            answer = client.get("/customers", params={"q": missing})
+            assert answer.status_code == 200, (missing, answer.text)
+            assert "No customer has the id" in answer.text
+            assert "<b>x</b>" not in answer.text
+            assert answer.headers["content-security-policy"].startswith("default-src 'none'")
