@@ -476,6 +476,18 @@ def page_router(sessions: SessionSigner | None = None) -> APIRouter:
                 401 if key is None else 403,
             )
         acting = form.get("act_as", "").strip() or None
+        if acting is not None and not _USER_ID.fullmatch(acting):
+            # The API's bounds for a user id (`as`); a longer one would also
+            # make a cookie the browser drops, signing the user out unseen.
+            return html(
+                render_signin(
+                    next_url=next_url,
+                    csrf=sessions.csrf(w.session),
+                    error="Acting for user: use 1 to 128 characters, no control characters.",
+                ),
+                w,
+                422,
+            )
         # A fresh nonce: a token seen before signing in is worth nothing after.
         session = sessions.new(
             key.name, acting if key.allows("act-as") else None, key.fingerprint
@@ -521,6 +533,7 @@ def _local_target(target: str | None) -> str:
     return target
 
 
+_USER_ID = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _ORIGIN = re.compile(r"https?://[^/?#@\s]+")
 

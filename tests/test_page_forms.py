@@ -221,3 +221,17 @@ def test_the_customer_search_opens_a_card_or_says_no_customer_has_the_id(
             assert "No customer has the id" in answer.text
             assert "<b>x</b>" not in answer.text
             assert answer.headers["content-security-policy"].startswith("default-src 'none'")
+
+
+@pytest.mark.parametrize("acting", ["u" * 129, "u\x01", "\u00e9" * 3000])
+def test_an_acting_user_past_the_api_bounds_is_refused_at_sign_in(
+    client: httpx.Client, keys: Keys, acting: str
+) -> None:
+    form = client.get("/signin")
+    token = form.text.split('name="csrf" value="')[1].split('"')[0]
+    answer = client.post(
+        "/signin", data={"csrf": token, "key": keys.tokens["backend"], "act_as": acting}
+    )
+    assert answer.status_code == 422
+    assert "Acting for user: use 1 to 128 characters" in answer.text
+    assert client.get("/customers/c1").status_code == 303  # not signed in
