@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from api.access import new_key
+from api.access import LiveAccess, load_access, new_key
 from api.page_session import SESSION_COOKIE
 from tests.factories import append_to_url, event
 from tests.http_support import Keys, make_keys, page_sign_in, serve_in_thread, serve_process
@@ -49,6 +49,13 @@ def replace_file(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def age(path: Path, seconds: float = 60) -> int:
+    """Make the file look `seconds` old; its mtime in ns."""
+    then = time.time_ns() - int(seconds * 1e9)
+    os.utime(path, ns=(then, then))
+    return then
+
+
 def eventually(check: Callable[[], bool], within: float = WITHIN) -> float:
     """Seconds until `check()` held; fails past `within`."""
     started = time.monotonic()
@@ -56,6 +63,25 @@ def eventually(check: Callable[[], bool], within: float = WITHIN) -> float:
         assert time.monotonic() - started < within, "did not happen in time"
         time.sleep(0.1)
     return time.monotonic() - started
+
+
+def test_the_file_is_looked_at_once_per_interval_and_only_loaded_when_changed(
+    tmp_path: Path,
+) -> None:
+    keys = make_keys(tmp_path)
+    age(keys.path)
+    now = [0.0]
+    live = LiveAccess(load_access(keys.path), interval=1.0, clock=lambda: now[0])
+    before = live.current()
+    assert live.verify(keys.tokens["reader"]) is not None
+    now[0] = 5.0
+    assert live.current() is before  # looked, unchanged: not loaded again
+    replace_file(keys.path, without(keys.path, "reader"))
+    now[0] = 5.5  # within the interval of the last look
+    assert live.verify(keys.tokens["reader"]) is not None
+    now[0] = 6.0
+    assert live.verify(keys.tokens["reader"]) is None
+    assert [k.name for k in live.keys] == [k.name for k in before.keys if k.name != "reader"]
 
 
 def test_a_removed_key_is_refused_and_its_page_session_signed_out(
@@ -114,13 +140,6 @@ def test_changed_scopes_and_a_new_token_under_the_same_name_take_effect(
         # A session signed in with the old token is over.
         card = page.get("/customers/c1")
         assert card.status_code == 303 and card.headers["location"].startswith("/signin")
-
-
-def age(path: Path, seconds: float = 60) -> int:
-    """Make the file look `seconds` old; its mtime in ns."""
-    then = time.time_ns() - int(seconds * 1e9)
-    os.utime(path, ns=(then, then))
-    return then
 
 
 def test_a_broken_file_keeps_the_last_good_keys_and_sighup_reloads(
