@@ -34,7 +34,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.access import AccessFile, AccessKey
+from api.access import AccessFile, AccessKey, LiveAccess
 from api.pool import ConnectionPool
 from api.problems import (
     MAX_REPORTED_ERRORS,
@@ -205,7 +205,7 @@ def _acting_user(caller: Caller, requested: str | None) -> str:
 @dataclass
 class AppState:
     services: Services
-    access: AccessFile | None
+    access: LiveAccess | None
     pool: ConnectionPool
     max_body: int
     protect_metrics: bool
@@ -333,7 +333,7 @@ class Health(BaseModel):
 def create_app(
     services: Services,
     *,
-    access: AccessFile | None = None,
+    access: AccessFile | LiveAccess | None = None,
     cors_origins: Sequence[str] = (),
     max_body: int = DEFAULT_MAX_BODY,
     pool_size: int = 8,
@@ -342,7 +342,10 @@ def create_app(
     max_items: int = DEFAULT_MAX_ITEMS,
 ) -> FastAPI:
     """The API over `services`' store. Without `access` every caller is let in
-    (the caller of this function makes sure that happens on loopback only)."""
+    (the caller of this function makes sure that happens on loopback only).
+    An access file is watched: see `LiveAccess`."""
+    if isinstance(access, AccessFile):
+        access = LiveAccess(access)
     state = AppState(
         services=services,
         access=access,
