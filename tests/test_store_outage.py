@@ -18,12 +18,14 @@ import sys
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from ledger.config import parse_database_url
 from ledger.service import Category, classify
@@ -70,6 +72,74 @@ def _created(customer: str) -> dict[str, Any]:
 
 def _note(customer: str) -> dict[str, Any]:
     return event("note.added", customer, {"note_id": uuid.uuid4().hex, "text": "x"})
+
+
+def _store_up(client: httpx.Client) -> float:
+    answer = client.get("/metrics")
+    assert answer.status_code == 200, answer.text
+    for family in text_string_to_metric_families(answer.text):
+        if family.name == "ledger_store_up":
+            return float(family.samples[0].value)
+    raise AssertionError("no ledger_store_up in the scrape")
+
+
+def _warm_up(client: httpx.Client, customers: list[str]) -> None:
+    """Every kind of kept connection open: concurrent batches fill the library's
+    pool (6 connections), a one-event append starts the group writer, reads and
+    a task action use the API's pool, a scrape the metrics collector's."""
+    answer = client.post("/v1/events", json=[_created(c) for c in customers])
+    assert answer.status_code == 200, answer.text
+
+    def batch(i: int) -> int:
+        return client.post(
+            "/v1/events", json=[_note(customers[i % 4]) for _ in range(50)]
+        ).status_code
+
+    with ThreadPoolExecutor(12) as pool:
+        assert set(pool.map(batch, range(24))) == {200}
+    assert client.post("/v1/events", json=_note(customers[0])).status_code == 200
+    assert client.get(f"/v1/customers/{customers[0]}/tabs/timeline").status_code == 200
+    assert _store_up(client) == 1
+
+
+def _statuses(answers: list[httpx.Response]) -> list[int]:
+    return [a.status_code for a in answers]
+
+
+def test_every_request_after_the_servers_sessions_end_succeeds(pg_url: str, app_name: str) -> None:
+    customers = [f"c{i}" for i in range(4)]
+    with serve_in_thread(pg_url) as client:
+        _warm_up(client, customers)
+        task = event("task.created", "c0", {"task_id": "t1", "title": "Call", "assignee_id": "u-1"})
+        assert client.post("/v1/events", json=task).status_code == 200
+
+        # The first scrape after the database is back reads it afresh.
+        assert _end_sessions(app_name) >= 6
+        assert _store_up(client) == 1
+
+        _end_sessions(app_name)
+        batches = [client.post("/v1/events", json=[_note("c1"), _note("c2")]) for _ in range(8)]
+        assert _statuses(batches) == [200] * 8, [a.text for a in batches if a.status_code != 200]
+        assert all(a.json()["appended"] == 2 for a in batches)
+
+        _end_sessions(app_name)
+        ones = [client.post("/v1/events", json=_note("c3")) for _ in range(8)]
+        assert _statuses(ones) == [200] * 8, [a.text for a in ones if a.status_code != 200]
+        assert all(a.json()["appended"] == 1 for a in ones)
+
+        _end_sessions(app_name)
+        read = client.get("/v1/customers/c1/tabs/timeline", params={"limit": 1000})
+        assert read.status_code == 200, read.text
+        _end_sessions(app_name)
+        done = client.post("/v1/customers/c0/tasks/t1/complete", params={"as": "u-1"})
+        assert done.status_code == 200, done.text
+        assert done.json()["status"] == "completed"
+
+        # Everything acknowledged is stored, once.
+        timeline = client.get("/v1/customers/c3/tabs/timeline", params={"limit": 1000}).json()
+        stored = [item["event_id"] for item in timeline["items"]]
+        sent = [json.loads(a.request.content)["event_id"] for a in ones]
+        assert [stored.count(e) for e in sent] == [1] * len(sent)
 
 
 def _busy(answer: httpx.Response) -> None:
