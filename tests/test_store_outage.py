@@ -183,10 +183,6 @@ def _wait_for_lock_waiter(app_name: str) -> None:
     _wait_for(app_name, "wait_event_type = 'Lock'")
 
 
-def _wait_for_state(app_name: str, state: str) -> None:
-    _wait_for(app_name, "state = %s", state)
-
-
 def _wait_for(app_name: str, condition: str, *params: str) -> None:
     """Until one of the sessions named `app_name` meets `condition`."""
     deadline = time.monotonic() + 30
@@ -271,13 +267,16 @@ def test_an_import_whose_session_the_server_ends_exits_3(pg_url: str, tmp_path: 
         env={**os.environ, "PGAPPNAME": name},
     )
     try:
-        _wait_for_state(name, "idle in transaction")
+        # The import's write transaction, waiting for its next event (not one of
+        # the short transactions of its start).
+        _wait_for(name, "state = 'idle in transaction' AND query LIKE %s", "%LOCK TABLE%")
         assert _end_sessions(name) >= 1
     finally:
         flag.touch()
         _, err = importer.communicate(timeout=60)
         feeder.wait(10)
     assert importer.returncode == 3, err
-    assert err.startswith("error: database unavailable: ") and len(err.splitlines()) == 1
+    assert err.startswith("error: database unavailable: ") and len(err.splitlines()) == 1, err
     shown = run_ledger("audit", "history", "--customer", "c1", "--format", "json", db=pg_url)
+    assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["count"] == 0
