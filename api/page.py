@@ -50,7 +50,7 @@ from api.page_view import (
     task_of,
     zone,
 )
-from api.problems import STATUS
+from api.problems import RETRY_AFTER_SECONDS, STATUS
 from ledger.db import Connection
 from ledger.rights import RightsPolicy
 from ledger.service import (
@@ -156,7 +156,10 @@ def page_router(sessions: SessionSigner | None = None) -> APIRouter:
         )
 
     def html(body: str, w: Who | None, status: int = 200) -> HTMLResponse:
-        response = HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
+        headers = SECURITY_HEADERS
+        if status == 503:
+            headers = {**headers, "Retry-After": str(RETRY_AFTER_SECONDS)}
+        response = HTMLResponse(body, status_code=status, headers=headers)
         if w is not None:
             _set_session(response, w.session, w.https)
         return response

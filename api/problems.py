@@ -41,6 +41,12 @@ TITLES: dict[int, str] = {
 MAX_REPORTED_ERRORS = 100
 
 
+# Every 503 says when to try again (`Retry-After`, in seconds): the database was
+# away or every connection busy, and either usually passes within moments; a
+# client that waits this long before its retry does not add to a busy pool.
+RETRY_AFTER_SECONDS = 1
+
+
 class RejectedEvent(BaseModel):
     """One reason one event was rejected; `index` is its 0-based place in the body."""
 
@@ -92,9 +98,23 @@ def problem(
         errors_omitted=omitted,
     )
     content: dict[str, Any] = body.model_dump(exclude_none=True)
+    if status == 503:
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS), **(headers or {})}
     return JSONResponse(content, status_code=status, media_type=PROBLEM_TYPE, headers=headers)
 
 
 # For the OpenAPI document: every error answer is a Problem.
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {s: {"model": Problem, "description": TITLES[s]} for s in statuses}
+    return {s: _problem_response(s) for s in statuses}
+
+
+def _problem_response(status: int) -> dict[str, Any]:
+    response: dict[str, Any] = {"model": Problem, "description": TITLES[status]}
+    if status == 503:
+        response["headers"] = {
+            "Retry-After": {
+                "description": "Seconds to wait before retrying.",
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        }
+    return response

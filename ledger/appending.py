@@ -183,6 +183,12 @@ class Appender:
     def close(self) -> None:
         self._db.close()
 
+    @property
+    def broken(self) -> bool:
+        """The server ended its connection (a restart): a kept Appender must be
+        replaced before its next append, which would fail."""
+        return self._db.broken
+
     def __enter__(self) -> Appender:
         return self
 

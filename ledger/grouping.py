@@ -118,6 +118,10 @@ class AppendGroups:
     def _store(self, group: list[_Waiting]) -> None:
         try:
             items = [InputItem(index, w.raw) for index, w in enumerate(group)]
+            if self._appender is not None and self._appender.broken:
+                # Its connection did not survive a database restart: a group
+                # stored through it would fail although the database is back.
+                self._drop_connection()
             if self._appender is None:
                 self._appender = self._open(self._app, self._policy())
             report = self._append(self._appender, items, skip_invalid=True)
@@ -183,6 +187,9 @@ class AppendGroups:
         return known, iter(positions_between(self._connection(), first, last))
 
     def _connection(self) -> Connection:
+        if self._conn is not None and self._conn.broken:
+            self._conn.close()
+            self._conn = None
         if self._conn is None:
             self._conn = Connection(self._app.url)
         return self._conn

@@ -35,7 +35,7 @@ from ledger.config import (
     auto_migrate,
     database_url,
 )
-from ledger.db import Connection, DatabaseUnavailable, is_unavailable
+from ledger.db import Connection, DatabaseUnavailable, is_pool_exhausted, is_unavailable
 from ledger.input import InputError, InputItem
 from ledger.keystore import KeystoreError
 from ledger.lookups import states_by_event_id
@@ -152,6 +152,12 @@ def classify(exc: BaseException) -> ServiceError | None:
         )
     if isinstance(exc, DatabaseUnavailable):
         return ServiceError(Category.UNAVAILABLE, str(exc))
+    if is_pool_exhausted(exc):
+        return ServiceError(
+            Category.UNAVAILABLE,
+            "no database connection came free in time (every one is busy, or the "
+            "database does not answer); retry later",
+        )
     if is_unavailable(exc):
         return ServiceError(Category.UNAVAILABLE, f"database unavailable: {first_line(exc)}")
     return None
