@@ -75,7 +75,9 @@ def problem(
         request_id=request_id,
         errors=rejected_events(errors) if errors is not None else None,
     )
-    content: dict[str, Any] = body.model_dump(exclude_none=True)
+    # Absent members stay absent, but a rejected event's `event_id` and `type` are
+    # required (null when the event had none), as the document says.
+    content: dict[str, Any] = {k: v for k, v in body.model_dump().items() if v is not None}
     return JSONResponse(content, status_code=status, media_type=PROBLEM_TYPE, headers=headers)
 
 
