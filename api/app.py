@@ -35,6 +35,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.access import AccessFile, AccessKey, LiveAccess
+from api.openapi import refine
 from api.pool import ConnectionPool
 from api.problems import (
     MAX_REPORTED_ERRORS,
@@ -426,6 +427,7 @@ def _problem_openapi(app: FastAPI) -> None:
         schemas = document.get("components", {}).get("schemas", {})
         for unused in ("HTTPValidationError", "ValidationError"):
             schemas.pop(unused, None)
+        refine(document)
         app.openapi_schema = document
         return document
 
@@ -774,7 +776,11 @@ def _routes(app: FastAPI) -> None:
     @app.get(
         "/metrics",
         response_class=Response,
-        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text"}},
+        responses={
+            200: {"content": {"text/plain": {}}, "description": "Prometheus text"},
+            # Only with --protect-metrics.
+            **problem_responses(401, 403),
+        },
         tags=["operations"],
     )
     def metrics(request: Request) -> Response:

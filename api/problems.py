@@ -97,7 +97,9 @@ def problem(
         errors=shown,
         errors_omitted=omitted,
     )
-    content: dict[str, Any] = body.model_dump(exclude_none=True)
+    # Absent members stay absent, but a rejected event's `event_id` and `type` are
+    # required (null when the event had none), as the document says.
+    content: dict[str, Any] = {k: v for k, v in body.model_dump().items() if v is not None}
     if status == 503:
         headers = {"Retry-After": str(RETRY_AFTER_SECONDS), **(headers or {})}
     return JSONResponse(content, status_code=status, media_type=PROBLEM_TYPE, headers=headers)

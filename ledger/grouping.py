@@ -128,6 +128,10 @@ class AppendGroups:
             outcomes = self._split(group, report)
         except BaseException as exc:  # every caller gets the failure; the thread lives on
             self._drop_connection()
+            if isinstance(exc, StopIteration):
+                # An asyncio future refuses StopIteration, and its awaiting
+                # request would then wait forever: hand over a failure it takes.
+                exc = RuntimeError(f"append group failed: {exc!r}")
             for w in group:
                 w.outcome.set_exception(exc)
             return
@@ -152,8 +156,10 @@ class AppendGroups:
             before = known.get(event_id) if event_id is not None else None
             if event_id in seen or (before is not None and first is not None and before < first):
                 outcomes.append(AppendReport(duplicates=1))
-            elif first is None:
-                outcomes.append(AppendReport(duplicates=1))  # nothing new was stored
+            elif first is None or report.appended == 0:
+                # Nothing new was stored (a repeated erasure without an event id
+                # is a no-op counted as a duplicate, positions or not).
+                outcomes.append(AppendReport(duplicates=1))
             else:
                 position = next(new_positions)
                 outcomes.append(
