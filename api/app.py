@@ -298,10 +298,14 @@ class TaskActionBody(BaseModel):
     changes: list[Change] = Field(default_factory=list)
 
 
+# Stored as event data, which PostgreSQL text cannot hold a NUL in.
+_NO_NUL = r"^[^\x00]*$"
+
+
 class EraseBody(BaseModel):
-    reason: str = Field(min_length=1, max_length=1000)
+    reason: str = Field(min_length=1, max_length=1000, pattern=_NO_NUL)
     # Who asked (the data subject's request, a DPO); default: the key's user or name.
-    requested_by: str | None = Field(default=None, min_length=1, max_length=256)
+    requested_by: str | None = Field(default=None, min_length=1, max_length=256, pattern=_NO_NUL)
 
 
 class Erased(BaseModel):

@@ -167,6 +167,10 @@ def _legitimate(case: Case, status: int, problem: dict[str, Any]) -> bool:
     if status == 409:
         # The task's status forbids the action (complete a completed task).
         return "/tasks/{task_id}/" in path
+    if status == 422 and "/tasks/{task_id}/" in path:
+        # The Idempotency-Key already stored another action (generated requests
+        # share keys): refused, as the operation's description says.
+        return [e.get("field") for e in problem.get("errors", [])] == ["idempotency_key"]
     if status == 400 and detail.startswith("bad cursor"):
         # A cursor is opaque: only a `next_cursor` the server gave is one.
         return "/tabs/" in path
