@@ -11,6 +11,10 @@ The access file is TOML, one table per key, holding the SHA-256 of the token
 `ledger access new-key` prints a fresh token once and adds its entry. A
 presented token is hashed and compared with every entry's hash in constant
 time, so neither timing nor an early exit tells which prefix matched.
+
+A running server holds a `LiveAccess`: the file as it is on disk now, read
+again when it changes (and on SIGHUP, `api.serve`), so removing a key ends
+its calls and page sessions within about a second, without a restart.
 """
 
 from __future__ import annotations
@@ -18,16 +22,25 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import os
 import re
 import secrets
+import threading
+import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from api.scopes import SCOPES
 from ledger.config import ConfigError
 from ledger.environment import ACCESS_FILE_ENV
+
+log = logging.getLogger("ledger.access")
+
+RELOAD_INTERVAL = 1.0  # seconds between looks at the file's metadata
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -42,6 +55,12 @@ class AccessKey:
 
     def allows(self, scope: str) -> bool:
         return scope in self.scopes
+
+    @property
+    def fingerprint(self) -> str:
+        """Tells this key from a later one of the same name (a rotated token),
+        e.g. in a page session, without carrying its hash around."""
+        return hashlib.sha256(b"ledger/access-key:" + self.sha256.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -58,6 +77,96 @@ class AccessFile:
             if hmac.compare_digest(digest, key.sha256):
                 found = key
         return found
+
+
+class LiveAccess:
+    """The access file as it is on disk now. Requests ask for `keys` or
+    `verify`; at most once per `interval` one of them looks at the file's
+    metadata (one stat, no read) and loads it again when it changed. A file
+    that no longer loads (broken, half-written, gone) never opens the server:
+    the last good keys stay in force and one line says why, once per change."""
+
+    def __init__(
+        self,
+        loaded: AccessFile,
+        *,
+        interval: float = RELOAD_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.path = loaded.path
+        self._file = loaded
+        self._interval = interval
+        self._clock = clock
+        self._next_look = clock() + interval
+        self._seen = self._signature()
+        self._failed: tuple[int, ...] | None = None
+        # Never waited on by a request: whoever holds it is already looking.
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, path: str | Path, **options: Any) -> LiveAccess:
+        return cls(load_access(path), **options)
+
+    @property
+    def keys(self) -> tuple[AccessKey, ...]:
+        return self.current().keys
+
+    def verify(self, token: str) -> AccessKey | None:
+        return self.current().verify(token)
+
+    def current(self) -> AccessFile:
+        now = self._clock()
+        if now >= self._next_look and self._lock.acquire(blocking=False):
+            try:
+                self._next_look = now + self._interval
+                self._refresh(force=False)
+            finally:
+                self._lock.release()
+        return self._file
+
+    def reload(self) -> None:
+        """Load the file now, changed or not (SIGHUP)."""
+        with self._lock:
+            self._refresh(force=True)
+
+    def _signature(self) -> tuple[int, ...] | None:
+        """What tells a changed file from the same one, or None to load it again
+        at the next look: a file modified within the last two seconds may be
+        written again within the same timestamp tick, at the same size."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        if time.time() - st.st_mtime < 2:
+            return None
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def _refresh(self, *, force: bool) -> None:
+        try:
+            st = os.stat(self.path)
+        except OSError as exc:
+            self._keep_last_good(f"access file {self.path}: cannot read: {exc.strerror}", ())
+            return
+        signature = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        if not force and self._seen is not None and signature == self._seen:
+            return
+        self._seen = self._signature()
+        try:
+            loaded = load_access(self.path)
+        except ConfigError as exc:
+            self._keep_last_good(str(exc), signature)
+            return
+        self._failed = None
+        if force or loaded.keys != self._file.keys:
+            log.info("access file %s loaded: %d keys", self.path, len(loaded.keys))
+        self._file = loaded
+
+    def _keep_last_good(self, reason: str, signature: tuple[int, ...]) -> None:
+        if signature != self._failed:
+            # Only ConfigError's text: it names the file, the key and the field
+            # at fault, never a hash.
+            log.warning("%s; the last good access file stays in force", reason)
+        self._failed = signature
 
 
 def token_hash(token: str) -> str:

@@ -1,7 +1,7 @@
 """The HTTP API: `create_app()` builds the ASGI application `ledger serve` runs.
 
 Every endpoint translates HTTP to a call on the service layer
-(`ledger/service.py`) and its answer back to JSON; no rule lives here. Errors
+(`services/`) and its answer back to JSON; no rule lives here. Errors
 become problem+json through one table (`api/problems.py`).
 
 Endpoints that touch the database are plain `def`s: FastAPI runs them in its
@@ -18,11 +18,13 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from functools import partial
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import anyio
 from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -32,16 +34,24 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.access import AccessFile, AccessKey
+from api.access import AccessFile, AccessKey, LiveAccess
+from api.openapi import refine
 from api.pool import ConnectionPool
-from api.problems import PROBLEM_TYPE, STATUS, RejectedEvent, problem, problem_responses
+from api.problems import (
+    MAX_REPORTED_ERRORS,
+    PROBLEM_TYPE,
+    STATUS,
+    RejectedEvent,
+    problem,
+    problem_responses,
+)
 from api.segments import RawSegments
 from ledger.audit.common import AuditError, events_table_exists
 from ledger.audit.history import HistoryFilter, iter_history, parse_time, selector_from_options
 from ledger.audit.render import write_history
 from ledger.audit.verify import current_anchor
 from ledger.grouping import AppendGroups
-from ledger.input import InputItem, read_items
+from ledger.input import InputError, InputItem, read_items
 from ledger.kinds import KINDS
 from ledger.printable import printable
 from projections.models import TabAnswer, TaskItem
@@ -56,9 +66,21 @@ from services.operations import projections_status
 from services.tabs import tab_answer, tab_request
 from services.tasks import FieldChange, TaskActionRequest, task_action
 
+if TYPE_CHECKING:
+    from ledger.appending import AppendReport
+
 log = logging.getLogger("ledger.api")
 
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
+# Events in one POST /v1/events: the work and the answer of one request stay
+# bounded (a body of tiny invalid events would otherwise cost seconds per MB).
+DEFAULT_MAX_ITEMS = 10_000
+# A body this small is decoded and counted on the event loop (microseconds);
+# a bigger one in a worker thread, so the loop keeps answering meanwhile.
+_INLINE_BODY = 16 * 1024
+# Threads for appending bodies of several events, a lane of their own: however
+# many are in flight, the shared thread pool (probes, reads) keeps its threads.
+_BULK_APPEND_THREADS = 40
 JSON_TYPES = ("application/json",)
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson")
 
@@ -173,14 +195,16 @@ def _acting_user(caller: Caller, requested: str | None) -> str:
 @dataclass
 class AppState:
     services: Services
-    access: AccessFile | None
+    access: LiveAccess | None
     pool: ConnectionPool
     max_body: int
     protect_metrics: bool
     group_appends: bool = True
+    max_items: int = DEFAULT_MAX_ITEMS
     _ready: bool = False
     _ready_lock: threading.Lock = field(default_factory=threading.Lock)
     _groups: AppendGroups | None = None
+    _bulk: anyio.CapacityLimiter | None = None
 
     @property
     def ready(self) -> bool:
@@ -200,6 +224,12 @@ class AppState:
                     self.services.app(), self.services.policy, append_with
                 )
             return self._groups
+
+    def bulk_lane(self) -> anyio.CapacityLimiter:
+        """The threads bulk appends run on; made on the event loop, on first use."""
+        if self._bulk is None:
+            self._bulk = anyio.CapacityLimiter(_BULK_APPEND_THREADS)
+        return self._bulk
 
     def close(self) -> None:
         with self._ready_lock:
@@ -238,6 +268,12 @@ class AppendResult(BaseModel):
     appended: int
     duplicates: int
     rejected: list[RejectedEvent]
+    rejected_omitted: int = Field(
+        default=0,
+        ge=0,
+        description=f"Reasons left out of `rejected` (at most {MAX_REPORTED_ERRORS} "
+        "are listed, those of the first events rejected).",
+    )
     first_position: int | None
     last_position: int | None
 
@@ -251,10 +287,14 @@ class TaskActionBody(BaseModel):
     changes: list[Change] = Field(default_factory=list)
 
 
+# Stored as event data, which PostgreSQL text cannot hold a NUL in.
+_NO_NUL = r"^[^\x00]*$"
+
+
 class EraseBody(BaseModel):
-    reason: str = Field(min_length=1, max_length=1000)
+    reason: str = Field(min_length=1, max_length=1000, pattern=_NO_NUL)
     # Who asked (the data subject's request, a DPO); default: the key's user or name.
-    requested_by: str | None = Field(default=None, min_length=1, max_length=256)
+    requested_by: str | None = Field(default=None, min_length=1, max_length=256, pattern=_NO_NUL)
 
 
 class Erased(BaseModel):
@@ -287,15 +327,19 @@ class Health(BaseModel):
 def create_app(
     services: Services,
     *,
-    access: AccessFile | None = None,
+    access: AccessFile | LiveAccess | None = None,
     cors_origins: Sequence[str] = (),
     max_body: int = DEFAULT_MAX_BODY,
     pool_size: int = 8,
     protect_metrics: bool = False,
     group_appends: bool = True,
+    max_items: int = DEFAULT_MAX_ITEMS,
 ) -> FastAPI:
     """The API over `services`' store. Without `access` every caller is let in
-    (the caller of this function makes sure that happens on loopback only)."""
+    (the caller of this function makes sure that happens on loopback only).
+    An access file is watched: see `LiveAccess`."""
+    if isinstance(access, AccessFile):
+        access = LiveAccess(access)
     state = AppState(
         services=services,
         access=access,
@@ -303,6 +347,7 @@ def create_app(
         max_body=max_body,
         protect_metrics=protect_metrics,
         group_appends=group_appends,
+        max_items=max_items,
     )
 
     @asynccontextmanager
@@ -375,6 +420,7 @@ def _problem_openapi(app: FastAPI) -> None:
         schemas = document.get("components", {}).get("schemas", {})
         for unused in ("HTTPValidationError", "ValidationError"):
             schemas.pop(unused, None)
+        refine(document)
         app.openapi_schema = document
         return document
 
@@ -458,13 +504,12 @@ def _routes(app: FastAPI) -> None:
                 415, "send application/json (an event or an array) or application/x-ndjson"
             )
         body = await _read_body(request, state.max_body)
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ServiceError(
-                Category.REJECTED, f"body is not UTF-8 text: {exc.reason}; nothing stored"
-            ) from None
-        items = _items(text, ndjson=media in NDJSON_TYPES)
+        ndjson = media in NDJSON_TYPES
+        if len(body) <= _INLINE_BODY:
+            items = _items(body, ndjson=ndjson, limit=state.max_items)
+        else:
+            split = partial(_items, body, ndjson=ndjson, limit=state.max_items)
+            items = await anyio.to_thread.run_sync(split, limiter=state.bulk_lane())
         if not state.ready:
             await run_in_threadpool(state.ensure_ready)
         if isinstance(items, list) and state.group_appends:
@@ -479,27 +524,10 @@ def _routes(app: FastAPI) -> None:
             # writer thread will set (the event is stored all the same, as a
             # retry with its event id would find).
             report = await asyncio.shield(asyncio.wrap_future(outcome))
-        else:
-            app_ = state.services.app()
-            policy = state.services.policy()
-            report = await run_in_threadpool(
-                append_items, app_, policy, items, skip_invalid=skip_invalid
-            )
-        errors = rejected_fields(report)
-        if not report.stored:
-            raise ServiceError(
-                Category.REJECTED,
-                f"{len(report.rejected)} of the events rejected; nothing stored",
-                errors,
-            )
-        result = AppendResult(
-            appended=report.appended,
-            duplicates=report.duplicates,
-            rejected=[RejectedEvent(**vars(e)) for e in errors],
-            first_position=report.first_position,
-            last_position=report.last_position,
-        )
-        return Response(result.model_dump_json(), media_type="application/json")
+            return _append_answer(report)
+        append = partial(_append_body, state.services, items, skip_invalid=skip_invalid)
+        answer: Response = await anyio.to_thread.run_sync(append, limiter=state.bulk_lane())
+        return answer
 
     # -- tabs ---------------------------------------------------------------------------
 
@@ -576,7 +604,8 @@ def _routes(app: FastAPI) -> None:
         """Complete, reopen, delete or edit a task as the acting user. The
         server builds the event from the task's current state; the domain
         checks it as any appended event. The same `Idempotency-Key` stores the
-        action once."""
+        action once and answers every request with it as the first (422 when
+        the key was used for another action, task or changes)."""
         state = _state(request)
         user = _acting_user(caller, viewer)
         changes = tuple(FieldChange(c.field, c.new) for c in (body.changes if body else []))
@@ -740,7 +769,11 @@ def _routes(app: FastAPI) -> None:
     @app.get(
         "/metrics",
         response_class=Response,
-        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text"}},
+        responses={
+            200: {"content": {"text/plain": {}}, "description": "Prometheus text"},
+            # Only with --protect-metrics.
+            **problem_responses(401, 403),
+        },
         tags=["operations"],
     )
     def metrics(request: Request) -> Response:
@@ -773,9 +806,16 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _items(text: str, *, ndjson: bool) -> Iterator[InputItem] | list[InputItem]:
+def _items(body: bytes, *, ndjson: bool, limit: int) -> Iterator[InputItem] | list[InputItem]:
     """The body's events, each numbered by its 0-based index in the body; a body
-    of one event object is a list of that one item."""
+    of one event object is a list of that one item. More than `limit` events is
+    refused before any is parsed; the others are parsed as they are appended."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ServiceError(
+            Category.REJECTED, f"body is not UTF-8 text: {exc.reason}; nothing stored"
+        ) from None
     stripped = text.lstrip()
     if not ndjson:
         if not stripped:
@@ -787,7 +827,51 @@ def _items(text: str, *, ndjson: bool) -> Iterator[InputItem] | list[InputItem]:
                 Category.REJECTED,
                 "the body must be an event object or a JSON array of events; nothing stored",
             )
+    _refuse_over(text, limit)
     return (InputItem(index, item.raw) for index, item in enumerate(read_items(io.StringIO(text))))
+
+
+def _refuse_over(text: str, limit: int) -> None:
+    """413 for a body of more than `limit` events, found by the input scanner
+    alone (it finds where each event ends, decoding nothing), before anything
+    is parsed or stored: a skip-invalid append commits batch by batch."""
+    try:
+        for count, _ in enumerate(read_items(io.StringIO(text)), 1):
+            if count > limit:
+                raise _Refused(
+                    413,
+                    f"the body holds more than {limit:,} events, the limit per request; "
+                    "send them in several requests (nothing stored)",
+                )
+    except InputError:
+        pass  # malformed within the limit: the append rejects it, naming the line
+
+
+def _append_body(services: Services, items: Iterable[InputItem], *, skip_invalid: bool) -> Response:
+    """Append a body of several events and build the answer, on a worker thread:
+    both take time in proportion to the body."""
+    report = append_items(services.app(), services.policy(), items, skip_invalid=skip_invalid)
+    return _append_answer(report)
+
+
+def _append_answer(report: AppendReport) -> Response:
+    errors = rejected_fields(report)
+    if not report.stored:
+        raise ServiceError(
+            Category.REJECTED,
+            f"{len(report.rejected)} of the events rejected; nothing stored",
+            errors,
+        )
+    shown = errors[:MAX_REPORTED_ERRORS]
+    result = AppendResult(
+        appended=report.appended,
+        duplicates=report.duplicates,
+        rejected=[RejectedEvent(**vars(e)) for e in shown],
+        rejected_omitted=len(errors) - len(shown),
+        first_position=report.first_position,
+        last_position=report.last_position,
+    )
+    return Response(result.model_dump_json(), media_type="application/json")
 
 
 # -- streaming ----------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The customer card page: `GET /customers/{customer_id}` and its forms.
 
 This router only translates: query parameters and form fields into the
-service layer's requests (`ledger.service`), its answers into `page_view`'s
+service layer's requests (`services/`), its answers into `page_view`'s
 templates, its errors into a notice on the page. Tabs are read with
 `tab_answer` and task buttons call `task_action`, the very functions behind
 `GET /v1/customers/{id}/tabs/{tab}` and `POST /v1/.../tasks/{task_id}/{action}`.
@@ -14,11 +14,12 @@ Sign-in: with an access file, a browser signs in once with an access key
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
@@ -42,18 +43,20 @@ from api.page_view import (
     kinds_from,
     plain_text,
     render_card,
+    render_customers,
     render_not_found,
     render_problem,
     render_signin,
     task_of,
     zone,
 )
-from api.problems import STATUS
+from api.problems import RETRY_AFTER_SECONDS, STATUS
 from ledger.db import Connection
 from ledger.rights import RightsPolicy
 from projections.paging import Page
 from projections.tabs import TabRequest, check_cursor
 from projections.timeline import TimelineQuery
+from services.customers import find_customers
 from services.errors import Category, ServiceError
 from services.tabs import card_header, tab_answer
 from services.tasks import FieldChange, TaskActionRequest, task_action
@@ -126,8 +129,16 @@ def page_router(sessions: SessionSigner | None = None) -> APIRouter:
         session = sessions.load(request.cookies.get(SESSION_COOKIE)) or sessions.new()
         key = None
         if access is not None and session.key_name is not None:
-            # Looked up again on every request: a key removed from the file is out.
-            key = next((k for k in access.keys if k.name == session.key_name), None)
+            # Looked up again on every request: a key removed from the file (or
+            # given a new token under the same name) is out; new scopes apply.
+            key = next(
+                (
+                    k
+                    for k in access.keys
+                    if k.name == session.key_name and k.fingerprint == session.key_fingerprint
+                ),
+                None,
+            )
         return Who(session, key, access is None, request.url.scheme == "https")
 
     def viewer_of(w: Who) -> Viewer:
@@ -139,7 +150,10 @@ def page_router(sessions: SessionSigner | None = None) -> APIRouter:
         )
 
     def html(body: str, w: Who | None, status: int = 200) -> HTMLResponse:
-        response = HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
+        headers = SECURITY_HEADERS
+        if status == 503:
+            headers = {**headers, "Retry-After": str(RETRY_AFTER_SECONDS)}
+        response = HTMLResponse(body, status_code=status, headers=headers)
         if w is not None:
             _set_session(response, w.session, w.https)
         return response
@@ -178,6 +192,43 @@ def page_router(sessions: SessionSigner | None = None) -> APIRouter:
 
     def problem(w: Who, title: str, detail: str, status: int) -> HTMLResponse:
         return html(render_problem(title=title, detail=detail, viewer=viewer_of(w)), w, status)
+
+    def foreign_post(request: Request, w: Who) -> Response | None:
+        """The 403 for a form posted from another origin, else None. SameSite=Strict
+        and the CSRF token already stop a browser's cross-site post; this holds
+        should either ever fail (an old browser, a leaked token)."""
+        if _same_origin(request):
+            return None
+        return problem(
+            w, "Form refused", "This form was posted from another site than this one.", 403
+        )
+
+    # -- the customer search ----------------------------------------------------------
+
+    @router.get("/")
+    def home() -> Response:
+        return RedirectResponse("/customers", status_code=303)
+
+    @router.get("/customers", response_class=HTMLResponse)
+    def customers_page(request: Request) -> Response:
+        w = who(request)
+        try:
+            require_reader(request, w)
+        except _Refused as refused:
+            return refused.response
+        query = request.query_params.get("q", "")
+        if not query.strip():
+            return html(render_customers(query="", not_found=False, viewer=viewer_of(w)), w)
+        state = _state(request)
+        try:
+            state.ensure_ready()
+            with state.pool.connection() as conn:
+                matches = find_customers(conn, query)
+        except ServiceError as exc:
+            return problem(w, "Cannot search now", exc.message, STATUS[exc.category])
+        if len(matches) == 1:
+            return RedirectResponse(customer_path(matches[0].customer_id), status_code=303)
+        return html(render_customers(query=query, not_found=True, viewer=viewer_of(w)), w)
 
     # -- the page ---------------------------------------------------------------------
 
@@ -280,6 +331,9 @@ def page_router(sessions: SessionSigner | None = None) -> APIRouter:
         request: Request, customer_id: str, task_id: str, action: str, form: Mapping[str, str]
     ) -> Response:
         w = who(request)
+        refused_origin = foreign_post(request, w)
+        if refused_origin is not None:
+            return refused_origin
         try:
             require_reader(request, w)
         except _Refused as refused:
@@ -389,6 +443,9 @@ def page_router(sessions: SessionSigner | None = None) -> APIRouter:
     async def signin(request: Request) -> Response:
         form = await _form(request)
         w = who(request)
+        refused_origin = foreign_post(request, w)
+        if refused_origin is not None:
+            return refused_origin
         next_url = _local_target(form.get("next"))
         access = _state(request).access
         if access is None:
@@ -416,8 +473,22 @@ def page_router(sessions: SessionSigner | None = None) -> APIRouter:
                 401 if key is None else 403,
             )
         acting = form.get("act_as", "").strip() or None
+        if acting is not None and not _USER_ID.fullmatch(acting):
+            # The API's bounds for a user id (`as`); a longer one would also
+            # make a cookie the browser drops, signing the user out unseen.
+            return html(
+                render_signin(
+                    next_url=next_url,
+                    csrf=sessions.csrf(w.session),
+                    error="Acting for user: use 1 to 128 characters, no control characters.",
+                ),
+                w,
+                422,
+            )
         # A fresh nonce: a token seen before signing in is worth nothing after.
-        session = sessions.new(key.name, acting if key.allows("act-as") else None)
+        session = sessions.new(
+            key.name, acting if key.allows("act-as") else None, key.fingerprint
+        )
         response = RedirectResponse(next_url, status_code=303)
         _set_session(response, session, w.https)
         return response
@@ -426,6 +497,9 @@ def page_router(sessions: SessionSigner | None = None) -> APIRouter:
     async def signout(request: Request) -> Response:
         form = await _form(request)
         w = who(request)
+        refused_origin = foreign_post(request, w)
+        if refused_origin is not None:
+            return refused_origin
         if not sessions.csrf_ok(w.session, form.get("csrf")):
             return problem(w, "Form refused", "Reload the page and try again.", 403)
         response = RedirectResponse("/signin", status_code=303)
@@ -449,10 +523,39 @@ def page_router(sessions: SessionSigner | None = None) -> APIRouter:
 
 
 def _local_target(target: str | None) -> str:
-    """Where to go after signing in: a path on this server, never another site."""
+    """Where to go after signing in: a path on this server, never another site;
+    the customer search unless the form names one."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/"
+        return "/customers"
     return target
+
+
+_USER_ID = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_ORIGIN = re.compile(r"https?://[^/?#@\s]+")
+
+
+def _same_origin(request: Request) -> bool:
+    """Whether a request's `Origin`, when it has one, is this server as the
+    browser addressed it (the `Host` header). The scheme is held to https only
+    when the request came over https: behind a proxy that ends TLS, this
+    server sees http while the browser's origin is https."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True  # SameSite=Strict and the CSRF token hold on their own
+    host = request.headers.get("host")
+    # "null" (a sandboxed frame, a file) or anything else is not this server.
+    if not host or not _ORIGIN.fullmatch(origin):
+        return False
+    try:
+        theirs = urlsplit(origin)
+        ours = urlsplit(f"//{host}")
+        if request.url.scheme == "https" and theirs.scheme != "https":
+            return False
+        default = _DEFAULT_PORTS[theirs.scheme]
+        return (theirs.hostname, theirs.port or default) == (ours.hostname, ours.port or default)
+    except ValueError:  # a port that is not a number, a bad IPv6 literal
+        return False
 
 
 async def _form(request: Request) -> dict[str, str]:

@@ -1,8 +1,9 @@
 """Browser sessions for the card page: a signed cookie and CSRF tokens.
 
 The cookie holds no secret and no token: only a random nonce, the access
-key's *name* (looked up again on every request, so a key removed from the
-access file stops working at once), the user an `act-as` key acts for, and
+key's *name* and fingerprint (looked up again on every request, so a key
+removed from the access file, or given a new token, stops working as soon as
+the server has read the file again), the user an `act-as` key acts for, and
 when it was issued, signed with HMAC-SHA256. It is HttpOnly and
 SameSite=Strict. Every visitor, signed in or not, gets one, because the CSRF
 token of each form is derived from its nonce: a form posted from another site
@@ -20,6 +21,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -29,6 +31,11 @@ from ledger.environment import SESSION_SECRET_ENV
 SESSION_COOKIE = "ledger_session"
 SESSION_MAX_AGE = 12 * 3600  # seconds: a working day, then sign in again
 
+# What `dump` writes: base64url body, a dot, the 43-character base64url of an
+# HMAC-SHA256. Anything else is not ours. 4096: what browsers keep of one
+# cookie, so a hostile one costs no more to check than a real one.
+_COOKIE = re.compile(r"[A-Za-z0-9_-]{1,4096}\.[A-Za-z0-9_-]{43}")
+
 
 @dataclass(frozen=True)
 class Session:
@@ -36,6 +43,15 @@ class Session:
     issued: int
     key_name: str | None = None  # None: not signed in
     acting_user: str | None = None  # what an `act-as` key acts for
+    key_fingerprint: str | None = None  # AccessKey.fingerprint at sign-in
+
+
+def _same(given: str, expected: str) -> bool:
+    """Constant-time equality of a caller's text with ours. Compared as bytes:
+    `hmac.compare_digest` raises TypeError on str with non-ASCII characters,
+    which a form field or a cookie may hold; "surrogatepass" because a decoded
+    form can carry lone surrogates that plain UTF-8 refuses to encode."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode())
 
 
 def _b64(raw: bytes) -> str:
@@ -55,13 +71,26 @@ class SessionSigner:
         self._cookie_key = hmac.digest(secret, b"ledger-page/session", hashlib.sha256)
         self._csrf_key = hmac.digest(secret, b"ledger-page/csrf", hashlib.sha256)
 
-    def new(self, key_name: str | None = None, acting_user: str | None = None) -> Session:
-        return Session(secrets.token_urlsafe(16), int(time.time()), key_name, acting_user)
+    def new(
+        self,
+        key_name: str | None = None,
+        acting_user: str | None = None,
+        key_fingerprint: str | None = None,
+    ) -> Session:
+        return Session(
+            secrets.token_urlsafe(16), int(time.time()), key_name, acting_user, key_fingerprint
+        )
 
     def dump(self, session: Session) -> str:
         body = _b64(
             json.dumps(
-                [session.nonce, session.issued, session.key_name, session.acting_user],
+                [
+                    session.nonce,
+                    session.issued,
+                    session.key_name,
+                    session.acting_user,
+                    session.key_fingerprint,
+                ],
                 separators=(",", ":"),
             ).encode()
         )
@@ -70,20 +99,20 @@ class SessionSigner:
     def load(self, cookie: str | None, now: float | None = None) -> Session | None:
         """The session a cookie holds, or None when it is missing, forged,
         malformed or expired."""
-        if not cookie or cookie.count(".") != 1:
+        if not cookie or not _COOKIE.fullmatch(cookie):
             return None
         body, signature = cookie.split(".")
-        if not hmac.compare_digest(signature, self._sign(body)):
+        if not _same(signature, self._sign(body)):
             return None
         try:
-            nonce, issued, key_name, acting_user = json.loads(_unb64(body))
+            nonce, issued, key_name, acting_user, fingerprint = json.loads(_unb64(body))
         except (ValueError, TypeError):
             return None
         if not isinstance(nonce, str) or not isinstance(issued, int):
             return None
         if (now if now is not None else time.time()) - issued > SESSION_MAX_AGE:
             return None
-        return Session(nonce, issued, key_name, acting_user)
+        return Session(nonce, issued, key_name, acting_user, fingerprint)
 
     def csrf(self, session: Session) -> str:
         return _b64(hmac.digest(self._csrf_key, session.nonce.encode(), hashlib.sha256))
@@ -91,7 +120,7 @@ class SessionSigner:
     def csrf_ok(self, session: Session | None, token: str | None) -> bool:
         if session is None or not token:
             return False
-        return hmac.compare_digest(token, self.csrf(session))
+        return _same(token, self.csrf(session))
 
     def _sign(self, body: str) -> str:
         return _b64(hmac.digest(self._cookie_key, body.encode(), hashlib.sha256))

@@ -294,6 +294,12 @@ def render_signin(*, next_url: str, csrf: str, error: str | None = None) -> str:
     )
 
 
+def render_customers(*, query: str, not_found: bool, viewer: Viewer | None) -> str:
+    return _ENV.get_template("customers.html").render(
+        query=query, not_found=not_found, viewer=viewer
+    )
+
+
 def render_not_found(*, customer_id: str | None, viewer: Viewer | None) -> str:
     return _ENV.get_template("not_found.html").render(
         customer_id=customer_id, viewer=viewer

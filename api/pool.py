@@ -2,8 +2,9 @@
 
 Opening a PostgreSQL connection costs milliseconds, more than a tab read; a
 request borrows one and gives it back. A connection that failed is closed, not
-returned, so the next request opens a fresh one (the database may have come
-back).
+returned, and one the server has ended while idle (a restart) is noticed
+before it is lent, so a request after the database came back opens a fresh one
+instead of failing.
 """
 
 from __future__ import annotations
@@ -31,9 +32,8 @@ class ConnectionPool:
         if not self._slots.acquire(timeout=self._wait):
             raise ServiceError(Category.UNAVAILABLE, "every database connection is busy")
         try:
-            try:
-                conn = self._idle.get_nowait()
-            except queue.Empty:
+            conn = self._take_idle()
+            if conn is None:
                 with service_errors():
                     conn = Connection(self.url)
             try:
@@ -50,6 +50,19 @@ class ConnectionPool:
                 self._idle.put(conn)
         finally:
             self._slots.release()
+
+    def _take_idle(self) -> Connection | None:
+        """An idle connection the server has not ended; those it has (after a
+        restart, all of them) are closed on the way, so the request that finds
+        them gets a fresh one instead of failing on one of them."""
+        while True:
+            try:
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                return None
+            if not conn.broken:
+                return conn
+            conn.close()
 
     def close(self) -> None:
         self._closed = True

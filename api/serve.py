@@ -14,15 +14,17 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 
 from fastapi import FastAPI
 
-from api.access import load_access
-from api.app import DEFAULT_MAX_BODY, create_app
+from api.access import LiveAccess
+from api.app import DEFAULT_MAX_BODY, DEFAULT_MAX_ITEMS, create_app
 from ledger.environment import (
     ACCESS_FILE_ENV,
     CORS_ENV,
     MAX_BODY_ENV,
+    MAX_ITEMS_ENV,
     POOL_SIZE_ENV,
     PROTECT_METRICS_ENV,
     SESSION_SECRET_ENV,
@@ -36,14 +38,34 @@ def cors_origins(value: str | None) -> list[str]:
 
 def from_environment() -> FastAPI:
     access_path = os.environ.get(ACCESS_FILE_ENV) or None
+    access = LiveAccess.load(access_path) if access_path else None
+    if access is not None:
+        reload_on_sighup(access)
     return create_app(
         Services(),
-        access=load_access(access_path) if access_path else None,
+        access=access,
         cors_origins=cors_origins(os.environ.get(CORS_ENV)),
         max_body=int(os.environ.get(MAX_BODY_ENV) or DEFAULT_MAX_BODY),
+        max_items=int(os.environ.get(MAX_ITEMS_ENV) or DEFAULT_MAX_ITEMS),
         pool_size=int(os.environ.get(POOL_SIZE_ENV) or 8),
         protect_metrics=os.environ.get(PROTECT_METRICS_ENV, "0") in ("1", "true", "yes"),
     )
+
+
+def reload_on_sighup(access: LiveAccess) -> None:
+    """SIGHUP loads the access file now (it is also watched for changes). Only
+    a process's main thread may set a handler; under `--workers` the signal
+    goes to uvicorn's supervisor, which restarts the workers, and each loads
+    the file as it starts."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        # Not here: the handler interrupts the main thread, which may hold the
+        # access file's lock at that moment.
+        threading.Thread(target=access.reload, name="access-reload", daemon=True).start()
+
+    signal.signal(signal.SIGHUP, handler)
 
 
 def configure_logging() -> None:

@@ -9,11 +9,11 @@ service calls made in process.
     around it). The timeline tab (first page, 50 items) of that customer and of
     a small one, requested by `--clients` concurrent keep-alive clients (processes) against
     a real `ledger serve` process; p50/p99 of each request's latency. The
-    baseline is `ledger.service.tab_answer` called in this process, one call
+    baseline is `services.tabs.tab_answer` called in this process, one call
     at a time. p99 is the median of `--repeats` runs: client and server share
     the machine's cores, so single runs jump.
 (b) Appends: `--bodies` NDJSON bodies of 1,000 new events each, POSTed one
-    after the other to `/v1/events`, against `ledger.service.append_items` on
+    after the other to `/v1/events`, against `services.appending.append_items` on
     the same bodies in process (each on its own empty store). Ratio of rates.
 (c) Many small writers: `--single-events` new events POSTed one per request by
     `--single-clients` client processes at once (grouped into shared
@@ -73,6 +73,8 @@ def server(url: str, workers: int) -> Iterator[str]:
         command += ["--port", str(port), "--no-access-log", "--log-level", "warning"]
     else:
         command = [LEDGER, "--db", url, "serve", "--port", str(port), "--workers", str(workers)]
+        # (c) sends all of --single-events in one request, which may pass the default cap.
+        command += ["--max-items", "1000000"]
     process = subprocess.Popen(
         command,
         stdout=subprocess.DEVNULL,

@@ -19,6 +19,7 @@ from ledger.environment import (
     CORS_ENV,
     DATABASE_URL_ENV,
     MAX_BODY_ENV,
+    MAX_ITEMS_ENV,
     PROTECT_METRICS_ENV,
     RIGHTS_POLICY_ENV,
 )
@@ -61,6 +62,13 @@ def is_loopback(host: str) -> bool:
     show_default=True,
     help="Largest request body, in bytes.",
 )
+@click.option(
+    "--max-items",
+    type=click.IntRange(1, 1_000_000),
+    default=10_000,
+    show_default=True,
+    help="Most events in one POST /v1/events (413 past it).",
+)
 @click.option("--protect-metrics", is_flag=True, help="/metrics needs a key with the ops scope.")
 def serve(
     host: str,
@@ -69,6 +77,7 @@ def serve(
     workers: int,
     cors: tuple[str, ...],
     max_body: int,
+    max_items: int,
     protect_metrics: bool,
 ) -> None:
     """Serve the HTTP API (see docs/http.md): append, tabs, task actions, audit,
@@ -105,6 +114,7 @@ def serve(
     if cors:
         os.environ[CORS_ENV] = ",".join(cors)
     os.environ[MAX_BODY_ENV] = str(max_body)
+    os.environ[MAX_ITEMS_ENV] = str(max_items)
     os.environ[PROTECT_METRICS_ENV] = "1" if protect_metrics else "0"
     click.echo(
         f"serving {ctx.url.display()} on http://{host}:{port} "

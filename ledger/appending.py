@@ -124,18 +124,26 @@ class AppendReport:
     first_position: int | None = None
     last_position: int | None = None
     stored: bool = True  # False when all-or-nothing rolled everything back
+    # The input line of each event stored, in position order: kept only when the
+    # Appender was asked to (a group of one-event requests, which answers each
+    # request with its own outcome); a large import would hold a list as long as
+    # its input.
+    appended_lines: list[int] | None = None
 
     @property
     def ok(self) -> bool:
         """True when nothing was rejected."""
         return not self.rejected
 
-    def _mark(self) -> tuple[int, int, int]:
-        return self.appended, self.duplicates, len(self.rejected)
+    def _mark(self) -> tuple[int, int, int, int]:
+        lines = len(self.appended_lines) if self.appended_lines is not None else 0
+        return self.appended, self.duplicates, len(self.rejected), lines
 
-    def _undo_to(self, mark: tuple[int, int, int]) -> None:
+    def _undo_to(self, mark: tuple[int, int, int, int]) -> None:
         self.appended, self.duplicates = mark[0], mark[1]
         del self.rejected[mark[2] :]
+        if self.appended_lines is not None:
+            del self.appended_lines[mark[3] :]
 
 
 class _Abort(Exception):
@@ -170,8 +178,11 @@ class Appender:
         batch_size: int = DEFAULT_BATCH_SIZE,
         customer_cache: int = DEFAULT_CUSTOMER_CACHE,
         entropy: Entropy = SYSTEM,
+        *,
+        track_lines: bool = False,
     ) -> None:
         self.app = app
+        self.track_lines = track_lines  # reports say which lines were stored
         self.entropy = entropy
         self.policy = policy
         self.batch_size = batch_size
@@ -190,6 +201,12 @@ class Appender:
     def close(self) -> None:
         """Close the appender's own connection."""
         self._db.close()
+
+    @property
+    def broken(self) -> bool:
+        """The server ended its connection (a restart): a kept Appender must be
+        replaced before its next append, which would fail."""
+        return self._db.broken
 
     def __enter__(self) -> Appender:
         return self
@@ -221,7 +238,7 @@ class Appender:
 
     def append_all_or_nothing(self, items: Iterable[InputItem]) -> AppendReport:
         """Store every event, or none if any is rejected (every rejection is reported)."""
-        report = AppendReport()
+        report = self._new_report()
         # Under the write lock nobody else can write, so state loaded from here on is
         # current; drop what an earlier call cached, which may be stale by now.
         self._forget_written()
@@ -244,6 +261,8 @@ class Appender:
         except _Abort:
             report.stored = False
             report.appended = 0
+            if report.appended_lines is not None:
+                report.appended_lines.clear()
             report.first_position = report.last_position = None
             self._forget_written()
         except BaseException:
@@ -255,7 +274,7 @@ class Appender:
 
     def append_valid(self, items: Iterable[InputItem]) -> AppendReport:
         """Store the valid events, a batch per transaction; report the others."""
-        report = AppendReport()
+        report = self._new_report()
         for batch in _batches(items, self.batch_size):
             self._commit_batch(batch, report)
         return report
@@ -323,11 +342,16 @@ class Appender:
 
     # -- shared steps -------------------------------------------------------------------
 
+    def _new_report(self) -> AppendReport:
+        return AppendReport(appended_lines=[] if self.track_lines else None)
+
     def _insert(self, session: WriteSession, decision: _Decision, report: AppendReport) -> None:
         if not decision.rows:
             return
         positions = session.insert_rows(decision.rows)
         report.appended += len(positions)
+        if report.appended_lines is not None:
+            report.appended_lines.extend(item.line for item in decision.items)
         if report.first_position is None:
             report.first_position = positions[0]
         report.last_position = positions[-1]

@@ -24,6 +24,10 @@ DEFAULT_LOCK_TIMEOUT = 120
 # PostgreSQL: how long an all-or-nothing import may wait for input inside its
 # transaction (holding the write lock) before the server ends it, in seconds.
 DEFAULT_IDLE_TIMEOUT = 120
+# PostgreSQL: the append engine's pool holds up to this many connections, two of
+# them kept open when idle.
+DEFAULT_POOL_SIZE = 6
+_POOL_KEPT = 2
 # A PostgreSQL schema name the ledger can use unquoted and quoted alike.
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
@@ -52,6 +56,9 @@ class DatabaseURL:
     dbname: str = "postgres"
     schema: str = "public"
     connect_timeout: int = 5
+    # PostgreSQL: connections the append engine's pool (the eventsourcing
+    # library's) may hold at once; a caller waits up to connect_timeout for one.
+    pool_size: int = DEFAULT_POOL_SIZE
     lock_timeout: int = DEFAULT_LOCK_TIMEOUT
     idle_timeout: int = DEFAULT_IDLE_TIMEOUT
 
@@ -98,8 +105,8 @@ class DatabaseURL:
             # slow one. Still bounded, so a stalled producer cannot hold the
             # write lock for ever.
             "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": str(self.idle_timeout),
-            "POSTGRES_POOL_SIZE": "2",
-            "POSTGRES_MAX_OVERFLOW": "4",
+            "POSTGRES_POOL_SIZE": str(min(_POOL_KEPT, self.pool_size)),
+            "POSTGRES_MAX_OVERFLOW": str(self.pool_size - min(_POOL_KEPT, self.pool_size)),
             # Never the library's insert function: it skips the table lock, and a
             # tailing reader would miss events (docs/architecture.md, "The events
             # table").
@@ -136,12 +143,15 @@ def parse_database_url(url: str) -> DatabaseURL:
     elif not 1 <= port <= 65535:
         raise ConfigError(f"bad database URL {url!r}: port must be a number from 1 to 65535")
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    unknown = set(query) - {"schema", "connect_timeout", "idle_timeout"}
+    unknown = set(query) - {"schema", "connect_timeout", "idle_timeout", "pool_size"}
     if unknown:
         raise ConfigError(f"bad database URL {url!r}: unknown option {sorted(unknown)[0]!r}")
     dbname = unquote(parts.path.lstrip("/")) or "postgres"
     timeout = _whole_seconds(url, query, "connect_timeout", 5)
     idle_timeout = _whole_seconds(url, query, "idle_timeout", DEFAULT_IDLE_TIMEOUT)
+    pool_size = _positive(
+        url, query, "pool_size", DEFAULT_POOL_SIZE, "a whole number of connections"
+    )
     schema = query.get("schema", "public")
     if _SCHEMA_NAME.fullmatch(schema) is None:
         # Mixed case or anything SQL-like would be folded or need quoting in every
@@ -160,16 +170,21 @@ def parse_database_url(url: str) -> DatabaseURL:
         schema=schema,
         connect_timeout=timeout,
         idle_timeout=idle_timeout,
+        pool_size=pool_size,
     )
 
 
 def _whole_seconds(url: str, query: dict[str, str], name: str, default: int) -> int:
+    return _positive(url, query, name, default, "a whole number of seconds")
+
+
+def _positive(url: str, query: dict[str, str], name: str, default: int, what: str) -> int:
     try:
         value = int(query.get(name, str(default)))
     except ValueError:
         value = -1
     if value < 1:
-        raise ConfigError(f"bad database URL {url!r}: {name} must be a whole number of seconds")
+        raise ConfigError(f"bad database URL {url!r}: {name} must be {what}")
     return value
 
 

@@ -4,6 +4,7 @@ both stores; on PostgreSQL they are rewritten to psycopg's `%s`."""
 
 from __future__ import annotations
 
+import select
 import sqlite3
 import sys
 from collections.abc import Iterator, Sequence
@@ -23,11 +24,74 @@ class DatabaseUnavailable(RuntimeError):
 
 
 def is_unavailable(exc: BaseException) -> bool:
-    """What "the database went away" looks like from either driver. psycopg's
-    errors count only once something imported psycopg: none can be raised before."""
-    psycopg = sys.modules.get("psycopg")
-    pg = (psycopg.OperationalError, psycopg.InterfaceError) if psycopg is not None else ()
-    return isinstance(exc, (DatabaseUnavailable, sqlite3.OperationalError, *pg))
+    """What "the database went away" (or "no connection came free in time") looks
+    like from either driver, the eventsourcing library (which wraps the driver's
+    error in its own class) and psycopg's pool, anywhere along the chain of
+    causes. By class, never by message. A module's classes count only once
+    something imported it: none of its errors can be raised before."""
+    unavailable: tuple[type[BaseException], ...] = (
+        DatabaseUnavailable,
+        sqlite3.OperationalError,
+        # psycopg_pool's PoolTimeout, TooManyRequests and PoolClosed are psycopg
+        # OperationalErrors.
+        *_loaded("psycopg", "OperationalError", "InterfaceError"),
+        *_loaded("eventsourcing.persistence", "OperationalError", "InterfaceError"),
+    )
+    return any(isinstance(e, unavailable) for e in _causes(exc))
+
+
+def is_pool_exhausted(exc: BaseException) -> bool:
+    """Unavailable because no pooled connection came free within the pool's
+    timeout (every one busy, or none could be opened), not because a statement
+    failed."""
+    exhausted = _loaded("psycopg_pool", "PoolTimeout", "TooManyRequests")
+    return any(isinstance(e, exhausted) for e in _causes(exc))
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and what it was raised from (`raise ... from`), outermost first."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__
+
+
+def _loaded(module: str, *names: str) -> tuple[type[BaseException], ...]:
+    found = sys.modules.get(module)
+    return tuple(getattr(found, name) for name in names) if found is not None else ()
+
+
+def server_hung_up(raw: psycopg.Connection[Any]) -> bool:
+    """The server has ended this idle connection (it restarted, or an operator
+    ended the session): every statement on it would fail.
+
+    Known without a round trip in the usual case: a server that ends a session
+    sends its reason and closes the socket, so an idle connection's socket then
+    has something to read, while a healthy idle one has nothing. Only when
+    something is there (which may also be a notice) is the connection asked,
+    with an empty query. A connection inside a transaction is not touched."""
+    import psycopg
+    from psycopg.pq import TransactionStatus
+
+    if raw.closed:
+        return True
+    if raw.info.transaction_status != TransactionStatus.IDLE or not raw.autocommit:
+        return False
+    try:
+        # poll, not select: a busy server's sockets can be numbered past select's 1024.
+        poller = select.poll()
+        poller.register(raw.fileno(), select.POLLIN)
+        if not poller.poll(0):
+            return False
+    except (OSError, ValueError):
+        pass  # cannot tell without asking
+    try:
+        raw.execute("")
+    except psycopg.Error:
+        return True
+    return False
 
 
 class Connection:
@@ -51,8 +115,10 @@ class Connection:
     @property
     def broken(self) -> bool:
         """The server ended this connection (PostgreSQL: a restart, a cut): every
-        further statement fails, and a new connection is needed."""
-        return not isinstance(self._raw, sqlite3.Connection) and self._raw.closed
+        further statement fails, and a new connection is needed. Checked before a
+        kept connection is used again, so that a request after a restart does not
+        fail on it (see `server_hung_up`)."""
+        return not isinstance(self._raw, sqlite3.Connection) and server_hung_up(self._raw)
 
     def _sql(self, statement: str) -> str:
         return statement if self.kind == "sqlite" else statement.replace("?", "%s")

@@ -17,6 +17,7 @@ PERSONAL_ORDER_FIELDS_ENV = "LEDGER_PERSONAL_ORDER_FIELDS"
 ACCESS_FILE_ENV = "LEDGER_ACCESS_FILE"
 CORS_ENV = "LEDGER_CORS_ORIGINS"
 MAX_BODY_ENV = "LEDGER_MAX_BODY"
+MAX_ITEMS_ENV = "LEDGER_MAX_ITEMS"
 POOL_SIZE_ENV = "LEDGER_POOL_SIZE"
 PROTECT_METRICS_ENV = "LEDGER_PROTECT_METRICS"
 SESSION_SECRET_ENV = "LEDGER_SESSION_SECRET"
@@ -33,6 +34,7 @@ ENVIRONMENT: dict[str, str] = {
     ACCESS_FILE_ENV: "the API's access file (TOML)",
     CORS_ENV: "origins a browser may call the API from, comma-separated",
     MAX_BODY_ENV: "the largest API request body, in bytes",
+    MAX_ITEMS_ENV: "the most events one API request may carry",
     POOL_SIZE_ENV: "database connections per API process",
     PROTECT_METRICS_ENV: "1: /metrics needs a key with the ops scope",
     SESSION_SECRET_ENV: "the card page's cookie-signing secret (share it between processes)",

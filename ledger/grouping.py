@@ -15,12 +15,10 @@ own all-or-nothing transaction.
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -28,7 +26,7 @@ from ledger.appending import Appender, AppendReport, Rejection
 from ledger.application import LedgerApplication
 from ledger.db import Connection
 from ledger.input import InputItem
-from ledger.reading import positions_between, positions_by_event_id
+from ledger.reading import positions_between
 from ledger.rights import RightsPolicy
 
 DEFAULT_WINDOW_S = 0.001
@@ -50,14 +48,14 @@ class AppendGroups:
         app: LedgerApplication,
         policy: Callable[[], RightsPolicy],
         append: Callable[..., AppendReport],
-        opener: Callable[[LedgerApplication, RightsPolicy], Appender] = Appender,
+        opener: Callable[..., Appender] = Appender,
         *,
         window_s: float = DEFAULT_WINDOW_S,
         max_events: int = DEFAULT_MAX_EVENTS,
     ) -> None:
         self._app = app
         self._policy = policy
-        # ledger.service.append_with (passed in: this module sits below the service).
+        # services.appending.append_with (passed in: this module sits below the services).
         self._append = append
         self._open = opener
         # Kept across groups: its connection and its cache of customers' state
@@ -118,12 +116,20 @@ class AppendGroups:
     def _store(self, group: list[_Waiting]) -> None:
         try:
             items = [InputItem(index, w.raw) for index, w in enumerate(group)]
+            if self._appender is not None and self._appender.broken:
+                # Its connection did not survive a database restart: a group
+                # stored through it would fail although the database is back.
+                self._drop_connection()
             if self._appender is None:
-                self._appender = self._open(self._app, self._policy())
+                self._appender = self._open(self._app, self._policy(), track_lines=True)
             report = self._append(self._appender, items, skip_invalid=True)
             outcomes = self._split(group, report)
         except BaseException as exc:  # every caller gets the failure; the thread lives on
             self._drop_connection()
+            if isinstance(exc, StopIteration):
+                # An asyncio future refuses StopIteration, and its awaiting
+                # request would then wait forever: hand over a failure it takes.
+                exc = RuntimeError(f"append group failed: {exc!r}")
             for w in group:
                 w.outcome.set_exception(exc)
             return
@@ -132,57 +138,44 @@ class AppendGroups:
             w.outcome.set_result(outcome)
 
     def _split(self, group: list[_Waiting], report: AppendReport) -> list[AppendReport]:
+        """Each request's own outcome from the group's report: rejected, stored
+        (at its own position), or not stored although accepted (a duplicate: its
+        event id stored before or earlier in the group, or a repeated erasure)."""
         rejected = {r.line: r for r in report.rejected}
-        ids = [None if i in rejected else _event_id(w.raw) for i, w in enumerate(group)]
-        first = report.first_position
-        known, new_positions = self._stored(ids, report)
-        seen: set[str] = set()
+        stored_lines = report.appended_lines
+        if stored_lines is None:
+            raise RuntimeError("the group's Appender does not track the lines it stores")
+        positions = dict(zip(stored_lines, self._positions(report), strict=True))
         outcomes = []
         for i, w in enumerate(group):
             rejection = rejected.get(i)
             if rejection is not None:
                 outcomes.append(_rejected(rejection, w.skip_invalid))
-                continue
-            event_id = ids[i]
-            # A duplicate: its id stored before this group, or earlier in it.
-            before = known.get(event_id) if event_id is not None else None
-            if event_id in seen or (before is not None and first is not None and before < first):
-                outcomes.append(AppendReport(duplicates=1))
-            elif first is None:
-                outcomes.append(AppendReport(duplicates=1))  # nothing new was stored
-            else:
-                position = next(new_positions)
+            elif i in positions:
+                position = positions[i]
                 outcomes.append(
                     AppendReport(appended=1, first_position=position, last_position=position)
                 )
-            if event_id is not None:
-                seen.add(event_id)
+            else:
+                outcomes.append(AppendReport(duplicates=1))
         return outcomes
 
-    def _stored(
-        self, ids: list[str | None], report: AppendReport
-    ) -> tuple[dict[str, int], Iterator[int]]:
-        """Where the group's ids were stored before it, and the group's new positions
-        in input order. Most groups need no query for either: when the report
-        counts no duplicate but the group's own repeats, no id was stored before;
-        and when it stored as many events as there are positions from first to
-        last, those positions are exactly its new rows (under the table lock, in
-        input order)."""
+    def _positions(self, report: AppendReport) -> list[int]:
+        """The group's new positions in input order. Most groups need no query:
+        when it stored as many events as there are positions from first to last,
+        those positions are exactly its new rows (under the table lock, in input
+        order)."""
         first, last = report.first_position, report.last_position
-        accepted = [i for i in ids if i is not None]
-        repeats = len(accepted) - len(set(accepted))
-        if report.duplicates != repeats:
-            conn = self._connection()
-            known = positions_by_event_id(conn, accepted)
-        else:
-            known = {}
-        if first is None or last is None:
-            return known, iter(())
+        if first is None or last is None or report.appended == 0:
+            return []
         if last - first + 1 == report.appended:
-            return known, iter(range(first, last + 1))
-        return known, iter(positions_between(self._connection(), first, last))
+            return list(range(first, last + 1))
+        return list(positions_between(self._connection(), first, last))
 
     def _connection(self) -> Connection:
+        if self._conn is not None and self._conn.broken:
+            self._conn.close()
+            self._conn = None
         if self._conn is None:
             self._conn = Connection(self._app.url)
         return self._conn
@@ -196,14 +189,6 @@ class AppendGroups:
                 self._conn.close()
             finally:
                 self._conn = None
-
-
-def _event_id(raw: str) -> str | None:
-    """The event id of an event the append accepted (so its JSON is valid)."""
-    try:
-        return str(uuid.UUID(json.loads(raw)["event_id"]))  # stored in canonical form
-    except (ValueError, TypeError, KeyError, AttributeError):
-        return None
 
 
 def _rejected(rejection: Rejection, skip_invalid: bool) -> AppendReport:

@@ -19,7 +19,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from ledger.db import Connection, Queries, any_of
+from ledger.db import Connection, Queries
 from ledger.keystore import Keyring
 from ledger.personal import reveal
 from ledger.stores.layout import EVENTS_TABLE
@@ -152,17 +152,6 @@ def events_table_exists(conn: Connection) -> bool:
     # to_regclass resolves through search_path, which Connection sets to the URL's schema.
     row = conn.fetchone("SELECT to_regclass(?)", (EVENTS_TABLE,))
     return row is not None and row[0] is not None
-
-
-def positions_by_event_id(conn: Queries, event_ids: Sequence[str]) -> dict[str, int]:
-    """The position of each given producer event id that is stored."""
-    found: dict[str, int] = {}
-    for condition, params in any_of(conn.kind, "event_id", event_ids):
-        rows = conn.fetchall(
-            f"SELECT event_id, notification_id FROM {EVENTS_TABLE} WHERE {condition}", params
-        )
-        found.update((str(r[0]), int(r[1])) for r in rows)
-    return found
 
 
 def positions_between(conn: Queries, first: int, last: int | None) -> list[int]:

@@ -101,6 +101,11 @@ def check_cursor(tab: str, customer_id: str, cursor: str) -> None:
     decode_cursor(tab, customer_id, cursor, _KEY_WIDTH[tab])
 
 
+def customer_exists(conn: Connection, customer_id: str) -> bool:
+    """Whether any event of the customer is stored (the timeline lists each one)."""
+    return conn.fetchone(f"SELECT 1 {_ROWS['timeline']} LIMIT 1", (customer_id,)) is not None
+
+
 def tab_counts(conn: Connection, customer_id: str, cap: int | None = None) -> dict[str, int]:
     """How many items each tab lists for the customer (the timeline: every
     event). With `cap`, counting stops past it: a count of cap + 1 means "more

@@ -3,7 +3,7 @@ computed at query time, because they depend on who asks."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -53,43 +53,61 @@ class _TasksWriter(EntityWriter):
 
     def add(self, events: Sequence[Envelope]) -> None:
         self.load_referenced(events)
-        sealer = self._sealer
+        seal = self._sealer.text
         for e in events:
-            data, when, kind = e.data, e.occurred_at, e.type
-            if kind == "task.created":
-                due_at = data.get("due_at")
-                self.born(
-                    {
-                        "task_id": data["task_id"],
-                        "customer_id": e.customer_id,
-                        "created_us": e.occurred_us,
-                        "position": e.position,
-                        "title": sealer.text(e.customer_id, data["title"]),
-                        "status": "pending",
-                        "created_at": when,
-                        "completed_at": None,
-                        "due_at": iso(datetime.fromisoformat(due_at)) if due_at else None,
-                        "assignee_id": data.get("assignee_id"),
-                    }
-                )
+            if e.type == "task.created":
+                self.born(new_task(e, seal))
                 continue
-            row = self.get(data["task_id"])
+            row = self.get(e.data["task_id"])
             if row is None:  # the write model never lets this happen; stay robust
                 continue
-            if kind == "task.edited":
-                for change in data["changes"]:
-                    field = change["field"]
-                    if field in _EDITABLE:
-                        value = None if change["new"] is None else str(change["new"])
-                        if e.payload().personal_change(field):
-                            value = sealer.text(e.customer_id, value)
-                        row[field] = value
-            elif kind == "task.completed":
-                row["status"], row["completed_at"] = "completed", when
-            elif kind == "task.reopened":
-                row["status"], row["completed_at"] = "pending", None
-            elif kind == "task.deleted":
-                row["status"] = "deleted"
+            change_task(row, e, seal)
+
+
+# The read model's rules for a task's row, also folded in memory by `task_as_of`
+# (an idempotent task action's answer), so that answer and the tab cannot disagree.
+Seal = Callable[[str, str | None], str | None]
+
+
+def _plain(customer_id: str, value: str | None) -> str | None:
+    return value
+
+
+def new_task(e: Envelope, seal: Seal = _plain) -> dict[str, Any]:
+    """The row a `task.created` event makes; `seal` wraps its personal texts."""
+    data = e.data
+    due_at = data.get("due_at")
+    return {
+        "task_id": data["task_id"],
+        "customer_id": e.customer_id,
+        "created_us": e.occurred_us,
+        "position": e.position,
+        "title": seal(e.customer_id, data["title"]),
+        "status": "pending",
+        "created_at": e.occurred_at,
+        "completed_at": None,
+        "due_at": iso(datetime.fromisoformat(due_at)) if due_at else None,
+        "assignee_id": data.get("assignee_id"),
+    }
+
+
+def change_task(row: dict[str, Any], e: Envelope, seal: Seal = _plain) -> None:
+    """Apply any later event of the task to its row."""
+    kind = e.type
+    if kind == "task.edited":
+        for change in e.data["changes"]:
+            field = change["field"]
+            if field in _EDITABLE:
+                value = None if change["new"] is None else str(change["new"])
+                if e.payload().personal_change(field):
+                    value = seal(e.customer_id, value)
+                row[field] = value
+    elif kind == "task.completed":
+        row["status"], row["completed_at"] = "completed", e.occurred_at
+    elif kind == "task.reopened":
+        row["status"], row["completed_at"] = "pending", None
+    elif kind == "task.deleted":
+        row["status"] = "deleted"
 
 
 class TasksProjection(Projection):
@@ -159,3 +177,20 @@ def task_item(
     customer has no such task (or it was deleted)."""
     row = conn.fetchone(f"SELECT {_COLUMNS} {ROWS} AND task_id = ?", (customer_id, task_id))
     return None if row is None else _item(row, viewer, policy)
+
+
+def task_as_of(
+    events: Iterable[Envelope], viewer: str | None, policy: RightsPolicy
+) -> dict[str, Any] | None:
+    """A task as the tasks tab would have listed it after `events` (its own, in
+    order, personal values revealed), by the rules the read model applies;
+    None if they do not create it or end deleted."""
+    row: dict[str, Any] | None = None
+    for e in events:
+        if e.type == "task.created":
+            row = new_task(e)
+        elif row is not None:
+            change_task(row, e)
+    if row is None or row["status"] == "deleted":
+        return None
+    return _item([row[c] for c in _COLUMNS.split(", ")], viewer, policy)

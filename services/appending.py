@@ -66,7 +66,7 @@ def append_with(
 
 
 # Called after each append with its report (None: the input was unreadable) and
-# its duration. `ledger.metrics` adds itself when a process exposes metrics;
+# its duration. `services.metrics` adds itself when a process exposes metrics;
 # other processes (a CLI command) do not pay for importing prometheus-client.
 APPEND_OBSERVERS: list[Callable[[AppendReport | None, float], None]] = []
 

@@ -18,7 +18,7 @@ from ledger.config import (
     DEFAULT_LOCK_TIMEOUT,
     ConfigError,
 )
-from ledger.db import DatabaseUnavailable, is_unavailable
+from ledger.db import DatabaseUnavailable, is_pool_exhausted, is_unavailable
 from ledger.environment import DATABASE_URL_ENV
 from ledger.keystore import KeystoreError
 from ledger.personal import TamperedValue
@@ -107,6 +107,12 @@ def classify(exc: BaseException) -> ServiceError | None:
         )
     if isinstance(exc, DatabaseUnavailable):
         return ServiceError(Category.UNAVAILABLE, str(exc))
+    if is_pool_exhausted(exc):
+        return ServiceError(
+            Category.UNAVAILABLE,
+            "no database connection came free in time (every one is busy, or the "
+            "database does not answer); retry later",
+        )
     if is_unavailable(exc):
         return ServiceError(Category.UNAVAILABLE, f"database unavailable: {first_line(exc)}")
     return None

@@ -131,6 +131,10 @@ class LagCollector(Collector):
         from relay.tracking import TRACKING_TABLE as RELAY_TRACKING
         from relay.tracking import load_tracking, tracked_relays
 
+        if self._conn is not None and self._conn.broken:
+            # Ended by a database restart: read through a new one, so the first
+            # scrape after the database is back already reports it up.
+            self._drop()
         if self._conn is None:
             self._conn = Connection(self._url)
         conn = self._conn

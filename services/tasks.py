@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from projections.models import TaskItem
 
 from services.appending import append_items, rejected_fields
-from services.errors import Category, ServiceError, service_errors
+from services.errors import Category, RejectedField, ServiceError, service_errors
 from services.tabs import catch_up
 
 TASK_ACTIONS = ("complete", "reopen", "delete", "edit")
@@ -35,8 +35,8 @@ _ACTION_TYPES = {
     "delete": "task.deleted",
     "edit": "task.edited",
 }
-# Idempotency keys become event ids in this namespace, so a retried action is a
-# duplicate event id and is stored once, by the same rule as any retried append.
+# An idempotency key becomes an event id in this namespace, so a retried action
+# is stored at most once, by the same unique event id as any retried append.
 _IDEMPOTENCY_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://interaction-ledger/task-action")
 
 
@@ -68,7 +68,12 @@ def task_action(
 ) -> TaskActionResult:
     """Build the action's event from the task's current state, let the domain
     check it (status and rights) exactly as an appended event, store it, and
-    answer the task as its tab now shows it to the acting user."""
+    answer the task as its tab now shows it to the acting user.
+
+    With an idempotency key every request gets the answer of the one event the
+    key stored: the task as that event left it, whether the request stored it,
+    raced the one that did, or came later (even after further actions). The key
+    reused for another action, task or changes is refused (REJECTED)."""
     if request.action not in _ACTION_TYPES:
         raise ServiceError(
             Category.USAGE,
@@ -78,11 +83,41 @@ def task_action(
         raise ServiceError(Category.USAGE, "edit needs at least one change")
     if request.action != "edit" and request.changes:
         raise ServiceError(Category.USAGE, f"{request.action} takes no changes")
-    event_id = _event_id(request)
+    if request.idempotency_key is None:
+        _store_action(app, conn, policy, request, str(uuid.uuid4()))
+        return TaskActionResult(task=_task_item(conn, policy, request), stored=True)
+    event_id = _event_id(request.user_id, request.idempotency_key)
+    earlier = _keyed_answer(conn, policy, request, event_id)
+    if earlier is not None:
+        return earlier
+    try:
+        stored = _store_action(app, conn, policy, request, event_id)
+    except ServiceError as refused:
+        if refused.category in (Category.UNAVAILABLE, Category.USAGE):
+            raise
+        # A request with the same key may have stored its event since we looked
+        # (the store refuses ours as a different event under its id, or the
+        # task is already deleted or completed by it): answer as that one did.
+        earlier = _keyed_answer(conn, policy, request, event_id)
+        if earlier is None:
+            raise
+        return earlier
+    answer = _keyed_answer(conn, policy, request, event_id)
+    if answer is None:  # stored, then gone: cannot happen to an append-only table
+        raise ServiceError(Category.CONFLICT, f"the stored event {event_id} is not found")
+    return replace(answer, stored=stored)
+
+
+def _store_action(
+    app: LedgerApplication,
+    conn: Connection,
+    policy: RightsPolicy,
+    request: TaskActionRequest,
+    event_id: str,
+) -> bool:
+    """Append the action's event under `event_id`; False if an identical event
+    was stored already. A refusal is a ServiceError in the caller's terms."""
     with service_errors():
-        if request.idempotency_key is not None and states_by_event_id(conn, [str(event_id)]):
-            # A retry of an action already stored: answer as the first call did.
-            return TaskActionResult(task=_task_item(conn, policy, request), stored=False)
         customer = app.customer(request.customer_id)
         if not customer.exists:
             raise ServiceError(
@@ -101,7 +136,7 @@ def task_action(
                 for c in request.changes
             ]
         event = {
-            "event_id": str(event_id),
+            "event_id": event_id,
             "type": _ACTION_TYPES[request.action],
             "customer_id": request.customer_id,
             "occurred_at": datetime.now(UTC).isoformat(),
@@ -112,7 +147,97 @@ def task_action(
         report = append_items(app, policy, [InputItem(0, json.dumps(event, ensure_ascii=False))])
     if report.rejected:
         raise _action_refused(app, request, report)
-    return TaskActionResult(task=_task_item(conn, policy, request), stored=report.appended == 1)
+    return report.appended == 1
+
+
+def _keyed_answer(
+    conn: Connection, policy: RightsPolicy, request: TaskActionRequest, event_id: str
+) -> TaskActionResult | None:
+    """The answer to `request` from the event its key stored (`stored` False):
+    the task as that event left it, as the acting user sees it. None if the key
+    stored nothing; REJECTED if it stored another action than `request` asks for."""
+    from ledger.audit.history import Selector, iter_history
+    from projections.base import Envelope
+    from projections.models import TaskItem
+    from projections.tasks import task_as_of
+
+    with service_errors():
+        state = states_by_event_id(conn, [event_id]).get(event_id)
+        if state is None:
+            return None
+        # Which action and task: none of these is a personal value, so the
+        # stored JSON says them without the keys.
+        stored = json.loads(state)
+        data = stored.get("data") if isinstance(stored.get("data"), dict) else {}
+        did = _KeyedAction(
+            str(stored.get("type")), str(stored.get("customer_id")), str(data.get("task_id"))
+        )
+        if did != _KeyedAction(
+            _ACTION_TYPES[request.action], request.customer_id, request.task_id
+        ):
+            raise _key_reused(request, event_id, did)
+        events: list[Envelope] = []
+        found = False
+        for e in iter_history(conn, Selector("task", did.task_id)):
+            if e.occurred_at is None or not isinstance(e.data, dict):
+                continue  # unreadable (`ledger audit verify` reports it): not the task's
+            document = {
+                "event_id": e.event_id,
+                "customer_id": e.customer_id,
+                "occurred_at": e.occurred_at,
+                "actor": {},
+                "data": e.data,
+            }
+            events.append(Envelope.of(e.position, e.type, document))
+            if e.event_id == event_id:
+                found = True
+                break
+        if not found:  # its subject column does not name its task: answer nothing
+            return None
+        if request.action == "edit" and _changes_of(events[-1].data) != _changes_of(
+            {"changes": [{"field": c.field, "new": c.new} for c in request.changes]}
+        ):
+            raise _key_reused(request, event_id, did, other_changes=True)
+        item = task_as_of(events, request.user_id, policy)
+    return TaskActionResult(None if item is None else TaskItem.model_validate(item), False)
+
+
+@dataclass(frozen=True)
+class _KeyedAction:
+    type: str
+    customer_id: str
+    task_id: str
+
+
+def _changes_of(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """An edit's changes as what a request names: each field and its new value
+    (as JSON text, so that values compare as the JSON they were sent as)."""
+    return [
+        (str(c.get("field")), json.dumps(c.get("new"), sort_keys=True))
+        for c in data.get("changes", [])
+        if isinstance(c, dict)
+    ]
+
+
+def _key_reused(
+    request: TaskActionRequest, event_id: str, did: _KeyedAction, *, other_changes: bool = False
+) -> ServiceError:
+    action = next((a for a, t in _ACTION_TYPES.items() if t == did.type), did.type)
+    what = f"{action} of task {did.task_id!r} of customer {did.customer_id!r}"
+    asked = (
+        "other changes"
+        if other_changes
+        else f"{request.action} of task {request.task_id!r} of customer {request.customer_id!r}"
+    )
+    reason = (
+        f"this idempotency key of user {request.user_id!r} was used for {what}, not for "
+        f"{asked}; a retry must repeat the same request, a new action needs a new key"
+    )
+    return ServiceError(
+        Category.REJECTED,
+        reason,
+        [RejectedField(0, event_id, _ACTION_TYPES[request.action], "idempotency_key", reason)],
+    )
 
 
 def _task_item(
@@ -129,21 +254,11 @@ def _task_item(
     return None if item is None else TaskItem.model_validate(item)
 
 
-def _event_id(request: TaskActionRequest) -> uuid.UUID:
-    if request.idempotency_key is None:
-        return uuid.uuid4()
-    # The key is scoped to its action on its task by its user: the same key
-    # reused for something else is a different event.
-    scope = "\x1f".join(
-        (
-            request.customer_id,
-            request.task_id,
-            request.action,
-            request.user_id,
-            request.idempotency_key,
-        )
-    )
-    return uuid.uuid5(_IDEMPOTENCY_NAMESPACE, scope)
+def _event_id(user_id: str, idempotency_key: str) -> str:
+    # The key is the acting user's: the same key of another user is another
+    # action. The action and its task are not part of the id, so the key reused
+    # for another one finds the event it stored and is refused, not stored again.
+    return str(uuid.uuid5(_IDEMPOTENCY_NAMESPACE, f"{user_id}\x1f{idempotency_key}"))
 
 
 def _action_refused(

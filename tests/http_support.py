@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -73,6 +74,24 @@ class Keys:
 
     def auth(self, name: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[name]}"}
+
+
+_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+def page_sign_in(client: httpx.Client, token: str, customer: str = "c1") -> str:
+    """Sign `client` in on the card page as a browser does (the sign-in form's
+    CSRF token, then the key); the CSRF token of the card page it now sees."""
+    form = client.get("/signin")
+    found = _CSRF.search(form.text)
+    assert found is not None, form.text
+    answer = client.post("/signin", data={"csrf": found.group(1), "key": token})
+    assert answer.status_code == 303, answer.text
+    card = client.get(f"/customers/{customer}")
+    assert card.status_code == 200, card.text
+    found = _CSRF.search(card.text)
+    assert found is not None, card.text
+    return found.group(1)
 
 
 def make_keys(directory: Path) -> Keys:

@@ -10,7 +10,7 @@ from ledger import lookups
 from ledger.application import LedgerApplication
 from ledger.db import Connection, look_up
 from ledger.domain import customer_stream_id
-from ledger.reading import positions_by_event_id, read_events
+from ledger.reading import read_events
 from tests.factories import append_events as append
 from tests.factories import event
 
@@ -46,7 +46,6 @@ def test_lookups_of_more_values_than_one_in_list_find_exactly_the_stored_ones(
             ],
         )
         assert set(lookups.states(states)) == set(ids)
-        assert sorted(positions_by_event_id(conn, asked).values()) == [1, 2, 3]
         assert lookups.owners(owners) == {"order:o-1": "c-1"}
         assert lookups.streams(found) == {
             customer_stream_id("c-1"),

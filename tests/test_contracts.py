@@ -142,3 +142,19 @@ def test_each_schema_carries_its_version_and_rejects_unknown_keys() -> None:
     assert schema["x-schema-version"] == 1
     assert schema["additionalProperties"] is False
     assert schema["properties"]["type"]["const"] == "task.completed"
+
+
+def test_integers_written_with_a_zero_fraction_are_integers() -> None:
+    # The published schemas say "integer", which JSON Schema also calls 2.0 and
+    # 2e0; a producer whose validator passes them must not be refused.
+    data = {"file_id": "f", "name": "a.pdf", "size_bytes": 2.0}
+    parsed = parse_inbound(event("file.attached", "c1", data))
+    assert parsed.data.size_bytes == 2  # type: ignore[attr-defined]
+    assert isinstance(parsed.data.size_bytes, int)  # type: ignore[attr-defined]
+    raw = json.dumps(event("file.attached", "c1", data)).replace("2.0", "2e0")
+    from ledger.events.catalogue import parse_inbound_json
+
+    assert parse_inbound_json(raw).data.size_bytes == 2  # type: ignore[attr-defined]
+    msgs = errors_of(event("file.attached", "c1", {**data, "size_bytes": 2.5}))
+    assert msgs == ["data.size_bytes: Input should be a valid integer"]
+    assert errors_of(event("file.attached", "c1", {**data, "size_bytes": "2"}))

@@ -250,7 +250,8 @@ def test_sigterm_during_an_import_stores_it_whole_or_not_at_all(
     body = ndjson(
         [event("note.added", "c1", {"note_id": f"n{i}", "text": "note"}) for i in range(40_000)]
     )
-    with serve_process(store_url, tmp_path) as server:
+    # A long import: over the default item cap, raised for it.
+    with serve_process(store_url, tmp_path, "--max-items", "40000") as server:
         answers: list[Any] = []
 
         def post() -> None:

@@ -518,6 +518,51 @@ def test_editing_a_task(secured_server: Server, watched: Watched) -> None:
     assert stored["due_at"] == task["due_at"]  # untouched fields are not changed
 
 
+def test_signing_in_lands_on_the_customer_search_which_opens_a_card(
+    secured_server: Server, watched: Watched
+) -> None:
+    page = watched.page
+    page.goto(secured_server.url("/signin"))  # no `next`
+    page.fill("#key", READER.token)
+    page.click("button[type=submit]")
+    assert page.url == secured_server.url("/customers")
+    expect(page.locator("h1")).to_have_text("Customers")
+    search = page.get_by_label("Customer id")
+    search.fill("cust-nobody <b>")
+    search.press("Enter")
+    expect(page.locator("#search-result")).to_have_text("No customer has the id cust-nobody <b>.")
+    expect(page.get_by_label("Customer id")).to_have_value("cust-nobody <b>")
+    assert page.locator("main b").count() == 0
+    page.get_by_label("Customer id").fill(CUSTOMER)
+    page.get_by_role("button", name="Open").click()
+    expect(page.locator("#customer-name")).to_be_visible()
+    assert page.url == card(secured_server)
+    assert watched.errors == [] and watched.dialogs == []
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_the_root_is_the_customer_search(
+    open_server: Server, browser: Browser, viewport: dict[str, int]
+) -> None:
+    context = browser.new_context(viewport=viewport)
+    try:
+        watched = Watched(context.new_page())
+        page = watched.page
+        page.goto(open_server.url("/"))
+        assert page.url == open_server.url("/customers")
+        expect(page.locator("h1")).to_have_text("Customers")
+        # The search box has the focus: type, then Enter.
+        assert page.evaluate("document.activeElement.id") == "q"
+        page.keyboard.type("cust-1001")
+        page.keyboard.press("Enter")
+        expect(page.locator("#customer-name")).to_be_visible()
+        page.go_back()
+        scroll, client = no_horizontal_overflow(page)
+        assert scroll <= client
+        assert watched.errors == []
+    finally:
+        context.close()
+
 
 def test_demo_says_how_to_see_the_card(tmp_path: Path, open_server: Server) -> None:
     result = run_ledger("demo", db=f"sqlite:///{tmp_path / 'ledger.db'}")

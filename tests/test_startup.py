@@ -62,7 +62,7 @@ NOT_FOR_HELP = (
     "cli.tab",
     "cli.append",
     "cli.context",
-    "ledger.service",
+    "services",
 )
 
 

@@ -49,6 +49,7 @@ def test_a_writer_waits_for_the_lock_then_exits_3_naming_the_setting(tmp_path: P
         ("postgresql://u@127.0.0.1/x?schema=Mixed", "schema 'Mixed' must be lower-case"),
         ("postgresql://u@127.0.0.1/x?schema=a%3Bdrop", "schema 'a;drop' must be lower-case"),
         ("postgresql://u@127.0.0.1/x?connect_timeout=-1", "connect_timeout must be a whole"),
+        ("postgresql://u@127.0.0.1/x?pool_size=0", "pool_size must be a whole number of conn"),
         ("sqlite:///x.db?lock_timeout=soon", "lock_timeout must be a whole number of seconds"),
         ("sqlite:///x.db?timeout=1", "unknown option 'timeout'"),
     ],

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from ledger.events.limits import INT64_MAX, MAX_STRING_CHARS
 from ledger.kinds import Kind
@@ -19,8 +19,19 @@ CustomerId = Annotated[str, Field(min_length=1, max_length=128)]
 Text = Annotated[str, Field(max_length=100_000)]
 Url = Annotated[str, Field(min_length=1, max_length=2048)]
 DecimalString = Annotated[str, Field(pattern=r"^-?\d+(\.\d+)?$", max_length=64)]
+
+
+def _integral(value: Any) -> Any:
+    # JSON Schema's "integer" is a number with no fractional part, so 2.0 (or
+    # 2e0) is one: the published contracts accept it, and so must we. 2.5 still
+    # fails, and strings are never numbers.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 # Bounded by the stores' 64-bit integer columns.
-NonNegativeInt = Annotated[int, Field(ge=0, le=INT64_MAX)]
+NonNegativeInt = Annotated[int, Field(ge=0, le=INT64_MAX), BeforeValidator(_integral)]
 
 
 def _within_utc_years(value: datetime) -> datetime:

@@ -31,6 +31,7 @@ from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
 from ledger.chain import GENESIS_HASH
+from ledger.db import server_hung_up
 from ledger.locks import DDL_LOCK_KEY
 from ledger.stores.base import insert_savepoint
 from ledger.stores.layout import EVENT_COLUMNS, EVENTS_TABLE
@@ -326,10 +327,29 @@ class LedgerPostgresApplicationRecorder(PostgresApplicationRecorder):
         return row is not None and row["triggers"] == 2 and row["indexes"] == 4
 
     @contextmanager
+    def live_connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection of the library's pool that the server has not ended.
+
+        The pool hands out its idle connections unchecked, and after a
+        PostgreSQL restart every one of them is dead: each would fail the
+        request it is given, once. So a connection is checked first (no round
+        trip, see `server_hung_up`); a dead one is closed, which makes the pool
+        replace it, and as its idle companions most likely died with it, the
+        pool checks them all before a second one is taken."""
+        with self.datastore.get_connection() as conn:
+            if not server_hung_up(conn):
+                yield conn
+                return
+            conn.close()
+        self.datastore.pool.check()
+        with self.datastore.get_connection() as conn:
+            yield conn
+
+    @contextmanager
     def write_session(self) -> Iterator[PostgresWriteSession]:
         """One transaction holding the events table's lock (which also NOTIFYs
         followers), committed when the block ends and rolled back when it raises."""
-        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+        with self.live_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
             if self._statements is None:
                 self._statements = _Statements.of(conn, self)
             try:
