@@ -28,7 +28,8 @@ from consumers.kafka_options import kafka_options, pop_kafka_options
 from consumers.seen_store import PostgresSeenStore
 from consumers.subscriber import Subscriber, SubscriberConfig
 from ledger.config import ConfigError, parse_database_url
-from ledger.db import Connection, DatabaseUnavailable
+from ledger.db import Connection
+from ledger.errors import DatabaseUnavailable
 from ledger.events import RecordedEvent
 from ledger.events.customer import CustomerErased
 

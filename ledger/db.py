@@ -6,61 +6,17 @@ from __future__ import annotations
 
 import select
 import sqlite3
-import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ledger.config import DatabaseURL
+from ledger.errors import DatabaseUnavailable
 from ledger.locks import DDL_LOCK_KEY
 
 if TYPE_CHECKING:
     import psycopg
-
-
-class DatabaseUnavailable(RuntimeError):
-    """The database cannot be reached or opened; the message says where and why."""
-
-
-def is_unavailable(exc: BaseException) -> bool:
-    """What "the database went away" (or "no connection came free in time") looks
-    like from either driver, the eventsourcing library (which wraps the driver's
-    error in its own class) and psycopg's pool, anywhere along the chain of
-    causes. By class, never by message. A module's classes count only once
-    something imported it: none of its errors can be raised before."""
-    unavailable: tuple[type[BaseException], ...] = (
-        DatabaseUnavailable,
-        sqlite3.OperationalError,
-        # psycopg_pool's PoolTimeout, TooManyRequests and PoolClosed are psycopg
-        # OperationalErrors.
-        *_loaded("psycopg", "OperationalError", "InterfaceError"),
-        *_loaded("eventsourcing.persistence", "OperationalError", "InterfaceError"),
-    )
-    return any(isinstance(e, unavailable) for e in _causes(exc))
-
-
-def is_pool_exhausted(exc: BaseException) -> bool:
-    """Unavailable because no pooled connection came free within the pool's
-    timeout (every one busy, or none could be opened), not because a statement
-    failed."""
-    exhausted = _loaded("psycopg_pool", "PoolTimeout", "TooManyRequests")
-    return any(isinstance(e, exhausted) for e in _causes(exc))
-
-
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """`exc` and what it was raised from (`raise ... from`), outermost first."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__
-
-
-def _loaded(module: str, *names: str) -> tuple[type[BaseException], ...]:
-    found = sys.modules.get(module)
-    return tuple(getattr(found, name) for name in names) if found is not None else ()
 
 
 def server_hung_up(raw: psycopg.Connection[Any]) -> bool:

@@ -10,7 +10,8 @@ from typing import Any, Protocol
 import psycopg
 
 from ledger.config import DatabaseURL
-from ledger.db import Connection, DatabaseUnavailable
+from ledger.db import Connection
+from ledger.errors import DatabaseUnavailable
 from ledger.stores.layout import NOTIFY_CHANNEL
 
 

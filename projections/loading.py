@@ -24,7 +24,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from ledger.db import Connection, is_unavailable
+from ledger.db import Connection
+from ledger.errors import is_unavailable
 from ledger.keystore import Keyring
 from ledger.reading import LeanRow, read_lean
 from projections import tracking

@@ -25,7 +25,8 @@ from typing import Literal
 
 from ledger.application import first_line
 from ledger.config import DatabaseURL
-from ledger.db import Connection, is_unavailable
+from ledger.db import Connection
+from ledger.errors import is_unavailable
 from ledger.events import ContractError
 from ledger.personal import TamperedValue
 from ledger.reading import StoredRow, head_position, read_rows

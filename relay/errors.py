@@ -7,7 +7,8 @@ import sqlite3
 
 import psycopg
 
-from ledger.db import Connection, DatabaseUnavailable
+from ledger.db import Connection
+from ledger.errors import DatabaseUnavailable
 
 
 class RelayFatal(RuntimeError):

@@ -24,7 +24,8 @@ from projections.schema import SchemaMissing, ensure_schema, require_schema, sch
 if TYPE_CHECKING:
     from ledger.application import LedgerApplication
 
-from services.errors import MISSING_TABLES, Category, ServiceError, service_errors
+from ledger.errors import MISSING_TABLES
+from services.errors import Category, ServiceError, service_errors
 
 
 @dataclass

@@ -6,23 +6,26 @@ because both kinds of caller read them."""
 
 from __future__ import annotations
 
-import sqlite3
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 
-from ledger.config import (
-    DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_LOCK_TIMEOUT,
-    ConfigError,
+from ledger.config import ConfigError
+from ledger.errors import (
+    DatabaseLocked,
+    DatabaseUnavailable,
+    IdleTransactionEnded,
+    PoolExhausted,
+    StoreError,
+    StoreReadOnly,
+    TablesMissing,
+    ValueRefused,
+    store_error,
 )
-from ledger.db import DatabaseUnavailable, is_pool_exhausted, is_unavailable
-from ledger.environment import DATABASE_URL_ENV
 from ledger.keystore import KeystoreError
 from ledger.personal import TamperedValue
-from ledger.printable import first_line
 from projections import registry
 from projections.schema import SchemaMissing
 
@@ -57,10 +60,17 @@ class ServiceError(Exception):
         self.errors = list(errors)
 
 
-MISSING_TABLES = (
-    "the ledger's tables are missing; run `ledger db migrate` "
-    "(LEDGER_AUTO_MIGRATE=0 stops commands from creating them)"
-)
+# Each kind of store error is one category: the adapters (ledger.errors) say what
+# happened, by the error's class and code, and this table what it means to a caller.
+STORE_CATEGORIES: dict[type[StoreError], Category] = {
+    DatabaseUnavailable: Category.UNAVAILABLE,
+    PoolExhausted: Category.UNAVAILABLE,
+    DatabaseLocked: Category.UNAVAILABLE,
+    IdleTransactionEnded: Category.UNAVAILABLE,
+    StoreReadOnly: Category.USAGE,
+    TablesMissing: Category.USAGE,
+    ValueRefused: Category.REJECTED,
+}
 
 
 def classify(exc: BaseException) -> ServiceError | None:
@@ -76,83 +86,18 @@ def classify(exc: BaseException) -> ServiceError | None:
         return ServiceError(Category.USAGE, str(exc))
     if isinstance(exc, TamperedValue):
         return ServiceError(Category.REJECTED, str(exc))
-    if _is_missing_table(exc):
-        return ServiceError(Category.USAGE, f"{first_line(exc)}: {MISSING_TABLES}")
-    if _mentions(exc, "readonly database"):
-        return ServiceError(
-            Category.USAGE,
-            f"the database is read-only: the file of the store ({DATABASE_URL_ENV}) "
-            "and its directory must be writable",
-        )
-    if _mentions(exc, "database is locked"):
-        return ServiceError(
-            Category.UNAVAILABLE,
-            "the database is locked: another writer held it longer than this command "
-            "waits (raise it with sqlite:///PATH?lock_timeout=SECONDS; default "
-            f"{DEFAULT_LOCK_TIMEOUT})",
-        )
-    if _mentions(exc, "idle-in-transaction timeout"):
-        return ServiceError(
-            Category.UNAVAILABLE,
-            "the import waited for input longer than PostgreSQL lets a transaction sit "
-            "idle, and the server ended it; nothing stored (feed the input faster, skip "
-            "invalid events for a transaction per batch, or raise ?idle_timeout=SECONDS "
-            f"in the URL; default {DEFAULT_IDLE_TIMEOUT})",
-        )
-    if _is_refused_value(exc):
-        # e.g. a NUL character, which PostgreSQL text cannot hold; the
-        # transaction rolled back, so nothing was stored.
-        return ServiceError(
-            Category.REJECTED, f"the database refused a value: {first_line(exc)}; nothing stored"
-        )
-    if isinstance(exc, DatabaseUnavailable):
-        return ServiceError(Category.UNAVAILABLE, str(exc))
-    if is_pool_exhausted(exc):
-        return ServiceError(
-            Category.UNAVAILABLE,
-            "no database connection came free in time (every one is busy, or the "
-            "database does not answer); retry later",
-        )
-    if is_unavailable(exc):
-        return ServiceError(Category.UNAVAILABLE, f"database unavailable: {first_line(exc)}")
-    return None
+    kind = store_error(exc)
+    if kind is None:
+        return None
+    return ServiceError(STORE_CATEGORIES[type(kind)], str(kind))
 
 
 def _loaded(module: str, *names: str) -> tuple[type[BaseException], ...]:
     """The exception classes `names` of `module` if it was imported, else none: an
     exception of a class never imported cannot have been raised, so classifying
-    one imports nothing (psycopg or the runner, on a tab read that needs neither)."""
+    one imports nothing (the runner, on a tab read that needs none)."""
     found = sys.modules.get(module)
     return tuple(getattr(found, name) for name in names) if found is not None else ()
-
-
-def _is_refused_value(exc: BaseException) -> bool:
-    refused = (
-        *_loaded("psycopg", "DataError"),
-        *_loaded("eventsourcing.persistence", "DataError"),
-    )
-    return any(isinstance(e, refused) for e in (exc, exc.__cause__))
-
-
-def _mentions(exc: BaseException, text: str) -> bool:
-    """A store error (or its cause) whose message says `text` (the driver's wording)."""
-    return any(e is not None and text in str(e) for e in (exc, exc.__cause__))
-
-
-def _is_missing_table(exc: BaseException) -> bool:
-    """A table that `ledger db migrate` would have created, on either store."""
-    undefined_table = _loaded("psycopg.errors", "UndefinedTable")
-    persistence_error = _loaded("eventsourcing.persistence", "PersistenceError")
-    for e in (exc, exc.__cause__):
-        if isinstance(e, undefined_table):
-            return True
-        if isinstance(e, sqlite3.OperationalError) and "no such table" in str(e):
-            return True
-        if isinstance(e, persistence_error) and (
-            ("does not exist" in str(e) and "relation" in str(e)) or "no such table" in str(e)
-        ):
-            return True
-    return False
 
 
 @contextmanager
