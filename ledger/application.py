@@ -18,7 +18,7 @@ from eventsourcing.persistence import (
 from ledger.config import DatabaseURL
 from ledger.db import DatabaseUnavailable, Queries
 from ledger.domain import Customer, CustomerEvent, CustomerSnapshot, customer_stream_id
-from ledger.keystore import Keyring
+from ledger.keystore.keyring import Keyring
 from ledger.mapper import LedgerMapper
 from ledger.printable import first_line as first_line  # re-exported: appending, runner
 from ledger.reading import stream_after

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from uuid import UUID
 
 from ledger.db import Connection, Queries, any_of
-from ledger.keystore import Keyring
+from ledger.keystore.keyring import Keyring
 from ledger.personal import reveal
 from ledger.stores.layout import EVENTS_TABLE
 

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ledger.db import Connection, is_unavailable
-from ledger.keystore import Keyring
+from ledger.keystore.keyring import Keyring
 from ledger.reading import LeanRow, read_lean
 from projections import tracking
 from projections.base import Envelope, Projection, Writer

@@ -20,7 +20,7 @@ from ledger.config import (
 )
 from ledger.db import DatabaseUnavailable, is_unavailable
 from ledger.environment import DATABASE_URL_ENV
-from ledger.keystore import KeystoreError
+from ledger.keystore.errors import KeystoreError
 from ledger.personal import TamperedValue
 from ledger.printable import first_line
 from projections import registry

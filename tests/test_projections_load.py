@@ -12,7 +12,7 @@ import pytest
 
 from ledger.application import LedgerApplication
 from ledger.db import Connection
-from ledger.keystore import Ciphers
+from ledger.keystore.ciphers import Ciphers
 from ledger.reading import head_position
 from ledger.rights import ALLOW_ALL
 from projections import rebuild as replay

@@ -31,7 +31,7 @@ from ledger.events import (
 )
 from ledger.events.customer import CustomerErased
 from ledger.input import InputItem
-from ledger.keystore import KEY_LOOKUP
+from ledger.keystore.table import KEY_LOOKUP
 from ledger.mapper import subject_of
 from ledger.personal import reveal
 from ledger.rights import RightsPolicy
