@@ -70,7 +70,7 @@ def classify(exc: BaseException) -> ServiceError | None:
         return exc
     if isinstance(exc, SchemaMissing | ConfigError | registry.UnknownProjection):
         return ServiceError(Category.USAGE, str(exc))
-    if isinstance(exc, _loaded("projections.runner", "ProjectionError")):
+    if isinstance(exc, _loaded("projections.targets", "ProjectionError")):
         return ServiceError(Category.REJECTED, str(exc))
     if isinstance(exc, KeystoreError):
         return ServiceError(Category.USAGE, str(exc))

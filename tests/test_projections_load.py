@@ -19,8 +19,9 @@ from projections import rebuild as replay
 from projections import tracking
 from projections.base import Envelope, Projection, Tables, Writer
 from projections.registry import PROJECTIONS
-from projections.runner import ProjectionError, Runner, Target
+from projections.runner import Runner
 from projections.schema import ensure_schema
+from projections.targets import ProjectionError, Target
 from services.customers import erase_customer
 from tests.factories import append_ok as append
 from tests.factories import event

@@ -41,6 +41,8 @@ NOT_ON_A_TAB_READ = (
     "prometheus_client",
     "projections.rebuild",
     "projections.runner",
+    "projections.targets",
+    "projections.following",
     "projections.status",
     "projections.models",
     "services.metrics",
