@@ -17,7 +17,7 @@ import psycopg
 
 from ledger.config import parse_database_url
 from ledger.environment import MASTER_KEY_ENV
-from ledger.keystore import new_master_key_file
+from ledger.keystore.master import new_master_key_file
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 

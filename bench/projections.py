@@ -55,7 +55,7 @@ from ledger.config import parse_database_url
 from ledger.db import Connection
 from ledger.domain import customer_stream_id
 from ledger.events import PAYLOADS, parse_recorded_json
-from ledger.keystore import Keyring
+from ledger.keystore.keyring import Keyring
 from ledger.personal import seal
 from ledger.reading import head_position, iter_rows
 from ledger.rights import ALLOW_ALL

@@ -39,7 +39,7 @@ from typing import Any
 from bench.common import DEFAULT_PG, generate_events, scratch_store, write_ndjson
 from consumers.kafka_config import KafkaSettings
 from consumers.kafka_topics import ensure_topic
-from ledger.appending import Appender
+from ledger.appending.appender import Appender
 from ledger.application import LedgerApplication
 from ledger.config import parse_database_url
 from ledger.db import Connection

@@ -19,7 +19,7 @@ from ledger.config import DatabaseURL
 from ledger.db import Queries
 from ledger.domain import Customer, CustomerEvent, CustomerSnapshot, customer_stream_id
 from ledger.errors import DatabaseUnavailable
-from ledger.keystore import Keyring
+from ledger.keystore.keyring import Keyring
 from ledger.mapper import LedgerMapper
 from ledger.printable import first_line as first_line  # re-exported: appending, runner
 from ledger.reading import stream_after

@@ -22,7 +22,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from ledger.appending import Appender, AppendReport, Rejection
+from ledger.appending.appender import Appender
+from ledger.appending.report import AppendReport, Rejection
 from ledger.application import LedgerApplication
 from ledger.db import Connection
 from ledger.input import InputItem

@@ -20,7 +20,7 @@ from eventsourcing.persistence import Mapper, MapperDeserialisationError, Stored
 
 from ledger.domain import CustomerEvent, CustomerSnapshot
 from ledger.events import PAYLOADS, ContractError, Payload, RecordedEvent, parse_recorded_json
-from ledger.keystore import Keyring
+from ledger.keystore.keyring import Keyring
 from ledger.personal import has_personal, reveal, seal_envelope
 from ledger.stores.rows import EventRow, LedgerStoredEvent
 

@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ledger.keystore import Ciphers, Keyring
+from ledger.keystore.ciphers import Ciphers
+from ledger.keystore.keyring import Keyring
 from ledger.payloads import payload_classes
 
 if TYPE_CHECKING:

@@ -18,7 +18,8 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ledger.db import Connection
-from ledger.keystore import Ciphers, Keyring
+from ledger.keystore.ciphers import Ciphers
+from ledger.keystore.keyring import Keyring
 from ledger.payloads import payload_classes
 from ledger.personal import reveal_document
 from ledger.reading import StoredRow

@@ -26,18 +26,13 @@ from dataclasses import dataclass, field
 
 from ledger.db import Connection
 from ledger.errors import is_unavailable
-from ledger.keystore import Keyring
+from ledger.keystore.keyring import Keyring
 from ledger.reading import LeanRow, read_lean
 from projections import tracking
 from projections.base import Envelope, Projection, Writer
-from projections.runner import (
-    Progress,
-    Runner,
-    Target,
-    fewer_collections,
-    relax_durability,
-)
+from projections.runner import Progress, Runner, fewer_collections, relax_durability
 from projections.sealing import HeldKeys
+from projections.targets import Target
 from projections.tracking import PositionMoved
 
 # Events between checkpoints. Measured on 100,000 events (SQLite): 5,000, 50,000

@@ -30,7 +30,7 @@ from ledger.reading import head_position
 from projections import tracking
 from projections.base import Projection
 from projections.loading import DEFAULT_CHECKPOINT_EVENTS, load
-from projections.runner import Progress, Runner, Target
+from projections.runner import Progress, Runner
 from projections.tables import (
     create_indexes,
     create_table,
@@ -38,6 +38,7 @@ from projections.tables import (
     existing_tables,
     rename_table,
 )
+from projections.targets import Target
 
 DEFAULT_REBUILD_BATCH_SIZE = 5000
 # Batches the swap may apply while holding its locks; the pre-swap catch-up

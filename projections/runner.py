@@ -1,4 +1,5 @@
-"""Applying stored events to read models: batched catch-up, and live following.
+"""Applying stored events to read models: batched catch-up (`Runner`,
+`catch_up_live`); `projections.following` follows new events with it.
 
 One batch = one read of up to `batch_size` rows after the lowest tracked
 position, decoded once, then one transaction that locks the tracking rows,
@@ -17,11 +18,8 @@ from __future__ import annotations
 import gc
 import json
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Literal
 
 from ledger.application import first_line
 from ledger.config import DatabaseURL
@@ -30,13 +28,12 @@ from ledger.errors import is_unavailable
 from ledger.events import ContractError
 from ledger.personal import TamperedValue
 from ledger.reading import StoredRow, head_position, read_rows
-from ledger.waiting import Backoff, ListenWaiter, PollWaiter, Waiter
 from projections import tracking
-from projections.base import Envelope, Projection, Tables
+from projections.base import Envelope, Projection
+from projections.targets import Poison, ProjectionError, Target
 from projections.tracking import PositionMoved, Tracked
 
 DEFAULT_BATCH_SIZE = 1000
-HEARTBEAT_SECONDS = 2.0
 
 
 @contextmanager
@@ -64,28 +61,6 @@ def relax_durability(conn: Connection) -> None:
         conn.execute("SET LOCAL synchronous_commit TO OFF")
 
 
-class ProjectionError(RuntimeError):
-    """A projection cannot run as things stand; the message says what to do."""
-
-
-@dataclass(frozen=True)
-class Poison:
-    """A stored event a projection cannot apply (one stored before the contracts
-    enforced what every read model can hold, or one a read model refuses)."""
-
-    position: int
-    event_id: str
-    event_type: str
-    reason: str
-
-    def describe(self, name: str) -> str:
-        """The line saying where the projection called `name` stopped and why."""
-        return (
-            f"projection {name} stopped at position {self.position} "
-            f"(event_id {self.event_id}, type {self.event_type}): {self.reason}"
-        )
-
-
 @contextmanager
 def _savepoint(conn: Connection) -> Iterator[None]:
     conn.execute("SAVEPOINT projection_apply")
@@ -96,29 +71,6 @@ def _savepoint(conn: Connection) -> Iterator[None]:
         conn.execute("RELEASE SAVEPOINT projection_apply")
         raise
     conn.execute("RELEASE SAVEPOINT projection_apply")
-
-
-@dataclass(frozen=True)
-class Target:
-    """A projection together with where it writes: live tables or a rebuild's shadow."""
-
-    projection: Projection
-    tables: Tables
-    tracking_name: str
-
-    @classmethod
-    def live(cls, projection: Projection) -> Target:
-        """The projection writing its live tables under its own tracking row."""
-        return cls(projection, Tables.live(projection.tables), projection.name)
-
-    @classmethod
-    def shadow(cls, projection: Projection) -> Target:
-        """The projection writing a rebuild's shadow tables, tracked as `NAME~rebuild`."""
-        return cls(
-            projection,
-            Tables.shadow(projection.tables),
-            tracking.rebuild_name(projection.name),
-        )
 
 
 # Called after each committed batch with (lowest position now, events read).
@@ -387,124 +339,3 @@ def catch_up_live(
     if runner.position() >= head:
         return 0
     return runner.catch_up(until=head)
-
-
-@dataclass(frozen=True)
-class FollowNotice:
-    """What a `Follower` tells its caller: caught up, database unavailable (and when it
-    retries), resumed, stopped, or a projection stopped at an event."""
-
-    kind: Literal["caught_up", "unavailable", "resumed", "stopped", "projection_stopped"]
-    position: int | None = None
-    error: str | None = None
-    retry_in: float | None = None
-    applied: int = 0
-
-    def describe(self) -> str:
-        """The notice as one line for a log or a terminal."""
-        match self.kind:
-            case "caught_up":
-                return f"caught up at position {self.position} ({self.applied} events applied)"
-            case "unavailable":
-                return f"database unavailable: {self.error}; retrying in {self.retry_in:.1f} s"
-            case "resumed":
-                return f"database reachable again; resuming at position {self.position}"
-            case "stopped":
-                return f"stopped at position {self.position}"
-            case "projection_stopped":
-                return str(self.error)
-        return self.kind
-
-
-class Follower:
-    """Catch up, then follow new events until `stop` is set.
-
-    Any connection failure closes both connections, waits (doubling up to
-    `max_backoff`), reconnects and resumes from the tracked positions: the
-    database, not this process, remembers where each projection is."""
-
-    def __init__(
-        self,
-        url: DatabaseURL,
-        projections: Sequence[Projection],
-        *,
-        stop: threading.Event,
-        notify: Callable[[FollowNotice], None],
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        interval: float = 1.0,
-        initial_backoff: float = 0.5,
-        max_backoff: float = 30.0,
-        prepare: Callable[[Connection], None] | None = None,
-    ) -> None:
-        self.url = url
-        self.projections = list(projections)
-        self.stop = stop
-        self.notify = notify
-        self.batch_size = batch_size
-        self.interval = interval
-        self.initial_backoff = initial_backoff
-        self.max_backoff = max_backoff
-        # Run on each new connection before following, e.g. to check the schema.
-        self.prepare = prepare
-
-    def run(self) -> None:
-        """Follow until `stop` is set, reconnecting with back-off while the database is
-        unavailable; any other error is raised. Ends with a "stopped" notice."""
-        backoff = Backoff(self.max_backoff, first=self.initial_backoff)
-        failed = False
-        position: int | None = None
-        while not self.stop.is_set():
-            try:
-                position = self._session(resumed=failed)
-                failed = False
-            except Exception as exc:
-                if not is_unavailable(exc):
-                    raise
-                failed = True
-                delay = backoff.next()
-                self.notify(FollowNotice("unavailable", error=first_line(exc), retry_in=delay))
-                self.stop.wait(delay)
-                continue
-            backoff.reset()
-        self.notify(FollowNotice("stopped", position=position))
-
-    def _tell_stopped(self, runner: Runner, told: set[str]) -> None:
-        """One notice per projection that stopped at an event it cannot apply."""
-        for name, line in runner.stopped.items():
-            if name not in told:
-                told.add(name)
-                self.notify(FollowNotice("projection_stopped", error=line))
-
-    def _session(self, resumed: bool) -> int:
-        """Follow on one pair of connections until stopped or they fail."""
-        with Connection(self.url) as conn:
-            if self.prepare is not None:
-                self.prepare(conn)
-            waiter: Waiter = (
-                ListenWaiter.connect(self.url, self.stop)
-                if conn.kind == "postgresql"
-                else PollWaiter(self.stop)
-            )
-            try:
-                # LISTEN is in place before the first catch-up, so no commit
-                # between the two goes unnoticed.
-                runner = Runner(conn, [Target.live(p) for p in self.projections], self.batch_size)
-                if resumed:
-                    self.notify(FollowNotice("resumed", position=runner.position()))
-                applied = runner.catch_up(stop=self.stop)
-                position = runner.position()
-                told: set[str] = set()
-                self._tell_stopped(runner, told)
-                self.notify(FollowNotice("caught_up", position=position, applied=applied))
-                beat = 0.0
-                while not self.stop.is_set():
-                    if time.monotonic() - beat >= HEARTBEAT_SECONDS:
-                        runner.heartbeat()
-                        beat = time.monotonic()
-                    waiter.wait(self.interval)
-                    if runner.catch_up(stop=self.stop):
-                        position = runner.position()
-                    self._tell_stopped(runner, told)
-                return position
-            finally:
-                waiter.close()

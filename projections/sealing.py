@@ -26,7 +26,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ledger.db import Connection
-from ledger.keystore import Ciphers, Keyring
+from ledger.keystore.ciphers import Ciphers
+from ledger.keystore.keyring import Keyring
 from ledger.personal import ERASED, TamperedValue
 
 PREFIX = "\x1benc1|"

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ledger.db import Connection
-from ledger.keystore import Ciphers
+from ledger.keystore.ciphers import Ciphers
 from projections.base import Envelope, Projection, Tables, Writer
 from projections.history import actor_json
 from projections.paging import FIRST_PAGE, Page, PagedQuery

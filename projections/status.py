@@ -12,7 +12,7 @@ from ledger.reading import count_after, head_position, recorded_at_after
 from projections import tracking
 from projections.base import Projection
 from projections.clock import now
-from projections.runner import HEARTBEAT_SECONDS
+from projections.following import HEARTBEAT_SECONDS
 
 # A follower that has not beaten for this long is taken for dead.
 _FOLLOWER_GRACE = 5 * HEARTBEAT_SECONDS

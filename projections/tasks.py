@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from ledger.db import Connection
-from ledger.keystore import Ciphers
+from ledger.keystore.ciphers import Ciphers
 from ledger.rights import RightsPolicy
 from projections.base import Envelope, Projection, Tables, Writer
 from projections.clock import iso

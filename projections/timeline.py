@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from ledger.db import Connection
-from ledger.keystore import Ciphers
+from ledger.keystore.ciphers import Ciphers
 from ledger.kinds import KINDS
 from ledger.payloads import payload_classes
 from ledger.personal import has_personal

@@ -12,8 +12,8 @@ from ledger.rights import RightsPolicy
 
 # Imported where used: a tab read must not pay for the append engine (tests/test_startup.py).
 if TYPE_CHECKING:
-    from ledger.appending import Appender
-    from ledger.appending import AppendReport as AppendReport
+    from ledger.appending.appender import Appender
+    from ledger.appending.report import AppendReport as AppendReport
     from ledger.application import LedgerApplication
 
 from services.errors import Category, RejectedField, ServiceError, service_errors
@@ -21,7 +21,7 @@ from services.errors import Category, RejectedField, ServiceError, service_error
 
 def default_batch_size() -> int:
     """Events per insert when the caller does not say (imports the append engine)."""
-    from ledger.appending import DEFAULT_BATCH_SIZE
+    from ledger.appending.appender import DEFAULT_BATCH_SIZE
 
     return DEFAULT_BATCH_SIZE
 
@@ -37,7 +37,7 @@ def append_items(
     """Validate and store events; a body that is not NDJSON or a JSON array, or
     not UTF-8, is rejected whole with nothing stored. `batch_size`: the append
     engine's default unless given."""
-    from ledger.appending import DEFAULT_BATCH_SIZE, Appender
+    from ledger.appending.appender import DEFAULT_BATCH_SIZE, Appender
 
     size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
     with service_errors(), Appender(app, policy, batch_size=size) as appender:

@@ -13,9 +13,7 @@ from ledger.application import LedgerApplication
 from ledger.audit.history import Selector, iter_history
 from ledger.db import Connection
 from ledger.input import InputItem
-from ledger.keystore import (
-    Keyring,
-)
+from ledger.keystore.keyring import Keyring
 from ledger.rights import RightsPolicy
 from projections import registry
 from projections.card import card_value

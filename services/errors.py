@@ -24,7 +24,7 @@ from ledger.errors import (
     ValueRefused,
     store_error,
 )
-from ledger.keystore import KeystoreError
+from ledger.keystore.errors import KeystoreError
 from ledger.personal import TamperedValue
 from projections import registry
 from projections.schema import SchemaMissing
@@ -80,7 +80,7 @@ def classify(exc: BaseException) -> ServiceError | None:
         return exc
     if isinstance(exc, SchemaMissing | ConfigError | registry.UnknownProjection):
         return ServiceError(Category.USAGE, str(exc))
-    if isinstance(exc, _loaded("projections.runner", "ProjectionError")):
+    if isinstance(exc, _loaded("projections.targets", "ProjectionError")):
         return ServiceError(Category.REJECTED, str(exc))
     if isinstance(exc, KeystoreError):
         return ServiceError(Category.USAGE, str(exc))

@@ -5,14 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ledger.keystore import (
-    Keyring,
-    KeyStatus,
-    KeystoreError,
-    new_master_key_file,
-    read_master_key_file,
-    set_master_key_path,
-)
+from ledger.keystore.errors import KeystoreError
+from ledger.keystore.keyring import Keyring, KeyStatus
+from ledger.keystore.master import new_master_key_file, read_master_key_file, set_master_key_path
 from services.errors import Category, ServiceError, service_errors
 
 # Imported for its type only: a tab read (which sets the master key's path)
@@ -37,7 +32,7 @@ def init_master_key(path: Path) -> str:
         ) from None
     except OSError as exc:
         raise ServiceError(Category.USAGE, f"cannot write {path}: {exc.strerror}") from exc
-    from ledger.keystore import master_id
+    from ledger.keystore.master import master_id
 
     return master_id(key)
 

@@ -18,7 +18,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, s
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ledger.appending import AppendReport
+from ledger.appending.report import AppendReport
 from ledger.config import DatabaseURL
 from ledger.db import Connection
 from services.appending import APPEND_OBSERVERS

@@ -21,9 +21,11 @@ from ledger.reading import head_position
 from projections import rebuild as replay
 from projections import registry
 from projections.base import Projection
+from projections.following import Follower, FollowNotice
 from projections.loading import DEFAULT_CHECKPOINT_EVENTS
 from projections.rebuild import DEFAULT_REBUILD_BATCH_SIZE, RebuildReport
-from projections.runner import DEFAULT_BATCH_SIZE, Follower, FollowNotice, Runner, Target
+from projections.runner import DEFAULT_BATCH_SIZE, Runner
+from projections.targets import Target
 from services.bootstrap import Services, prepare_store
 from services.errors import Category, ServiceError, service_errors
 

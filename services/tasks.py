@@ -20,7 +20,7 @@ from projections.tasks import task_item
 
 # Imported where used, as in services.tabs (tests/test_startup.py).
 if TYPE_CHECKING:
-    from ledger.appending import AppendReport
+    from ledger.appending.report import AppendReport
     from ledger.application import LedgerApplication
     from projections.models import TaskItem
 

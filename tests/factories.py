@@ -7,7 +7,8 @@ import json
 import uuid
 from typing import Any
 
-from ledger.appending import DEFAULT_BATCH_SIZE, Appender, AppendReport
+from ledger.appending.appender import DEFAULT_BATCH_SIZE, Appender
+from ledger.appending.report import AppendReport
 from ledger.application import LedgerApplication
 from ledger.config import parse_database_url
 from ledger.input import read_items

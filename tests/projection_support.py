@@ -249,7 +249,7 @@ def wait_until_caught_up(url: str, timeout: float = 30) -> dict[str, int]:
 
 class FollowerProcess:
     """`ledger projections run --all --follow` in a real process, its JSON notices collected
-    (the production follower is `projections.runner.Follower`)."""
+    (the production follower is `projections.following.Follower`)."""
 
     def __init__(self, url: str, *extra: str, env: dict[str, str] | None = None) -> None:
         self.process = subprocess.Popen(

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from ledger.appending import Appender, AppendReport
+from ledger.appending.appender import Appender
+from ledger.appending.report import AppendReport
 from ledger.application import LedgerApplication
 from ledger.db import Connection
 from ledger.input import read_items
@@ -302,7 +303,7 @@ def test_stale_writer_conflicts_and_retries_without_corrupting_the_stream(
     app: LedgerApplication, optimistic_attempts: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # With 0 optimistic attempts the batch goes straight to the locked fallback.
-    monkeypatch.setattr("ledger.appending.OPTIMISTIC_ATTEMPTS", optimistic_attempts)
+    monkeypatch.setattr("ledger.appending.appender.OPTIMISTIC_ATTEMPTS", optimistic_attempts)
     first, second = Appender(app), Appender(app)
     note = lambda n: event("note.added", "c1", {"note_id": n, "text": "x"})  # noqa: E731
     assert first.append(read_items(io.StringIO(ndjson([created()])))).ok  # caches c1 at v1

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from ledger.appending import DEFAULT_CUSTOMER_CACHE, REPLAY_LIMIT, Appender, AppendReport
+from ledger.appending.appender import Appender
+from ledger.appending.deciding import DEFAULT_CUSTOMER_CACHE, REPLAY_LIMIT
+from ledger.appending.report import AppendReport
 from ledger.application import SNAPSHOT_INTERVAL, LedgerApplication
 from ledger.config import parse_database_url
 from ledger.db import Connection
@@ -96,7 +98,7 @@ def test_evicted_customers_are_decided_as_if_kept(
 ) -> None:
     # With a limit of 1 every evicted customer is snapshotted in the import's
     # transaction, and reloaded from that snapshot.
-    monkeypatch.setattr("ledger.appending.REPLAY_LIMIT", replay_limit)
+    monkeypatch.setattr("ledger.appending.deciding.REPLAY_LIMIT", replay_limit)
     # c0 is busy and snapshotted before the import: reloading it reads the snapshot.
     busy = SNAPSHOT_INTERVAL * 2 - 10
     append_ok(app, [created("c0"), *[note("c0", f"n{i}") for i in range(busy - 1)]])
@@ -138,7 +140,7 @@ def test_evicted_customers_are_decided_as_if_kept(
 def test_skip_invalid_with_eviction_rejects_the_same_lines(
     app: LedgerApplication, replay_limit: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("ledger.appending.REPLAY_LIMIT", replay_limit)
+    monkeypatch.setattr("ledger.appending.deciding.REPLAY_LIMIT", replay_limit)
     append_ok(app, [created("c0")])
     events, rejected_lines = mixed_input()
     report = run(app, events, 1, skip=True)

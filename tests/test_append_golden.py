@@ -23,7 +23,8 @@ from typing import Any
 
 import pytest
 
-from ledger.appending import Appender, AppendReport
+from ledger.appending.appender import Appender
+from ledger.appending.report import AppendReport
 from ledger.application import LedgerApplication
 from ledger.audit.verify import verify_chain
 from ledger.db import Connection

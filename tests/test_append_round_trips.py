@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from ledger.appending import Appender, AppendReport
+from ledger.appending.appender import Appender
+from ledger.appending.report import AppendReport
 from ledger.application import LedgerApplication
 from ledger.config import parse_database_url
 from ledger.input import read_items

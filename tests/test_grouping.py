@@ -7,7 +7,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ledger.appending import AppendReport
+from ledger.appending.report import AppendReport
 from ledger.application import LedgerApplication
 from ledger.config import parse_database_url
 from ledger.db import Connection

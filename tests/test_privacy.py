@@ -18,10 +18,11 @@ import pytest
 from click.testing import Result
 
 from consumers.last_contact import LastContact, last_contact_of
-from ledger import keystore
 from ledger.config import parse_database_url
 from ledger.db import Connection
-from ledger.keystore import Keyring, new_master_key_file
+from ledger.keystore import keyring
+from ledger.keystore.keyring import Keyring
+from ledger.keystore.master import new_master_key_file
 from ledger.reading import iter_rows, read_rows
 from relay.errors import RelayFatal
 from relay.messages import build_message
@@ -247,14 +248,14 @@ def test_a_batch_read_late_in_the_key_cache_period_still_asks_once(
     starts a new one, so the period does not end while the batch is revealed (each
     customer after that point would be looked up alone)."""
     clock = [1000.0]
-    monkeypatch.setattr(keystore.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(keyring.time, "monotonic", lambda: clock[0])
     with key_queries(url) as asked, Connection(parse_database_url(url)) as conn:
-        clock[0] += keystore.CACHE_SECONDS * 0.9
+        clock[0] += keyring.CACHE_SECONDS * 0.9
         rows = read_rows(conn, 0, 1000)
-        clock[0] += keystore.CACHE_SECONDS * 0.5  # the old period has ended by now
+        clock[0] += keyring.CACHE_SECONDS * 0.5  # the old period has ended by now
         shown = b"".join(row.state for row in rows)
         assert len(asked) == 1, asked
-        clock[0] += keystore.CACHE_SECONDS * 0.6  # and now the new one
+        clock[0] += keyring.CACHE_SECONDS * 0.6  # and now the new one
         assert read_rows(conn, 0, 1000)[0].state
     assert len(asked) == 2, asked
     assert f"note {SECRET}".encode() in shown and f"note {OTHER}".encode() in shown

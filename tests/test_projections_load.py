@@ -12,15 +12,16 @@ import pytest
 
 from ledger.application import LedgerApplication
 from ledger.db import Connection
-from ledger.keystore import Ciphers
+from ledger.keystore.ciphers import Ciphers
 from ledger.reading import head_position
 from ledger.rights import ALLOW_ALL
 from projections import rebuild as replay
 from projections import tracking
 from projections.base import Envelope, Projection, Tables, Writer
 from projections.registry import PROJECTIONS
-from projections.runner import ProjectionError, Runner, Target
+from projections.runner import Runner
 from projections.schema import ensure_schema
+from projections.targets import ProjectionError, Target
 from services.customers import erase_customer
 from tests.factories import append_ok as append
 from tests.factories import event

@@ -15,8 +15,9 @@ from ledger.rights import RightsPolicy
 from projections import rebuild as replay
 from projections.paging import BadCursor
 from projections.registry import PROJECTIONS, get
-from projections.runner import Runner, Target, catch_up_live
+from projections.runner import Runner, catch_up_live
 from projections.tabs import TabRequest, read_tab
+from projections.targets import Target
 from projections.timeline import TimelineQuery
 from tests.factories import append_ok as append
 from tests.factories import event

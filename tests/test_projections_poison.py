@@ -14,9 +14,11 @@ from ledger.application import LedgerApplication
 from ledger.db import Connection
 from projections import rebuild as replay
 from projections import tracking
+from projections.following import Follower, FollowNotice
 from projections.registry import PROJECTIONS
-from projections.runner import Follower, FollowNotice, ProjectionError, Runner, Target
+from projections.runner import Runner
 from projections.schema import ensure_schema
+from projections.targets import ProjectionError, Target
 from tests.background import running_in_thread
 from tests.cli_runner import run_ledger
 from tests.factories import append_ok as append

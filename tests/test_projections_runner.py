@@ -15,8 +15,9 @@ from ledger.reading import head_position
 from ledger.stores.layout import EVENT_COLUMNS, EVENTS_TABLE
 from projections import rebuild as replay
 from projections.registry import PROJECTIONS
-from projections.runner import Runner, Target
+from projections.runner import Runner
 from projections.schema import ensure_schema
+from projections.targets import Target
 from tests.cli_runner import ledger_cli, run_ledger
 from tests.factories import append_ok as append
 from tests.factories import append_to_url as append_url

@@ -31,9 +31,10 @@ from ledger.events.limits import MAX_STORED_BYTES
 from ledger.printable import printable
 from ledger.reading import head_position, read_rows
 from projections.registry import PROJECTIONS
-from projections.runner import Runner, Target
+from projections.runner import Runner
 from projections.schema import ensure_schema
 from projections.tabs import TABS, TabRequest, read_tab
+from projections.targets import Target
 from relay import build_message
 from tests.factories import append_raw, event
 

@@ -14,7 +14,7 @@ from uuid import uuid4
 import pytest
 
 from consumers.kafka_config import KafkaSettings
-from ledger.appending import Appender
+from ledger.appending.appender import Appender
 from ledger.application import LedgerApplication
 from ledger.config import parse_database_url
 from ledger.db import Connection

@@ -33,7 +33,8 @@ from ledger.audit.common import AuditError, fetch_page
 from ledger.db import Connection
 from ledger.domain import customer_stream_id
 from ledger.events import EVENT_TYPES
-from ledger.keystore import Keyring, KeystoreError
+from ledger.keystore.errors import KeystoreError
+from ledger.keystore.keyring import Keyring
 from ledger.personal import TamperedValue, reveal_json
 from ledger.stores.layout import EVENTS_TABLE
 from ledger.times import BadTime, parse_user_time

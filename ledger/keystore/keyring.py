@@ -1,43 +1,34 @@
-"""Per-customer data keys, wrapped by a master key kept outside the database.
-
-The key table (`ledger_keys`) lives in the ledger's database unless
-LEDGER_KEYSTORE_URL names another one, so backups of events and of keys can have
-different retention (a restored ledger backup must not bring erased keys back).
-One row per customer: its data key wrapped (AES-256-GCM under the master key,
-bound to the customer id), or NULL with `erased_at` set once the customer is
-erased. The row of an erased customer stays as a tombstone: a new key is never
-made for it, so nothing new can be stored readable.
-
-The master key is 32 random bytes, base64 on one line, in the file named by
-`--master-key` or LEDGER_MASTER_KEY_FILE; for an embedded (SQLite) ledger without
-either, one is generated beside the database file (`<db>.master-key`) with a
-warning to move it. Its id (a hash) is stored with each wrapped key, so a wrong
-master key is named in one line instead of failing as tampering.
-"""
+"""The keyring: a ledger's unwrapped data keys, cached, found or made for each
+batch an append stores, destroyed on erasure, rewrapped on a master-key rotation."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ledger.config import DatabaseURL, parse_database_url
-from ledger.db import Connection, Lookup, LookupRow, look_up
-from ledger.environment import KEYSTORE_URL_ENV, MASTER_KEY_ENV
+from ledger.config import DatabaseURL
+from ledger.db import Connection, LookupRow, look_up
+from ledger.environment import MASTER_KEY_ENV
+from ledger.keystore.ciphers import unwrap, wrap
+from ledger.keystore.errors import KeystoreError
+from ledger.keystore.master import load_master, master_id, master_key_path
+from ledger.keystore.table import (
+    KEY_LOOKUP,
+    KEYS_TABLE,
+    Queries,
+    ensure_keys_table,
+    ensure_store_format,
+    keystore_url,
+)
 
-KEYS_TABLE = "ledger_keys"
-_NONCE = 12
 # How long unwrapped keys are kept: a busy customer's key is unwrapped once per
 # this interval, not per event, and an erasure by another process reaches this
 # one's readers within it.
@@ -46,184 +37,6 @@ CACHE_SECONDS = 2.0
 _PINNED_MAX = 10_000
 # New keys per INSERT statement (4 parameters each).
 _INSERT_ROWS = 200
-# Customers' stored keys: (customer_id, wrapped key, master id).
-KEY_LOOKUP = Lookup(KEYS_TABLE, "customer_id", "customer_id", blob="wrapped", text="master_id")
-
-
-class Ciphers(Protocol):
-    """Where a reader gets a customer's data key: a Keyring, or a cache over one."""
-
-    def cipher(self, customer_id: str) -> AESGCM | None:
-        """The customer's data key as a cipher; None once the customer is erased."""
-        ...
-
-
-class KeystoreError(Exception):
-    """A key problem a user must fix (missing or wrong master key, a store of the
-    old format); the message is one line saying what to do."""
-
-
-class Queries(Protocol):
-    """Where key rows are read and written: the keystore's own connection, or the
-    append's write session when the keys live in the ledger's database."""
-
-    @property
-    def kind(self) -> str:
-        """ "sqlite" or "postgresql": the SQL dialect of the store."""
-        ...
-
-    def fetchall(self, statement: str, params: Any = ()) -> list[tuple[Any, ...]]:
-        """Run `statement` (`?` placeholders) and return its rows."""
-        ...
-
-
-# -- the master key ----------------------------------------------------------------
-
-_master_override: Path | None = None
-
-
-def set_master_key_path(path: Path | None) -> None:
-    """`--master-key PATH`: takes precedence over LEDGER_MASTER_KEY_FILE."""
-    global _master_override
-    if path != _master_override:
-        _master_override = path
-        Keyring.forget_all()
-
-
-def master_key_path(url: DatabaseURL) -> tuple[Path | None, bool]:
-    """The master key file to use and whether it is the embedded default."""
-    if _master_override is not None:
-        return _master_override, False
-    env = os.environ.get(MASTER_KEY_ENV)
-    if env:
-        return Path(env), False
-    if url.kind == "sqlite":
-        return Path(url.path + ".master-key"), True
-    return None, False
-
-
-def new_master_key_file(path: Path) -> bytes:
-    """Write a fresh master key to `path` (owner-only), refusing to overwrite one."""
-    key = AESGCM.generate_key(bit_length=256)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(base64.b64encode(key).decode() + "\n")
-    return key
-
-
-def read_master_key_file(path: Path) -> bytes:
-    """The master key in `path`: 32 bytes, base64 on one line. KeystoreError, saying
-    what to do, if it cannot be read or is not such a key."""
-    try:
-        text = path.read_text().strip()
-    except OSError as exc:
-        raise KeystoreError(
-            f"cannot read the master key {path}: {exc.strerror} "
-            f"(give --master-key PATH or {MASTER_KEY_ENV}; `ledger keys init` creates one)"
-        ) from None
-    try:
-        key = base64.b64decode(text, validate=True)
-    except ValueError:
-        key = b""
-    if len(key) != 32:
-        raise KeystoreError(f"master key {path} is not 32 bytes in base64 (one line)")
-    return key
-
-
-def master_id(key: bytes) -> str:
-    """The id stored with each key wrapped by `key`: a hash that names the master key
-    without revealing it."""
-    return hashlib.sha256(b"ledger master key id\x00" + key).hexdigest()[:16]
-
-
-def _load_master(url: DatabaseURL) -> bytes:
-    path, embedded = master_key_path(url)
-    if path is None:
-        raise KeystoreError(
-            f"no master key: give --master-key PATH or set {MASTER_KEY_ENV} "
-            "(`ledger keys init` creates one); personal data cannot be read or written without it"
-        )
-    if embedded and not path.exists():
-        key = new_master_key_file(path)
-        print(
-            f"warning: generated the master key {path} beside the database; move it off "
-            f"this disk and point {MASTER_KEY_ENV} at it (see docs/privacy.md)",
-            file=sys.stderr,
-        )
-        return key
-    return read_master_key_file(path)
-
-
-def keystore_url(url: DatabaseURL) -> DatabaseURL:
-    """The database holding the key table: LEDGER_KEYSTORE_URL's, else the ledger's own."""
-    env = os.environ.get(KEYSTORE_URL_ENV)
-    return parse_database_url(env) if env else url
-
-
-# -- the key table -----------------------------------------------------------------
-
-
-def ensure_keys_table(conn: Connection) -> None:
-    """Create the key table if missing; when it exists, no write lock is taken."""
-    if KEYS_TABLE in _tables(conn):
-        return  # a reader never takes the write lock (SQLite: it would wait for writers)
-    blob = "BLOB" if conn.kind == "sqlite" else "bytea"
-    with conn.schema_transaction():
-        conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {KEYS_TABLE} (customer_id TEXT PRIMARY KEY, "
-            f"wrapped {blob}, master_id TEXT, created_at TEXT NOT NULL, erased_at TEXT)"
-        )
-
-
-FORMAT_TABLE = "ledger_format"
-# 2: personal values encrypted per customer. A store without this table but with
-# events was written before (plaintext personal values) and is refused.
-STORE_FORMAT = 2
-
-
-def ensure_store_format(conn: Connection) -> None:
-    """Record this store's format, or refuse a store written in an older one."""
-    from ledger.stores.layout import EVENTS_TABLE
-
-    tables = _tables(conn)
-    if FORMAT_TABLE in tables:
-        row = conn.fetchone(f"SELECT MAX(version) FROM {FORMAT_TABLE}")
-        if row is not None and row[0] is not None and int(row[0]) == STORE_FORMAT:
-            return
-    if EVENTS_TABLE in tables and conn.fetchone(f"SELECT 1 FROM {EVENTS_TABLE} LIMIT 1"):
-        raise KeystoreError(
-            f"database {conn.url.display()} was written before per-customer encryption "
-            "(its personal values are plaintext): this ledger cannot use it; append its "
-            "events into a new database, then delete it (docs/privacy.md)"
-        )
-    with conn.schema_transaction():
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {FORMAT_TABLE} (version INTEGER NOT NULL)")
-        if conn.fetchone(f"SELECT 1 FROM {FORMAT_TABLE}") is None:
-            conn.execute(f"INSERT INTO {FORMAT_TABLE} (version) VALUES (?)", (STORE_FORMAT,))
-
-
-def _tables(conn: Connection) -> set[str]:
-    if conn.kind == "sqlite":
-        rows = conn.fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
-    else:
-        # pg_tables lists every table, also those this role may not read (an
-        # auditor's): information_schema would hide them.
-        rows = conn.fetchall(
-            "SELECT tablename FROM pg_tables WHERE schemaname = ?", (conn.url.schema,)
-        )
-    return {str(r[0]) for r in rows}
-
-
-def _wrap(
-    master: bytes, customer_id: str, key: bytes, random_bytes: Callable[[int], bytes] = os.urandom
-) -> bytes:
-    nonce = random_bytes(_NONCE)
-    return nonce + AESGCM(master).encrypt(nonce, key, customer_id.encode())
-
-
-def _unwrap(master: bytes, customer_id: str, wrapped: bytes) -> bytes:
-    return AESGCM(master).decrypt(wrapped[:_NONCE], wrapped[_NONCE:], customer_id.encode())
 
 
 @dataclass(frozen=True)
@@ -303,7 +116,7 @@ class Keyring:
     def master(self) -> bytes:
         """The master key, read (or, for an embedded ledger without one, generated) on first use."""
         if self._master is None:
-            self._master = _load_master(self.url)
+            self._master = load_master(self.url)
         return self._master
 
     def _store(self) -> Connection:
@@ -348,7 +161,7 @@ class Keyring:
                 f"{MASTER_KEY_ENV}"
             )
         try:
-            return AESGCM(_unwrap(self.master, customer_id, wrapped))
+            return AESGCM(unwrap(self.master, customer_id, wrapped))
         except InvalidTag:
             raise KeystoreError(
                 f"the data key of customer {customer_id!r} fails authentication under the "
@@ -471,7 +284,7 @@ class Keyring:
             rows: list[Any] = []
             for customer_id in new[start : start + _INSERT_ROWS]:
                 key = made[customer_id] = random_bytes(32)  # AES-256, as AESGCM.generate_key
-                rows += (customer_id, _wrap(self.master, customer_id, key, random_bytes), mine, now)
+                rows += (customer_id, wrap(self.master, customer_id, key, random_bytes), mine, now)
             values = ", ".join(["(?, ?, ?, ?)"] * (len(rows) // 4))
             for (customer_id,) in target.fetchall(
                 f"INSERT INTO {KEYS_TABLE} (customer_id, wrapped, master_id, created_at) "
@@ -558,10 +371,10 @@ class Keyring:
             )
             for customer_id, wrapped, _ in rows:
                 self._cipher(customer_id, (wrapped, _))  # checks the old master
-                key = _unwrap(old, customer_id, bytes(wrapped))
+                key = unwrap(old, customer_id, bytes(wrapped))
                 conn.execute(
                     f"UPDATE {KEYS_TABLE} SET wrapped = ?, master_id = ? WHERE customer_id = ?",
-                    (_wrap(new_master, customer_id, key), new_id, customer_id),
+                    (wrap(new_master, customer_id, key), new_id, customer_id),
                 )
                 count += 1
         self._master = new_master

@@ -1,0 +1,360 @@
+"""Deciding a batch of input: what it comes to given the stored state and the
+earlier events of the same input (`Decision`), and the customers' states, event
+ids and claimed subjects kept between batches in bounded memory (`Decider`, the
+base of `ledger.appending.appender.Appender`, whose module docstring says how).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from ledger import lookups
+from ledger.appending.report import AppendReport, Rejection
+from ledger.application import LedgerApplication, first_line, snapshot_due
+from ledger.db import Lookup, Queries, look_up
+from ledger.domain import Customer, CustomerEvent, RuleViolation, customer_stream_id
+from ledger.entropy import Entropy
+from ledger.events import (
+    PAYLOADS,
+    ContractError,
+    FieldError,
+    InboundEvent,
+    RecordedEvent,
+    parse_inbound_json,
+    parse_recorded_json,
+)
+from ledger.events.customer import CustomerErased
+from ledger.input import InputItem
+from ledger.keystore.table import KEY_LOOKUP
+from ledger.mapper import subject_of
+from ledger.personal import reveal
+from ledger.rights import RightsPolicy
+from ledger.stores.rows import EventRow
+
+# Customer states kept between batches (beyond those of the batch at hand).
+DEFAULT_CUSTOMER_CACHE = 10_000
+# An evicted customer is snapshotted when reloading it would replay at least
+# this many events (or a sixteenth of its stream, so that a big customer's
+# snapshots, as big as its state, stay rare): inputs that visit customers at
+# random then reload each from a snapshot and a few events.
+REPLAY_LIMIT = 50
+
+# What a producer sent, as opposed to what the ledger added when storing it: two
+# events under one event_id are the same event when these agree.
+_PRODUCER_FIELDS = {"type", "customer_id", "occurred_at", "actor", "source", "data"}
+
+
+@dataclass
+class _Cached:
+    customer: Customer
+    snapshot_version: int  # of its latest stored snapshot (0: none)
+
+
+@dataclass
+class Decision:
+    """What one batch comes to: the rows to insert (and the input item of each),
+    the customers they change, and what was not stored and why."""
+
+    rows: list[EventRow]
+    items: list[InputItem]
+    touched: list[Customer]
+    duplicates: int
+    rejections: list[Rejection]
+
+
+class Decider:
+    """Decides batches of input (`_decide`) and keeps what deciding needs between
+    them: the most recently used customers' states, and the event ids and subjects
+    of this input not inserted yet. The appender settles, pins and forgets them as
+    its transactions commit or roll back."""
+
+    def __init__(
+        self,
+        app: LedgerApplication,
+        policy: RightsPolicy,
+        customer_cache: int,
+        entropy: Entropy,
+    ) -> None:
+        self.app = app
+        self.entropy = entropy
+        self.policy = policy
+        self.customer_cache = customer_cache
+        # Least recently used first; whatever is evicted is in the store.
+        self._customers: OrderedDict[str, _Cached] = OrderedDict()
+        # Customers whose state holds events the store refused: never evicted.
+        self._pinned: dict[str, Customer] = {}
+        # Until inserted (then the store answers): event_id -> the event (or,
+        # once compared, the digest of the producer's content), and subject ->
+        # the customer that created it.
+        self._seen: dict[str, InboundEvent | bytes] = {}
+        self._claims: dict[str, str] = {}
+
+    # -- between batches: what is kept, settled, pinned and forgotten -----------------
+
+    def _settle_customers(self, decision: Decision, store: Queries) -> None:
+        """Once a batch is in `store` (committed, or inserted in the session):
+        snapshot the customers now due, through `store` (so a snapshot commits
+        or rolls back with the events it summarises), and evict the least
+        recently used."""
+        for customer in decision.touched:
+            previous = customer.version
+            customer.collect_events()
+            cached = self._customers[customer.customer_id]
+            if snapshot_due(previous, customer.version):
+                self._snapshot(store, cached)
+        self._forget_inserted()
+        while len(self._customers) > self.customer_cache:
+            _, cached = self._customers.popitem(last=False)
+            since = cached.customer.version - cached.snapshot_version
+            if since >= max(REPLAY_LIMIT, cached.customer.version // 16):
+                self._snapshot(store, cached)
+
+    def _snapshot(self, store: Queries, cached: _Cached) -> None:
+        self.app.store_snapshot(store, cached.customer)
+        cached.snapshot_version = cached.customer.version
+
+    def _pin(self, decision: Decision) -> None:
+        """Keep in memory the customers of a batch the store did not take whole:
+        their state holds events it does not, so they cannot be reloaded. From
+        the first refusal on, the transaction is lost anyway; deciding the rest
+        as before only serves to report every rejection."""
+        for customer in decision.touched:
+            customer.collect_events()
+            self._customers.pop(customer.customer_id, None)
+            self._pinned[customer.customer_id] = customer
+        # What is seen from here on stays in memory: keep digests, not events.
+        for event_id, seen in self._seen.items():
+            if isinstance(seen, InboundEvent):
+                self._seen[event_id] = _digest(seen)
+
+    def _forget_inserted(self) -> None:
+        """Event ids and claims of inserted rows are found in the store from now on;
+        keeping them would make memory grow with the input."""
+        self._seen.clear()
+        self._claims.clear()
+
+    def _forget_written(self) -> None:
+        self._customers.clear()
+        self._pinned.clear()
+        self._seen.clear()
+        self._claims.clear()
+        ring = self.app.ledger_mapper.keyring
+        if ring is not None:
+            ring.forget()  # a rolled-back transaction may have made or destroyed keys
+
+    # -- deciding -----------------------------------------------------------------------
+
+    def _decide(self, batch: list[InputItem], store: Queries) -> Decision:
+        """What `batch` comes to, given what `store` holds (a write session sees its
+        own inserts) and the events of this input not inserted yet."""
+        parsed = [(item, _parse(item)) for item in batch]
+        events = [p for _, p in parsed if isinstance(p, InboundEvent)]
+        keyring = self.app.ledger_mapper.keyring
+        # Each given id as text once (UUID formatting is Python code).
+        given_ids = {id(e): str(e.event_id) for e in events if e.event_id}
+        question = keyring.ask(e.customer_id for e in events) if keyring else None
+        missing = self._uncached(dict.fromkeys(e.customer_id for e in events))
+        subjects = [
+            s
+            for e in events
+            if PAYLOADS[e.type].creates_subject
+            and (s := subject_of(e.type, e.data)) is not None
+            and s not in self._claims
+        ]
+        streams = {c: customer_stream_id(c) for c in missing}
+        # Everything this batch needs from the store, in one statement (on
+        # PostgreSQL each is a round trip, and a group of one-event appends is a
+        # batch): keys (when they live in the ledger's database), stored events
+        # under the given ids, owners of the subjects created, and which of the
+        # customers not cached have events.
+        asked: list[tuple[Lookup, Sequence[Any]]] = [
+            (lookups.EVENT_STATES, list(given_ids.values())),
+            (lookups.SUBJECT_OWNERS, subjects),
+            (lookups.STREAMS, lookups.stream_keys(store.kind, list(streams.values()))),
+        ]
+        if question is not None and keyring is not None and keyring.shared:
+            asked.append((KEY_LOOKUP, question.missing))
+        found = look_up(store, asked)
+        # Keys are made in this transaction, so a customer whose first event rolls
+        # back keeps no key; a key destroyed without its customer.erased stored
+        # (a crash between) still refuses further events. First: the stored
+        # duplicates below are revealed with them.
+        shredded = (
+            keyring.answer(
+                store, question, found[3] if len(found) > 3 else None, self.entropy.random_bytes
+            )
+            if keyring is not None and question is not None
+            else set()
+        )
+        stored = self._stored_digests(lookups.states(found[0]))
+        self._claims.update(lookups.owners(found[1]))
+        self._load_customers(store, streams, lookups.streams(found[2]))
+        now = self.entropy.now()
+        out: list[CustomerEvent] = []
+        touched: dict[str, Customer] = {}
+        decision = Decision([], [], [], 0, [])
+        for item, result in parsed:
+            if isinstance(result, Rejection):
+                decision.rejections.append(result)
+                continue
+            event = result
+            given_id = given_ids.get(id(event))
+            try:
+                if given_id is not None and self._is_duplicate(event, given_id, stored):
+                    decision.duplicates += 1
+                    continue
+                customer = self._customer(event.customer_id)
+                if customer.erased and isinstance(event.data, CustomerErased):
+                    decision.duplicates += 1  # a repeated erasure is a no-op
+                    continue
+                if event.customer_id in shredded and not isinstance(event.data, CustomerErased):
+                    raise RuleViolation("customer_id", "customer is erased")
+                subject = self._check_claim(event)
+                customer.check(event, self.policy)
+            except RuleViolation as rule:
+                decision.rejections.append(
+                    Rejection(
+                        item.line,
+                        given_id,
+                        event.type,
+                        (FieldError(rule.field, rule.reason),),
+                        reason_class="rule",
+                    )
+                )
+                continue
+            event_id = given_id or self.entropy.new_event_id()
+            out.append(customer.record(event, event_id, now))
+            decision.items.append(item)
+            touched[event.customer_id] = customer
+            if given_id is not None:  # a generated id cannot come again
+                # Digested only if the id comes again (rare): see _is_duplicate.
+                self._seen[given_id] = event
+            if subject is not None:
+                self._claims[subject] = event.customer_id
+        mapper = self.app.ledger_mapper
+        random_bytes = self.entropy.random_bytes
+        decision.rows = [mapper.event_row(e, random_bytes) for e in out]
+        if keyring is not None:
+            # The key goes in the transaction that stores customer.erased.
+            for e in out:
+                if isinstance(e.envelope.data, CustomerErased):
+                    keyring.destroy(store, e.envelope.customer_id)
+        decision.touched = list(touched.values())
+        return decision
+
+    def _is_duplicate(self, event: InboundEvent, event_id: str, stored: dict[str, bytes]) -> bool:
+        """True for a repeat of an event already stored or earlier in this input;
+        a different event under the same id is a conflict (RuleViolation)."""
+        known = self._seen.get(event_id, stored.get(event_id))
+        if known is None:
+            return False
+        if isinstance(known, InboundEvent):
+            known = self._seen[event_id] = _digest(known)
+        if known == _digest(event):
+            return True
+        where = "stored" if event_id in stored else "earlier in this input"
+        raise RuleViolation("event_id", f"a different event with this event_id is already {where}")
+
+    def _stored_digests(self, states: dict[str, bytes]) -> dict[str, bytes]:
+        ring = self.app.ledger_mapper.keyring
+        if ring is not None:
+            states = {eid: reveal(state, ring) for eid, state in states.items()}
+        return {eid: _stored_digest(state) for eid, state in states.items()}
+
+    def _check_claim(self, event: InboundEvent) -> str | None:
+        """The subject this event creates, if any, after checking it is free."""
+        payload = PAYLOADS[event.type]
+        if not payload.creates_subject:
+            return None
+        subject = subject_of(event.type, event.data)
+        assert subject is not None
+        owner = self._claims.get(subject)
+        if owner is not None and owner != event.customer_id:
+            raise RuleViolation(
+                f"data.{payload.subject_field}",
+                f"{payload.subject_kind} {event.data.subject_id()!r} already exists "
+                "for another customer",
+            )
+        return subject
+
+    def _customer(self, customer_id: str) -> Customer:
+        return self._pinned.get(customer_id) or self._customers[customer_id].customer
+
+    def _uncached(self, customer_ids: Iterable[str]) -> list[str]:
+        """Those of `customer_ids` whose state is not in memory (the others are
+        marked as recently used)."""
+        missing: list[str] = []
+        for customer_id in customer_ids:
+            if customer_id in self._pinned:
+                continue
+            if customer_id in self._customers:
+                self._customers.move_to_end(customer_id)
+            else:
+                missing.append(customer_id)
+        return missing
+
+    def _load_customers(
+        self, store: Queries, streams: dict[str, UUID], existing: set[UUID]
+    ) -> None:
+        """Load the customers of `streams` (customer -> stream), of which those in
+        `existing` have stored events: a new one (usually most) needs no loading."""
+        for customer_id, stream_id in streams.items():
+            if stream_id in existing:
+                self._customers[customer_id] = _Cached(*self.app.load_customer(store, customer_id))
+            else:
+                self._customers[customer_id] = _Cached(
+                    Customer(id=stream_id, customer_id=customer_id), 0
+                )
+
+    # -- a row the store refused ------------------------------------------------------
+
+    def _reject_refused(self, item: InputItem, exc: BaseException, report: AppendReport) -> None:
+        try:
+            event: InboundEvent | None = parse_inbound_json(item.raw)
+        except ContractError:
+            event = None
+        report.rejected.append(
+            Rejection(
+                item.line,
+                str(event.event_id) if event and event.event_id else _peek_event_id(item.raw),
+                event.type if event else None,
+                (FieldError("(event)", f"the store refused it: {first_line(exc)}"),),
+                reason_class="store",
+            )
+        )
+
+
+def _digest(event: InboundEvent | RecordedEvent) -> bytes:
+    """The producer's content of an event, as a short digest (compared, never stored)."""
+    content = event.model_dump_json(include=_PRODUCER_FIELDS).encode()
+    return hashlib.blake2b(content, digest_size=16).digest()
+
+
+def _stored_digest(state: bytes) -> bytes:
+    try:
+        return _digest(parse_recorded_json(state))
+    except ContractError:
+        # Stored under an older contract: not the same as anything sent today.
+        return b""
+
+
+def _parse(item: InputItem) -> InboundEvent | Rejection:
+    try:
+        return parse_inbound_json(item.raw)
+    except ContractError as exc:
+        return Rejection(item.line, _peek_event_id(item.raw), exc.event_type, tuple(exc.errors))
+
+
+def _peek_event_id(raw: str) -> str | None:
+    try:
+        obj: Any = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    value = obj.get("event_id") if isinstance(obj, dict) else None
+    return value if isinstance(value, str) else None

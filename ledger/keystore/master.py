@@ -1,0 +1,102 @@
+"""The master key, which wraps every data key and is kept outside the database.
+
+The master key is 32 random bytes, base64 on one line, in the file named by
+`--master-key` or LEDGER_MASTER_KEY_FILE; for an embedded (SQLite) ledger without
+either, one is generated beside the database file (`<db>.master-key`) with a
+warning to move it. Its id (a hash) is stored with each wrapped key, so a wrong
+master key is named in one line instead of failing as tampering.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from ledger.config import DatabaseURL
+from ledger.environment import MASTER_KEY_ENV
+from ledger.keystore.errors import KeystoreError
+
+_master_override: Path | None = None
+
+
+def set_master_key_path(path: Path | None) -> None:
+    """`--master-key PATH`: takes precedence over LEDGER_MASTER_KEY_FILE."""
+    global _master_override
+    if path != _master_override:
+        _master_override = path
+        # Imported here: the keyring imports this module.
+        from ledger.keystore.keyring import Keyring
+
+        Keyring.forget_all()
+
+
+def master_key_path(url: DatabaseURL) -> tuple[Path | None, bool]:
+    """The master key file to use and whether it is the embedded default."""
+    if _master_override is not None:
+        return _master_override, False
+    env = os.environ.get(MASTER_KEY_ENV)
+    if env:
+        return Path(env), False
+    if url.kind == "sqlite":
+        return Path(url.path + ".master-key"), True
+    return None, False
+
+
+def new_master_key_file(path: Path) -> bytes:
+    """Write a fresh master key to `path` (owner-only), refusing to overwrite one."""
+    key = AESGCM.generate_key(bit_length=256)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(base64.b64encode(key).decode() + "\n")
+    return key
+
+
+def read_master_key_file(path: Path) -> bytes:
+    """The master key in `path`: 32 bytes, base64 on one line. KeystoreError, saying
+    what to do, if it cannot be read or is not such a key."""
+    try:
+        text = path.read_text().strip()
+    except OSError as exc:
+        raise KeystoreError(
+            f"cannot read the master key {path}: {exc.strerror} "
+            f"(give --master-key PATH or {MASTER_KEY_ENV}; `ledger keys init` creates one)"
+        ) from None
+    try:
+        key = base64.b64decode(text, validate=True)
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise KeystoreError(f"master key {path} is not 32 bytes in base64 (one line)")
+    return key
+
+
+def master_id(key: bytes) -> str:
+    """The id stored with each key wrapped by `key`: a hash that names the master key
+    without revealing it."""
+    return hashlib.sha256(b"ledger master key id\x00" + key).hexdigest()[:16]
+
+
+def load_master(url: DatabaseURL) -> bytes:
+    """The master key of the ledger at `url`, read from its file (or generated beside
+    an embedded database that has none); KeystoreError, saying what to do, if none."""
+    path, embedded = master_key_path(url)
+    if path is None:
+        raise KeystoreError(
+            f"no master key: give --master-key PATH or set {MASTER_KEY_ENV} "
+            "(`ledger keys init` creates one); personal data cannot be read or written without it"
+        )
+    if embedded and not path.exists():
+        key = new_master_key_file(path)
+        print(
+            f"warning: generated the master key {path} beside the database; move it off "
+            f"this disk and point {MASTER_KEY_ENV} at it (see docs/privacy.md)",
+            file=sys.stderr,
+        )
+        return key
+    return read_master_key_file(path)
