@@ -67,7 +67,7 @@ from services.tabs import tab_answer, tab_request
 from services.tasks import FieldChange, TaskActionRequest, task_action
 
 if TYPE_CHECKING:
-    from ledger.appending import AppendReport
+    from ledger.appending.report import AppendReport
 
 log = logging.getLogger("ledger.api")
 

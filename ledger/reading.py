@@ -19,7 +19,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from ledger.db import Connection, Queries, any_of
+from ledger.db import Connection, Queries
 from ledger.keystore.keyring import Keyring
 from ledger.personal import reveal
 from ledger.stores.layout import EVENTS_TABLE

@@ -12,7 +12,8 @@ from typing import Literal
 
 from ledger.application import first_line
 from ledger.config import DatabaseURL
-from ledger.db import Connection, is_unavailable
+from ledger.db import Connection
+from ledger.errors import is_unavailable
 from ledger.waiting import Backoff, ListenWaiter, PollWaiter, Waiter
 from projections.base import Projection
 from projections.runner import DEFAULT_BATCH_SIZE, Runner

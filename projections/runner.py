@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 from ledger.application import first_line
-from ledger.config import DatabaseURL
 from ledger.db import Connection
 from ledger.errors import is_unavailable
 from ledger.events import ContractError
