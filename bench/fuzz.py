@@ -1,4 +1,4 @@
-"""A longer run of the append property (tests/test_property_append.py).
+"""A longer run of the append property (tests/integration/test_property_append.py).
 
 The suite runs the property with a few examples per store so it stays fast;
 this runs it with many more, on both stores (PostgreSQL from LEDGER_TEST_PG_URL,
@@ -29,7 +29,7 @@ def main() -> int:
             "-p",
             "no:cacheprovider",
             "--hypothesis-show-statistics",
-            "tests/test_property_append.py",
+            "tests/integration/test_property_append.py",
             *selection,
         ]
     )

@@ -16,7 +16,7 @@ from ledger.printable import printable
 # must not pay for Kafka, the HTTP stack or the rebuild machinery, and
 # `ledger --help` for none of them. name -> (module, attribute, summary); the
 # summary is the first paragraph of the command's docstring, which `--help`
-# lists (tests/test_startup.py keeps the two equal).
+# lists (tests/integration/test_startup.py keeps the two equal).
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "access": ("cli.serve", "access", "Access keys for `ledger serve`."),
     "append": (

@@ -1,7 +1,7 @@
 """Every environment variable the ledger reads, in one list.
 
 Modules import their variable's name from here, so a name is spelled once and
-`docs/operations.md` can be checked against this list (tests/test_environment.py).
+`docs/operations.md` can be checked against this list (tests/unit/test_environment.py).
 The Kafka settings' variables are generated from their field table
 (`consumers.kafka_config`, prefix `KAFKA_ENV_PREFIX`).
 """

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 from ledger.input import InputError, InputItem
 from ledger.rights import RightsPolicy
 
-# Imported where used: a tab read must not pay for the append engine (tests/test_startup.py).
+# Imported where used: a tab read must not pay for the append engine
+# (tests/integration/test_startup.py).
 if TYPE_CHECKING:
     from ledger.appending.appender import Appender
     from ledger.appending.report import AppendReport as AppendReport

@@ -20,7 +20,8 @@ from ledger.reading import events_table_exists
 from ledger.rights import RightsPolicy, load_policy
 from projections.schema import SchemaMissing, ensure_schema, require_schema, schema_ready
 
-# Imported where used: a tab read needs no eventsourcing library (tests/test_startup.py).
+# Imported where used: a tab read needs no eventsourcing library
+# (tests/integration/test_startup.py).
 if TYPE_CHECKING:
     from ledger.application import LedgerApplication
 

@@ -11,7 +11,7 @@ from ledger.keystore.master import new_master_key_file, read_master_key_file, se
 from services.errors import Category, ServiceError, service_errors
 
 # Imported for its type only: a tab read (which sets the master key's path)
-# needs no eventsourcing library (tests/test_startup.py).
+# needs no eventsourcing library (tests/integration/test_startup.py).
 if TYPE_CHECKING:
     from ledger.application import LedgerApplication
 

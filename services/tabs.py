@@ -22,7 +22,7 @@ from projections.tabs import TABS, TabRequest, check_cursor, read_tab, tab_count
 from projections.timeline import DEFAULT_LIMIT, TimelineQuery
 
 # A tab read imports none of the tabs' pydantic models, the runner or psycopg unless it
-# needs them (tests/test_startup.py): they are imported where used.
+# needs them (tests/integration/test_startup.py): they are imported where used.
 if TYPE_CHECKING:
     from projections.models import LastEmail, TabAnswer
 

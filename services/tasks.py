@@ -18,7 +18,7 @@ from projections import registry
 from projections.sealing import revealing
 from projections.tasks import task_item
 
-# Imported where used, as in services.tabs (tests/test_startup.py).
+# Imported where used, as in services.tabs (tests/integration/test_startup.py).
 if TYPE_CHECKING:
     from ledger.appending.report import AppendReport
     from ledger.application import LedgerApplication

@@ -18,7 +18,7 @@ from ledger.domain import customer_stream_id
 from ledger.input import read_items
 from ledger.reading import head_position, read_events
 from tests.factories import append_ok, event, ndjson
-from tests.test_limits import _refuse_on_insert
+from tests.integration.test_limits import _refuse_on_insert
 
 
 def created(cid: str) -> dict[str, Any]:

@@ -349,7 +349,7 @@ def test_request_ids_and_cors(sqlite_url: str) -> None:
 
 
 def test_openapi_served_equals_the_committed_copy(sqlite_url: str) -> None:
-    committed = Path(__file__).parent.parent / "schemas" / "openapi.json"
+    committed = Path(__file__).parents[2] / "schemas" / "openapi.json"
     with serve_in_thread(sqlite_url) as client:
         served = client.get("/openapi.json").json()
     assert served["openapi"].startswith("3.1")

@@ -13,7 +13,7 @@ from ledger.events import EVENT_TYPES, ContractError, parse_inbound
 from ledger.schemas import render_schemas
 from tests.factories import event
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def errors_of(e: dict[str, Any]) -> list[str]:

@@ -11,7 +11,8 @@ The suite runs a few examples per operation (about 15 s for both stores on two
 cores). A longer run, with Schemathesis' coverage phase (boundary values and
 invalid requests of each parameter) as well (docs/http.md):
 
-    LEDGER_FUZZ_EXAMPLES=500 LEDGER_FUZZ_COVERAGE=1 .venv/bin/pytest -n 2 tests/test_http_fuzz.py
+    LEDGER_FUZZ_EXAMPLES=500 LEDGER_FUZZ_COVERAGE=1 \
+        .venv/bin/pytest -n 2 tests/e2e/test_http_fuzz.py
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from tests.cli_runner import run_ledger
 from tests.conftest import _fresh_pg_schema
 from tests.http_support import serve_in_thread
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 EXAMPLES = int(os.environ.get("LEDGER_FUZZ_EXAMPLES", "12"))
 COVERAGE = os.environ.get("LEDGER_FUZZ_COVERAGE", "0") == "1"
 USER = "u-1"  # a demo agent: the key's own user for task actions

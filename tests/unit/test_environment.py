@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ledger.environment import ENVIRONMENT, KAFKA_ENV_PREFIX
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("ledger", "projections", "relay", "consumers", "cli", "api")
 _NAME_LITERAL = re.compile(r"[\"']LEDGER_[A-Z_]+[\"']")
 

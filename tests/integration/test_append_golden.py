@@ -7,7 +7,7 @@ rejection line must equal `tests/golden/append.json`, which the append path
 wrote before it was made faster: a faster path must store the very same rows.
 
 Regenerate (only when a change of stored bytes is intended) with
-`LEDGER_WRITE_GOLDEN=1 .venv/bin/pytest tests/test_append_golden.py`.
+`LEDGER_WRITE_GOLDEN=1 .venv/bin/pytest tests/integration/test_append_golden.py`.
 """
 
 from __future__ import annotations

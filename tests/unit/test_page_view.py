@@ -1,5 +1,5 @@
 """The card page's pure parts: sessions and CSRF tokens, links, text, edits.
-(The page itself is tested in a real browser: tests/test_page.py.)"""
+(The page itself is tested in a real browser: tests/e2e/test_page.py.)"""
 
 from __future__ import annotations
 
