@@ -18,8 +18,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from fastapi import FastAPI
+
+from api.problems import PROBLEM_TYPE
 from ledger.events.catalogue import EVENT_TYPES, INBOUND_ADAPTER
-from projections.tabs import TABS
+from services.tabs import TABS
 
 SECURITY_SCHEME = "accessKey"
 _EVENT_PREFIX = "Event_"
@@ -52,6 +55,35 @@ _SELECTORS = ("customer", "order", "task", "dialog", "email")
 _TIMELINE_ONLY = ("kind", "since", "until")
 _SINCE_UNTIL = " `since` must be before `until` when both are given (else 400)."
 _CURSOR = " A `cursor` must be a `next_cursor` this server gave (else 400)."
+
+
+def use_refined_openapi(app: FastAPI) -> None:
+    """Serve `app`'s document with error answers as they are on the wire:
+    problem+json with the Problem schema (FastAPI would list them as
+    application/json, and its default 422 as HTTPValidationError, which this
+    API never sends), then `refine`d; made once, on first request."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = generate()
+        problem_ref = {"$ref": "#/components/schemas/Problem"}
+        for operations in document.get("paths", {}).values():
+            for operation in operations.values():
+                for status, response in operation.get("responses", {}).items():
+                    if status.startswith(("4", "5")):
+                        response["content"] = {PROBLEM_TYPE: {"schema": problem_ref}}
+                        if status == "422":
+                            response["description"] = "Unprocessable content"
+        schemas = document.get("components", {}).get("schemas", {})
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(unused, None)
+        refine(document)
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def refine(document: dict[str, Any]) -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.errors import Category, RejectedField
+from services.errors import Category, RejectedField, ServiceError
 
 PROBLEM_TYPE = "application/problem+json"
 
@@ -57,6 +60,8 @@ class RejectedEvent(BaseModel):
     reason: str
 
 
+# The body of every error answer (RFC 9457); no docstring, which the OpenAPI
+# document would show as the schema's description.
 class Problem(BaseModel):
     type: str = "about:blank"
     title: str
@@ -72,7 +77,17 @@ class Problem(BaseModel):
     )
 
 
+class Refused(Exception):
+    """A request refused for its shape or its caller, not by the service layer
+    (401, 403, 406, 413, 415): answered as a problem with `status`."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        self.status = status
+        self.detail = detail
+
+
 def rejected_events(errors: list[RejectedField]) -> list[RejectedEvent]:
+    """The reasons as the answer lists them."""
     return [RejectedEvent(**vars(e)) for e in errors]
 
 
@@ -84,6 +99,7 @@ def problem(
     request_id: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
+    """The problem+json answer with `status` and `detail` (and a 503's `Retry-After`)."""
     shown: list[RejectedEvent] | None = None
     omitted: int | None = None
     if errors is not None:
@@ -105,8 +121,8 @@ def problem(
     return JSONResponse(content, status_code=status, media_type=PROBLEM_TYPE, headers=headers)
 
 
-# For the OpenAPI document: every error answer is a Problem.
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """For the OpenAPI document: every error answer in `statuses` is a Problem."""
     return {s: _problem_response(s) for s in statuses}
 
 
@@ -120,3 +136,44 @@ def _problem_response(status: int) -> dict[str, Any]:
             }
         }
     return response
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Every error `app` answers as a problem: the service layer's by category,
+    `Refused` by its status, FastAPI's request validation as 400 (JSON that
+    does not parse) or 422 naming the parameter, and Starlette's (404, 405)."""
+
+    def rid(request: Request) -> str | None:
+        return getattr(request.state, "request_id", None)
+
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, exc: ServiceError) -> Response:
+        return problem(
+            STATUS[exc.category],
+            exc.message,
+            errors=exc.errors or None,
+            request_id=rid(request),
+        )
+
+    @app.exception_handler(Refused)
+    async def refused(request: Request, exc: Refused) -> Response:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return problem(exc.status, exc.detail, request_id=rid(request), headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        if first.get("type") == "json_invalid":
+            reason = (first.get("ctx") or {}).get("error", "malformed")
+            return problem(400, f"the body is not valid JSON: {reason}", request_id=rid(request))
+        # loc is e.g. ("query", "limit") or ("path", "customer_id"): name the parameter.
+        loc = [str(p) for p in first.get("loc", ())]
+        where = ".".join(loc[1:]) if len(loc) > 1 else (loc[0] if loc else "request")
+        detail = f"{where}: {first.get('msg', 'invalid')}"
+        return problem(422, detail, request_id=rid(request))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        detail = exc.detail if isinstance(exc.detail, str) else "request refused"
+        headers = dict(exc.headers) if exc.headers else None
+        return problem(exc.status_code, detail, request_id=rid(request), headers=headers)

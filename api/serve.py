@@ -19,7 +19,8 @@ import threading
 from fastapi import FastAPI
 
 from api.access import LiveAccess
-from api.app import DEFAULT_MAX_BODY, DEFAULT_MAX_ITEMS, create_app
+from api.app import create_app
+from api.state import DEFAULT_MAX_BODY, DEFAULT_MAX_ITEMS
 from ledger.environment import (
     ACCESS_FILE_ENV,
     CORS_ENV,

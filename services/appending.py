@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from ledger.appending.appender import Appender
     from ledger.appending.report import AppendReport as AppendReport
     from ledger.application import LedgerApplication
+    from ledger.grouping import AppendGroups as AppendGroups
 
 from services.errors import Category, RejectedField, ServiceError, service_errors
 
@@ -64,6 +65,15 @@ def append_with(
         ) from exc
     _observe(report, time.perf_counter() - started)
     return report
+
+
+def append_groups(app: LedgerApplication, policy: Callable[[], RightsPolicy]) -> AppendGroups:
+    """A group committer (`ledger.grouping`): one-event appends from many
+    threads stored in shared transactions, each answered with its own report,
+    as `append_items` would for it alone. Its thread starts now; `close()` it."""
+    from ledger.grouping import AppendGroups
+
+    return AppendGroups(app, policy, append_with)
 
 
 # Called after each append with its report (None: the input was unreadable) and

@@ -24,7 +24,7 @@ from projections.timeline import DEFAULT_LIMIT, TimelineQuery
 # A tab read imports none of the tabs' pydantic models, the runner or psycopg unless it
 # needs them (tests/integration/test_startup.py): they are imported where used.
 if TYPE_CHECKING:
-    from projections.models import LastEmail, TabAnswer
+    from projections.models import LastEmail, TabAnswer, TaskItem
 
 from services.errors import Category, ServiceError, service_errors
 
@@ -38,12 +38,30 @@ __all__ = [
     "TABS",
     "TAB_PARAMETERS",
     "CardHeader",
+    "TabAnswer",
+    "TaskItem",
     "card_header",
     "catch_up",
     "tab_answer",
     "tab_request",
     "tab_rows",
 ]
+
+# The tabs' answer models, for a door that serves them typed (the API's response
+# models): looked up on first access (`__getattr__`), so a read that only prints
+# rows never imports them.
+_MODELS = ("TabAnswer", "TaskItem")
+
+
+def __getattr__(name: str) -> Any:
+    """`TabAnswer` (any tab's answer) and `TaskItem` (a task as the tasks tab
+    lists it), imported when first asked for."""
+    if name in _MODELS:
+        from projections import models
+
+        return getattr(models, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # The tab parameters' names as a caller spells them (CLI options or query parameters).
 TAB_PARAMETERS = ("kind", "since", "until", "limit", "cursor", "as")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from api.page import _local_target
+from api.page_common import local_target as _local_target
 from api.page_session import SESSION_MAX_AGE, SessionSigner
 from api.page_view import (
     BadFormValue,

@@ -1,0 +1,96 @@
+"""Request ids, the log line and the HTTP metrics of every request
+(`RequestIdMiddleware`), and the last answer to a failure no handler took."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.problems import STATUS, problem
+from ledger.printable import printable
+from services.errors import classify
+
+log = logging.getLogger("ledger.api")
+
+
+class RequestIdMiddleware:
+    """Gives every request an id (the caller's `X-Request-Id` when sane), echoes
+    it, logs one line per request (never headers: they carry tokens) and
+    counts the request by route and status."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        from services.metrics import HTTP_REQUESTS, HTTP_SECONDS
+
+        request_id = request_id_of(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+        answered = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, answered
+            if message["type"] == "http.response.start":
+                status, answered = message["status"], True
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            # What no handler answered: a known failure from below (say, the
+            # database went away) gets its problem, anything else a 500 without
+            # details; answered here, inside, so it carries the request id.
+            if answered:
+                raise
+            known = classify(exc)
+            if known is None:
+                log.error("%s failed: %s", request_id, type(exc).__name__, exc_info=exc)
+                response = problem(
+                    500, "internal error; the server log has the details", request_id=request_id
+                )
+            else:
+                response = problem(STATUS[known.category], known.message, request_id=request_id)
+            await response(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path_format", None) or "unmatched"
+            method = scope["method"]
+            HTTP_REQUESTS.labels(method, route, str(status)).inc()
+            HTTP_SECONDS.labels(method, route).observe(elapsed)
+            key = scope["state"].get("key_name", "-")
+            log.info(
+                "%s %s %s %d %.1fms key=%s",
+                request_id,
+                method,
+                loggable(scope["path"]),
+                status,
+                elapsed * 1000,
+                key,
+            )
+
+
+def request_id_of(scope: Scope) -> str:
+    """The caller's `X-Request-Id` when it is 1 to 128 visible ASCII
+    characters, else a new random id."""
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            text: str = bytes(value).decode("latin-1")
+            if 0 < len(text) <= 128 and all(33 <= ord(c) < 127 for c in text):
+                return text
+    return uuid.uuid4().hex
+
+
+def loggable(path: str, limit: int = 200) -> str:
+    """A path for the log: control characters escaped, long ids cut."""
+    return printable(path[:limit]) + ("..." if len(path) > limit else "")

@@ -1,0 +1,97 @@
+"""The JSON endpoints' request and response models, and the path and query
+parameters several routes share (the OpenAPI document is generated from them).
+The tabs' answers are the service layer's models (`services.tabs`).
+
+The models carry comments, not docstrings: a docstring would become the
+schema's `description` in the published document."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import Path, Query
+from pydantic import BaseModel, Field
+
+# The `{name:segment}` convertor the routes' id paths use, registered on import.
+import api.segments  # noqa: F401
+from api.problems import MAX_REPORTED_ERRORS, RejectedEvent
+
+# Path ids: the event contracts' Id bounds, and no control characters (a NUL
+# would reach the database).
+Id = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
+UserQuery = Annotated[
+    str | None,
+    Query(
+        alias="as",
+        min_length=1,
+        max_length=128,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="tasks: the user whose rights decide the actions (default: the key's user)",
+    ),
+]
+
+
+# What `POST /v1/events` stored, and why events were rejected.
+class AppendResult(BaseModel):
+    appended: int
+    duplicates: int
+    rejected: list[RejectedEvent]
+    rejected_omitted: int = Field(
+        default=0,
+        ge=0,
+        description=f"Reasons left out of `rejected` (at most {MAX_REPORTED_ERRORS} "
+        "are listed, those of the first events rejected).",
+    )
+    first_position: int | None
+    last_position: int | None
+
+
+# One field a task edit sets.
+class Change(BaseModel):
+    field: str = Field(min_length=1, max_length=256)
+    new: Any
+
+
+# A task action's body: an edit's changes (none for the other actions).
+class TaskActionBody(BaseModel):
+    changes: list[Change] = Field(default_factory=list)
+
+
+# Stored as event data, which PostgreSQL text cannot hold a NUL in.
+_NO_NUL = r"^[^\x00]*$"
+
+
+# Why a customer is erased, and at whose request.
+class EraseBody(BaseModel):
+    reason: str = Field(min_length=1, max_length=1000, pattern=_NO_NUL)
+    # Who asked (the data subject's request, a DPO); default: the key's user or name.
+    requested_by: str | None = Field(default=None, min_length=1, max_length=256, pattern=_NO_NUL)
+
+
+# An erasure's outcome.
+class Erased(BaseModel):
+    customer_id: str
+    erased: bool  # false: it already was, and nothing changed
+    position: int | None
+
+
+# The answer of a task deletion.
+class Deleted(BaseModel):
+    deleted: Literal[True] = True
+
+
+# The head of the hash chain.
+class Anchor(BaseModel):
+    position: int
+    hash: str
+
+
+# The ledger's head and each read model's position, lag and state.
+class ProjectionsStatus(BaseModel):
+    head: int
+    projections: list[dict[str, Any]]
+
+
+# A probe's answer.
+class Health(BaseModel):
+    status: str

@@ -1,0 +1,148 @@
+"""The card's task forms: `POST /customers/{id}/tasks/{task_id}/{action}`
+(the complete, reopen and delete buttons, and the edit form) call
+`task_action`, the function behind the JSON endpoint, as the acting user the
+HTTP API's own rule decides (`api.caller.acting_user`); then back to the
+tasks tab (post/redirect/get), or the card with the reason for a refusal."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+
+from api.models import Id
+from api.page_card import render_page
+from api.page_common import Visit, read_form, run_in_thread, visit
+from api.page_view import (
+    BadFormValue,
+    Clock,
+    Notice,
+    UnknownZone,
+    View,
+    edit_changes,
+    task_of,
+    zone,
+)
+from api.problems import STATUS
+from ledger.db import Connection
+from ledger.rights import RightsPolicy
+from services.errors import Category, ServiceError
+from services.tabs import tab_answer, tab_request
+from services.tasks import FieldChange, TaskActionRequest, task_action
+
+PAGE_SOURCE = "ledger-page"  # the `source` of events the page appends
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.post("/customers/{customer_id:segment}/tasks/{task_id:segment}/{action}")
+async def task_button(request: Request, customer_id: Id, task_id: Id, action: str) -> Response:
+    """A task button or the edit form, posted: the form read here, the action
+    taken on the thread pool."""
+    form = await read_form(request)
+    return await run_in_thread(task_button_sync, request, customer_id, task_id, action, form)
+
+
+def task_button_sync(
+    request: Request, customer_id: str, task_id: str, action: str, form: Mapping[str, str]
+) -> Response:
+    """`task_button` past reading the form: the checks of origin, reader and
+    CSRF token, then the action."""
+    v = visit(request)
+    refusal = v.foreign_post()
+    if refusal is None:
+        refusal = v.reader_refusal()
+    if refusal is not None:
+        return refusal
+    if not v.csrf_ok(form.get("csrf")):
+        return v.problem(
+            "Form refused",
+            "This form did not come from this page or has expired: reload the page "
+            "and try again.",
+            403,
+        )
+    try:
+        zone_name, tz = zone(form.get("tz"))
+    except UnknownZone:
+        zone_name, tz = zone(None)
+    clock = Clock(zone_name, tz)
+    view = View(customer_id, "tasks", zone_name)
+    user = v.who.acting_user
+    if user is None:
+        refused = Notice("Refused: this access key may read but not act on tasks", "error")
+        return render_page(v, view, clock, refused, status=403)
+    try:
+        _act(v, view, task_id, action, user, form, clock)
+    except BadFormValue as exc:
+        return render_page(v, view, clock, Notice(f"Refused: {exc}", "error"), status=422)
+    except ServiceError as exc:
+        if exc.category == Category.UNAVAILABLE:
+            return v.problem("Cannot act now", exc.message, 503)
+        # The reason the rules gave, on the page the user was looking at.
+        refused = Notice(f"Refused: {exc.message}", "error")
+        return render_page(v, view, clock, refused, status=STATUS[exc.category])
+    return _after_action(view, action)
+
+
+def _act(
+    v: Visit,
+    view: View,
+    task_id: str,
+    action: str,
+    user: str,
+    form: Mapping[str, str],
+    clock: Clock,
+) -> None:
+    """Take `action` on the task as `user` (an edit that changes nothing stores
+    nothing)."""
+    state = v.state
+    policy = state.services.policy()
+    state.ensure_ready()
+    with state.pool.connection() as conn:
+        changes: tuple[FieldChange, ...] = ()
+        if action == "edit":
+            changes = _edit_changes(conn, view.customer_id, task_id, user, form, clock, policy)
+            if not changes:
+                return
+        task_action(
+            state.services.app(),
+            conn,
+            policy,
+            TaskActionRequest(
+                customer_id=view.customer_id,
+                task_id=task_id,
+                action=action,
+                user_id=user,
+                changes=changes,
+                source=PAGE_SOURCE,
+            ),
+        )
+
+
+def _edit_changes(
+    conn: Connection,
+    customer_id: str,
+    task_id: str,
+    user: str,
+    form: Mapping[str, str],
+    clock: Clock,
+    policy: RightsPolicy,
+) -> tuple[FieldChange, ...]:
+    request = tab_request(customer_id, "tasks", viewer=user, policy=policy)
+    tasks = tab_answer(conn, request).model_dump(mode="json")
+    task = task_of(tasks, task_id)
+    if task is None:
+        raise ServiceError(
+            Category.NOT_FOUND,
+            f"task {task_id!r} does not exist for customer {customer_id!r}",
+        )
+    return tuple(FieldChange(c["field"], c["new"]) for c in edit_changes(task, form, clock))
+
+
+def _after_action(view: View, action: str) -> Response:
+    # Post/redirect/get: a reload does not press the button again.
+    target = view.url(tab="tasks")
+    target += ("&" if "?" in target else "?") + urlencode({"done": action})
+    return RedirectResponse(target, status_code=303)

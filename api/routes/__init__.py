@@ -1,0 +1,24 @@
+"""The JSON API, one router per resource: `events` (appending), `customers`
+(a customer's tabs and erasure), `tasks` (task actions), `audit` (history and
+the chain's head), `operations` (projection status, probes, metrics).
+
+Every endpoint translates HTTP to a call on the service layer (`services/`)
+and its answer back to JSON; no rule lives here. Endpoints that touch the
+database are plain `def`s: FastAPI runs them in its thread pool, each with a
+pooled connection, because the drivers block.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.routes import audit, customers, events, operations, tasks
+
+# In the order `create_app` includes them.
+ROUTERS: tuple[APIRouter, ...] = (
+    events.router,
+    customers.router,
+    tasks.router,
+    audit.router,
+    operations.router,
+)
