@@ -157,8 +157,8 @@ class Keyring:
         if wrapped_by != mine:
             raise KeystoreError(
                 f"the master key does not match the key table (keys wrapped by master id "
-                f"{wrapped_by}, this key's id is {mine}): give the right --master-key or "
-                f"{MASTER_KEY_ENV}"
+                f"{wrapped_by}, this key's id is {mine}): set {MASTER_KEY_ENV} to the right "
+                "master key file"
             )
         try:
             return AESGCM(unwrap(self.master, customer_id, wrapped))

@@ -65,7 +65,7 @@ def read_master_key_file(path: Path) -> bytes:
     except OSError as exc:
         raise KeystoreError(
             f"cannot read the master key {path}: {exc.strerror} "
-            f"(give --master-key PATH or {MASTER_KEY_ENV}; `ledger keys init` creates one)"
+            f"(set {MASTER_KEY_ENV} to the master key file; `ledger keys init` creates one)"
         ) from None
     try:
         key = base64.b64decode(text, validate=True)
@@ -88,7 +88,7 @@ def load_master(url: DatabaseURL) -> bytes:
     path, embedded = master_key_path(url)
     if path is None:
         raise KeystoreError(
-            f"no master key: give --master-key PATH or set {MASTER_KEY_ENV} "
+            f"no master key: set {MASTER_KEY_ENV} to the master key file "
             "(`ledger keys init` creates one); personal data cannot be read or written without it"
         )
     if embedded and not path.exists():
