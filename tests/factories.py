@@ -74,3 +74,20 @@ def append_to_url(url: str, events: list[dict[str, Any]], **kw: Any) -> AppendRe
         return append_ok(app, events, **kw)
     finally:
         app.close()
+
+
+# Values whose JSON text is easy to get subtly wrong: escapes, line separators,
+# floats in exponent notation, -0.0, big integers, nesting.
+TRICKY_VALUES: list[Any] = [
+    'Zoë «quoted» "x" \\ \u2028 \t 😀',
+    0.1,
+    1.5e300,
+    -0.0,
+    12345678901234567,
+    True,
+    None,
+    [1, "two", {"three": 3.25}],
+    {"nested": {"deep": ["a", {"b": None}]}},
+    [1e-05, 2.5e-05, 1.5e-09, 1e-07, 0.0001, 1e16, 1e-300, -7e-05],
+    "e-5 and 0.00001 as text",
+]

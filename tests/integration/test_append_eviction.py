@@ -18,7 +18,7 @@ from ledger.domain import customer_stream_id
 from ledger.input import read_items
 from ledger.reading import head_position, read_events
 from tests.factories import append_ok, event, ndjson
-from tests.integration.test_limits import _refuse_on_insert
+from tests.store_support import refuse_on_insert
 
 
 def created(cid: str) -> dict[str, Any]:
@@ -169,7 +169,7 @@ def test_customers_of_a_refused_batch_stay_in_memory(pg_url: str) -> None:
     ]
     app = LedgerApplication(parse_database_url(pg_url))
     try:
-        _refuse_on_insert(pg_url, events[2]["event_id"], "check_violation")
+        refuse_on_insert(pg_url, events[2]["event_id"], "check_violation")
         kept, evicted = run(app, events, DEFAULT_CUSTOMER_CACHE), run(app, events, 0)
         assert [r.line for r in kept.rejected] == [3, 8] and kept.duplicates == 1
         assert outcome(evicted) == outcome(kept)

@@ -31,7 +31,7 @@ from ledger.db import Connection
 from ledger.entropy import Entropy
 from ledger.input import read_items
 from ledger.stores.layout import EVENT_COLUMNS, EVENTS_TABLE
-from tests.factories import event, ndjson
+from tests.factories import TRICKY_VALUES, event, ndjson
 
 GOLDEN = Path(__file__).parent / "golden" / "append.json"
 RECORDED_AT = datetime(2026, 11, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -243,21 +243,6 @@ def test_the_pinned_input_covers_what_the_append_path_decides() -> None:
     states = [r["state"] for r in skipped["rows"]]
     assert all('"enc":"v1"' in s for s in states if '"customer.created"' in s)
     assert golden["all_or_nothing_valid"]["rows"][len(SEED) :] != []
-
-
-TRICKY_VALUES: list[Any] = [
-    'Zoë «quoted» "x" \\ \u2028 \t 😀',
-    0.1,
-    1.5e300,
-    -0.0,
-    12345678901234567,
-    True,
-    None,
-    [1, "two", {"three": 3.25}],
-    {"nested": {"deep": ["a", {"b": None}]}},
-    [1e-05, 2.5e-05, 1.5e-09, 1e-07, 0.0001, 1e16, 1e-300, -7e-05],
-    "e-5 and 0.00001 as text",
-]
 
 
 @pytest.mark.parametrize("value", TRICKY_VALUES, ids=repr)

@@ -12,7 +12,6 @@ import json
 import zlib
 from typing import Any
 
-import psycopg
 import pytest
 
 from ledger.application import LedgerApplication
@@ -25,6 +24,7 @@ from ledger.reading import head_position, read_events
 from tests.cli_runner import run_ledger
 from tests.factories import append_events as append
 from tests.factories import append_raw, event, ndjson
+from tests.store_support import refuse_on_insert
 
 EID = "6f1e3f8e-1c51-4a7e-9f7e-2b1d2e3c4d5e"
 
@@ -159,22 +159,6 @@ def test_same_event_id_with_different_content_is_a_conflict(app: LedgerApplicati
     assert stored.data.card == {"name": "Ann"}  # type: ignore[attr-defined]
 
 
-def _refuse_on_insert(pg_url: str, event_id: str, errcode: str) -> None:
-    """A trigger that makes PostgreSQL refuse one row: a store error we cause for real."""
-    schema = pg_url.rsplit("schema=", 1)[1]
-    with psycopg.connect(parse_database_url(pg_url).conninfo(), autocommit=True) as conn:
-        conn.execute(
-            f'CREATE FUNCTION "{schema}".refuse() RETURNS trigger LANGUAGE plpgsql AS $$ '
-            "BEGIN IF NEW.event_id = '" + event_id + "' THEN "
-            f"RAISE EXCEPTION 'value refused by policy' USING ERRCODE = '{errcode}'; "
-            "END IF; RETURN NEW; END $$"
-        )
-        conn.execute(
-            f'CREATE TRIGGER refuse BEFORE INSERT ON "{schema}".ledger_events '
-            f'FOR EACH ROW EXECUTE FUNCTION "{schema}".refuse()'
-        )
-
-
 def _notes_with_one_refused() -> list[dict[str, Any]]:
     events = [event("customer.created", "c1", {"card": {}})]
     events += [event("note.added", "c1", {"note_id": f"n{i}", "text": "x"}) for i in range(5)]
@@ -193,7 +177,7 @@ def test_skip_invalid_rejects_only_the_event_the_store_refuses(pg_url: str, errc
     """A store error on one event is that event's rejection; the rest are stored."""
     app = LedgerApplication(parse_database_url(pg_url))
     try:
-        _refuse_on_insert(pg_url, EID, errcode)
+        refuse_on_insert(pg_url, EID, errcode)
         report = append(app, _notes_with_one_refused(), skip_invalid=True, batch_size=4)
         assert report.appended == 5
         assert [str(r) for r in report.rejected] == [REFUSED]
@@ -206,7 +190,7 @@ def test_skip_invalid_rejects_only_the_event_the_store_refuses(pg_url: str, errc
 
 def test_all_or_nothing_names_the_event_the_store_refuses(pg_url: str) -> None:
     assert run_ledger("db", "migrate", db=pg_url).returncode == 0
-    _refuse_on_insert(pg_url, EID, "data_exception")
+    refuse_on_insert(pg_url, EID, "data_exception")
     result = run_ledger(
         "append", "--batch-size", "4", db=pg_url, stdin=ndjson(_notes_with_one_refused())
     )

@@ -19,7 +19,7 @@ from ledger.personal import (
     reveal_json,
     seal_envelope,
 )
-from tests.integration.test_append_golden import TRICKY_VALUES
+from tests.factories import TRICKY_VALUES
 
 
 class FixedKeys:
