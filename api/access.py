@@ -48,6 +48,9 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 @dataclass(frozen=True)
 class AccessKey:
+    """One entry of the access file: a key's name, its token's SHA-256, its scopes
+    and the user it acts as (if any)."""
+
     name: str
     sha256: str
     scopes: frozenset[str]
@@ -65,6 +68,8 @@ class AccessKey:
 
 @dataclass(frozen=True)
 class AccessFile:
+    """The access file as loaded once: its path and its keys, in file order."""
+
     path: Path
     keys: tuple[AccessKey, ...]
 
@@ -170,15 +175,20 @@ class LiveAccess:
 
 
 def token_hash(token: str) -> str:
+    """The SHA-256 hex digest of a token, as the access file stores it."""
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def access_path(option: str | None) -> Path | None:
+    """The access file to use: the option if given, else LEDGER_ACCESS_FILE, else
+    None (neither is set)."""
     value = option or os.environ.get(ACCESS_FILE_ENV) or None
     return Path(value) if value else None
 
 
 def load_access(path: str | Path) -> AccessFile:
+    """Read and check the access file; a ConfigError names the file, the key and
+    the field at fault (never a hash)."""
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -222,6 +232,8 @@ def _key(path: Path, name: str, entry: object) -> AccessKey:
 
 @dataclass(frozen=True)
 class NewKey:
+    """What `new_key` made: the token (shown once, stored nowhere) and its entry."""
+
     token: str
     entry: str  # the TOML added to the access file
 

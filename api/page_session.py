@@ -39,6 +39,9 @@ _COOKIE = re.compile(r"[A-Za-z0-9_-]{1,4096}\.[A-Za-z0-9_-]{43}")
 
 @dataclass(frozen=True)
 class Session:
+    """What a session cookie carries: a random nonce (the CSRF tokens' seed), when
+    it was issued, and who signed in (nobody yet when `key_name` is None)."""
+
     nonce: str
     issued: int
     key_name: str | None = None  # None: not signed in
@@ -63,6 +66,9 @@ def _unb64(text: str) -> bytes:
 
 
 class SessionSigner:
+    """Makes, signs and checks session cookies and their CSRF tokens with keys
+    derived from one secret (`LEDGER_SESSION_SECRET`, else random per process)."""
+
     def __init__(self, secret: bytes | None = None) -> None:
         if secret is None:
             configured = os.environ.get(SESSION_SECRET_ENV)

@@ -99,7 +99,7 @@ _ENV.filters["segment"] = lambda value: quote(str(value), safe="")
 
 
 class UnknownZone(ValueError):
-    pass
+    """A `?tz=` that names no IANA zone; the page shows UTC and says why."""
 
 
 def zone(name: str | None) -> tuple[str, tzinfo]:
@@ -137,12 +137,14 @@ class Clock:
 
 
 def actor_name(actor: Mapping[str, Any] | None) -> str:
+    """Who acted, as the page shows it: the actor's name, else `kind:id`; "—" for none."""
     if not actor:
         return "—"
     return plain_text(actor.get("name") or f"{actor.get('kind')}:{actor.get('id')}")
 
 
 def duration(seconds: object) -> str:
+    """Whole seconds as "3 min 05 s" or "42 s"; "—" when not an int."""
     if not isinstance(seconds, int):
         return "—"
     minutes, secs = divmod(seconds, 60)
@@ -150,10 +152,12 @@ def duration(seconds: object) -> str:
 
 
 def value_text(value: object) -> str:
+    """A field's value as plain text, "—" for None (an unset field, not an empty one)."""
     return "—" if value is None else plain_text(value)
 
 
 def customer_path(customer_id: str) -> str:
+    """The card page's path for a customer, the id quoted as one path segment."""
     return "/customers/" + quote(customer_id, safe="")
 
 
@@ -199,12 +203,16 @@ class Viewer:
 
 @dataclass(frozen=True)
 class Notice:
+    """A one-line message shown above the card (an action refused, a zone unknown)."""
+
     text: str
     kind: str = "info"  # "info" or "error"
 
 
 @dataclass(frozen=True)
 class TabLink:
+    """One tab in the card's tab bar: its label, its count and where it leads."""
+
     name: str
     label: str
     count: str  # "80", or "10,000+" past the header's count cap
@@ -275,6 +283,7 @@ class CardPage:
 
 
 def render_card(page: CardPage) -> str:
+    """The customer card page's HTML."""
     return _ENV.get_template("card.html").render(
         page=page,
         viewer=page.viewer,
@@ -289,28 +298,34 @@ def render_card(page: CardPage) -> str:
 
 
 def render_signin(*, next_url: str, csrf: str, error: str | None = None) -> str:
+    """The sign-in form's HTML; after signing in the browser goes to `next_url`."""
     return _ENV.get_template("signin.html").render(
         next_url=next_url, csrf=csrf, error=error, viewer=None
     )
 
 
 def render_customers(*, query: str, not_found: bool, viewer: Viewer | None) -> str:
+    """The customer search page's HTML, saying so when `query` found no one."""
     return _ENV.get_template("customers.html").render(
         query=query, not_found=not_found, viewer=viewer
     )
 
 
 def render_not_found(*, customer_id: str | None, viewer: Viewer | None) -> str:
+    """The 404 page's HTML: no such customer, or (`customer_id` None) no page at
+    this address."""
     return _ENV.get_template("not_found.html").render(
         customer_id=customer_id, viewer=viewer
     )
 
 
 def render_problem(*, title: str, detail: str, viewer: Viewer | None) -> str:
+    """The HTML of an error page: what went wrong and why."""
     return _ENV.get_template("problem.html").render(title=title, detail=detail, viewer=viewer)
 
 
 def task_of(answer: Mapping[str, Any], task_id: str) -> Mapping[str, Any] | None:
+    """The task with this id among a tasks tab answer's items (a copy), or None."""
     for item in answer.get("items", ()):
         if item.get("task_id") == task_id:
             return dict(item)
@@ -340,7 +355,7 @@ def edit_changes(
 
 
 class BadFormValue(ValueError):
-    pass
+    """A form field the page cannot read (a malformed due date); the action is refused."""
 
 
 def _local_moment(text: str, clock: Clock) -> datetime:
@@ -363,6 +378,8 @@ _ENV.globals["local_input"] = local_input
 
 
 def kinds_from(values: Sequence[str]) -> tuple[str, ...]:
+    """The `?kind=` filters in KINDS order, without repeats; ValueError names an
+    unknown kind."""
     unknown = sorted(set(values) - set(KINDS))
     if unknown:
         raise ValueError(f"unknown kind {plain_text(unknown[0])!r}")

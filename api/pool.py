@@ -20,6 +20,9 @@ from services.errors import Category, ServiceError, service_errors
 
 
 class ConnectionPool:
+    """At most `size` connections lent at once; a request that waits longer than
+    `wait_seconds` for one gets an UNAVAILABLE ServiceError (a 503), not a hang."""
+
     def __init__(self, url: DatabaseURL, size: int = 8, wait_seconds: float = 10.0) -> None:
         self.url = url
         self._idle: queue.LifoQueue[Connection] = queue.LifoQueue()

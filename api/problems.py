@@ -62,7 +62,7 @@ class RejectedEvent(BaseModel):
 
 # The body of every error answer (RFC 9457); no docstring, which the OpenAPI
 # document would show as the schema's description.
-class Problem(BaseModel):
+class Problem(BaseModel):  # noqa: D101
     type: str = "about:blank"
     title: str
     status: int

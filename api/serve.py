@@ -34,10 +34,13 @@ from services.bootstrap import Services
 
 
 def cors_origins(value: str | None) -> list[str]:
+    """The origins a comma-separated setting lists, blanks dropped (none: no CORS)."""
     return [o.strip() for o in (value or "").split(",") if o.strip()]
 
 
 def from_environment() -> FastAPI:
+    """uvicorn's app factory: the app as the `LEDGER_*` variables configure it, so
+    every worker process builds the same one."""
     access_path = os.environ.get(ACCESS_FILE_ENV) or None
     access = LiveAccess.load(access_path) if access_path else None
     if access is not None:
@@ -70,6 +73,7 @@ def reload_on_sighup(access: LiveAccess) -> None:
 
 
 def configure_logging() -> None:
+    """The ledger's and uvicorn's log lines go to stderr, timestamped, at INFO."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     for name in ("ledger", "uvicorn.error"):
@@ -80,6 +84,8 @@ def configure_logging() -> None:
 
 
 def run(host: str, port: int, workers: int) -> None:
+    """Serve the API under uvicorn until stopped (SIGTERM: a graceful shutdown,
+    exit 0); several workers share one session secret and one metrics directory."""
     configure_logging()
     # The card page's session cookies must verify in every worker: without a
     # configured secret, this server's workers share one made now.

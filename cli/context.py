@@ -51,6 +51,8 @@ def metrics_options(command: Any) -> Any:
 
 
 def start_metrics(url: DatabaseURL, port: int | None, host: str, follow: bool) -> None:
+    """With `--metrics-port`, serve the store's metrics from a daemon thread; it
+    needs `--follow`, and a port that cannot be bound is a usage error."""
     if port is None:
         return
     if not follow:
@@ -94,6 +96,7 @@ EXIT_CODES: dict[Category, int] = {
 
 
 def cli_context() -> CliContext:
+    """The running command's CliContext, which the `ledger` group sets up."""
     ctx = click.get_current_context()
     obj = ctx.find_object(CliContext)
     assert obj is not None
@@ -101,6 +104,8 @@ def cli_context() -> CliContext:
 
 
 def emit_json(value: Any) -> None:
+    """`--format json` output: one JSON document on one line, non-ASCII kept as is
+    and anything JSON lacks (times, UUIDs) as its `str`."""
     click.echo(json.dumps(value, default=str, ensure_ascii=False))
 
 

@@ -162,6 +162,8 @@ def ledger(
 
 
 def main() -> None:
+    """The `ledger` console script: runs the command and turns every failure into
+    one `error:` line and an exit code (a traceback only with `--debug`)."""
     debug = "--debug" in sys.argv
     try:
         # Without standalone mode click returns an Exit's code instead of exiting.

@@ -29,6 +29,8 @@ DEFAULT_PORT = 8080
 
 
 def is_loopback(host: str) -> bool:
+    """Whether `host` is reachable only from this machine (`localhost` or a
+    loopback address), where `ledger serve` may run without an access file."""
     if host == "localhost":
         return True
     try:

@@ -13,6 +13,9 @@ from ledger.printable import printable
 
 @dataclass(frozen=True)
 class Column:
+    """One table column: its header, how to get its cell from a row, its widest
+    cell, and whether it is right-aligned (numbers)."""
+
     header: str
     cell: Callable[[dict[str, Any]], object]
     width: int = 40  # longest cell shown; longer ones end with "…"
@@ -30,6 +33,8 @@ def _text(value: object, width: int) -> str:
 
 
 def render(columns: Sequence[Column], rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The table's lines, header first, columns two spaces apart; cells made
+    printable, on one line, and cut to their column's width."""
     cells = [[_text(c.cell(row), c.width) for c in columns] for row in rows]
     widths = [max([len(c.header)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
 
@@ -44,5 +49,6 @@ def render(columns: Sequence[Column], rows: Sequence[dict[str, Any]]) -> list[st
 
 
 def echo_table(columns: Sequence[Column], rows: Sequence[dict[str, Any]]) -> None:
+    """Print the table `render` makes to stdout."""
     for text in render(columns, rows):
         click.echo(text)

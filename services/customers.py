@@ -26,6 +26,9 @@ from services.tabs import catch_up
 
 @dataclass(frozen=True)
 class Erasure:
+    """An erasure's outcome: whether this call erased the customer, and the
+    position of the customer.erased event it stored (None when it stored none)."""
+
     customer_id: str
     erased: bool  # False: it already was (a repeated erasure is a no-op)
     position: int | None

@@ -31,6 +31,9 @@ from projections.schema import SchemaMissing
 
 
 class Category(StrEnum):
+    """What kind of failure a ServiceError is; each door maps it to its own answer
+    (an exit code, an HTTP status) in one table."""
+
     REJECTED = "rejected"  # the input breaks a contract or a rule
     NOT_FOUND = "not_found"
     FORBIDDEN = "forbidden"  # the rights policy refuses the acting user
@@ -51,6 +54,9 @@ class RejectedField:
 
 
 class ServiceError(Exception):
+    """A failure a caller should see: its category, a message for a person, and
+    for rejected events each field at fault."""
+
     def __init__(
         self, category: Category, message: str, errors: Iterable[RejectedField] = ()
     ) -> None:

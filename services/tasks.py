@@ -42,12 +42,17 @@ _IDEMPOTENCY_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://interaction-led
 
 @dataclass(frozen=True)
 class FieldChange:
+    """One field an edit sets to a new value (the server fills in the old one)."""
+
     field: str
     new: Any
 
 
 @dataclass(frozen=True)
 class TaskActionRequest:
+    """An action on a customer's task by a user; an idempotency key makes a retry
+    store it at most once."""
+
     customer_id: str
     task_id: str
     action: str
@@ -59,6 +64,9 @@ class TaskActionRequest:
 
 @dataclass(frozen=True)
 class TaskActionResult:
+    """The task as its tab now shows it to the acting user, and whether this
+    request stored the action's event."""
+
     task: TaskItem | None  # None once deleted
     stored: bool  # False when the idempotency key had already stored it
 
