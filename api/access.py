@@ -36,7 +36,6 @@ from typing import Any
 
 from api.scopes import SCOPES
 from ledger.config import ConfigError
-from ledger.environment import ACCESS_FILE_ENV
 
 log = logging.getLogger("ledger.access")
 
@@ -177,13 +176,6 @@ class LiveAccess:
 def token_hash(token: str) -> str:
     """The SHA-256 hex digest of a token, as the access file stores it."""
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def access_path(option: str | None) -> Path | None:
-    """The access file to use: the option if given, else LEDGER_ACCESS_FILE, else
-    None (neither is set)."""
-    value = option or os.environ.get(ACCESS_FILE_ENV) or None
-    return Path(value) if value else None
 
 
 def load_access(path: str | Path) -> AccessFile:
