@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ledger.keystore.errors import KeystoreError
-from ledger.keystore.keyring import Keyring, KeyStatus
-from ledger.keystore.master import new_master_key_file, read_master_key_file, set_master_key_path
+from ledger.keystore.keyring import Keyring, KeyStatus, set_master_key_path
+from ledger.keystore.master import new_master_key_file, read_master_key_file
 from services.errors import Category, ServiceError, service_errors
 
 # Imported for its type only: a tab read (which sets the master key's path)

@@ -20,8 +20,8 @@ import pytest
 from ledger.application import LedgerApplication
 from ledger.config import DatabaseURL, parse_database_url
 from ledger.environment import MASTER_KEY_ENV
-from ledger.keystore.keyring import Keyring
-from ledger.keystore.master import new_master_key_file, set_master_key_path
+from ledger.keystore.keyring import Keyring, set_master_key_path
+from ledger.keystore.master import new_master_key_file
 
 pytest_plugins = ["tests.kafka_broker"]
 

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, ClassVar
 
 from cryptography.exceptions import InvalidTag
@@ -19,7 +20,12 @@ from ledger.db import Connection, LookupRow, look_up
 from ledger.environment import MASTER_KEY_ENV
 from ledger.keystore.ciphers import unwrap, wrap
 from ledger.keystore.errors import KeystoreError
-from ledger.keystore.master import load_master, master_id, master_key_path
+from ledger.keystore.master import (
+    load_master,
+    master_id,
+    master_key_path,
+    override_master_key_path,
+)
 from ledger.keystore.table import (
     KEY_LOOKUP,
     KEYS_TABLE,
@@ -381,3 +387,10 @@ class Keyring:
         with self._lock:
             self._cache.clear()
         return count
+
+
+def set_master_key_path(path: Path | None) -> None:
+    """Use the master key in `path` (None: the variable or the default again);
+    every cached keyring is dropped when that changes the key file."""
+    if override_master_key_path(path):
+        Keyring.forget_all()

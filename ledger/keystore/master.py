@@ -24,15 +24,14 @@ from ledger.keystore.errors import KeystoreError
 _master_override: Path | None = None
 
 
-def set_master_key_path(path: Path | None) -> None:
-    """`--master-key PATH`: takes precedence over LEDGER_MASTER_KEY_FILE."""
+def override_master_key_path(path: Path | None) -> bool:
+    """`--master-key PATH`: takes precedence over LEDGER_MASTER_KEY_FILE. True when
+    that changed which key file is used (cached keyrings then hold the old key)."""
     global _master_override
-    if path != _master_override:
-        _master_override = path
-        # Imported here: the keyring imports this module.
-        from ledger.keystore.keyring import Keyring
-
-        Keyring.forget_all()
+    if path == _master_override:
+        return False
+    _master_override = path
+    return True
 
 
 def master_key_path(url: DatabaseURL) -> tuple[Path | None, bool]:
