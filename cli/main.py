@@ -37,7 +37,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "customers": (
         "cli.privacy",
         "customers",
-        "A customer's personal data: erasure and access requests.",
+        "Finding customers; a customer's personal data: erasure and access requests.",
     ),
     "db": ("cli.db", "db", "Database schema management."),
     "keys": ("cli.privacy", "keys", "The master key and the customers' data keys."),
