@@ -95,3 +95,18 @@ class ProjectionsStatus(BaseModel):
 # A probe's answer.
 class Health(BaseModel):
     status: str
+
+
+# A customer a search found, and what of it the query matched.
+class FoundCustomer(BaseModel):
+    customer_id: str
+    name: str | None  # the card's current name
+    matched: Literal["id", "phone", "email", "name"]
+
+
+# One page of a customer search, in customer id order (`ledger customers find`).
+class CustomerSearchAnswer(BaseModel):
+    query: str
+    items: list[FoundCustomer]
+    next_cursor: str | None  # the next page's `cursor`; null on the last page
+    limit: int

@@ -304,10 +304,35 @@ def render_signin(*, next_url: str, csrf: str, error: str | None = None) -> str:
     )
 
 
-def render_customers(*, query: str, not_found: bool, viewer: Viewer | None) -> str:
-    """The customer search page's HTML, saying so when `query` found no one."""
+# What a search result says it was found by.
+_MATCHED_TEXT = {
+    "id": "found by customer id",
+    "phone": "found by phone",
+    "email": "found by e-mail",
+    "name": "found by name",
+}
+
+
+def render_customers(
+    *,
+    query: str,
+    answer: Mapping[str, Any] | None,
+    next_url: str | None,
+    viewer: Viewer | None,
+) -> str:
+    """The customer search page's HTML: the form, and with a search's `answer`
+    (`find_customers(...).as_json()`) its results linking to the cards, or a
+    sentence saying it found no one."""
+    results = [
+        {
+            **item,
+            "href": customer_path(item["customer_id"]),
+            "matched_text": _MATCHED_TEXT[item["matched"]],
+        }
+        for item in (answer or {}).get("items", ())
+    ]
     return _ENV.get_template("customers.html").render(
-        query=query, not_found=not_found, viewer=viewer
+        query=query, searched=answer is not None, results=results, next_url=next_url, viewer=viewer
     )
 
 

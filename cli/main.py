@@ -9,7 +9,12 @@ from pathlib import Path
 
 import click
 
-from ledger.environment import DATABASE_URL_ENV, MASTER_KEY_ENV, RIGHTS_POLICY_ENV
+from ledger.environment import (
+    DATABASE_URL_ENV,
+    DEFAULT_REGION_ENV,
+    MASTER_KEY_ENV,
+    RIGHTS_POLICY_ENV,
+)
 from ledger.printable import printable
 
 # Each command's module is imported only when that command runs: `ledger tab`
@@ -32,7 +37,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "customers": (
         "cli.privacy",
         "customers",
-        "A customer's personal data: erasure and access requests.",
+        "Finding customers; a customer's personal data: erasure and access requests.",
     ),
     "db": ("cli.db", "db", "Database schema management."),
     "keys": ("cli.privacy", "keys", "The master key and the customers' data keys."),
@@ -139,6 +144,13 @@ class _LedgerGroup(click.Group):
     type=click.Path(dir_okay=False, path_type=Path),
     help=f"Master key file [env {MASTER_KEY_ENV}; SQLite default: beside the database].",
 )
+@click.option(
+    "--region",
+    "region",
+    metavar="CODE",
+    help=f"Country of phone numbers without a country code, for the customer search "
+    f"[env {DEFAULT_REGION_ENV}; default DE].",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 @click.version_option(package_name="interaction-ledger")
 @click.pass_context
@@ -147,6 +159,7 @@ def ledger(
     db_option: str | None,
     rights_option: str | None,
     master_key: Path | None,
+    region: str | None,
     debug: bool,
 ) -> None:
     """The interaction ledger: an append-only history of every customer interaction."""
@@ -155,10 +168,22 @@ def ledger(
 
     # Always set: a test runs many commands in one process.
     use_master_key(master_key)
+    _use_region(region)
 
     obj = CliContext(db_option=db_option, rights_option=rights_option, debug=debug)
     ctx.obj = obj
     ctx.call_on_close(obj.close)
+
+
+def _use_region(region: str | None) -> None:
+    from cli.context import EXIT_USAGE, CliError
+    from services.errors import ServiceError
+    from services.regions import use_default_region
+
+    try:
+        use_default_region(region)
+    except ServiceError as exc:
+        raise CliError(exc.message, EXIT_USAGE) from None
 
 
 def main() -> None:

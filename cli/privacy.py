@@ -1,25 +1,73 @@
-"""`ledger customers erase | export` and `ledger keys init | status | rotate-master`
+"""`ledger customers find | erase | export` and `ledger keys init | status | rotate-master`
 (docs/privacy.md)."""
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 from pathlib import Path
 
 import click
 
 from cli.context import EXIT_USAGE, FORMAT_OPTION, CliError, cli_context, emit_json
+from cli.tables import Column, echo_table
 from ledger.environment import MASTER_KEY_ENV
 from ledger.printable import printable
 from services.bootstrap import prepare_store
-from services.customers import erase_customer, export_customer
+from services.customers import (
+    SEARCH_LIMIT,
+    SEARCH_MAX_LIMIT,
+    erase_customer,
+    export_customer,
+    find_customers,
+)
 from services.keys import init_master_key, keys_status, rotate_master
 
 
 @click.group()
 def customers() -> None:
-    """A customer's personal data: erasure and access requests."""
+    """Finding customers; a customer's personal data: erasure and access requests."""
+
+
+_FOUND_COLUMNS = (
+    Column("customer", lambda m: m["customer_id"]),
+    Column("name", lambda m: m["name"]),
+    Column("matched", lambda m: m["matched"]),
+)
+
+
+@customers.command()
+@click.argument("query")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, SEARCH_MAX_LIMIT),
+    default=SEARCH_LIMIT,
+    show_default=True,
+    help="Customers per page.",
+)
+@click.option("--cursor", help="The next page, as printed by the previous one.")
+@FORMAT_OPTION
+def find(query: str, limit: int, cursor: str | None, output_format: str) -> None:
+    """Find customers by QUERY: a customer id, a phone number in any notation
+    (national numbers in the default region, `ledger --region`), an e-mail address
+    (any case), or name words (all of them must match)."""
+    ctx = cli_context()
+    with ctx.connect() as conn:
+        prepare_store(conn)
+        answer = find_customers(conn, query, limit=limit, cursor=cursor).as_json()
+    if output_format == "json":
+        emit_json(answer)
+        return
+    items = answer["items"]
+    if not items:
+        click.echo(f'No customer found for "{printable(answer["query"])}".')
+        return
+    echo_table(_FOUND_COLUMNS, items)
+    if answer["next_cursor"]:
+        words = ["ledger", "customers", "find", answer["query"], "--limit", str(limit)]
+        more = shlex.join([*words, "--cursor", answer["next_cursor"]])
+        click.echo(f"\nmore: {printable(more)}")
 
 
 @customers.command()

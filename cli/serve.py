@@ -18,6 +18,7 @@ from ledger.environment import (
     ACCESS_FILE_ENV,
     CORS_ENV,
     DATABASE_URL_ENV,
+    DEFAULT_REGION_ENV,
     MAX_BODY_ENV,
     MAX_ITEMS_ENV,
     PROTECT_METRICS_ENV,
@@ -118,6 +119,7 @@ def serve(
     os.environ[MAX_BODY_ENV] = str(max_body)
     os.environ[MAX_ITEMS_ENV] = str(max_items)
     os.environ[PROTECT_METRICS_ENV] = "1" if protect_metrics else "0"
+    os.environ[DEFAULT_REGION_ENV] = _region()  # `ledger --region`, checked
     click.echo(
         f"serving {ctx.url.display()} on http://{host}:{port} "
         f"({'access keys from ' + access if access else 'open: no access file'})",
@@ -171,3 +173,13 @@ def new_key(
     click.echo(f"token for {name} (shown once): {made.token}")
     click.echo(f"added to {path}:")
     click.echo(made.entry, nl=False)
+
+
+def _region() -> str:
+    from services.errors import ServiceError
+    from services.regions import region_in_use
+
+    try:
+        return region_in_use()
+    except ServiceError as exc:
+        raise CliError(exc.message, EXIT_USAGE) from None

@@ -21,6 +21,7 @@ MAX_ITEMS_ENV = "LEDGER_MAX_ITEMS"
 POOL_SIZE_ENV = "LEDGER_POOL_SIZE"
 PROTECT_METRICS_ENV = "LEDGER_PROTECT_METRICS"
 SESSION_SECRET_ENV = "LEDGER_SESSION_SECRET"
+DEFAULT_REGION_ENV = "LEDGER_DEFAULT_REGION"
 KAFKA_ENV_PREFIX = "LEDGER_KAFKA_"
 
 # name -> what it sets (docs/operations.md has a row for each)
@@ -38,4 +39,5 @@ ENVIRONMENT: dict[str, str] = {
     POOL_SIZE_ENV: "database connections per API process",
     PROTECT_METRICS_ENV: "1: /metrics needs a key with the ops scope",
     SESSION_SECRET_ENV: "the card page's cookie-signing secret (share it between processes)",
+    DEFAULT_REGION_ENV: "the country of phone numbers without a country code (default DE)",
 }

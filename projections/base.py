@@ -150,6 +150,9 @@ class Projection(ABC):
     # holds them to it); events of other types only advance its position, and
     # stored rows are filtered on these names before they are decoded.
     types: ClassVar[frozenset[str]]
+    # Whether the card has a tab of this name that reads it (`projections.tabs`);
+    # a read model for something else (the customer search) says False.
+    tab: ClassVar[bool] = True
 
     @abstractmethod
     def writer(self, db: Connection, tables: Tables, keys: Ciphers) -> Writer:

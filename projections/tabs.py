@@ -16,14 +16,14 @@ from projections.emails import emails_tab
 from projections.history import HISTORY_KEY
 from projections.orders import orders_tab
 from projections.paging import Page, decode_cursor
-from projections.registry import NAMES
+from projections.registry import TAB_NAMES
 from projections.sealing import revealing
 from projections.segments import segments_tab
 from projections.tasks import tasks_tab
 from projections.timeline import TimelineQuery, timeline_tab
 from projections.visits import visits_tab
 
-TABS: tuple[str, ...] = NAMES
+TABS: tuple[str, ...] = TAB_NAMES
 
 
 @dataclass(frozen=True)

@@ -1,22 +1,62 @@
-"""A customer's resources: the tabs of the card (`GET
+"""Customers: the search (`GET /v1/customers?q=`), the tabs of the card (`GET
 /v1/customers/{id}/tabs/{tab}`) and erasure (`POST /v1/customers/{id}/erase`)."""
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
 from api.caller import Eraser, Reader
-from api.models import EraseBody, Erased, Id, UserQuery
+from api.models import CustomerSearchAnswer, EraseBody, Erased, Id, UserQuery
 from api.problems import problem_responses
 from api.state import app_state
 from ledger.kinds import KINDS
-from services.customers import erase_customer
+from services.customers import SEARCH_LIMIT, SEARCH_MAX_LIMIT, erase_customer, find_customers
 from services.tabs import DEFAULT_LIMIT, MAX_LIMIT, PAGE_LIMIT, TabAnswer, tab_answer, tab_request
 
 router = APIRouter()
+
+
+@router.get(
+    "/v1/customers",
+    response_model=CustomerSearchAnswer,
+    responses=problem_responses(400, 401, 403, 422, 503),
+    tags=["customers"],
+)
+def search_customers(
+    request: Request,
+    caller: Reader,
+    q: Annotated[
+        str,
+        Query(
+            max_length=256,
+            pattern=r"^[^\x00-\x1f\x7f]*$",
+            description="A customer id, a phone number in any notation, an e-mail address "
+            "or name words (all must match).",
+        ),
+    ],
+    limit: Annotated[
+        int,
+        Query(
+            ge=1, le=SEARCH_MAX_LIMIT, description=f"Customers per page (default {SEARCH_LIMIT})."
+        ),
+    ] = SEARCH_LIMIT,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=512, description="The previous page's `next_cursor`."),
+    ] = None,
+) -> Response:
+    """Find customers, exactly `ledger customers find --format json`: by id, by phone
+    (national numbers in the server's default region), by e-mail (any case), or by
+    name words, in customer id order."""
+    state = app_state(request)
+    state.ensure_ready()
+    with state.pool.connection() as conn:
+        answer = find_customers(conn, q, limit=limit, cursor=cursor)
+    return Response(json.dumps(answer.as_json(), ensure_ascii=False), media_type="application/json")
 
 
 @router.get(

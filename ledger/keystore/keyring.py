@@ -20,6 +20,7 @@ from ledger.db import Connection, LookupRow, look_up
 from ledger.environment import MASTER_KEY_ENV
 from ledger.keystore.ciphers import unwrap, wrap
 from ledger.keystore.errors import KeystoreError
+from ledger.keystore.index_key import ensure_index_key, load_index_key, rewrap_index_keys
 from ledger.keystore.master import (
     load_master,
     master_id,
@@ -86,6 +87,7 @@ class Keyring:
         self._ready = False
         self._cached_at = time.monotonic()
         self._local = threading.local()
+        self._index_key: bytes | None = None
 
     @classmethod
     def for_url(cls, url: DatabaseURL) -> Keyring:
@@ -150,10 +152,18 @@ class Keyring:
                 return self
             with Connection(self.url) as conn:
                 ensure_store_format(conn)
-            self._store()
-            _ = self.master
+            # Made here, before any write transaction, like the key table (the
+            # search's read model needs it inside the projections' transaction).
+            ensure_index_key(self._store(), self.master)
             self._ready = True
         return self
+
+    def index_key(self) -> bytes:
+        """The search's index key (`ledger.keystore.index_key`), unwrapped once."""
+        with self._lock:
+            if self._index_key is None:
+                self._index_key = load_index_key(self._store(), self.master)
+            return self._index_key
 
     def _cipher(self, customer_id: str, row: tuple[Any, ...] | None) -> AESGCM | None:
         if row is None or row[0] is None:
@@ -365,7 +375,8 @@ class Keyring:
         )
 
     def rotate_master(self, new_master: bytes) -> int:
-        """Rewrap every data key under `new_master` in one transaction; returns how many."""
+        """Rewrap every data key and the index key under `new_master` in one transaction;
+        returns how many data keys."""
         old = self.master
         new_id = master_id(new_master)
         conn = self._store()
@@ -383,6 +394,7 @@ class Keyring:
                     (wrap(new_master, customer_id, key), new_id, customer_id),
                 )
                 count += 1
+            rewrap_index_keys(conn, old, new_master)
         self._master = new_master
         with self._lock:
             self._cache.clear()

@@ -19,6 +19,7 @@ from ledger.config import DatabaseURL, parse_database_url
 from ledger.db import Connection, Lookup
 from ledger.environment import KEYSTORE_URL_ENV
 from ledger.keystore.errors import KeystoreError
+from ledger.keystore.index_key import INDEX_KEYS_TABLE, create_index_keys_sql
 
 KEYS_TABLE = "ledger_keys"
 # Customers' stored keys: (customer_id, wrapped key, master id).
@@ -46,8 +47,9 @@ def keystore_url(url: DatabaseURL) -> DatabaseURL:
 
 
 def ensure_keys_table(conn: Connection) -> None:
-    """Create the key table if missing; when it exists, no write lock is taken."""
-    if KEYS_TABLE in _tables(conn):
+    """Create the key table and the index-key table (`ledger.keystore.index_key`)
+    if missing; when they exist, no write lock is taken."""
+    if {KEYS_TABLE, INDEX_KEYS_TABLE} <= _tables(conn):
         return  # a reader never takes the write lock (SQLite: it would wait for writers)
     blob = "BLOB" if conn.kind == "sqlite" else "bytea"
     with conn.schema_transaction():
@@ -55,6 +57,7 @@ def ensure_keys_table(conn: Connection) -> None:
             f"CREATE TABLE IF NOT EXISTS {KEYS_TABLE} (customer_id TEXT PRIMARY KEY, "
             f"wrapped {blob}, master_id TEXT, created_at TEXT NOT NULL, erased_at TEXT)"
         )
+        conn.execute(create_index_keys_sql(conn.kind))
 
 
 FORMAT_TABLE = "ledger_format"

@@ -205,7 +205,7 @@ def test_the_root_and_sign_in_without_next_land_on_the_customer_search(
     assert 'name="q"' in search.text
 
 
-def test_the_customer_search_opens_a_card_or_says_no_customer_has_the_id(
+def test_the_customer_search_opens_a_card_or_says_no_customer_was_found(
     store_url: str, tmp_path: Path
 ) -> None:
     append_to_url(store_url, [event("customer.created", "a/b 1", {"card": {"name": "Ann"}})])
@@ -215,12 +215,15 @@ def test_the_customer_search_opens_a_card_or_says_no_customer_has_the_id(
         assert found.headers["location"] == "/customers/a%2Fb%201"
         assert client.get(found.headers["location"]).status_code == 200
         assert client.get("/customers", params={"q": "  a/b 1 "}).status_code == 303
-        for missing in ("nobody", "<b>x</b>", "a\x00b", "x" * 129, "a/b", "\u00e9"):
+        for missing in ("nobody", "<b>x</b>", "x" * 129, "a/b", "\u00e9"):
             answer = client.get("/customers", params={"q": missing})
             assert answer.status_code == 200, (missing, answer.text)
-            assert "No customer has the id" in answer.text
+            assert "No customer found for" in answer.text
             assert "<b>x</b>" not in answer.text
             assert answer.headers["content-security-policy"].startswith("default-src 'none'")
+        # Not a search anyone can type: refused in a sentence, as on every door.
+        refused = client.get("/customers", params={"q": "a\x00b"})
+        assert refused.status_code == 400 and "control characters" in refused.text
 
 
 @pytest.mark.parametrize("acting", ["u" * 129, "u\x01", "\u00e9" * 3000])
