@@ -22,7 +22,6 @@ from tests.page_support import (
     Server,
     Watched,
     append,
-    launch_browser,
     ledger_server,
     load_demo,
     no_horizontal_overflow,
@@ -46,11 +45,6 @@ manager = ["tasks.edit", "tasks.reopen", "tasks.delete"]
 u-42 = ["manager"]
 u-7 = ["tasks.edit"]
 """
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    yield from launch_browser()
 
 
 @pytest.fixture(scope="module")

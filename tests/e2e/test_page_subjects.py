@@ -17,7 +17,6 @@ from tests.page_support import (
     PHONE,
     Server,
     Watched,
-    launch_browser,
     ledger_server,
     load_demo,
     no_horizontal_overflow,
@@ -25,11 +24,6 @@ from tests.page_support import (
 )
 
 CUSTOMER = "cust-1001"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    yield from launch_browser()
 
 
 @pytest.fixture(scope="module")
