@@ -7,6 +7,8 @@ templates, its errors into a notice on the page.
 
 - `page_search`: `/` and the customer search, `GET /customers?q=`;
 - `page_card`: the card, `GET /customers/{customer_id}`, and `/static/*`;
+- `page_subjects`: one order's history, `GET /customers/{id}/orders/{order_id}`,
+  and one dialogue, `GET /customers/{id}/chats/{dialog_id}`;
 - `page_tasks`: the task buttons' and the edit form's posts;
 - `page_signin`: `/signin` and `/signout`. With an access file, a browser
   signs in once with an access key and gets the session cookie of
@@ -20,12 +22,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api import page_card, page_search, page_signin, page_tasks
+from api import page_card, page_search, page_signin, page_subjects, page_tasks
 from api.page_view import customer_path
 
 ROUTERS: tuple[APIRouter, ...] = (
     page_search.router,
     page_card.router,
+    page_subjects.router,
     page_tasks.router,
     page_signin.router,
 )

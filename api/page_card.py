@@ -117,6 +117,10 @@ def render_page(
         answer=tab,
         notice=notice,
         editing=editing,
+        phone=plain_text(header.phone) if header.phone else None,
+        email=plain_text(header.email) if header.email else None,
+        segments=[plain_text(s) for s in header.segments],
+        since=header.since,
     )
     return v.html(render_card(page), status)
 

@@ -94,7 +94,16 @@ def safe_link(url: object) -> str | None:
     return url.strip() if scheme in ("http", "https") else None
 
 
+def words(value: object) -> str:
+    """A status or other code as words: `in_progress` -> "In progress"; "—" for none."""
+    if value is None or value == "":
+        return "—"
+    text = plain_text(value).replace("_", " ").strip()
+    return text[:1].upper() + text[1:]
+
+
 _ENV.filters["plain_text"] = plain_text
+_ENV.filters["words"] = words
 _ENV.filters["segment"] = lambda value: quote(str(value), safe="")
 
 
@@ -235,6 +244,10 @@ class CardPage:
     notice: Notice | None = None
     editing: Mapping[str, Any] | None = None  # the task whose edit form is open
     extra: dict[str, Any] = field(default_factory=dict)
+    phone: str | None = None  # the header's card values (revealed; "[erased]" once erased)
+    email: str | None = None
+    segments: Sequence[str] = ()  # the segments the customer is in now, by name
+    since: str | None = None  # the customer's first event
 
     @property
     def tabs(self) -> list[TabLink]:
@@ -294,6 +307,14 @@ def render_card(page: CardPage) -> str:
         duration=duration,
         value_text=value_text,
         safe_link=safe_link,
+    )
+
+
+def render_view(template: str, **context: Any) -> str:
+    """A page template (an order's history, a dialogue) with the helpers the card's
+    templates use."""
+    return _ENV.get_template(template).render(
+        actor_name=actor_name, value_text=value_text, safe_link=safe_link, **context
     )
 
 

@@ -40,6 +40,11 @@ def _value(value: object) -> str:
     return "-" if value is None else str(value)
 
 
+def _total(item: dict[str, Any]) -> str | None:
+    total = item["total"]
+    return None if total is None else f"{total} {item['currency'] or ''}".rstrip()
+
+
 COLUMNS: dict[str, list[Column]] = {
     "timeline": [
         Column("OCCURRED (UTC)", lambda i: _when(i["occurred_at"])),
@@ -87,12 +92,12 @@ COLUMNS: dict[str, list[Column]] = {
         Column("CLICKS", lambda i: i["clicks"], right=True),
     ],
     "orders": [
-        Column("OCCURRED (UTC)", lambda i: _when(i["occurred_at"])),
-        Column("ORDER", lambda i: i["order_id"], width=24),
-        Column("FIELD", lambda i: i["field"], width=24),
-        Column("OLD", lambda i: _value(i["old"]), width=30),
-        Column("NEW", lambda i: _value(i["new"]), width=30),
-        Column("BY", _actor, width=24),
+        Column("ORDER", lambda i: i["number"] or i["order_id"], width=24),
+        Column("CREATED (UTC)", lambda i: _when(i["created_at"])),
+        Column("TOTAL", _total, width=24, right=True),
+        Column("STATUS", lambda i: i["status"], width=24),
+        Column("LAST CHANGE (UTC)", lambda i: _when(i["changed_at"])),
+        Column("ID", lambda i: i["order_id"], width=24),
     ],
     "card": [
         Column("OCCURRED (UTC)", lambda i: _when(i["occurred_at"])),

@@ -90,13 +90,54 @@ class LastEmail(_Model):
     opened: bool
 
 
-class OrderChange(_Model):
+class OrderItem(_Model):
     order_id: str
+    number: str | None
+    status: str  # as it is now
+    total: str | None  # a decimal string, in `currency`
+    currency: str | None
+    created_at: str
+    changed_at: str  # the order's last event (its creation when never changed)
+    changed_by: ActorRef  # who made that last change
+    change_count: int  # order.changed events since its creation
+
+
+class OrderChange(_Model):
     field: str
     old: Any
     new: Any
     occurred_at: str
     actor: ActorRef
+
+
+# One order as it is now and a page of its changes, newest first
+# (`GET /v1/customers/{id}/orders/{order_id}`).
+class OrderHistory(OrderItem):
+    customer_id: str
+    items: list[OrderChange]
+    next_cursor: str | None  # None on the last page
+
+
+class ChatMessageItem(_Model):
+    message_id: str
+    direction: Literal["inbound", "outbound"]
+    author: ActorRef  # the event's actor
+    sent_at: str
+    text: str | None  # "[erased]" once the customer is erased
+
+
+# One dialogue and a page of its messages in the order they were sent
+# (`GET /v1/customers/{id}/chats/{dialog_id}`).
+class Dialogue(_Model):
+    customer_id: str
+    dialog_id: str
+    channel: str
+    status: str
+    started_at: str
+    message_count: int
+    url: str | None  # the producer's link to the dialogue in its messenger
+    items: list[ChatMessageItem]
+    next_cursor: str | None  # None on the last page
 
 
 class CardChange(_Model):
@@ -151,7 +192,7 @@ class EmailsTab(_Tab):
 
 class OrdersTab(_Tab):
     tab: Literal["orders"]
-    items: list[OrderChange]
+    items: list[OrderItem]
     next_cursor: str | None  # None on the last page
 
 

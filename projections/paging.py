@@ -87,13 +87,15 @@ class PagedQuery:
     """One tab's keyset query: `select` (its columns) and `rows` (its FROM and
     WHERE, with one `?` for the customer) are the tab's own; `key` is its sort key,
     newest first on every column but the last when `ascending_last` (the history
-    tabs list one event's changes in order)."""
+    tabs list one event's changes in order), oldest first on every column when
+    `ascending` (a dialogue's messages read in the order they were sent)."""
 
     tab: str
     select: str
     rows: str
     key: tuple[str, ...]
     ascending_last: bool = False
+    ascending: bool = False
 
     def sql(self, customer_id: str, page: Page) -> tuple[str, list[object]]:
         """The statement for `page` (one row more than the limit: is there a next page?)
@@ -102,10 +104,16 @@ class PagedQuery:
         where = ""
         if page.cursor is not None:
             after = decode_cursor(self.tab, customer_id, page.cursor, len(self.key))
-            where, more = _below(self.key, after, self.ascending_last)
+            if self.ascending:
+                columns, marks = ", ".join(self.key), ", ".join("?" * len(self.key))
+                where, more = f" AND ({columns}) > ({marks})", list[object](after)
+            else:
+                where, more = _below(self.key, after, self.ascending_last)
             params.extend(more)
         order = ", ".join(f"{c} DESC" for c in self.key)
-        if self.ascending_last:
+        if self.ascending:
+            order = ", ".join(self.key)
+        elif self.ascending_last:
             order = order.rsplit(" DESC", 1)[0]
         params.append(page.limit + 1)
         return f"SELECT {self.select} {self.rows}{where} ORDER BY {order} LIMIT ?", params

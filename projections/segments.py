@@ -127,3 +127,16 @@ def segments_tab(conn: Connection, customer_id: str, page: Page = FIRST_PAGE) ->
         # Whole on every page: what the customer belongs to now.
         "memberships": memberships,
     }
+
+
+def membership_names(conn: Connection, customer_id: str) -> list[tuple[str, str | None]]:
+    """Each segment the customer belongs to now, with the name its latest join or
+    leave gave it (None when no event named it), ordered by id."""
+    rows = conn.fetchall(
+        f"SELECT m.segment_id, (SELECT h.segment_name FROM {SEGMENT_HISTORY.name} h "
+        "WHERE h.customer_id = m.customer_id AND h.segment_id = m.segment_id "
+        "AND h.segment_name IS NOT NULL ORDER BY h.occurred_us DESC, h.position DESC LIMIT 1) "
+        f"FROM {SEGMENT_MEMBERS.name} m WHERE m.customer_id = ? ORDER BY m.segment_id",
+        (customer_id,),
+    )
+    return [(segment_id, name) for segment_id, name in rows]

@@ -91,7 +91,7 @@ _KEY_WIDTH: dict[str, int] = {
     "segments": len(segments.PAGED.key),
     "chats": len(chats.PAGED.key),
     "emails": len(emails.PAGED.key),
-    "orders": len(HISTORY_KEY),
+    "orders": len(orders.PAGED.key),
     "card": len(HISTORY_KEY),
 }
 

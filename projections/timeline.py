@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ledger.db import Connection
@@ -22,7 +22,7 @@ from ledger.personal import has_personal
 from ledger.reading import states_at
 from ledger.summaries import summarize
 from projections.base import Envelope, EveryEventType, Projection, Tables, Writer
-from projections.clock import micros
+from projections.clock import iso, micros
 from projections.paging import MAX_LIMIT, decode_cursor, encode_cursor
 from projections.sealing import Sealer
 from projections.tables import Index, TableSpec
@@ -155,3 +155,13 @@ def timeline_tab(conn: Connection, customer_id: str, query: TimelineQuery) -> di
         "items": items,
         "next_cursor": next_cursor,
     }
+
+
+def first_event_at(conn: Connection, customer_id: str) -> str | None:
+    """When the customer's oldest event happened (UTC, RFC 3339), or None without events."""
+    row = conn.fetchone(
+        f"SELECT occurred_us {ROWS} ORDER BY occurred_us, position LIMIT 1", (customer_id,)
+    )
+    if row is None:
+        return None
+    return iso(datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(row[0])))

@@ -18,8 +18,10 @@ from projections.base import Projection
 from projections.card import card_value
 from projections.paging import DEFAULT_LIMIT as PAGE_LIMIT
 from projections.paging import MAX_LIMIT, Page
+from projections.sealing import revealing
+from projections.segments import membership_names
 from projections.tabs import TABS, TabRequest, check_cursor, read_tab, tab_counts
-from projections.timeline import DEFAULT_LIMIT, TimelineQuery
+from projections.timeline import DEFAULT_LIMIT, TimelineQuery, first_event_at
 
 # A tab read imports none of the tabs' pydantic models, the runner or psycopg unless it
 # needs them (tests/integration/test_startup.py): they are imported where used.
@@ -183,6 +185,10 @@ class CardHeader:
     last_email: LastEmail | None  # the newest email sent, and whether it was opened
     counts: dict[str, int]  # items per tab (the timeline's: every event), up to count_cap
     count_cap: int  # a count of count_cap + 1 means "more than count_cap"
+    phone: str | None = None  # the card's current phone and email (revealed)
+    email: str | None = None
+    segments: tuple[str, ...] = ()  # the segments the customer is in now, by name
+    since: str | None = None  # when the customer's first event happened
 
 
 # The tab badges show up to this many items, then "1,000+": counting costs a
@@ -200,7 +206,19 @@ def card_header(conn: Connection, customer_id: str, count_cap: int = CARD_COUNT_
     with service_errors():
         catch_up(conn, [registry.get(name) for name in registry.NAMES])
         counts = tab_counts(conn, customer_id, count_cap)
-        name = card_value(conn, customer_id, "name")
+        card = {f: card_value(conn, customer_id, f) for f in ("name", "phone", "email")}
         emails = answer(read_tab(conn, TabRequest(customer_id, "emails", page=Page(limit=1))))
+        segments = membership_names(revealing(conn), customer_id)
+        since = first_event_at(conn, customer_id)
     assert isinstance(emails, EmailsTab)
-    return CardHeader(name if isinstance(name, str) else None, emails.last_email, counts, count_cap)
+    text = {f: v if isinstance(v, str) else None for f, v in card.items()}
+    return CardHeader(
+        text["name"],
+        emails.last_email,
+        counts,
+        count_cap,
+        phone=text["phone"],
+        email=text["email"],
+        segments=tuple(name or segment_id for segment_id, name in segments),
+        since=since,
+    )

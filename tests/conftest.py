@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -110,3 +111,12 @@ def app(db_url: DatabaseURL) -> Iterator[LedgerApplication]:
     application = LedgerApplication(db_url)
     yield application
     application.close()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One Chromium for every page test a worker runs: Playwright's sync API
+    cannot run two at once in one process (tests/page_support.py)."""
+    from tests.page_support import launch_browser
+
+    yield from launch_browser()

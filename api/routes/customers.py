@@ -1,5 +1,7 @@
 """Customers: the search (`GET /v1/customers?q=`), the tabs of the card (`GET
-/v1/customers/{id}/tabs/{tab}`) and erasure (`POST /v1/customers/{id}/erase`)."""
+/v1/customers/{id}/tabs/{tab}`), one order's history (`GET
+/v1/customers/{id}/orders/{order_id}`), one dialogue (`GET
+/v1/customers/{id}/chats/{dialog_id}`) and erasure (`POST /v1/customers/{id}/erase`)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from api.problems import problem_responses
 from api.state import app_state
 from ledger.kinds import KINDS
 from services.customers import SEARCH_LIMIT, SEARCH_MAX_LIMIT, erase_customer, find_customers
+from services.subjects import Dialogue, OrderHistory, dialogue, order_history
 from services.tabs import DEFAULT_LIMIT, MAX_LIMIT, PAGE_LIMIT, TabAnswer, tab_answer, tab_request
 
 router = APIRouter()
@@ -107,6 +110,64 @@ def get_tab(
     state.ensure_ready()
     with state.pool.connection() as conn:
         answer = tab_answer(conn, tab_req)
+    return Response(answer.model_dump_json(), media_type="application/json")
+
+
+Limit = Annotated[
+    int | None,
+    Query(ge=1, le=MAX_LIMIT, description=f"Items per page (default {PAGE_LIMIT})."),
+]
+Cursor = Annotated[
+    str | None, Query(max_length=512, description="The previous page's `next_cursor`.")
+]
+
+
+@router.get(
+    "/v1/customers/{customer_id:segment}/orders/{order_id:segment}",
+    response_model=OrderHistory,
+    responses=problem_responses(400, 401, 403, 404, 422, 503),
+    tags=["tabs"],
+)
+def get_order(
+    request: Request,
+    caller: Reader,
+    customer_id: Id,
+    order_id: Id,
+    limit: Limit = None,
+    cursor: Cursor = None,
+) -> Response:
+    """One order as it is now (number, status, total, created, last change) and a
+    page of its changes (`field`, `old`, `new`, `occurred_at`, `actor`), newest
+    first. 404 when the customer has no such order."""
+    state = app_state(request)
+    state.ensure_ready()
+    with state.pool.connection() as conn:
+        answer = order_history(conn, customer_id, order_id, limit=limit, cursor=cursor)
+    return Response(answer.model_dump_json(), media_type="application/json")
+
+
+@router.get(
+    "/v1/customers/{customer_id:segment}/chats/{dialog_id:segment}",
+    response_model=Dialogue,
+    responses=problem_responses(400, 401, 403, 404, 422, 503),
+    tags=["tabs"],
+)
+def get_dialogue(
+    request: Request,
+    caller: Reader,
+    customer_id: Id,
+    dialog_id: Id,
+    limit: Limit = None,
+    cursor: Cursor = None,
+) -> Response:
+    """One dialogue (`channel`, `status`, `started_at`, `message_count`, `url`) and
+    a page of its messages in the order they were sent (`message_id`, `direction`,
+    `author`, `sent_at`, `text`; an erased customer's texts read "[erased]"). 404
+    when the customer has no such dialogue."""
+    state = app_state(request)
+    state.ensure_ready()
+    with state.pool.connection() as conn:
+        answer = dialogue(conn, customer_id, dialog_id, limit=limit, cursor=cursor)
     return Response(answer.model_dump_json(), media_type="application/json")
 
 

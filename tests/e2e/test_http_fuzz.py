@@ -162,9 +162,11 @@ def _legitimate(case: Case, status: int, problem: dict[str, Any]) -> bool:
     path = case.operation.path
     detail = str(problem.get("detail", ""))
     if status == 404:
-        # An unknown customer or task (most generated ids are). A tab of an
-        # unknown customer is 200 with no items, so tabs have no 404.
-        return path.endswith("/erase") or "/tasks/{task_id}/" in path
+        # An unknown customer, task, order or dialogue (most generated ids are).
+        # A tab of an unknown customer is 200 with no items, so tabs have no 404.
+        return path.endswith(("/erase", "/orders/{order_id}", "/chats/{dialog_id}")) or (
+            "/tasks/{task_id}/" in path
+        )
     if status == 409:
         # The task's status forbids the action (complete a completed task).
         return "/tasks/{task_id}/" in path
@@ -174,7 +176,7 @@ def _legitimate(case: Case, status: int, problem: dict[str, Any]) -> bool:
         return [e.get("field") for e in problem.get("errors", [])] == ["idempotency_key"]
     if status == 400 and detail.startswith("bad cursor"):
         # A cursor is opaque: only a `next_cursor` the server gave is one.
-        return "/tabs/" in path
+        return "/tabs/" in path or path.endswith(("/orders/{order_id}", "/chats/{dialog_id}"))
     if status == 400 and "must be before" in detail:
         # `since` not before `until`: a rule across two parameters.
         return "/tabs/" in path or path == "/v1/audit/history"

@@ -145,7 +145,7 @@ def test_a_cursor_works_only_for_its_customer_and_tab(url: str) -> None:
     with pytest.raises(BadCursor, match="another"):
         check_cursor("chats", "c1", cursor)
     with pytest.raises(BadCursor, match="not a cursor"):
-        check_cursor("orders", "c1", cursor)  # another width of key
+        check_cursor("card", "c1", cursor)  # another width of key
     for garbage in ("abc", "!!", "W10", cursor[:-2]):
         with pytest.raises(BadCursor, match="not a cursor"):
             _read(url, "visits", Page(2, garbage))
