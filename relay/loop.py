@@ -298,7 +298,7 @@ class Relay:
             self._kafka_backoff.reset()
         assert self._conn is not None and self._tracker is not None
         self._tracker.advance(batch.last_position)
-        self._published += len(batch.futures)
+        self._published += batch.count
         self._position = batch.last_position
         self._head = max(head_position(self._conn), batch.last_position)
         self._report()
