@@ -73,7 +73,7 @@ class Publisher:
     def __init__(self, kafka: KafkaSettings, config: RelayConfig, stop: threading.Event) -> None:
         self.kafka = kafka
         self.config = config
-        # Built now: a setting librdkafka cannot take is a ConfigError before any work.
+        # Built now: a SASL mechanism librdkafka lacks is a ConfigError before any work.
         self._conf = producer_config(kafka, config)
         self._stop = stop
         self._producer: Producer | None = None
