@@ -1,7 +1,8 @@
-"""The relay's producer (librdkafka, `partitioner: murmur2_random`) puts every key on
-the partition `relay/partitioner.py` (kafka-python's default partitioner, as the
-relay used before) picks for the same partition count: a topic fed by an older
-relay keeps each customer on its partition."""
+"""The relay's producer (librdkafka) against a real broker: `partitioner:
+murmur2_random` puts every key on the partition `relay/partitioner.py`
+(kafka-python's default partitioner, as the relay used before) picks for the same
+partition count, so a topic fed by an older relay keeps each customer on its
+partition; and what librdkafka refuses for good stops the relay."""
 
 from __future__ import annotations
 
@@ -12,9 +13,14 @@ import pytest
 
 from consumers.kafka_config import KafkaSettings
 from consumers.kafka_topics import ensure_topic
+from ledger.config import parse_database_url
+from ledger.db import Connection
+from relay import Relay, RelayFatal, relay_status
 from relay.config import RelayConfig
 from relay.partitioner import KeyHashPartitioner
 from relay.producer import make_producer, producer_config
+from tests.factories import append_to_url, event
+from tests.relay_support import TOPIC, stored_positions
 
 if TYPE_CHECKING:
     from tests.kafka_broker import TansuBroker
@@ -70,3 +76,26 @@ def test_every_key_lands_where_our_partitioner_puts_it(
     assert placed == expected
     if count > 1:
         assert len(set().union(*placed.values())) == count  # spread over all of them
+
+
+def test_an_event_over_the_message_limit_stops_the_relay_for_good(
+    sqlite_url: str, kafka_broker: TansuBroker
+) -> None:
+    # librdkafka refuses it before sending (MSG_SIZE_TOO_LARGE): no retry can help,
+    # and the position stays before it.
+    append_to_url(sqlite_url, [event("customer.created", "ann", {"card": {}})])
+    small = max(stored_positions(sqlite_url))
+
+    def relay() -> Relay:
+        return Relay(
+            parse_database_url(sqlite_url),
+            KafkaSettings(bootstrap=kafka_broker.bootstrap),
+            RelayConfig(max_request_size=4000, batch_bytes=2000, delivery_timeout_s=5),
+        )
+
+    assert relay().run().position == small
+    append_to_url(sqlite_url, [event("note.added", "ann", {"note_id": "n", "text": "x" * 5000})])
+    with pytest.raises(RelayFatal, match=f"after position {small} on {TOPIC}: .*too large"):
+        relay().run()
+    with Connection(parse_database_url(sqlite_url)) as conn:
+        assert relay_status(conn, TOPIC).position == small
