@@ -10,8 +10,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# The dependencies (psycopg[binary], pydantic-core) ship manylinux wheels, so the slim
-# image needs no compiler. .dockerignore keeps .venv, .git and local databases out.
+# The dependencies (psycopg[binary], pydantic-core, confluent-kafka with librdkafka
+# inside) ship manylinux wheels, so the slim image needs no compiler and no system
+# package; `pip install .` installs them from pyproject.toml. .dockerignore keeps .venv, .git and local databases out.
 COPY . .
 RUN pip install . \
     && useradd --system --uid 10001 --no-create-home --home-dir /nonexistent ledger

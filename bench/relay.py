@@ -3,13 +3,15 @@
     .venv/bin/python -m bench.relay [--events 100000] [--db URL] [--bootstrap HOST:PORT]
 
 1. Stores N generated events (batched appends: the rate a writer can sustain),
-   then relays them (`Relay.run()`, the code path of
-   `ledger relay run`) to a fresh topic and, in the same run, produces the very same
-   keys, values and headers with a bare kafka-python producer configured alike
-   (acks=all, idempotent, same batching) to another fresh topic. Prints msgs/s for
-   both and the ratio (goal: 0.8 or better), and the relay's rate over the append
-   rate (goal: 1.5 or better, or the relay's lag grows under sustained load). Each
-   side runs `--repeat` times, alternating; the medians are compared.
+   then relays them (`Relay.run()`, the code path of `ledger relay run`, which
+   publishes with confluent-kafka) to a fresh topic and, in the same run, produces
+   the very same keys, values and headers with two bare producers to fresh topics:
+   confluent-kafka with the relay's own producer settings, and kafka-python
+   configured alike (acks=all, idempotent, same batching; the relay's producer
+   before). Prints msgs/s for each, the relay's rate over the bare confluent-kafka
+   producer's, and the relay's rate over the append rate (goal: 1.5 or better, 2 the
+   stretch, or the relay's lag grows under sustained load). Each side runs
+   `--repeat` times, alternating; the medians are compared.
 2. Follows: `ledger relay run --follow` (a separate process, as deployed) and a
    consumer on its topic while another process appends events one at a time;
    prints the append-to-consumer latency percentiles (goal: p99 under 200 ms).
@@ -47,6 +49,7 @@ from ledger.input import read_items
 from ledger.reading import iter_rows
 from relay import Relay, RelayConfig, build_message, ensure_schema, relay_status
 from relay.config import MAX_IN_FLIGHT
+from relay.producer import producer_config
 
 PARTITIONS = 6
 
@@ -123,22 +126,62 @@ def bare_once(
     return len(messages), elapsed
 
 
-def throughput(url: str, settings: KafkaSettings, repeat: int) -> tuple[float, float]:
+def bare_confluent_once(
+    settings: KafkaSettings, topic: str, messages: list[tuple[bytes, bytes, list[Any]]]
+) -> tuple[int, float]:
+    """The same messages through a bare confluent-kafka producer with the relay's own
+    producer settings (`relay.producer.producer_config`), every delivery confirmed."""
+    from confluent_kafka import Producer
+
+    ensure_topic(settings, topic, PARTITIONS)
+    producer = Producer(producer_config(settings, RelayConfig(topic=topic)))
+    delivered = [0]
+
+    def on_delivery(error: Any, message: Any) -> None:
+        assert error is None, error
+        delivered[0] += 1
+
+    produce, poll = producer.produce, producer.poll
+    started = time.perf_counter()
+    for i, (k, v, h) in enumerate(messages):
+        try:
+            produce(topic, v, k, on_delivery=on_delivery, headers=h)
+        except BufferError:
+            producer.flush()
+            produce(topic, v, k, on_delivery=on_delivery, headers=h)
+        if i % 1000 == 999:
+            poll(0)
+    producer.flush()
+    elapsed = time.perf_counter() - started
+    assert delivered[0] == len(messages), (delivered[0], len(messages))
+    return len(messages), elapsed
+
+
+def throughput(url: str, settings: KafkaSettings, repeat: int) -> tuple[float, float, float]:
+    """Median msgs/s of the relay, a bare confluent-kafka and a bare kafka-python
+    producer, run after one another `repeat` times."""
     with Connection(parse_database_url(url)) as conn:
         messages = [build_message(row) for row in iter_rows(conn)]
     relay_rates: list[float] = []
+    confluent_rates: list[float] = []
     bare_rates: list[float] = []
     for i in range(repeat):
         n, elapsed = bare_once(settings, f"bench.bare.{i}", messages)
         bare_rates.append(n / elapsed)
+        n, elapsed = bare_confluent_once(settings, f"bench.confluent.{i}", messages)
+        confluent_rates.append(n / elapsed)
         n, elapsed = relay_once(url, settings, f"bench.relay.{i}")
         assert n == len(messages), (n, len(messages))
         relay_rates.append(n / elapsed)
         print(
-            f"  run {i + 1}: relay {relay_rates[-1]:,.0f} msgs/s, "
-            f"bare producer {bare_rates[-1]:,.0f} msgs/s"
+            f"  run {i + 1}: relay {relay_rates[-1]:,.0f} msgs/s, bare confluent-kafka "
+            f"{confluent_rates[-1]:,.0f} msgs/s, bare kafka-python {bare_rates[-1]:,.0f} msgs/s"
         )
-    return statistics.median(relay_rates), statistics.median(bare_rates)
+    return (
+        statistics.median(relay_rates),
+        statistics.median(confluent_rates),
+        statistics.median(bare_rates),
+    )
 
 
 def _append_paced(url: str, count: int, rate: float, out: Connection_) -> None:
@@ -237,6 +280,12 @@ def latency(url: str, settings: KafkaSettings, count: int, rate: float) -> list[
     return [(received_at[k] - sent_at[k]) * 1000 for k in sent_at]
 
 
+def confluent_version() -> str:
+    import confluent_kafka
+
+    return f"{confluent_kafka.__version__} (librdkafka {confluent_kafka.libversion()[0]})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
@@ -254,20 +303,24 @@ def main() -> None:
         print(f"store {shown}, Kafka {bootstrap}")
         cfg = RelayConfig()
         print(
-            f"relay producer: compression {cfg.compression or 'none'}, batches of "
-            f"{cfg.batch_bytes // 1024} KiB, linger {cfg.linger_ms} ms, "
-            f"{MAX_IN_FLIGHT} in flight, acks=all, idempotent"
+            f"relay producer: confluent-kafka {confluent_version()}, compression "
+            f"{cfg.compression or 'none'}, batches of {cfg.batch_bytes // 1024} KiB, linger "
+            f"{cfg.linger_ms} ms, {MAX_IN_FLIGHT} in flight, acks=all, idempotent, murmur2"
         )
+        print(f"load average before: {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores")
         append_rate = store_events(url, args.events)
         print(f"stored {args.events:,} events ({append_rate:,.0f} events/s)")
-        relay_rate, bare_rate = throughput(url, settings, args.repeat)
-        print(f"relay:         {relay_rate:,.0f} msgs/s (median of {args.repeat})")
-        print(f"bare producer: {bare_rate:,.0f} msgs/s (median of {args.repeat})")
-        print(f"ratio:         {relay_rate / bare_rate:.2f} (goal >= 0.8)")
+        relay_rate, confluent_rate, bare_rate = throughput(url, settings, args.repeat)
+        print(f"relay:                 {relay_rate:,.0f} msgs/s (median of {args.repeat})")
+        print(f"bare confluent-kafka:  {confluent_rate:,.0f} msgs/s (median of {args.repeat})")
+        print(f"bare kafka-python:     {bare_rate:,.0f} msgs/s (median of {args.repeat})")
+        print(f"relay / bare confluent-kafka: {relay_rate / confluent_rate:.2f}")
         # The relay keeps up only if it publishes faster than a writer appends.
-        print(f"relay / append: {relay_rate / append_rate:.2f} (goal >= 1.5)")
-        # What the relay could reach at best, publishing with kafka-python alone.
-        print(f"bare producer / append: {bare_rate / append_rate:.2f}")
+        print(f"relay / append: {relay_rate / append_rate:.2f} (goal >= 1.5, stretch 2)")
+        # What a relay could reach at best with each client alone.
+        print(f"bare confluent-kafka / append: {confluent_rate / append_rate:.2f}")
+        print(f"bare kafka-python / append: {bare_rate / append_rate:.2f}")
+        print(f"load average after: {os.getloadavg()[0]:.2f}")
         lat = sorted(latency(url, settings, args.latency_events, args.latency_rate))
         q = statistics.quantiles(lat, n=100)
         print(

@@ -85,7 +85,7 @@ def relay() -> None:
     type=click.Choice(["lz4", "gzip", "snappy", "zstd", "none"]),
     default=DEFAULTS.compression,
     show_default=True,
-    help="Compress message batches (gzip, snappy and zstd need their codec's library).",
+    help="Compress message batches (librdkafka has every codec built in).",
 )
 @click.option(
     "--delivery-timeout",

@@ -32,6 +32,13 @@ SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 # provider object: use the Python API (`KafkaSettings.extra`) for it.
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", "AWS_MSK_IAM")
 _PASSWORD_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+# What librdkafka (the relay's producer) speaks of those: AWS_MSK_IAM is kafka-python's.
+_LIBRDKAFKA_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI")
+_LIBRDKAFKA_SSL_FILES = (
+    ("ssl_certfile", "ssl.certificate.location"),
+    ("ssl_keyfile", "ssl.key.location"),
+    ("ssl_password", "ssl.key.password"),
+)
 
 _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.\-]+)(?::(\d+))?$")
 
@@ -120,7 +127,10 @@ class KafkaSettings:
         metavar="SECONDS",
         minimum=0.1,
     )
-    # Anything else kafka-python accepts (e.g. `sasl_oauth_token_provider`), from code.
+    # Anything else, from code: kafka-python keyword arguments (e.g.
+    # `sasl_oauth_token_provider`) for the admin client and the subscriber kit, and
+    # librdkafka properties (dotted names, e.g. "sasl.oauthbearer.method") for the
+    # relay's producer.
     extra: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
@@ -204,8 +214,53 @@ class KafkaSettings:
                 value = getattr(self, name)
                 if value is not None:
                     kw[name] = value
-        kw.update(self.extra)
+        kw.update((k, v) for k, v in self.extra if "." not in k)
         return kw
+
+    def librdkafka_config(self) -> dict[str, Any]:
+        """The same connection as librdkafka properties (the relay's confluent-kafka
+        producer). `extra` entries with a dot in their name are librdkafka properties
+        and go only here; the others are kafka-python's and go only to
+        `client_kwargs`."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": ",".join(self.servers),
+            "security.protocol": self.security_protocol.lower(),
+            # librdkafka has no bootstrap deadline; this bounds each connection's
+            # TCP, TLS and SASL set-up instead (1 s is its least).
+            "socket.connection.setup.timeout.ms": max(1000, int(self.connect_timeout_s * 1000)),
+            "reconnect.backoff.max.ms": 2000,
+        }
+        if self.client_id:
+            conf["client.id"] = self.client_id
+        if self.security_protocol.startswith("SASL_"):
+            mechanism = self.sasl_mechanism or "PLAIN"
+            if mechanism not in _LIBRDKAFKA_MECHANISMS:
+                raise ConfigError(
+                    f"SASL {mechanism} is not available to the relay's producer (librdkafka); "
+                    "use OAUTHBEARER through librdkafka properties in KafkaSettings.extra"
+                )
+            conf["sasl.mechanisms"] = mechanism
+            if self.sasl_username is not None:
+                conf["sasl.username"] = self.sasl_username
+            if self.sasl_password is not None:
+                conf["sasl.password"] = self.sasl_password
+            if self.sasl_kerberos_service_name:
+                conf["sasl.kerberos.service.name"] = self.sasl_kerberos_service_name
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            # kafka-python always verifies the certificate and checks the host name
+            # only when asked; librdkafka verifies by default too.
+            conf["ssl.endpoint.identification.algorithm"] = (
+                "https" if self.ssl_check_hostname else "none"
+            )
+            # Without a CA file kafka-python trusts the system's CAs; "probe" makes
+            # librdkafka look for them where the distributions keep them.
+            conf["ssl.ca.location"] = self.ssl_cafile or "probe"
+            for name, prop in _LIBRDKAFKA_SSL_FILES:
+                value = getattr(self, name)
+                if value is not None:
+                    conf[prop] = value
+        conf.update((k, v) for k, v in self.extra if "." in k)
+        return conf
 
 
 def settings_table() -> Iterator[Setting]:

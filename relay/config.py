@@ -8,6 +8,11 @@ from consumers.kafka_config import DEFAULT_TOPIC
 
 DEFAULT_BATCH_SIZE = 1000
 DEFAULT_PARTITIONS = 6
+# Read batches sent and not yet acknowledged. librdkafka leaves the relay's thread
+# idle while the broker acknowledges, so more batches in flight keep it reading;
+# 4 measured ahead of 2 (noisy runs, docs/performance.md), and bound what waits in
+# the producer's memory to 4 x MAX_PENDING_BYTES.
+DEFAULT_BATCHES_IN_FLIGHT = 4
 
 # Producer defaults, chosen from measurements against the test broker (acks=all,
 # idempotent, keyed ~470-byte events; docs/performance.md): lz4 cuts the
@@ -35,6 +40,7 @@ class RelayConfig:
     # that topic from the beginning.
     name: str | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
+    batches_in_flight: int = DEFAULT_BATCHES_IN_FLIGHT
     partitions: int = DEFAULT_PARTITIONS
     # -1: the cluster's default (managed clusters want 3, a dev broker has 1).
     replication_factor: int = -1

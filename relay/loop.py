@@ -1,8 +1,9 @@
 """The relay loop: read after the acknowledged position, publish, follow.
 
-Two batches are in flight at a time: the next one is read and sent while the
-broker acknowledges the previous one. The acknowledged position is recorded by a
-`PositionTracker`, so publishing never waits for the database's write lock.
+Up to `RelayConfig.batches_in_flight` batches are in flight at a time: the next
+ones are read and sent while the broker acknowledges the oldest. The acknowledged
+position is recorded by a `PositionTracker`, so publishing never waits for the
+database's write lock.
 """
 
 from __future__ import annotations
@@ -142,11 +143,11 @@ class Relay:
                 try:
                     if rows:
                         self._publisher.send(rows, self._position)
-                    # Two batches in flight: the next one is read and sent while the
-                    # broker acknowledges the previous one. With nothing left to read,
+                    # Several batches in flight: the next ones are read and sent while
+                    # the broker acknowledges the oldest. With nothing left to read,
                     # everything is flushed.
                     in_flight = self._publisher.in_flight
-                    while in_flight and (in_flight > 1 or not rows):
+                    while in_flight and (in_flight >= self.config.batches_in_flight or not rows):
                         self._await_oldest(flush=not rows)
                         in_flight = self._publisher.in_flight
                 except PublishFailed as exc:
@@ -298,7 +299,7 @@ class Relay:
             self._kafka_backoff.reset()
         assert self._conn is not None and self._tracker is not None
         self._tracker.advance(batch.last_position)
-        self._published += len(batch.futures)
+        self._published += batch.count
         self._position = batch.last_position
         self._head = max(head_position(self._conn), batch.last_position)
         self._report()

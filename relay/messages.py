@@ -9,7 +9,8 @@ from ledger.personal import TamperedValue
 from ledger.reading import StoredRow
 from relay.errors import RelayFatal
 
-Header = tuple[str, bytes]
+# (name, value): the shape both confluent-kafka and kafka-python take.
+Header = tuple[str, str | bytes | None]
 
 # The layout `ledger.mapper.stored_state` writes: the ledger's fields, then the
 # producer's envelope. Anchored at the first byte, so these can only be top-level

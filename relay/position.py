@@ -89,7 +89,9 @@ class PositionTracker:
                         self._pending = None
                     closing = self._closing
                 if not closing:
-                    time.sleep(self.interval_s)
+                    # Coalesces the next positions; `close()` need not wait it out.
+                    with self._cv:
+                        self._cv.wait_for(lambda: self._closing, self.interval_s)
         finally:
             if conn is not None:
                 close_quietly(conn)

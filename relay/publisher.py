@@ -1,10 +1,10 @@
 """The relay's Kafka side: one idempotent producer and the batches in flight on it.
 
 A batch is queued on the producer without waiting (`send`); `await_oldest` waits
-for the oldest batch's acknowledgements. Any failure raises `PublishFailed`, after
-which the caller closes the publisher and sends again from the acknowledged
-position: an idempotent producer that lived through a broker restart never
-recovers, so it is never reused after a failure.
+until librdkafka's delivery reports confirm every message of the oldest batch.
+Any failure raises `PublishFailed`, after which the caller closes the publisher and
+sends again from the acknowledged position: an idempotent producer that lived
+through a broker restart never recovers, so it is never reused after a failure.
 """
 
 from __future__ import annotations
@@ -13,30 +13,24 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from consumers.kafka_config import KafkaSettings
 from consumers.kafka_connect import KafkaUnavailable, connect_or_fail
 from consumers.kafka_topics import ensure_topic
 from ledger.reading import StoredRow
-from relay.config import MAX_IN_FLIGHT, RelayConfig
-from relay.errors import RelayFatal, describe
-from relay.messages import build_message
+from relay.config import RelayConfig
+from relay.errors import RelayFatal
+from relay.messages import Header, build_message
+from relay.producer import describe_error, is_fatal, make_producer, producer_config
 
 # A batch is cut short once its values reach this size, so huge events cannot pile
 # up unbounded in the producer's memory.
 MAX_PENDING_BYTES = 16 * 1024 * 1024
-
-# Producer errors that no amount of retrying fixes.
-_FATAL_ERRORS = (
-    "MessageSizeTooLargeError",
-    "RecordListTooLargeError",
-    "InvalidTopicError",
-    "TopicAuthorizationFailedError",
-    "ClusterAuthorizationFailedError",
-    "TransactionalIdAuthorizationFailedError",
-)
+# How long one wait on the producer lasts before the deadline and a stop are checked.
+POLL_S = 0.1
 
 
 class PublishFailed(Exception):
@@ -47,12 +41,28 @@ class PublishFailed(Exception):
         self.reason = reason
 
 
-@dataclass
 class Batch:
-    """Messages sent together, acknowledged together."""
+    """Messages sent together, acknowledged together: done once librdkafka reported
+    each one delivered, or any one failed."""
 
-    futures: list[Any]
-    last_position: int
+    __slots__ = ("count", "delivered", "error", "last_position")
+
+    def __init__(self, last_position: int) -> None:
+        self.count = 0
+        self.delivered = 0
+        self.error: KafkaError | None = None
+        self.last_position = last_position
+
+    def on_delivery(self, error: KafkaError | None, message: Message) -> None:
+        """librdkafka's delivery report for one of the batch's messages."""
+        if error is None:
+            self.delivered += 1
+        elif self.error is None:
+            self.error = error
+
+    @property
+    def done(self) -> bool:
+        return self.error is not None or self.delivered == self.count
 
 
 class Publisher:
@@ -63,8 +73,13 @@ class Publisher:
     def __init__(self, kafka: KafkaSettings, config: RelayConfig, stop: threading.Event) -> None:
         self.kafka = kafka
         self.config = config
+        # Built now: a SASL mechanism librdkafka lacks is a ConfigError before any work.
+        self._conf = producer_config(kafka, config)
         self._stop = stop
-        self._producer: Any = None
+        self._producer: Producer | None = None
+        # librdkafka's last error (error_cb) and its fatal one, for this producer.
+        self._last_error: KafkaError | None = None
+        self._fatal: KafkaError | None = None
         # Sent but not yet acknowledged, oldest first; `sent` is the last position sent.
         self._in_flight: deque[Batch] = deque()
         self.sent = 0
@@ -78,8 +93,24 @@ class Publisher:
         return len(self._in_flight)
 
     def connect(self) -> None:
-        """Connect to the brokers and create the topic, or raise `KafkaUnavailable`."""
-        self._producer = self._make_producer()
+        """Connect to the brokers and create the topic, or raise `KafkaUnavailable`.
+
+        kafka-python's admin client creates the topic on every (re)connect (a broker
+        that came back empty has lost it); only then is a producer made."""
+        cfg = self.config
+
+        def make() -> bool:
+            ensure_topic(self.kafka, cfg.topic, cfg.partitions, cfg.replication_factor)
+            return True
+
+        connect_or_fail(self.kafka, make, cancel=self._stop)
+        self._last_error = self._fatal = None
+        try:
+            self._producer = make_producer(self._conf, self._on_error)
+        except KafkaException as exc:
+            raise KafkaUnavailable(
+                f"Kafka producer cannot start at {self.kafka.describe()}: {exc.args[0].str()}"
+            ) from None
 
     def forget(self, acknowledged: int) -> None:
         """Whatever is in flight is sent again from the acknowledged position."""
@@ -92,8 +123,10 @@ class Publisher:
         if producer is not None:
             try:
                 # Nothing left in it is needed: unacknowledged messages are re-sent.
-                producer.close(timeout=0)
-            except Exception:  # a broken producer may fail to close; it is discarded anyway
+                # Dropping the last reference then destroys it without waiting.
+                producer.purge(in_queue=True, in_flight=True, blocking=False)
+                producer.poll(0)
+            except Exception:  # a broken producer may fail to purge; it is discarded anyway
                 pass
 
     def send(self, rows: Sequence[StoredRow], acknowledged: int) -> None:
@@ -107,89 +140,82 @@ class Publisher:
             except KafkaUnavailable as exc:
                 raise PublishFailed(str(exc)) from None
         producer = self._producer
+        assert producer is not None
+        produce = producer.produce
         topic = self.config.topic
-        futures: list[Any] = []
+        batch = Batch(self.sent)
+        on_delivery = batch.on_delivery
         pending_bytes = 0
-        last = self.sent
         try:
             for row in rows:
                 key, value, headers = build_message(row)
-                futures.append(producer.send(topic, value=value, key=key, headers=headers))
-                last = row.position
+                try:
+                    produce(topic, value, key, on_delivery=on_delivery, headers=headers)
+                except BufferError:  # librdkafka's queue is full: wait for room
+                    self._produce_when_room(producer, topic, value, key, headers, on_delivery)
+                batch.count += 1
+                batch.last_position = row.position
                 pending_bytes += len(value)
                 if pending_bytes >= MAX_PENDING_BYTES:
                     break
-        except (RelayFatal, PublishFailed):
-            raise
-        except Exception as exc:
-            self._check_fatal(exc, acknowledged)
-            raise PublishFailed(describe(exc)) from None
+            # Serves the delivery reports that are in (and hands librdkafka's errors over).
+            producer.poll(0)
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            self._check_fatal(error, acknowledged)
+            raise PublishFailed(describe_error(error, self._last_error)) from None
         finally:
-            if futures:
-                self._in_flight.append(Batch(futures, last))
-                self.sent = last
+            if batch.count:
+                self._in_flight.append(batch)
+                self.sent = batch.last_position
 
     def await_oldest(self, flush: bool, acknowledged: int) -> Batch:
         """Wait until the oldest in-flight batch is acknowledged and hand it back.
         Acks that never come (broker gone) are waited out by the delivery timeout;
-        a stop request does not have to wait for that."""
+        a stop request does not have to wait for that. With `flush` (nothing left
+        to read), lingering messages are sent at once."""
         batch = self._in_flight[0]
         producer = self._producer
+        assert producer is not None
+        wait = producer.flush if flush else producer.poll
         deadline = time.monotonic() + self.config.delivery_timeout_s + 5
-        if flush:
-            while True:
-                try:
-                    producer.flush(timeout=0.5)
-                    break
-                except Exception as exc:
-                    if type(exc).__name__ != "KafkaTimeoutError":
-                        raise PublishFailed(describe(exc)) from None
-                self._check_waiting(deadline)
-        for future in batch.futures:
-            while not future.is_done:
-                try:
-                    future.get(timeout=0.5)
-                except Exception:  # a failure is read from the future below
-                    if not future.is_done:
-                        self._check_waiting(deadline)
-            if not future.succeeded():
-                error = future.exception
-                self._check_fatal(error, acknowledged)
-                raise PublishFailed(describe(error))
+        while not batch.done:
+            if self._fatal is not None:
+                raise PublishFailed(describe_error(self._fatal))
+            self._check_waiting(deadline)
+            try:
+                wait(POLL_S)
+            except KafkaException as exc:
+                raise PublishFailed(describe_error(exc.args[0], self._last_error)) from None
+        if batch.error is not None:
+            self._check_fatal(batch.error, acknowledged)
+            raise PublishFailed(describe_error(batch.error, self._last_error))
         return self._in_flight.popleft()
 
-    def _make_producer(self) -> Any:
-        from kafka import KafkaProducer
+    def _produce_when_room(
+        self,
+        producer: Producer,
+        topic: str,
+        value: bytes,
+        key: bytes,
+        headers: list[Header],
+        on_delivery: Any,
+    ) -> None:
+        deadline = time.monotonic() + self.config.delivery_timeout_s + 5
+        while True:
+            self._check_waiting(deadline)
+            producer.poll(POLL_S)
+            try:
+                producer.produce(topic, value, key, on_delivery=on_delivery, headers=headers)
+                return
+            except BufferError:
+                continue
 
-        from relay.partitioner import KeyHashPartitioner
-
-        cfg = self.config
-        kwargs = self.kafka.client_kwargs()
-        delivery_ms = int(cfg.delivery_timeout_s * 1000)
-
-        def make() -> Any:
-            # Every (re)connect: a broker that came back empty has lost the topic.
-            ensure_topic(self.kafka, cfg.topic, cfg.partitions, cfg.replication_factor)
-            return KafkaProducer(
-                **kwargs,
-                acks="all",
-                enable_idempotence=True,
-                max_in_flight_requests_per_connection=MAX_IN_FLIGHT,
-                linger_ms=cfg.linger_ms,
-                batch_size=cfg.batch_bytes,
-                compression_type=cfg.compression,
-                max_request_size=cfg.max_request_size,
-                delivery_timeout_ms=delivery_ms,
-                request_timeout_ms=max(1000, min(30_000, delivery_ms - cfg.linger_ms - 100)),
-                # A missing topic (a broker that came back empty) must fail fast and
-                # be recreated with our partition count, not auto-created with the
-                # broker's.
-                allow_auto_create_topics=False,
-                max_block_ms=max(1000, min(10_000, delivery_ms)),
-                partitioner=KeyHashPartitioner(),
-            )
-
-        return connect_or_fail(self.kafka, make, cancel=self._stop)
+    def _on_error(self, error: KafkaError) -> None:
+        # Called by librdkafka through poll()/flush(), on the relay's thread.
+        self._last_error = error
+        if error.fatal():
+            self._fatal = error
 
     def _check_waiting(self, deadline: float) -> None:
         if time.monotonic() > deadline:
@@ -197,9 +223,9 @@ class Publisher:
         if self._stop.is_set():
             raise PublishFailed("stopping before the broker acknowledged the batch")
 
-    def _check_fatal(self, exc: BaseException | None, acknowledged: int) -> None:
-        if exc is not None and type(exc).__name__ in _FATAL_ERRORS:
+    def _check_fatal(self, error: KafkaError, acknowledged: int) -> None:
+        if is_fatal(error):
             raise RelayFatal(
                 f"Kafka refused to store the event after position {acknowledged} on "
-                f"{self.config.topic}: {describe(exc)}"
+                f"{self.config.topic}: {describe_error(error)}"
             )
