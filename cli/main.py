@@ -9,7 +9,12 @@ from pathlib import Path
 
 import click
 
-from ledger.environment import DATABASE_URL_ENV, MASTER_KEY_ENV, RIGHTS_POLICY_ENV
+from ledger.environment import (
+    DATABASE_URL_ENV,
+    MASTER_KEY_ENV,
+    PEOPLE_FILE_ENV,
+    RIGHTS_POLICY_ENV,
+)
 from ledger.printable import printable
 
 # Each command's module is imported only when that command runs: `ledger tab`
@@ -133,6 +138,12 @@ class _LedgerGroup(click.Group):
     help=f"Rights policy TOML file [env {RIGHTS_POLICY_ENV}; default: everything allowed].",
 )
 @click.option(
+    "--people",
+    "people_option",
+    metavar="PATH",
+    help=f"People directory, users' names by id (CSV or TOML) [env {PEOPLE_FILE_ENV}].",
+)
+@click.option(
     "--master-key",
     "master_key",
     metavar="PATH",
@@ -146,6 +157,7 @@ def ledger(
     ctx: click.Context,
     db_option: str | None,
     rights_option: str | None,
+    people_option: str | None,
     master_key: Path | None,
     debug: bool,
 ) -> None:
@@ -156,7 +168,9 @@ def ledger(
     # Always set: a test runs many commands in one process.
     use_master_key(master_key)
 
-    obj = CliContext(db_option=db_option, rights_option=rights_option, debug=debug)
+    obj = CliContext(
+        db_option=db_option, rights_option=rights_option, people_option=people_option, debug=debug
+    )
     ctx.obj = obj
     ctx.call_on_close(obj.close)
 

@@ -150,6 +150,9 @@ class Projection(ABC):
     # holds them to it); events of other types only advance its position, and
     # stored rows are filtered on these names before they are decoded.
     types: ClassVar[frozenset[str]]
+    # Whether a tab of the card reads this projection (of the same name); the
+    # people read model is only asked for names.
+    tab: ClassVar[bool] = True
 
     @abstractmethod
     def writer(self, db: Connection, tables: Tables, keys: Ciphers) -> Writer:

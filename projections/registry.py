@@ -9,6 +9,7 @@ from projections.card import CardProjection
 from projections.chats import ChatsProjection
 from projections.emails import EmailsProjection
 from projections.orders import OrdersProjection
+from projections.people import PeopleProjection
 from projections.segments import SegmentsProjection
 from projections.tasks import TasksProjection
 from projections.timeline import TimelineProjection
@@ -23,8 +24,11 @@ PROJECTIONS: tuple[Projection, ...] = (
     EmailsProjection(),
     OrdersProjection(),
     CardProjection(),
+    PeopleProjection(),
 )
 NAMES: tuple[str, ...] = tuple(p.name for p in PROJECTIONS)
+# The projections a tab of the card reads, by the tab's name.
+TAB_NAMES: tuple[str, ...] = tuple(p.name for p in PROJECTIONS if p.tab)
 _BY_NAME = {p.name: p for p in PROJECTIONS}
 
 
