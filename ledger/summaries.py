@@ -17,6 +17,7 @@ projections.base.Envelope).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -39,6 +40,12 @@ _CHANNELS = {
     "ppc": "PPC",
     "sms": "SMS",
 }
+# Fields whose values are people (user ids): a summary holds them marked
+# (`person_ref`), and a reader names them (`name_people_in`, by services.people's
+# rule), so a summary shows a person's current name though it was written once.
+_PERSON_FIELDS = frozenset({"assignee_id"})
+_PERSON_MARK = "\x1f"
+_PERSON_REF = re.compile("\x1f([^\x1f]*)\x1f")
 _SHOWN_CHANGES = 3
 _VALUE_CHARS = 60
 
@@ -111,11 +118,30 @@ def _moment(text: str) -> str | None:
     return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def person_ref(user_id: str) -> str:
+    """A person's id as a summary holds it, for `name_people_in` to name."""
+    return f"{_PERSON_MARK}{user_id.replace(_PERSON_MARK, '')}{_PERSON_MARK}"
+
+
+def people_in(summary: str) -> list[str]:
+    """The user ids a summary names (`person_ref`)."""
+    return _PERSON_REF.findall(summary) if _PERSON_MARK in summary else []
+
+
+def name_people_in(summary: str, names: Mapping[str, str | None]) -> str:
+    """The summary with each person it holds shown by name, else by id."""
+    if _PERSON_MARK not in summary:
+        return summary
+    return _PERSON_REF.sub(lambda m: names.get(m.group(1)) or m.group(1), summary)
+
+
 def value_text(field: str, value: object) -> str:
     """A field's value in words: "—" for none, statuses as words, times in UTC,
-    yes/no, no quotes; long values cut short."""
+    yes/no, no quotes, people marked for naming; long values cut short."""
     if value is None or value == "":
         return ABSENT
+    if field in _PERSON_FIELDS and isinstance(value, str):
+        return person_ref(_clip(value))
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, str):

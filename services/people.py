@@ -13,6 +13,7 @@ from typing import Any
 
 from ledger.db import Connection
 from ledger.people import EMPTY, Directory, person_key
+from ledger.summaries import name_people_in, people_in
 from projections import registry
 from projections.people import latest_names
 from services.errors import service_errors
@@ -53,10 +54,14 @@ def name_people(
     conn: Connection, items: list[dict[str, Any]], directory: Directory = EMPTY
 ) -> None:
     """Give the people that tab items name their names, in place: an item's
-    `actor.name` (kept when no one knows a better one) and, beside an
-    `assignee_id`, an `assignee_name` (None when unknown)."""
+    `actor.name` (kept when no one knows a better one), beside an
+    `assignee_id` an `assignee_name` (None when unknown), and the people a
+    timeline `summary` holds (by name, else by id)."""
     refs: list[str] = []
     for item in items:
+        summary = item.get("summary")
+        if isinstance(summary, str):
+            refs += people_in(summary)
         key = _actor_key(item.get("actor"))
         if key is not None:
             refs.append(key)
@@ -70,6 +75,9 @@ def name_people(
         return
     names = names_of(conn, refs, directory)
     for item in items:
+        summary = item.get("summary")
+        if isinstance(summary, str):
+            item["summary"] = name_people_in(summary, names)
         key = _actor_key(item.get("actor"))
         if key is not None:
             actor = item["actor"]

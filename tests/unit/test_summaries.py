@@ -13,6 +13,8 @@ from ledger.summaries import (
     duration_text,
     field_label,
     learn,
+    name_people_in,
+    people_in,
     summarize,
     value_text,
     words,
@@ -164,7 +166,8 @@ def test_summary(
     event_type: str, data: dict[str, Any], facts: dict[str, Any], expected: str
 ) -> None:
     validated = parse_inbound(event(event_type, "c1", data))
-    assert summarize(event_type, validated.data.model_dump(mode="json"), facts) == expected
+    line = summarize(event_type, validated.data.model_dump(mode="json"), facts)
+    assert name_people_in(line, {}) == expected  # people unknown: their ids
 
 
 def test_every_type_has_a_summary_of_its_own() -> None:
@@ -173,7 +176,7 @@ def test_every_type_has_a_summary_of_its_own() -> None:
 
 def test_no_summary_shows_python_values_or_raw_statuses() -> None:
     for event_type, data, facts, _ in CASES:
-        line = summarize(event_type, data, facts)
+        line = name_people_in(summarize(event_type, data, facts), {})
         assert "None" not in line and "'" not in line and "in_progress" not in line, line
 
 
@@ -212,3 +215,14 @@ def test_absent_and_odd_values() -> None:
     assert field_label("delivery_address") == "Delivery address"
     assert words("in_progress") == "In progress"
     assert channel_text("whatsapp") == "WhatsApp"
+
+
+def test_people_in_a_summary_are_named_when_read() -> None:
+    edited = {
+        "task_id": "t1",
+        "changes": [{"field": "assignee_id", "old": "u-1", "new": "u-2"}],
+    }
+    line = summarize("task.edited", edited, TASK)
+    assert people_in(line) == ["u-1", "u-2"]
+    named = name_people_in(line, {"u-1": "Maria Keller", "u-2": None})
+    assert named == "Task “Call back about the invoice” edited: Assignee: Maria Keller → u-2"
