@@ -20,7 +20,6 @@ from tests.page_support import (
     PHONE,
     Server,
     Watched,
-    launch_browser,
     ledger_server,
     load_demo,
     no_horizontal_overflow,
@@ -32,11 +31,6 @@ PAGE_USER = "u-9"  # never acted: only the people directory knows her name
 PEOPLE = "id,name\nu-9,Lena Vogt\n"
 # Ids that must not show where a name is known.
 IDS = re.compile(r"\bu-\d+\b|user:")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    yield from launch_browser()
 
 
 @pytest.fixture(scope="module")
