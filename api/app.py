@@ -28,7 +28,7 @@ from api.openapi import use_refined_openapi
 from api.pool import ConnectionPool
 from api.problems import PROBLEM_TYPE, add_error_handlers
 from api.segments import RawSegments
-from api.state import DEFAULT_MAX_BODY, DEFAULT_MAX_ITEMS, AppState
+from api.state import DEFAULT_MAX_BODY, DEFAULT_MAX_ITEMS, OPEN_MODE_USER, AppState
 from services.bootstrap import Services
 from services.errors import ServiceError
 
@@ -45,6 +45,7 @@ def create_app(
     protect_metrics: bool = False,
     group_appends: bool = True,
     max_items: int = DEFAULT_MAX_ITEMS,
+    page_user: str = OPEN_MODE_USER,
 ) -> FastAPI:
     """The API over `services`' store. Without `access` every caller is let in
     (the caller of this function makes sure that happens on loopback only).
@@ -59,6 +60,7 @@ def create_app(
         protect_metrics=protect_metrics,
         group_appends=group_appends,
         max_items=max_items,
+        page_user=page_user,
     )
 
     app = FastAPI(

@@ -13,7 +13,8 @@ templates, its errors into a notice on the page.
 - `page_signin`: `/signin` and `/signout`. With an access file, a browser
   signs in once with an access key and gets the session cookie of
   `page_session`. Without one (open mode, loopback only) nothing is asked
-  and the page acts as the user `page_common.OPEN_MODE_USER`;
+  and the page acts as the user `ledger serve --user` names (LEDGER_PAGE_USER;
+  `state.OPEN_MODE_USER`, "local", by default);
 - `page_common`: the visitor (`Who`), the request (`Visit`) and form parsing
   the others share; `page_view`: rendering.
 """

@@ -141,6 +141,7 @@ def _read_card(v: Visit, view: View) -> tuple[CardHeader, dict[str, Any]] | None
             cursor=view.cursor,
             viewer=v.who.acting_user if view.tab == "tasks" else None,
             policy=state.services.policy(),
+            people=state.services.people(),
         )
         return header, tab_answer(conn, request).model_dump(mode="json")
 

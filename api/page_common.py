@@ -20,10 +20,8 @@ from api.caller import Caller, acting_user
 from api.page_session import SESSION_COOKIE, SESSION_MAX_AGE, Session, SessionSigner
 from api.page_view import Viewer, render_problem
 from api.problems import RETRY_AFTER_SECONDS, Refused
-from api.state import AppState, app_state
+from api.state import OPEN_MODE_USER, AppState, app_state
 from services.errors import ServiceError
-
-OPEN_MODE_USER = "local"  # who acts from the page when the server runs open
 
 # The page's own resources only; no inline script or style is ever needed.
 SECURITY_HEADERS = {
@@ -45,13 +43,14 @@ class Who:
     key: AccessKey | None  # None in open mode
     open_mode: bool
     https: bool = False  # the cookie is then Secure too
+    open_user: str = OPEN_MODE_USER  # who acts in open mode (`ledger serve --user`)
 
     @property
     def acting_user(self) -> str | None:
         """Whom task actions are recorded for, by the HTTP API's own rule
         (`tasks`: the key's user; `act-as`: the user named at sign-in); None
         when this visitor cannot act."""
-        requested = OPEN_MODE_USER if self.open_mode else self.session.acting_user
+        requested = self.open_user if self.open_mode else self.session.acting_user
         try:
             return acting_user(Caller(self.key), requested)
         except (Refused, ServiceError):
@@ -163,7 +162,7 @@ def visit(request: Request) -> Visit:
             ),
             None,
         )
-    who = Who(session, key, access is None, request.url.scheme == "https")
+    who = Who(session, key, access is None, request.url.scheme == "https", state.page_user)
     return Visit(request, who, state)
 
 

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from ledger.kinds import KINDS
+from ledger.summaries import channel_text, duration_text, field_label, words
 
 # Tab name -> label, in the order the seed's block shows them.
 TAB_LABELS: dict[str, str] = {
@@ -94,16 +95,14 @@ def safe_link(url: object) -> str | None:
     return url.strip() if scheme in ("http", "https") else None
 
 
-def words(value: object) -> str:
-    """A status or other code as words: `in_progress` -> "In progress"; "—" for none."""
-    if value is None or value == "":
-        return "—"
-    text = plain_text(value).replace("_", " ").strip()
-    return text[:1].upper() + text[1:]
+def shown_words(value: object) -> str:
+    """A status or other code as words (`ledger.summaries.words`), without the
+    control characters a producer's text may carry."""
+    return plain_text(words(value))
 
 
 _ENV.filters["plain_text"] = plain_text
-_ENV.filters["words"] = words
+_ENV.filters["words"] = shown_words
 _ENV.filters["segment"] = lambda value: quote(str(value), safe="")
 
 
@@ -153,11 +152,16 @@ def actor_name(actor: Mapping[str, Any] | None) -> str:
 
 
 def duration(seconds: object) -> str:
-    """Whole seconds as "3 min 05 s" or "42 s"; "—" when not an int."""
-    if not isinstance(seconds, int):
-        return "—"
-    minutes, secs = divmod(seconds, 60)
-    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+    """Whole seconds as every door shows them ("10 min 13 s", "42 s"); "—" when
+    not an int."""
+    return duration_text(seconds)
+
+
+def person(name: object, person_id: object) -> str:
+    """A person as the page shows them: the name, else the id; "—" for no one."""
+    if name:
+        return plain_text(name)
+    return "—" if person_id is None else plain_text(person_id)
 
 
 def value_text(value: object) -> str:
@@ -421,6 +425,10 @@ def local_input(clock: Clock, value: object) -> str:
 
 
 _ENV.globals["local_input"] = local_input
+# People by name, statuses and field names as words (ledger.summaries' rules).
+_ENV.globals.update(
+    person=person, words=shown_words, field_label=field_label, channel_text=channel_text
+)
 
 
 def kinds_from(values: Sequence[str]) -> tuple[str, ...]:

@@ -20,12 +20,13 @@ from fastapi import FastAPI
 
 from api.access import LiveAccess
 from api.app import create_app
-from api.state import DEFAULT_MAX_BODY, DEFAULT_MAX_ITEMS
+from api.state import DEFAULT_MAX_BODY, DEFAULT_MAX_ITEMS, OPEN_MODE_USER
 from ledger.environment import (
     ACCESS_FILE_ENV,
     CORS_ENV,
     MAX_BODY_ENV,
     MAX_ITEMS_ENV,
+    PAGE_USER_ENV,
     POOL_SIZE_ENV,
     PROTECT_METRICS_ENV,
     SESSION_SECRET_ENV,
@@ -53,6 +54,7 @@ def from_environment() -> FastAPI:
         max_items=int(os.environ.get(MAX_ITEMS_ENV) or DEFAULT_MAX_ITEMS),
         pool_size=int(os.environ.get(POOL_SIZE_ENV) or 8),
         protect_metrics=os.environ.get(PROTECT_METRICS_ENV, "0") in ("1", "true", "yes"),
+        page_user=os.environ.get(PAGE_USER_ENV) or OPEN_MODE_USER,
     )
 
 

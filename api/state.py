@@ -27,6 +27,9 @@ DEFAULT_MAX_ITEMS = 10_000
 # Threads for appending bodies of several events, a lane of their own: however
 # many are in flight, the shared thread pool (probes, reads) keeps its threads.
 BULK_APPEND_THREADS = 40
+# Who acts from the card page when the server runs open, unless configured
+# (`ledger serve --user`, LEDGER_PAGE_USER).
+OPEN_MODE_USER = "local"
 
 
 @dataclass
@@ -42,6 +45,7 @@ class AppState:
     protect_metrics: bool
     group_appends: bool = True
     max_items: int = DEFAULT_MAX_ITEMS
+    page_user: str = OPEN_MODE_USER  # who acts from the page in open mode
     sessions: SessionSigner = field(default_factory=SessionSigner)
     _ready: bool = False
     _ready_lock: threading.Lock = field(default_factory=threading.Lock)

@@ -61,7 +61,7 @@ from ledger.reading import head_position, iter_rows
 from ledger.rights import ALLOW_ALL
 from ledger.stores.rows import LedgerStoredEvent
 from projections.rebuild import rebuild
-from projections.registry import NAMES, get
+from projections.registry import NAMES, TAB_NAMES, get
 from projections.runner import catch_up_live
 from projections.schema import ensure_schema
 from projections.sealing import Sealer
@@ -473,7 +473,7 @@ def run(url: str, events: int, cli_runs: int) -> None:
     runs = 200
     print(f"  {'customer':<8} {'tab':<9} {'query':>15} {'query+check':>15} {'CLI':>17}")
     for customer in ("busy-1", "cust-1"):
-        for tab in NAMES:
+        for tab in TAB_NAMES:
             q50, q99 = tab_latency(url, customer, tab, runs, check=False)
             c50, c99 = tab_latency(url, customer, tab, runs, check=True)
             cli = ""

@@ -13,6 +13,7 @@ from ledger.environment import (
     DATABASE_URL_ENV,
     DEFAULT_REGION_ENV,
     MASTER_KEY_ENV,
+    PEOPLE_FILE_ENV,
     RIGHTS_POLICY_ENV,
 )
 from ledger.printable import printable
@@ -138,6 +139,12 @@ class _LedgerGroup(click.Group):
     help=f"Rights policy TOML file [env {RIGHTS_POLICY_ENV}; default: everything allowed].",
 )
 @click.option(
+    "--people",
+    "people_option",
+    metavar="PATH",
+    help=f"People directory, users' names by id (CSV or TOML) [env {PEOPLE_FILE_ENV}].",
+)
+@click.option(
     "--master-key",
     "master_key",
     metavar="PATH",
@@ -158,6 +165,7 @@ def ledger(
     ctx: click.Context,
     db_option: str | None,
     rights_option: str | None,
+    people_option: str | None,
     master_key: Path | None,
     region: str | None,
     debug: bool,
@@ -170,7 +178,9 @@ def ledger(
     use_master_key(master_key)
     _use_region(region)
 
-    obj = CliContext(db_option=db_option, rights_option=rights_option, debug=debug)
+    obj = CliContext(
+        db_option=db_option, rights_option=rights_option, people_option=people_option, debug=debug
+    )
     ctx.obj = obj
     ctx.call_on_close(obj.close)
 

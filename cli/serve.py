@@ -21,6 +21,8 @@ from ledger.environment import (
     DEFAULT_REGION_ENV,
     MAX_BODY_ENV,
     MAX_ITEMS_ENV,
+    PAGE_USER_ENV,
+    PEOPLE_FILE_ENV,
     PROTECT_METRICS_ENV,
     RIGHTS_POLICY_ENV,
 )
@@ -73,6 +75,13 @@ def is_loopback(host: str) -> bool:
     help="Most events in one POST /v1/events (413 past it).",
 )
 @click.option("--protect-metrics", is_flag=True, help="/metrics needs a key with the ops scope.")
+@click.option(
+    "--user",
+    "page_user",
+    metavar="ID",
+    help=f"Without an access file: the user who acts from the card page [env {PAGE_USER_ENV}; "
+    "default local].",
+)
 def serve(
     host: str,
     port: int,
@@ -82,6 +91,7 @@ def serve(
     max_body: int,
     max_items: int,
     protect_metrics: bool,
+    page_user: str | None,
 ) -> None:
     """Serve the HTTP API (see docs/http.md): append, tabs, task actions, audit,
     projection status, health and metrics. SIGTERM finishes requests in flight."""
@@ -110,6 +120,13 @@ def serve(
     if ctx.rights_option:
         os.environ[RIGHTS_POLICY_ENV] = ctx.rights_option
     ctx.policy()  # a bad rights file stops us here, with one line
+    if ctx.people_option:
+        os.environ[PEOPLE_FILE_ENV] = os.path.abspath(ctx.people_option)
+    ctx.people()  # and so does a bad people file
+    if page_user is not None:
+        if not page_user.strip():
+            raise CliError("--user: give a user id", EXIT_USAGE)
+        os.environ[PAGE_USER_ENV] = page_user
     if access is not None:
         os.environ[ACCESS_FILE_ENV] = os.path.abspath(access)
     else:

@@ -13,6 +13,7 @@ from cli.tables import Column, echo_table
 from ledger.kinds import KINDS
 from ledger.printable import printable
 from ledger.rights import ALLOW_ALL
+from ledger.summaries import channel_text, duration_text, field_label, words
 from services.bootstrap import prepare_store
 from services.tabs import (
     DEFAULT_LIMIT,
@@ -36,6 +37,10 @@ def _actor(item: dict[str, Any]) -> str:
     return str(actor.get("name") or f"{actor['kind']}:{actor['id']}")
 
 
+def _person(name: object, person_id: object) -> str | None:
+    return str(name) if name else None if person_id is None else str(person_id)
+
+
 def _value(value: object) -> str:
     return "-" if value is None else str(value)
 
@@ -55,32 +60,32 @@ COLUMNS: dict[str, list[Column]] = {
     "tasks": [
         Column("TASK", lambda i: i["task_id"], width=24),
         Column("TITLE", lambda i: i["title"]),
-        Column("STATUS", lambda i: i["status"]),
+        Column("STATUS", lambda i: words(i["status"])),
         Column("CREATED (UTC)", lambda i: _when(i["created_at"])),
         Column("DUE (UTC)", lambda i: _when(i["due_at"])),
-        Column("ASSIGNEE", lambda i: i["assignee_id"], width=20),
+        Column("ASSIGNEE", lambda i: _person(i.get("assignee_name"), i["assignee_id"]), width=24),
         Column("ACTIONS", lambda i: ", ".join(i["actions"]) or "-"),
     ],
     "visits": [
         Column("STARTED (UTC)", lambda i: _when(i["started_at"])),
         Column("SITE", lambda i: i["site"], width=30),
         Column("SOURCE", lambda i: i["source"], width=30),
-        Column("CHANNEL", lambda i: i["channel"]),
-        Column("DURATION", lambda i: f"{i['duration_s']} s", right=True),
+        Column("CHANNEL", lambda i: channel_text(i["channel"])),
+        Column("DURATION", lambda i: duration_text(i["duration_s"]), right=True),
         Column("PAGES", lambda i: i["pages_viewed"], right=True),
     ],
     "segments": [
         Column("OCCURRED (UTC)", lambda i: _when(i["occurred_at"])),
-        Column("CHANGE", lambda i: i["change"]),
+        Column("CHANGE", lambda i: words(i["change"])),
         Column("SEGMENT", lambda i: i["segment_name"] or i["segment_id"]),
         Column("BY", _actor, width=24),
     ],
     "chats": [
         Column("DIALOG", lambda i: i["dialog_id"], width=24),
         Column("STARTED (UTC)", lambda i: _when(i["started_at"])),
-        Column("STATUS", lambda i: i["status"]),
+        Column("STATUS", lambda i: words(i["status"])),
         Column("MESSAGES", lambda i: i["message_count"], right=True),
-        Column("CHANNEL", lambda i: i["channel"]),
+        Column("CHANNEL", lambda i: channel_text(i["channel"])),
         Column("URL", lambda i: i["url"], width=50),
     ],
     "emails": [
@@ -101,7 +106,7 @@ COLUMNS: dict[str, list[Column]] = {
     ],
     "card": [
         Column("OCCURRED (UTC)", lambda i: _when(i["occurred_at"])),
-        Column("FIELD", lambda i: i["field"], width=24),
+        Column("FIELD", lambda i: field_label(i["field"]), width=24),
         Column("OLD", lambda i: _value(i["old"]), width=30),
         Column("NEW", lambda i: _value(i["new"]), width=30),
         Column("BY", _actor, width=24),
@@ -164,6 +169,7 @@ def tab(
         viewer=viewer,
         policy=ctx.policy() if viewer is not None else ALLOW_ALL,
         names={p: f"--{p}" for p in TAB_PARAMETERS},
+        people=ctx.people(),
     )
     with ctx.connect() as conn:
         prepare_store(conn)
@@ -195,7 +201,8 @@ def _print_human(answer: dict[str, Any]) -> None:
     customer = printable(answer["customer_id"])
     click.echo(f"{customer}: {name} ({len(items)} item{'s' * (len(items) != 1)})")
     if name == "segments":
-        click.echo(f"member of: {printable(', '.join(answer['memberships'])) or '-'}")
+        names = [m["segment_name"] or m["segment_id"] for m in answer["member_of"]]
+        click.echo(f"member of: {printable(', '.join(names)) or '-'}")
     if name == "emails" and answer["last_email"]:
         last = answer["last_email"]
         click.echo(

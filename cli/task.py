@@ -41,6 +41,7 @@ def _act(
                 changes=changes,
                 idempotency_key=idempotency_key,
                 source="ledger-cli",
+                people=ctx.people(),
             ),
         )
     item: dict[str, Any] | None = result.task.model_dump(mode="json") if result.task else None

@@ -22,6 +22,8 @@ POOL_SIZE_ENV = "LEDGER_POOL_SIZE"
 PROTECT_METRICS_ENV = "LEDGER_PROTECT_METRICS"
 SESSION_SECRET_ENV = "LEDGER_SESSION_SECRET"
 DEFAULT_REGION_ENV = "LEDGER_DEFAULT_REGION"
+PEOPLE_FILE_ENV = "LEDGER_PEOPLE_FILE"
+PAGE_USER_ENV = "LEDGER_PAGE_USER"
 KAFKA_ENV_PREFIX = "LEDGER_KAFKA_"
 
 # name -> what it sets (docs/operations.md has a row for each)
@@ -40,4 +42,6 @@ ENVIRONMENT: dict[str, str] = {
     PROTECT_METRICS_ENV: "1: /metrics needs a key with the ops scope",
     SESSION_SECRET_ENV: "the card page's cookie-signing secret (share it between processes)",
     DEFAULT_REGION_ENV: "the country of phone numbers without a country code (default DE)",
+    PEOPLE_FILE_ENV: "the people directory: users' names by id (CSV or TOML)",
+    PAGE_USER_ENV: "who acts from the card page when the server runs open (default `local`)",
 }

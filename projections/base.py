@@ -151,7 +151,8 @@ class Projection(ABC):
     # stored rows are filtered on these names before they are decoded.
     types: ClassVar[frozenset[str]]
     # Whether the card has a tab of this name that reads it (`projections.tabs`);
-    # a read model for something else (the customer search) says False.
+    # a read model for something else (the customer search, people's names)
+    # says False.
     tab: ClassVar[bool] = True
 
     @abstractmethod

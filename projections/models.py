@@ -45,6 +45,7 @@ class TaskItem(_Model):
     completed_at: str | None
     due_at: str | None
     assignee_id: str | None
+    assignee_name: str | None = None  # the assignee's name, when known
     actions: list[TaskAction]
 
 
@@ -64,6 +65,11 @@ class SegmentItem(_Model):
     change: Literal["joined", "left"]
     occurred_at: str
     actor: ActorRef
+
+
+class Membership(_Model):
+    segment_id: str
+    segment_name: str | None
 
 
 class ChatItem(_Model):
@@ -175,6 +181,7 @@ class SegmentsTab(_Tab):
     items: list[SegmentItem]
     next_cursor: str | None  # None on the last page
     memberships: list[str]  # whole on every page
+    member_of: list[Membership] = []  # the same, each with its segment's name
 
 
 class ChatsTab(_Tab):

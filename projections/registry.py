@@ -9,6 +9,7 @@ from projections.card import CardProjection
 from projections.chats import ChatsProjection
 from projections.emails import EmailsProjection
 from projections.orders import OrdersProjection
+from projections.people import PeopleProjection
 from projections.search import SearchProjection
 from projections.segments import SegmentsProjection
 from projections.tasks import TasksProjection
@@ -25,6 +26,7 @@ PROJECTIONS: tuple[Projection, ...] = (
     OrdersProjection(),
     CardProjection(),
     SearchProjection(),
+    PeopleProjection(),
 )
 NAMES: tuple[str, ...] = tuple(p.name for p in PROJECTIONS)
 # The card's tabs: each reads the projection of its name.

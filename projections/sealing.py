@@ -87,7 +87,7 @@ class Sealer:
         return self._seal(customer_id, "q" if text.startswith('"') else "n", text)
 
 
-def reveal_cell(ring: Keyring, value: Any) -> Any:
+def reveal_cell(ring: Ciphers, value: Any) -> Any:
     """A cell as stored, revealed: plaintext, or how an erased value reads when the
     customer's key is gone. TamperedValue if a sealed cell fails authentication."""
     if not isinstance(value, str) or not value.startswith(PREFIX):

@@ -111,14 +111,19 @@ def segments_tab(conn: Connection, customer_id: str, page: Page = FIRST_PAGE) ->
         }
         for segment_id, segment_name, change, occurred_at, actor in rows
     ]
-    memberships = [
-        r[0]
-        for r in conn.fetchall(
-            f"SELECT segment_id FROM {SEGMENT_MEMBERS.name} WHERE customer_id = ? "
-            "ORDER BY segment_id",
+    # Each membership with the name its latest join or leave gave the segment.
+    member_of = [
+        {"segment_id": segment_id, "segment_name": segment_name}
+        for segment_id, segment_name in conn.fetchall(
+            f"SELECT m.segment_id, (SELECT h.segment_name FROM {SEGMENT_HISTORY.name} h "
+            "WHERE h.customer_id = m.customer_id AND h.segment_id = m.segment_id "
+            "AND h.segment_name IS NOT NULL ORDER BY h.occurred_us DESC, h.position DESC "
+            f"LIMIT 1) FROM {SEGMENT_MEMBERS.name} m WHERE m.customer_id = ? "
+            "ORDER BY m.segment_id",
             (customer_id,),
         )
     ]
+    memberships = [m["segment_id"] for m in member_of]
     return {
         "customer_id": customer_id,
         "tab": "segments",
@@ -126,6 +131,7 @@ def segments_tab(conn: Connection, customer_id: str, page: Page = FIRST_PAGE) ->
         "next_cursor": next_cursor,
         # Whole on every page: what the customer belongs to now.
         "memberships": memberships,
+        "member_of": member_of,
     }
 
 

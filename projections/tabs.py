@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ledger.db import Connection
+from ledger.people import EMPTY, Directory
 from ledger.rights import ALLOW_ALL, RightsPolicy
 from projections import card, chats, emails, orders, segments, tasks, timeline, visits
 from projections.card import card_tab
@@ -39,6 +40,9 @@ class TabRequest:
     # Other tabs than the timeline: which page (the timeline's query has its own,
     # with its filters).
     page: Page = field(default_factory=Page)
+    # Whose names the people directory gives (services.people names the people
+    # the tab's items show).
+    people: Directory = EMPTY
 
     def __post_init__(self) -> None:
         if self.tab not in TABS:

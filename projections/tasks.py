@@ -152,6 +152,7 @@ def _item(row: Sequence[Any], viewer: str | None, policy: RightsPolicy) -> dict[
         "completed_at": completed_at,
         "due_at": due_at,
         "assignee_id": assignee_id,
+        "assignee_name": None,  # filled by services.people
         "actions": actions_for(status, viewer, policy),
     }
 

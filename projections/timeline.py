@@ -20,13 +20,13 @@ from ledger.kinds import KINDS
 from ledger.payloads import payload_classes
 from ledger.personal import has_personal
 from ledger.reading import states_at
-from ledger.summaries import summarize
+from ledger.summaries import FACTS, learn, summarize
 from projections.base import Envelope, EveryEventType, Projection, Tables, Writer
 from projections.clock import iso, micros
 from projections.paging import MAX_LIMIT, decode_cursor, encode_cursor
-from projections.sealing import Sealer
+from projections.sealing import Sealer, reveal_cell
 from projections.tables import Index, TableSpec
-from projections.writing import AppendWriter
+from projections.writing import AppendWriter, EntityWriter
 
 TIMELINE = TableSpec(
     name="rm_timeline",
@@ -42,41 +42,135 @@ TIMELINE = TableSpec(
     indexes=(Index("by_customer", ("customer_id", "occurred_us", "position"), unique=True),),
 )
 
+# What the timeline knows about each subject (a task's title, an email's subject,
+# an order's number and total, a dialogue's channel: `ledger.summaries.FACTS`), so
+# the summary of an event that names only its subject's id can name it in words.
+# `facts` is a JSON object, sealed when it holds a personal value.
+SUBJECTS = TableSpec(
+    name="rm_timeline_subjects",
+    columns=(("subject_key", "text"), ("customer_id", "text"), ("facts", "text")),
+    key=("subject_key",),
+)
+
 # The timeline's page is shorter than the other tabs' (paging.DEFAULT_LIMIT): each
 # item carries its event's data.
 DEFAULT_LIMIT = 50
+
+# Subject kinds whose facts are personal values (a task's title, an email's subject).
+_PERSONAL_FACTS = frozenset({"task", "email"})
+
+
+class _SubjectRows(EntityWriter):
+    """The subjects' facts rows; the timeline's writer changes them."""
+
+    def add(self, events: Sequence[Envelope]) -> None:
+        raise NotImplementedError  # fed by _TimelineWriter, never by the runner
 
 
 class _TimelineWriter(AppendWriter):
     def __init__(self, db: Connection, tables: Tables, keys: Ciphers) -> None:
         super().__init__(db, tables[TIMELINE.name], TIMELINE.column_names)
+        self._subjects = _SubjectRows(
+            db, tables[SUBJECTS.name], SUBJECTS.column_names, "subject_key"
+        )
+        self._keys = keys
         self._sealer = Sealer(keys)
-        self._kind = {name: p.kind for name, p in payload_classes().items()}
+        classes = payload_classes()
+        self._kind = {name: p.kind for name, p in classes.items()}
+        # Event type -> (subject kind, its id's field) for subjects with facts kept.
+        self._subject = {
+            name: (p.subject_kind, p.subject_field)
+            for name, p in classes.items()
+            if p.subject_kind in FACTS and p.subject_field is not None
+        }
+        self._creates = frozenset(name for name, p in classes.items() if p.creates_subject)
+        self._facts: dict[str, dict[str, Any]] = {}  # subject key -> facts, revealed
+        # Here, not at the top: a tab read imports no event contract.
+        from ledger.events.order import personal_order_fields
+
+        orders = {"order"} if personal_order_fields() & set(FACTS["order"]) else set()
+        self._personal_kinds = _PERSONAL_FACTS | orders
+
+    def _key(self, e: Envelope) -> str | None:
+        subject = self._subject.get(e.type)
+        return None if subject is None else f"{subject[0]}:{e.data[subject[1]]}"
+
+    def _load(self, events: Sequence[Envelope]) -> None:
+        creates = self._creates
+        wanted = {
+            k for e in events if e.type not in creates and (k := self._key(e)) is not None
+        } - self._facts.keys()
+        if not wanted:
+            return
+        self._subjects.load(wanted)
+        for key in wanted:
+            row = self._subjects.get(key)
+            if row is not None:
+                facts = json.loads(reveal_cell(self._keys, row["facts"]))
+                self._facts[key] = facts if isinstance(facts, dict) else {}
+
+    def _personal(self, key: str) -> bool:
+        """Whether the subject's facts are personal values: then they, and every
+        summary naming the subject, are sealed (by kind alone, so a summary is
+        sealed the same whether its facts were held or erased)."""
+        return key.split(":", 1)[0] in self._personal_kinds
 
     def add(self, events: Sequence[Envelope]) -> None:
+        self._load(events)
         seal = self._sealer.text
         kind = self._kind
-        self.rows += [
-            (
-                e.position,
-                e.customer_id,
-                e.occurred_us,
-                kind[e.type],
-                e.type,
-                seal(e.customer_id, summarize(e.type, e.data))
-                if has_personal(e.type, e.data)
-                else summarize(e.type, e.data),
+        rows = self.rows
+        for e in events:
+            key = self._key(e)
+            facts = self._facts.get(key, {}) if key is not None else {}
+            summary = summarize(e.type, e.data, facts)
+            personal = has_personal(e.type, e.data) or (key is not None and self._personal(key))
+            rows.append(
+                (
+                    e.position,
+                    e.customer_id,
+                    e.occurred_us,
+                    kind[e.type],
+                    e.type,
+                    seal(e.customer_id, summary) if personal else summary,
+                )
             )
-            for e in events
-        ]
+            if key is not None:
+                self._remember(e, key, facts)
+
+    def _remember(self, e: Envelope, key: str, before: dict[str, Any]) -> None:
+        after = learn(e.type, e.data, before)
+        if after is None:
+            return
+        self._facts[key] = after
+        text = json.dumps(after, ensure_ascii=False, separators=(",", ":"))
+        cell = (
+            self._sealer.json_text(e.customer_id, text) if self._personal(key) else text
+        )
+        row = self._subjects.get(key)
+        if row is None:
+            self._subjects.born({"subject_key": key, "customer_id": e.customer_id, "facts": cell})
+        else:
+            row["facts"] = cell
+
+    def flush(self) -> None:
+        super().flush()
+        self._subjects.flush()
+        # Held facts stay valid (the writer sees every event of its subjects), but
+        # are dropped so memory stays bounded over a long rebuild.
+        self._facts = {}
 
 
 class TimelineProjection(Projection):
     """The timeline's read model: a row per event of every type, with its kind and
-    summary (sealed when the event carries personal values)."""
+    summary (sealed when it holds a personal value), and the facts about each
+    subject that later summaries name it by."""
 
     name = "timeline"
-    tables = (TIMELINE,)
+    # 2: summaries name their subjects (titles, subjects, numbers) and format
+    # field changes in words.
+    version = 2
+    tables = (TIMELINE, SUBJECTS)
     types = EveryEventType()
 
     def writer(self, db: Connection, tables: Tables, keys: Ciphers) -> Writer:

@@ -73,6 +73,10 @@ class EntityWriter(Writer):
                 record = dict(zip(self._columns, row, strict=True))
                 self._loaded[record[self._key]] = record
 
+    def load(self, keys: Iterable[str]) -> None:
+        """Fetch the stored rows for `keys`, unless held already."""
+        self._load(keys)
+
     def load_referenced(self, events: Sequence[Envelope]) -> None:
         """Fetch the rows `events` refer to but do not create, unless held already."""
         born: set[str] = set()

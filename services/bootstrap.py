@@ -15,7 +15,8 @@ from ledger.config import (
     database_url,
 )
 from ledger.db import Connection
-from ledger.environment import RIGHTS_POLICY_ENV
+from ledger.environment import PEOPLE_FILE_ENV, RIGHTS_POLICY_ENV
+from ledger.people import Directory, load_directory
 from ledger.reading import events_table_exists
 from ledger.rights import RightsPolicy, load_policy
 from projections.schema import SchemaMissing, ensure_schema, require_schema, schema_ready
@@ -40,6 +41,8 @@ class Services:
     rights_option: str | None = None
     _app: LedgerApplication | None = field(default=None, repr=False)
     _policy: RightsPolicy | None = field(default=None, repr=False)
+    people_option: str | None = None
+    _people: Directory | None = field(default=None, repr=False)
 
     @property
     def url(self) -> DatabaseURL:
@@ -68,6 +71,17 @@ class Services:
             except ConfigError as exc:
                 raise ServiceError(Category.USAGE, str(exc)) from exc
         return self._policy
+
+    def people(self) -> Directory:
+        """The people directory (`people_option`, else LEDGER_PEOPLE_FILE; empty
+        without either)."""
+        if self._people is None:
+            path = self.people_option or os.environ.get(PEOPLE_FILE_ENV) or None
+            try:
+                self._people = load_directory(path)
+            except ConfigError as exc:
+                raise ServiceError(Category.USAGE, str(exc)) from exc
+        return self._people
 
     def close(self) -> None:
         if self._app is not None:

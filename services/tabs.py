@@ -10,6 +10,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ledger.db import Connection
+from ledger.people import EMPTY as EMPTY_DIRECTORY
+from ledger.people import Directory
 from ledger.reading import head_position
 from ledger.rights import ALLOW_ALL, RightsPolicy
 from ledger.times import BadTime, parse_user_time
@@ -81,6 +83,7 @@ def tab_request(
     viewer: str | None = None,
     policy: RightsPolicy = ALLOW_ALL,
     names: Mapping[str, str] | None = None,
+    people: Directory | None = None,
 ) -> TabRequest:
     """Check a tab's parameters and build its request. `names` maps each of
     TAB_PARAMETERS to the caller's spelling, for the messages."""
@@ -130,6 +133,7 @@ def tab_request(
             page=Page(limit if limit is not None else PAGE_LIMIT, cursor)
             if tab != "timeline"
             else Page(),
+            people=people or EMPTY_DIRECTORY,
         )
         if cursor is not None:
             check_cursor(tab, customer_id, cursor)
@@ -149,9 +153,13 @@ def tab_rows(conn: Connection, request: TabRequest) -> dict[str, Any]:
     """`tab_answer` as the plain JSON value its model dumps to (the tests hold the
     two equal for every tab): `ledger tab` prints it without building the model's
     validator, which costs more than the read itself."""
+    from services.people import name_people
+
     with service_errors():
-        catch_up(conn, [registry.get(request.tab)])
-        return read_tab(conn, request)
+        catch_up(conn, [registry.get(request.tab), registry.get("people")])
+        rows = read_tab(conn, request)
+    name_people(conn, rows["items"], request.people)
+    return rows
 
 
 def catch_up(conn: Connection, projections: Sequence[Projection]) -> None:

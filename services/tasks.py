@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ledger.db import Connection
 from ledger.input import InputItem
 from ledger.lookups import states_by_event_id
+from ledger.people import EMPTY, Directory
 from ledger.rights import RightsPolicy
 from projections import registry
 from projections.sealing import revealing
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 from services.appending import append_items, rejected_fields
 from services.errors import Category, RejectedField, ServiceError, service_errors
+from services.people import name_people
 from services.tabs import catch_up
 
 TASK_ACTIONS = ("complete", "reopen", "delete", "edit")
@@ -60,6 +62,7 @@ class TaskActionRequest:
     changes: tuple[FieldChange, ...] = ()
     idempotency_key: str | None = None
     source: str = "ledger"
+    people: Directory = EMPTY  # names the answer's assignee
 
 
 @dataclass(frozen=True)
@@ -207,6 +210,9 @@ def _keyed_answer(
         ):
             raise _key_reused(request, event_id, did, other_changes=True)
         item = task_as_of(events, request.user_id, policy)
+        if item is not None:
+            catch_up(conn, [registry.get("people")])
+            name_people(conn, [item], request.people)
     return TaskActionResult(None if item is None else TaskItem.model_validate(item), False)
 
 
@@ -255,10 +261,12 @@ def _task_item(
     from projections.models import TaskItem
 
     with service_errors():
-        catch_up(conn, [registry.get("tasks")])
+        catch_up(conn, [registry.get("tasks"), registry.get("people")])
         item = task_item(
             revealing(conn), request.customer_id, request.task_id, request.user_id, policy
         )
+        if item is not None:
+            name_people(conn, [item], request.people)
     return None if item is None else TaskItem.model_validate(item)
 
 

@@ -13,10 +13,13 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 from ledger.application import LedgerApplication
 from ledger.config import DatabaseURL, parse_database_url
@@ -114,9 +117,9 @@ def app(db_url: DatabaseURL) -> Iterator[LedgerApplication]:
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    """One Chromium for every page test a worker runs: Playwright's sync API
-    cannot run two at once in one process (tests/page_support.py)."""
+def browser() -> Iterator[Browser]:
+    """One Chromium per test process, shared by every page test module (two
+    Playwright instances cannot run in one process at once)."""
     from tests.page_support import launch_browser
 
     yield from launch_browser()

@@ -63,13 +63,21 @@ def ledger_server(
     *,
     access: Path | None = None,
     rights: Path | None = None,
+    people: Path | None = None,
+    user: str | None = None,
 ) -> Iterator[Server]:
-    """`ledger serve` on a free loopback port until the block ends."""
+    """`ledger serve` on a free loopback port until the block ends; `people` and
+    `user` are passed as `ledger --people PATH serve --user ID`."""
     port = free_port()
     env = {**os.environ, "LEDGER_DATABASE_URL": db}
     for name in ("LEDGER_ACCESS_FILE", "LEDGER_RIGHTS_POLICY"):
         env.pop(name, None)
-    args = [LEDGER, "serve", "--host", "127.0.0.1", "--port", str(port)]
+    env.pop("LEDGER_PEOPLE_FILE", None)
+    env.pop("LEDGER_PAGE_USER", None)
+    args = [LEDGER, *(["--people", str(people)] if people else []), "serve"]
+    args += ["--host", "127.0.0.1", "--port", str(port)]
+    if user is not None:
+        args += ["--user", user]
     if access is not None:
         args += ["--access", str(access)]
     if rights is not None:

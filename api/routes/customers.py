@@ -106,6 +106,7 @@ def get_tab(
         viewer=viewer,
         policy=state.services.policy(),
         names={"as": "as"},
+        people=state.services.people(),
     )
     state.ensure_ready()
     with state.pool.connection() as conn:

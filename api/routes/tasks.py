@@ -59,6 +59,7 @@ def act_on_task(
                 changes=changes,
                 idempotency_key=idempotency_key,
                 source="ledger-api",
+                people=state.services.people(),
             ),
         )
     answer: BaseModel = result.task if result.task is not None else Deleted()

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from ledger.summaries import channel_text, duration_text, field_label, words
 from tests.cli_runner import run_ledger
 from tests.page_support import (
     ARTIFACTS,
@@ -149,17 +150,20 @@ def test_every_tab_shows_what_ledger_tab_returns(open_server: Server, watched: W
         item = items[0]
         if tab == "tasks":
             assert got["Task"] == item["title"]
-            assert got["Status"] == item["status"]
-            assert got["Assignee"] == (item["assignee_id"] or "—")
+            assert got["Status"] == words(item["status"])
+            assert got["Assignee"] == (item["assignee_name"] or item["assignee_id"] or "—")
         elif tab == "visits":
-            assert (got["Source"], got["Channel"]) == (item["source"], item["channel"])
-            minutes, seconds = divmod(item["duration_s"], 60)
-            assert got["Duration"] in (f"{minutes} min {seconds:02d} s", f"{seconds} s")
+            assert got["Source"] == item["source"]
+            assert got["Channel"] == channel_text(item["channel"])
+            assert got["Duration"] == duration_text(item["duration_s"])
         elif tab == "segments":
-            assert got["Change"] == item["change"]
+            assert got["Change"] == words(item["change"])
             assert got["Segment"] == (item["segment_name"] or item["segment_id"])
         elif tab == "chats":
-            assert (got["Status"], got["Messages"]) == (item["status"], str(item["message_count"]))
+            assert (got["Status"], got["Messages"]) == (
+                words(item["status"]),
+                str(item["message_count"]),
+            )
         elif tab == "emails":
             assert got["Subject"] == item["subject"]
             assert (got["Opens"], got["Clicks"]) == (str(item["open_count"]), str(item["clicks"]))
@@ -169,7 +173,7 @@ def test_every_tab_shows_what_ledger_tab_returns(open_server: Server, watched: W
             assert got["Total"] == f"{item['total']} {item['currency']}"
             assert got["Status"] == item["status"].capitalize()
         elif tab == "card":
-            assert (got["Field"], got["New"]) == (item["field"], str(item["new"]))
+            assert (got["Field"], got["New"]) == (field_label(item["field"]), str(item["new"]))
     assert watched.errors == [] and watched.dialogs == []
 
 
@@ -387,7 +391,7 @@ def test_open_mode_asks_nothing_and_acts(open_server: Server, watched: Watched) 
     page.locator(f"tr[data-task-id='{task['task_id']}'] button[data-action=complete]").click()
     expect(page.locator(".notice")).to_have_text("Task completed")
     row = page.locator(f"tr[data-task-id='{task['task_id']}']")
-    expect(row.locator("td[data-label=Status]")).to_have_text("completed")
+    expect(row.locator("td[data-label=Status]")).to_have_text("Completed")
 
 
 def test_sign_in_is_required_and_the_cookie_is_strict(
@@ -452,7 +456,7 @@ def test_rights_decide_the_buttons_and_completing_moves_the_task(
         assert "Complete" in buttons and "Edit" in buttons and "Delete" not in buttons
         page.locator(f"{row_selector} button[data-action=complete]").click()
         expect(page.locator(".notice")).to_have_text("Task completed")
-        expect(page.locator(f"{row_selector} td[data-label=Status]")).to_have_text("completed")
+        expect(page.locator(f"{row_selector} td[data-label=Status]")).to_have_text("Completed")
         # u-7 may not reopen: no Reopen (and still no Delete) on the completed task.
         assert page.locator(f"{row_selector} td.actions button").count() == 0
     finally:

@@ -187,7 +187,7 @@ def test_timeline_lists_every_event_newest_first_with_spec_fields(
     assert first["type"] == "email.bounced" and first["kind"] == "emails"
     assert first["occurred_at"] == "2026-10-02T10:00:05Z"
     assert first["data"] == {"message_id": "e2", "reason": "mailbox full"}
-    assert first["summary"] == "Email e2 bounced: mailbox full"
+    assert first["summary"] == "Email “Sale” bounced: mailbox full"  # named by email.sent
     assert first["actor"] == {"kind": "user", "id": "u-1", "name": "Maria"}
     assert first["event_id"] == SCRIPT[13]["event_id"]
     assert items[-3]["occurred_at"] == "2026-10-01T09:00:00+02:00"  # the producer's text
@@ -253,6 +253,7 @@ def test_tasks_tab_with_actions_for_the_viewer(scripted: LedgerApplication) -> N
                 "completed_at": "2026-10-01T14:30:00Z",
                 "due_at": None,
                 "assignee_id": "u-2",
+                "assignee_name": None,  # the service layer names people
                 "actions": ["reopen", "delete"],
             },
             {
@@ -263,6 +264,7 @@ def test_tasks_tab_with_actions_for_the_viewer(scripted: LedgerApplication) -> N
                 "completed_at": None,
                 "due_at": "2026-10-05T09:00:00+02:00",
                 "assignee_id": None,
+                "assignee_name": None,
                 "actions": ["edit", "complete", "delete"],
             },
         ],

@@ -57,7 +57,9 @@ def test_poison_event_stops_only_the_projections_that_read_it(
 
     ran = run_ledger("projections", "run", "--all", db=store_url)
     assert ran.returncode == 1
-    [line] = ran.stderr.splitlines()
+    # The timeline and the people read model read every event type.
+    [people_line, line] = ran.stderr.splitlines()
+    assert people_line.startswith("projection people stopped at position 2")
     assert line.startswith(
         f"projection timeline stopped at position 2 (event_id {POISON_ID}, type call.logged): "
         + reason
@@ -69,13 +71,13 @@ def test_poison_event_stops_only_the_projections_that_read_it(
     assert by_name["timeline"]["state"] == "stopped"
     assert by_name["timeline"]["position"] == 1
     assert by_name["timeline"]["stopped"] == line
-    others = [p for name, p in by_name.items() if name != "timeline"]
+    others = [p for name, p in by_name.items() if name not in ("timeline", "people")]
     assert others and all(p["position"] == 3 and p["state"] != "stopped" for p in others)
     human = run_ledger("projections", "status", db=store_url).stdout
     assert line in human.splitlines()
     # Rerunning does not loop or skip: it stays where it stopped, and says so again.
     again = run_ledger("projections", "run", "--all", db=store_url)
-    assert (again.returncode, again.stderr.splitlines()) == (1, [line])
+    assert (again.returncode, again.stderr.splitlines()) == (1, [people_line, line])
 
 
 def test_a_read_model_refusing_an_event_stops_at_that_event(app: LedgerApplication) -> None:
@@ -121,8 +123,9 @@ def test_a_follower_reports_the_stop_once_and_follows_the_others(
             rows = tracking.read_all(conn)
         time.sleep(0.3)  # a few more polls: the stop is reported once, not each time
     stops = [n.error for n in notices if n.kind == "projection_stopped"]
-    assert len(stops) == 1 and stops[0] is not None
+    assert len(stops) == 2 and stops[0] is not None and stops[1] is not None
     assert stops[0].startswith("projection timeline stopped at position 2")
+    assert stops[1].startswith("projection people stopped at position 2")
     assert rows["timeline"].position == 1 and rows["timeline"].stopped == stops[0]
 
 
