@@ -93,12 +93,11 @@ def render_page(
     task the visitor may edit, its edit form; 404 for a customer without events."""
     viewer = v.viewer()
     try:
-        read = _read_card(v, view)
+        header, tab = _read_card(v, view)
     except ServiceError as exc:
+        if exc.code == "customer_missing":
+            return v.html(render_not_found(customer_id=view.customer_id, viewer=viewer), 404)
         return v.problem("Cannot show this customer", exc.message, STATUS[exc.category])
-    if read is None:
-        return v.html(render_not_found(customer_id=view.customer_id, viewer=viewer), 404)
-    header, tab = read
     editing = None
     if edit is not None and view.tab == "tasks":
         task = task_of(tab, edit)
@@ -121,15 +120,13 @@ def render_page(
     return v.html(render_card(page), status)
 
 
-def _read_card(v: Visit, view: View) -> tuple[CardHeader, dict[str, Any]] | None:
-    """The card's header and the tab `view` shows (as JSON values), or None
-    for a customer without events."""
+def _read_card(v: Visit, view: View) -> tuple[CardHeader, dict[str, Any]]:
+    """The card's header and the tab `view` shows (as JSON values); NOT_FOUND
+    for an unknown customer."""
     state = v.state
     state.ensure_ready()
     with state.pool.connection() as conn:
         header = card_header(conn, view.customer_id)
-        if header.counts["timeline"] == 0:
-            return None
         request = tab_request(
             view.customer_id,
             view.tab,
