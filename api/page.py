@@ -8,6 +8,8 @@ templates, its errors into a notice on the page.
 - `page_search`: `/` and the customer search, `GET /customers?q=`;
 - `page_card`: the card, `GET /customers/{customer_id}`, and `/static/*`;
 - `page_tasks`: the task buttons' and the edit form's posts;
+- `page_adding`: the "Add note" and "Add task" forms' posts;
+- `page_flash`: what the page says after a form, refusals included;
 - `page_signin`: `/signin` and `/signout`. With an access file, a browser
   signs in once with an access key and gets the session cookie of
   `page_session`. Without one (open mode, loopback only) nothing is asked
@@ -20,13 +22,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api import page_card, page_search, page_signin, page_tasks
+from api import page_adding, page_card, page_search, page_signin, page_tasks
 from api.page_view import customer_path
 
 ROUTERS: tuple[APIRouter, ...] = (
     page_search.router,
     page_card.router,
     page_tasks.router,
+    page_adding.router,
     page_signin.router,
 )
 
