@@ -61,6 +61,21 @@ class TaskActionBody(BaseModel):
 _NO_NUL = r"^[^\x00]*$"
 
 
+# A note to add (`POST /v1/customers/{id}/notes`); the server picks its id.
+class NewNoteBody(BaseModel):
+    text: str = Field(min_length=1, max_length=100_000, pattern=_NO_NUL)
+
+
+# A task to add (`POST /v1/customers/{id}/tasks`); the server picks its id.
+class NewTaskBody(BaseModel):
+    title: str = Field(min_length=1, max_length=1000, pattern=_NO_NUL)
+    due_at: str | None = Field(
+        default=None, max_length=64, description="RFC 3339 with a zone, or YYYY-MM-DD (UTC)."
+    )
+    assignee_id: str | None = Field(default=None, min_length=1, max_length=128, pattern=_NO_NUL)
+    text: str | None = Field(default=None, max_length=100_000, pattern=_NO_NUL)
+
+
 # Why a customer is erased, and at whose request.
 class EraseBody(BaseModel):
     reason: str = Field(min_length=1, max_length=1000, pattern=_NO_NUL)

@@ -10,6 +10,8 @@ templates, its errors into a notice on the page.
 - `page_subjects`: one order's history, `GET /customers/{id}/orders/{order_id}`,
   and one dialogue, `GET /customers/{id}/chats/{dialog_id}`;
 - `page_tasks`: the task buttons' and the edit form's posts;
+- `page_adding`: the "Add note" and "Add task" forms' posts;
+- `page_flash`: what the page says after a form, refusals included;
 - `page_signin`: `/signin` and `/signout`. With an access file, a browser
   signs in once with an access key and gets the session cookie of
   `page_session`. Without one (open mode, loopback only) nothing is asked
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api import page_card, page_search, page_signin, page_subjects, page_tasks
+from api import page_adding, page_card, page_search, page_signin, page_subjects, page_tasks
 from api.page_view import customer_path
 
 ROUTERS: tuple[APIRouter, ...] = (
@@ -31,6 +33,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     page_card.router,
     page_subjects.router,
     page_tasks.router,
+    page_adding.router,
     page_signin.router,
 )
 

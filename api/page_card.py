@@ -32,16 +32,10 @@ from api.page_view import (
 from api.problems import STATUS
 from services.errors import ServiceError
 from services.tabs import CardHeader, card_header, tab_answer, tab_request
+from services.tasks import Person, task_assignees
 
 STATIC = Path(__file__).parent / "static"
 STATIC_FILES = {"card.css": "text/css", "card.js": "text/javascript", "icon.svg": "image/svg+xml"}
-# The notice after a task button did its work (`?done=ACTION`).
-ACTION_DONE = {
-    "complete": "Task completed",
-    "reopen": "Task reopened",
-    "delete": "Task deleted",
-    "edit": "Task saved",
-}
 
 router = APIRouter(include_in_schema=False)
 
@@ -73,11 +67,12 @@ def card_page(request: Request, customer_id: Id) -> Response:
         tab_request(customer_id, tab, kinds=kinds, cursor=cursor)  # the cursor checked
     except ServiceError as exc:
         return v.problem("Bad request", exc.message, 400)
-    done = q.get("done")
-    if done in ACTION_DONE and notice is None:
-        notice = Notice(ACTION_DONE[done])
+    # What the last form did (post/redirect/get), shown once.
+    notice = v.take_flash() or notice
     view = View(customer_id, tab, zone_name, kinds, cursor)
-    return render_page(v, view, Clock(zone_name, tz), notice, edit=q.get("edit"))
+    response = render_page(v, view, Clock(zone_name, tz), notice, edit=q.get("edit"))
+    v.clear_flash(response)
+    return response
 
 
 def render_page(
@@ -93,12 +88,11 @@ def render_page(
     task the visitor may edit, its edit form; 404 for a customer without events."""
     viewer = v.viewer()
     try:
-        read = _read_card(v, view)
+        header, tab, people = _read_card(v, view)
     except ServiceError as exc:
+        if exc.code == "customer_missing":
+            return v.html(render_not_found(customer_id=view.customer_id, viewer=viewer), 404)
         return v.problem("Cannot show this customer", exc.message, STATUS[exc.category])
-    if read is None:
-        return v.html(render_not_found(customer_id=view.customer_id, viewer=viewer), 404)
-    header, tab = read
     editing = None
     if edit is not None and view.tab == "tasks":
         task = task_of(tab, edit)
@@ -121,19 +115,19 @@ def render_page(
         email=plain_text(header.email) if header.email else None,
         segments=[plain_text(s) for s in header.segments],
         since=header.since,
+        extra={"people": people},
     )
     return v.html(render_card(page), status)
 
 
-def _read_card(v: Visit, view: View) -> tuple[CardHeader, dict[str, Any]] | None:
-    """The card's header and the tab `view` shows (as JSON values), or None
-    for a customer without events."""
+def _read_card(v: Visit, view: View) -> tuple[CardHeader, dict[str, Any], list[Person]]:
+    """The card's header, the tab `view` shows (as JSON values) and the people
+    a new task can be assigned to (none for a visitor who cannot act);
+    NOT_FOUND for an unknown customer."""
     state = v.state
     state.ensure_ready()
     with state.pool.connection() as conn:
         header = card_header(conn, view.customer_id)
-        if header.counts["timeline"] == 0:
-            return None
         request = tab_request(
             view.customer_id,
             view.tab,
@@ -143,7 +137,9 @@ def _read_card(v: Visit, view: View) -> tuple[CardHeader, dict[str, Any]] | None
             policy=state.services.policy(),
             people=state.services.people(),
         )
-        return header, tab_answer(conn, request).model_dump(mode="json")
+        user = v.who.acting_user
+        people = [] if user is None else task_assignees(conn, view.customer_id, user)
+        return header, tab_answer(conn, request).model_dump(mode="json"), people
 
 
 @router.get("/static/{name}")

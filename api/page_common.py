@@ -17,8 +17,15 @@ from starlette.concurrency import run_in_threadpool
 
 from api.access import AccessKey
 from api.caller import Caller, acting_user
-from api.page_session import SESSION_COOKIE, SESSION_MAX_AGE, Session, SessionSigner
-from api.page_view import Viewer, render_problem
+from api.page_session import (
+    FLASH_COOKIE,
+    FLASH_MAX_AGE,
+    SESSION_COOKIE,
+    SESSION_MAX_AGE,
+    Session,
+    SessionSigner,
+)
+from api.page_view import Notice, Viewer, render_problem
 from api.problems import RETRY_AFTER_SECONDS, Refused
 from api.state import OPEN_MODE_USER, AppState, app_state
 from services.errors import ServiceError
@@ -108,6 +115,34 @@ class Visit:
             secure=self.who.https,
             path="/",
         )
+
+    def redirect_with(self, target: str, notice: Notice) -> Response:
+        """Post/redirect/get: 303 to `target` (a path on this server), leaving
+        `notice` for it in a signed, short-lived cookie; a reload of the page
+        it lands on neither posts again nor shows the notice twice."""
+        response = RedirectResponse(target, status_code=303)
+        self.set_session(response, self.who.session)
+        response.set_cookie(
+            FLASH_COOKIE,
+            self.sessions.flash(self.who.session, notice.text, notice.kind),
+            max_age=FLASH_MAX_AGE,
+            httponly=True,
+            samesite="strict",
+            secure=self.who.https,
+            path="/",
+        )
+        return response
+
+    def take_flash(self) -> Notice | None:
+        """The notice the last form's answer left for this page, if any (the
+        caller clears it with `clear_flash` on its answer)."""
+        found = self.sessions.load_flash(self.who.session, self.request.cookies.get(FLASH_COOKIE))
+        return None if found is None else Notice(found[0], found[1])
+
+    def clear_flash(self, response: Response) -> None:
+        """Remove the flash cookie, when the request had one, once it was shown."""
+        if FLASH_COOKIE in self.request.cookies:
+            response.delete_cookie(FLASH_COOKIE, path="/", httponly=True, samesite="strict")
 
     def problem(self, title: str, detail: str, status: int) -> HTMLResponse:
         """A page that says what went wrong."""

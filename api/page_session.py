@@ -30,6 +30,10 @@ from ledger.environment import SESSION_SECRET_ENV
 
 SESSION_COOKIE = "ledger_session"
 SESSION_MAX_AGE = 12 * 3600  # seconds: a working day, then sign in again
+# The message a form's answer leaves for the page it redirects to (post/
+# redirect/get): signed, read once, and only for a short while.
+FLASH_COOKIE = "ledger_flash"
+FLASH_MAX_AGE = 60  # seconds
 
 # What `dump` writes: base64url body, a dot, the 43-character base64url of an
 # HMAC-SHA256. Anything else is not ours. 4096: what browsers keep of one
@@ -76,6 +80,7 @@ class SessionSigner:
         # Derive separate keys so a session signature can never pass as a CSRF token.
         self._cookie_key = hmac.digest(secret, b"ledger-page/session", hashlib.sha256)
         self._csrf_key = hmac.digest(secret, b"ledger-page/csrf", hashlib.sha256)
+        self._flash_key = hmac.digest(secret, b"ledger-page/flash", hashlib.sha256)
 
     def new(
         self,
@@ -130,3 +135,35 @@ class SessionSigner:
 
     def _sign(self, body: str) -> str:
         return _b64(hmac.digest(self._cookie_key, body.encode(), hashlib.sha256))
+
+    def flash(self, session: Session, text: str, kind: str) -> str:
+        """A flash cookie's value: `text` of `kind` ("info", "error") for the
+        next page this session shows, signed and bound to the session's nonce."""
+        body = _b64(
+            json.dumps([session.nonce, int(time.time()), kind, text], separators=(",", ":"))
+            .encode("utf-8", "surrogatepass")
+        )
+        return f"{body}.{_b64(hmac.digest(self._flash_key, body.encode(), hashlib.sha256))}"
+
+    def load_flash(
+        self, session: Session, cookie: str | None, now: float | None = None
+    ) -> tuple[str, str] | None:
+        """The (text, kind) of a flash cookie of this session, or None when it is
+        missing, forged, another session's or older than FLASH_MAX_AGE."""
+        if not cookie or not _COOKIE.fullmatch(cookie):
+            return None
+        body, signature = cookie.split(".")
+        expected = _b64(hmac.digest(self._flash_key, body.encode(), hashlib.sha256))
+        if not _same(signature, expected):
+            return None
+        try:
+            nonce, issued, kind, text = json.loads(_unb64(body))
+        except (ValueError, TypeError):
+            return None
+        if nonce != session.nonce or not isinstance(issued, int):
+            return None
+        if (now if now is not None else time.time()) - issued > FLASH_MAX_AGE:
+            return None
+        if kind not in ("info", "error") or not isinstance(text, str):
+            return None
+        return text, kind

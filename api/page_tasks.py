@@ -2,19 +2,20 @@
 (the complete, reopen and delete buttons, and the edit form) call
 `task_action`, the function behind the JSON endpoint, as the acting user the
 HTTP API's own rule decides (`api.caller.acting_user`); then back to the
-tasks tab (post/redirect/get), or the card with the reason for a refusal."""
+tasks tab with what happened, a refusal included, as a plain sentence
+(post/redirect/get: `Visit.redirect_with`)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from urllib.parse import urlencode
+from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
 from api.models import Id
-from api.page_card import render_page
 from api.page_common import Visit, read_form, run_in_thread, visit
+from api.page_flash import DONE, refusal_notice, saved
 from api.page_view import (
     BadFormValue,
     Clock,
@@ -25,7 +26,6 @@ from api.page_view import (
     task_of,
     zone,
 )
-from api.problems import STATUS
 from ledger.db import Connection
 from ledger.rights import RightsPolicy
 from services.errors import Category, ServiceError
@@ -33,6 +33,7 @@ from services.tabs import tab_answer, tab_request
 from services.tasks import FieldChange, TaskActionRequest, task_action
 
 PAGE_SOURCE = "ledger-page"  # the `source` of events the page appends
+NOT_ACTING = Notice("Your access key may read this card but not change it.", "error")
 
 router = APIRouter(include_in_schema=False)
 
@@ -69,21 +70,20 @@ def task_button_sync(
         zone_name, tz = zone(None)
     clock = Clock(zone_name, tz)
     view = View(customer_id, "tasks", zone_name)
+    back = view.url(tab="tasks")
     user = v.who.acting_user
     if user is None:
-        refused = Notice("Refused: this access key may read but not act on tasks", "error")
-        return render_page(v, view, clock, refused, status=403)
+        return v.redirect_with(back, NOT_ACTING)
     try:
-        _act(v, view, task_id, action, user, form, clock)
+        changes = _act(v, view, task_id, action, user, form, clock)
     except BadFormValue as exc:
-        return render_page(v, view, clock, Notice(f"Refused: {exc}", "error"), status=422)
+        return v.redirect_with(back, Notice(f"{exc}.", "error"))
     except ServiceError as exc:
-        if exc.category == Category.UNAVAILABLE:
-            return v.problem("Cannot act now", exc.message, 503)
-        # The reason the rules gave, on the page the user was looking at.
-        refused = Notice(f"Refused: {exc.message}", "error")
-        return render_page(v, view, clock, refused, status=STATUS[exc.category])
-    return _after_action(view, action)
+        # The rule's code, said as a plain sentence, on the card the user came from.
+        return v.redirect_with(back, refusal_notice(exc, action))
+    if action == "edit":
+        return v.redirect_with(back, saved(changes or [], {}))
+    return v.redirect_with(back, Notice(DONE.get(action, "Done.")))
 
 
 def _act(
@@ -94,9 +94,9 @@ def _act(
     user: str,
     form: Mapping[str, str],
     clock: Clock,
-) -> None:
-    """Take `action` on the task as `user` (an edit that changes nothing stores
-    nothing)."""
+) -> list[dict[str, Any]] | None:
+    """Take `action` on the task as `user`; an edit's changes (one that
+    changes nothing stores nothing)."""
     state = v.state
     policy = state.services.policy()
     state.ensure_ready()
@@ -105,7 +105,7 @@ def _act(
         if action == "edit":
             changes = _edit_changes(conn, view.customer_id, task_id, user, form, clock, policy)
             if not changes:
-                return
+                return []
         task_action(
             state.services.app(),
             conn,
@@ -119,6 +119,7 @@ def _act(
                 source=PAGE_SOURCE,
             ),
         )
+    return [{"field": c.field, "new": c.new} for c in changes] if action == "edit" else None
 
 
 def _edit_changes(
@@ -139,10 +140,3 @@ def _edit_changes(
             f"task {task_id!r} does not exist for customer {customer_id!r}",
         )
     return tuple(FieldChange(c["field"], c["new"]) for c in edit_changes(task, form, clock))
-
-
-def _after_action(view: View, action: str) -> Response:
-    # Post/redirect/get: a reload does not press the button again.
-    target = view.url(tab="tasks")
-    target += ("&" if "?" in target else "?") + urlencode({"done": action})
-    return RedirectResponse(target, status_code=303)

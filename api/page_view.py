@@ -418,6 +418,12 @@ def _local_moment(text: str, clock: Clock) -> datetime:
     return naive.astimezone(clock.tz).replace(second=0, microsecond=0)
 
 
+def local_moment(text: str, clock: Clock) -> datetime:
+    """A `datetime-local` form value, typed in the viewer's zone, as a moment;
+    BadFormValue when it is none."""
+    return _local_moment(text, clock)
+
+
 def local_input(clock: Clock, value: object) -> str:
     """A timestamp as a `datetime-local` input value in the viewer's zone."""
     when = clock.moment(value)

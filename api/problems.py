@@ -58,6 +58,11 @@ class RejectedEvent(BaseModel):
     type: str | None
     field: str
     reason: str
+    code: str | None = Field(
+        default=None,
+        description="The rule that refused the event, by a stable name "
+        "(e.g. `task_is_completed`); null when the event broke its contract.",
+    )
 
 
 # The body of every error answer (RFC 9457); no docstring, which the OpenAPI
@@ -67,6 +72,12 @@ class Problem(BaseModel):  # noqa: D101
     title: str
     status: int
     detail: str
+    code: str | None = Field(
+        default=None,
+        description="A stable name of the rule or the missing thing "
+        "(e.g. `task_is_completed`, `customer_missing`), for machines.",
+    )
+    field: str | None = Field(default=None, description="With `code`: the field at fault.")
     request_id: str | None = None
     errors: list[RejectedEvent] | None = None
     errors_omitted: int | None = Field(
@@ -98,6 +109,8 @@ def problem(
     errors: list[RejectedField] | None = None,
     request_id: str | None = None,
     headers: dict[str, str] | None = None,
+    code: str | None = None,
+    field: str | None = None,
 ) -> JSONResponse:
     """The problem+json answer with `status` and `detail` (and a 503's `Retry-After`)."""
     shown: list[RejectedEvent] | None = None
@@ -109,6 +122,8 @@ def problem(
         title=TITLES.get(status, "Error"),
         status=status,
         detail=detail,
+        code=code,
+        field=field if code else None,
         request_id=request_id,
         errors=shown,
         errors_omitted=omitted,
@@ -153,6 +168,8 @@ def add_error_handlers(app: FastAPI) -> None:
             exc.message,
             errors=exc.errors or None,
             request_id=rid(request),
+            code=exc.code,
+            field=exc.field,
         )
 
     @app.exception_handler(Refused)

@@ -48,6 +48,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Store demo customers with every kind of interaction (idempotent), then print "
         'one customer\'s "Previous interactions".',
     ),
+    "note": ("cli.note", "note", "Add a note to a customer as a user."),
     "projections": (
         "cli.projections",
         "projections",
@@ -69,7 +70,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "task": (
         "cli.task",
         "task",
-        "Complete, reopen, delete or edit a task, checked as the domain checks any event.",
+        "Add, complete, reopen, delete or edit a task, checked as the domain checks any event.",
     ),
 }
 

@@ -1,4 +1,4 @@
-"""`ledger task`: act on a task as a user, as the API and the card page do."""
+"""`ledger task`: add a task or act on one as a user, as the API and the card page do."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import click
 from cli.context import EXIT_USAGE, FORMAT_OPTION, CliError, cli_context, emit_json
 from ledger.printable import printable
 from services.bootstrap import prepare_store
-from services.tasks import FieldChange, TaskActionRequest, task_action
+from services.tasks import FieldChange, NewTaskRequest, TaskActionRequest, add_task, task_action
 
 
 @click.group()
 def task() -> None:
-    """Complete, reopen, delete or edit a task, checked as the domain checks any event."""
+    """Add, complete, reopen, delete or edit a task, checked as the domain checks any event."""
 
 
 def _act(
@@ -116,3 +116,52 @@ def edit(
     """Edit TASK_ID of CUSTOMER_ID as USER; the old values are filled in from the task."""
     changes = tuple(_change(s) for s in sets)
     _act(customer_id, task_id, "edit", user, changes, idempotency_key, output_format)
+
+
+@task.command()
+@click.argument("customer_id")
+@click.argument("title")
+@click.option("--due", metavar="TIME", help="When it is due: RFC 3339, or YYYY-MM-DD (UTC).")
+@click.option("--assignee", metavar="ID", help="The user it is assigned to.")
+@click.option("--text", metavar="TEXT", help="A longer description.")
+@_USER
+@_KEY
+@FORMAT_OPTION
+def add(
+    customer_id: str,
+    title: str,
+    due: str | None,
+    assignee: str | None,
+    text: str | None,
+    user: str,
+    idempotency_key: str | None,
+    output_format: str,
+) -> None:
+    """Add a task titled TITLE to CUSTOMER_ID as USER (the task id is the ledger's)."""
+    ctx = cli_context()
+    with ctx.connect() as conn:
+        prepare_store(conn)
+        result = add_task(
+            ctx.app(),
+            conn,
+            ctx.policy(),
+            NewTaskRequest(
+                customer_id=customer_id,
+                user_id=user,
+                title=title,
+                due_at=due,
+                assignee_id=assignee,
+                text=text,
+                idempotency_key=idempotency_key,
+                source="ledger-cli",
+            ),
+        )
+    assert result.task is not None
+    item = result.task.model_dump(mode="json")
+    if output_format == "json":
+        emit_json({"task": item, "stored": result.stored})
+        return
+    note = "" if result.stored else " (already added with this idempotency key)"
+    due_text = f", due {item['due_at']}" if item["due_at"] else ""
+    who = f", assigned to {item['assignee_id']}" if item["assignee_id"] else ""
+    click.echo(printable(f"task {item['task_id']} added: {item['title']}{due_text}{who}{note}"))

@@ -17,45 +17,105 @@ DEMO_NAMESPACE = uuid.UUID("5d6f3c1e-2a47-4b8e-9f10-6c0d7e8a9b21")
 DEMO_START = datetime(2026, 9, 1, 8, 0, tzinfo=UTC)
 DEMO_CUSTOMERS = (
     ("cust-1001", "Anna Petrova", "anna@example.com"),
-    ("cust-1002", "Ben Okafor", "ben@example.com"),
+    ("cust-1002", "Ben Okafor", "Ben.Okafor@Example.com"),
     ("cust-1003", "Chloe Martin", "chloe@example.com"),
     ("cust-1004", "Diego Alvarez", "diego@example.com"),
     ("cust-1005", "Emma Schulz", "emma@example.com"),
     ("cust-1006", "Farid Haddad", "farid@example.com"),
 )
+# Each customer's phone as a CRM user typed it (several notations of German
+# numbers: a search by phone must find each however it is typed), by index.
+DEMO_PHONES = (
+    "+49 30 1234567",
+    "030 2345678",
+    "+49 (0)176 12345678",
+    "0176-2345 6789",
+    "+4940123456",
+    "0049 89 7654321",
+)
 FEATURED_CUSTOMER = DEMO_CUSTOMERS[0][0]
 
-_AGENTS = (("u-1", "Maria (sales)"), ("u-2", "Ivan (support)"))
+_AGENTS = (("u-1", "Maria Lopez"), ("u-2", "Ivan Novak"))
+# Who reports what: the shop's analytics reports visits, the mail gateway what
+# happened to an email, the messenger gateway chats, the CRM itself the rest.
+_INTEGRATIONS = {
+    "analytics": ("google-analytics", "Google Analytics"),
+    "mail": ("mail-gateway", "Mail gateway"),
+    "messenger": ("chat-gateway", "Chat gateway"),
+    "sms": ("sms-gateway", "SMS gateway"),
+}
+# Where a visit came from, and the channel that source is: never "newsletter"
+# on "direct".
+_VISIT_SOURCES = (
+    ("google", "search"),
+    ("google", "ppc"),
+    ("newsletter", "email"),
+    ("facebook.com", "social"),
+    ("partner-blog.example.org", "referral"),
+    ("(direct)", "direct"),
+)
+_TASK_TITLES = (
+    "Call back about delivery",
+    "Send invoice copy",
+    "Offer loyalty discount",
+    "Check refund status",
+    "Confirm new address",
+    "Ask for a product review",
+)
 _SEGMENTS = (("seg-vip", "VIP"), ("seg-newsletter", "Newsletter"), ("seg-churn", "Churn risk"))
 _CHANNELS = ("whatsapp", "telegram", "website", "instagram", "facebook")
+# Dialogues as they go: the customer writes first (inbound), an agent answers.
+_DIALOGUES = (
+    (
+        "Hi, where is my order?",
+        "Hello! Let me check that for you.",
+        "Thanks, it was due yesterday.",
+        "It left our warehouse this morning and arrives tomorrow.",
+        "Great, thank you!",
+    ),
+    (
+        "Can I change the delivery address?",
+        "Yes, which address should we use?",
+        "Hauptstrasse 5, 10115 Berlin.",
+        "Done: the parcel goes to Hauptstrasse 5.",
+    ),
+    (
+        "The jacket is too small. Can I exchange it?",
+        "Of course. Which size do you need?",
+        "Size L, please.",
+        "We sent a return label to your email.",
+        "Got it, thanks.",
+    ),
+)
 
 
 class _Writer:
-    def __init__(self, customer_id: str, rng: random.Random) -> None:
+    def __init__(self, customer_id: str, name: str, rng: random.Random) -> None:
         self.customer_id = customer_id
+        self.name = name
         self.rng = rng
         self.clock = DEMO_START + timedelta(hours=rng.randint(0, 48))
         self.events: list[dict[str, Any]] = []
 
     def emit(self, event_type: str, data: dict[str, Any], actor: str = "user") -> None:
+        """One event by `actor`: "user" (an agent), "customer" (this customer),
+        "system" (the CRM) or one of _INTEGRATIONS."""
         self.clock += timedelta(minutes=self.rng.randint(5, 900))
         n = len(self.events)
+        who: dict[str, Any]
         if actor == "user":
             uid, name = self.rng.choice(_AGENTS)
-            who: dict[str, Any] = {"kind": "user", "id": uid, "name": name}
+            who, source = {"kind": "user", "id": uid, "name": name}, "crm-ui"
+        elif actor == "customer":
+            # The contract's actor kinds have no customer: what the customer
+            # writes comes in through the messenger gateway, in their name.
+            source = _INTEGRATIONS["messenger"][0]
+            who = {"kind": "integration", "id": f"{source}:{self.customer_id}", "name": self.name}
+        elif actor == "system":
+            who, source = {"kind": "system", "id": "crm", "name": "CRM"}, "crm"
         else:
-            who = {
-                "kind": actor,
-                "id": {"integration": "google-analytics", "system": "crm"}.get(
-                    actor, "api-client-7"
-                ),
-            }
-        source = {
-            "user": "crm-ui",
-            "integration": "google-analytics",
-            "system": "crm",
-            "api": "api",
-        }[actor]
+            iid, name = _INTEGRATIONS[actor]
+            who, source = {"kind": "integration", "id": iid, "name": name}, iid
         self.events.append(
             {
                 "event_id": str(uuid.uuid5(DEMO_NAMESPACE, f"{self.customer_id}/{n}")),
@@ -71,19 +131,11 @@ class _Writer:
 
 def _customer_story(index: int, customer_id: str, name: str, email: str) -> list[dict[str, Any]]:
     rng = random.Random(index)
-    w = _Writer(customer_id, rng)
-    w.emit(
-        "customer.created",
-        {"card": {"name": name, "email": email, "phone": f"+4930555{index:04d}"}},
-    )
-    w.emit(
-        "customer.card_changed",
-        {
-            "changes": [
-                {"field": "phone", "old": f"+4930555{index:04d}", "new": f"+4917600{index:04d}"}
-            ]
-        },
-    )
+    w = _Writer(customer_id, name, rng)
+    old_phone, phone = f"+49 30 555 {index:04d}", DEMO_PHONES[(index - 1) % len(DEMO_PHONES)]
+    w.emit("customer.created", {"card": {"name": name, "email": email, "phone": old_phone}})
+    change = {"field": "phone", "old": old_phone, "new": phone}
+    w.emit("customer.card_changed", {"changes": [change]})
     seg_member: set[str] = set()
     for seg_id, seg_name in _SEGMENTS[: 2 + index % 2]:
         w.emit(
@@ -93,18 +145,19 @@ def _customer_story(index: int, customer_id: str, name: str, email: str) -> list
         )
         seg_member.add(seg_id)
     for v in range(8):
+        visit_source, channel = rng.choice(_VISIT_SOURCES)
         w.emit(
             "visit.recorded",
             {
                 "visit_id": f"{customer_id}-v{v}",
                 "site": "shop.example.com",
-                "source": rng.choice(["google", "newsletter", "facebook.com", "(direct)"]),
-                "channel": rng.choice(["search", "ppc", "referral", "email", "direct", "social"]),
+                "source": visit_source,
+                "channel": channel,
                 "duration_s": rng.randint(20, 1200),
                 "pages_viewed": rng.randint(1, 15),
                 "landing_page": "https://shop.example.com/" + rng.choice(["", "sale", "new"]),
             },
-            actor="integration",
+            actor="analytics",
         )
     for o in range(3):
         order_id = f"{customer_id}-o{o}"
@@ -144,21 +197,21 @@ def _customer_story(index: int, customer_id: str, name: str, email: str) -> list
             },
             actor="system",
         )
-        w.emit("email.delivered", {"message_id": mid}, actor="integration")
+        w.emit("email.delivered", {"message_id": mid}, actor="mail")
         if m == 5 and index % 2 == 1:
             continue  # the last email stays unopened for some customers
         if rng.random() < 0.15:
             w.emit(
-                "email.bounced", {"message_id": mid, "reason": "mailbox full"}, actor="integration"
+                "email.bounced", {"message_id": mid, "reason": "mailbox full"}, actor="mail"
             )
             continue
         for _ in range(rng.randint(1, 3)):
-            w.emit("email.opened", {"message_id": mid}, actor="integration")
+            w.emit("email.opened", {"message_id": mid}, actor="mail")
         if rng.random() < 0.6:
             w.emit(
                 "email.clicked",
                 {"message_id": mid, "url": "https://shop.example.com/sale"},
-                actor="integration",
+                actor="mail",
             )
     for s in range(3):
         sid = f"{customer_id}-s{s}"
@@ -166,7 +219,7 @@ def _customer_story(index: int, customer_id: str, name: str, email: str) -> list
             "sms.sent",
             {
                 "message_id": sid,
-                "to": f"+4917600{index:04d}",
+                "to": phone,
                 "text": "Your parcel arrives tomorrow",
             },
             actor="system",
@@ -174,7 +227,7 @@ def _customer_story(index: int, customer_id: str, name: str, email: str) -> list
         w.emit(
             "sms.failed" if s == 2 else "sms.delivered",
             {"message_id": sid, "reason": "unreachable" if s == 2 else None},
-            actor="integration",
+            actor="sms",
         )
     for c in range(4):
         w.emit(
@@ -184,7 +237,7 @@ def _customer_story(index: int, customer_id: str, name: str, email: str) -> list
                 "direction": rng.choice(["inbound", "outbound"]),
                 "result": rng.choice(["answered", "answered", "missed", "busy"]),
                 "duration_s": rng.randint(0, 600),
-                "phone": f"+4917600{index:04d}",
+                "phone": phone,
             },
         )
     for d in range(2):
@@ -196,39 +249,32 @@ def _customer_story(index: int, customer_id: str, name: str, email: str) -> list
                 "channel": _CHANNELS[(index + d) % len(_CHANNELS)],
                 "url": f"https://crm.example.com/chats/{did}",
             },
-            actor="integration",
+            actor="messenger",
         )
-        for k in range(rng.randint(2, 6)):
+        dialogue = _DIALOGUES[(index + d) % len(_DIALOGUES)]
+        for k, text in enumerate(dialogue[: rng.randint(3, len(dialogue))]):
             w.emit(
                 "chat.message",
                 {
                     "dialog_id": did,
                     "message_id": f"{did}-m{k}",
                     "direction": "inbound" if k % 2 == 0 else "outbound",
-                    "text": rng.choice(
-                        ["Hi, where is my order?", "Let me check.", "Thanks!", "It ships today."]
-                    ),
+                    "text": text,
                 },
-                actor="integration" if k % 2 == 0 else "user",
+                actor="customer" if k % 2 == 0 else "user",
             )
             if k == 0:
                 w.emit("chat.status_changed", {"dialog_id": did, "status": "in_progress"})
         if d == 0:
             w.emit("chat.status_changed", {"dialog_id": did, "status": "closed"})
+    titles = rng.sample(_TASK_TITLES, 4)  # distinct titles per customer
     for t in range(4):
         tid = f"{customer_id}-t{t}"
         w.emit(
             "task.created",
             {
                 "task_id": tid,
-                "title": rng.choice(
-                    [
-                        "Call back about delivery",
-                        "Send invoice copy",
-                        "Offer loyalty discount",
-                        "Check refund",
-                    ]
-                ),
+                "title": titles[t],
                 "due_at": (w.clock + timedelta(days=2)).isoformat(),
                 "assignee_id": "u-1",
             },

@@ -42,11 +42,13 @@ def customer_stream_id(customer_id: str) -> UUID:
 
 
 class RuleViolation(Exception):
-    """An event the customer's stored state forbids; `field` and `reason` say why."""
+    """An event the customer's stored state forbids; `field` and `reason` say why,
+    `code` names the rule (stable, for doors that say it in their own words)."""
 
-    def __init__(self, field: str, reason: str) -> None:
+    def __init__(self, field: str, reason: str, code: str | None = None) -> None:
         self.field = field
         self.reason = reason
+        self.code = code
         super().__init__(f"{field}: {reason}")
 
 
@@ -212,28 +214,42 @@ class Customer:
         data = event.data
         if isinstance(data, CustomerCreated):
             if self.exists:
-                raise RuleViolation("customer_id", f"customer {self.customer_id!r} already exists")
+                raise RuleViolation(
+                    "customer_id",
+                    f"customer {self.customer_id!r} already exists",
+                    "customer_exists",
+                )
             return
         if not self.exists:
-            raise RuleViolation("customer_id", f"customer {self.customer_id!r} does not exist")
+            raise RuleViolation(
+                "customer_id", f"customer {self.customer_id!r} does not exist", "customer_missing"
+            )
         if self.erased:
-            raise RuleViolation("customer_id", "customer is erased")
+            raise RuleViolation("customer_id", "customer is erased", "customer_erased")
         self._check_subject(data)
         match data:
             case SmsDelivered() | SmsFailed() if data.message_id not in self.sms:
                 raise RuleViolation(
-                    "data.message_id", f"sms {data.message_id!r} was not sent to this customer"
+                    "data.message_id",
+                    f"sms {data.message_id!r} was not sent to this customer",
+                    "sms_not_sent",
                 )
             case SegmentJoined() if data.segment_id in self.segments:
                 raise RuleViolation(
-                    "data.segment_id", f"already a member of segment {data.segment_id!r}"
+                    "data.segment_id",
+                    f"already a member of segment {data.segment_id!r}",
+                    "segment_member",
                 )
             case SegmentLeft() if data.segment_id not in self.segments:
                 raise RuleViolation(
-                    "data.segment_id", f"not a member of segment {data.segment_id!r}"
+                    "data.segment_id",
+                    f"not a member of segment {data.segment_id!r}",
+                    "segment_not_member",
                 )
             case ChatMessage() if self.dialogs[data.dialog_id] == "closed":
-                raise RuleViolation("data.dialog_id", f"dialogue {data.dialog_id!r} is closed")
+                raise RuleViolation(
+                    "data.dialog_id", f"dialogue {data.dialog_id!r} is closed", "dialog_closed"
+                )
             case TaskEdited() | TaskCompleted() | TaskReopened() | TaskDeleted():
                 self._check_task(event, data, policy)
 
@@ -255,10 +271,14 @@ class Customer:
         value, noun = data.subject_id(), _CLAIMED[kind]
         known = value in self._known(kind)
         if data.creates_subject and known:
-            raise RuleViolation(f"data.{data.subject_field}", f"{noun} {value!r} already exists")
+            raise RuleViolation(
+                f"data.{data.subject_field}", f"{noun} {value!r} already exists", f"{kind}_exists"
+            )
         if not data.creates_subject and not known:
             raise RuleViolation(
-                f"data.{data.subject_field}", f"{noun} {value!r} does not exist for this customer"
+                f"data.{data.subject_field}",
+                f"{noun} {value!r} does not exist for this customer",
+                f"{kind}_missing",
             )
 
     def _check_task(self, event: InboundEvent, data: TaskAction, policy: RightsPolicy) -> None:
@@ -268,10 +288,13 @@ class Customer:
             raise RuleViolation(
                 "data.task_id",
                 f"task {data.task_id!r} is {status}; {event.type} needs it {' or '.join(allowed)}",
+                f"task_is_{status}",
             )
         right = _TASK_RIGHTS.get(type(data))
         if right and event.actor.kind == "user" and not policy.allows(event.actor.id, right):
-            raise RuleViolation("actor.id", f"user {event.actor.id!r} lacks the right {right}")
+            raise RuleViolation(
+                "actor.id", f"user {event.actor.id!r} lacks the right {right}", "right_missing"
+            )
 
     def apply(self, data: Payload) -> None:
         match data:

@@ -142,6 +142,14 @@ def states_at(conn: Connection, positions: Sequence[int]) -> dict[int, bytes]:
     return {int(r[0]): reveal(bytes(r[1]), ring) for r in rows}
 
 
+def position_of(conn: Connection, event_id: str) -> int | None:
+    """The position of the event stored under a producer's `event_id`, if any."""
+    rows = conn.fetchall(
+        f"SELECT notification_id FROM {EVENTS_TABLE} WHERE event_id = ?", [event_id]
+    )
+    return int(rows[0][0]) if rows else None
+
+
 def events_table_exists(conn: Connection) -> bool:
     """Whether the events table exists (PostgreSQL: in the URL's schema)."""
     if conn.kind == "sqlite":

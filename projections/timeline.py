@@ -225,21 +225,10 @@ def timeline_tab(conn: Connection, customer_id: str, query: TimelineQuery) -> di
     more = len(rows) > query.limit
     rows = rows[: query.limit]
     states = states_at(conn, [r[0] for r in rows])
-    items = []
-    for position, _, kind, event_type, summary in rows:
-        stored = json.loads(states[position])
-        items.append(
-            {
-                "position": position,
-                "event_id": stored["event_id"],
-                "type": event_type,
-                "kind": kind,
-                "occurred_at": stored["occurred_at"],
-                "actor": stored["actor"],
-                "summary": summary,
-                "data": stored["data"],
-            }
-        )
+    items = [
+        _item(position, kind, event_type, summary, states[position])
+        for position, _, kind, event_type, summary in rows
+    ]
     next_cursor = (
         encode_cursor("timeline", customer_id, (rows[-1][1], rows[-1][0])) if more else None
     )
@@ -259,3 +248,29 @@ def first_event_at(conn: Connection, customer_id: str) -> str | None:
     if row is None:
         return None
     return iso(datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(row[0])))
+
+
+def timeline_item(conn: Connection, position: int) -> dict[str, Any] | None:
+    """The timeline's item for the event at `position` (as its page lists it),
+    or None when the read model has no row for it."""
+    rows = conn.fetchall(
+        f"SELECT kind, type, summary FROM {TIMELINE.name} WHERE position = ?", [position]
+    )
+    if not rows:
+        return None
+    kind, event_type, summary = rows[0]
+    return _item(position, kind, event_type, summary, states_at(conn, [position])[position])
+
+
+def _item(position: int, kind: str, event_type: str, summary: str, state: bytes) -> dict[str, Any]:
+    stored = json.loads(state)
+    return {
+        "position": position,
+        "event_id": stored["event_id"],
+        "type": event_type,
+        "kind": kind,
+        "occurred_at": stored["occurred_at"],
+        "actor": stored["actor"],
+        "summary": summary,
+        "data": stored["data"],
+    }

@@ -91,7 +91,9 @@ def rejected_fields(report: AppendReport, *, first_line_number: int = 0) -> list
     """Each reason of each rejection, flat; an item's `line` minus
     `first_line_number` is its index (the API numbers its items from 0)."""
     return [
-        RejectedField(r.line - first_line_number, r.event_id, r.event_type, e.field, e.reason)
+        RejectedField(
+            r.line - first_line_number, r.event_id, r.event_type, e.field, e.reason, e.code
+        )
         for r in report.rejected
         for e in r.errors
     ]

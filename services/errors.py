@@ -51,19 +51,36 @@ class RejectedField:
     type: str | None
     field: str
     reason: str
+    code: str | None = None  # the rule's stable name (ledger.domain), when a rule refused it
 
 
 class ServiceError(Exception):
     """A failure a caller should see: its category, a message for a person, and
-    for rejected events each field at fault."""
+    for rejected events each field at fault. `code` names the rule or the
+    missing thing for machines and for doors that say it in their own words
+    (the first error's code unless given)."""
 
     def __init__(
-        self, category: Category, message: str, errors: Iterable[RejectedField] = ()
+        self,
+        category: Category,
+        message: str,
+        errors: Iterable[RejectedField] = (),
+        *,
+        code: str | None = None,
     ) -> None:
         super().__init__(message)
         self.category = category
         self.message = message
         self.errors = list(errors)
+        self.code = code or next((e.code for e in self.errors if e.code), None)
+
+    @property
+    def field(self) -> str | None:
+        """The field at fault: the first error's with the rule's code, if any."""
+        for e in self.errors:
+            if self.code is None or e.code == self.code:
+                return e.field
+        return None
 
 
 # Each kind of store error is one category: the adapters (ledger.errors) say what

@@ -22,13 +22,13 @@ from projections.paging import DEFAULT_LIMIT as PAGE_LIMIT
 from projections.paging import MAX_LIMIT, Page
 from projections.sealing import revealing
 from projections.segments import membership_names
-from projections.tabs import TABS, TabRequest, check_cursor, read_tab, tab_counts
+from projections.tabs import TABS, TabRequest, check_cursor, customer_exists, read_tab, tab_counts
 from projections.timeline import DEFAULT_LIMIT, TimelineQuery, first_event_at
 
 # A tab read imports none of the tabs' pydantic models, the runner or psycopg unless it
 # needs them (tests/integration/test_startup.py): they are imported where used.
 if TYPE_CHECKING:
-    from projections.models import LastEmail, TabAnswer, TaskItem
+    from projections.models import LastEmail, TabAnswer, TaskItem, TimelineItem
 
 from services.errors import Category, ServiceError, service_errors
 
@@ -44,8 +44,10 @@ __all__ = [
     "CardHeader",
     "TabAnswer",
     "TaskItem",
+    "TimelineItem",
     "card_header",
     "catch_up",
+    "require_customer",
     "tab_answer",
     "tab_request",
     "tab_rows",
@@ -54,7 +56,7 @@ __all__ = [
 # The tabs' answer models, for a door that serves them typed (the API's response
 # models): looked up on first access (`__getattr__`), so a read that only prints
 # rows never imports them.
-_MODELS = ("TabAnswer", "TaskItem")
+_MODELS = ("TabAnswer", "TaskItem", "TimelineItem")
 
 
 def __getattr__(name: str) -> Any:
@@ -158,8 +160,22 @@ def tab_rows(conn: Connection, request: TabRequest) -> dict[str, Any]:
     with service_errors():
         catch_up(conn, [registry.get(request.tab), registry.get("people")])
         rows = read_tab(conn, request)
+        if not rows["items"]:
+            require_customer(conn, request.customer_id)
     name_people(conn, rows["items"], request.people)
     return rows
+
+
+def require_customer(conn: Connection, customer_id: str) -> None:
+    """NOT_FOUND (`customer_missing`) for a customer the ledger holds no event
+    of: the one meaning of an unknown customer on every door (the API's 404,
+    the CLI's exit 1, the page's 404)."""
+    with service_errors():
+        catch_up(conn, [registry.get("timeline")])
+        if not customer_exists(conn, customer_id):
+            raise ServiceError(
+                Category.NOT_FOUND, f"no customer {customer_id!r}", code="customer_missing"
+            )
 
 
 def catch_up(conn: Connection, projections: Sequence[Projection]) -> None:
@@ -214,6 +230,8 @@ def card_header(conn: Connection, customer_id: str, count_cap: int = CARD_COUNT_
     with service_errors():
         catch_up(conn, [registry.get(name) for name in registry.NAMES])
         counts = tab_counts(conn, customer_id, count_cap)
+        if counts["timeline"] == 0:
+            require_customer(conn, customer_id)
         card = {f: card_value(conn, customer_id, f) for f in ("name", "phone", "email")}
         emails = answer(read_tab(conn, TabRequest(customer_id, "emails", page=Page(limit=1))))
         segments = membership_names(revealing(conn), customer_id)

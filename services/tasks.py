@@ -132,12 +132,15 @@ def _store_action(
         customer = app.customer(request.customer_id)
         if not customer.exists:
             raise ServiceError(
-                Category.NOT_FOUND, f"customer {request.customer_id!r} does not exist"
+                Category.NOT_FOUND,
+                f"customer {request.customer_id!r} does not exist",
+                code="customer_missing",
             )
         if customer.tasks.get(request.task_id, "deleted") == "deleted":
             raise ServiceError(
                 Category.NOT_FOUND,
                 f"task {request.task_id!r} does not exist for customer {request.customer_id!r}",
+                code="task_missing",
             )
         data: dict[str, Any] = {"task_id": request.task_id}
         if request.action == "edit":
@@ -183,9 +186,7 @@ def _keyed_answer(
         did = _KeyedAction(
             str(stored.get("type")), str(stored.get("customer_id")), str(data.get("task_id"))
         )
-        if did != _KeyedAction(
-            _ACTION_TYPES[request.action], request.customer_id, request.task_id
-        ):
+        if did != _KeyedAction(_ACTION_TYPES[request.action], request.customer_id, request.task_id):
             raise _key_reused(request, event_id, did)
         events: list[Envelope] = []
         found = False
@@ -306,3 +307,122 @@ def _task_fields(conn: Connection, task_id: str) -> dict[str, Any]:
             for change in data.get("changes", []):
                 fields[change["field"]] = change["new"]
     return fields
+
+
+@dataclass(frozen=True)
+class NewTaskRequest:
+    """A task a user adds to a customer: a title, and optionally a due time (as
+    a user types it, `ledger.times.parse_user_time`), an assignee and a text."""
+
+    customer_id: str
+    user_id: str  # the acting user, the event's actor
+    title: str
+    due_at: str | None = None
+    assignee_id: str | None = None
+    text: str | None = None
+    idempotency_key: str | None = None
+    source: str = "ledger"
+
+
+def add_task(
+    app: LedgerApplication, conn: Connection, policy: RightsPolicy, request: NewTaskRequest
+) -> TaskActionResult:
+    """Store `task.created` with a task id of the server's, as `request.user_id`,
+    through the append every event takes; answer the task as the acting user's
+    tasks tab lists it (as its creation left it, also for a retried key)."""
+    from ledger.times import BadTime, parse_user_time
+    from projections.base import Envelope
+    from projections.models import TaskItem
+    from projections.tasks import task_as_of
+    from services.creating import NewSubject, create
+
+    due_at = None
+    if request.due_at is not None and request.due_at.strip():
+        try:
+            due_at = parse_user_time(request.due_at.strip()).isoformat()
+        except BadTime as exc:
+            reason = f"due_at: {exc}"
+            raise ServiceError(
+                Category.REJECTED,
+                reason,
+                [RejectedField(0, None, "task.created", "data.due_at", str(exc), "bad_time")],
+            ) from None
+    data = {
+        "title": request.title.strip(),
+        "text": request.text or None,
+        "due_at": due_at,
+        "assignee_id": (request.assignee_id or "").strip() or None,
+    }
+    created = create(
+        app,
+        conn,
+        policy,
+        NewSubject(
+            customer_id=request.customer_id,
+            user_id=request.user_id,
+            event_type="task.created",
+            subject_field="task_id",
+            prefix="task",
+            data={k: v for k, v in data.items() if v is not None},
+            idempotency_key=request.idempotency_key,
+            source=request.source,
+        ),
+    )
+    i = created.item
+    document = {
+        "event_id": i["event_id"],
+        "customer_id": request.customer_id,
+        "occurred_at": i["occurred_at"],
+        "actor": i["actor"],
+        "data": i["data"],
+    }
+    item = task_as_of([Envelope.of(i["position"], i["type"], document)], request.user_id, policy)
+    if item is None:  # a task.created always makes a task
+        raise ServiceError(Category.CONFLICT, f"task {created.subject_id!r} is not found")
+    return TaskActionResult(TaskItem.model_validate(item), created.stored)
+
+
+@dataclass(frozen=True)
+class Person:
+    """Someone a task can be assigned to: a user id and the name to show."""
+
+    id: str
+    name: str
+
+
+# How many of a customer's newest events `task_assignees` reads for names.
+_NAMES_FROM_EVENTS = 200
+
+
+def task_assignees(conn: Connection, customer_id: str, user_id: str | None) -> list[Person]:
+    """The people the card offers as a task's assignee, by name: the users seen
+    acting on this customer's newest events (with the latest name each gave),
+    those its tasks are assigned to, and the acting user. The one place that
+    list is made (a people directory can take its place here)."""
+    from ledger.reading import states_at
+    from projections.tasks import TASKS
+    from projections.timeline import TIMELINE
+
+    names: dict[str, str | None] = {}
+    with service_errors():
+        catch_up(conn, [registry.get("timeline"), registry.get("tasks")])
+        positions = conn.fetchall(
+            f"SELECT position FROM {TIMELINE.name} WHERE customer_id = ? "
+            "ORDER BY occurred_us DESC, position DESC LIMIT ?",
+            [customer_id, _NAMES_FROM_EVENTS],
+        )
+        states = states_at(conn, [int(p[0]) for p in positions])
+        for position in sorted(states):  # oldest first: the latest name wins
+            actor = json.loads(states[position]).get("actor") or {}
+            if actor.get("kind") == "user" and actor.get("id"):
+                names[str(actor["id"])] = actor.get("name") or names.get(str(actor["id"]))
+        for (assignee,) in conn.fetchall(
+            f"SELECT DISTINCT assignee_id FROM {TASKS.name} "
+            "WHERE customer_id = ? AND assignee_id IS NOT NULL",
+            [customer_id],
+        ):
+            names.setdefault(str(assignee), None)
+    if user_id is not None:
+        names.setdefault(user_id, None)
+    people = [Person(pid, name or pid) for pid, name in names.items()]
+    return sorted(people, key=lambda p: (p.name.casefold(), p.id))

@@ -65,7 +65,7 @@ def search_customers(
 @router.get(
     "/v1/customers/{customer_id:segment}/tabs/{tab}",
     response_model=TabAnswer,
-    responses=problem_responses(400, 401, 403, 422, 503),
+    responses=problem_responses(400, 401, 403, 404, 422, 503),
     tags=["tabs"],
 )
 def get_tab(
@@ -91,7 +91,7 @@ def get_tab(
     viewer: UserQuery = None,
 ) -> Response:
     """One tab of a customer's card, exactly `ledger tab --format json`. An
-    unknown customer has empty items."""
+    unknown customer (no event in the ledger) is 404 `customer_missing`."""
     state = app_state(request)
     if tab == "tasks" and viewer is None:
         viewer = caller.user

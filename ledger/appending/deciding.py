@@ -214,7 +214,7 @@ class Decider:
                     decision.duplicates += 1  # a repeated erasure is a no-op
                     continue
                 if event.customer_id in shredded and not isinstance(event.data, CustomerErased):
-                    raise RuleViolation("customer_id", "customer is erased")
+                    raise RuleViolation("customer_id", "customer is erased", "customer_erased")
                 subject = self._check_claim(event)
                 customer.check(event, self.policy)
             except RuleViolation as rule:
@@ -223,7 +223,7 @@ class Decider:
                         item.line,
                         given_id,
                         event.type,
-                        (FieldError(rule.field, rule.reason),),
+                        (FieldError(rule.field, rule.reason, rule.code),),
                         reason_class="rule",
                     )
                 )
@@ -259,7 +259,11 @@ class Decider:
         if known == _digest(event):
             return True
         where = "stored" if event_id in stored else "earlier in this input"
-        raise RuleViolation("event_id", f"a different event with this event_id is already {where}")
+        raise RuleViolation(
+            "event_id",
+            f"a different event with this event_id is already {where}",
+            "event_id_taken",
+        )
 
     def _stored_digests(self, states: dict[str, bytes]) -> dict[str, bytes]:
         ring = self.app.ledger_mapper.keyring
@@ -280,6 +284,7 @@ class Decider:
                 f"data.{payload.subject_field}",
                 f"{payload.subject_kind} {event.data.subject_id()!r} already exists "
                 "for another customer",
+                f"{payload.subject_kind}_exists",
             )
         return subject
 

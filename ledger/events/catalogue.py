@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
@@ -143,6 +144,10 @@ class FieldError:
 
     field: str
     reason: str
+    # The rule's stable name when a rule (not the contract) refused it, e.g.
+    # "task_is_completed": doors map it to their own words without reading
+    # `reason`. Not part of equality: the reason says the same to a person.
+    code: str | None = dataclass_field(default=None, compare=False)
 
     def __str__(self) -> str:
         return f"{self.field}: {self.reason}"

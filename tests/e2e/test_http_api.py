@@ -91,13 +91,9 @@ def test_every_tab_over_http_equals_the_cli(store_url: str) -> None:
             store_url, "tab", FEATURED_CUSTOMER, "tasks", "--as", "u-9"
         )
         unknown = client.get("/v1/customers/nobody/tabs/timeline")
-        assert unknown.status_code == 200
-        assert unknown.json() == {
-            "customer_id": "nobody",
-            "tab": "timeline",
-            "items": [],
-            "next_cursor": None,
-        }
+        assert unknown.status_code == 404  # one meaning on every door: no customer
+        assert unknown.json()["code"] == "customer_missing"
+        assert unknown.json()["detail"] == "no customer 'nobody'"
 
 
 def test_append_then_read_your_writes(store_url: str) -> None:
@@ -138,7 +134,8 @@ def test_all_or_nothing_rejection_names_index_event_field_and_stores_nothing(
             (2, unknown_task["event_id"], "data.task_id"),
         }
         assert all(e["reason"] for e in problem["errors"])
-        assert client.get("/v1/customers/c1/tabs/timeline").json()["items"] == []
+        nothing = client.get("/v1/customers/c1/tabs/timeline")  # not even the customer
+        assert nothing.status_code == 404 and nothing.json()["code"] == "customer_missing"
         assert audit_rows(client, customer="c1") == []
         # skip_invalid stores the valid one and reports the others.
         partial = client.post(
@@ -384,6 +381,7 @@ def test_not_ready_until_migrated_when_auto_migration_is_off(
         migrated = CliRunner().invoke(ledger, ["--db", store_url, "db", "migrate"])
         assert migrated.exit_code == 0, migrated.output
         assert client.get("/readyz").json() == {"status": "ready"}
+        assert client.post("/v1/events", json=created()).status_code == 200
         assert client.get("/v1/customers/c1/tabs/timeline").status_code == 200
 
 

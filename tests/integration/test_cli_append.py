@@ -121,11 +121,11 @@ def test_demo_is_idempotent_and_previews_a_customer(tmp_path: Path) -> None:
     first = run_ledger("demo", cwd=tmp_path, env={"LEDGER_DATABASE_URL": ""})
     assert first.returncode == 0, first.stderr
     assert (tmp_path / "ledger.db").exists()  # the documented default store
-    assert "appended 484, duplicates 0" in first.stdout
+    assert "appended 485, duplicates 0" in first.stdout
     assert "Previous interactions of cust-1001" in first.stdout
     second = run_ledger("demo", "--format", "json", cwd=tmp_path, env={"LEDGER_DATABASE_URL": ""})
     body = json.loads(second.stdout)
-    assert (body["appended"], body["duplicates"]) == (0, 484)
+    assert (body["appended"], body["duplicates"]) == (0, 485)
     assert len(body["items"]) == 15 and body["customer_id"] == "cust-1001"
 
 

@@ -130,15 +130,18 @@ def test_tasks_actions_follow_the_rights_policy(store_url: str, tmp_path: Path) 
     ]
 
 
-def test_unknown_customer_gets_an_empty_tab(store_url: str) -> None:
-    assert tab_json(store_url, "nobody", "timeline") == {
-        "customer_id": "nobody",
-        "tab": "timeline",
-        "items": [],
-        "next_cursor": None,
-    }
-    human = cli(store_url, "tab", "nobody", "emails")
-    assert human.exit_code == 0 and human.stdout.strip() == "nobody: emails (0 items)"
+def test_an_unknown_customer_is_not_found_with_one_line(store_url: str) -> None:
+    # One meaning on every door (docs/cli.md): no customer, not an empty tab.
+    for tab in ("timeline", "emails"):
+        for fmt in ("human", "json"):
+            result = cli(store_url, "tab", "nobody", tab, "--format", fmt)
+            assert result.exit_code == 1, result.output
+            assert result.stdout == ""
+            assert result.stderr.strip() == "error: no customer 'nobody'"
+    # A known customer with an empty tab is still an empty tab.
+    assert cli(store_url, "append", "-", stdin=ndjson([created()])).exit_code == 0
+    human = cli(store_url, "tab", "c1", "emails")
+    assert human.exit_code == 0 and human.stdout.strip() == "c1: emails (0 items)"
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,80 @@
+"""What the card page says after a form: a plain sentence for each outcome.
+
+A refusal is said from the rule's stable code (`ServiceError.code`, the
+domain's `RuleViolation.code`), never by reading the message's text; the API
+keeps the code and the field for machines. A success says what happened."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from api.page_view import Notice, plain_text
+from services.errors import Category, ServiceError
+
+# Verbs of the task actions, for "You are not allowed to ... this task."
+_VERBS = {"edit": "edit", "complete": "complete", "reopen": "reopen", "delete": "delete"}
+
+_SENTENCES: dict[str, str] = {
+    "task_is_completed": "This task is already completed.",
+    "task_is_pending": "This task is not completed, so it cannot be reopened.",
+    "task_is_deleted": "This task no longer exists.",
+    "task_missing": "This task no longer exists.",
+    "customer_missing": "There is no such customer.",
+    "customer_erased": "This customer's personal data was erased; nothing can be added.",
+    "bad_time": "The due date is not a date and time the ledger can read.",
+    "key_reused": "This form was already sent for something else; reload the page.",
+}
+
+# Fields whose values the contracts refuse, in words.
+_FIELDS: dict[str, str] = {
+    "data.title": "The title must not be empty or longer than 1,000 characters.",
+    "data.text": "The text must not be empty or longer than 100,000 characters.",
+    "data.assignee_id": "That assignee cannot be saved.",
+    "data.due_at": "The due date is not a date and time the ledger can read.",
+}
+
+DONE: dict[str, str] = {
+    "complete": "Task completed.",
+    "reopen": "Task reopened.",
+    "delete": "Task deleted.",
+}
+
+
+def refusal_notice(exc: ServiceError, action: str | None = None) -> Notice:
+    """The plain sentence for a refusal of `action` (a task action, or None
+    when adding)."""
+    code = exc.code
+    if code == "right_missing" or (code is None and exc.category == Category.FORBIDDEN):
+        verb = _VERBS.get(action or "", "change")
+        return Notice(f"You are not allowed to {verb} this task.", "error")
+    if code in _SENTENCES:
+        return Notice(_SENTENCES[code], "error")
+    for error in exc.errors:
+        if error.field in _FIELDS:
+            return Notice(_FIELDS[error.field], "error")
+    if exc.category == Category.UNAVAILABLE:
+        return Notice("The ledger cannot be reached just now; try again in a moment.", "error")
+    return Notice(f"This could not be done: {plain_text(exc.message)}.", "error")
+
+
+def saved(changes: Sequence[Mapping[str, Any]], people: Mapping[str, str]) -> Notice:
+    """What an edit did, in words; that nothing changed when nothing did."""
+    if not changes:
+        return Notice("Nothing to save: the task already had these values.")
+    said = []
+    for change in changes:
+        field, new = change["field"], change["new"]
+        if field == "title":
+            said.append("title changed")
+        elif field == "assignee_id":
+            said.append(
+                "assignee removed"
+                if new is None
+                else f"assigned to {plain_text(people.get(new, new))}"
+            )
+        elif field == "due_at":
+            said.append("due date removed" if new is None else "due date changed")
+        else:
+            said.append(f"{plain_text(field)} changed")
+    return Notice("Task saved: " + ", ".join(said) + ".")
