@@ -80,7 +80,13 @@ def _store(
                 state.services.app(),
                 conn,
                 state.services.policy(),
-                NoteRequest(customer_id, user, form.get("text", "").strip(), source=PAGE_SOURCE),
+                NoteRequest(
+                    customer_id,
+                    user,
+                    form.get("text", "").strip(),
+                    source=PAGE_SOURCE,
+                    people=state.services.people(),
+                ),
             )
             return Notice("Note added.")
         due_text = form.get("due_at", "").strip()
@@ -96,6 +102,7 @@ def _store(
                 due_at=due,
                 assignee_id=form.get("assignee_id") or None,
                 source=PAGE_SOURCE,
+                people=state.services.people(),
             ),
         )
     assert result.task is not None

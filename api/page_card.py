@@ -138,7 +138,11 @@ def _read_card(v: Visit, view: View) -> tuple[CardHeader, dict[str, Any], list[P
             people=state.services.people(),
         )
         user = v.who.acting_user
-        people = [] if user is None else task_assignees(conn, view.customer_id, user)
+        people = (
+            []
+            if user is None
+            else task_assignees(conn, view.customer_id, user, state.services.people())
+        )
         return header, tab_answer(conn, request).model_dump(mode="json"), people
 
 

@@ -42,6 +42,7 @@ def add(
                 text=text,
                 idempotency_key=idempotency_key,
                 source="ledger-cli",
+                people=ctx.people(),
             ),
         )
     item = result.item.model_dump(mode="json")

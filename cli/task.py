@@ -154,6 +154,7 @@ def add(
                 text=text,
                 idempotency_key=idempotency_key,
                 source="ledger-cli",
+                people=ctx.people(),
             ),
         )
     assert result.task is not None

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ledger.db import Connection
 from ledger.input import InputItem
 from ledger.lookups import states_by_event_id
+from ledger.people import EMPTY, Directory
 from ledger.reading import position_of
 from ledger.rights import RightsPolicy
 from projections import registry
@@ -47,6 +48,8 @@ class NewSubject:
     data: dict[str, Any]
     idempotency_key: str | None = None
     source: str = "ledger"
+    # Names the people of the answer, as the tabs do (`services.people`).
+    people: Directory = EMPTY
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,7 @@ def create(
         if earlier is None:
             raise
         return earlier
-    item = _item(conn, event_id)
+    item = _item(conn, event_id, new.people)
     if item is None:  # stored, then gone: cannot happen to an append-only table
         raise ServiceError(Category.CONFLICT, f"the stored event {event_id} is not found")
     return Created(item, subject_id, stored)
@@ -126,14 +129,20 @@ def _code(errors: list[RejectedField]) -> str:
     return next((e.code for e in errors if e.code), "invalid")
 
 
-def _item(conn: Connection, event_id: str) -> dict[str, Any] | None:
-    """The timeline's item of the stored event, the read model caught up first."""
+def _item(conn: Connection, event_id: str, people: Directory) -> dict[str, Any] | None:
+    """The timeline's item of the stored event, the read models caught up first
+    and its people named as the timeline tab names them."""
+    from services.people import name_people
+
     with service_errors():
         position = position_of(conn, event_id)
         if position is None:
             return None
-        catch_up(conn, [registry.get("timeline")])
-        return timeline_item(revealing(conn), position)  # summaries are stored sealed
+        catch_up(conn, [registry.get("timeline"), registry.get("people")])
+        item = timeline_item(revealing(conn), position)  # summaries are stored sealed
+    if item is not None:
+        name_people(conn, [item], people)
+    return item
 
 
 def _earlier(conn: Connection, new: NewSubject, event_id: str, subject_id: str) -> Created | None:
@@ -145,7 +154,7 @@ def _earlier(conn: Connection, new: NewSubject, event_id: str, subject_id: str) 
         return None
     # The customer is no personal value: the stored JSON says it without the keys.
     customer_id = json.loads(state).get("customer_id")
-    item = _item(conn, event_id)
+    item = _item(conn, event_id, new.people)
     if item is None:
         return None
     data = item["data"] if isinstance(item.get("data"), dict) else {}

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ledger.db import Connection
+from ledger.people import EMPTY, Directory
 from ledger.rights import RightsPolicy
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ class NoteRequest:
     text: str
     idempotency_key: str | None = None
     source: str = "ledger"
+    people: Directory = EMPTY  # names the answer's people, as the tabs do
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ def add_note(
             data={"text": request.text},
             idempotency_key=request.idempotency_key,
             source=request.source,
+            people=request.people,
         ),
     )
     return NoteAdded(TimelineItem.model_validate(created.item), created.stored)

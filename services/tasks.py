@@ -322,6 +322,7 @@ class NewTaskRequest:
     text: str | None = None
     idempotency_key: str | None = None
     source: str = "ledger"
+    people: Directory = EMPTY  # names the answer's people, as the tabs do
 
 
 def add_task(
@@ -366,6 +367,7 @@ def add_task(
             data={k: v for k, v in data.items() if v is not None},
             idempotency_key=request.idempotency_key,
             source=request.source,
+            people=request.people,
         ),
     )
     i = created.item
@@ -394,35 +396,40 @@ class Person:
 _NAMES_FROM_EVENTS = 200
 
 
-def task_assignees(conn: Connection, customer_id: str, user_id: str | None) -> list[Person]:
-    """The people the card offers as a task's assignee, by name: the users seen
-    acting on this customer's newest events (with the latest name each gave),
-    those its tasks are assigned to, and the acting user. The one place that
-    list is made (a people directory can take its place here)."""
+def task_assignees(
+    conn: Connection, customer_id: str, user_id: str | None, directory: Directory = EMPTY
+) -> list[Person]:
+    """The people the card offers as a task's assignee, by name: the users of the
+    people directory, the users seen acting on this customer's newest events,
+    those its tasks are assigned to, and the acting user. Named by the one rule
+    every door uses (`services.people`); the one place this list is made."""
     from ledger.reading import states_at
     from projections.tasks import TASKS
     from projections.timeline import TIMELINE
+    from services.people import names_of
 
-    names: dict[str, str | None] = {}
+    ids: dict[str, None] = dict.fromkeys(
+        key.partition(":")[2] for key in directory.names if key.startswith("user:")
+    )
     with service_errors():
-        catch_up(conn, [registry.get("timeline"), registry.get("tasks")])
+        catch_up(conn, [registry.get(n) for n in ("timeline", "tasks", "people")])
         positions = conn.fetchall(
             f"SELECT position FROM {TIMELINE.name} WHERE customer_id = ? "
             "ORDER BY occurred_us DESC, position DESC LIMIT ?",
             [customer_id, _NAMES_FROM_EVENTS],
         )
-        states = states_at(conn, [int(p[0]) for p in positions])
-        for position in sorted(states):  # oldest first: the latest name wins
-            actor = json.loads(states[position]).get("actor") or {}
+        for state in states_at(conn, [int(p[0]) for p in positions]).values():
+            actor = json.loads(state).get("actor") or {}
             if actor.get("kind") == "user" and actor.get("id"):
-                names[str(actor["id"])] = actor.get("name") or names.get(str(actor["id"]))
+                ids.setdefault(str(actor["id"]))
         for (assignee,) in conn.fetchall(
             f"SELECT DISTINCT assignee_id FROM {TASKS.name} "
             "WHERE customer_id = ? AND assignee_id IS NOT NULL",
             [customer_id],
         ):
-            names.setdefault(str(assignee), None)
+            ids.setdefault(str(assignee))
     if user_id is not None:
-        names.setdefault(user_id, None)
-    people = [Person(pid, name or pid) for pid, name in names.items()]
+        ids.setdefault(user_id)
+    names = names_of(conn, list(ids), directory)
+    people = [Person(pid, names[pid] or pid) for pid in ids]
     return sorted(people, key=lambda p: (p.name.casefold(), p.id))

@@ -56,6 +56,7 @@ def post_note(
                 text=body.text,
                 idempotency_key=idempotency_key,
                 source="ledger-api",
+                people=state.services.people(),
             ),
         )
     return Response(
@@ -99,6 +100,7 @@ def post_task(
                 text=body.text,
                 idempotency_key=idempotency_key,
                 source="ledger-api",
+                people=state.services.people(),
             ),
         )
     assert result.task is not None

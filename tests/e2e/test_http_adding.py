@@ -39,7 +39,9 @@ def test_a_note_is_added_and_shows_at_once(store_url: str) -> None:
         assert answer.status_code == 201, answer.text
         note = answer.json()
         assert note["type"] == "note.added" and note["kind"] == "notes"
-        assert note["actor"] == {"kind": "user", "id": "u-1", "name": None}
+        # The acting user by the name the ledger last saw for them (the factory's
+        # events are by "Maria"), as the timeline tab names them.
+        assert note["actor"] == {"kind": "user", "id": "u-1", "name": "Maria"}
         assert note["data"]["text"] == "Prefers <b>mornings</b>"
         assert note["data"]["note_id"].startswith("note-")  # the server's id
         assert timeline(client)[0] == note  # the tab shows it, the same item

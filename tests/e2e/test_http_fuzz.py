@@ -186,7 +186,11 @@ def _legitimate(case: Case, status: int, problem: dict[str, Any]) -> bool:
         return [e.get("field") for e in problem.get("errors", [])] == ["idempotency_key"]
     if status == 400 and detail.startswith("bad cursor"):
         # A cursor is opaque: only a `next_cursor` the server gave is one.
-        return "/tabs/" in path or path.endswith(("/orders/{order_id}", "/chats/{dialog_id}"))
+        return (
+            "/tabs/" in path
+            or path == "/v1/customers"
+            or path.endswith(("/orders/{order_id}", "/chats/{dialog_id}"))
+        )
     if status == 400 and "must be before" in detail:
         # `since` not before `until`: a rule across two parameters.
         return "/tabs/" in path or path == "/v1/audit/history"

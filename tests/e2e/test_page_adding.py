@@ -17,17 +17,11 @@ from tests.page_support import (
     PHONE,
     Server,
     Watched,
-    launch_browser,
     ledger_server,
     load_demo,
     no_horizontal_overflow,
     tab_json,
 )
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    yield from launch_browser()
 
 
 @pytest.fixture(scope="module")
