@@ -104,6 +104,16 @@ def test_names_not_ids(server: Server, watched: Watched) -> None:
     assert chips == ["Churn risk", "VIP"]
     assert "seg-" not in visible_text(page)
     page.goto(card(server))
+    # A name reads on one line at 1280 px, never squeezed letter by letter
+    # beside a long summary.
+    lines = page.eval_on_selector_all(
+        'td[data-label="By"]',
+        """cells => cells.map(c => {
+            const r = document.createRange(); r.selectNodeContents(c);
+            return new Set([...r.getClientRects()].map(x => Math.round(x.top))).size;
+        })""",
+    )
+    assert lines and max(lines) == 1, lines
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     # docs/card-names.png: the header and the newest rows.
     page.screenshot(
