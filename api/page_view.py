@@ -22,6 +22,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from ledger.kinds import KINDS
 from ledger.summaries import channel_text, duration_text, field_label, words
+from ledger.summaries import value_text as summary_value
 
 # Tab name -> label, in the order the seed's block shows them.
 TAB_LABELS: dict[str, str] = {
@@ -169,6 +170,12 @@ def value_text(value: object) -> str:
     return "—" if value is None else plain_text(value)
 
 
+def change_value(field: str, value: object) -> str:
+    """One side of a field change as every door words it (`ledger.summaries`:
+    "—" for none, statuses as words, no quotes), as plain text."""
+    return plain_text(summary_value(field, value))
+
+
 def customer_path(customer_id: str) -> str:
     """The card page's path for a customer, the id quoted as one path segment."""
     return "/customers/" + quote(customer_id, safe="")
@@ -310,6 +317,7 @@ def render_card(page: CardPage) -> str:
         actor_name=actor_name,
         duration=duration,
         value_text=value_text,
+        change_value=change_value,
         safe_link=safe_link,
     )
 
@@ -318,7 +326,11 @@ def render_view(template: str, **context: Any) -> str:
     """A page template (an order's history, a dialogue) with the helpers the card's
     templates use."""
     return _ENV.get_template(template).render(
-        actor_name=actor_name, value_text=value_text, safe_link=safe_link, **context
+        actor_name=actor_name,
+        value_text=value_text,
+        change_value=change_value,
+        safe_link=safe_link,
+        **context,
     )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, expect
 
+from ledger.summaries import value_text
 from tests.page_support import (
     ARTIFACTS,
     DESKTOP,
@@ -85,8 +86,10 @@ def test_an_order_row_opens_its_change_history(server: Server, watched: Watched)
     newest = history["items"][0]
     first = rows.first
     expect(first.locator("td[data-label=Field]")).to_have_text(words(newest["field"]))
+    # Values as every door words them: a status in words, "—" for none.
     expect(first.locator("td[data-label=Change]")).to_have_text(
-        f"{newest['old'] or '—'} → {newest['new']}"
+        f"{value_text(newest['field'], newest['old'])} → "
+        f"{value_text(newest['field'], newest['new'])}"
     )
     actor = newest["actor"]
     expect(first.locator("td[data-label=By]")).to_have_text(
