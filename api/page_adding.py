@@ -15,7 +15,8 @@ from api.models import Id
 from api.page_common import Visit, read_form, run_in_thread, visit
 from api.page_flash import refusal_notice
 from api.page_tasks import NOT_ACTING, PAGE_SOURCE
-from api.page_view import BadFormValue, Clock, Notice, UnknownZone, View, local_moment, zone
+from api.page_time import BadFormValue, Clock, UnknownZone, local_moment, zone
+from api.page_view import Notice, View
 from services.errors import ServiceError
 from services.notes import NoteRequest, add_note
 from services.tasks import NewTaskRequest, add_task
@@ -47,8 +48,7 @@ def _add(request: Request, customer_id: str, what: str, form: Mapping[str, str])
     if not v.csrf_ok(form.get("csrf")):
         return v.problem(
             "Form refused",
-            "This form did not come from this page or has expired: reload the page "
-            "and try again.",
+            "This form did not come from this page or has expired: reload the page and try again.",
             403,
         )
     try:

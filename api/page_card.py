@@ -15,19 +15,17 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from api.models import Id
 from api.page_common import Visit, visit
+from api.page_time import Clock, UnknownZone, zone
 from api.page_view import (
     TAB_LABELS,
     CardPage,
-    Clock,
     Notice,
-    UnknownZone,
     View,
     kinds_from,
     plain_text,
     render_card,
     render_not_found,
     task_of,
-    zone,
 )
 from api.problems import STATUS
 from services.errors import ServiceError

@@ -15,15 +15,8 @@ from fastapi.responses import Response
 
 from api.models import Id
 from api.page_common import Visit, visit
-from api.page_view import (
-    Clock,
-    UnknownZone,
-    customer_path,
-    plain_text,
-    render_not_found,
-    render_view,
-    zone,
-)
+from api.page_time import Clock, UnknownZone, zone
+from api.page_view import customer_path, plain_text, render_not_found, render_view
 from api.problems import STATUS
 from ledger.db import Connection
 from ledger.personal import ERASED

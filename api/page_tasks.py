@@ -16,16 +16,8 @@ from fastapi.responses import Response
 from api.models import Id
 from api.page_common import Visit, read_form, run_in_thread, visit
 from api.page_flash import DONE, refusal_notice, saved
-from api.page_view import (
-    BadFormValue,
-    Clock,
-    Notice,
-    UnknownZone,
-    View,
-    edit_changes,
-    task_of,
-    zone,
-)
+from api.page_time import BadFormValue, Clock, UnknownZone, zone
+from api.page_view import Notice, View, edit_changes, task_of
 from ledger.db import Connection
 from ledger.rights import RightsPolicy
 from services.errors import Category, ServiceError
@@ -60,8 +52,7 @@ def task_button_sync(
     if not v.csrf_ok(form.get("csrf")):
         return v.problem(
             "Form refused",
-            "This form did not come from this page or has expired: reload the page "
-            "and try again.",
+            "This form did not come from this page or has expired: reload the page and try again.",
             403,
         )
     try:

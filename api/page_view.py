@@ -12,14 +12,13 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from api.page_time import COMMON_ZONES, Clock, local_input, local_moment
 from ledger.kinds import KINDS
 from ledger.summaries import channel_text, duration_text, field_label, words
 from ledger.summaries import value_text as summary_value
@@ -41,20 +40,6 @@ ACTION_LABELS: dict[str, str] = {
     "reopen": "Reopen",
     "delete": "Delete",
 }
-
-# Offered in the zone picker; any IANA name typed in works too.
-COMMON_ZONES = (
-    "UTC",
-    "Europe/London",
-    "Europe/Berlin",
-    "Europe/Moscow",
-    "America/New_York",
-    "America/Los_Angeles",
-    "Asia/Dubai",
-    "Asia/Kolkata",
-    "Asia/Tokyo",
-    "Australia/Sydney",
-)
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -105,44 +90,6 @@ def shown_words(value: object) -> str:
 _ENV.filters["plain_text"] = plain_text
 _ENV.filters["words"] = shown_words
 _ENV.filters["segment"] = lambda value: quote(str(value), safe="")
-
-
-class UnknownZone(ValueError):
-    """A `?tz=` that names no IANA zone; the page shows UTC and says why."""
-
-
-def zone(name: str | None) -> tuple[str, tzinfo]:
-    """The viewer's zone from `?tz=` (an IANA name), UTC when not given."""
-    if not name or name.upper() == "UTC":
-        return "UTC", UTC
-    try:
-        return name, ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise UnknownZone(f"unknown time zone {plain_text(name)!r}") from None
-
-
-@dataclass(frozen=True)
-class Clock:
-    """Shows the producers' timestamps in the viewer's zone."""
-
-    name: str
-    tz: tzinfo
-
-    def moment(self, value: object) -> datetime | None:
-        if not isinstance(value, str):
-            return None
-        try:
-            return datetime.fromisoformat(value).astimezone(self.tz)
-        except ValueError:
-            return None
-
-    def show(self, value: object) -> str:
-        when = self.moment(value)
-        return "—" if when is None else when.strftime("%Y-%m-%d %H:%M")
-
-    def iso(self, value: object) -> str:
-        when = self.moment(value)
-        return "" if when is None else when.isoformat()
 
 
 def actor_name(actor: Mapping[str, Any] | None) -> str:
@@ -376,9 +323,7 @@ def render_customers(
 def render_not_found(*, customer_id: str | None, viewer: Viewer | None) -> str:
     """The 404 page's HTML: no such customer, or (`customer_id` None) no page at
     this address."""
-    return _ENV.get_template("not_found.html").render(
-        customer_id=customer_id, viewer=viewer
-    )
+    return _ENV.get_template("not_found.html").render(customer_id=customer_id, viewer=viewer)
 
 
 def render_problem(*, title: str, detail: str, viewer: Viewer | None) -> str:
@@ -407,39 +352,13 @@ def edit_changes(
     if assignee != task.get("assignee_id"):
         changes.append({"field": "assignee_id", "new": assignee})
     due_text = form.get("due_at", "").strip()
-    due = _local_moment(due_text, clock) if due_text else None
+    due = local_moment(due_text, clock) if due_text else None
     current = clock.moment(task.get("due_at"))
     if current is not None:  # the form shows minutes: seconds are not a change
         current = current.replace(second=0, microsecond=0)
     if due != current:
         changes.append({"field": "due_at", "new": None if due is None else due.isoformat()})
     return changes
-
-
-class BadFormValue(ValueError):
-    """A form field the page cannot read (a malformed due date); the action is refused."""
-
-
-def _local_moment(text: str, clock: Clock) -> datetime:
-    try:
-        naive = datetime.fromisoformat(text)
-    except ValueError:
-        raise BadFormValue(f"due date {plain_text(text)!r}: expected YYYY-MM-DDTHH:MM") from None
-    if naive.tzinfo is None:
-        naive = naive.replace(tzinfo=clock.tz)
-    return naive.astimezone(clock.tz).replace(second=0, microsecond=0)
-
-
-def local_moment(text: str, clock: Clock) -> datetime:
-    """A `datetime-local` form value, typed in the viewer's zone, as a moment;
-    BadFormValue when it is none."""
-    return _local_moment(text, clock)
-
-
-def local_input(clock: Clock, value: object) -> str:
-    """A timestamp as a `datetime-local` input value in the viewer's zone."""
-    when = clock.moment(value)
-    return "" if when is None else when.strftime("%Y-%m-%dT%H:%M")
 
 
 _ENV.globals["local_input"] = local_input

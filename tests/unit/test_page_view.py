@@ -7,18 +7,8 @@ import pytest
 
 from api.page_common import local_target as _local_target
 from api.page_session import SESSION_MAX_AGE, SessionSigner
-from api.page_view import (
-    BadFormValue,
-    CardPage,
-    Clock,
-    UnknownZone,
-    View,
-    Viewer,
-    edit_changes,
-    plain_text,
-    safe_link,
-    zone,
-)
+from api.page_time import BadFormValue, Clock, UnknownZone, zone
+from api.page_view import CardPage, View, Viewer, edit_changes, plain_text, safe_link
 
 
 def test_a_session_survives_the_round_trip_and_nothing_else_does() -> None:
