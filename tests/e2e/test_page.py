@@ -515,7 +515,7 @@ def test_editing_a_task(secured_server: Server, watched: Watched) -> None:
     sign_in(page, secured_server, MANAGER, "cust-1006")
     page.locator(f"tr[data-task-id='{task['task_id']}'] a", has_text="Edit").click()
     page.fill("#edit-title", "Call back <tomorrow>")
-    page.fill("#edit-assignee", "u-42")
+    page.select_option("#edit-assignee", "u-42")  # picked by name from a list
     page.click("#edit-form button[type=submit]")
     expect(page.locator(".notice")).to_have_text(
         "Task saved: title changed, assigned to u-42."

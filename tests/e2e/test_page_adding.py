@@ -123,7 +123,7 @@ def test_saving_an_edit_says_what_changed(server: Server, watched: Watched) -> N
         "Nothing to save: the task already had these values."
     )
     page.locator(f"{row} a", has_text="Edit").click()
-    page.fill("#edit-assignee", "")
+    page.select_option("#edit-assignee", "")
     page.click("#edit-form button[type=submit]")
     expect(page.locator(".notice")).to_have_text("Task saved: assignee removed.")
     expect(page.locator(f"{row} td[data-label=Assignee]")).to_have_text("—")
