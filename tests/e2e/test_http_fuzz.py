@@ -174,7 +174,7 @@ def _legitimate(case: Case, status: int, problem: dict[str, Any]) -> bool:
         return [e.get("field") for e in problem.get("errors", [])] == ["idempotency_key"]
     if status == 400 and detail.startswith("bad cursor"):
         # A cursor is opaque: only a `next_cursor` the server gave is one.
-        return "/tabs/" in path
+        return "/tabs/" in path or path == "/v1/customers"
     if status == 400 and "must be before" in detail:
         # `since` not before `until`: a rule across two parameters.
         return "/tabs/" in path or path == "/v1/audit/history"
