@@ -38,9 +38,7 @@ class _MarksWriter(Writer):
     def add(self, events: Sequence[Envelope]) -> None:
         for e in events:
             if e.type == "customer.erased":
-                self._standing = {
-                    k: v for k, v in self._standing.items() if e.customer_id not in k
-                }
+                self._standing = {k: v for k, v in self._standing.items() if e.customer_id not in k}
                 self.db.execute(
                     f"DELETE FROM {self._table} WHERE customer_id = ? OR other_customer_id = ?",
                     (e.customer_id, e.customer_id),

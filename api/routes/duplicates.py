@@ -33,9 +33,7 @@ def get_duplicates(request: Request, caller: Reader, customer_id: Id) -> Respons
     state.ensure_ready()
     with state.pool.connection() as conn:
         answer = find_duplicates(conn, customer_id)
-    return Response(
-        json.dumps(answer.as_json(), ensure_ascii=False), media_type="application/json"
-    )
+    return Response(json.dumps(answer.as_json(), ensure_ascii=False), media_type="application/json")
 
 
 @router.post(
