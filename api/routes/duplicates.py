@@ -28,7 +28,8 @@ def get_duplicates(request: Request, caller: Reader, customer_id: Id) -> Respons
     """The customer's possible duplicates, exactly `ledger customers duplicates ID
     --format json`: customers with the same phone (any notation) or e-mail (any
     case), compared by blind index, each reason's value masked; pairs marked "not
-    a duplicate" and erased customers are not listed."""
+    a duplicate" and erased customers are not listed. 404 `customer_missing` for a
+    customer without events."""
     state = app_state(request)
     state.ensure_ready()
     with state.pool.connection() as conn:
@@ -53,7 +54,9 @@ def post_not_duplicate(
     take the mark back) as the acting user: the key's user, or `as` with the scope
     `act-as` (open mode: `as`). `customer.not_duplicate` is recorded on both
     customers' streams; the rights policy's `customers.merge` is needed (403
-    `right_missing`); 409 `mark_exists` / `mark_missing` when there is nothing to do."""
+    `right_missing`); 404 `customer_missing` for an unknown customer, 409
+    `customer_erased` for an erased one, 409 `mark_exists` / `mark_missing` when
+    there is nothing to do, 422 `same_customer` for a customer marked against itself."""
     state = app_state(request)
     user = marking_user(caller, viewer)
     state.ensure_ready()
