@@ -85,6 +85,7 @@ Reader = Annotated[Caller, Depends(requires("read"))]
 Auditor = Annotated[Caller, Depends(requires("audit"))]
 Operator = Annotated[Caller, Depends(requires("ops"))]
 Eraser = Annotated[Caller, Depends(requires("erase"))]
+Merger = Annotated[Caller, Depends(requires("merge"))]
 Anyone = Annotated[Caller, Depends(authenticated)]
 
 
@@ -102,6 +103,21 @@ def acting_user(caller: Caller, requested: str | None) -> str:
         if caller.allows("act-as"):
             raise ServiceError(Category.USAGE, "name the acting user with the `as` parameter")
         raise Refused(403, f"the key {caller.name!r} lacks the scope 'tasks'")
+    if caller.user is None:
+        raise Refused(403, f"the key {caller.name!r} acts as no user; give it one")
+    return caller.user
+
+
+def marking_user(caller: Caller, requested: str | None) -> str:
+    """Who a "not a duplicate" mark acts as (the caller has the scope `merge`): the
+    key's own user, or the user the request names (`act-as`)."""
+    if caller.key is None:
+        if requested is None:
+            raise ServiceError(Category.USAGE, "name the acting user with the `as` parameter")
+        return requested
+    if requested is not None and requested != caller.user:
+        caller.require("act-as")
+        return requested
     if caller.user is None:
         raise Refused(403, f"the key {caller.name!r} acts as no user; give it one")
     return caller.user

@@ -125,3 +125,38 @@ class CustomerSearchAnswer(BaseModel):
     items: list[FoundCustomer]
     next_cursor: str | None  # the next page's `cursor`; null on the last page
     limit: int
+
+
+# Why two customers look like one: the shared card field, its value masked.
+class DuplicateReason(BaseModel):
+    field: Literal["phone", "email"]
+    value: str
+
+
+# A possible duplicate of a customer.
+class DuplicateCandidate(BaseModel):
+    customer_id: str
+    name: str | None  # the card's current name
+    reasons: list[DuplicateReason]
+
+
+# A customer's possible duplicates (`ledger customers duplicates ID`).
+class DuplicatesAnswer(BaseModel):
+    customer_id: str
+    items: list[DuplicateCandidate]
+
+
+# A "not a duplicate" mark of the path's customer and `customer_id`, or (withdraw)
+# its withdrawal.
+class NotDuplicateBody(BaseModel):
+    customer_id: str = Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")
+    reason: str = Field(min_length=1, max_length=1000, pattern=_NO_NUL)
+    withdraw: bool = False
+
+
+# What a mark stored: the streams it was recorded on, and whether the pair is marked.
+class NotDuplicateAnswer(BaseModel):
+    customer_id: str
+    other_customer_id: str
+    marked: bool
+    recorded_on: list[str]

@@ -11,6 +11,8 @@ templates, its errors into a notice on the page.
   and one dialogue, `GET /customers/{id}/chats/{dialog_id}`;
 - `page_tasks`: the task buttons' and the edit form's posts;
 - `page_adding`: the "Add note" and "Add task" forms' posts;
+- `page_duplicates`: a customer's possible duplicates, `GET
+  /customers/{id}/duplicates`, and its "Not a duplicate" forms' posts;
 - `page_flash`: what the page says after a form, refusals included;
 - `page_signin`: `/signin` and `/signout`. With an access file, a browser
   signs in once with an access key and gets the session cookie of
@@ -25,7 +27,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api import page_adding, page_card, page_search, page_signin, page_subjects, page_tasks
+from api import (
+    page_adding,
+    page_card,
+    page_duplicates,
+    page_search,
+    page_signin,
+    page_subjects,
+    page_tasks,
+)
 from api.page_view import customer_path
 
 ROUTERS: tuple[APIRouter, ...] = (
@@ -34,6 +44,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     page_subjects.router,
     page_tasks.router,
     page_adding.router,
+    page_duplicates.router,
     page_signin.router,
 )
 

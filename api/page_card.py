@@ -28,6 +28,7 @@ from api.page_view import (
     task_of,
 )
 from api.problems import STATUS
+from services.duplicates import duplicate_count
 from services.errors import ServiceError
 from services.tabs import CardHeader, card_header, tab_answer, tab_request
 from services.tasks import Person, task_assignees
@@ -86,7 +87,7 @@ def render_page(
     task the visitor may edit, its edit form; 404 for a customer without events."""
     viewer = v.viewer()
     try:
-        header, tab, people = _read_card(v, view)
+        header, tab, people, duplicates = _read_card(v, view)
     except ServiceError as exc:
         if exc.code == "customer_missing":
             return v.html(render_not_found(customer_id=view.customer_id, viewer=viewer), 404)
@@ -113,15 +114,15 @@ def render_page(
         email=plain_text(header.email) if header.email else None,
         segments=[plain_text(s) for s in header.segments],
         since=header.since,
-        extra={"people": people},
+        extra={"people": people, "duplicates": duplicates},
     )
     return v.html(render_card(page), status)
 
 
-def _read_card(v: Visit, view: View) -> tuple[CardHeader, dict[str, Any], list[Person]]:
-    """The card's header, the tab `view` shows (as JSON values) and the people
-    a new task can be assigned to (none for a visitor who cannot act);
-    NOT_FOUND for an unknown customer."""
+def _read_card(v: Visit, view: View) -> tuple[CardHeader, dict[str, Any], list[Person], int]:
+    """The card's header, the tab `view` shows (as JSON values), the people
+    a new task can be assigned to (none for a visitor who cannot act) and how
+    many possible duplicates the customer has; NOT_FOUND for an unknown customer."""
     state = v.state
     state.ensure_ready()
     with state.pool.connection() as conn:
@@ -141,7 +142,8 @@ def _read_card(v: Visit, view: View) -> tuple[CardHeader, dict[str, Any], list[P
             if user is None
             else task_assignees(conn, view.customer_id, user, state.services.people())
         )
-        return header, tab_answer(conn, request).model_dump(mode="json"), people
+        answer = tab_answer(conn, request).model_dump(mode="json")
+        return header, answer, people, duplicate_count(conn, view.customer_id)
 
 
 @router.get("/static/{name}")

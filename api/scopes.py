@@ -12,4 +12,6 @@ SCOPES: dict[str, str] = {
     "audit": "the audit endpoints",
     "ops": "projection status; /metrics when metrics are protected",
     "erase": "POST /v1/customers/{id}/erase: erase a customer's personal data",
+    "merge": "POST /v1/customers/{id}/not-duplicates: mark two customers not a duplicate, "
+    "as the key's user (or, with act-as, the user named in the request)",
 }

@@ -1,5 +1,5 @@
-"""`ledger customers find | erase | export` and `ledger keys init | status | rotate-master`
-(docs/privacy.md)."""
+"""`ledger customers find | erase | export` (and, from cli.duplicates, `duplicates`
+and `not-duplicates`) and `ledger keys init | status | rotate-master` (docs/privacy.md)."""
 
 from __future__ import annotations
 
@@ -166,3 +166,13 @@ def rotate_master_command(new_key: Path) -> None:
     `ledger keys init`), in one transaction; then use NEW_KEY and destroy the old one."""
     count = rotate_master(cli_context().app(), new_key)
     click.echo(f"rewrapped {count} data keys; now set {MASTER_KEY_ENV}={new_key}")
+
+
+def _add_duplicates() -> None:
+    from cli.duplicates import duplicates, not_duplicates
+
+    customers.add_command(duplicates)
+    customers.add_command(not_duplicates)
+
+
+_add_duplicates()

@@ -17,7 +17,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from ledger.events import InboundEvent, Payload, RecordedEvent
 from ledger.events.chat import ChatMessage, ChatStarted, ChatStatusChanged
-from ledger.events.customer import CustomerCreated, CustomerErased
+from ledger.events.customer import CustomerCreated, CustomerErased, CustomerNotDuplicate
 from ledger.events.email import EmailSent
 from ledger.events.order import OrderCreated
 from ledger.events.segment import SegmentJoined, SegmentLeft
@@ -104,6 +104,7 @@ class CustomerSnapshot:
                 "segments": sorted(customer.segments),
                 "visits": sorted(customer.visits),
                 "erased": customer.erased,
+                "not_duplicates": sorted(customer.not_duplicates),
             },
         )
 
@@ -121,6 +122,7 @@ class CustomerSnapshot:
             segments=set(s["segments"]),
             visits=set(s["visits"]),
             erased=bool(s.get("erased", False)),
+            not_duplicates=set(s.get("not_duplicates", ())),
         )
 
 
@@ -162,6 +164,11 @@ _OTHER_RULES: dict[type[Payload], str] = {
     SegmentJoined: "not already a member",
     SegmentLeft: "must be a member",
     ChatMessage: "dialogue must not be closed",
+    CustomerNotDuplicate: (
+        "`other_customer_id` an existing customer other than this one; a mark not already "
+        "standing, a withdrawal only of a standing mark; a user needs the right "
+        "`customers.merge`"
+    ),
 }
 
 
@@ -203,14 +210,19 @@ class Customer:
     visits: set[str] = field(default_factory=set)
     # After customer.erased nothing more is accepted for the customer.
     erased: bool = False
+    # Customers this one is marked "not a duplicate" of (standing marks on its stream).
+    not_duplicates: set[str] = field(default_factory=set)
     _pending: list[CustomerEvent] = field(default_factory=list, repr=False)
 
     @property
     def exists(self) -> bool:
         return self.version > 0 or bool(self._pending)
 
-    def check(self, event: InboundEvent, policy: RightsPolicy) -> None:
-        """Raise RuleViolation if `event` breaks a rule given this customer's state."""
+    def check(
+        self, event: InboundEvent, policy: RightsPolicy, other: Customer | None = None
+    ) -> None:
+        """Raise RuleViolation if `event` breaks a rule given this customer's state
+        (and, for a `customer.not_duplicate`, the other customer's: `other`)."""
         data = event.data
         if isinstance(data, CustomerCreated):
             if self.exists:
@@ -252,6 +264,8 @@ class Customer:
                 )
             case TaskEdited() | TaskCompleted() | TaskReopened() | TaskDeleted():
                 self._check_task(event, data, policy)
+            case CustomerNotDuplicate():
+                self._check_mark(event, data, policy, other)
 
     def _known(self, subject_kind: str) -> Collection[str]:
         known: dict[str, Collection[str]] = {
@@ -296,6 +310,45 @@ class Customer:
                 "actor.id", f"user {event.actor.id!r} lacks the right {right}", "right_missing"
             )
 
+    def _check_mark(
+        self,
+        event: InboundEvent,
+        data: CustomerNotDuplicate,
+        policy: RightsPolicy,
+        other: Customer | None,
+    ) -> None:
+        field = "data.other_customer_id"
+        if data.other_customer_id == self.customer_id:
+            raise RuleViolation(
+                field, "a customer cannot be marked against itself", "same_customer"
+            )
+        if other is None or not other.exists:
+            raise RuleViolation(
+                field, f"customer {data.other_customer_id!r} does not exist", "customer_missing"
+            )
+        if other.erased:
+            raise RuleViolation(
+                field, f"customer {data.other_customer_id!r} is erased", "customer_erased"
+            )
+        standing = data.other_customer_id in self.not_duplicates
+        if data.withdrawn and not standing:
+            raise RuleViolation(
+                field,
+                f"no standing 'not a duplicate' mark of {data.other_customer_id!r} to withdraw",
+                "mark_missing",
+            )
+        if not data.withdrawn and standing:
+            raise RuleViolation(
+                field,
+                f"already marked 'not a duplicate' of {data.other_customer_id!r}",
+                "mark_exists",
+            )
+        right = "customers.merge"
+        if event.actor.kind == "user" and not policy.allows(event.actor.id, right):
+            raise RuleViolation(
+                "actor.id", f"user {event.actor.id!r} lacks the right {right}", "right_missing"
+            )
+
     def apply(self, data: Payload) -> None:
         match data:
             case OrderCreated():
@@ -318,6 +371,10 @@ class Customer:
                 self.visits.add(data.visit_id)
             case CustomerErased():
                 self.erased = True
+            case CustomerNotDuplicate() if data.withdrawn:
+                self.not_duplicates.discard(data.other_customer_id)
+            case CustomerNotDuplicate():
+                self.not_duplicates.add(data.other_customer_id)
 
     def record(self, event: InboundEvent, event_id: str, recorded_at: datetime) -> CustomerEvent:
         """Accept a checked event: apply it and keep it for the next save."""

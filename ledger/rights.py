@@ -1,4 +1,5 @@
-"""The rights policy: which users may edit, reopen or delete tasks.
+"""The rights policy: which users may edit, reopen or delete tasks, and mark
+customers "not a duplicate" (`customers.merge`).
 
 A TOML file names roles and what each may do, and gives users roles or rights:
 
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from ledger.config import ConfigError
 
-RIGHTS = ("tasks.edit", "tasks.reopen", "tasks.delete")
+RIGHTS = ("tasks.edit", "tasks.reopen", "tasks.delete", "customers.merge")
 
 
 @dataclass(frozen=True)

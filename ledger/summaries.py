@@ -296,6 +296,10 @@ _SUMMARIES: dict[str, Callable[[Data, Facts], str]] = {
     "customer.erased": lambda d, f: (
         f"Personal data erased ({d['reason']}), asked by {d['requested_by']}"
     ),
+    "customer.not_duplicate": lambda d, f: (
+        f"{'No longer marked' if d.get('withdrawn') else 'Marked'} not a duplicate of "
+        f"{d['other_customer_id']} ({d['reason']})"
+    ),
     "order.created": _order_created,
     "order.changed": _order_changed,
     "segment.joined": _segment("Joined"),

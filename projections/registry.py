@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from projections.base import Projection
 from projections.card import CardProjection
 from projections.chats import ChatsProjection
+from projections.duplicates import DuplicatesProjection
 from projections.emails import EmailsProjection
 from projections.orders import OrdersProjection
 from projections.people import PeopleProjection
@@ -26,6 +27,7 @@ PROJECTIONS: tuple[Projection, ...] = (
     OrdersProjection(),
     CardProjection(),
     SearchProjection(),
+    DuplicatesProjection(),
     PeopleProjection(),
 )
 NAMES: tuple[str, ...] = tuple(p.name for p in PROJECTIONS)

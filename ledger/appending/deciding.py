@@ -29,7 +29,7 @@ from ledger.events import (
     parse_inbound_json,
     parse_recorded_json,
 )
-from ledger.events.customer import CustomerErased
+from ledger.events.customer import CustomerErased, CustomerNotDuplicate
 from ledger.input import InputItem
 from ledger.keystore.table import KEY_LOOKUP
 from ledger.mapper import subject_of
@@ -159,7 +159,11 @@ class Decider:
         # Each given id as text once (UUID formatting is Python code).
         given_ids = {id(e): str(e.event_id) for e in events if e.event_id}
         question = keyring.ask(e.customer_id for e in events) if keyring else None
-        missing = self._uncached(dict.fromkeys(e.customer_id for e in events))
+        # A "not a duplicate" mark is checked against the other customer's state too.
+        others = [
+            e.data.other_customer_id for e in events if isinstance(e.data, CustomerNotDuplicate)
+        ]
+        missing = self._uncached(dict.fromkeys([*(e.customer_id for e in events), *others]))
         subjects = [
             s
             for e in events
@@ -216,7 +220,12 @@ class Decider:
                 if event.customer_id in shredded and not isinstance(event.data, CustomerErased):
                     raise RuleViolation("customer_id", "customer is erased", "customer_erased")
                 subject = self._check_claim(event)
-                customer.check(event, self.policy)
+                other = (
+                    self._customer(event.data.other_customer_id)
+                    if isinstance(event.data, CustomerNotDuplicate)
+                    else None
+                )
+                customer.check(event, self.policy, other)
             except RuleViolation as rule:
                 decision.rejections.append(
                     Rejection(

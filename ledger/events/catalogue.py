@@ -17,7 +17,12 @@ from pydantic import Field, TypeAdapter, ValidationError, create_model
 from ledger.events.call import CallLogged
 from ledger.events.chat import ChatMessage, ChatStarted, ChatStatusChanged
 from ledger.events.common import Payload
-from ledger.events.customer import CustomerCardChanged, CustomerCreated, CustomerErased
+from ledger.events.customer import (
+    CustomerCardChanged,
+    CustomerCreated,
+    CustomerErased,
+    CustomerNotDuplicate,
+)
 from ledger.events.email import (
     EmailBounced,
     EmailClicked,
@@ -45,6 +50,7 @@ PAYLOAD_CLASSES: tuple[type[Payload], ...] = (
     CustomerCreated,
     CustomerCardChanged,
     CustomerErased,
+    CustomerNotDuplicate,
     OrderCreated,
     OrderChanged,
     SegmentJoined,
@@ -99,7 +105,7 @@ class _Envelopes:
 @cache
 def _envelopes() -> _Envelopes:
     """Each type's envelope models and the validators of their unions, made on first
-    use: 54 models cost more to create than a whole `ledger tab` read, which
+    use: 56 models cost more to create than a whole `ledger tab` read, which
     validates no event."""
     inbound = {t: _envelope_for(InboundEvent, p, "Event") for t, p in PAYLOADS.items()}
     recorded = {t: _envelope_for(RecordedEvent, p, "Recorded") for t, p in PAYLOADS.items()}

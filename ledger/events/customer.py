@@ -4,7 +4,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from ledger.events.common import Changes, Payload
+from ledger.events.common import Changes, CustomerId, Payload
 
 
 class CustomerCreated(Payload):
@@ -36,3 +36,16 @@ class CustomerErased(Payload):
 
     reason: Annotated[str, Field(min_length=1, max_length=1000)]
     requested_by: Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class CustomerNotDuplicate(Payload):
+    """A user's mark that this customer and `other_customer_id` are two people, not
+    a duplicate (`withdrawn` false), or the withdrawal of such a standing mark
+    (`withdrawn` true): a marked pair is never suggested as duplicates again."""
+
+    type_name = "customer.not_duplicate"
+    kind = "card"
+
+    other_customer_id: CustomerId
+    reason: Annotated[str, Field(min_length=1, max_length=1000)]
+    withdrawn: bool = False

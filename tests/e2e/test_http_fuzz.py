@@ -162,6 +162,21 @@ def _legitimate(case: Case, status: int, problem: dict[str, Any]) -> bool:
     path = case.operation.path
     detail = str(problem.get("detail", ""))
     adding = path.endswith(("/{customer_id}/notes", "/{customer_id}/tasks"))
+    marking = path.endswith("/{customer_id}/not-duplicates")
+    if marking or path.endswith("/{customer_id}/duplicates"):
+        # Marks depend on what is stored, as the operation's description says: an
+        # unknown or erased customer (404, 409), a mark already standing or none to
+        # withdraw (409), a customer marked against itself (422 `same_customer`).
+        code = problem.get("code")
+        return (
+            (status == 404 and code == "customer_missing")
+            or (
+                marking
+                and status == 409
+                and code in ("mark_exists", "mark_missing", "customer_erased")
+            )
+            or (marking and status == 422 and code == "same_customer")
+        )
     if status == 404:
         # An unknown customer, task, order or dialogue (most generated ids are):
         # a tab or an addition of an unknown customer is 404 `customer_missing`.

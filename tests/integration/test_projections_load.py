@@ -41,6 +41,15 @@ def _varied_history(app: LedgerApplication) -> int:
             event("sms.delivered", "c1", {"message_id": "s-a"}),
             event("sms.sent", "c2", {"message_id": "s-b", "to": "+49 30 1"}),
             event("sms.failed", "c2", {"message_id": "s-b", "reason": "no route"}),
+            *(
+                event("customer.not_duplicate", a, {"other_customer_id": b, "reason": "two"})
+                for a, b in [("c1", "c2"), ("c3", "c4"), ("c4", "c3"), ("c1", "c5")]
+            ),
+            event(
+                "customer.not_duplicate",
+                "c1",
+                {"other_customer_id": "c5", "reason": "oops", "withdrawn": True},
+            ),
         ],
     )
     erase_customer(app, ALLOW_ALL, "c3", "asked to", "dpo")

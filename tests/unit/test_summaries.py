@@ -43,6 +43,18 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
         "Personal data erased (GDPR art. 17 request), asked by dpo@example.com",
     ),
     (
+        "customer.not_duplicate",
+        {"other_customer_id": "c-2", "reason": "her mother"},
+        {},
+        "Marked not a duplicate of c-2 (her mother)",
+    ),
+    (
+        "customer.not_duplicate",
+        {"other_customer_id": "c-2", "reason": "a mistake", "withdrawn": True},
+        {},
+        "No longer marked not a duplicate of c-2 (a mistake)",
+    ),
+    (
         "order.created",
         {"order_id": "o1", "number": "A-17", "status": "new", "total": "12.50", "currency": "EUR"},
         {},
