@@ -15,7 +15,7 @@ from api.models import Id
 from api.page_common import Visit, read_form, run_in_thread, visit
 from api.page_flash import refusal_notice
 from api.page_tasks import NOT_ACTING, PAGE_SOURCE
-from api.page_time import BadFormValue, Clock, UnknownZone, local_moment, zone
+from api.page_time import BadFormValue, Clock, form_clock, local_moment
 from api.page_view import Notice, View
 from services.errors import ServiceError
 from services.notes import NoteRequest, add_note
@@ -42,26 +42,17 @@ def _add(request: Request, customer_id: str, what: str, form: Mapping[str, str])
     """The checks of origin, reader and CSRF token, then the note or task
     added; back to the tab that lists it."""
     v = visit(request)
-    refused = v.foreign_post() or v.reader_refusal()
+    refused = v.form_refusal(form)
     if refused is not None:
         return refused
-    if not v.csrf_ok(form.get("csrf")):
-        return v.problem(
-            "Form refused",
-            "This form did not come from this page or has expired: reload the page and try again.",
-            403,
-        )
-    try:
-        zone_name, tz = zone(form.get("tz"))
-    except UnknownZone:
-        zone_name, tz = zone(None)
-    view = View(customer_id, "tasks" if what == "task" else "timeline", zone_name)
+    clock = form_clock(form.get("tz"))
+    view = View(customer_id, "tasks" if what == "task" else "timeline", clock.name)
     back = view.url()
     user = v.who.acting_user
     if user is None:
         return v.redirect_with(back, NOT_ACTING)
     try:
-        done = _store(v, customer_id, what, user, form, Clock(zone_name, tz))
+        done = _store(v, customer_id, what, user, form, clock)
     except BadFormValue as exc:
         return v.redirect_with(back, Notice(f"{exc}.", "error"))
     except ServiceError as exc:

@@ -6,7 +6,7 @@ parsing of form bodies and sign-in targets."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -176,6 +176,23 @@ class Visit:
         return self.problem(
             "Form refused", "This form was posted from another site than this one.", 403
         )
+
+
+    def form_refusal(self, form: Mapping[str, str]) -> Response | None:
+        """None when a card form may be acted on: posted from this site, by a
+        visitor who may read cards, with this session's CSRF token; else the
+        answer that refuses it."""
+        refused = self.foreign_post() or self.reader_refusal()
+        if refused is not None:
+            return refused
+        if not self.csrf_ok(form.get("csrf")):
+            return self.problem(
+                "Form refused",
+                "This form did not come from this page or has expired: "
+                "reload the page and try again.",
+                403,
+            )
+        return None
 
 
 def visit(request: Request) -> Visit:

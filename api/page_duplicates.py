@@ -69,15 +69,9 @@ async def not_duplicate_form(request: Request, customer_id: Id) -> Response:
 
 def _mark(request: Request, customer_id: str, form: Mapping[str, str]) -> Response:
     v = visit(request)
-    refused = v.foreign_post() or v.reader_refusal()
+    refused = v.form_refusal(form)
     if refused is not None:
         return refused
-    if not v.csrf_ok(form.get("csrf")):
-        return v.problem(
-            "Form refused",
-            "This form did not come from this page or has expired: reload the page and try again.",
-            403,
-        )
     back = f"{customer_path(customer_id)}/duplicates"
     user = v.who.acting_user
     if user is None:

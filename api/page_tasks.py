@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from api.models import Id
 from api.page_common import Visit, read_form, run_in_thread, visit
 from api.page_flash import DONE, refusal_notice, saved
-from api.page_time import BadFormValue, Clock, UnknownZone, zone
+from api.page_time import BadFormValue, Clock, form_clock
 from api.page_view import Notice, View, edit_changes, task_of
 from ledger.db import Connection
 from ledger.rights import RightsPolicy
@@ -44,23 +44,11 @@ def task_button_sync(
     """`task_button` past reading the form: the checks of origin, reader and
     CSRF token, then the action."""
     v = visit(request)
-    refusal = v.foreign_post()
-    if refusal is None:
-        refusal = v.reader_refusal()
+    refusal = v.form_refusal(form)
     if refusal is not None:
         return refusal
-    if not v.csrf_ok(form.get("csrf")):
-        return v.problem(
-            "Form refused",
-            "This form did not come from this page or has expired: reload the page and try again.",
-            403,
-        )
-    try:
-        zone_name, tz = zone(form.get("tz"))
-    except UnknownZone:
-        zone_name, tz = zone(None)
-    clock = Clock(zone_name, tz)
-    view = View(customer_id, "tasks", zone_name)
+    clock = form_clock(form.get("tz"))
+    view = View(customer_id, "tasks", clock.name)
     back = view.url(tab="tasks")
     user = v.who.acting_user
     if user is None:

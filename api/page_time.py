@@ -82,3 +82,12 @@ def local_input(clock: Clock, value: object) -> str:
     """A timestamp as a `datetime-local` input value in the viewer's zone."""
     when = clock.moment(value)
     return "" if when is None else when.strftime("%Y-%m-%dT%H:%M")
+
+
+def form_clock(name: str | None) -> Clock:
+    """The clock of a form's hidden `tz` field; UTC for a zone that is none (the
+    page that sent the form showed the times in it, so it is one the page knew)."""
+    try:
+        return Clock(*zone(name))
+    except UnknownZone:
+        return Clock(*zone(None))
