@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 from services.appending import append_items, rejected_fields
 from services.errors import Category, RejectedField, ServiceError, service_errors
-from services.tabs import catch_up
+from services.freshness import catch_up
 
 # As for task actions (services.tasks): a key becomes the event id in this
 # namespace, and the new subject's id is made from the event id, so a retry

@@ -26,7 +26,7 @@ from projections.search import IndexEntries, customers_matching, query_entries
 from projections.tabs import TABS, TabRequest, customer_exists, read_tab
 from services.appending import append_items
 from services.errors import Category, ServiceError, service_errors
-from services.tabs import catch_up
+from services.freshness import catch_up
 
 
 @dataclass(frozen=True)

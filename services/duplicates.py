@@ -21,7 +21,7 @@ from projections.duplicates import shared_pairs, shared_with
 from projections.tabs import customer_exists
 from services.appending import append_items, rejected_fields
 from services.errors import Category, ServiceError, service_errors
-from services.tabs import catch_up
+from services.freshness import catch_up
 
 if TYPE_CHECKING:
     from ledger.application import LedgerApplication

@@ -37,7 +37,7 @@ def names_of(
 def display_name(conn: Connection, ref: str, directory: Directory = EMPTY) -> str:
     """The name to show for `ref` (`kind:id` or a user id), the id as a fallback;
     the people read model is caught up first."""
-    from services.tabs import catch_up
+    from services.freshness import catch_up
 
     with service_errors():
         catch_up(conn, [registry.get("people")])

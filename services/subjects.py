@@ -11,7 +11,7 @@ from projections import chats, orders, registry
 from projections.paging import DEFAULT_LIMIT, BadCursor, Page
 from projections.sealing import revealing
 from services.errors import Category, ServiceError, service_errors
-from services.tabs import catch_up
+from services.freshness import catch_up
 
 if TYPE_CHECKING:
     from projections.models import Dialogue, OrderHistory

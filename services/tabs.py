@@ -12,11 +12,9 @@ from typing import TYPE_CHECKING, Any
 from ledger.db import Connection
 from ledger.people import EMPTY as EMPTY_DIRECTORY
 from ledger.people import Directory
-from ledger.reading import head_position
 from ledger.rights import ALLOW_ALL, RightsPolicy
 from ledger.times import BadTime, parse_user_time
-from projections import registry, tracking
-from projections.base import Projection
+from projections import registry
 from projections.card import card_value
 from projections.paging import DEFAULT_LIMIT as PAGE_LIMIT
 from projections.paging import MAX_LIMIT, Page
@@ -31,6 +29,7 @@ if TYPE_CHECKING:
     from projections.models import LastEmail, TabAnswer, TaskItem, TimelineItem
 
 from services.errors import Category, ServiceError, service_errors
+from services.freshness import catch_up
 
 # Callers take the tabs' names, the default page sizes (PAGE_LIMIT, the
 # timeline's DEFAULT_LIMIT) and the largest (MAX_LIMIT) from here.
@@ -46,7 +45,6 @@ __all__ = [
     "TaskItem",
     "TimelineItem",
     "card_header",
-    "catch_up",
     "require_customer",
     "tab_answer",
     "tab_request",
@@ -176,29 +174,6 @@ def require_customer(conn: Connection, customer_id: str) -> None:
             raise ServiceError(
                 Category.NOT_FOUND, f"no customer {customer_id!r}", code="customer_missing"
             )
-
-
-def catch_up(conn: Connection, projections: Sequence[Projection]) -> None:
-    """Read-your-writes: bring live read models up to the head as it is now.
-
-    Most reads find them current already; that is checked here with two small
-    queries, so only a read that has events to apply imports the runner (and,
-    with it, psycopg and the event contracts' validators). Anything unusual (no
-    tracking row, another layout version, a stopped projection) is the runner's
-    to report or handle."""
-    found = tracking.read(conn, [p.name for p in projections])
-    head = head_position(conn)
-    current = all(
-        (row := found.get(p.name)) is not None
-        and row.version == p.version
-        and row.stopped is None
-        and row.position >= head
-        for p in projections
-    )
-    if not current:
-        from projections.runner import catch_up_live
-
-        catch_up_live(conn, projections)
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 
 from services.appending import append_items, rejected_fields
 from services.errors import Category, RejectedField, ServiceError, service_errors
+from services.freshness import catch_up
 from services.people import name_people
-from services.tabs import catch_up
 
 TASK_ACTIONS = ("complete", "reopen", "delete", "edit")
 _ACTION_TYPES = {
