@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from cli.context import FORMAT_OPTION, cli_context, emit_json
+from cli.options import ACTING_USER_OPTION
 from cli.tables import Column, echo_table
 from ledger.printable import printable
 from services.bootstrap import prepare_store
@@ -78,7 +79,7 @@ def duplicates(customer_id: str | None, limit: int, output_format: str) -> None:
 @click.command("not-duplicates")
 @click.argument("customer_id")
 @click.argument("other_customer_id")
-@click.option("--as", "user", required=True, metavar="USER", help="The acting user.")
+@ACTING_USER_OPTION
 @click.option("--reason", required=True, help="Why they are two people; stored.")
 @click.option("--withdraw", is_flag=True, help="Take a standing mark back.")
 @FORMAT_OPTION

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cli.context import FORMAT_OPTION, cli_context, emit_json
+from cli.options import ACTING_USER_OPTION, IDEMPOTENCY_KEY_OPTION
 from ledger.printable import printable
 from services.bootstrap import prepare_store
 from services.notes import NoteRequest, add_note
@@ -18,12 +19,8 @@ def note() -> None:
 @note.command()
 @click.argument("customer_id")
 @click.argument("text")
-@click.option("--as", "user", required=True, metavar="USER", help="The acting user.")
-@click.option(
-    "--idempotency-key",
-    metavar="KEY",
-    help="Repeating a command with the same key stores the note once.",
-)
+@ACTING_USER_OPTION
+@IDEMPOTENCY_KEY_OPTION
 @FORMAT_OPTION
 def add(
     customer_id: str, text: str, user: str, idempotency_key: str | None, output_format: str

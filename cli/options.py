@@ -43,3 +43,15 @@ MAX_BACKOFF_OPTION = click.option(
     metavar="SECONDS",
     help="Longest wait between reconnection attempts.",
 )
+
+
+# The user a command acts as: the event's actor, checked by the rights policy.
+ACTING_USER_OPTION = click.option(
+    "--as", "user", required=True, metavar="USER", help="The acting user."
+)
+
+IDEMPOTENCY_KEY_OPTION = click.option(
+    "--idempotency-key",
+    metavar="KEY",
+    help="Repeating a command with the same key stores what it does once.",
+)

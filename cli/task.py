@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from cli.context import EXIT_USAGE, FORMAT_OPTION, CliError, cli_context, emit_json
+from cli.options import ACTING_USER_OPTION, IDEMPOTENCY_KEY_OPTION
 from ledger.printable import printable
 from services.bootstrap import prepare_store
 from services.tasks import FieldChange, NewTaskRequest, TaskActionRequest, add_task, task_action
@@ -56,20 +57,14 @@ def _act(
         click.echo(printable(f"task {task_id}: {item['status']}; {user} may now: {actions}{note}"))
 
 
-_USER = click.option("--as", "user", required=True, metavar="USER", help="The acting user.")
-_KEY = click.option(
-    "--idempotency-key",
-    metavar="KEY",
-    help="Repeating a command with the same key stores the action once.",
-)
 
 
 def _simple(action: str, verb: str) -> click.Command:
     @click.command(name=action, help=f"{verb} TASK_ID of CUSTOMER_ID as USER.")
     @click.argument("customer_id")
     @click.argument("task_id")
-    @_USER
-    @_KEY
+    @ACTING_USER_OPTION
+    @IDEMPOTENCY_KEY_OPTION
     @FORMAT_OPTION
     def command(
         customer_id: str, task_id: str, user: str, idempotency_key: str | None, output_format: str
@@ -94,7 +89,7 @@ def _change(text: str) -> FieldChange:
 @task.command()
 @click.argument("customer_id")
 @click.argument("task_id")
-@_USER
+@ACTING_USER_OPTION
 @click.option(
     "--set",
     "sets",
@@ -103,7 +98,7 @@ def _change(text: str) -> FieldChange:
     metavar="FIELD=VALUE",
     help="A change (repeatable), e.g. --set title=Call back; an empty VALUE clears the field.",
 )
-@_KEY
+@IDEMPOTENCY_KEY_OPTION
 @FORMAT_OPTION
 def edit(
     customer_id: str,
@@ -124,8 +119,8 @@ def edit(
 @click.option("--due", metavar="TIME", help="When it is due: RFC 3339, or YYYY-MM-DD (UTC).")
 @click.option("--assignee", metavar="ID", help="The user it is assigned to.")
 @click.option("--text", metavar="TEXT", help="A longer description.")
-@_USER
-@_KEY
+@ACTING_USER_OPTION
+@IDEMPOTENCY_KEY_OPTION
 @FORMAT_OPTION
 def add(
     customer_id: str,
