@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import Path, Query
+from fastapi import Header, Path, Query
 from pydantic import BaseModel, Field
 
 # The `{name:segment}` convertor the routes' id paths use, registered on import.
@@ -28,6 +28,10 @@ UserQuery = Annotated[
         pattern=r"^[^\x00-\x1f\x7f]+$",
         description="tasks: the user whose rights decide the actions (default: the key's user)",
     ),
+]
+# A retry's key: printable ASCII, as HTTP header values safely are.
+IdempotencyKey = Annotated[
+    str | None, Header(min_length=1, max_length=256, pattern=r"^[\x21-\x7e]+$")
 ]
 
 

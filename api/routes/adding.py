@@ -4,13 +4,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from api.caller import Anyone, acting_user
-from api.models import Id, NewNoteBody, NewTaskBody, UserQuery
+from api.models import Id, IdempotencyKey, NewNoteBody, NewTaskBody, UserQuery
 from api.problems import problem_responses
 from api.state import app_state
 from services.notes import NoteRequest, add_note
@@ -18,11 +16,6 @@ from services.tabs import TaskItem, TimelineItem
 from services.tasks import NewTaskRequest, add_task
 
 router = APIRouter()
-
-IdempotencyKey = Annotated[
-    str | None, Header(min_length=1, max_length=256, pattern=r"^[\x21-\x7e]+$")
-]
-
 
 @router.post(
     "/v1/customers/{customer_id:segment}/notes",

@@ -3,14 +3,14 @@ reopen, delete, edit) as the acting user (`api.caller.acting_user`)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
 from api.caller import Anyone, acting_user
-from api.models import Deleted, Id, TaskActionBody, UserQuery
+from api.models import Deleted, Id, IdempotencyKey, TaskActionBody, UserQuery
 from api.problems import problem_responses
 from api.state import app_state
 from services.tabs import TaskItem
@@ -33,9 +33,7 @@ def act_on_task(
     action: Literal["complete", "reopen", "delete", "edit"],
     body: TaskActionBody | None = None,
     viewer: UserQuery = None,
-    idempotency_key: Annotated[
-        str | None, Header(min_length=1, max_length=256, pattern=r"^[\x21-\x7e]+$")
-    ] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Complete, reopen, delete or edit a task as the acting user. The
     server builds the event from the task's current state; the domain
