@@ -61,30 +61,31 @@ class TaskActionBody(BaseModel):
     changes: list[Change] = Field(default_factory=list)
 
 
-# Stored as event data, which PostgreSQL text cannot hold a NUL in.
-_NO_NUL = r"^[^\x00]*$"
+# Stored as event data: PostgreSQL text and jsonb cannot hold NUL, so no
+# accepted string has one (also the pattern the OpenAPI document gives them).
+NO_NUL = r"^[^\x00]*$"
 
 
 # A note to add (`POST /v1/customers/{id}/notes`); the server picks its id.
 class NewNoteBody(BaseModel):
-    text: str = Field(min_length=1, max_length=100_000, pattern=_NO_NUL)
+    text: str = Field(min_length=1, max_length=100_000, pattern=NO_NUL)
 
 
 # A task to add (`POST /v1/customers/{id}/tasks`); the server picks its id.
 class NewTaskBody(BaseModel):
-    title: str = Field(min_length=1, max_length=1000, pattern=_NO_NUL)
+    title: str = Field(min_length=1, max_length=1000, pattern=NO_NUL)
     due_at: str | None = Field(
         default=None, max_length=64, description="RFC 3339 with a zone, or YYYY-MM-DD (UTC)."
     )
-    assignee_id: str | None = Field(default=None, min_length=1, max_length=128, pattern=_NO_NUL)
-    text: str | None = Field(default=None, max_length=100_000, pattern=_NO_NUL)
+    assignee_id: str | None = Field(default=None, min_length=1, max_length=128, pattern=NO_NUL)
+    text: str | None = Field(default=None, max_length=100_000, pattern=NO_NUL)
 
 
 # Why a customer is erased, and at whose request.
 class EraseBody(BaseModel):
-    reason: str = Field(min_length=1, max_length=1000, pattern=_NO_NUL)
+    reason: str = Field(min_length=1, max_length=1000, pattern=NO_NUL)
     # Who asked (the data subject's request, a DPO); default: the key's user or name.
-    requested_by: str | None = Field(default=None, min_length=1, max_length=256, pattern=_NO_NUL)
+    requested_by: str | None = Field(default=None, min_length=1, max_length=256, pattern=NO_NUL)
 
 
 # An erasure's outcome.
@@ -154,7 +155,7 @@ class DuplicatesAnswer(BaseModel):
 # its withdrawal.
 class NotDuplicateBody(BaseModel):
     customer_id: str = Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")
-    reason: str = Field(min_length=1, max_length=1000, pattern=_NO_NUL)
+    reason: str = Field(min_length=1, max_length=1000, pattern=NO_NUL)
     withdraw: bool = False
 
 

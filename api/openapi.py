@@ -20,14 +20,13 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from api.models import NO_NUL
 from api.problems import PROBLEM_TYPE
 from ledger.events.catalogue import EVENT_TYPES, INBOUND_ADAPTER
 from services.tabs import TABS
 
 SECURITY_SCHEME = "accessKey"
 _EVENT_PREFIX = "Event_"
-# PostgreSQL text and jsonb cannot hold NUL, so no accepted string has one.
-NO_NUL = "^[^\\x00]*$"
 # Any JSON value an event may carry in a free-form field (a change's old and
 # new): no NUL in strings or keys, integers within 64 bits (ledger.events.limits).
 JSON_VALUE = "JsonValue"
