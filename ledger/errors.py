@@ -80,14 +80,14 @@ def store_error(exc: BaseException) -> StoreError | None:
         kind = _sqlite_kind(e) if isinstance(e, sqlite3.Error) else _postgres_kind(e)
         if kind is not None:
             return kind
-    if any(isinstance(e, _loaded("psycopg_pool", "PoolTimeout", "TooManyRequests")) for e in chain):
+    if any(isinstance(e, loaded("psycopg_pool", "PoolTimeout", "TooManyRequests")) for e in chain):
         return PoolExhausted(
             "no database connection came free in time (every one is busy, or the "
             "database does not answer); retry later"
         )
     unavailable = (
-        *_loaded("psycopg", "OperationalError", "InterfaceError"),
-        *_loaded("eventsourcing.persistence", "OperationalError", "InterfaceError"),
+        *loaded("psycopg", "OperationalError", "InterfaceError"),
+        *loaded("eventsourcing.persistence", "OperationalError", "InterfaceError"),
     )
     for e in chain:
         if isinstance(e, unavailable):
@@ -154,6 +154,9 @@ def _postgres_kind(e: BaseException) -> StoreError | None:
     return None
 
 
-def _loaded(module: str, *names: str) -> tuple[type[BaseException], ...]:
+def loaded(module: str, *names: str) -> tuple[type[BaseException], ...]:
+    """The exception classes `names` of `module` if it was imported, else none: an
+    exception of a class never imported cannot have been raised, so recognising
+    one imports nothing."""
     found = sys.modules.get(module)
     return tuple(getattr(found, name) for name in names) if found is not None else ()

@@ -6,7 +6,6 @@ because both kinds of caller read them."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from ledger.errors import (
     StoreReadOnly,
     TablesMissing,
     ValueRefused,
+    loaded,
     store_error,
 )
 from ledger.keystore.errors import KeystoreError
@@ -103,7 +103,7 @@ def classify(exc: BaseException) -> ServiceError | None:
         return exc
     if isinstance(exc, SchemaMissing | ConfigError | registry.UnknownProjection):
         return ServiceError(Category.USAGE, str(exc))
-    if isinstance(exc, _loaded("projections.targets", "ProjectionError")):
+    if isinstance(exc, loaded("projections.targets", "ProjectionError")):
         return ServiceError(Category.REJECTED, str(exc))
     if isinstance(exc, KeystoreError):
         return ServiceError(Category.USAGE, str(exc))
@@ -113,14 +113,6 @@ def classify(exc: BaseException) -> ServiceError | None:
     if kind is None:
         return None
     return ServiceError(STORE_CATEGORIES[type(kind)], str(kind))
-
-
-def _loaded(module: str, *names: str) -> tuple[type[BaseException], ...]:
-    """The exception classes `names` of `module` if it was imported, else none: an
-    exception of a class never imported cannot have been raised, so classifying
-    one imports nothing (the runner, on a tab read that needs none)."""
-    found = sys.modules.get(module)
-    return tuple(getattr(found, name) for name in names) if found is not None else ()
 
 
 @contextmanager
