@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -117,3 +118,10 @@ def report_json(report: AppendReport) -> dict[str, Any]:
         "first_position": report.first_position,
         "last_position": report.last_position,
     }
+
+
+def keyed_event_id(namespace: uuid.UUID, user_id: str, idempotency_key: str) -> str:
+    """The event id an idempotency key stands for: the acting user's key (the
+    same key of another user is another request), so a retry is the same
+    event id and is stored once, as any retried append is."""
+    return str(uuid.uuid5(namespace, f"{user_id}\x1f{idempotency_key}"))

@@ -25,7 +25,7 @@ from projections.timeline import timeline_item
 if TYPE_CHECKING:
     from ledger.application import LedgerApplication
 
-from services.appending import append_items, rejected_fields
+from services.appending import append_items, keyed_event_id, rejected_fields
 from services.errors import Category, RejectedField, ServiceError, service_errors
 from services.freshness import catch_up
 
@@ -70,8 +70,8 @@ def create(
     the event the key stored; the key reused for another customer, kind or
     content is refused (REJECTED)."""
     key = new.idempotency_key
-    event_id = str(
-        uuid.uuid5(_IDEMPOTENCY_NAMESPACE, f"{new.user_id}\x1f{key}") if key else uuid.uuid4()
+    event_id = (
+        keyed_event_id(_IDEMPOTENCY_NAMESPACE, new.user_id, key) if key else str(uuid.uuid4())
     )
     subject_id = f"{new.prefix}-{event_id}"
     if key is not None:

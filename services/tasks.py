@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ledger.application import LedgerApplication
     from projections.models import TaskItem
 
-from services.appending import append_items, rejected_fields
+from services.appending import append_items, keyed_event_id, rejected_fields
 from services.errors import Category, RejectedField, ServiceError, service_errors
 from services.freshness import catch_up
 from services.people import name_people
@@ -272,10 +272,9 @@ def _task_item(
 
 
 def _event_id(user_id: str, idempotency_key: str) -> str:
-    # The key is the acting user's: the same key of another user is another
-    # action. The action and its task are not part of the id, so the key reused
-    # for another one finds the event it stored and is refused, not stored again.
-    return str(uuid.uuid5(_IDEMPOTENCY_NAMESPACE, f"{user_id}\x1f{idempotency_key}"))
+    # The action and its task are not part of the id, so the key reused for
+    # another one finds the event it stored and is refused, not stored again.
+    return keyed_event_id(_IDEMPOTENCY_NAMESPACE, user_id, idempotency_key)
 
 
 def _action_refused(
