@@ -62,3 +62,10 @@ def card_value(conn: Connection, customer_id: str, field: str) -> Any:
         (customer_id, field),
     )
     return None if row is None else json.loads(row[0])
+
+
+def card_text(conn: Connection, customer_id: str, field: str) -> str | None:
+    """A card field's current value when it is text (a name, a phone, an
+    e-mail), else None."""
+    value = card_value(conn, customer_id, field)
+    return value if isinstance(value, str) else None

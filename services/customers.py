@@ -20,7 +20,7 @@ from ledger.keystore.keyring import Keyring
 from ledger.normalise import looks_like_email, looks_like_phone
 from ledger.rights import RightsPolicy
 from projections import registry
-from projections.card import card_value
+from projections.card import card_text
 from projections.runner import catch_up_live
 from projections.search import IndexEntries, customers_matching, query_entries
 from projections.tabs import TABS, TabRequest, customer_exists, read_tab
@@ -168,7 +168,7 @@ def find_customers(
                 found.setdefault(customer_id, kind)
         ids = sorted(found)[: limit + 1]
         page = ids[:limit]
-        items = tuple(CustomerMatch(c, _name(conn, c), found[c]) for c in page)
+        items = tuple(CustomerMatch(c, card_text(conn, c, "name"), found[c]) for c in page)
     next_cursor = _encode_cursor(text, page[-1]) if len(ids) > limit else None
     return CustomerSearch(text, items, next_cursor, limit)
 
@@ -183,11 +183,6 @@ def _lookups(entries: IndexEntries, text: str) -> list[tuple[str, list[str]]]:
     if looks_like_email(text):
         return [("email", entries.of("email", text))]
     return [("name", entries.of("name", text))]
-
-
-def _name(conn: Connection, customer_id: str) -> str | None:
-    name = card_value(conn, customer_id, "name")
-    return name if isinstance(name, str) else None
 
 
 def _tag(text: str) -> int:

@@ -16,7 +16,7 @@ from ledger.input import InputItem
 from ledger.normalise import default_region, email_key, phone_key
 from ledger.rights import RightsPolicy
 from projections import registry
-from projections.card import card_value
+from projections.card import card_text
 from projections.duplicates import shared_pairs, shared_with
 from projections.tabs import customer_exists
 from services.appending import append_items, rejected_fields
@@ -97,15 +97,10 @@ def mask_email(value: str) -> str:
 
 
 def _reason(conn: Connection, customer_id: str, kind: str) -> Reason:
-    value = card_value(conn, customer_id, kind)
-    if not isinstance(value, str):
+    value = card_text(conn, customer_id, kind)
+    if value is None:
         return Reason(kind, _MASK)
     return Reason(kind, mask_phone(value) if kind == "phone" else mask_email(value))
-
-
-def _name(conn: Connection, customer_id: str) -> str | None:
-    name = card_value(conn, customer_id, "name")
-    return name if isinstance(name, str) else None
 
 
 def _current(conn: Connection) -> None:
@@ -133,7 +128,7 @@ def find_duplicates(conn: Connection, customer_id: str) -> Duplicates:
         items = tuple(
             Candidate(
                 other,
-                _name(conn, other),
+                card_text(conn, other, "name"),
                 tuple(_reason(conn, customer_id, k) for k in sorted(set(ks), key=_field_order)),
             )
             for other, ks in kinds.items()
@@ -188,7 +183,9 @@ def duplicate_groups(conn: Connection, *, limit: int = GROUPS_LIMIT) -> dict[str
                     shared[first].items(), key=lambda kv: (_field_order(kv[0][0]), kv[1])
                 )
             ]
-            customers = [{"customer_id": c, "name": _name(conn, c)} for c in members[first]]
+            customers = [
+                {"customer_id": c, "name": card_text(conn, c, "name")} for c in members[first]
+            ]
             groups.append({"customers": customers, "reasons": reasons})
     return {"groups": groups, "truncated": truncated or len(members) > limit}
 

@@ -15,7 +15,7 @@ from ledger.people import Directory
 from ledger.rights import ALLOW_ALL, RightsPolicy
 from ledger.times import BadTime, parse_user_time
 from projections import registry
-from projections.card import card_value
+from projections.card import card_text
 from projections.paging import DEFAULT_LIMIT as PAGE_LIMIT
 from projections.paging import MAX_LIMIT, Page
 from projections.sealing import revealing
@@ -207,19 +207,18 @@ def card_header(conn: Connection, customer_id: str, count_cap: int = CARD_COUNT_
         counts = tab_counts(conn, customer_id, count_cap)
         if counts["timeline"] == 0:
             require_customer(conn, customer_id)
-        card = {f: card_value(conn, customer_id, f) for f in ("name", "phone", "email")}
+        card = {f: card_text(conn, customer_id, f) for f in ("name", "phone", "email")}
         emails = answer(read_tab(conn, TabRequest(customer_id, "emails", page=Page(limit=1))))
         segments = membership_names(revealing(conn), customer_id)
         since = first_event_at(conn, customer_id)
     assert isinstance(emails, EmailsTab)
-    text = {f: v if isinstance(v, str) else None for f, v in card.items()}
     return CardHeader(
-        text["name"],
+        card["name"],
         emails.last_email,
         counts,
         count_cap,
-        phone=text["phone"],
-        email=text["email"],
+        phone=card["phone"],
+        email=card["email"],
         segments=tuple(name or segment_id for segment_id, name in segments),
         since=since,
     )
