@@ -9,7 +9,7 @@ table's claim index, and enforced by that index's uniqueness on insert.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,7 +17,15 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from ledger.events import InboundEvent, Payload, RecordedEvent
 from ledger.events.chat import ChatMessage, ChatStarted, ChatStatusChanged
-from ledger.events.customer import CustomerCreated, CustomerErased, CustomerNotDuplicate
+from ledger.events.customer import (
+    CustomerAbsorbed,
+    CustomerCreated,
+    CustomerErased,
+    CustomerMerged,
+    CustomerNotDuplicate,
+    CustomerReleased,
+    CustomerUnmerged,
+)
 from ledger.events.email import EmailSent
 from ledger.events.order import OrderCreated
 from ledger.events.segment import SegmentJoined, SegmentLeft
@@ -105,6 +113,8 @@ class CustomerSnapshot:
                 "visits": sorted(customer.visits),
                 "erased": customer.erased,
                 "not_duplicates": sorted(customer.not_duplicates),
+                "merged_into": customer.merged_into,
+                "absorbed": sorted(customer.absorbed),
             },
         )
 
@@ -123,6 +133,8 @@ class CustomerSnapshot:
             visits=set(s["visits"]),
             erased=bool(s.get("erased", False)),
             not_duplicates=set(s.get("not_duplicates", ())),
+            merged_into=s.get("merged_into"),
+            absorbed=set(s.get("absorbed", ())),
         )
 
 
@@ -169,7 +181,37 @@ _OTHER_RULES: dict[type[Payload], str] = {
         "standing, a withdrawal only of a standing mark; a user needs the right "
         "`customers.merge`"
     ),
+    CustomerMerged: (
+        "this customer not merged into another; each of `absorbed` an existing customer "
+        "other than this one, not erased, not merged into any customer and not holding "
+        "customers of its own; a user needs the right `customers.merge`"
+    ),
+    CustomerAbsorbed: (
+        "this customer not merged into any customer and not holding customers of its own; "
+        "`into` an existing customer other than this one, not merged into another; "
+        "a user needs the right `customers.merge`"
+    ),
+    CustomerUnmerged: (
+        "`released` merged into this customer; a user needs the right `customers.merge`"
+    ),
+    CustomerReleased: (
+        "this customer merged into `from_customer_id`; a user needs the right `customers.merge`"
+    ),
 }
+
+_MERGE_EVENTS = (CustomerMerged, CustomerAbsorbed, CustomerUnmerged, CustomerReleased)
+
+
+def subject_ref(data: Payload) -> tuple[str, str] | None:
+    """The existing subject an event refers to, as (kind, id): the claimed
+    subject it acts on (not one it creates), or the sms a delivery report is of."""
+    if isinstance(data, SmsDelivered | SmsFailed):
+        return ("sms", data.message_id)
+    kind = data.subject_kind
+    if kind not in _CLAIMED or data.creates_subject:
+        return None
+    subject = data.subject_id()
+    return None if subject is None else (kind, subject)
 
 
 def rules_of(payload: type[Payload]) -> list[str]:
@@ -212,17 +254,36 @@ class Customer:
     erased: bool = False
     # Customers this one is marked "not a duplicate" of (standing marks on its stream).
     not_duplicates: set[str] = field(default_factory=set)
+    # The customer this one is merged into (None: it is its own card), and the
+    # customers merged into this one: read models fold their rows into its tabs.
+    merged_into: str | None = None
+    absorbed: set[str] = field(default_factory=set)
     _pending: list[CustomerEvent] = field(default_factory=list, repr=False)
 
     @property
     def exists(self) -> bool:
         return self.version > 0 or bool(self._pending)
 
+    @property
+    def merged(self) -> bool:
+        """Whether this customer is part of a standing merge (either side)."""
+        return self.merged_into is not None or bool(self.absorbed)
+
+    def has_subject(self, kind: str, subject_id: str) -> bool:
+        """Whether this customer's own stream created the subject (an order, an
+        email, a dialogue, a task, a visit, an sms)."""
+        if kind == "sms":
+            return subject_id in self.sms
+        return subject_id in self._known(kind)
+
     def check(
-        self, event: InboundEvent, policy: RightsPolicy, other: Customer | None = None
+        self,
+        event: InboundEvent,
+        policy: RightsPolicy,
+        others: Mapping[str, Customer] | None = None,
     ) -> None:
         """Raise RuleViolation if `event` breaks a rule given this customer's state
-        (and, for a `customer.not_duplicate`, the other customer's: `other`)."""
+        (and, for the types that name other customers, theirs: `others`)."""
         data = event.data
         if isinstance(data, CustomerCreated):
             if self.exists:
@@ -265,7 +326,72 @@ class Customer:
             case TaskEdited() | TaskCompleted() | TaskReopened() | TaskDeleted():
                 self._check_task(event, data, policy)
             case CustomerNotDuplicate():
-                self._check_mark(event, data, policy, other)
+                self._check_mark(event, data, policy, (others or {}).get(data.other_customer_id))
+            case CustomerMerged():
+                self._check_merged(data, others or {})
+            case CustomerAbsorbed():
+                self._check_absorbed(data, (others or {}).get(data.into))
+            case CustomerUnmerged() if data.released not in self.absorbed:
+                raise RuleViolation(
+                    "data.released",
+                    f"customer {data.released!r} is not merged into {self.customer_id!r}",
+                    "not_merged",
+                )
+            case CustomerReleased() if self.merged_into != data.from_customer_id:
+                raise RuleViolation(
+                    "data.from_customer_id",
+                    f"customer {self.customer_id!r} is not merged into {data.from_customer_id!r}",
+                    "not_merged",
+                )
+        if isinstance(data, _MERGE_EVENTS):
+            _check_right(event, policy, "customers.merge")
+
+    def _check_merged(self, data: CustomerMerged, others: Mapping[str, Customer]) -> None:
+        if self.merged_into is not None:
+            raise RuleViolation(
+                "customer_id",
+                f"customer {self.customer_id!r} is merged into {self.merged_into!r}; "
+                f"merge into {self.merged_into!r} instead",
+                "customer_absorbed",
+            )
+        seen: set[str] = set()
+        for i, absorbed in enumerate(data.absorbed):
+            field = f"data.absorbed[{i}]"
+            if absorbed == self.customer_id:
+                raise RuleViolation(
+                    field, "a customer cannot be merged into itself", "same_customer"
+                )
+            if absorbed in seen:
+                raise RuleViolation(field, f"customer {absorbed!r} is listed twice", "listed_twice")
+            seen.add(absorbed)
+            _check_mergeable(field, absorbed, others.get(absorbed))
+        for field_name, owner in data.keep.items():
+            if owner != self.customer_id and owner not in seen:
+                raise RuleViolation(
+                    f"data.keep.{field_name}",
+                    f"customer {owner!r} is not part of this merge",
+                    "keep_outside",
+                )
+
+    def _check_absorbed(self, data: CustomerAbsorbed, into: Customer | None) -> None:
+        if data.into == self.customer_id:
+            raise RuleViolation(
+                "data.into", "a customer cannot be merged into itself", "same_customer"
+            )
+        _check_mergeable("customer_id", self.customer_id, self)
+        if into is None or not into.exists:
+            raise RuleViolation(
+                "data.into", f"customer {data.into!r} does not exist", "customer_missing"
+            )
+        if into.erased:
+            raise RuleViolation("data.into", f"customer {data.into!r} is erased", "customer_erased")
+        if into.merged_into is not None:
+            raise RuleViolation(
+                "data.into",
+                f"customer {data.into!r} is merged into {into.merged_into!r}; "
+                f"merge into {into.merged_into!r} instead",
+                "customer_absorbed",
+            )
 
     def _known(self, subject_kind: str) -> Collection[str]:
         known: dict[str, Collection[str]] = {
@@ -350,6 +476,7 @@ class Customer:
             )
 
     def apply(self, data: Payload) -> None:
+        """Change the state as the accepted event `data` says."""
         match data:
             case OrderCreated():
                 self.orders.add(data.order_id)
@@ -371,6 +498,14 @@ class Customer:
                 self.visits.add(data.visit_id)
             case CustomerErased():
                 self.erased = True
+            case CustomerMerged():
+                self.absorbed.update(data.absorbed)
+            case CustomerAbsorbed():
+                self.merged_into = data.into
+            case CustomerUnmerged():
+                self.absorbed.discard(data.released)
+            case CustomerReleased():
+                self.merged_into = None
             case CustomerNotDuplicate() if data.withdrawn:
                 self.not_duplicates.discard(data.other_customer_id)
             case CustomerNotDuplicate():
@@ -398,3 +533,34 @@ class Customer:
 
     def discard_pending(self) -> None:
         self._pending = []
+
+
+def _check_mergeable(field: str, customer_id: str, customer: Customer | None) -> None:
+    """A customer can be absorbed: it exists, is not erased, is not merged into
+    another and holds no customers of its own (merges stay one level deep, so
+    no chain or cycle can form)."""
+    if customer is None or not customer.exists:
+        raise RuleViolation(field, f"customer {customer_id!r} does not exist", "customer_missing")
+    if customer.erased:
+        raise RuleViolation(field, f"customer {customer_id!r} is erased", "customer_erased")
+    if customer.merged_into is not None:
+        raise RuleViolation(
+            field,
+            f"customer {customer_id!r} is already merged into {customer.merged_into!r}",
+            "already_absorbed",
+        )
+    if customer.absorbed:
+        held = ", ".join(sorted(customer.absorbed))
+        raise RuleViolation(
+            field,
+            f"customer {customer_id!r} holds merged customers ({held}); undo those merges "
+            "or merge them into the priority customer directly",
+            "holds_merged",
+        )
+
+
+def _check_right(event: InboundEvent, policy: RightsPolicy, right: str) -> None:
+    if event.actor.kind == "user" and not policy.allows(event.actor.id, right):
+        raise RuleViolation(
+            "actor.id", f"user {event.actor.id!r} lacks the right {right}", "right_missing"
+        )

@@ -285,6 +285,10 @@ def _call(d: Data, facts: Facts) -> str:
     return f"{words(d['direction'])} call, {d['result']}, {duration_text(d['duration_s'])}"
 
 
+def _kept(keep: dict[str, str]) -> str:
+    return ", ".join(f"{field.replace('_', ' ')} of {owner}" for field, owner in keep.items())
+
+
 def _visit(d: Data, facts: Facts) -> str:
     channel = channel_text(d["channel"])
     return f"Site visit from {d['source']} ({channel}), {duration_text(d['duration_s'])}"
@@ -300,6 +304,13 @@ _SUMMARIES: dict[str, Callable[[Data, Facts], str]] = {
         f"{'No longer marked' if d.get('withdrawn') else 'Marked'} not a duplicate of "
         f"{d['other_customer_id']} ({d['reason']})"
     ),
+    "customer.merged": lambda d, f: (
+        f"Merged with {', '.join(d['absorbed'])} ({d['reason']})"
+        + (f"; kept {_kept(d['keep'])}" if d.get("keep") else "")
+    ),
+    "customer.absorbed": lambda d, f: f"Merged into {d['into']} ({d['reason']})",
+    "customer.unmerged": lambda d, f: f"Merge with {d['released']} undone ({d['reason']})",
+    "customer.released": lambda d, f: f"Merge into {d['from_customer_id']} undone ({d['reason']})",
     "order.created": _order_created,
     "order.changed": _order_changed,
     "segment.joined": _segment("Joined"),

@@ -18,7 +18,13 @@ from ledger import lookups
 from ledger.appending.report import AppendReport, Rejection
 from ledger.application import LedgerApplication, first_line, snapshot_due
 from ledger.db import Lookup, Queries, look_up
-from ledger.domain import Customer, CustomerEvent, RuleViolation, customer_stream_id
+from ledger.domain import (
+    Customer,
+    CustomerEvent,
+    RuleViolation,
+    customer_stream_id,
+    subject_ref,
+)
 from ledger.entropy import Entropy
 from ledger.events import (
     PAYLOADS,
@@ -29,7 +35,12 @@ from ledger.events import (
     parse_inbound_json,
     parse_recorded_json,
 )
-from ledger.events.customer import CustomerErased, CustomerNotDuplicate
+from ledger.events.customer import (
+    CustomerAbsorbed,
+    CustomerErased,
+    CustomerMerged,
+    CustomerNotDuplicate,
+)
 from ledger.input import InputItem
 from ledger.keystore.table import KEY_LOOKUP
 from ledger.mapper import subject_of
@@ -159,11 +170,9 @@ class Decider:
         # Each given id as text once (UUID formatting is Python code).
         given_ids = {id(e): str(e.event_id) for e in events if e.event_id}
         question = keyring.ask(e.customer_id for e in events) if keyring else None
-        # A "not a duplicate" mark is checked against the other customer's state too.
-        others = [
-            e.data.other_customer_id for e in events if isinstance(e.data, CustomerNotDuplicate)
-        ]
-        missing = self._uncached(dict.fromkeys([*(e.customer_id for e in events), *others]))
+        # Marks and merges are checked against the other customers' states too.
+        named = [o for e in events for o in _others(e)]
+        missing = self._uncached(dict.fromkeys([*(e.customer_id for e in events), *named]))
         subjects = [
             s
             for e in events
@@ -199,6 +208,7 @@ class Decider:
         stored = self._stored_digests(lookups.states(found[0]))
         self._claims.update(lookups.owners(found[1]))
         self._load_customers(store, streams, lookups.streams(found[2]))
+        self._load_groups(store, [e.customer_id for e in events])
         now = self.entropy.now()
         out: list[CustomerEvent] = []
         touched: dict[str, Customer] = {}
@@ -210,6 +220,7 @@ class Decider:
             event = result
             given_id = given_ids.get(id(event))
             try:
+                event = self._to_owner(event)
                 if given_id is not None and self._is_duplicate(event, given_id, stored):
                     decision.duplicates += 1
                     continue
@@ -220,12 +231,8 @@ class Decider:
                 if event.customer_id in shredded and not isinstance(event.data, CustomerErased):
                     raise RuleViolation("customer_id", "customer is erased", "customer_erased")
                 subject = self._check_claim(event)
-                other = (
-                    self._customer(event.data.other_customer_id)
-                    if isinstance(event.data, CustomerNotDuplicate)
-                    else None
-                )
-                customer.check(event, self.policy, other)
+                others = {o: self._customer(o) for o in _others(event)}
+                customer.check(event, self.policy, others)
             except RuleViolation as rule:
                 decision.rejections.append(
                     Rejection(
@@ -256,6 +263,49 @@ class Decider:
                     keyring.destroy(store, e.envelope.customer_id)
         decision.touched = list(touched.values())
         return decision
+
+    def _to_owner(self, event: InboundEvent) -> InboundEvent:
+        """Rules see merged customers as one: an event about a task, order, email,
+        dialogue, visit or sms that another customer of the same merge created is
+        stored on that customer's stream (its owner), so an undo leaves the action
+        with its subject. Any other event keeps the customer it was sent under."""
+        ref = subject_ref(event.data)
+        if ref is None:
+            return event
+        customer = self._customer(event.customer_id)
+        if not customer.merged or customer.has_subject(*ref):
+            return event
+        for member in self._group(customer):
+            if member.has_subject(*ref):
+                return event.model_copy(update={"customer_id": member.customer_id})
+        return event
+
+    def _group(self, customer: Customer) -> list[Customer]:
+        """The customers of `customer`'s standing merge, the priority first."""
+        root = customer if customer.merged_into is None else self._customer(customer.merged_into)
+        return [root, *(self._customer(a) for a in sorted(root.absorbed))]
+
+    def _load_groups(self, store: Queries, customer_ids: list[str]) -> None:
+        """Load the other customers of each given customer's merge (a priority, then
+        the customers it absorbed): two rounds at most, and none for a batch whose
+        customers are merged with no one."""
+        wanted = list(dict.fromkeys(customer_ids))
+        for _ in range(2):
+            more: list[str] = []
+            for customer_id in wanted:
+                customer = self._customer(customer_id)
+                if customer.merged_into is not None:
+                    more.append(customer.merged_into)
+                more.extend(customer.absorbed)
+            missing = self._uncached(dict.fromkeys(more))
+            if missing:
+                streams = {c: customer_stream_id(c) for c in missing}
+                keys = lookups.stream_keys(store.kind, list(streams.values()))
+                found = look_up(store, [(lookups.STREAMS, keys)])
+                self._load_customers(store, streams, lookups.streams(found[0]))
+            wanted = more
+            if not wanted:
+                break
 
     def _is_duplicate(self, event: InboundEvent, event_id: str, stored: dict[str, bytes]) -> bool:
         """True for a repeat of an event already stored or earlier in this input;
@@ -342,6 +392,18 @@ class Decider:
                 reason_class="store",
             )
         )
+
+
+def _others(event: InboundEvent) -> list[str]:
+    """The customers besides its own whose state an event's rules read."""
+    data = event.data
+    if isinstance(data, CustomerNotDuplicate):
+        return [data.other_customer_id]
+    if isinstance(data, CustomerMerged):
+        return list(data.absorbed)
+    if isinstance(data, CustomerAbsorbed):
+        return [data.into]
+    return []
 
 
 def _digest(event: InboundEvent | RecordedEvent) -> bytes:

@@ -18,10 +18,14 @@ from ledger.events.call import CallLogged
 from ledger.events.chat import ChatMessage, ChatStarted, ChatStatusChanged
 from ledger.events.common import Payload
 from ledger.events.customer import (
+    CustomerAbsorbed,
     CustomerCardChanged,
     CustomerCreated,
     CustomerErased,
+    CustomerMerged,
     CustomerNotDuplicate,
+    CustomerReleased,
+    CustomerUnmerged,
 )
 from ledger.events.email import (
     EmailBounced,
@@ -51,6 +55,10 @@ PAYLOAD_CLASSES: tuple[type[Payload], ...] = (
     CustomerCardChanged,
     CustomerErased,
     CustomerNotDuplicate,
+    CustomerMerged,
+    CustomerAbsorbed,
+    CustomerUnmerged,
+    CustomerReleased,
     OrderCreated,
     OrderChanged,
     SegmentJoined,

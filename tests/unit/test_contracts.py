@@ -31,8 +31,9 @@ def test_catalogue_has_every_spec_type() -> None:
         for t in line.split("|")[1].replace("`", "").replace(" ", "").split("/")
         if "." in t
     }
-    assert len(EVENT_TYPES) == 28  # the spec's 26, customer.erased (docs/privacy.md) and
-    # customer.not_duplicate (docs/duplicates in docs/cli.md)
+    # the spec's 26, customer.erased (docs/privacy.md), customer.not_duplicate and the
+    # merge's four: customer.merged, .absorbed, .unmerged, .released (docs/merging.md)
+    assert len(EVENT_TYPES) == 32
     assert in_spec == set(EVENT_TYPES)
 
 

@@ -43,6 +43,30 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
         "Personal data erased (GDPR art. 17 request), asked by dpo@example.com",
     ),
     (
+        "customer.merged",
+        {"absorbed": ["c-2"], "reason": "same person", "keep": {"phone": "c-2"}},
+        {},
+        "Merged with c-2 (same person); kept phone of c-2",
+    ),
+    (
+        "customer.absorbed",
+        {"into": "c-1", "reason": "same person"},
+        {},
+        "Merged into c-1 (same person)",
+    ),
+    (
+        "customer.unmerged",
+        {"released": "c-2", "reason": "two people"},
+        {},
+        "Merge with c-2 undone (two people)",
+    ),
+    (
+        "customer.released",
+        {"from_customer_id": "c-1", "reason": "two people"},
+        {},
+        "Merge into c-1 undone (two people)",
+    ),
+    (
         "customer.not_duplicate",
         {"other_customer_id": "c-2", "reason": "her mother"},
         {},
