@@ -24,6 +24,7 @@ SESSION_SECRET_ENV = "LEDGER_SESSION_SECRET"
 DEFAULT_REGION_ENV = "LEDGER_DEFAULT_REGION"
 PEOPLE_FILE_ENV = "LEDGER_PEOPLE_FILE"
 PAGE_USER_ENV = "LEDGER_PAGE_USER"
+UNDO_WINDOW_ENV = "LEDGER_UNDO_WINDOW"
 KAFKA_ENV_PREFIX = "LEDGER_KAFKA_"
 
 # name -> what it sets (docs/operations.md has a row for each)
@@ -44,4 +45,5 @@ ENVIRONMENT: dict[str, str] = {
     DEFAULT_REGION_ENV: "the country of phone numbers without a country code (default DE)",
     PEOPLE_FILE_ENV: "the people directory: users' names by id (CSV or TOML)",
     PAGE_USER_ENV: "who acts from the card page when the server runs open (default `local`)",
+    UNDO_WINDOW_ENV: "how long a merge can be undone, e.g. 30d or 12h (default: always)",
 }

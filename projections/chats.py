@@ -11,6 +11,7 @@ from ledger.db import Connection
 from ledger.keystore.ciphers import Ciphers
 from projections.base import Envelope, Projection, Tables, Writer
 from projections.history import actor_json
+from projections.merges import members, widen
 from projections.paging import FIRST_PAGE, Page, PagedQuery
 from projections.sealing import Sealer
 from projections.tables import Index, TableSpec
@@ -153,6 +154,7 @@ MESSAGES_PAGED = PagedQuery(
     f"FROM {CHAT_MESSAGES.name} WHERE dialog_id = ?",
     ("sent_us", "position"),
     ascending=True,
+    per_customer=False,
 )
 
 
@@ -162,9 +164,11 @@ def dialogue(
     """The customer's dialogue (channel, status, start, message count, the producer's
     url) and one page of its messages in the order they were sent; None when the
     customer has no such dialogue."""
+    group = members(conn, customer_id)
     found = conn.fetchone(
-        f"SELECT started_at, status, message_count, channel, url {ROWS} AND dialog_id = ?",
-        (customer_id, dialog_id),
+        "SELECT started_at, status, message_count, channel, url "
+        f"{widen(ROWS, len(group))} AND dialog_id = ?",
+        (*group, dialog_id),
     )
     if found is None:
         return None

@@ -123,3 +123,15 @@ def standing_mark(conn: Connection, customer_id: str, other_customer_id: str) ->
         (customer_id, other_customer_id, other_customer_id, customer_id),
     )
     return None if row is None else str(row[0])
+
+
+def shared_contacts(conn: Connection, customer_id: str, other_customer_id: str) -> list[str]:
+    """The kinds (phone, email) of the blind indexes two customers share."""
+    table = SEARCH_INDEX.name
+    rows = conn.fetchall(
+        f"SELECT DISTINCT a.kind FROM {table} a JOIN {table} b ON b.hmac = a.hmac "
+        "WHERE a.customer_id = ? AND b.customer_id = ? AND a.kind IN ('phone', 'email') "
+        "ORDER BY a.kind",
+        (customer_id, other_customer_id),
+    )
+    return [str(r[0]) for r in rows]

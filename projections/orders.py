@@ -12,6 +12,7 @@ from ledger.db import Connection
 from ledger.keystore.ciphers import Ciphers
 from projections.base import Envelope, Projection, Tables, Writer
 from projections.history import HISTORY_KEY, actor_json, change_rows, history_table
+from projections.merges import members, widen
 from projections.paging import FIRST_PAGE, Page, PagedQuery
 from projections.sealing import Sealer
 from projections.tables import Index, TableSpec
@@ -153,6 +154,7 @@ HISTORY_PAGED = PagedQuery(
     f"FROM {ORDER_HISTORY.name} WHERE order_id = ?",
     HISTORY_KEY,
     ascending_last=True,
+    per_customer=False,
 )
 
 
@@ -161,7 +163,10 @@ def order_history(
 ) -> dict[str, Any] | None:
     """The customer's order as it is now and one page of its changes, newest first;
     None when the customer has no such order."""
-    found = conn.fetchone(f"SELECT {_COLUMNS} {ROWS} AND order_id = ?", (customer_id, order_id))
+    group = members(conn, customer_id)
+    found = conn.fetchone(
+        f"SELECT {_COLUMNS} {widen(ROWS, len(group))} AND order_id = ?", (*group, order_id)
+    )
     if found is None:
         return None
     rows, next_cursor = HISTORY_PAGED.fetch(conn, order_id, page)

@@ -96,34 +96,44 @@ class PagedQuery:
     key: tuple[str, ...]
     ascending_last: bool = False
     ascending: bool = False
+    # The `?` of `rows` is a customer (not a dialogue or an order): a priority
+    # customer's page folds in the rows of the customers merged into it.
+    per_customer: bool = True
 
-    def sql(self, customer_id: str, page: Page) -> tuple[str, list[object]]:
+    def sql(
+        self, customer_id: str, page: Page, members: Sequence[str] = ()
+    ) -> tuple[str, list[object]]:
         """The statement for `page` (one row more than the limit: is there a next page?)
-        and its parameters; every key column must lead the select list."""
-        params: list[object] = [customer_id]
-        where = ""
+        and its parameters; every key column must lead the select list. With
+        `members` (the customers whose rows the page shows), one limited range
+        scan each, merged by key."""
+        where, after_params = "", list[object]()
         if page.cursor is not None:
             after = decode_cursor(self.tab, customer_id, page.cursor, len(self.key))
             if self.ascending:
                 columns, marks = ", ".join(self.key), ", ".join("?" * len(self.key))
-                where, more = f" AND ({columns}) > ({marks})", list[object](after)
+                where, after_params = f" AND ({columns}) > ({marks})", list[object](after)
             else:
-                where, more = _below(self.key, after, self.ascending_last)
-            params.extend(more)
+                where, after_params = _below(self.key, after, self.ascending_last)
         order = ", ".join(f"{c} DESC" for c in self.key)
         if self.ascending:
             order = ", ".join(self.key)
         elif self.ascending_last:
             order = order.rsplit(" DESC", 1)[0]
-        params.append(page.limit + 1)
-        return f"SELECT {self.select} {self.rows}{where} ORDER BY {order} LIMIT ?", params
+        one = f"SELECT {self.select} {self.rows}{where} ORDER BY {order} LIMIT ?"
+        if len(members) <= 1:
+            return one, [customer_id, *after_params, page.limit + 1]
+        return union_pages(one, order, [[m, *after_params] for m in members], page.limit + 1)
 
     def fetch(
         self, conn: Connection, customer_id: str, page: Page
     ) -> tuple[list[Sequence[Any]], str | None]:
         """The page's rows without their key columns, and the cursor of the next
         page (None on the last one)."""
-        sql, params = self.sql(customer_id, page)
+        from projections.merges import members
+
+        group = members(conn, customer_id) if self.per_customer else ()
+        sql, params = self.sql(customer_id, page, group)
         rows = conn.fetchall(sql, params)
         width = len(self.key)
         cursor = None
@@ -131,6 +141,22 @@ class PagedQuery:
             rows = rows[: page.limit]
             cursor = encode_cursor(self.tab, customer_id, tuple(int(v) for v in rows[-1][:width]))
         return [r[width:] for r in rows], cursor
+
+
+def union_pages(
+    one: str, order: str, params: Sequence[Sequence[object]], limit: int
+) -> tuple[str, list[object]]:
+    """The page of several customers' rows: `one` (a keyset statement ending in
+    `ORDER BY order LIMIT ?`) once per customer, each an index range scan of at
+    most `limit` rows, merged by the same order. `params` are each customer's,
+    before the limit."""
+    outer = ", ".join(part.split(".")[-1] for part in order.split(", "))
+    parts = [f"SELECT * FROM ({one}) AS m{i}" for i in range(len(params))]
+    values: list[object] = []
+    for p in params:
+        values.extend([*p, limit])
+    values.append(limit)
+    return f"{' UNION ALL '.join(parts)} ORDER BY {outer} LIMIT ?", values
 
 
 def _below(

@@ -9,6 +9,7 @@ from projections.card import CardProjection
 from projections.chats import ChatsProjection
 from projections.duplicates import DuplicatesProjection
 from projections.emails import EmailsProjection
+from projections.merges import MergesProjection
 from projections.orders import OrdersProjection
 from projections.people import PeopleProjection
 from projections.search import SearchProjection
@@ -28,6 +29,7 @@ PROJECTIONS: tuple[Projection, ...] = (
     CardProjection(),
     SearchProjection(),
     DuplicatesProjection(),
+    MergesProjection(),
     PeopleProjection(),
 )
 NAMES: tuple[str, ...] = tuple(p.name for p in PROJECTIONS)

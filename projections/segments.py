@@ -10,6 +10,7 @@ from ledger.db import Connection
 from ledger.keystore.ciphers import Ciphers
 from projections.base import Envelope, Projection, Tables, Writer
 from projections.history import actor_json
+from projections.merges import members
 from projections.paging import FIRST_PAGE, Page, PagedQuery
 from projections.tables import Index, TableSpec
 from projections.writing import AppendWriter
@@ -114,14 +115,7 @@ def segments_tab(conn: Connection, customer_id: str, page: Page = FIRST_PAGE) ->
     # Each membership with the name its latest join or leave gave the segment.
     member_of = [
         {"segment_id": segment_id, "segment_name": segment_name}
-        for segment_id, segment_name in conn.fetchall(
-            f"SELECT m.segment_id, (SELECT h.segment_name FROM {SEGMENT_HISTORY.name} h "
-            "WHERE h.customer_id = m.customer_id AND h.segment_id = m.segment_id "
-            "AND h.segment_name IS NOT NULL ORDER BY h.occurred_us DESC, h.position DESC "
-            f"LIMIT 1) FROM {SEGMENT_MEMBERS.name} m WHERE m.customer_id = ? "
-            "ORDER BY m.segment_id",
-            (customer_id,),
-        )
+        for segment_id, segment_name in membership_names(conn, customer_id)
     ]
     memberships = [m["segment_id"] for m in member_of]
     return {
@@ -138,11 +132,16 @@ def segments_tab(conn: Connection, customer_id: str, page: Page = FIRST_PAGE) ->
 def membership_names(conn: Connection, customer_id: str) -> list[tuple[str, str | None]]:
     """Each segment the customer belongs to now, with the name its latest join or
     leave gave it (None when no event named it), ordered by id."""
+    group = members(conn, customer_id)
+    marks = ", ".join("?" * len(group))
+    # A priority customer is in every segment one of its merged customers is in,
+    # under the name the newest join or leave of any of them gave it.
     rows = conn.fetchall(
         f"SELECT m.segment_id, (SELECT h.segment_name FROM {SEGMENT_HISTORY.name} h "
-        "WHERE h.customer_id = m.customer_id AND h.segment_id = m.segment_id "
+        f"WHERE h.customer_id IN ({marks}) AND h.segment_id = m.segment_id "
         "AND h.segment_name IS NOT NULL ORDER BY h.occurred_us DESC, h.position DESC LIMIT 1) "
-        f"FROM {SEGMENT_MEMBERS.name} m WHERE m.customer_id = ? ORDER BY m.segment_id",
-        (customer_id,),
+        f"FROM (SELECT DISTINCT segment_id FROM {SEGMENT_MEMBERS.name} "
+        f"WHERE customer_id IN ({marks})) m ORDER BY m.segment_id",
+        (*group, *group),
     )
     return [(segment_id, name) for segment_id, name in rows]

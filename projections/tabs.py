@@ -15,6 +15,7 @@ from projections.card import card_tab
 from projections.chats import chats_tab
 from projections.emails import emails_tab
 from projections.history import HISTORY_KEY
+from projections.merges import members, widen
 from projections.orders import orders_tab
 from projections.paging import Page, decode_cursor
 from projections.registry import TAB_NAMES
@@ -115,13 +116,15 @@ def tab_counts(conn: Connection, customer_id: str, cap: int | None = None) -> di
     event). With `cap`, counting stops past it: a count of cap + 1 means "more
     than cap", and a customer with 100,000 events costs what one with `cap` does.
     One statement for all tabs: one round trip, not eight (the card page's header)."""
+    group = members(conn, customer_id)
     counts = []
     for tab in TABS:
+        rows = widen(_ROWS[tab], len(group))
         if cap is None:
-            counts.append(f"(SELECT COUNT(*) {_ROWS[tab]})")
+            counts.append(f"(SELECT COUNT(*) {rows})")
         else:
             limit = int(cap) + 1
-            counts.append(f"(SELECT COUNT(*) FROM (SELECT 1 {_ROWS[tab]} LIMIT {limit}) AS {tab})")
-    row = conn.fetchone(f"SELECT {', '.join(counts)}", (customer_id,) * len(TABS))
+            counts.append(f"(SELECT COUNT(*) FROM (SELECT 1 {rows} LIMIT {limit}) AS {tab})")
+    row = conn.fetchone(f"SELECT {', '.join(counts)}", group * len(TABS))
     assert row is not None  # one row, always
     return {tab: int(count) for tab, count in zip(TABS, row, strict=True)}

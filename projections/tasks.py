@@ -12,6 +12,7 @@ from ledger.keystore.ciphers import Ciphers
 from ledger.rights import RightsPolicy
 from projections.base import Envelope, Projection, Tables, Writer
 from projections.clock import iso
+from projections.merges import members, widen
 from projections.paging import FIRST_PAGE, Page, PagedQuery
 from projections.sealing import Sealer
 from projections.tables import Index, TableSpec
@@ -176,7 +177,10 @@ def task_item(
 ) -> dict[str, Any] | None:
     """One task as the tasks tab lists it, whichever page it is on; None if the
     customer has no such task (or it was deleted)."""
-    row = conn.fetchone(f"SELECT {_COLUMNS} {ROWS} AND task_id = ?", (customer_id, task_id))
+    group = members(conn, customer_id)
+    row = conn.fetchone(
+        f"SELECT {_COLUMNS} {widen(ROWS, len(group))} AND task_id = ?", (*group, task_id)
+    )
     return None if row is None else _item(row, viewer, policy)
 
 

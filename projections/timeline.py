@@ -23,7 +23,8 @@ from ledger.reading import states_at
 from ledger.summaries import FACTS, learn, summarize
 from projections.base import Envelope, EveryEventType, Projection, Tables, Writer
 from projections.clock import iso, micros
-from projections.paging import MAX_LIMIT, decode_cursor, encode_cursor
+from projections.merges import members, widen
+from projections.paging import MAX_LIMIT, decode_cursor, encode_cursor, union_pages
 from projections.sealing import Sealer, reveal_cell
 from projections.tables import Index, TableSpec
 from projections.writing import AppendWriter, EntityWriter
@@ -144,9 +145,7 @@ class _TimelineWriter(AppendWriter):
             return
         self._facts[key] = after
         text = json.dumps(after, ensure_ascii=False, separators=(",", ":"))
-        cell = (
-            self._sealer.json_text(e.customer_id, text) if self._personal(key) else text
-        )
+        cell = self._sealer.json_text(e.customer_id, text) if self._personal(key) else text
         row = self._subjects.get(key)
         if row is None:
             self._subjects.born({"subject_key": key, "customer_id": e.customer_id, "facts": cell})
@@ -203,10 +202,10 @@ def timeline_tab(conn: Connection, customer_id: str, query: TimelineQuery) -> di
     """One page of the customer's timeline, newest first, each item with its stored
     event's id, actor and data."""
     sql = (
-        "SELECT t.position, t.occurred_us, t.kind, t.type, t.summary "
+        "SELECT t.occurred_us, t.position, t.kind, t.type, t.summary "
         f"FROM {TIMELINE.name} t WHERE t.customer_id = ?"
     )
-    params: list[Any] = [customer_id]
+    params: list[Any] = []
     if query.kinds:
         sql += f" AND t.kind IN ({', '.join('?' * len(query.kinds))})"
         params.extend(query.kinds)
@@ -219,18 +218,23 @@ def timeline_tab(conn: Connection, customer_id: str, query: TimelineQuery) -> di
     if query.cursor is not None:
         sql += " AND (t.occurred_us, t.position) < (?, ?)"
         params.extend(decode_cursor("timeline", customer_id, query.cursor, 2))
-    sql += " ORDER BY t.occurred_us DESC, t.position DESC LIMIT ?"
-    params.append(query.limit + 1)
+    order = "t.occurred_us DESC, t.position DESC"
+    sql += f" ORDER BY {order} LIMIT ?"
+    group = members(conn, customer_id)
+    if len(group) > 1:
+        sql, params = union_pages(sql, order, [[m, *params] for m in group], query.limit + 1)
+    else:
+        params = [customer_id, *params, query.limit + 1]
     rows = conn.fetchall(sql, params)
     more = len(rows) > query.limit
     rows = rows[: query.limit]
-    states = states_at(conn, [r[0] for r in rows])
+    states = states_at(conn, [r[1] for r in rows])
     items = [
         _item(position, kind, event_type, summary, states[position])
-        for position, _, kind, event_type, summary in rows
+        for _, position, kind, event_type, summary in rows
     ]
     next_cursor = (
-        encode_cursor("timeline", customer_id, (rows[-1][1], rows[-1][0])) if more else None
+        encode_cursor("timeline", customer_id, (rows[-1][0], rows[-1][1])) if more else None
     )
     return {
         "customer_id": customer_id,
@@ -242,8 +246,10 @@ def timeline_tab(conn: Connection, customer_id: str, query: TimelineQuery) -> di
 
 def first_event_at(conn: Connection, customer_id: str) -> str | None:
     """When the customer's oldest event happened (UTC, RFC 3339), or None without events."""
+    group = members(conn, customer_id)
     row = conn.fetchone(
-        f"SELECT occurred_us {ROWS} ORDER BY occurred_us, position LIMIT 1", (customer_id,)
+        f"SELECT occurred_us {widen(ROWS, len(group))} ORDER BY occurred_us, position LIMIT 1",
+        group,
     )
     if row is None:
         return None

@@ -21,6 +21,7 @@ from ledger.normalise import looks_like_email, looks_like_phone
 from ledger.rights import RightsPolicy
 from projections import registry
 from projections.card import card_text
+from projections.merges import merged_into
 from projections.runner import catch_up_live
 from projections.search import IndexEntries, customers_matching, query_entries
 from projections.tabs import TABS, TabRequest, customer_exists, read_tab
@@ -47,21 +48,34 @@ def erase_customer(
     requested_by: str,
 ) -> Erasure:
     """Append customer.erased; its key is destroyed in the same transaction
-    (ledger.appending), so from the commit on every reader shows it erased."""
+    (ledger.appending), so from the commit on every reader shows it erased. A
+    customer of a standing merge is one person with its merge: the priority
+    customer and every customer merged into it are erased together."""
     with service_errors():
         customer = app.customer(customer_id)
         if not customer.exists:
             raise ServiceError(Category.NOT_FOUND, f"customer {customer_id!r} does not exist")
-        if customer.erased:
+        root = customer if customer.merged_into is None else app.customer(customer.merged_into)
+        group = [root, *(app.customer(c) for c in sorted(root.absorbed))]
+        if all(c.erased for c in group):
             return Erasure(customer_id, False, None)
-        event = {
-            "type": "customer.erased",
-            "customer_id": customer_id,
-            "occurred_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-            "actor": {"kind": "user", "id": requested_by},
-            "data": {"reason": reason, "requested_by": requested_by},
-        }
-        report = append_items(app, policy, [InputItem(1, json.dumps(event))])
+        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        items = [
+            InputItem(
+                i + 1,
+                json.dumps(
+                    {
+                        "type": "customer.erased",
+                        "customer_id": c.customer_id,
+                        "occurred_at": now,
+                        "actor": {"kind": "user", "id": requested_by},
+                        "data": {"reason": reason, "requested_by": requested_by},
+                    }
+                ),
+            )
+            for i, c in enumerate(c for c in group if not c.erased)
+        ]
+        report = append_items(app, policy, items)
         if not report.ok:
             raise ServiceError(Category.REJECTED, str(report.rejected[0]))
         # SQLite: the key's old page leaves the WAL too.
@@ -158,14 +172,20 @@ def find_customers(
         return CustomerSearch(text, (), None, limit)
     with service_errors():
         catch_up(conn, [registry.get("timeline"), registry.get("card"), registry.get("search")])
-        found: dict[str, str] = {}
-        if _SEARCHABLE_ID.fullmatch(text) and (after is None or text > after):
-            if customer_exists(conn, text):
-                found[text] = "id"
+        hits: dict[str, str] = {}
+        if _SEARCHABLE_ID.fullmatch(text) and customer_exists(conn, text):
+            hits[text] = "id"
         entries = query_entries(conn)
         for kind, hmacs in _lookups(entries, text):
             for customer_id in customers_matching(conn, hmacs, after, limit + 1):
-                found.setdefault(customer_id, kind)
+                hits.setdefault(customer_id, kind)
+        # A customer merged into another is found as the one it is merged into
+        # (listed once, on the page its own id falls on).
+        found: dict[str, str] = {}
+        for customer_id, kind in hits.items():
+            shown = merged_into(conn, customer_id) or customer_id
+            if after is None or shown > after:
+                found.setdefault(shown, kind)
         ids = sorted(found)[: limit + 1]
         page = ids[:limit]
         items = tuple(CustomerMatch(c, card_text(conn, c, "name"), found[c]) for c in page)

@@ -18,6 +18,7 @@ from ledger.rights import RightsPolicy
 from projections import registry
 from projections.card import card_text
 from projections.duplicates import shared_pairs, shared_with
+from projections.merges import members, merged_into
 from projections.tabs import customer_exists
 from services.appending import append_items, rejected_fields
 from services.errors import Category, ServiceError, service_errors
@@ -123,7 +124,7 @@ def find_duplicates(conn: Connection, customer_id: str) -> Duplicates:
                 code="customer_missing",
             )
         kinds: dict[str, list[str]] = {}
-        for other, kind, _ in shared_with(conn, customer_id):
+        for other, kind in _shared(conn, customer_id):
             kinds.setdefault(other, []).append(kind)
         items = tuple(
             Candidate(
@@ -140,7 +141,21 @@ def duplicate_count(conn: Connection, customer_id: str) -> int:
     """How many possible duplicates the customer has (the card's notice)."""
     with service_errors():
         _current(conn)
-        return len({other for other, _, _ in shared_with(conn, customer_id)})
+        return len({other for other, _ in _shared(conn, customer_id)})
+
+
+def _shared(conn: Connection, customer_id: str) -> list[tuple[str, str]]:
+    """(other customer, kind) for each phone or e-mail the customer's card (with
+    the cards merged into it) shares with another customer, that customer shown
+    as the one it is merged into, if any; customers of the same merge are one."""
+    group = members(conn, customer_id)
+    found: list[tuple[str, str]] = []
+    for member in group:
+        for other, kind, _ in shared_with(conn, member):
+            shown = merged_into(conn, other) or other
+            if shown not in group and (shown, kind) not in found:
+                found.append((shown, kind))
+    return sorted(found)
 
 
 def _field_order(kind: str) -> int:
@@ -165,7 +180,14 @@ def duplicate_groups(conn: Connection, *, limit: int = GROUPS_LIMIT) -> dict[str
                 c = parent[c]
             return c
 
-        for a, b, _, _ in pairs[:MAX_PAIRS]:
+        # Customers of one merge are one customer: its priority.
+        into = {c: merged_into(conn, c) or c for p in pairs[:MAX_PAIRS] for c in p[:2]}
+        pairs = [
+            (into[a], into[b], kind, hmac)
+            for a, b, kind, hmac in pairs[:MAX_PAIRS]
+            if into[a] != into[b]
+        ]
+        for a, b, _, _ in pairs:
             ra, rb = root(a), root(b)
             if ra != rb:
                 parent[max(ra, rb)] = min(ra, rb)
@@ -173,7 +195,7 @@ def duplicate_groups(conn: Connection, *, limit: int = GROUPS_LIMIT) -> dict[str
         for c in sorted(parent):
             members.setdefault(root(c), []).append(c)
         shared: dict[str, dict[tuple[str, str], str]] = {}
-        for a, _, kind, hmac in pairs[:MAX_PAIRS]:
+        for a, _, kind, hmac in pairs:
             shared.setdefault(root(a), {}).setdefault((kind, hmac), a)
         groups = []
         for first in sorted(members)[:limit]:

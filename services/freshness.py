@@ -18,7 +18,15 @@ def catch_up(conn: Connection, projections: Sequence[Projection]) -> None:
     queries, so only a read that has events to apply imports the runner (and,
     with it, psycopg and the event contracts' validators). Anything unusual (no
     tracking row, another layout version, a stopped projection) is the runner's
-    to report or handle."""
+    to report or handle.
+
+    The merges read model comes along always: every read of a customer's rows
+    folds in those of the customers merged into it (projections.merges)."""
+    from projections import registry
+
+    merges = registry.get("merges")
+    if merges not in projections:
+        projections = [*projections, merges]
     found = tracking.read(conn, [p.name for p in projections])
     head = head_position(conn)
     current = all(

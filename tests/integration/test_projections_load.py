@@ -53,6 +53,27 @@ def _varied_history(app: LedgerApplication) -> int:
         ],
     )
     erase_customer(app, ALLOW_ALL, "c3", "asked to", "dpo")
+    # Merges: one standing (with a kept card value), one undone.
+    append(
+        app,
+        [
+            event(
+                "customer.merged",
+                "c5",
+                {
+                    "absorbed": ["c6"],
+                    "reason": "one",
+                    "keep": {"name": "c6"},
+                    "card": {"name": "Kept Name"},
+                },
+            ),
+            event("customer.absorbed", "c6", {"into": "c5", "reason": "one"}),
+            event("customer.merged", "c7", {"absorbed": ["c4"], "reason": "one"}),
+            event("customer.absorbed", "c4", {"into": "c7", "reason": "one"}),
+            event("customer.unmerged", "c7", {"released": "c4", "reason": "two"}),
+            event("customer.released", "c4", {"from_customer_id": "c7", "reason": "two"}),
+        ],
+    )
     append(app, history(customers=4, per_customer=30, seed=42, prefix="late"))
     with Connection(app.url) as conn:
         ensure_schema(conn)
