@@ -170,9 +170,12 @@ def rotate_master_command(new_key: Path) -> None:
 
 def _add_duplicates() -> None:
     from cli.duplicates import duplicates, not_duplicates
+    from cli.merging import merge, unmerge
 
     customers.add_command(duplicates)
     customers.add_command(not_duplicates)
+    customers.add_command(merge)
+    customers.add_command(unmerge)
 
 
 _add_duplicates()

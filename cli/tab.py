@@ -15,6 +15,7 @@ from ledger.printable import printable
 from ledger.rights import ALLOW_ALL
 from ledger.summaries import channel_text, duration_text, field_label, words
 from services.bootstrap import prepare_store
+from services.merging import resolve
 from services.tabs import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -154,25 +155,34 @@ def tab(
 
     TAB is one of: timeline, tasks, visits, segments, chats, emails, orders,
     card. The read model is brought up to date with every event stored so far
-    before answering, so what `ledger append` stored is always shown. An
-    unknown customer has an empty tab.
+    before answering, so what `ledger append` stored is always shown. A
+    customer merged into another shows that customer's tab (a note on stderr
+    says so).
     """
     ctx = cli_context()
-    request = tab_request(
-        customer_id,
-        tab_name,
-        kinds=kinds,
-        since=since,
-        until=until,
-        limit=limit,
-        cursor=cursor,
-        viewer=viewer,
-        policy=ctx.policy() if viewer is not None else ALLOW_ALL,
-        names={p: f"--{p}" for p in TAB_PARAMETERS},
-        people=ctx.people(),
-    )
     with ctx.connect() as conn:
         prepare_store(conn)
+        into = resolve(conn, customer_id)
+        if into is not None:
+            # A merged-away customer's tabs are its priority customer's.
+            click.echo(
+                printable(f"customer {customer_id} is merged into {into}: showing {into}"),
+                err=True,
+            )
+            customer_id = into
+        request = tab_request(
+            customer_id,
+            tab_name,
+            kinds=kinds,
+            since=since,
+            until=until,
+            limit=limit,
+            cursor=cursor,
+            viewer=viewer,
+            policy=ctx.policy() if viewer is not None else ALLOW_ALL,
+            names={p: f"--{p}" for p in TAB_PARAMETERS},
+            people=ctx.people(),
+        )
         answer = tab_rows(conn, request)
     if output_format == "json":
         emit_json(answer)
