@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from ledger.db import Connection
 from ledger.environment import UNDO_WINDOW_ENV
 from ledger.input import InputItem
+from ledger.normalise import default_region, email_key, phone_key
 from ledger.rights import RightsPolicy
 from projections import registry
 from projections.card import card_text, card_values
@@ -201,9 +202,10 @@ def _card(
     owners: dict[str, str] = {}
     for name in fields:
         values = {c: cards[c].get(name) for c in everyone if cards[c].get(name) is not None}
-        distinct = {json.dumps(v, sort_keys=True) for v in values.values()}
+        distinct = {_same_as(name, v) for v in values.values()}
         if len(distinct) <= 1:
-            card[name] = next(iter(values.values()), None)
+            # The priority's notation of a phone or e-mail all of them share.
+            card[name] = values.get(request.customer_id, next(iter(values.values()), None))
             continue
         conflicts.append(Conflict(name, values))
         owner = request.keep.get(name, request.customer_id)
@@ -212,6 +214,16 @@ def _card(
         card[name] = kept[name] = values[owner]
         owners[name] = owner
     return card, tuple(conflicts), kept, owners
+
+
+def _same_as(field_name: str, value: Any) -> str:
+    """What two card values are compared by: a phone in any notation and an
+    e-mail in any case are the same value (ledger.normalise, as the search)."""
+    if isinstance(value, str) and field_name == "phone":
+        return phone_key(value, default_region())
+    if isinstance(value, str) and field_name == "email":
+        return email_key(value)
+    return json.dumps(value, sort_keys=True)
 
 
 def _confirmation(conn: Connection, request: MergeRequest) -> str | None:

@@ -35,6 +35,7 @@ from services.merging import (
     unmerge_customers,
 )
 from services.tabs import TABS, card_header, tab_request, tab_rows
+from tests.cli_runner import ledger_cli
 from tests.factories import append_ok, event
 
 P, A = "cust-1001", "cust-1002"  # Anna Petrova, Ben Okafor: no shared phone or e-mail
@@ -371,3 +372,56 @@ def test_undo_window(app: LedgerApplication, monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(ServiceError) as again:
         unmerge(app, "c-2", "c-1")
     assert again.value.code == "not_merged"
+
+
+def test_cli_merge_preview_merge_tab_redirect_audit_and_unmerge(
+    app: LedgerApplication, store_url: str
+) -> None:
+    _cards(
+        app,
+        {
+            "c-1": {"name": "Anna Petrova", "phone": "+49 30 1234567"},
+            "c-2": {"name": "Anna P.", "phone": "030 1234567"},
+        },
+    )
+    append_ok(app, [event("note.added", "c-2", {"note_id": "n-2", "text": "From the shop"})])
+    url = store_url
+    preview = ledger_cli("customers", "merge", "c-1", "c-2", "--as", "u-7", "--dry-run", db=url)
+    assert preview.returncode == 0, preview.stderr
+    assert preview.stdout.startswith("preview: merge c-2 into c-1\n")
+    assert "differs: name (c-1: Anna Petrova; c-2: Anna P.); keeps Anna Petrova" in preview.stdout
+    unreasoned = ledger_cli("customers", "merge", "c-1", "c-2", "--as", "u-7", db=url)
+    assert unreasoned.returncode != 0 and "give a reason" in unreasoned.stderr
+    done = ledger_cli(
+        "customers", "merge", "c-1", "c-2", "--as", "u-7", "--reason", "same phone",
+        "--keep", "name=c-2", "--format", "json", db=url,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["applied"] is True and answer["card"]["name"] == "Anna P."
+    assert answer["conflicts"] == [
+        {"field": "name", "values": {"c-1": "Anna Petrova", "c-2": "Anna P."}}
+    ]
+    shown = ledger_cli("tab", "c-2", "timeline", "--format", "json", db=url)
+    assert shown.returncode == 0
+    assert shown.stderr == "customer c-2 is merged into c-1: showing c-1\n"
+    timeline = json.loads(shown.stdout)
+    assert timeline["customer_id"] == "c-1"
+    assert "note.added" in [i["type"] for i in timeline["items"]]
+    again = ledger_cli(
+        "customers", "merge", "c-2", "c-1", "--as", "u-7", "--reason", "x", "--confirm", db=url
+    )
+    assert again.returncode == 1
+    assert again.stderr.strip().count("\n") == 0  # one line
+    for customer, kind in (("c-1", "customer.merged"), ("c-2", "customer.absorbed")):
+        history = ledger_cli("audit", "history", "--customer", customer, "--format", "json", db=url)
+        found = [json.loads(line) for line in history.stdout.splitlines() if kind in line]
+        assert len(found) == 1
+        assert found[0]["actor"]["id"] == "u-7" and found[0]["data"]["reason"] == "same phone"
+    undone = ledger_cli(
+        "customers", "unmerge", "c-1", "c-2", "--as", "u-7", "--reason", "two people", db=url
+    )
+    assert undone.returncode == 0, undone.stderr
+    assert undone.stdout == "c-2 is no longer merged into c-1\n"
+    own = ledger_cli("tab", "c-2", "timeline", "--format", "json", db=url)
+    assert own.stderr == "" and json.loads(own.stdout)["customer_id"] == "c-2"
