@@ -21,7 +21,7 @@ from ledger.normalise import looks_like_email, looks_like_phone
 from ledger.rights import RightsPolicy
 from projections import registry
 from projections.card import card_text
-from projections.merges import merged_into
+from projections.merges import members, merged_into
 from projections.runner import catch_up_live
 from projections.search import IndexEntries, customers_matching, query_entries
 from projections.tabs import TABS, TabRequest, customer_exists, read_tab
@@ -85,12 +85,19 @@ def erase_customer(
 
 def export_customer(conn: Connection, customer_id: str) -> dict[str, Any]:
     """An access request's answer: every event of the customer with personal
-    values decrypted, and the current state of every tab."""
+    values decrypted, and the current state of every tab. A priority customer's
+    answer holds the events of the customers merged into it too, in position
+    order: they are one person, and its tabs show them."""
     with service_errors():
-        events = [e.as_json() for e in iter_history(conn, Selector("customer", customer_id))]
+        catch_up_live(conn, [registry.get(name) for name in registry.NAMES])
+        found = [
+            e
+            for c in members(conn, customer_id)
+            for e in iter_history(conn, Selector("customer", c))
+        ]
+        events = [e.as_json() for e in sorted(found, key=lambda e: e.position)]
         if not events:
             raise ServiceError(Category.NOT_FOUND, f"customer {customer_id!r} has no events")
-        catch_up_live(conn, [registry.get(name) for name in registry.NAMES])
         tabs = {
             tab: read_tab(conn, TabRequest(customer_id, tab)) for tab in TABS if tab != "timeline"
         }

@@ -23,7 +23,7 @@ from ledger.demo import demo_events
 from ledger.normalise import set_default_region
 from ledger.rights import ALLOW_ALL, RightsPolicy
 from services.bootstrap import prepare_store
-from services.customers import erase_customer, find_customers
+from services.customers import erase_customer, export_customer, find_customers
 from services.duplicates import find_duplicates
 from services.errors import Category, ServiceError
 from services.merging import (
@@ -425,3 +425,17 @@ def test_cli_merge_preview_merge_tab_redirect_audit_and_unmerge(
     assert undone.stdout == "c-2 is no longer merged into c-1\n"
     own = ledger_cli("tab", "c-2", "timeline", "--format", "json", db=url)
     assert own.stderr == "" and json.loads(own.stdout)["customer_id"] == "c-2"
+
+
+def test_an_access_export_of_a_merged_customer_holds_each_stream(app: LedgerApplication) -> None:
+    _cards(app, {"c-1": {"name": "Anna"}, "c-2": {"name": "Anna P."}})
+    append_ok(app, [event("note.added", "c-2", {"note_id": "n-2", "text": "Shop note"})])
+    merge(app, customer_id="c-1", absorb=["c-2"], confirm=True)
+    with Connection(app.url) as conn:
+        prepare_store(conn)
+        export = export_customer(conn, "c-1")
+    streams = [e["customer_id"] for e in export["events"]]
+    assert streams.count("c-2") == 3  # created, the note, absorbed
+    positions = [e["position"] for e in export["events"]]
+    assert positions == sorted(positions)
+    assert export["summary"]["card"]["customer_id"] == "c-1"
