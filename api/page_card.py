@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from api.models import Id
 from api.page_common import Visit, visit
-from api.page_merging import absorbed_redirect, merged_here
+from api.page_merging import absorbed_redirect, merged_here, undo_window_or_none
 from api.page_time import Clock, UnknownZone, zone
 from api.page_view import (
     TAB_LABELS,
@@ -31,7 +31,7 @@ from api.page_view import (
 from api.problems import STATUS
 from services.duplicates import duplicate_count
 from services.errors import ServiceError
-from services.merging import MergedCustomer, merged_customers, undo_window
+from services.merging import MergedCustomer, merged_customers
 from services.tabs import CardHeader, card_header, tab_answer, tab_request
 from services.tasks import Person, task_assignees
 
@@ -93,7 +93,7 @@ def render_page(
     viewer = v.viewer()
     try:
         header, tab, people, duplicates, merged = _read_card(v, view)
-        window = undo_window() if merged else None
+        window = undo_window_or_none() if merged else None
     except ServiceError as exc:
         if exc.code == "customer_missing":
             return v.html(render_not_found(customer_id=view.customer_id, viewer=viewer), 404)

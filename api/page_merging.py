@@ -220,7 +220,7 @@ def merge_page(request: Request, customer_id: Id) -> Response:
         return v.problem("Cannot show this page", exc.message, STATUS[exc.category])
     name = _shown(names, customer_id)
     other = _shown(names, absorb)
-    window = _window()
+    window = undo_window_or_none()
     notice = v.take_flash() or refused
     context: dict[str, Any] = {
         "viewer": v.viewer(),
@@ -264,7 +264,8 @@ def _shown(names: Mapping[str, str | None], customer_id: str) -> str:
     return plain_text(name) if name else plain_text(customer_id)
 
 
-def _window() -> timedelta | None:
+def undo_window_or_none() -> timedelta | None:
+    """The undo window; None when unlimited or not a duration (the undo says so)."""
     try:
         return undo_window()
     except ServiceError:

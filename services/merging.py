@@ -431,13 +431,20 @@ class MergedCustomer:
 
 def merged_customers(conn: Connection, priority: str) -> list[MergedCustomer]:
     """The customers merged into `priority`, by id (none for a customer that
-    absorbed no one)."""
-    window = undo_window()
+    absorbed no one). A `LEDGER_UNDO_WINDOW` that is no duration leaves every
+    merge undoable here: the undo itself says what is wrong with it."""
     now = datetime.now(UTC)
     with service_errors():
         catch_up(conn, [registry.get(n) for n in ("merges", "card")])
+        merged = merge_members(conn, priority)[1:]
+        window = None
+        if merged:
+            try:
+                window = undo_window()
+            except ServiceError:
+                window = None
         found = []
-        for customer_id in merge_members(conn, priority)[1:]:
+        for customer_id in merged:
             standing = merged_at(conn, customer_id)
             if standing is None:
                 continue
