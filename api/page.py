@@ -13,6 +13,9 @@ templates, its errors into a notice on the page.
 - `page_adding`: the "Add note" and "Add task" forms' posts;
 - `page_duplicates`: a customer's possible duplicates, `GET
   /customers/{id}/duplicates`, and its "Not a duplicate" forms' posts;
+- `page_merging`: the merge preview, `GET /customers/{id}/merge?absorb=`, its
+  form's post, the card's "Undo merge" forms' posts, and the 303 from a merged
+  customer's pages to its priority customer's;
 - `page_flash`: what the page says after a form, refusals included;
 - `page_signin`: `/signin` and `/signout`. With an access file, a browser
   signs in once with an access key and gets the session cookie of
@@ -31,6 +34,7 @@ from api import (
     page_adding,
     page_card,
     page_duplicates,
+    page_merging,
     page_search,
     page_signin,
     page_subjects,
@@ -45,6 +49,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     page_tasks.router,
     page_adding.router,
     page_duplicates.router,
+    page_merging.router,
     page_signin.router,
 )
 

@@ -15,6 +15,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from api.models import Id
 from api.page_common import Visit, visit
+from api.page_merging import absorbed_redirect, merged_here, undo_window_or_none
 from api.page_time import Clock, UnknownZone, zone
 from api.page_view import (
     TAB_LABELS,
@@ -30,6 +31,7 @@ from api.page_view import (
 from api.problems import STATUS
 from services.duplicates import duplicate_count
 from services.errors import ServiceError
+from services.merging import MergedCustomer, merged_customers
 from services.tabs import CardHeader, card_header, tab_answer, tab_request
 from services.tasks import Person, task_assignees
 
@@ -47,6 +49,9 @@ def card_page(request: Request, customer_id: Id) -> Response:
     refusal = v.reader_refusal()
     if refusal is not None:
         return refusal
+    moved = absorbed_redirect(v, customer_id)
+    if moved is not None:
+        return moved
     q = request.query_params
     notice = None
     try:
@@ -87,7 +92,8 @@ def render_page(
     task the visitor may edit, its edit form; 404 for a customer without events."""
     viewer = v.viewer()
     try:
-        header, tab, people, duplicates = _read_card(v, view)
+        header, tab, people, duplicates, merged = _read_card(v, view)
+        window = undo_window_or_none() if merged else None
     except ServiceError as exc:
         if exc.code == "customer_missing":
             return v.html(render_not_found(customer_id=view.customer_id, viewer=viewer), 404)
@@ -114,15 +120,22 @@ def render_page(
         email=plain_text(header.email) if header.email else None,
         segments=[plain_text(s) for s in header.segments],
         since=header.since,
-        extra={"people": people, "duplicates": duplicates},
+        extra={
+            "people": people,
+            "duplicates": duplicates,
+            "merged": merged_here(merged, clock, window),
+        },
     )
     return v.html(render_card(page), status)
 
 
-def _read_card(v: Visit, view: View) -> tuple[CardHeader, dict[str, Any], list[Person], int]:
+def _read_card(
+    v: Visit, view: View
+) -> tuple[CardHeader, dict[str, Any], list[Person], int, list[MergedCustomer]]:
     """The card's header, the tab `view` shows (as JSON values), the people
-    a new task can be assigned to (none for a visitor who cannot act) and how
-    many possible duplicates the customer has; NOT_FOUND for an unknown customer."""
+    a new task can be assigned to (none for a visitor who cannot act), how
+    many possible duplicates the customer has and the customers merged into
+    it; NOT_FOUND for an unknown customer."""
     state = v.state
     state.ensure_ready()
     with state.pool.connection() as conn:
@@ -143,7 +156,8 @@ def _read_card(v: Visit, view: View) -> tuple[CardHeader, dict[str, Any], list[P
             else task_assignees(conn, view.customer_id, user, state.services.people())
         )
         answer = tab_answer(conn, request).model_dump(mode="json")
-        return header, answer, people, duplicate_count(conn, view.customer_id)
+        duplicates = duplicate_count(conn, view.customer_id)
+        return header, answer, people, duplicates, merged_customers(conn, view.customer_id)
 
 
 @router.get("/static/{name}")

@@ -124,7 +124,12 @@ class Visit:
         self.set_session(response, self.who.session)
         response.set_cookie(
             FLASH_COOKIE,
-            self.sessions.flash(self.who.session, notice.text, notice.kind),
+            self.sessions.flash(
+                self.who.session,
+                notice.text,
+                notice.kind,
+                None if notice.href is None else (notice.href, notice.link_text or notice.href),
+            ),
             max_age=FLASH_MAX_AGE,
             httponly=True,
             samesite="strict",
@@ -137,7 +142,10 @@ class Visit:
         """The notice the last form's answer left for this page, if any (the
         caller clears it with `clear_flash` on its answer)."""
         found = self.sessions.load_flash(self.who.session, self.request.cookies.get(FLASH_COOKIE))
-        return None if found is None else Notice(found[0], found[1])
+        if found is None:
+            return None
+        text, kind, link = found
+        return Notice(text, kind, *(link or (None, None)))
 
     def clear_flash(self, response: Response) -> None:
         """Remove the flash cookie, when the request had one, once it was shown."""

@@ -15,6 +15,7 @@ from fastapi.responses import Response
 from api.models import Id
 from api.page_common import read_form, run_in_thread, visit
 from api.page_flash import refusal_notice
+from api.page_merging import absorbed_redirect
 from api.page_tasks import NOT_ACTING, PAGE_SOURCE
 from api.page_view import Notice, customer_path, plain_text, render_not_found, render_view
 from api.problems import STATUS
@@ -33,6 +34,9 @@ def duplicates_page(request: Request, customer_id: Id) -> Response:
     refusal = v.reader_refusal()
     if refusal is not None:
         return refusal
+    moved = absorbed_redirect(v, customer_id, "/duplicates")
+    if moved is not None:
+        return moved
     try:
         v.state.ensure_ready()
         with v.state.pool.connection() as conn:

@@ -78,3 +78,42 @@ def saved(changes: Sequence[Mapping[str, Any]], people: Mapping[str, str]) -> No
         else:
             said.append(f"{plain_text(field)} changed")
     return Notice("Task saved: " + ", ".join(said) + ".")
+
+
+# A merge's or an undo's refusals, in words; `{name}`: the customer merged in
+# (or released), `{priority}`: the customer whose card is kept.
+_MERGE_SENTENCES: dict[str, str] = {
+    "confirmation_needed": (
+        "They share no phone number or e-mail address: tick \"They are the same "
+        "person\" to merge anyway."
+    ),
+    "same_customer": "A customer cannot be merged into their own card.",
+    "listed_twice": "A customer cannot be merged in twice at once.",
+    "customer_absorbed": ("{priority} was merged into another card: merge into that card instead."),
+    "already_absorbed": "{name} is already merged into another card.",
+    "holds_merged": (
+        "Other customers are merged into {name}'s card: undo those merges first, or "
+        "merge each of them here on its own."
+    ),
+    "customer_missing": "There is no such customer.",
+    "not_merged": "{name} is not merged into this card (any more).",
+    "undo_window_passed": "This merge is too old to be undone.",
+}
+
+
+def merge_refusal(exc: ServiceError, *, name: str, priority: str, undo: bool = False) -> Notice:
+    """The plain sentence for a refused merge (or, `undo`, a refused undo) of the
+    customer called `name` into the one called `priority`."""
+    code = exc.code
+    if code == "right_missing" or (code is None and exc.category == Category.FORBIDDEN):
+        verb = "undo merges" if undo else "merge customers"
+        return Notice(f"You are not allowed to {verb}.", "error")
+    if code == "reason_missing":
+        what = "the merge is undone" if undo else "these customers are merged"
+        return Notice(f"Say why {what}.", "error")
+    if code in _MERGE_SENTENCES:
+        text = _MERGE_SENTENCES[code].format(name=plain_text(name), priority=plain_text(priority))
+        return Notice(text, "error")
+    if exc.category == Category.UNAVAILABLE:
+        return Notice("The ledger cannot be reached just now; try again in a moment.", "error")
+    return Notice(f"This could not be done: {plain_text(exc.message)}.", "error")

@@ -136,20 +136,23 @@ class SessionSigner:
     def _sign(self, body: str) -> str:
         return _b64(hmac.digest(self._cookie_key, body.encode(), hashlib.sha256))
 
-    def flash(self, session: Session, text: str, kind: str) -> str:
+    def flash(
+        self, session: Session, text: str, kind: str, link: tuple[str, str] | None = None
+    ) -> str:
         """A flash cookie's value: `text` of `kind` ("info", "error") for the
-        next page this session shows, signed and bound to the session's nonce."""
-        body = _b64(
-            json.dumps([session.nonce, int(time.time()), kind, text], separators=(",", ":"))
-            .encode("utf-8", "surrogatepass")
-        )
+        next page this session shows, with an optional `link` (a path on this
+        server, its text), signed and bound to the session's nonce."""
+        fields: list[object] = [session.nonce, int(time.time()), kind, text]
+        if link is not None:
+            fields.extend(link)
+        body = _b64(json.dumps(fields, separators=(",", ":")).encode("utf-8", "surrogatepass"))
         return f"{body}.{_b64(hmac.digest(self._flash_key, body.encode(), hashlib.sha256))}"
 
     def load_flash(
         self, session: Session, cookie: str | None, now: float | None = None
-    ) -> tuple[str, str] | None:
-        """The (text, kind) of a flash cookie of this session, or None when it is
-        missing, forged, another session's or older than FLASH_MAX_AGE."""
+    ) -> tuple[str, str, tuple[str, str] | None] | None:
+        """The (text, kind, link) of a flash cookie of this session, or None when
+        it is missing, forged, another session's or older than FLASH_MAX_AGE."""
         if not cookie or not _COOKIE.fullmatch(cookie):
             return None
         body, signature = cookie.split(".")
@@ -157,13 +160,16 @@ class SessionSigner:
         if not _same(signature, expected):
             return None
         try:
-            nonce, issued, kind, text = json.loads(_unb64(body))
+            nonce, issued, kind, text, *rest = json.loads(_unb64(body))
         except (ValueError, TypeError):
             return None
+        link = None
+        if len(rest) == 2 and all(isinstance(r, str) for r in rest):
+            link = (str(rest[0]), str(rest[1]))
         if nonce != session.nonce or not isinstance(issued, int):
             return None
         if (now if now is not None else time.time()) - issued > FLASH_MAX_AGE:
             return None
         if kind not in ("info", "error") or not isinstance(text, str):
             return None
-        return text, kind
+        return text, kind, link

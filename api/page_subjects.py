@@ -15,6 +15,7 @@ from fastapi.responses import Response
 
 from api.models import Id
 from api.page_common import Visit, visit
+from api.page_merging import absorbed_redirect
 from api.page_time import Clock, UnknownZone, zone
 from api.page_view import customer_path, plain_text, render_not_found, render_view
 from api.problems import STATUS
@@ -39,6 +40,10 @@ def _show(
     refusal = v.reader_refusal()
     if refusal is not None:
         return refusal
+    rest = f"/{'orders' if kind == 'order' else 'chats'}/{quote(subject_id, safe='')}"
+    moved = absorbed_redirect(v, customer_id, rest, tell=False)
+    if moved is not None:
+        return moved
     q = request.query_params
     try:
         zone_name, tz = zone(q.get("tz"))

@@ -174,6 +174,8 @@ class Notice:
 
     text: str
     kind: str = "info"  # "info" or "error"
+    href: str | None = None  # a path on this server the notice links to ...
+    link_text: str | None = None  # ... with this text
 
 
 @dataclass(frozen=True)

@@ -427,3 +427,54 @@ def resolve(conn: Connection, customer_id: str) -> str | None:
     with service_errors():
         catch_up(conn, [registry.get("merges")])
         return merged_into(conn, customer_id)
+
+
+@dataclass(frozen=True)
+class MergedCustomer:
+    """A customer standing merged into a priority customer, as the priority's
+    card shows it: its card name, since when, and whether the merge can still
+    be undone (`undo_window`)."""
+
+    customer_id: str
+    name: str | None
+    merged_at: str  # ISO 8601, UTC
+    undoable: bool
+
+
+def merged_customers(conn: Connection, priority: str) -> list[MergedCustomer]:
+    """The customers merged into `priority`, by id (none for a customer that
+    absorbed no one). A `LEDGER_UNDO_WINDOW` that is no duration leaves every
+    merge undoable here: the undo itself says what is wrong with it."""
+    now = datetime.now(UTC)
+    with service_errors():
+        catch_up(conn, [registry.get(n) for n in ("merges", "card")])
+        merged = merge_members(conn, priority)[1:]
+        window = None
+        if merged:
+            try:
+                window = undo_window()
+            except ServiceError:
+                window = None
+        found = []
+        for customer_id in merged:
+            standing = merged_at(conn, customer_id)
+            if standing is None:
+                continue
+            when = datetime.fromisoformat(standing[1])
+            found.append(
+                MergedCustomer(
+                    customer_id,
+                    card_text(conn, customer_id, "name"),
+                    standing[1],
+                    window is None or now - when <= window,
+                )
+            )
+    return found
+
+
+def customer_name(conn: Connection, customer_id: str) -> str | None:
+    """A customer's card name (its own, also when it is merged into another), or
+    None when its card has none."""
+    with service_errors():
+        catch_up(conn, [registry.get("card")])
+        return card_text(conn, customer_id, "name")

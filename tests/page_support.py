@@ -20,6 +20,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -209,3 +210,25 @@ def no_horizontal_overflow(page: Page) -> tuple[int, int]:
         "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
     )
     return int(widths[0]), int(widths[1])
+
+
+# axe-core's rules for WCAG 2.0 and 2.1, levels A and AA.
+AXE_TAGS = ("wcag2a", "wcag2aa", "wcag21a", "wcag21aa")
+
+
+def axe_violations(page: Page) -> list[str]:
+    """axe-core's WCAG 2.1 AA violations of the page as it is shown, one line each
+    (rule, impact, what it asks, the first elements breaking it); [] when none.
+    Injected through DevTools, so the page's CSP does not stop it."""
+    script = files("axe_playwright_python").joinpath("axe.min.js").read_text(encoding="utf-8")
+    page.evaluate(script)
+    result = page.evaluate(
+        "tags => axe.run(document, {runOnly: {type: 'tag', values: tags},"
+        " resultTypes: ['violations']})",
+        list(AXE_TAGS),
+    )
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']}: "
+        + "; ".join(str(n["target"]) for n in v["nodes"][:5])
+        for v in result["violations"]
+    ]
