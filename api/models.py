@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 # The `{name:segment}` convertor the routes' id paths use, registered on import.
 import api.segments  # noqa: F401
 from api.problems import MAX_REPORTED_ERRORS, RejectedEvent
+from services.merging import MAX_ABSORBED
 
 # Path ids: the event contracts' Id bounds, and no control characters (a NUL
 # would reach the database).
@@ -165,3 +166,83 @@ class NotDuplicateAnswer(BaseModel):
     other_customer_id: str
     marked: bool
     recorded_on: list[str]
+
+
+# A customer id in a body: the event contracts' bounds, no control characters.
+BodyCustomerId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
+def _keys_without_nul(schema: dict[str, Any]) -> None:
+    # Pydantic gives a pattern on a dict's keys as patternProperties, which leaves
+    # any other key (and any value under it) valid: as propertyNames instead.
+    (value,) = schema.pop("patternProperties").values()
+    schema["additionalProperties"] = value
+    schema["propertyNames"]["pattern"] = NO_NUL
+
+
+# A merge of the customers `absorb` into the path's (priority) customer, or its
+# preview (`dry_run`).
+class MergeBody(BaseModel):
+    absorb: list[BodyCustomerId] = Field(
+        min_length=1,
+        max_length=MAX_ABSORBED,
+        # Each customer once (the server answers 409 `listed_twice` otherwise).
+        json_schema_extra={"uniqueItems": True},
+        description="The customers merged into the path's customer.",
+    )
+    reason: str = Field(
+        default="",
+        max_length=1000,
+        pattern=NO_NUL,
+        description="Why they are one person; stored. Needed unless `dry_run` "
+        "(400 `reason_missing` when empty or blank).",
+    )
+    keep: dict[
+        Annotated[str, Field(min_length=1, max_length=256, pattern=NO_NUL)], BodyCustomerId
+    ] = Field(
+        default_factory=dict,
+        max_length=100,
+        json_schema_extra=_keys_without_nul,
+        description="Per card field whose values differ, the customer whose value stays "
+        "(default: the path's customer's). A field no card of the merge has, or a "
+        "customer not in it or without that field, is 400.",
+    )
+    dry_run: bool = Field(default=False, description="Preview only: nothing is stored.")
+    confirm: bool = Field(
+        default=False,
+        description="Merge customers that share no phone number or e-mail address "
+        "with the path's customer (409 `confirmation_needed` otherwise).",
+    )
+
+
+# A card field the merged customers hold different values of: customer id -> value.
+class MergeConflict(BaseModel):
+    field: str
+    values: dict[str, Any]
+
+
+# A merge's preview or result (`ledger customers merge --format json`).
+class MergeAnswer(BaseModel):
+    customer_id: str
+    absorbed: list[str]
+    card: dict[str, Any]  # the card the merge leads to
+    moved: dict[str, int]  # per tab, the items the absorbed customers bring
+    conflicts: list[MergeConflict]
+    needs_confirmation: bool
+    confirmation_reason: str | None
+    applied: bool  # false: a preview, nothing stored
+
+
+# The undo of the merge of `customer_id` into the path's customer.
+class UnmergeBody(BaseModel):
+    customer_id: BodyCustomerId = Field(
+        description="The customer merged into the path's customer, released again."
+    )
+    reason: str = Field(min_length=1, max_length=1000, pattern=NO_NUL)
+
+
+# What an undo stored.
+class UnmergeAnswer(BaseModel):
+    customer_id: str
+    released: str
+    applied: Literal[True]

@@ -12,6 +12,7 @@ SCOPES: dict[str, str] = {
     "audit": "the audit endpoints",
     "ops": "projection status; /metrics when metrics are protected",
     "erase": "POST /v1/customers/{id}/erase: erase a customer's personal data",
-    "merge": "POST /v1/customers/{id}/not-duplicates: mark two customers not a duplicate, "
-    "as the key's user (or, with act-as, the user named in the request)",
+    "merge": "POST /v1/customers/{id}/merge, /unmerge and /not-duplicates: merge customers, "
+    "undo a merge, mark two customers not a duplicate, as the key's user (or, with act-as, "
+    "the user named in the request)",
 }

@@ -1,7 +1,9 @@
 """Customers: the search (`GET /v1/customers?q=`), the tabs of the card (`GET
 /v1/customers/{id}/tabs/{tab}`), one order's history (`GET
 /v1/customers/{id}/orders/{order_id}`), one dialogue (`GET
-/v1/customers/{id}/chats/{dialog_id}`) and erasure (`POST /v1/customers/{id}/erase`)."""
+/v1/customers/{id}/chats/{dialog_id}`) and erasure (`POST /v1/customers/{id}/erase`).
+The views of a customer merged into another redirect (308) to that customer's
+(`api.redirects`)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from fastapi.responses import Response
 from api.caller import Eraser, Reader
 from api.models import CustomerSearchAnswer, EraseBody, Erased, Id, UserQuery
 from api.problems import problem_responses
+from api.redirects import MOVED_RESPONSE, merged_redirect
 from api.state import app_state
 from ledger.kinds import KINDS
 from services.customers import SEARCH_LIMIT, SEARCH_MAX_LIMIT, erase_customer, find_customers
@@ -65,7 +68,7 @@ def search_customers(
 @router.get(
     "/v1/customers/{customer_id:segment}/tabs/{tab}",
     response_model=TabAnswer,
-    responses=problem_responses(400, 401, 403, 404, 422, 503),
+    responses={**MOVED_RESPONSE, **problem_responses(400, 401, 403, 404, 422, 503)},
     tags=["tabs"],
 )
 def get_tab(
@@ -110,6 +113,9 @@ def get_tab(
     )
     state.ensure_ready()
     with state.pool.connection() as conn:
+        moved = merged_redirect(request, conn, customer_id)
+        if moved is not None:
+            return moved
         answer = tab_answer(conn, tab_req)
     return Response(answer.model_dump_json(), media_type="application/json")
 
@@ -126,7 +132,7 @@ Cursor = Annotated[
 @router.get(
     "/v1/customers/{customer_id:segment}/orders/{order_id:segment}",
     response_model=OrderHistory,
-    responses=problem_responses(400, 401, 403, 404, 422, 503),
+    responses={**MOVED_RESPONSE, **problem_responses(400, 401, 403, 404, 422, 503)},
     tags=["tabs"],
 )
 def get_order(
@@ -143,6 +149,9 @@ def get_order(
     state = app_state(request)
     state.ensure_ready()
     with state.pool.connection() as conn:
+        moved = merged_redirect(request, conn, customer_id)
+        if moved is not None:
+            return moved
         answer = order_history(conn, customer_id, order_id, limit=limit, cursor=cursor)
     return Response(answer.model_dump_json(), media_type="application/json")
 
@@ -150,7 +159,7 @@ def get_order(
 @router.get(
     "/v1/customers/{customer_id:segment}/chats/{dialog_id:segment}",
     response_model=Dialogue,
-    responses=problem_responses(400, 401, 403, 404, 422, 503),
+    responses={**MOVED_RESPONSE, **problem_responses(400, 401, 403, 404, 422, 503)},
     tags=["tabs"],
 )
 def get_dialogue(
@@ -168,6 +177,9 @@ def get_dialogue(
     state = app_state(request)
     state.ensure_ready()
     with state.pool.connection() as conn:
+        moved = merged_redirect(request, conn, customer_id)
+        if moved is not None:
+            return moved
         answer = dialogue(conn, customer_id, dialog_id, limit=limit, cursor=cursor)
     return Response(answer.model_dump_json(), media_type="application/json")
 

@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from api.caller import Merger, Reader, marking_user
 from api.models import DuplicatesAnswer, Id, NotDuplicateAnswer, NotDuplicateBody, UserQuery
 from api.problems import problem_responses
+from api.redirects import MOVED_RESPONSE, merged_redirect
 from api.state import app_state
 from services.duplicates import MarkRequest, find_duplicates, mark_not_duplicate
 
@@ -21,7 +22,7 @@ router = APIRouter()
 @router.get(
     "/v1/customers/{customer_id:segment}/duplicates",
     response_model=DuplicatesAnswer,
-    responses=problem_responses(400, 401, 403, 404, 422, 503),
+    responses={**MOVED_RESPONSE, **problem_responses(400, 401, 403, 404, 422, 503)},
     tags=["customers"],
 )
 def get_duplicates(request: Request, caller: Reader, customer_id: Id) -> Response:
@@ -33,6 +34,9 @@ def get_duplicates(request: Request, caller: Reader, customer_id: Id) -> Respons
     state = app_state(request)
     state.ensure_ready()
     with state.pool.connection() as conn:
+        moved = merged_redirect(request, conn, customer_id)
+        if moved is not None:
+            return moved
         answer = find_duplicates(conn, customer_id)
     return Response(json.dumps(answer.as_json(), ensure_ascii=False), media_type="application/json")
 

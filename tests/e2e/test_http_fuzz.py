@@ -98,6 +98,24 @@ def flatmap_path_parameters(context: Any, path_parameters: dict[str, Any]) -> An
     return st.one_of(st.just(path_parameters), known)
 
 
+@SCHEMA.hook
+def flatmap_body(context: Any, body: Any) -> Any:
+    # Merges and undos of demo customers too, not only of unknown ids: merged
+    # customers' views then answer 308 to the other operations.
+    operation = getattr(context, "operation", None)
+    path = getattr(operation, "path", "")
+    if not isinstance(body, dict):
+        return st.just(body)
+    customers = st.sampled_from(sorted({c for c, _ in _DEMO_TASKS}))
+    if path.endswith("/merge") and isinstance(body.get("absorb"), list):
+        known = customers.map(lambda c: {**body, "absorb": [c], "reason": "fuzz", "confirm": True})
+    elif path.endswith("/unmerge") and "customer_id" in body:
+        known = customers.map(lambda c: {**body, "customer_id": c})
+    else:
+        return st.just(body)
+    return st.one_of(st.just(body), known)
+
+
 @dataclass(frozen=True)
 class Live:
     base: str
@@ -177,6 +195,8 @@ def _legitimate(case: Case, status: int, problem: dict[str, Any]) -> bool:
             )
             or (marking and status == 422 and code == "same_customer")
         )
+    if path.endswith(("/{customer_id}/merge", "/{customer_id}/unmerge")):
+        return _merge_refusal(path.endswith("/merge"), status, problem)
     if status == 404:
         # An unknown customer, task, order or dialogue (most generated ids are):
         # a tab or an addition of an unknown customer is 404 `customer_missing`.
@@ -215,6 +235,36 @@ def _legitimate(case: Case, status: int, problem: dict[str, Any]) -> bool:
         # customer.created). One the contract refuses was not schema-valid.
         return _only_rules_refused(case.body, problem.get("errors", []))
     return False
+
+
+# The rules a merge breaks (409), as the operation's description lists them:
+# they depend on what is stored, or on the path's customer and the body's
+# together (a customer into itself).
+_MERGE_CONFLICTS = {
+    "same_customer",
+    "listed_twice",
+    "customer_absorbed",
+    "already_absorbed",
+    "holds_merged",
+    "customer_erased",
+    "confirmation_needed",
+}
+_UNMERGE_CONFLICTS = {"not_merged", "undo_window_passed", "customer_erased"}
+
+
+def _merge_refusal(merging: bool, status: int, problem: dict[str, Any]) -> bool:
+    """A merge or an undo refused as its description says: an unknown customer
+    (most generated ids are), a rule of merging, a blank reason (a merge needs
+    one unless it is a dry run), or a `keep` naming a field or customer the
+    stored cards do not have."""
+    code = problem.get("code")
+    if status == 404:
+        return code == "customer_missing"
+    if status == 409:
+        return code in (_MERGE_CONFLICTS if merging else _UNMERGE_CONFLICTS)
+    if status == 400 and code == "reason_missing":
+        return True
+    return merging and status == 400 and str(problem.get("detail", "")).startswith("keep:")
 
 
 def _only_rules_refused(body: Any, errors: list[dict[str, Any]]) -> bool:

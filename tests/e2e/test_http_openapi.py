@@ -92,3 +92,31 @@ def test_rejected_events_name_a_missing_event_id_and_type_as_null(sqlite_url: st
     assert first["event_id"] is None and first["type"] is None
     schema = document()["components"]["schemas"]["RejectedEvent"]
     assert {"event_id", "type"} <= set(schema["required"])
+
+
+def test_a_merged_customers_views_document_their_redirect() -> None:
+    paths = document()["paths"]
+    base = "/v1/customers/{customer_id}"
+    redirecting = [
+        f"{base}/tabs/timeline",
+        f"{base}/tabs/tasks",
+        f"{base}/tabs/{{tab}}",
+        f"{base}/duplicates",
+        f"{base}/orders/{{order_id}}",
+        f"{base}/chats/{{dialog_id}}",
+    ]
+    for path in redirecting:
+        operation = paths[path]["get"]
+        moved = operation["responses"]["308"]
+        assert "content" not in moved, path
+        assert moved["headers"]["Location"]["required"] is True
+        assert "308 Permanent Redirect" in operation["description"]
+    # Only views redirect: what is sent under an absorbed id keeps that id.
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            if "308" in operation["responses"]:
+                assert method == "get" and path in redirecting, path
+    for action in ("merge", "unmerge"):
+        operation = paths[f"{base}/{action}"]["post"]
+        assert operation["security"] == [{"accessKey": []}]
+        assert {"200", "403", "404", "409"} <= set(operation["responses"])
