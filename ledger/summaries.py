@@ -46,6 +46,10 @@ _CHANNELS = {
 _PERSON_FIELDS = frozenset({"assignee_id"})
 _PERSON_MARK = "\x1f"
 _PERSON_REF = re.compile("\x1f([^\x1f]*)\x1f")
+# Customers a summary names (a merge's other customers) are marked the same way
+# (`customer_ref`), and a reader shows each by its card's name now.
+_CUSTOMER_MARK = "\x1e"
+_CUSTOMER_REF = re.compile("\x1e([^\x1e]*)\x1e")
 _SHOWN_CHANGES = 3
 _VALUE_CHARS = 60
 
@@ -126,6 +130,23 @@ def person_ref(user_id: str) -> str:
 def people_in(summary: str) -> list[str]:
     """The user ids a summary names (`person_ref`)."""
     return _PERSON_REF.findall(summary) if _PERSON_MARK in summary else []
+
+
+def customer_ref(customer_id: str) -> str:
+    """A customer's id as a summary holds it, for `name_customers_in` to name."""
+    return f"{_CUSTOMER_MARK}{customer_id.replace(_CUSTOMER_MARK, '')}{_CUSTOMER_MARK}"
+
+
+def customers_in(summary: str) -> list[str]:
+    """The customer ids a summary names (`customer_ref`)."""
+    return _CUSTOMER_REF.findall(summary) if _CUSTOMER_MARK in summary else []
+
+
+def name_customers_in(summary: str, names: Mapping[str, str | None]) -> str:
+    """The summary with each customer it holds shown by name, else by id."""
+    if _CUSTOMER_MARK not in summary:
+        return summary
+    return _CUSTOMER_REF.sub(lambda m: names.get(m.group(1)) or m.group(1), summary)
 
 
 def name_people_in(summary: str, names: Mapping[str, str | None]) -> str:
@@ -286,7 +307,10 @@ def _call(d: Data, facts: Facts) -> str:
 
 
 def _kept(keep: dict[str, str]) -> str:
-    return ", ".join(f"{field.replace('_', ' ')} of {owner}" for field, owner in keep.items())
+    fields: dict[str, list[str]] = {}
+    for field, owner in keep.items():
+        fields.setdefault(owner, []).append(field.replace("_", " "))
+    return "; ".join(f"{' and '.join(f)} from {customer_ref(o)}" for o, f in fields.items())
 
 
 def _visit(d: Data, facts: Facts) -> str:
@@ -305,12 +329,16 @@ _SUMMARIES: dict[str, Callable[[Data, Facts], str]] = {
         f"{d['other_customer_id']} ({d['reason']})"
     ),
     "customer.merged": lambda d, f: (
-        f"Merged with {', '.join(d['absorbed'])} ({d['reason']})"
+        f"Merged with {', '.join(customer_ref(c) for c in d['absorbed'])} ({d['reason']})"
         + (f"; kept {_kept(d['keep'])}" if d.get("keep") else "")
     ),
-    "customer.absorbed": lambda d, f: f"Merged into {d['into']} ({d['reason']})",
-    "customer.unmerged": lambda d, f: f"Merge with {d['released']} undone ({d['reason']})",
-    "customer.released": lambda d, f: f"Merge into {d['from_customer_id']} undone ({d['reason']})",
+    "customer.absorbed": lambda d, f: f"Merged into {customer_ref(d['into'])} ({d['reason']})",
+    "customer.unmerged": lambda d, f: (
+        f"Merge with {customer_ref(d['released'])} undone ({d['reason']})"
+    ),
+    "customer.released": lambda d, f: (
+        f"Merge into {customer_ref(d['from_customer_id'])} undone ({d['reason']})"
+    ),
     "order.created": _order_created,
     "order.changed": _order_changed,
     "segment.joined": _segment("Joined"),

@@ -13,8 +13,9 @@ from typing import Any
 
 from ledger.db import Connection
 from ledger.people import EMPTY, Directory, person_key
-from ledger.summaries import name_people_in, people_in
+from ledger.summaries import customers_in, name_customers_in, name_people_in, people_in
 from projections import registry
+from projections.card import card_text
 from projections.people import latest_names
 from services.errors import service_errors
 
@@ -50,13 +51,31 @@ def _actor_key(actor: Any) -> str | None:
     return f"{actor['kind']}:{actor['id']}"
 
 
+def _name_customers(conn: Connection, items: list[dict[str, Any]]) -> None:
+    refs = {
+        c
+        for item in items
+        if isinstance(summary := item.get("summary"), str)
+        for c in customers_in(summary)
+    }
+    if not refs:
+        return
+    names = {c: card_text(conn, c, "name") for c in refs}
+    for item in items:
+        summary = item.get("summary")
+        if isinstance(summary, str):
+            item["summary"] = name_customers_in(summary, names)
+
+
 def name_people(
     conn: Connection, items: list[dict[str, Any]], directory: Directory = EMPTY
 ) -> None:
     """Give the people that tab items name their names, in place: an item's
     `actor.name` (kept when no one knows a better one), beside an
     `assignee_id` an `assignee_name` (None when unknown), and the people a
-    timeline `summary` holds (by name, else by id)."""
+    timeline `summary` holds (by name, else by id), and the customers it
+    holds (a merge's) by their card's name."""
+    _name_customers(conn, items)
     refs: list[str] = []
     for item in items:
         summary = item.get("summary")

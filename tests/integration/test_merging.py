@@ -408,6 +408,11 @@ def test_cli_merge_preview_merge_tab_redirect_audit_and_unmerge(
     timeline = json.loads(shown.stdout)
     assert timeline["customer_id"] == "c-1"
     assert "note.added" in [i["type"] for i in timeline["items"]]
+    summaries = {i["type"]: i["summary"] for i in timeline["items"]}
+    # The merge's line names the customers by their cards' names, not by id.
+    assert (
+        summaries["customer.merged"] == "Merged with Anna P. (same phone); kept name from Anna P."
+    )
     again = ledger_cli(
         "customers", "merge", "c-2", "c-1", "--as", "u-7", "--reason", "x", "--confirm", db=url
     )

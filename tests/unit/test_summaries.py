@@ -13,6 +13,7 @@ from ledger.summaries import (
     duration_text,
     field_label,
     learn,
+    name_customers_in,
     name_people_in,
     people_in,
     summarize,
@@ -46,7 +47,7 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
         "customer.merged",
         {"absorbed": ["c-2"], "reason": "same person", "keep": {"phone": "c-2"}},
         {},
-        "Merged with c-2 (same person); kept phone of c-2",
+        "Merged with c-2 (same person); kept phone from c-2",
     ),
     (
         "customer.absorbed",
@@ -203,7 +204,8 @@ def test_summary(
 ) -> None:
     validated = parse_inbound(event(event_type, "c1", data))
     line = summarize(event_type, validated.data.model_dump(mode="json"), facts)
-    assert name_people_in(line, {}) == expected  # people unknown: their ids
+    # people and customers unknown: their ids
+    assert name_customers_in(name_people_in(line, {}), {}) == expected
 
 
 def test_every_type_has_a_summary_of_its_own() -> None:
@@ -212,7 +214,7 @@ def test_every_type_has_a_summary_of_its_own() -> None:
 
 def test_no_summary_shows_python_values_or_raw_statuses() -> None:
     for event_type, data, facts, _ in CASES:
-        line = name_people_in(summarize(event_type, data, facts), {})
+        line = name_customers_in(name_people_in(summarize(event_type, data, facts), {}), {})
         assert "None" not in line and "'" not in line and "in_progress" not in line, line
 
 
