@@ -92,7 +92,9 @@ def _create_tables(conn: Connection, ts: str) -> None:
 
 
 class LastContact:
-    """The handler: one idempotent upsert per contact event, nothing for the rest."""
+    """The handler: one idempotent upsert per contact event under the id it was sent
+    under, one per absorbed customer a merge event names, a delete on erasure, and
+    nothing for the rest."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
