@@ -11,6 +11,15 @@ event id, dead-letter topic, clean shutdown on SIGTERM.
 The upsert keeps the later timestamp, so applying an event twice or out of order
 changes nothing: the table is correct under at-least-once delivery even without
 the seen-store, which here only saves work.
+
+Merged customers (docs/kafka.md, "Merged customers"): the rows stay per customer
+id, as the events were sent, and a table `last_contact_merges` maps each absorbed
+customer to the priority customer it stands merged into, as of the ledger position
+of the latest merge event about it. `last_contact_of` folds at read time: a
+priority customer's last contact is the latest over itself and the customers
+merged into it, so after an undo each customer's own row answers again. The map
+keeps the latest position per absorbed customer, so the merge events' arrival
+order across partitions does not matter, nor does applying one twice.
 """
 
 from __future__ import annotations
@@ -26,14 +35,21 @@ from consumers.kafka_config import DEFAULT_DLQ_TOPIC, DEFAULT_TOPIC, TOPIC_ENV
 from consumers.kafka_connect import KafkaUnavailable
 from consumers.kafka_options import kafka_options, pop_kafka_options
 from consumers.seen_store import PostgresSeenStore
-from consumers.subscriber import Subscriber, SubscriberConfig
+from consumers.subscriber import DeadLetter, Subscriber, SubscriberConfig
 from ledger.config import ConfigError, parse_database_url
 from ledger.db import Connection
 from ledger.errors import DatabaseUnavailable
 from ledger.events import RecordedEvent
-from ledger.events.customer import CustomerErased
+from ledger.events.customer import (
+    CustomerAbsorbed,
+    CustomerErased,
+    CustomerMerged,
+    CustomerReleased,
+    CustomerUnmerged,
+)
 
 TABLE = "last_contact"
+MERGES_TABLE = "last_contact_merges"
 
 # Which events count as contacting the customer, and as what.
 CHANNELS: dict[str, str] = {
@@ -46,9 +62,16 @@ CHANNELS: dict[str, str] = {
 
 
 def ensure_schema(conn: Connection) -> None:
-    """Create the `last_contact` table if missing: one row per customer, a timestamp per
-    channel and the latest contact overall."""
+    """Create the tables if missing: `last_contact`, one row per customer id, a timestamp
+    per channel and the latest contact overall; `last_contact_merges`, where each
+    absorbed customer stands."""
     ts = "TEXT" if conn.kind == "sqlite" else "timestamptz"
+    # Serialised across processes: the members of a group start together.
+    with conn.schema_transaction():
+        _create_tables(conn, ts)
+
+
+def _create_tables(conn: Connection, ts: str) -> None:
     conn.execute(
         f"CREATE TABLE IF NOT EXISTS {TABLE} ("
         "customer_id TEXT PRIMARY KEY, "
@@ -56,10 +79,22 @@ def ensure_schema(conn: Connection) -> None:
         f"last_contact_at {ts} NOT NULL, last_contact_channel TEXT NOT NULL, "
         f"last_event_id TEXT NOT NULL, updated_at {ts} NOT NULL)"
     )
+    # One row per customer a merge event named as absorbed: the priority customer it
+    # stands merged into (NULL once released), as of the ledger position of the
+    # latest merge event about it. Ids only.
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {MERGES_TABLE} ("
+        "absorbed_id TEXT PRIMARY KEY, priority_id TEXT, position BIGINT NOT NULL)"
+    )
+    conn.execute(
+        f"CREATE INDEX IF NOT EXISTS {MERGES_TABLE}_by_priority ON {MERGES_TABLE} (priority_id)"
+    )
 
 
 class LastContact:
-    """The handler: one idempotent upsert per contact event, nothing for the rest."""
+    """The handler: one idempotent upsert per contact event under the id it was sent
+    under, one per absorbed customer a merge event names, a delete on erasure, and
+    nothing for the rest."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -90,11 +125,33 @@ class LastContact:
             )
             for channel in set(CHANNELS.values())
         }
+        # The latest merge event about an absorbed customer decides where it stands:
+        # the merged / absorbed pair and the unmerged / released pair land on two
+        # partitions and may come in any order, or twice.
+        self._link = (
+            f"INSERT INTO {MERGES_TABLE} (absorbed_id, priority_id, position) VALUES (?, ?, ?) "
+            "ON CONFLICT (absorbed_id) DO UPDATE SET priority_id = excluded.priority_id, "
+            f"position = excluded.position WHERE excluded.position > {MERGES_TABLE}.position"
+        )
 
     def __call__(self, event: RecordedEvent) -> None:
-        if isinstance(event.data, CustomerErased):
-            # The customer asked to be forgotten: this service forgets it too.
+        data = event.data
+        if isinstance(data, CustomerErased):
+            # The customer asked to be forgotten: this service forgets it too. (A
+            # merged customer is erased with its whole merge: each gets this event.)
             self.conn.execute(f"DELETE FROM {TABLE} WHERE customer_id = ?", (event.customer_id,))
+            return
+        if isinstance(data, CustomerMerged):
+            self._links([(a, event.customer_id) for a in data.absorbed], event)
+            return
+        if isinstance(data, CustomerAbsorbed):
+            self._links([(event.customer_id, data.into)], event)
+            return
+        if isinstance(data, CustomerUnmerged):
+            self._links([(data.released, None)], event)
+            return
+        if isinstance(data, CustomerReleased):
+            self._links([(event.customer_id, None)], event)
             return
         channel = CHANNELS.get(event.type)
         if channel is None:
@@ -112,20 +169,69 @@ class LastContact:
             ),
         )
 
+    def _links(self, links: list[tuple[str, str | None]], event: RecordedEvent) -> None:
+        """Record where each absorbed customer stands (a priority id, or None once
+        released) as of this event's position, unless a later event said otherwise."""
+        if event.position is None:
+            raise DeadLetter(f"{event.type} without a ledger position: cannot order it")
+        with self.conn.transaction():
+            self.conn.executemany(
+                self._link, [(absorbed, priority, event.position) for absorbed, priority in links]
+            )
+
     def _timestamp(self, value: datetime) -> Any:
         value = value.astimezone(UTC)
         return value.isoformat(timespec="microseconds") if self.conn.kind == "sqlite" else value
 
 
-def last_contact_of(conn: Connection, customer_id: str) -> dict[str, Any] | None:
-    """One customer's row, timestamps as ISO strings (for tests and callers)."""
+def merged_into(conn: Connection, customer_id: str) -> str | None:
+    """The priority customer `customer_id` stands merged into, or None."""
     row = conn.fetchone(
-        "SELECT last_call_at, last_email_at, last_sms_at, last_chat_at, last_contact_at, "
-        f"last_contact_channel, last_event_id FROM {TABLE} WHERE customer_id = ?",
+        f"SELECT priority_id FROM {MERGES_TABLE} WHERE absorbed_id = ?", (customer_id,)
+    )
+    return None if row is None or row[0] is None else str(row[0])
+
+
+def members(conn: Connection, customer_id: str) -> tuple[str, ...]:
+    """The customers whose rows make up `customer_id`'s last contact: itself, then
+    the customers standing merged into it, by id."""
+    rows = conn.fetchall(
+        f"SELECT absorbed_id FROM {MERGES_TABLE} WHERE priority_id = ? ORDER BY absorbed_id",
         (customer_id,),
     )
-    if row is None:
+    return (customer_id, *(str(r[0]) for r in rows))
+
+
+_COLUMNS = (
+    "last_call_at, last_email_at, last_sms_at, last_chat_at, last_contact_at, "
+    "last_contact_channel, last_event_id"
+)
+
+
+def last_contact_of(
+    conn: Connection, customer_id: str, *, fold: bool = True
+) -> dict[str, Any] | None:
+    """A customer's last contacts, timestamps as ISO strings; None when there are none.
+
+    With `fold` (the default) merges count: a customer merged into another answers
+    for its priority customer, and a priority customer's value is the latest over
+    itself and the customers standing merged into it, per channel and overall.
+    `fold=False`: the customer's own row, as if there were no merges."""
+    if fold:
+        priority = merged_into(conn, customer_id) or customer_id
+        ids = members(conn, priority)
+    else:
+        ids = (customer_id,)
+    marks = ", ".join("?" * len(ids))
+    rows = conn.fetchall(f"SELECT {_COLUMNS} FROM {TABLE} WHERE customer_id IN ({marks})", ids)
+    if not rows:
         return None
+    # Per channel the latest of any member's; overall the member row whose latest
+    # contact is latest (ties: the greater event id, so the answer is one).
+    row: tuple[Any, ...] = (
+        *(max((r[i] for r in rows if r[i] is not None), default=None) for i in range(4)),
+        *max(rows, key=lambda r: (r[4], r[6]))[4:],
+    )
 
     def iso(v: Any) -> str | None:
         if v is None:
