@@ -204,8 +204,12 @@ def _card(
         values = {c: cards[c].get(name) for c in everyone if cards[c].get(name) is not None}
         distinct = {_same_as(name, v) for v in values.values()}
         if len(distinct) <= 1:
-            # The priority's notation of a phone or e-mail all of them share.
+            # The priority's notation of a phone or e-mail all of them share; kept
+            # in the event when they write it differently, as the newest write
+            # would otherwise win.
             card[name] = values.get(request.customer_id, next(iter(values.values()), None))
+            if len({json.dumps(v, sort_keys=True) for v in values.values()}) > 1:
+                kept[name] = card[name]
             continue
         conflicts.append(Conflict(name, values))
         owner = request.keep.get(name, request.customer_id)

@@ -101,8 +101,10 @@ def test_merging_a_duplicate_and_undoing_it(server: Server, watched: Watched) ->
     phone = page.get_by_role("group", name="Phone")
     expect(phone.get_by_role("radio", name="030 2345678 (Ben Okafor's)")).to_be_checked()
     expect(phone.get_by_role("radio", name="+44 20 7946 0958 (B. Okafor's)")).not_to_be_checked()
-    # Both write the e-mail address differently: a choice too, their own kept.
-    expect(page.get_by_role("group", name="E-mail")).to_be_visible()
+    # Both hold one e-mail address, written in different case: no choice to make,
+    # and the card keeps the priority's notation.
+    expect(page.get_by_role("group", name="E-mail")).to_have_count(0)
+    expect(card.locator("dd[data-field=email]")).to_have_text("Ben.Okafor@Example.com")
     expect(page.locator("#moved")).to_contain_text(
         "B. Okafor's 2 timeline entries, 1 task and 3 card changes move to this card."
     )
@@ -126,6 +128,8 @@ def test_merging_a_duplicate_and_undoing_it(server: Server, watched: Watched) ->
     assert page.url == server.url("/customers/cust-1002")
     expect(page.locator(".notice[role=status]")).to_have_text("Merged B. Okafor into this card.")
     expect(page.locator("#customer-phone")).to_have_text("+44 20 7946 0958")
+    # The card says what the preview said, the e-mail in the kept card's notation.
+    expect(page.locator("#customer-email")).to_have_text("Ben.Okafor@Example.com")
     merged = page.locator("#merged-here li")
     expect(merged).to_have_count(1)
     expect(merged.locator("p").first).to_have_text(
