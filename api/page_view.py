@@ -20,7 +20,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from api.page_time import COMMON_ZONES, Clock, local_input, local_moment
 from ledger.kinds import KINDS
-from ledger.summaries import channel_text, duration_text, field_label, words
+from ledger.summaries import channel_text, duration_text, field_label, utm_text, words
 from ledger.summaries import value_text as summary_value
 
 # Tab name -> label, in the order the seed's block shows them.
@@ -366,7 +366,11 @@ def edit_changes(
 _ENV.globals["local_input"] = local_input
 # People by name, statuses and field names as words (ledger.summaries' rules).
 _ENV.globals.update(
-    person=person, words=shown_words, field_label=field_label, channel_text=channel_text
+    person=person,
+    words=shown_words,
+    field_label=field_label,
+    channel_text=channel_text,
+    utm_text=utm_text,
 )
 
 

@@ -13,7 +13,7 @@ from cli.tables import Column, echo_table
 from ledger.kinds import KINDS
 from ledger.printable import printable
 from ledger.rights import ALLOW_ALL
-from ledger.summaries import channel_text, duration_text, field_label, words
+from ledger.summaries import channel_text, duration_text, field_label, utm_text, words
 from services.bootstrap import prepare_store
 from services.merging import resolve
 from services.tabs import (
@@ -74,6 +74,7 @@ COLUMNS: dict[str, list[Column]] = {
         Column("CHANNEL", lambda i: channel_text(i["channel"])),
         Column("DURATION", lambda i: duration_text(i["duration_s"]), right=True),
         Column("PAGES", lambda i: i["pages_viewed"], right=True),
+        Column("CAMPAIGN", lambda i: utm_text(i.get("utm") or {}), width=40),
     ],
     "segments": [
         Column("OCCURRED (UTC)", lambda i: _when(i["occurred_at"])),

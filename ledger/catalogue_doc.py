@@ -38,6 +38,9 @@ _ENVELOPE_MEANING = {
     "actor": "who did it: `kind` (`user`, `system`, `api`, `integration`), `id`, `name`?",
     "source": "free text: `crm-ui`, `api`, `mail-gateway` ...",
     "data": "the type's payload, below",
+    "schema_version": "the version of the type's contract `data` is written in; absent: the "
+    "current one (below). An older version is upcast and stored in the current shape; an "
+    "unknown one is rejected",
 }
 
 _STORED = """
@@ -58,9 +61,68 @@ its id for the customer, and the id must be new in the whole ledger. Every type 
 (`ledger/domain.py` enforces them, given what is stored plus the earlier events of
 the same input).
 
-| type | `data` | timeline | subject | rules |
-|---|---|---|---|---|
+| type | version | `data` | timeline | subject | rules |
+|---|---|---|---|---|---|
 """
+
+_VERSIONS = """
+## Versions
+
+Every type's contract has a version (the table's second column; 1 unless it
+changed). A stored event keeps the version it was stored in: stored events are
+immutable and hash-chained, so they are never rewritten. Every reader sees
+the current version: an older event's `data` passes through the type's
+upcasters (pure functions, one from each version to the next) when it is
+read, by the read models and a rebuild, the tabs, the audit history (which
+also shows the version as stored), the relay and so the subscriber kit.
+
+- **Producers** may keep sending an older version: they name it in the
+  envelope's `schema_version`. The event is upcast, checked against the current
+  contract and stored in the current shape, with `sent_schema_version` naming
+  the version it came in. Stored so, it is checked once, by the contract it
+  is stored under, and needs no upcaster to be read by this or a later
+  ledger; the original version stays on record. An unknown or future version
+  is rejected naming `schema_version`.
+- **The stream** on Kafka carries every event in the current version: the
+  header `schema_version` says which; an event stored in an older version
+  also carries `stored_schema_version` (header and field).
+- **`schemas/versions/`** keeps the JSON Schema of every version ever
+  published (`<type>/v<N>.json`); `schemas/events/` holds the current ones.
+
+Changed so far:
+
+| type | version | change | the upcaster from the version before |
+|---|---|---|---|
+{changed}
+
+### The recipe for the next change
+
+1. Change the payload model in `ledger/events/`, raise its `schema_version`,
+   and add to its `upcasters` the function from the version before (pure: a
+   JSON object in, a new one out; a unit test with examples).
+2. Add the type to `CURRENT_VERSIONS` in `ledger/upcasting.py`.
+3. Run `ledger schemas export`: it writes the new version's schema beside the
+   old ones (it never rewrites a published version) and the current one in
+   `schemas/events/`.
+4. Bump the layout `version` of every read model that shows the new field, so
+   operators know to run `ledger projections rebuild NAME`.
+5. `ledger schemas check` (and the test suite) fails until the published
+   schemas, the versions and the upcasters agree: a contract changed without
+   a new version, a version without an upcaster from the one before, or an
+   upcaster whose output breaks the next version's schema.
+"""
+
+
+# Each version after the first of a type: (type, version, the change, its upcaster).
+_CHANGED = (
+    (
+        "visit.recorded",
+        2,
+        "the campaign is the object `utm` (`source`, `medium`, `campaign`, `term`, "
+        "`content`, all optional)",
+        "version 1's flat `campaign` becomes `utm.campaign` (an empty one is left out)",
+    ),
+)
 
 
 def _describe(prop: dict[str, Any], defs: dict[str, Any]) -> str:
@@ -129,7 +191,10 @@ def render_catalogue() -> str:
     lines.append(_STORED.rstrip("\n"))
     for payload in PAYLOAD_CLASSES:
         lines.append(
-            f"| `{payload.type_name}` | {_data_cell(payload)} | {payload.kind} | "
+            f"| `{payload.type_name}` | {payload.schema_version} | {_data_cell(payload)} | "
+            f"{payload.kind} | "
             f"{_subject_cell(payload)} | {'; '.join(rules_of(payload))} |"
         )
+    changed = "\n".join(f"| `{t}` | {v} | {what} | {how} |" for t, v, what, how in _CHANGED)
+    lines.append(_VERSIONS.rstrip("\n").replace("{changed}", changed))
     return "\n".join(lines) + "\n"

@@ -54,6 +54,8 @@ _VISIT_SOURCES = (
     ("partner-blog.example.org", "referral"),
     ("(direct)", "direct"),
 )
+# The campaign a visit from a paid, e-mail or social channel came with.
+_CAMPAIGNS = {"ppc": "winter-sale", "email": "newsletter-december", "social": "gift-guide"}
 _TASK_TITLES = (
     "Call back about delivery",
     "Send invoice copy",
@@ -97,9 +99,12 @@ class _Writer:
         self.clock = DEMO_START + timedelta(hours=rng.randint(0, 48))
         self.events: list[dict[str, Any]] = []
 
-    def emit(self, event_type: str, data: dict[str, Any], actor: str = "user") -> None:
+    def emit(
+        self, event_type: str, data: dict[str, Any], actor: str = "user", version: int | None = None
+    ) -> None:
         """One event by `actor`: "user" (an agent), "customer" (this customer),
-        "system" (the CRM) or one of _INTEGRATIONS."""
+        "system" (the CRM) or one of _INTEGRATIONS; `version`: the contract's
+        version the producer writes, when not the current one."""
         self.clock += timedelta(minutes=self.rng.randint(5, 900))
         n = len(self.events)
         who: dict[str, Any]
@@ -125,6 +130,7 @@ class _Writer:
                 "actor": who,
                 "source": source,
                 "data": data,
+                **({"schema_version": version} if version is not None else {}),
             }
         )
 
@@ -146,19 +152,24 @@ def _customer_story(index: int, customer_id: str, name: str, email: str) -> list
         seg_member.add(seg_id)
     for v in range(8):
         visit_source, channel = rng.choice(_VISIT_SOURCES)
-        w.emit(
-            "visit.recorded",
-            {
-                "visit_id": f"{customer_id}-v{v}",
-                "site": "shop.example.com",
-                "source": visit_source,
-                "channel": channel,
-                "duration_s": rng.randint(20, 1200),
-                "pages_viewed": rng.randint(1, 15),
-                "landing_page": "https://shop.example.com/" + rng.choice(["", "sale", "new"]),
-            },
-            actor="analytics",
-        )
+        visit: dict[str, Any] = {
+            "visit_id": f"{customer_id}-v{v}",
+            "site": "shop.example.com",
+            "source": visit_source,
+            "channel": channel,
+            "duration_s": rng.randint(20, 1200),
+            "pages_viewed": rng.randint(1, 15),
+            "landing_page": "https://shop.example.com/" + rng.choice(["", "sale", "new"]),
+        }
+        campaign = _CAMPAIGNS.get(channel)
+        if campaign is not None and v == 0:
+            # An older analytics connector still sends version 1 of the contract,
+            # with the flat campaign: stored upcast (docs/events.md, "Versions").
+            w.emit("visit.recorded", {**visit, "campaign": campaign}, "analytics", version=1)
+            continue
+        if campaign is not None:
+            visit["utm"] = {"source": visit_source, "medium": channel, "campaign": campaign}
+        w.emit("visit.recorded", visit, actor="analytics")
     for o in range(3):
         order_id = f"{customer_id}-o{o}"
         w.emit(
@@ -201,9 +212,7 @@ def _customer_story(index: int, customer_id: str, name: str, email: str) -> list
         if m == 5 and index % 2 == 1:
             continue  # the last email stays unopened for some customers
         if rng.random() < 0.15:
-            w.emit(
-                "email.bounced", {"message_id": mid, "reason": "mailbox full"}, actor="mail"
-            )
+            w.emit("email.bounced", {"message_id": mid, "reason": "mailbox full"}, actor="mail")
             continue
         for _ in range(rng.randint(1, 3)):
             w.emit("email.opened", {"message_id": mid}, actor="mail")

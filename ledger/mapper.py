@@ -25,8 +25,17 @@ from ledger.personal import has_personal, reveal, seal_envelope
 from ledger.stores.rows import EventRow, LedgerStoredEvent
 
 # Columns, not state: see ledger.reading.
-_NOT_STORED = {"position", "stream_id", "stream_version"}
-_PRODUCER_ID = {"event_id"}
+_NOT_STORED = {"position", "stream_id", "stream_version", "stored_schema_version"}
+# The producer's id and version: the ledger writes its own (the version last,
+# as `sent_schema_version`, when the producer sent an older one).
+_PRODUCER_ID = {"event_id", "schema_version"}
+
+
+def _not_stored(envelope: RecordedEvent) -> set[str]:
+    # A stored envelope without `sent_schema_version` is stored again without it.
+    if envelope.sent_schema_version is None:
+        return _NOT_STORED | {"sent_schema_version"}
+    return _NOT_STORED
 
 
 def subject_of(event_type: str, data: Payload) -> str | None:
@@ -41,10 +50,22 @@ def stored_state(event: CustomerEvent) -> bytes:
     """The stored envelope's JSON: the producer's envelope plus what the ledger adds."""
     envelope = event.envelope
     if isinstance(envelope, RecordedEvent):
-        return envelope.model_dump_json(exclude=_NOT_STORED).encode()
+        return envelope.model_dump_json(exclude=_not_stored(envelope)).encode()
     # A new event: splice the ledger's fields in front of the validated envelope's
     # JSON rather than building a second model (this is the append hot path).
-    return _head(event).encode() + envelope.model_dump_json(exclude=_PRODUCER_ID).encode()[1:]
+    body = _head(event).encode() + envelope.model_dump_json(exclude=_PRODUCER_ID).encode()[1:]
+    sent = _sent_version(event)
+    if sent is not None:
+        body = body[:-1] + b',"sent_schema_version":%d}' % sent
+    return body
+
+
+def _sent_version(event: CustomerEvent) -> int | None:
+    """The older version a producer sent a new event in (None: the current one)."""
+    envelope = event.envelope
+    if isinstance(envelope, RecordedEvent) or envelope.schema_version is None:
+        return None
+    return None if envelope.schema_version == event.schema_version else envelope.schema_version
 
 
 @lru_cache(maxsize=16)
@@ -66,13 +87,17 @@ def stored_document(event: CustomerEvent) -> dict[str, Any]:
     serialisation (members in the same order, so the same JSON)."""
     envelope = event.envelope
     if isinstance(envelope, RecordedEvent):
-        return envelope.model_dump(mode="json", exclude=_NOT_STORED)
-    return {
+        return envelope.model_dump(mode="json", exclude=_not_stored(envelope))
+    document = {
         "event_id": event.event_id,
         "recorded_at": _utc_text(event.timestamp),
         "schema_version": event.schema_version,
         **envelope.model_dump(mode="json", exclude=_PRODUCER_ID),
     }
+    sent = _sent_version(event)
+    if sent is not None:
+        document["sent_schema_version"] = sent
+    return document
 
 
 SNAPSHOT_TOPIC = "ledger.snapshot.customer"

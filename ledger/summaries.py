@@ -95,6 +95,23 @@ def channel_text(channel: object) -> str:
     return _CHANNELS.get(channel, words(channel))
 
 
+def utm_text(utm: Mapping[str, object]) -> str:
+    """A visit's campaign in words: "spring-sale, from newsletter via email, term
+    shoes, content banner-a"; "—" for none."""
+    parts = []
+    if utm.get("campaign"):
+        parts.append(str(utm["campaign"]))
+    origin = " ".join(
+        f"{word} {utm[key]}"
+        for key, word in (("source", "from"), ("medium", "via"))
+        if utm.get(key)
+    )
+    if origin:
+        parts.append(origin)
+    parts += [f"{key} {utm[key]}" for key in ("term", "content") if utm.get(key)]
+    return _clip(", ".join(parts)) if parts else ABSENT
+
+
 def field_label(field: str) -> str:
     """A field's name as a label: "assignee_id" -> "Assignee", "due_at" -> "Due"."""
     if field in _LABELS:

@@ -23,6 +23,7 @@ from ledger.keystore.keyring import Keyring
 from ledger.payloads import payload_classes
 from ledger.personal import reveal_document
 from ledger.reading import StoredRow
+from ledger.upcasting import upcast_document
 from projections.clock import iso, micros
 from projections.tables import TableSpec
 
@@ -53,6 +54,9 @@ class Envelope:
 
     @classmethod
     def of(cls, position: int, event_type: str, document: dict[str, Any]) -> Envelope:
+        """The envelope of a stored document, its `data` in the current version of
+        its type (ledger.upcasting)."""
+        document = upcast_document(document)
         moment = datetime.fromisoformat(document["occurred_at"])
         return cls(
             position,

@@ -57,6 +57,9 @@ class VisitItem(_Model):
     channel: str
     duration_s: int
     pages_viewed: int | None
+    # The web-analytics campaign: source, medium, campaign, term, content (each
+    # only when the visit had it).
+    utm: dict[str, str] = {}
 
 
 class SegmentItem(_Model):

@@ -21,6 +21,7 @@ from ledger.payloads import payload_classes
 from ledger.personal import has_personal
 from ledger.reading import states_at
 from ledger.summaries import FACTS, learn, summarize
+from ledger.upcasting import upcast_document
 from projections.base import Envelope, EveryEventType, Projection, Tables, Writer
 from projections.clock import iso, micros
 from projections.merges import members, widen
@@ -269,7 +270,7 @@ def timeline_item(conn: Connection, position: int) -> dict[str, Any] | None:
 
 
 def _item(position: int, kind: str, event_type: str, summary: str, state: bytes) -> dict[str, Any]:
-    stored = json.loads(state)
+    stored = upcast_document(json.loads(state))
     return {
         "position": position,
         "event_id": stored["event_id"],

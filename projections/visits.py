@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,6 +26,7 @@ VISITS = TableSpec(
         ("channel", "text"),
         ("duration_s", "int"),
         ("pages_viewed", "int"),
+        ("utm", "text"),
     ),
     rowid="position",
     indexes=(Index("by_customer", ("customer_id", "started_us", "position"), unique=True),),
@@ -45,16 +47,28 @@ class _VisitsWriter(AppendWriter):
                 d["channel"],
                 d["duration_s"],
                 d.get("pages_viewed"),
+                _utm_json(d.get("utm")),
             )
             for e in events
             for d in (e.data,)
         ]
 
 
+def _utm_json(utm: Any) -> str | None:
+    """The visit's campaign (`utm`, version 2 of visit.recorded; a version-1
+    event's `campaign` is upcast to it) as JSON, absent keys left out."""
+    if not isinstance(utm, dict):
+        return None
+    given = {k: v for k, v in utm.items() if v is not None}
+    return json.dumps(given, ensure_ascii=False) if given else None
+
+
 class VisitsProjection(Projection):
     """The visits tab's read model: a row per recorded site visit."""
 
     name = "visits"
+    # 2: the visit's campaign (`utm`).
+    version = 2
     tables = (VISITS,)
     types = frozenset({"visit.recorded"})
 
@@ -65,7 +79,8 @@ class VisitsProjection(Projection):
 ROWS = f"FROM {VISITS.name} WHERE customer_id = ?"
 PAGED = PagedQuery(
     "visits",
-    "started_us, position, visit_id, started_at, site, source, channel, duration_s, pages_viewed",
+    "started_us, position, visit_id, started_at, site, source, channel, duration_s, "
+    "pages_viewed, utm",
     ROWS,
     ("started_us", "position"),
 )
@@ -83,7 +98,8 @@ def visits_tab(conn: Connection, customer_id: str, page: Page = FIRST_PAGE) -> d
             "channel": channel,
             "duration_s": duration_s,
             "pages_viewed": pages_viewed,
+            "utm": json.loads(utm) if utm else {},
         }
-        for visit_id, started_at, site, source, channel, duration_s, pages_viewed in rows
+        for visit_id, started_at, site, source, channel, duration_s, pages_viewed, utm in rows
     ]
     return {"customer_id": customer_id, "tab": "visits", "items": items, "next_cursor": next_cursor}

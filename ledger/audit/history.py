@@ -38,6 +38,7 @@ from ledger.keystore.keyring import Keyring
 from ledger.personal import TamperedValue, reveal_json
 from ledger.stores.layout import EVENTS_TABLE
 from ledger.times import BadTime, parse_user_time
+from ledger.upcasting import VersionError, upcast_document
 
 PAGE_SIZE = 1000
 
@@ -157,6 +158,9 @@ class AuditEvent:
     data: Any
     chain_hash: str
     error: str | None = None
+    # The version of its type the event is stored in; `data` is shown in the
+    # current version (ledger.upcasting).
+    schema_version: int | None = None
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -170,6 +174,7 @@ class AuditEvent:
             "customer_id": self.customer_id,
             "subject": self.subject,
             "stream_version": self.stream_version,
+            "schema_version": self.schema_version,
             "changes": self.changes,
             "data": self.data,
             "chain_hash": self.chain_hash,
@@ -291,6 +296,11 @@ def _audit_event(row: Sequence[Any], ring: Keyring | None = None) -> AuditEvent:
             chain_hash=chain,
             error="the stored payload is not a JSON object",
         )
+    stored_version = envelope.get("schema_version")
+    try:
+        envelope = upcast_document(envelope)
+    except VersionError as exc:
+        tampered = tampered or str(exc)
     actor = envelope.get("actor")
     if not isinstance(actor, dict):
         actor = {}
@@ -313,4 +323,5 @@ def _audit_event(row: Sequence[Any], ring: Keyring | None = None) -> AuditEvent:
         data=data,
         chain_hash=chain,
         error=tampered,
+        schema_version=stored_version if isinstance(stored_version, int) else None,
     )

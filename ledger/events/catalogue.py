@@ -49,6 +49,7 @@ from ledger.events.task import (
     TaskReopened,
 )
 from ledger.events.visit import VisitRecorded
+from ledger.upcasting import VersionError, current_json, upcast_data
 
 PAYLOAD_CLASSES: tuple[type[Payload], ...] = (
     CustomerCreated,
@@ -91,12 +92,18 @@ EVENT_TYPES: tuple[str, ...] = tuple(PAYLOADS)
 
 def _envelope_for(base: type[Any], payload: type[Payload], suffix: str) -> type[Any]:
     name = payload.__name__ + suffix
+    fields: dict[str, Any] = {}
+    if base is InboundEvent:
+        # A producer may name any version of the type's contract up to the current.
+        version = Annotated[int, Field(ge=1, le=payload.schema_version)]
+        fields["schema_version"] = (version | None, None)
     model = create_model(
         name,
         __base__=base,
         __module__=__name__,
         type=(Literal[payload.type_name], ...),  # type: ignore[arg-type]
         data=(payload, ...),
+        **fields,
     )
     model.__doc__ = f"`{payload.type_name}` event, schema version {payload.schema_version}."
     return model
@@ -239,7 +246,7 @@ def parse_inbound_json(raw: str | bytes) -> InboundEvent:
     ContractError with every field's reason if it breaks its type's contract."""
     try:
         size = check_event_json(raw)
-        event = _envelopes().inbound_adapter.validate_json(raw)
+        event = _envelopes().inbound_adapter.validate_json(_in_current_version(raw))
         check_stored_size(size, event.model_dump_json)
         return event
     except LimitError as exc:
@@ -255,10 +262,47 @@ def parse_inbound_json(raw: str | bytes) -> InboundEvent:
         raise ContractError(_field_errors(exc, event_type), event_type) from None
 
 
-def parse_recorded_json(raw: str | bytes) -> RecordedEvent:
-    """Validate a stored envelope (from the events table or a Kafka message)."""
+def _in_current_version(raw: str | bytes) -> str | bytes:
+    """A producer's event whose envelope names an older `schema_version` of its
+    type, with `data` upcast to the current version (the text as it is when it
+    names none); ContractError naming `schema_version` for an unknown version."""
+    named = b'"schema_version"' in raw if isinstance(raw, bytes) else '"schema_version"' in raw
+    if not named:
+        return raw
     try:
-        return _envelopes().recorded_adapter.validate_json(raw)
+        obj = json.loads(raw)
+    except (ValueError, RecursionError):
+        return raw  # validation says what is wrong
+    if not isinstance(obj, dict) or obj.get("schema_version") is None:
+        return raw  # absent or null: the current version
+    event_type, version = obj.get("type"), obj["schema_version"]
+    if not isinstance(event_type, str) or event_type not in PAYLOADS:
+        return raw
+    if isinstance(version, float) and version.is_integer():
+        version = obj["schema_version"] = int(version)
+    try:
+        data = obj.get("data")
+        if isinstance(data, dict):
+            obj["data"] = upcast_data(event_type, version, data)
+        else:
+            upcast_data(event_type, version, {})  # checks the version
+    except VersionError as exc:
+        raise ContractError([FieldError("schema_version", str(exc))], event_type) from None
+    return json.dumps(obj, ensure_ascii=False)
+
+
+def parse_recorded_json(raw: str | bytes) -> RecordedEvent:
+    """Validate a stored envelope (from the events table or a Kafka message),
+    in the current version of its type (ledger.upcasting)."""
+    try:
+        state = raw.encode() if isinstance(raw, str) else raw
+        try:
+            state = current_json(state)
+        except VersionError as exc:
+            raise ContractError(
+                [FieldError("schema_version", str(exc))], _peek_type_raw(raw)
+            ) from None
+        return _envelopes().recorded_adapter.validate_json(state)
     except ValidationError as exc:
         event_type = None
         try:

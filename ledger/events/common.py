@@ -6,6 +6,7 @@ unknown key, or a naive timestamp gets a rejection, not a silent coercion.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -48,6 +49,11 @@ Timestamp = Annotated[AwareDatetime, AfterValidator(_within_utc_years)]
 
 ActorKind = Literal["user", "system", "api", "integration"]
 
+# Turns the `data` of one version of a type into the `data` of the next: pure,
+# given a plain JSON object, returning a new one (ledger.events.versions).
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+
 class Contract(BaseModel):
     """The base of every event model: strict, frozen, no unknown fields, short strings."""
 
@@ -88,7 +94,11 @@ class Payload(Contract):
     """
 
     type_name: ClassVar[str]
+    # The current version of the type's contract, and for each older version N
+    # the upcaster from N to N + 1 (docs/events.md, "Versions"): stored events
+    # of older versions are read in the current shape.
     schema_version: ClassVar[int] = 1
+    upcasters: ClassVar[Mapping[int, Upcaster]] = {}
     kind: ClassVar[Kind]
     # Subject kind and the payload field holding its id; None for card events,
     # whose subject is the customer itself.

@@ -26,6 +26,9 @@ class InboundEvent(Contract):
     actor: Actor
     source: str | None = None
     data: Payload
+    # The version of the type's contract `data` is written in (absent: the
+    # current one); an older version is upcast before it is checked.
+    schema_version: int | None = None
 
 
 class RecordedEvent(Contract):
@@ -42,6 +45,11 @@ class RecordedEvent(Contract):
     data: Payload
     recorded_at: AwareDatetime
     schema_version: int
+    # The version the producer sent, when older than the one stored (the event
+    # was upcast on append).
+    sent_schema_version: int | None = None
+    # Not stored: the version a reader's upcast document was stored in.
+    stored_schema_version: int | None = None
     position: int | None = None
     stream_id: UUID | None = None
     stream_version: int | None = None

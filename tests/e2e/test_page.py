@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from ledger.summaries import channel_text, duration_text, field_label, words
+from ledger.summaries import channel_text, duration_text, field_label, utm_text, words
 from tests.cli_runner import run_ledger
 from tests.page_support import (
     ARTIFACTS,
@@ -156,6 +156,11 @@ def test_every_tab_shows_what_ledger_tab_returns(open_server: Server, watched: W
             assert got["Source"] == item["source"]
             assert got["Channel"] == channel_text(item["channel"])
             assert got["Duration"] == duration_text(item["duration_s"])
+            # Each visit's campaign, the one a producer sent in version 1 of the
+            # contract (the flat `campaign`) included.
+            shown = page.locator("table.rows tbody td[data-label=Campaign]").all_inner_texts()
+            assert shown == [utm_text(i["utm"]) for i in items]
+            assert any(i["utm"] for i in items)
         elif tab == "segments":
             assert got["Change"] == words(item["change"])
             assert got["Segment"] == (item["segment_name"] or item["segment_id"])

@@ -112,6 +112,7 @@ SCRIPT = [
             "duration_s": 120,
             "pages_viewed": 4,
             "landing_page": "https://shop/",
+            "utm": {"source": "google", "medium": "cpc", "term": None},
         },
         "2026-10-01T15:00:00Z",
         {"kind": "integration", "id": "ga"},
@@ -289,6 +290,7 @@ def test_visits_segments_chats_emails(scripted: LedgerApplication) -> None:
             "channel": "search",
             "duration_s": 120,
             "pages_viewed": 4,
+            "utm": {"source": "google", "medium": "cpc"},  # absent keys left out
         },
         {
             "visit_id": "v2",
@@ -298,6 +300,7 @@ def test_visits_segments_chats_emails(scripted: LedgerApplication) -> None:
             "channel": "direct",
             "duration_s": 5,
             "pages_viewed": None,
+            "utm": {},
         },
     ]
     segments = tab(scripted, "segments")
