@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ledger.input import InputError, InputItem
 from ledger.rights import RightsPolicy
+from projections.clock import iso
 
 # Imported where used: a tab read must not pay for the append engine
 # (tests/integration/test_startup.py).
@@ -98,6 +101,55 @@ def rejected_fields(report: AppendReport, *, first_line_number: int = 0) -> list
         for r in report.rejected
         for e in r.errors
     ]
+
+
+def now_text() -> str:
+    """The current time as events and answers carry it (UTC, `Z`)."""
+    return iso(datetime.now(UTC))
+
+
+def user_events(
+    events: Sequence[tuple[str, str, dict[str, Any]]],
+    *,
+    user_id: str,
+    source: str | None = None,
+) -> list[InputItem]:
+    """The input of a user's action from a door: each (customer, type, data) as
+    an event happening now with the acting user as its actor, one input item each."""
+    now = now_text()
+    return [
+        InputItem(
+            i,
+            json.dumps(
+                {
+                    "type": event_type,
+                    "customer_id": customer_id,
+                    "occurred_at": now,
+                    "actor": {"kind": "user", "id": user_id},
+                    "source": source,
+                    "data": data,
+                },
+                ensure_ascii=False,
+            ),
+        )
+        for i, (customer_id, event_type, data) in enumerate(events)
+    ]
+
+
+def refusal(report: AppendReport, conflicts: Collection[str] | None = None) -> ServiceError:
+    """What a door's action the append refused comes to: FORBIDDEN for a missing
+    right, NOT_FOUND for an unknown customer, CONFLICT for a rule in `conflicts`
+    (None: any refusal), REJECTED otherwise; the reasons in one line."""
+    errors = rejected_fields(report)
+    reason = "; ".join(f"{e.field}: {e.reason}" for e in errors)
+    codes = {e.code for e in errors}
+    if "right_missing" in codes:
+        return ServiceError(Category.FORBIDDEN, reason, errors, code="right_missing")
+    if "customer_missing" in codes:
+        return ServiceError(Category.NOT_FOUND, reason, errors, code="customer_missing")
+    if conflicts is None or codes & set(conflicts):
+        return ServiceError(Category.CONFLICT, reason, errors)
+    return ServiceError(Category.REJECTED, reason, errors)
 
 
 def report_json(report: AppendReport) -> dict[str, Any]:

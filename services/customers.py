@@ -9,7 +9,6 @@ import json
 import re
 import zlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from ledger.application import LedgerApplication
@@ -25,7 +24,7 @@ from projections.merges import members, merged_into
 from projections.runner import catch_up_live
 from projections.search import IndexEntries, customers_matching, query_entries
 from projections.tabs import TABS, TabRequest, customer_exists, read_tab
-from services.appending import append_items
+from services.appending import append_items, now_text
 from services.errors import Category, ServiceError, service_errors
 from services.freshness import catch_up
 
@@ -59,7 +58,7 @@ def erase_customer(
         group = [root, *(app.customer(c) for c in sorted(root.absorbed))]
         if all(c.erased for c in group):
             return Erasure(customer_id, False, None)
-        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        now = now_text()
         items = [
             InputItem(
                 i + 1,
@@ -103,7 +102,7 @@ def export_customer(conn: Connection, customer_id: str) -> dict[str, Any]:
         }
     return {
         "customer_id": customer_id,
-        "exported_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "exported_at": now_text(),
         "events": events,
         "summary": tabs,
     }

@@ -6,13 +6,10 @@ duplicates`, `ledger customers not-duplicates`, `GET /v1/customers/{id}/duplicat
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ledger.db import Connection
-from ledger.input import InputItem
 from ledger.normalise import default_region, email_key, phone_key
 from ledger.rights import RightsPolicy
 from projections import registry
@@ -20,7 +17,7 @@ from projections.card import card_text
 from projections.duplicates import shared_pairs, shared_with
 from projections.merges import members, merged_into
 from projections.tabs import customer_exists
-from services.appending import append_items, rejected_fields
+from services.appending import append_items, refusal, user_events
 from services.errors import Category, ServiceError, service_errors
 from services.freshness import catch_up
 
@@ -269,45 +266,22 @@ def mark_not_duplicate(
             wanted = [(c, o) for c, o, marks in sides if (o in marks) == request.withdraw]
             if not wanted:
                 wanted = [(a, b)]  # the domain says what stands or does not
-        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-        items = [
-            InputItem(
-                i,
-                json.dumps(
-                    {
-                        "type": "customer.not_duplicate",
-                        "customer_id": c,
-                        "occurred_at": now,
-                        "actor": {"kind": "user", "id": request.user_id},
-                        "source": request.source,
-                        "data": {
-                            "other_customer_id": o,
-                            "reason": reason,
-                            "withdrawn": request.withdraw,
-                        },
-                    },
-                    ensure_ascii=False,
-                ),
-            )
-            for i, (c, o) in enumerate(wanted)
-        ]
+        items = user_events(
+            [
+                (
+                    c,
+                    "customer.not_duplicate",
+                    {"other_customer_id": o, "reason": reason, "withdrawn": request.withdraw},
+                )
+                for c, o in wanted
+            ],
+            user_id=request.user_id,
+            source=request.source,
+        )
         report = append_items(app, policy, items)
     if report.rejected:
-        raise _refused(report)
+        raise refusal(report, conflicts={"mark_exists", "mark_missing", "customer_erased"})
     return Marked(a, b, not request.withdraw, tuple(c for c, _ in wanted))
-
-
-def _refused(report: Any) -> ServiceError:
-    errors = rejected_fields(report)
-    reason = "; ".join(f"{e.field}: {e.reason}" for e in errors)
-    codes = {e.code for e in errors}
-    if "right_missing" in codes:
-        return ServiceError(Category.FORBIDDEN, reason, errors, code="right_missing")
-    if "customer_missing" in codes:
-        return ServiceError(Category.NOT_FOUND, reason, errors, code="customer_missing")
-    if codes & {"mark_exists", "mark_missing", "customer_erased"}:
-        return ServiceError(Category.CONFLICT, reason, errors)
-    return ServiceError(Category.REJECTED, reason, errors)
 
 
 def marked_pair(conn: Connection, customer_id: str, other_customer_id: str) -> bool:

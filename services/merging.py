@@ -17,13 +17,12 @@ import json
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ledger.db import Connection
 from ledger.environment import UNDO_WINDOW_ENV
-from ledger.input import InputItem
 from ledger.normalise import default_region, email_key, phone_key
 from ledger.rights import RightsPolicy
 from projections import registry
@@ -32,7 +31,7 @@ from projections.duplicates import shared_contacts
 from projections.merges import members as merge_members
 from projections.merges import merged_at, merged_into
 from projections.tabs import TABS, customer_exists, tab_counts
-from services.appending import append_items, rejected_fields
+from services.appending import append_items, refusal, user_events
 from services.errors import Category, ServiceError, service_errors
 from services.freshness import catch_up
 
@@ -122,10 +121,6 @@ class Unmerged:
     def as_json(self) -> dict[str, Any]:
         """The answer of every door."""
         return {"customer_id": self.customer_id, "released": self.released, "applied": True}
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _current(conn: Connection) -> None:
@@ -245,17 +240,25 @@ def _confirmation(conn: Connection, request: MergeRequest) -> str | None:
 def preview_merge(conn: Connection, request: MergeRequest) -> MergeOutcome:
     """What the merge would do: the resulting card, the items per tab that move,
     the conflicts, and whether it needs a confirmation. Nothing is stored."""
+    return _preview(conn, request)[0]
+
+
+def _preview(
+    conn: Connection, request: MergeRequest
+) -> tuple[MergeOutcome, dict[str, Any], dict[str, str]]:
+    """The preview, and what the `customer.merged` event records (the kept values
+    of the differing fields and whose they are), read once for both."""
     with service_errors():
         _current(conn)
         _check_shape(conn, request)
-        card, conflicts, _, _ = _card(conn, request)
+        card, conflicts, kept, owners = _card(conn, request)
         moved = {tab: 0 for tab in TABS}
         for customer_id in request.absorb:
             for tab, count in tab_counts(conn, customer_id).items():
                 moved[tab] += count
         why = _confirmation(conn, request)
         names = {c: card_text(conn, c, "name") for c in (request.customer_id, *request.absorb)}
-    return MergeOutcome(
+    outcome = MergeOutcome(
         request.customer_id,
         request.absorb,
         card,
@@ -266,6 +269,7 @@ def preview_merge(conn: Connection, request: MergeRequest) -> MergeOutcome:
         why,
         names,
     )
+    return outcome, kept, owners
 
 
 def merge_customers(
@@ -275,7 +279,7 @@ def merge_customers(
     rules refuse or that needs a confirmation it was not given; nothing is stored
     then."""
     _require_right(policy, request.user_id)
-    outcome = preview_merge(conn, request)
+    outcome, kept, owners = _preview(conn, request)
     if request.dry_run:
         return outcome
     reason = request.reason.strip()
@@ -284,49 +288,26 @@ def merge_customers(
     if outcome.needs_confirmation and not request.confirm:
         raise _refuse(outcome.why or "confirm the merge", "confirmation_needed")
     with service_errors():
-        _, _, kept, owners = _card(conn, request)
-        now = _now()
-        actor = {"kind": "user", "id": request.user_id}
-
-        def event(customer_id: str, event_type: str, data: dict[str, Any]) -> dict[str, Any]:
-            return {
-                "type": event_type,
-                "customer_id": customer_id,
-                "occurred_at": now,
-                "actor": actor,
-                "source": request.source,
-                "data": data,
-            }
-
-        events = [
-            event(
-                request.customer_id,
-                "customer.merged",
-                {
-                    "absorbed": list(request.absorb),
-                    "reason": reason,
-                    "keep": owners,
-                    "card": kept,
-                    "confirmed": request.confirm,
-                },
-            ),
-            *(
-                event(a, "customer.absorbed", {"into": request.customer_id, "reason": reason})
-                for a in request.absorb
-            ),
-        ]
-        _append(app, policy, events)
-    return MergeOutcome(
-        outcome.customer_id,
-        outcome.absorbed,
-        outcome.card,
-        outcome.moved,
-        outcome.conflicts,
-        outcome.needs_confirmation,
-        True,
-        outcome.why,
-        outcome.names,
-    )
+        data = {
+            "absorbed": list(request.absorb),
+            "reason": reason,
+            "keep": owners,
+            "card": kept,
+            "confirmed": request.confirm,
+        }
+        _append(
+            app,
+            policy,
+            request,
+            [
+                (request.customer_id, "customer.merged", data),
+                *(
+                    (a, "customer.absorbed", {"into": request.customer_id, "reason": reason})
+                    for a in request.absorb
+                ),
+            ],
+        )
+    return replace(outcome, applied=True)
 
 
 def undo_window() -> timedelta | None:
@@ -373,27 +354,15 @@ def unmerge_customers(
                 f"the undo window ({UNDO_WINDOW_ENV})",
                 "undo_window_passed",
             )
-        now = _now()
-        actor = {"kind": "user", "id": request.user_id}
-        events = [
-            {
-                "type": "customer.unmerged",
-                "customer_id": priority,
-                "occurred_at": now,
-                "actor": actor,
-                "source": request.source,
-                "data": {"released": released, "reason": reason},
-            },
-            {
-                "type": "customer.released",
-                "customer_id": released,
-                "occurred_at": now,
-                "actor": actor,
-                "source": request.source,
-                "data": {"from_customer_id": priority, "reason": reason},
-            },
-        ]
-        _append(app, policy, events)
+        _append(
+            app,
+            policy,
+            request,
+            [
+                (priority, "customer.unmerged", {"released": released, "reason": reason}),
+                (released, "customer.released", {"from_customer_id": priority, "reason": reason}),
+            ],
+        )
     return Unmerged(priority, released)
 
 
@@ -407,21 +376,19 @@ def _require_right(policy: RightsPolicy, user_id: str) -> None:
         )
 
 
-def _append(app: LedgerApplication, policy: RightsPolicy, events: Sequence[dict[str, Any]]) -> None:
-    items = [InputItem(i, json.dumps(e, ensure_ascii=False)) for i, e in enumerate(events)]
+def _append(
+    app: LedgerApplication,
+    policy: RightsPolicy,
+    request: MergeRequest | UnmergeRequest,
+    events: Sequence[tuple[str, str, dict[str, Any]]],
+) -> None:
+    """Append a merge's or an undo's events all or nothing, as the acting user. A
+    rule refusing them is a CONFLICT: another merge or undo got there first, or
+    an erasure."""
+    items = user_events(events, user_id=request.user_id, source=request.source)
     report = append_items(app, policy, items)
-    if not report.rejected:
-        return
-    errors = rejected_fields(report)
-    reason = "; ".join(f"{e.field}: {e.reason}" for e in errors)
-    codes = {e.code for e in errors}
-    if "right_missing" in codes:
-        raise ServiceError(Category.FORBIDDEN, reason, errors, code="right_missing")
-    if "customer_missing" in codes:
-        raise ServiceError(Category.NOT_FOUND, reason, errors, code="customer_missing")
-    # A rule refused it: another merge or undo got there first, or an erasure.
-    code = next((c for c in codes if c), None)
-    raise ServiceError(Category.CONFLICT, reason, errors, code=code)
+    if report.rejected:
+        raise refusal(report)
 
 
 def resolve(conn: Connection, customer_id: str) -> str | None:
