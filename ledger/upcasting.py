@@ -87,15 +87,22 @@ def is_current(state: bytes | str) -> bool:
 def current_json(state: bytes) -> bytes:
     """A stored envelope's JSON in the current shape (the same bytes when it is, or
     when it is no JSON envelope at all); VersionError for an unknown version."""
+    return upcast_state(state)[0]
+
+
+def upcast_state(state: bytes) -> tuple[bytes, int | None]:
+    """`current_json`, and the version the envelope is stored in when it was upcast
+    (None: it was read as it is)."""
     if is_current(state):
-        return state
+        return state, None
     try:
         document = json.loads(state)
     except (ValueError, RecursionError):
-        return state  # not JSON: the reader's validation says so
+        return state, None  # not JSON: the reader's validation says so
     if not isinstance(document, dict):
-        return state
+        return state, None
     upcast = upcast_document(document)
     if upcast is document:
-        return state
-    return json.dumps(upcast, ensure_ascii=False, separators=(",", ":")).encode()
+        return state, None
+    text = json.dumps(upcast, ensure_ascii=False, separators=(",", ":")).encode()
+    return text, upcast["stored_schema_version"]

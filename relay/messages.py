@@ -7,7 +7,7 @@ import re
 
 from ledger.personal import TamperedValue
 from ledger.reading import StoredRow
-from ledger.upcasting import VersionError, current_json, is_current
+from ledger.upcasting import VersionError, upcast_state
 from relay.errors import RelayFatal
 
 # (name, value): the shape both confluent-kafka and kafka-python take.
@@ -22,9 +22,6 @@ _FAST_HEAD = re.compile(
 )
 
 
-_STORED_VERSION = re.compile(rb'"schema_version":\s*(\d+)')
-
-
 def build_message(row: StoredRow) -> tuple[bytes, bytes, list[Header]]:
     """Key, value and headers for one stored row.
 
@@ -37,18 +34,12 @@ def build_message(row: StoredRow) -> tuple[bytes, bytes, list[Header]]:
     except TamperedValue as exc:
         # Never publish what fails authentication: the operator must look.
         raise RelayFatal(f"stored event at position {row.position}: {exc}") from None
-    stored_version: bytes | None = None
-    if not is_current(state):
-        # Stored under an older version of its type: the stream carries every
-        # event in the current version, the stored one named (docs/kafka.md).
-        try:
-            upcast = current_json(state)
-        except (ValueError, VersionError):
-            upcast = state  # not a plain envelope: the slow path says so
-        if upcast is not state:
-            found = _STORED_VERSION.search(state, 0, 512)
-            stored_version = found.group(1) if found else None
-            state = upcast
+    # Stored under an older version of its type: the stream carries every event
+    # in the current version, the stored one named (docs/kafka.md).
+    try:
+        state, stored_version = upcast_state(state)
+    except VersionError:
+        stored_version = None  # an unknown version: the slow path says what is wrong
     m = _FAST_HEAD.match(state)
     if m is not None and state.endswith(b"}"):
         event_id, schema_version, customer_id = m.group(1), m.group(2), m.group(3)
@@ -67,7 +58,7 @@ def build_message(row: StoredRow) -> tuple[bytes, bytes, list[Header]]:
         ("position", b"%d" % row.position),
     ]
     if stored_version is not None:
-        headers.append(("stored_schema_version", stored_version))
+        headers.append(("stored_schema_version", b"%d" % stored_version))
     return customer_id, value, headers
 
 
