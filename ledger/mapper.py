@@ -19,9 +19,16 @@ from uuid import UUID
 from eventsourcing.persistence import Mapper, MapperDeserialisationError, StoredEvent
 
 from ledger.domain import CustomerEvent, CustomerSnapshot
-from ledger.events import PAYLOADS, ContractError, Payload, RecordedEvent, parse_recorded_json
+from ledger.events import (
+    PAYLOADS,
+    ContractError,
+    InboundEvent,
+    Payload,
+    RecordedEvent,
+    parse_recorded_json,
+)
 from ledger.keystore.keyring import Keyring
-from ledger.personal import has_personal, reveal, seal_envelope
+from ledger.personal import has_personal, reveal, seal_envelope, seal_spliced
 from ledger.stores.rows import EventRow, LedgerStoredEvent
 
 # Columns, not state: see ledger.reading.
@@ -53,7 +60,9 @@ def stored_state(event: CustomerEvent) -> bytes:
         return envelope.model_dump_json(exclude=_not_stored(envelope)).encode()
     # A new event: splice the ledger's fields in front of the validated envelope's
     # JSON rather than building a second model (this is the append hot path).
-    body = _head(event).encode() + envelope.model_dump_json(exclude=_PRODUCER_ID).encode()[1:]
+    # The serializer itself: `model_dump_json` would decode its bytes to text.
+    dumped = envelope.__pydantic_serializer__.to_json(envelope, exclude=_PRODUCER_ID)
+    body = _head(event).encode() + dumped[1:]
     sent = _sent_version(event)
     if sent is not None:
         body = body[:-1] + b',"sent_schema_version":%d}' % sent
@@ -133,17 +142,7 @@ class LedgerMapper(Mapper[UUID]):
         values come from `random_bytes`."""
         envelope = domain_event.envelope
         data = envelope.data
-        if self.keyring is not None and has_personal(envelope.type, data):
-            state = seal_envelope(
-                stored_document(domain_event),
-                envelope.type,
-                envelope.customer_id,
-                domain_event.event_id,
-                self.keyring,
-                random_bytes,
-            )
-        else:
-            state = stored_state(domain_event)
+        state = self._state(domain_event, random_bytes)
         return (
             domain_event.originator_id,
             domain_event.originator_version,
@@ -154,6 +153,22 @@ class LedgerMapper(Mapper[UUID]):
             subject_of(envelope.type, data),
             data.creates_subject,
         )
+
+    def _state(self, event: CustomerEvent, random_bytes: Callable[[int], bytes]) -> bytes:
+        """The stored envelope's JSON, its personal values sealed."""
+        envelope = event.envelope
+        ring = self.keyring
+        if ring is None:
+            return stored_state(event)
+        args = (envelope.type, envelope.customer_id, event.event_id, ring, random_bytes)
+        if isinstance(envelope, InboundEvent):
+            # A new event (the append path): written once, sealed values spliced in.
+            sealed = seal_spliced(stored_state(event), envelope.data, *args)
+            if sealed is not None:
+                return sealed
+        if not has_personal(envelope.type, envelope.data):
+            return stored_state(event)
+        return seal_envelope(stored_document(event), *args)
 
     def _snapshot_to_stored(self, snapshot: CustomerSnapshot) -> StoredEvent:
         body = {"timestamp": snapshot.timestamp.isoformat(), "state": snapshot.state}

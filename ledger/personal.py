@@ -244,6 +244,94 @@ def seal_envelope(
     return _dump(envelope)
 
 
+@cache
+def _sealing_plan(event_type: str) -> tuple[str, ...] | None:
+    """The personal fields of a type whose sealed values `seal_spliced` can splice
+    into the stored JSON (all of them), or None when its payload has a `changes`
+    list (sealed per change) and takes `seal_envelope`."""
+    payload = payload_classes().get(event_type)
+    if payload is None:
+        return ()
+    if "changes" in payload.model_fields:
+        return None
+    return payload.personal
+
+
+# Where the payload starts in a stored envelope as `ledger.mapper.stored_state`
+# writes it: no earlier member is called `data`, and inside a string the quotes
+# would be escaped.
+_DATA_START = b',"data":{'
+
+
+def seal_spliced(
+    state: bytes,
+    data: Payload,
+    event_type: str,
+    customer_id: str,
+    event_id: str,
+    ring: Keyring,
+    random_bytes: Callable[[int], bytes] = os.urandom,
+) -> bytes | None:
+    """`seal_envelope` of a new event without decoding its stored JSON `state`
+    (`ledger.mapper.stored_state`, written once): each personal value's JSON is
+    replaced in place by its marker, which gives the bytes `seal_envelope`
+    writes. None where that is not certain (a dict, a list or a change sealed,
+    a member not found exactly once, a small float in the result): the caller
+    takes `seal_envelope`."""
+    plan = _sealing_plan(event_type)
+    if plan is None:
+        return None
+    values = [(name, v) for name in plan if (v := getattr(data, name, None)) is not None]
+    if not values:
+        return state
+    start = state.find(_DATA_START)
+    if start < 0:
+        return None
+    found: list[tuple[int, int, str, Any, bytes]] = []
+    for name, value in values:
+        if not isinstance(value, str | int | float):
+            return None  # a card's values are sealed one by one: seal_envelope does it
+        plain = _json(value)
+        member = b'"%s":%s' % (name.encode(), plain)
+        at = state.find(member, start)
+        if at < 0 or state.find(member, at + 1) >= 0:
+            return None
+        found.append((at, at + len(member), name, value, plain))
+    spans = sorted(found) if len(found) > 1 else found
+    kept: list[bytes] = []
+    done = 0
+    for at, end, *_ in spans:
+        if at < done:
+            return None
+        kept.append(state[done:at])
+        done = end
+    kept.append(state[done:])
+    # A marker holds neither `e-` nor `0.0000`, nor can it complete one.
+    if (b"e-" in state or b"0.0000" in state) and any(
+        _MAYBE_SMALL_FLOAT.search(part) for part in kept
+    ):
+        return None  # seal_envelope writes such floats as json.dumps does
+    cipher = ring.cipher(customer_id)
+    if cipher is None:
+        raise TamperedValue(f"customer {customer_id!r} has no data key (customer is erased)")
+    # Sealed in the order seal_envelope seals them (`found`'s), so the nonces come alike.
+    markers: dict[str, bytes] = {}
+    for _, _, name, value, plain in found:
+        nonce = random_bytes(_NONCE)
+        box = nonce + cipher.encrypt(nonce, plain, _aad(event_id, f"data.{name}"))
+        kind = b"s" if isinstance(value, str) else b"j"
+        markers[name] = b'"%s":{"enc":"v1","t":"%s","v":"%s"}' % (
+            name.encode(),
+            kind,
+            binascii.b2a_base64(box, newline=False),
+        )
+    parts = [kept[0]]
+    for span, part in zip(spans, kept[1:], strict=True):
+        parts += (markers[span[2]], part)
+    sealed = b"".join(parts)
+    return sealed
+
+
 def reveal(state: bytes, ring: Keyring) -> bytes:
     """The stored envelope `state` with personal values decrypted, or shown as
     erased when the customer's key is gone. Raises TamperedValue."""

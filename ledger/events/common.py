@@ -10,7 +10,15 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+)
 
 from ledger.events.limits import INT64_MAX, MAX_STRING_CHARS
 from ledger.kinds import Kind
@@ -22,12 +30,21 @@ Url = Annotated[str, Field(min_length=1, max_length=2048)]
 DecimalString = Annotated[str, Field(pattern=r"^-?\d+(\.\d+)?$", max_length=64)]
 
 
-def _integral(value: Any) -> Any:
+# Set in a validation's context when a float was given for an integer: the
+# quick limits check (ledger.events.catalogue) cannot tell whether its text was
+# kept exactly, and leaves it to the full one.
+FLOAT_SEEN = "float_seen"
+
+
+def _integral(value: Any, info: ValidationInfo) -> Any:
     # JSON Schema's "integer" is a number with no fractional part, so 2.0 (or
     # 2e0) is one: the published contracts accept it, and so must we. 2.5 still
     # fails, and strings are never numbers.
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
+    if isinstance(value, float):
+        if isinstance(info.context, dict):
+            info.context[FLOAT_SEEN] = True
+        if value.is_integer():
+            return int(value)
     return value
 
 

@@ -106,6 +106,14 @@ def check_event_json(raw: str | bytes) -> int:
     return its size in bytes.
 
     Malformed JSON is left to the contract's own parser, which says where."""
+    size, text = check_event_shape(raw)
+    check_event_values(text)
+    return size
+
+
+def check_event_shape(raw: str | bytes) -> tuple[int, str]:
+    """The cheap part of `check_event_json`: the event's size and nesting depth.
+    Returns the size in bytes and the event as text."""
     size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
     if size > MAX_EVENT_BYTES:
         raise LimitError(
@@ -114,6 +122,12 @@ def check_event_json(raw: str | bytes) -> int:
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
     if text.count("{") + text.count("[") > MAX_DEPTH and _depth(text) > MAX_DEPTH:
         raise LimitError("(event)", f"nested deeper than {MAX_DEPTH} levels of objects and arrays")
+    return size, text
+
+
+def check_event_values(text: str) -> None:
+    """The rest of `check_event_json`, one decode of `text`: NUL characters,
+    numbers and keys given twice."""
     # A plain substring test first: the regex (which skips `\\u0000`) is slower.
     fault = "\\u0000" in text and _NUL_ESCAPE.search(text) is not None
     try:
@@ -123,13 +137,28 @@ def check_event_json(raw: str | bytes) -> int:
     except _Bad:
         fault = True
     except (ValueError, RecursionError):
-        return size
+        return
     else:
         if end != len(text) and text[end:].strip(_JSON_SPACE):
-            return size  # data after the value: malformed, as decode() would find
+            return  # data after the value: malformed, as decode() would find
     if fault:
         _name_the_fault(text)
-    return size
+
+
+# Whitespace between a key and its colon: such a key's `":` is not counted.
+_SPACED_COLON = re.compile(r'"[ \t\r\n]+:')
+
+
+def keys_match(text: str, keys: int) -> bool:
+    """Whether the JSON `text`, which validated as models holding `keys` distinct
+    keys (see `ledger.events.shape`), gives no key twice; False when it cannot
+    tell cheaply, and the full check (`check_event_values`) decides.
+
+    A key followed at once by its colon ends in `":`, and `":` can also occur
+    inside a string, never less often. With no whitespace before any key's
+    colon, `":` occurs at least once per key given, and the keys given are at
+    least `keys`: when it occurs exactly `keys` times, no key was given twice."""
+    return text.count('":') == keys and _SPACED_COLON.search(text) is None
 
 
 # Stored JSON is at most this many times longer than what was sent: strings never
