@@ -86,6 +86,38 @@ class CustomerEvent:
         return aggregate
 
 
+class AcceptedEvent:
+    """An event the rules accepted, not stored yet: what the row builder
+    (`ledger.mapper`) needs of it. One is made for every appended event, so it is
+    a plain record rather than the frozen `CustomerEvent`, which the library
+    reads stored events back as."""
+
+    __slots__ = (
+        "envelope",
+        "event_id",
+        "originator_id",
+        "originator_version",
+        "schema_version",
+        "timestamp",
+    )
+
+    def __init__(
+        self,
+        originator_id: UUID,
+        originator_version: int,
+        timestamp: datetime,
+        event_id: str,
+        schema_version: int,
+        envelope: InboundEvent,
+    ) -> None:
+        self.originator_id = originator_id
+        self.originator_version = originator_version
+        self.timestamp = timestamp  # recorded_at
+        self.event_id = event_id
+        self.schema_version = schema_version
+        self.envelope = envelope
+
+
 @dataclass(frozen=True)
 class CustomerSnapshot:
     """A customer's state at one version, so a busy customer (100,000 events) loads
@@ -202,6 +234,46 @@ _OTHER_RULES: dict[type[Payload], str] = {
 _MERGE_EVENTS = (CustomerMerged, CustomerAbsorbed, CustomerUnmerged, CustomerReleased)
 
 
+# The types `Customer.check`'s cases and `_MERGE_EVENTS` name, and those
+# `Customer.apply`'s cases name: any other type skips the match statement, whose
+# cases are tried one by one for every appended event. A test
+# (tests/unit/test_domain_rules.py) holds these to the cases written.
+_RULED: frozenset[type[Payload]] = frozenset(
+    {
+        SmsDelivered,
+        SmsFailed,
+        SegmentJoined,
+        SegmentLeft,
+        ChatMessage,
+        TaskEdited,
+        TaskCompleted,
+        TaskReopened,
+        TaskDeleted,
+        CustomerNotDuplicate,
+        *_MERGE_EVENTS,
+    }
+)
+_STATEFUL: frozenset[type[Payload]] = frozenset(
+    {
+        OrderCreated,
+        EmailSent,
+        SmsSent,
+        SegmentJoined,
+        SegmentLeft,
+        ChatStarted,
+        ChatStatusChanged,
+        TaskCreated,
+        TaskCompleted,
+        TaskReopened,
+        TaskDeleted,
+        VisitRecorded,
+        CustomerErased,
+        *_MERGE_EVENTS,
+        CustomerNotDuplicate,
+    }
+)
+
+
 def subject_ref(data: Payload) -> tuple[str, str] | None:
     """The existing subject an event refers to, as (kind, id): the claimed
     subject it acts on (not one it creates), or the sms a delivery report is of."""
@@ -258,7 +330,7 @@ class Customer:
     # customers merged into this one: read models fold their rows into its tabs.
     merged_into: str | None = None
     absorbed: set[str] = field(default_factory=set)
-    _pending: list[CustomerEvent] = field(default_factory=list, repr=False)
+    _pending: list[AcceptedEvent] = field(default_factory=list, repr=False)
 
     @property
     def exists(self) -> bool:
@@ -300,6 +372,8 @@ class Customer:
         if self.erased:
             raise RuleViolation("customer_id", "customer is erased", "customer_erased")
         self._check_subject(data)
+        if type(data) not in _RULED:
+            return  # most events: no rule below is about them (see _RULED)
         match data:
             case SmsDelivered() | SmsFailed() if data.message_id not in self.sms:
                 raise RuleViolation(
@@ -477,6 +551,8 @@ class Customer:
 
     def apply(self, data: Payload) -> None:
         """Change the state as the accepted event `data` says."""
+        if type(data) not in _STATEFUL:
+            return  # a note, a call, ...: nothing below keeps it (see _STATEFUL)
         match data:
             case OrderCreated():
                 self.orders.add(data.order_id)
@@ -511,21 +587,22 @@ class Customer:
             case CustomerNotDuplicate():
                 self.not_duplicates.add(data.other_customer_id)
 
-    def record(self, event: InboundEvent, event_id: str, recorded_at: datetime) -> CustomerEvent:
+    def record(self, event: InboundEvent, event_id: str, recorded_at: datetime) -> AcceptedEvent:
         """Accept a checked event: apply it and keep it for the next save."""
-        self.apply(event.data)
-        domain_event = CustomerEvent(
-            originator_id=self.id,
-            originator_version=self.version + len(self._pending) + 1,
-            timestamp=recorded_at,
-            event_id=event_id,
-            schema_version=event.data.schema_version,
-            envelope=event,
+        data = event.data
+        self.apply(data)
+        accepted = AcceptedEvent(
+            self.id,
+            self.version + len(self._pending) + 1,
+            recorded_at,
+            event_id,
+            data.schema_version,
+            event,
         )
-        self._pending.append(domain_event)
-        return domain_event
+        self._pending.append(accepted)
+        return accepted
 
-    def collect_events(self) -> list[CustomerEvent]:
+    def collect_events(self) -> list[AcceptedEvent]:
         events, self._pending = self._pending, []
         if events:
             self.version = events[-1].originator_version

@@ -18,7 +18,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import Mapper, MapperDeserialisationError, StoredEvent
 
-from ledger.domain import CustomerEvent, CustomerSnapshot
+from ledger.domain import AcceptedEvent, CustomerEvent, CustomerSnapshot
 from ledger.events import (
     PAYLOADS,
     ContractError,
@@ -38,6 +38,10 @@ _NOT_STORED = {"position", "stream_id", "stream_version", "stored_schema_version
 _PRODUCER_ID = {"event_id", "schema_version"}
 
 
+# An event to store: accepted on append, or read back (and stored again).
+ToStore = AcceptedEvent | CustomerEvent
+
+
 def _not_stored(envelope: RecordedEvent) -> set[str]:
     # A stored envelope without `sent_schema_version` is stored again without it.
     if envelope.sent_schema_version is None:
@@ -53,7 +57,7 @@ def subject_of(event_type: str, data: Payload) -> str | None:
     return f"{payload.subject_kind}:{data.subject_id()}"
 
 
-def stored_state(event: CustomerEvent) -> bytes:
+def stored_state(event: ToStore) -> bytes:
     """The stored envelope's JSON: the producer's envelope plus what the ledger adds."""
     envelope = event.envelope
     if isinstance(envelope, RecordedEvent):
@@ -69,7 +73,7 @@ def stored_state(event: CustomerEvent) -> bytes:
     return body
 
 
-def _sent_version(event: CustomerEvent) -> int | None:
+def _sent_version(event: ToStore) -> int | None:
     """The older version a producer sent a new event in (None: the current one)."""
     envelope = event.envelope
     if isinstance(envelope, RecordedEvent) or envelope.schema_version is None:
@@ -83,7 +87,7 @@ def _utc_text(timestamp: datetime) -> str:
     return timestamp.isoformat().replace("+00:00", "Z")
 
 
-def _head(event: CustomerEvent) -> str:
+def _head(event: ToStore) -> str:
     recorded_at = _utc_text(event.timestamp)
     return (
         f'{{"event_id":"{event.event_id}","recorded_at":"{recorded_at}",'
@@ -91,7 +95,7 @@ def _head(event: CustomerEvent) -> str:
     )
 
 
-def stored_document(event: CustomerEvent) -> dict[str, Any]:
+def stored_document(event: ToStore) -> dict[str, Any]:
     """`stored_state` decoded: what personal values are sealed in before the one
     serialisation (members in the same order, so the same JSON)."""
     envelope = event.envelope
@@ -136,7 +140,7 @@ class LedgerMapper(Mapper[UUID]):
         )
 
     def event_row(
-        self, domain_event: CustomerEvent, random_bytes: Callable[[int], bytes] = os.urandom
+        self, domain_event: ToStore, random_bytes: Callable[[int], bytes] = os.urandom
     ) -> EventRow:
         """The events-table row of a customer event; the nonces of its encrypted
         values come from `random_bytes`."""
@@ -154,7 +158,7 @@ class LedgerMapper(Mapper[UUID]):
             data.creates_subject,
         )
 
-    def _state(self, event: CustomerEvent, random_bytes: Callable[[int], bytes]) -> bytes:
+    def _state(self, event: ToStore, random_bytes: Callable[[int], bytes]) -> bytes:
         """The stored envelope's JSON, its personal values sealed."""
         envelope = event.envelope
         ring = self.keyring

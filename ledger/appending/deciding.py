@@ -19,8 +19,8 @@ from ledger.appending.report import AppendReport, Rejection
 from ledger.application import LedgerApplication, first_line, snapshot_due
 from ledger.db import Lookup, Queries, look_up
 from ledger.domain import (
+    AcceptedEvent,
     Customer,
-    CustomerEvent,
     RuleViolation,
     customer_stream_id,
     subject_ref,
@@ -173,13 +173,9 @@ class Decider:
         # Marks and merges are checked against the other customers' states too.
         named = [o for e in events for o in _others(e)]
         missing = self._uncached(dict.fromkeys([*(e.customer_id for e in events), *named]))
-        subjects = [
-            s
-            for e in events
-            if PAYLOADS[e.type].creates_subject
-            and (s := subject_of(e.type, e.data)) is not None
-            and s not in self._claims
-        ]
+        # The subject each event creates, once: looked up below, then claimed.
+        created = {id(e): s for e in events if (s := _created_subject(e)) is not None}
+        subjects = [s for s in created.values() if s not in self._claims]
         streams = {c: customer_stream_id(c) for c in missing}
         # Everything this batch needs from the store, in one statement (on
         # PostgreSQL each is a round trip, and a group of one-event appends is a
@@ -210,7 +206,7 @@ class Decider:
         self._load_customers(store, streams, lookups.streams(found[2]))
         self._load_groups(store, [e.customer_id for e in events])
         now = self.entropy.now()
-        out: list[CustomerEvent] = []
+        out: list[AcceptedEvent] = []
         touched: dict[str, Customer] = {}
         decision = Decision([], [], [], 0, [])
         for item, result in parsed:
@@ -230,8 +226,11 @@ class Decider:
                     continue
                 if event.customer_id in shredded and not isinstance(event.data, CustomerErased):
                     raise RuleViolation("customer_id", "customer is erased", "customer_erased")
-                subject = self._check_claim(event)
-                others = {o: self._customer(o) for o in _others(event)}
+                subject = created.get(id(result))
+                if subject is not None:
+                    self._check_claim(event, subject)
+                named = _others(event)
+                others = {o: self._customer(o) for o in named} if named else None
                 customer.check(event, self.policy, others)
             except RuleViolation as rule:
                 decision.rejections.append(
@@ -330,22 +329,17 @@ class Decider:
             states = {eid: reveal(state, ring) for eid, state in states.items()}
         return {eid: _stored_digest(state) for eid, state in states.items()}
 
-    def _check_claim(self, event: InboundEvent) -> str | None:
-        """The subject this event creates, if any, after checking it is free."""
-        payload = PAYLOADS[event.type]
-        if not payload.creates_subject:
-            return None
-        subject = subject_of(event.type, event.data)
-        assert subject is not None
+    def _check_claim(self, event: InboundEvent, subject: str) -> None:
+        """Check that `subject`, which `event` creates, is free."""
         owner = self._claims.get(subject)
         if owner is not None and owner != event.customer_id:
+            payload = PAYLOADS[event.type]
             raise RuleViolation(
                 f"data.{payload.subject_field}",
                 f"{payload.subject_kind} {event.data.subject_id()!r} already exists "
                 "for another customer",
                 f"{payload.subject_kind}_exists",
             )
-        return subject
 
     def _customer(self, customer_id: str) -> Customer:
         return self._pinned.get(customer_id) or self._customers[customer_id].customer
@@ -394,9 +388,24 @@ class Decider:
         )
 
 
+def _created_subject(event: InboundEvent) -> str | None:
+    """The subject `event` brings into existence (claimed for its customer), if any."""
+    if not event.data.creates_subject:
+        return None
+    subject = subject_of(event.type, event.data)
+    assert subject is not None
+    return subject
+
+
+# The types whose rules read other customers' states (see _others).
+_NAMING = (CustomerNotDuplicate, CustomerMerged, CustomerAbsorbed)
+
+
 def _others(event: InboundEvent) -> list[str]:
     """The customers besides its own whose state an event's rules read."""
     data = event.data
+    if not isinstance(data, _NAMING):
+        return []
     if isinstance(data, CustomerNotDuplicate):
         return [data.other_customer_id]
     if isinstance(data, CustomerMerged):

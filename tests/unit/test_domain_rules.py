@@ -247,3 +247,29 @@ def test_a_refused_event_changes_nothing() -> None:
     with pytest.raises(RuleViolation):
         c.check(inbound("task.reopened", {"task_id": "t1"}), ALLOW_ALL)
     assert (c.version, c.tasks, c.collect_events()) == (2, {"t1": "pending"}, [])
+
+
+def _case_types(method: Any) -> set[str]:
+    """The payload classes named in the `case` patterns of `method`'s match."""
+    import ast
+    import inspect
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(method)))
+    return {
+        node.cls.id
+        for match in ast.walk(tree)
+        if isinstance(match, ast.match_case)
+        for node in ast.walk(match.pattern)
+        if isinstance(node, ast.MatchClass) and isinstance(node.cls, ast.Name)
+    }
+
+
+def test_the_types_skipping_the_rules_and_the_state_are_those_no_case_names() -> None:
+    """`check` and `apply` skip their match for types outside `_RULED` and
+    `_STATEFUL`: a case for another type would never run."""
+    from ledger.domain import _MERGE_EVENTS, _RULED, _STATEFUL
+
+    ruled = {t.__name__ for t in _RULED}
+    assert _case_types(Customer.check) | {t.__name__ for t in _MERGE_EVENTS} == ruled
+    assert _case_types(Customer.apply) == {t.__name__ for t in _STATEFUL}
