@@ -51,10 +51,10 @@ def _not_stored(envelope: RecordedEvent) -> set[str]:
 
 def subject_of(event_type: str, data: Payload) -> str | None:
     """The audit subject of an event, e.g. `order:o-17`; None for card events."""
-    payload = PAYLOADS[event_type]
-    if payload.subject_kind is None:
+    kind = PAYLOADS[event_type].subject_kind
+    if kind is None:
         return None
-    return f"{payload.subject_kind}:{data.subject_id()}"
+    return f"{kind}:{data.subject_id()}"
 
 
 def stored_state(event: ToStore) -> bytes:

@@ -25,6 +25,7 @@ import json
 import os
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -244,23 +245,34 @@ def seal_envelope(
     return _dump(envelope)
 
 
+@dataclass(frozen=True)
+class _SealingPlan:
+    # The personal fields, in the order seal_envelope seals them, each with its
+    # member's start as written (`"name":`).
+    fields: tuple[tuple[str, bytes], ...]
+    # False for a closed type (ledger.events.shape): it holds no float, so
+    # json.dumps writes its JSON as pydantic does (see _json).
+    floats: bool
+
+
 @cache
-def _sealing_plan(event_type: str) -> tuple[str, ...] | None:
-    """The personal fields of a type whose sealed values `seal_spliced` can splice
-    into the stored JSON (all of them), or None when its payload has a `changes`
-    list (sealed per change) and takes `seal_envelope`."""
+def _sealing_plan(event_type: str) -> _SealingPlan | None:
+    """How `seal_spliced` seals a type's personal values; None when its payload
+    has a `changes` list (sealed per change) and takes `seal_envelope`."""
+    from ledger.events import INBOUND_MODELS
+    from ledger.events.shape import is_closed
+
     payload = payload_classes().get(event_type)
     if payload is None:
-        return ()
+        return _SealingPlan((), floats=True)
     if "changes" in payload.model_fields:
         return None
-    return payload.personal
+    fields = tuple((name, b'"%s":' % name.encode()) for name in payload.personal)
+    return _SealingPlan(fields, floats=not is_closed(INBOUND_MODELS[event_type]))
 
 
-# Where the payload starts in a stored envelope as `ledger.mapper.stored_state`
-# writes it: no earlier member is called `data`, and inside a string the quotes
-# would be escaped.
-_DATA_START = b',"data":{'
+# The values `seal_spliced` finds in the JSON as `_json` writes them.
+_SPLICED = (str, int, float)
 
 
 def seal_spliced(
@@ -273,63 +285,65 @@ def seal_spliced(
     random_bytes: Callable[[int], bytes] = os.urandom,
 ) -> bytes | None:
     """`seal_envelope` of a new event without decoding its stored JSON `state`
-    (`ledger.mapper.stored_state`, written once): each personal value's JSON is
-    replaced in place by its marker, which gives the bytes `seal_envelope`
+    (`ledger.mapper.stored_state`, written once): each personal value's member
+    is replaced in place by its marker, which gives the bytes `seal_envelope`
     writes. None where that is not certain (a dict, a list or a change sealed,
     a member not found exactly once, a small float in the result): the caller
-    takes `seal_envelope`."""
+    takes `seal_envelope`.
+
+    A personal field's member (`"name":` and the value's JSON) is in `state`
+    once at least, in the payload; found exactly once, that is where it is."""
     plan = _sealing_plan(event_type)
     if plan is None:
         return None
-    values = [(name, v) for name in plan if (v := getattr(data, name, None)) is not None]
-    if not values:
-        return state
-    start = state.find(_DATA_START)
-    if start < 0:
-        return None
-    found: list[tuple[int, int, str, Any, bytes]] = []
-    for name, value in values:
-        if not isinstance(value, str | int | float):
+    # (where, member, key, value, its JSON), in seal_envelope's order.
+    found: list[tuple[int, bytes, bytes, Any, bytes]] = []
+    for name, key in plan.fields:
+        value = getattr(data, name, None)
+        if value is None:
+            continue
+        if not isinstance(value, _SPLICED):
             return None  # a card's values are sealed one by one: seal_envelope does it
         plain = _json(value)
-        member = b'"%s":%s' % (name.encode(), plain)
-        at = state.find(member, start)
+        member = key + plain
+        at = state.find(member)
         if at < 0 or state.find(member, at + 1) >= 0:
             return None
-        found.append((at, at + len(member), name, value, plain))
-    spans = sorted(found) if len(found) > 1 else found
+        found.append((at, member, key, value, plain))
+    if not found:
+        return state
+    spans = sorted(found, key=lambda f: f[0]) if len(found) > 1 else found
     kept: list[bytes] = []
     done = 0
-    for at, end, *_ in spans:
+    for at, member, *_ in spans:
         if at < done:
             return None
         kept.append(state[done:at])
-        done = end
+        done = at + len(member)
     kept.append(state[done:])
     # A marker holds neither `e-` nor `0.0000`, nor can it complete one.
-    if (b"e-" in state or b"0.0000" in state) and any(
-        _MAYBE_SMALL_FLOAT.search(part) for part in kept
+    if (
+        plan.floats
+        and (b"e-" in state or b"0.0000" in state)
+        and any(_MAYBE_SMALL_FLOAT.search(part) for part in kept)
     ):
         return None  # seal_envelope writes such floats as json.dumps does
     cipher = ring.cipher(customer_id)
     if cipher is None:
         raise TamperedValue(f"customer {customer_id!r} has no data key (customer is erased)")
-    # Sealed in the order seal_envelope seals them (`found`'s), so the nonces come alike.
-    markers: dict[str, bytes] = {}
-    for _, _, name, value, plain in found:
+    markers: dict[bytes, bytes] = {}
+    for _, _, key, value, plain in found:  # nonces drawn in seal_envelope's order
         nonce = random_bytes(_NONCE)
-        box = nonce + cipher.encrypt(nonce, plain, _aad(event_id, f"data.{name}"))
-        kind = b"s" if isinstance(value, str) else b"j"
-        markers[name] = b'"%s":{"enc":"v1","t":"%s","v":"%s"}' % (
-            name.encode(),
-            kind,
-            binascii.b2a_base64(box, newline=False),
+        path = f"data.{key[1:-2].decode()}"
+        box = binascii.b2a_base64(
+            nonce + cipher.encrypt(nonce, plain, _aad(event_id, path)), newline=False
         )
+        t = b"s" if isinstance(value, str) else b"j"
+        markers[key] = b'%s{"enc":"v1","t":"%s","v":"%s"}' % (key, t, box)
     parts = [kept[0]]
-    for span, part in zip(spans, kept[1:], strict=True):
-        parts += (markers[span[2]], part)
-    sealed = b"".join(parts)
-    return sealed
+    for i, span in enumerate(spans):
+        parts += (markers[span[2]], kept[i + 1])
+    return b"".join(parts)
 
 
 def reveal(state: bytes, ring: Keyring) -> bytes:

@@ -265,7 +265,8 @@ def parse_inbound_json(raw: str | bytes) -> InboundEvent:
             check_event_values(text)
         seen: dict[str, bool] = {}
         try:
-            event = _envelopes().inbound_adapter.validate_json(
+            # The adapter's validator itself: TypeAdapter.validate_json wraps it in Python.
+            event: InboundEvent = _envelopes().inbound_adapter.validator.validate_json(
                 _in_current_version(raw), context=seen
             )
         except ValidationError:

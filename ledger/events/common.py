@@ -54,7 +54,10 @@ NonNegativeInt = Annotated[int, Field(ge=0, le=INT64_MAX), BeforeValidator(_inte
 
 def _within_utc_years(value: datetime) -> datetime:
     # Readers show times in UTC; a time whose UTC year leaves 1-9999 cannot be
-    # converted, and would break every reader that tries.
+    # converted, and would break every reader that tries. An offset is less than
+    # a day, so only the first and the last year can.
+    if 1 < value.year < 9999:
+        return value
     try:
         value.astimezone(UTC)
     except OverflowError:
