@@ -274,10 +274,14 @@ _STATEFUL: frozenset[type[Payload]] = frozenset(
 )
 
 
+# A tuple, not `SmsDelivered | SmsFailed`: that union is built anew at each call.
+_SMS_REPORTS = (SmsDelivered, SmsFailed)
+
+
 def subject_ref(data: Payload) -> tuple[str, str] | None:
     """The existing subject an event refers to, as (kind, id): the claimed
     subject it acts on (not one it creates), or the sms a delivery report is of."""
-    if isinstance(data, SmsDelivered | SmsFailed):
+    if isinstance(data, _SMS_REPORTS):
         return ("sms", data.message_id)
     kind = data.subject_kind
     if kind not in _CLAIMED or data.creates_subject:

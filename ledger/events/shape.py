@@ -94,7 +94,9 @@ def key_count(model: BaseModel) -> int:
     for name in _nested(type(model)):
         value = getattr(model, name)
         if isinstance(value, BaseModel):
-            n += key_count(value)
+            # A model holding none (an actor, most payloads) without a call.
+            inner = _nested(type(value))
+            n += key_count(value) if inner else len(value.__pydantic_fields_set__)
         elif isinstance(value, list):
             n += sum(key_count(v) for v in value if isinstance(v, BaseModel))
     return n
