@@ -253,6 +253,8 @@ class _SealingPlan:
     # False for a closed type (ledger.events.shape): it holds no float, so
     # json.dumps writes its JSON as pydantic does (see _json).
     floats: bool
+    # Each member's start -> the end of its associated data (after the event id).
+    paths: dict[bytes, bytes]
 
 
 @cache
@@ -264,11 +266,12 @@ def _sealing_plan(event_type: str) -> _SealingPlan | None:
 
     payload = payload_classes().get(event_type)
     if payload is None:
-        return _SealingPlan((), floats=True)
+        return _SealingPlan((), floats=True, paths={})
     if "changes" in payload.model_fields:
         return None
     fields = tuple((name, b'"%s":' % name.encode()) for name in payload.personal)
-    return _SealingPlan(fields, floats=not is_closed(INBOUND_MODELS[event_type]))
+    paths = {key: _aad("", f"data.{name}") for name, key in fields}
+    return _SealingPlan(fields, not is_closed(INBOUND_MODELS[event_type]), paths)
 
 
 # The values `seal_spliced` finds in the JSON as `_json` writes them.
@@ -334,10 +337,9 @@ def seal_spliced(
     markers: dict[bytes, bytes] = {}
     for _, _, key, value, plain in found:  # nonces drawn in seal_envelope's order
         nonce = random_bytes(_NONCE)
-        path = f"data.{key[1:-2].decode()}"
-        box = binascii.b2a_base64(
-            nonce + cipher.encrypt(nonce, plain, _aad(event_id, path)), newline=False
-        )
+        # _aad(event_id, "data.<name>"), its second half written once per type.
+        aad = event_id.encode() + plan.paths[key]
+        box = binascii.b2a_base64(nonce + cipher.encrypt(nonce, plain, aad), newline=False)
         t = b"s" if isinstance(value, str) else b"j"
         markers[key] = b'%s{"enc":"v1","t":"%s","v":"%s"}' % (key, t, box)
     parts = [kept[0]]
