@@ -165,16 +165,26 @@ class Decider:
         """What `batch` comes to, given what `store` holds (a write session sees its
         own inserts) and the events of this input not inserted yet."""
         parsed = [(item, _parse(item)) for item in batch]
-        events = [p for _, p in parsed if isinstance(p, InboundEvent)]
-        keyring = self.app.ledger_mapper.keyring
-        # Each given id as text once (UUID formatting is Python code).
-        given_ids = {id(e): str(e.event_id) for e in events if e.event_id}
-        question = keyring.ask(e.customer_id for e in events) if keyring else None
+        events: list[InboundEvent] = []
+        # Each given id as text once (UUID formatting is Python code), and the
+        # subject each event creates, once: looked up below, then claimed.
+        given_ids: dict[int, str] = {}
+        created: dict[int, str] = {}
         # Marks and merges are checked against the other customers' states too.
-        named = [o for e in events for o in _others(e)]
-        missing = self._uncached(dict.fromkeys([*(e.customer_id for e in events), *named]))
-        # The subject each event creates, once: looked up below, then claimed.
-        created = {id(e): s for e in events if (s := _created_subject(e)) is not None}
+        named: list[str] = []
+        for _, event in parsed:
+            if isinstance(event, Rejection):
+                continue
+            events.append(event)
+            if event.event_id:
+                given_ids[id(event)] = str(event.event_id)
+            if event.data.creates_subject:
+                created[id(event)] = _created_subject(event)
+            named += _others(event)
+        customer_ids = [e.customer_id for e in events]
+        keyring = self.app.ledger_mapper.keyring
+        question = keyring.ask(customer_ids) if keyring else None
+        missing = self._uncached(dict.fromkeys([*customer_ids, *named]))
         subjects = [s for s in created.values() if s not in self._claims]
         streams = {c: customer_stream_id(c) for c in missing}
         # Everything this batch needs from the store, in one statement (on
@@ -204,11 +214,14 @@ class Decider:
         stored = self._stored_digests(lookups.states(found[0]))
         self._claims.update(lookups.owners(found[1]))
         self._load_customers(store, streams, lookups.streams(found[2]))
-        self._load_groups(store, [e.customer_id for e in events])
+        self._load_groups(store, customer_ids)
         now = self.entropy.now()
         out: list[AcceptedEvent] = []
         touched: dict[str, Customer] = {}
         decision = Decision([], [], [], 0, [])
+        # Looked up once, not per event.
+        customer_of, seen, claims, policy = self._customer, self._seen, self._claims, self.policy
+        accepted_items = decision.items
         for item, result in parsed:
             if isinstance(result, Rejection):
                 decision.rejections.append(result)
@@ -220,7 +233,7 @@ class Decider:
                 if given_id is not None and self._is_duplicate(event, given_id, stored):
                     decision.duplicates += 1
                     continue
-                customer = self._customer(event.customer_id)
+                customer = customer_of(event.customer_id)
                 if customer.erased and isinstance(event.data, CustomerErased):
                     decision.duplicates += 1  # a repeated erasure is a no-op
                     continue
@@ -229,9 +242,9 @@ class Decider:
                 subject = created.get(id(result))
                 if subject is not None:
                     self._check_claim(event, subject)
-                named = _others(event)
-                others = {o: self._customer(o) for o in named} if named else None
-                customer.check(event, self.policy, others)
+                names = _others(event)
+                others = {o: customer_of(o) for o in names} if names else None
+                customer.check(event, policy, others)
             except RuleViolation as rule:
                 decision.rejections.append(
                     Rejection(
@@ -245,13 +258,13 @@ class Decider:
                 continue
             event_id = given_id or self.entropy.new_event_id()
             out.append(customer.record(event, event_id, now))
-            decision.items.append(item)
+            accepted_items.append(item)
             touched[event.customer_id] = customer
             if given_id is not None:  # a generated id cannot come again
                 # Digested only if the id comes again (rare): see _is_duplicate.
-                self._seen[given_id] = event
+                seen[given_id] = event
             if subject is not None:
-                self._claims[subject] = event.customer_id
+                claims[subject] = event.customer_id
         mapper = self.app.ledger_mapper
         random_bytes = self.entropy.random_bytes
         decision.rows = [mapper.event_row(e, random_bytes) for e in out]
@@ -388,10 +401,9 @@ class Decider:
         )
 
 
-def _created_subject(event: InboundEvent) -> str | None:
-    """The subject `event` brings into existence (claimed for its customer), if any."""
-    if not event.data.creates_subject:
-        return None
+def _created_subject(event: InboundEvent) -> str:
+    """The subject `event`, of a type that creates one, brings into existence
+    (claimed for its customer)."""
     subject = subject_of(event.type, event.data)
     assert subject is not None
     return subject

@@ -267,7 +267,7 @@ def parse_inbound_json(raw: str | bytes) -> InboundEvent:
         try:
             # The adapter's validator itself: TypeAdapter.validate_json wraps it in Python.
             event: InboundEvent = _envelopes().inbound_adapter.validator.validate_json(
-                _in_current_version(raw), context=seen
+                raw if quick else _in_current_version(raw), context=seen
             )
         except ValidationError:
             if quick:
