@@ -271,7 +271,7 @@ class Decider:
         if keyring is not None:
             # The key goes in the transaction that stores customer.erased.
             for e in out:
-                if isinstance(e.envelope.data, CustomerErased):
+                if type(e.envelope.data) is CustomerErased:  # cheaper than isinstance
                     keyring.destroy(store, e.envelope.customer_id)
         decision.touched = list(touched.values())
         return decision
@@ -409,14 +409,15 @@ def _created_subject(event: InboundEvent) -> str:
     return subject
 
 
-# The types whose rules read other customers' states (see _others).
-_NAMING = (CustomerNotDuplicate, CustomerMerged, CustomerAbsorbed)
+# The types whose rules read other customers' states (see _others): tested by
+# type, as an isinstance that fails against pydantic classes costs more.
+_NAMING = frozenset({CustomerNotDuplicate, CustomerMerged, CustomerAbsorbed})
 
 
 def _others(event: InboundEvent) -> list[str]:
     """The customers besides its own whose state an event's rules read."""
     data = event.data
-    if not isinstance(data, _NAMING):
+    if type(data) not in _NAMING:
         return []
     if isinstance(data, CustomerNotDuplicate):
         return [data.other_customer_id]
