@@ -67,9 +67,10 @@ def stored_state(event: ToStore) -> bytes:
     # The serializer itself: `model_dump_json` would decode its bytes to text.
     dumped = envelope.__pydantic_serializer__.to_json(envelope, exclude=_PRODUCER_ID)
     body = _head(event).encode() + dumped[1:]
-    sent = _sent_version(event)
-    if sent is not None:
-        body = body[:-1] + b',"sent_schema_version":%d}' % sent
+    if envelope.schema_version is not None:  # (_sent_version's first test, inline)
+        sent = _sent_version(event)
+        if sent is not None:
+            body = body[:-1] + b',"sent_schema_version":%d}' % sent
     return body
 
 

@@ -114,7 +114,10 @@ def check_event_json(raw: str | bytes) -> int:
 def check_event_shape(raw: str | bytes) -> tuple[int, str]:
     """The cheap part of `check_event_json`: the event's size and nesting depth.
     Returns the size in bytes and the event as text."""
-    size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
+    if isinstance(raw, bytes) or raw.isascii():  # isascii: a flag, no scan
+        size = len(raw)
+    else:
+        size = len(raw.encode("utf-8", "surrogatepass"))
     if size > MAX_EVENT_BYTES:
         raise LimitError(
             "(event)", f"{size:,} bytes of JSON; an event may have at most {MAX_EVENT_BYTES:,}"
