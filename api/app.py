@@ -3,7 +3,8 @@
 This module only composes: the application's state (`api/state.py`), the
 error handlers (`api/problems.py`), the JSON API's routers, one per resource
 (`api/routes/`), the card page's (`api/page.py`), the OpenAPI document
-(`api/openapi.py`) and the middleware (`api/middleware.py`). Every endpoint
+(`api/openapi.py`) and the middleware (`api/middleware.py`); one-event appends
+take a lean path to their endpoint (`api/lane.py`). Every endpoint
 translates HTTP to a call on the service layer (`services/`) and its answer
 back; no rule lives here. Errors become problem+json through one table
 (`api/problems.py`).
@@ -17,12 +18,15 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.concurrency import run_in_threadpool
+from fastapi.routing import APIRoute
 from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import page, routes
 from api.access import AccessFile, LiveAccess
+from api.lane import PATH, EventsLane
 from api.middleware import RequestIdMiddleware
 from api.openapi import use_refined_openapi
 from api.pool import ConnectionPool
@@ -63,7 +67,7 @@ def create_app(
         page_user=page_user,
     )
 
-    app = FastAPI(
+    app = LedgerAPI(
         title="Interaction ledger",
         version="1",
         summary="The append-only history behind a CRM's 'Previous interactions'.",
@@ -92,7 +96,36 @@ def create_app(
     app.add_middleware(RawSegments)
     # Outermost, so CORS answers and errors get a request id and a log line too.
     app.add_middleware(RequestIdMiddleware)
+    app.events_lane = EventsLane(
+        app, _route(routes.events.router, "POST", PATH), cors=bool(cors_origins)
+    )
     return app
+
+
+class LedgerAPI(FastAPI):
+    """FastAPI, except that the one-event appends `events_lane` takes skip the
+    middleware stack and the routing (`api.lane`) and go through the request-id
+    middleware on their own."""
+
+    events_lane: EventsLane | None = None
+    _lane_app: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        lane = self.events_lane
+        if lane is not None and lane.takes(scope):
+            if self._lane_app is None:
+                self._lane_app = RequestIdMiddleware(lane)
+            await self._lane_app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+def _route(router: APIRouter, method: str, path: str) -> APIRoute:
+    """The route of `router` for `method` on `path` (what routing puts in the scope)."""
+    for route in router.routes:
+        if isinstance(route, APIRoute) and route.path == path and method in (route.methods or ()):
+            return route
+    raise LookupError(f"no route {method} {path}")
 
 
 @asynccontextmanager

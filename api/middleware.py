@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -28,8 +29,6 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        from services.metrics import HTTP_REQUESTS, HTTP_SECONDS
-
         request_id = request_id_of(scope)
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
@@ -66,8 +65,9 @@ class RequestIdMiddleware:
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path_format", None) or "unmatched"
             method = scope["method"]
-            HTTP_REQUESTS.labels(method, route, str(status)).inc()
-            HTTP_SECONDS.labels(method, route).observe(elapsed)
+            requests, seconds = _meters(method, route, status)
+            requests.inc()
+            seconds.observe(elapsed)
             key = scope["state"].get("key_name", "-")
             log.info(
                 "%s %s %s %d %.1fms key=%s",
@@ -78,6 +78,26 @@ class RequestIdMiddleware:
                 elapsed * 1000,
                 key,
             )
+
+
+# The metrics' children by (method, route, status), found once: looking a child
+# up by its labels took a tenth of the time a one-event append spent here.
+_METERS: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def _meters(method: str, route: str, status: int) -> tuple[Any, Any]:
+    """The request counter and the duration histogram of these labels."""
+    key = (method, route, status)
+    meters = _METERS.get(key)
+    if meters is None:
+        from services.metrics import HTTP_REQUESTS, HTTP_SECONDS
+
+        meters = (
+            HTTP_REQUESTS.labels(method, route, str(status)),
+            HTTP_SECONDS.labels(method, route),
+        )
+        _METERS[key] = meters
+    return meters
 
 
 def request_id_of(scope: Scope) -> str:

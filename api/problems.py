@@ -153,6 +153,24 @@ def _problem_response(status: int) -> dict[str, Any]:
     return response
 
 
+def service_problem(exc: ServiceError, request_id: str | None) -> JSONResponse:
+    """The answer to a failure of the service layer: a problem by its category."""
+    return problem(
+        STATUS[exc.category],
+        exc.message,
+        errors=exc.errors or None,
+        request_id=request_id,
+        code=exc.code,
+        field=exc.field,
+    )
+
+
+def refused_problem(exc: Refused, request_id: str | None) -> JSONResponse:
+    """The answer to a refused request (a 401 says how to authenticate)."""
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return problem(exc.status, exc.detail, request_id=request_id, headers=headers)
+
+
 def add_error_handlers(app: FastAPI) -> None:
     """Every error `app` answers as a problem: the service layer's by category,
     `Refused` by its status, FastAPI's request validation as 400 (JSON that
@@ -163,19 +181,11 @@ def add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> Response:
-        return problem(
-            STATUS[exc.category],
-            exc.message,
-            errors=exc.errors or None,
-            request_id=rid(request),
-            code=exc.code,
-            field=exc.field,
-        )
+        return service_problem(exc, rid(request))
 
     @app.exception_handler(Refused)
     async def refused(request: Request, exc: Refused) -> Response:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return problem(exc.status, exc.detail, request_id=rid(request), headers=headers)
+        return refused_problem(exc, rid(request))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:

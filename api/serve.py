@@ -15,6 +15,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 
 from fastapi import FastAPI
 
@@ -77,12 +78,31 @@ def reload_on_sighup(access: LiveAccess) -> None:
 def configure_logging() -> None:
     """The ledger's and uvicorn's log lines go to stderr, timestamped, at INFO."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(_Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     for name in ("ledger", "uvicorn.error"):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
         logger.setLevel(logging.INFO)
         logger.propagate = False
+
+
+class _Formatter(logging.Formatter):
+    """logging's Formatter, its time text made once a second instead of once a line
+    (every request logs a line; the same text: tests/unit/test_serve_logging.py)."""
+
+    _second: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        cached = self._second  # one read: another thread may replace it meanwhile
+        if cached[0] != second:
+            text = time.strftime(self.default_time_format, self.converter(record.created))
+            cached = self._second = (second, text)
+        if self.default_msec_format is None:
+            return cached[1]
+        return self.default_msec_format % (cached[1], record.msecs)
 
 
 def run(host: str, port: int, workers: int) -> None:

@@ -76,6 +76,15 @@ class Connection:
         fail on it (see `server_hung_up`)."""
         return not isinstance(self._raw, sqlite3.Connection) and server_hung_up(self._raw)
 
+    @property
+    def in_transaction(self) -> bool:
+        """A transaction is open: its reads may see its own uncommitted writes."""
+        if isinstance(self._raw, sqlite3.Connection):
+            return self._raw.in_transaction
+        from psycopg.pq import TransactionStatus
+
+        return self._raw.info.transaction_status != TransactionStatus.IDLE
+
     def _sql(self, statement: str) -> str:
         return statement if self.kind == "sqlite" else statement.replace("?", "%s")
 

@@ -11,14 +11,19 @@ transaction's report, only after the commit: an answer means durable.
 
 Only single-event requests are grouped; a request with several events keeps its
 own all-or-nothing transaction.
+
+An event loop submits with `submit_on_loop`: its callers await plain asyncio
+futures, and the outcomes of one group reach a loop with one wake-up (one
+`call_soon_threadsafe`), not one per caller.
 """
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -38,7 +43,9 @@ DEFAULT_MAX_EVENTS = 1000
 class _Waiting:
     raw: str
     skip_invalid: bool
-    outcome: Future[AppendReport]
+    # Set by the writer thread; or, with `loop`, on that loop (see `_settle`).
+    outcome: Future[AppendReport] | asyncio.Future[AppendReport]
+    loop: asyncio.AbstractEventLoop | None = None
 
 
 class AppendGroups:
@@ -79,9 +86,20 @@ class AppendGroups:
         """`append_one` without blocking: the future gets the event's own report
         once its group committed. An event loop awaits it (`asyncio.wrap_future`)
         without holding a worker thread per waiting caller."""
-        waiting = _Waiting(raw, skip_invalid, Future())
-        self._queue.put(waiting)
-        return waiting.outcome
+        outcome: Future[AppendReport] = Future()
+        self._queue.put(_Waiting(raw, skip_invalid, outcome))
+        return outcome
+
+    def submit_on_loop(
+        self, raw: str, loop: asyncio.AbstractEventLoop, *, skip_invalid: bool = False
+    ) -> asyncio.Future[AppendReport]:
+        """`submit` for a caller on the event loop `loop` (called there): an
+        asyncio future, set on `loop` once the event's group committed. A caller
+        that stops waiting (cancels it) leaves the event to be stored all the
+        same, as a retry with its event id would find."""
+        outcome: asyncio.Future[AppendReport] = loop.create_future()
+        self._queue.put(_Waiting(raw, skip_invalid, outcome, loop))
+        return outcome
 
     def close(self) -> None:
         self._queue.put(None)
@@ -131,12 +149,10 @@ class AppendGroups:
                 # An asyncio future refuses StopIteration, and its awaiting
                 # request would then wait forever: hand over a failure it takes.
                 exc = RuntimeError(f"append group failed: {exc!r}")
-            for w in group:
-                w.outcome.set_exception(exc)
+            _settle(group, [exc] * len(group))
             return
         self.groups += 1
-        for w, outcome in zip(group, outcomes, strict=True):
-            w.outcome.set_result(outcome)
+        _settle(group, outcomes)
 
     def _split(self, group: list[_Waiting], report: AppendReport) -> list[AppendReport]:
         """Each request's own outcome from the group's report: rejected, stored
@@ -190,6 +206,40 @@ class AppendGroups:
                 self._conn.close()
             finally:
                 self._conn = None
+
+
+Outcome = AppendReport | BaseException
+
+
+def _settle(group: list[_Waiting], outcomes: Sequence[Outcome]) -> None:
+    """Hand each waiting caller its outcome: a thread's future at once; the
+    futures of each event loop together, in one call on that loop."""
+    on_loops: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[AppendReport], Outcome]]]
+    on_loops = {}
+    for w, outcome in zip(group, outcomes, strict=True):
+        if w.loop is None:
+            _set(w.outcome, outcome)
+        else:
+            assert isinstance(w.outcome, asyncio.Future)
+            on_loops.setdefault(w.loop, []).append((w.outcome, outcome))
+    for loop, settled in on_loops.items():
+        try:
+            loop.call_soon_threadsafe(_set_all, settled)
+        except RuntimeError:
+            pass  # the loop is closed: nobody is waiting any more
+
+
+def _set_all(settled: list[tuple[asyncio.Future[AppendReport], Outcome]]) -> None:
+    for outcome, result in settled:
+        if not outcome.done():  # not cancelled by a caller that went away
+            _set(outcome, result)
+
+
+def _set(outcome: Future[AppendReport] | asyncio.Future[AppendReport], result: Outcome) -> None:
+    if isinstance(result, BaseException):
+        outcome.set_exception(result)
+    else:
+        outcome.set_result(result)
 
 
 def _rejected(rejection: Rejection, skip_invalid: bool) -> AppendReport:

@@ -88,6 +88,7 @@ class Keyring:
         self._cached_at = time.monotonic()
         self._local = threading.local()
         self._index_key: bytes | None = None
+        self._master_id: tuple[bytes, str] | None = None  # (master, its id), computed once
 
     @classmethod
     def for_url(cls, url: DatabaseURL) -> Keyring:
@@ -126,6 +127,13 @@ class Keyring:
         if self._master is None:
             self._master = load_master(self.url)
         return self._master
+
+    def _mine(self) -> str:
+        """The master key's id (a hash: computed once per master key, not per key)."""
+        master = self.master
+        if self._master_id is None or self._master_id[0] is not master:
+            self._master_id = (master, master_id(master))
+        return self._master_id[1]
 
     def _store(self) -> Connection:
         if self._conn is not None and self._conn.broken:
@@ -169,7 +177,7 @@ class Keyring:
         if row is None or row[0] is None:
             return None
         wrapped, wrapped_by = bytes(row[0]), row[1]
-        mine = master_id(self.master)
+        mine = self._mine()
         if wrapped_by != mine:
             raise KeystoreError(
                 f"the master key does not match the key table (keys wrapped by master id "
@@ -256,7 +264,8 @@ class Keyring:
         if len(pinned) + len(wanted) > _PINNED_MAX:
             pinned.clear()
         with self._lock:
-            # Only committed keys are in the shared cache (see `cipher`).
+            self._expire()
+            # Only committed keys are in the shared cache (see `cipher`, `answer`).
             pinned.update(
                 (c, self._cache[c]) for c in wanted if c in self._cache and c not in pinned
             )
@@ -289,11 +298,18 @@ class Keyring:
         target: Queries = store if self.shared else self._store()
         if stored is None or not self.shared:
             stored = look_up(target, [(KEY_LOOKUP, missing)])[0]
-        pinned.update(self._ciphers(stored))
+        found = list(self._ciphers(stored))
+        pinned.update(found)
+        if found and _reads_committed(target):
+            # Read outside any transaction, so committed: kept for the appends that
+            # follow (the group writer's next groups) as `cipher` keeps a reader's,
+            # until the cache expires or an erasure here drops the key.
+            with self._lock:
+                self._cache.update(found)
         new = [c for c in missing if c not in pinned]
         if not new:
             return {c for c in wanted if pinned.get(c) is None}
-        mine = master_id(self.master)
+        mine = self._mine()
         now = datetime.now(UTC).isoformat()
         made: dict[str, bytes] = {}
         for start in range(0, len(new), _INSERT_ROWS):
@@ -406,3 +422,9 @@ def set_master_key_path(path: Path | None) -> None:
     every cached keyring is dropped when that changes the key file."""
     if override_master_key_path(path):
         Keyring.forget_all()
+
+
+def _reads_committed(store: Queries) -> bool:
+    """`store` reads only committed rows: a connection outside any transaction (a
+    write session sees its own uncommitted writes, keys it made included)."""
+    return isinstance(store, Connection) and not store.in_transaction

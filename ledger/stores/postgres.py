@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -26,7 +26,7 @@ from eventsourcing.postgres import (
     PostgresFactory,
 )
 from eventsourcing.utils import retry
-from psycopg import Cursor
+from psycopg import Cursor, RawCursor
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
@@ -85,8 +85,8 @@ def typed_stream_id(row: Sequence[Any], oid_is_uuid: bool) -> Sequence[Any]:
     return (row[0], UUID(str(oid)) if oid_is_uuid else str(oid), *row[2:])
 
 
-# Up to this many rows go in with pipelined one-row INSERTs (sent with the COMMIT,
-# one round trip); more with binary COPY (two round trips, less work per row).
+# Up to this many rows go in with one multi-row INSERT (sent with the COMMIT, one
+# round trip); more with binary COPY (two round trips, less work per row).
 INSERT_ROWS_MAX = 100
 
 
@@ -96,9 +96,23 @@ class _Statements:
     `sql` objects for every session showed in the group writer's CPU profile."""
 
     opening: str
-    insert: str  # of one row: executed once per row, pipelined
+    insert_head: str  # "INSERT INTO ... VALUES ", completed by `insert`
     copy: Composed
     types: list[str]
+    _inserts: dict[int, str] = field(default_factory=dict)
+
+    def insert(self, rows: int) -> str:
+        """The INSERT of `rows` rows, with PostgreSQL's own `$n` placeholders (for a
+        `RawCursor`), made once per row count."""
+        statement = self._inserts.get(rows)
+        if statement is None:
+            width = len(EVENT_COLUMNS)
+            values = (
+                "(" + ", ".join(f"${r * width + c + 1}" for c in range(width)) + ")"
+                for r in range(rows)
+            )
+            statement = self._inserts[rows] = self.insert_head + ", ".join(values)
+        return statement
 
     @classmethod
     def of(
@@ -121,19 +135,21 @@ class _Statements:
                 ).format(Identifier(schema), Identifier(table)),
             ]
         )
-        # One row a statement, not many rows in one or one array per column: psycopg
-        # converts a statement with more than 50 parameters anew on every call
-        # (its cache stops there) and dumps arrays in Python; a one-row statement
-        # is converted once, prepared, and its scalars dumped in C.
-        insert = SQL("INSERT INTO {}.{} ({}) VALUES ({})").format(
+        # Every row in one statement with `$n` placeholders, run by a RawCursor:
+        # psycopg converts a `%s` statement of more than 50 parameters anew on
+        # every call (its cache stops there), and one statement per row (pipelined
+        # executemany) cost the group writer ~50 us of Python per row; arrays per
+        # column (unnest) are dumped in Python. Raw placeholders need no
+        # conversion, the scalars are dumped in C, and each row count's statement
+        # is prepared once it repeats.
+        insert_head = SQL("INSERT INTO {}.{} ({}) VALUES ").format(
             Identifier(schema),
             Identifier(table),
             SQL(", ").join(map(Identifier, EVENT_COLUMNS)),
-            SQL(", ").join([SQL("%s")] * len(EVENT_COLUMNS)),
         )
         return cls(
             opening.as_string(conn),
-            insert.as_string(conn),
+            insert_head.as_string(conn),
             copy_statement(schema, table),
             copy_types(recorder.datastore.originator_id_type),
         )
@@ -142,7 +158,7 @@ class _Statements:
 class PostgresWriteSession:
     """A write transaction (see `LedgerPostgresApplicationRecorder.write_session`).
 
-    A small insert (pipelined one-row INSERTs) is held back until the session's next
+    A small insert (one multi-row INSERT) is held back until the session's next
     statement, or sent together with the COMMIT in one round trip (pipeline
     mode), so a group of one-event appends costs one round trip fewer; a row the
     store refuses then fails the commit instead of the insert, both inside the
@@ -157,8 +173,9 @@ class PostgresWriteSession:
         self._sql = statements
         self._oid_is_uuid = statements.types[1] == "uuid"
         self._last_position, self._last_hash = head if head else (0, GENESIS_HASH)
-        self._held: list[Sequence[Any]] | None = None  # rows of one-row INSERTs
+        self._held: list[Sequence[Any]] | None = None  # rows of the next INSERT
         self._savepoints = 0
+        self._raw: RawCursor[Any] | None = None
 
     def fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """A query inside the transaction (`?` placeholders), after sending any
@@ -186,8 +203,8 @@ class PostgresWriteSession:
 
     def insert_rows(self, rows: Sequence[EventRow]) -> list[int]:
         """Number `rows` after the last position, chain them to the last hash and write
-        them (up to INSERT_ROWS_MAX held back as one-row INSERTs, more by COPY);
-        their positions."""
+        them (up to INSERT_ROWS_MAX held back for one INSERT, more by COPY); their
+        positions."""
         self._send_held()
         chained = chained_rows(rows, self._last_position, self._last_hash)
         if not chained:
@@ -204,7 +221,17 @@ class PostgresWriteSession:
     def _send_held(self) -> None:
         if self._held is not None:
             rows, self._held = self._held, None
-            self._cursor.executemany(self._sql.insert, rows)  # pipelined: one round trip
+            self._insert_held(rows)
+
+    def _insert_held(self, rows: list[Sequence[Any]]) -> None:
+        """The held rows in one INSERT (in a pipeline: sent with what follows)."""
+        params = [value for row in rows for value in row]
+        self._raw_cursor().execute(self._sql.insert(len(rows)), params)
+
+    def _raw_cursor(self) -> RawCursor[Any]:
+        if self._raw is None:
+            self._raw = RawCursor(self._cursor.connection)
+        return self._raw
 
     def commit(self) -> None:
         """Commit, sending any held-back insert in the same round trip as the COMMIT."""
@@ -214,7 +241,7 @@ class PostgresWriteSession:
             return
         rows, self._held = self._held, None
         with conn.pipeline():
-            self._cursor.executemany(self._sql.insert, rows)
+            self._insert_held(rows)
             self._cursor.execute("COMMIT")
 
 
