@@ -132,9 +132,10 @@ def _route(router: APIRouter, method: str, path: str) -> APIRoute:
 async def _lifespan(state: AppState, app: FastAPI) -> AsyncIterator[None]:
     """Watch the store for the metrics and check the schema before serving;
     close the pool and the services after."""
-    from services.metrics import watch_store
+    from services.metrics import warm_up, watch_store
 
     watch_store(state.services.url)
+    await run_in_threadpool(warm_up)
     try:
         await run_in_threadpool(state.ensure_ready)
     except ServiceError as exc:
