@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import cast
 from uuid import UUID
@@ -22,7 +23,7 @@ from ledger.errors import DatabaseUnavailable
 from ledger.keystore.keyring import Keyring
 from ledger.mapper import LedgerMapper
 from ledger.printable import first_line as first_line  # re-exported: appending, runner
-from ledger.reading import stream_after
+from ledger.reading import stream_uuid, streams_after
 from ledger.stores.base import LedgerRecorder
 
 # A customer's state is snapshotted every this many events, so loading a busy
@@ -31,6 +32,8 @@ SNAPSHOT_INTERVAL = 500
 # Events replayed per query when loading a customer, so a long stream loads in
 # constant memory beyond the customer's own state.
 _REPLAY_PAGE = 1000
+# Customers loaded per pair of statements by `load_customers`.
+_LOAD_CHUNK = 200
 
 
 class LedgerApplication(Application[UUID]):
@@ -83,31 +86,72 @@ class LedgerApplication(Application[UUID]):
         snapshot it started from (0: none): its latest snapshot, then the events
         after it. Through a write session this includes the session's own rows
         before they commit, which the repository (its own connection) cannot see."""
-        stream_id = customer_stream_id(customer_id)
-        customer: Customer | None = None
-        # Stream ids as in ledger.reading.stream_after (hex text; a uuid on PostgreSQL).
-        rows = store.fetchall(
-            f"SELECT originator_version, topic, state FROM {self._snapshots_table} "
-            "WHERE originator_id = ? ORDER BY originator_version DESC LIMIT 1",
-            (stream_id.hex,),
-        )
-        for version, topic, state in rows:
+        return self.load_customers(store, [customer_id])[customer_id]
+
+    def load_customers(
+        self, store: Queries, customer_ids: Sequence[str]
+    ) -> dict[str, tuple[Customer, int]]:
+        """`load_customer` for many customers in two statements a chunk (their
+        latest snapshots, then the events after them), not two or more each: a
+        batch over hundreds of stored customers made a round trip per customer."""
+        loaded: dict[str, tuple[Customer, int]] = {}
+        for start in range(0, len(customer_ids), _LOAD_CHUNK):
+            loaded.update(self._load_chunk(store, customer_ids[start : start + _LOAD_CHUNK]))
+        return loaded
+
+    def _load_chunk(
+        self, store: Queries, customer_ids: Sequence[str]
+    ) -> dict[str, tuple[Customer, int]]:
+        streams = {customer_stream_id(c): c for c in customer_ids}
+        keys = [s.hex for s in streams]
+        marks = ",".join("?" * len(keys))
+        # The latest snapshot of each stream: SQLite takes a bare column's values
+        # from the row MAX() picked; PostgreSQL says so with DISTINCT ON.
+        if store.kind == "sqlite":
+            latest = (
+                f"SELECT originator_id, MAX(originator_version), topic, state "
+                f"FROM {self._snapshots_table} WHERE originator_id IN ({marks}) "
+                "GROUP BY originator_id"
+            )
+        else:
+            latest = (
+                f"SELECT DISTINCT ON (originator_id) originator_id, originator_version, "
+                f"topic, state FROM {self._snapshots_table} WHERE originator_id IN ({marks}) "
+                "ORDER BY originator_id, originator_version DESC"
+            )
+        customers: dict[UUID, Customer] = {}
+        started: dict[UUID, int] = {}
+        for stream, version, topic, state in store.fetchall(latest, keys):
+            stream_id = stream_uuid(stream)
             snapshot = self.mapper.to_domain_event(
                 StoredEvent(stream_id, version, topic, bytes(state))
             )
             assert isinstance(snapshot, CustomerSnapshot)
-            customer = snapshot.mutate(None)
-        after = snapshot_version = customer.version if customer else 0
-        while True:
-            events = stream_after(store, stream_id, after, _REPLAY_PAGE)
-            for version, topic, state in events:
+            customers[stream_id] = snapshot.mutate(None)
+            started[stream_id] = version
+        # Each stream's events after its snapshot (every event if it has none), a
+        # page at a time in stream order, so a long stream loads in bounded memory.
+        after = {stream_id: started.get(stream_id, 0) for stream_id in streams}
+        while after:
+            rows = streams_after(store, after, _REPLAY_PAGE)
+            for stream_id, version, topic, state in rows:
                 event = self.mapper.to_domain_event(StoredEvent(stream_id, version, topic, state))
                 assert isinstance(event, CustomerEvent)
-                customer = event.mutate(customer)
-            if len(events) < _REPLAY_PAGE:
+                customers[stream_id] = event.mutate(customers.get(stream_id))
+                after[stream_id] = version
+            if len(rows) < _REPLAY_PAGE:
                 break
-            after = events[-1][0]
-        return customer or Customer(id=stream_id, customer_id=customer_id), snapshot_version
+            # Streams come in id order (a uuid orders as its hex text): those
+            # before the last row's are complete.
+            last = rows[-1][0].hex
+            after = {s: v for s, v in after.items() if s.hex >= last}
+        return {
+            customer_id: (
+                customers.get(stream_id) or Customer(id=stream_id, customer_id=customer_id),
+                started.get(stream_id, 0),
+            )
+            for stream_id, customer_id in streams.items()
+        }
 
     def store_snapshot(self, store: Queries, customer: Customer) -> None:
         """Snapshot the customer through `store`: inside a write session it

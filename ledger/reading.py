@@ -172,17 +172,26 @@ def positions_between(conn: Queries, first: int, last: int | None) -> list[int]:
     return [int(r[0]) for r in rows]
 
 
-def stream_after(
-    conn: Queries, stream_id: UUID, after: int, limit: int
-) -> list[tuple[int, str, bytes]]:
-    """Up to `limit` events of one customer's stream after version `after`, in
-    version order: (stream_version, type, stored state)."""
+def streams_after(
+    conn: Queries, after: dict[UUID, int], limit: int
+) -> list[tuple[UUID, int, str, bytes]]:
+    """Up to `limit` events of the given customers' streams, each after its own
+    version in `after`, ordered by stream (a uuid orders as its hex text) then
+    version: (stream id, stream version, type, stored state)."""
     # SQLite stores stream ids as 32-digit hex text; PostgreSQL reads that text
     # as a uuid.
+    clause = " OR ".join(["(originator_id = ? AND originator_version > ?)"] * len(after))
+    params: list[object] = []
+    for stream_id, version in after.items():
+        params += (stream_id.hex, version)
     rows = conn.fetchall(
-        f"SELECT originator_version, topic, state FROM {EVENTS_TABLE} "
-        "WHERE originator_id = ? AND originator_version > ? "
-        "ORDER BY originator_version LIMIT ?",
-        (stream_id.hex, after, limit),
+        f"SELECT originator_id, originator_version, topic, state FROM {EVENTS_TABLE} "
+        f"WHERE {clause} ORDER BY originator_id, originator_version LIMIT ?",
+        [*params, limit],
     )
-    return [(r[0], r[1], bytes(r[2])) for r in rows]
+    return [(stream_uuid(r[0]), r[1], r[2], bytes(r[3])) for r in rows]
+
+
+def stream_uuid(value: object) -> UUID:
+    """A stream id as the store returns it (hex text on SQLite, a uuid on PostgreSQL)."""
+    return value if isinstance(value, UUID) else UUID(str(value))

@@ -375,13 +375,15 @@ class Decider:
     ) -> None:
         """Load the customers of `streams` (customer -> stream), of which those in
         `existing` have stored events: a new one (usually most) needs no loading."""
+        stored = [c for c, stream_id in streams.items() if stream_id in existing]
+        loaded = self.app.load_customers(store, stored) if stored else {}
         for customer_id, stream_id in streams.items():
-            if stream_id in existing:
-                self._customers[customer_id] = _Cached(*self.app.load_customer(store, customer_id))
-            else:
-                self._customers[customer_id] = _Cached(
-                    Customer(id=stream_id, customer_id=customer_id), 0
-                )
+            found = loaded.get(customer_id)
+            self._customers[customer_id] = (
+                _Cached(*found)
+                if found
+                else _Cached(Customer(id=stream_id, customer_id=customer_id), 0)
+            )
 
     # -- a row the store refused ------------------------------------------------------
 

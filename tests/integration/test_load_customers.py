@@ -1,0 +1,68 @@
+"""Loading many customers' states at once (`LedgerApplication.load_customers`):
+the same states the repository folds, in two statements a chunk whatever the
+number of customers, long streams paged."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import ledger.application
+from ledger.application import LedgerApplication
+from ledger.config import parse_database_url
+from ledger.db import Connection
+from tests.factories import append_ok, event
+from tests.round_trips import traced
+
+
+def _history(customer: str, notes: int) -> list[dict[str, Any]]:
+    return [
+        event("customer.created", customer, {"card": {"name": customer}}),
+        event("task.created", customer, {"task_id": f"t-{customer}", "title": "Call back"}),
+        *[
+            event("note.added", customer, {"note_id": f"{customer}-n{i}", "text": "x"})
+            for i in range(notes)
+        ],
+    ]
+
+
+def test_states_equal_the_repositorys_snapshots_and_pages_included(
+    app: LedgerApplication, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    customers = [f"c{i}" for i in range(7)]
+    for i, customer in enumerate(customers):
+        append_ok(app, _history(customer, notes=i * 3))
+    # A snapshot in the middle of one stream: loading starts from it.
+    app.store_snapshot(Connection(app.url), app.customer("c5"))
+    append_ok(app, [event("note.added", "c5", {"note_id": "late", "text": "y"})])
+    # Pages smaller than a stream, so streams are split across pages.
+    monkeypatch.setattr(ledger.application, "_REPLAY_PAGE", 4)
+    with Connection(app.url) as conn:
+        loaded = app.load_customers(conn, [*customers, "nobody"])
+    assert set(loaded) == {*customers, "nobody"}
+    for customer in customers:
+        state, snapshot_version = loaded[customer]
+        expected = app.customer(customer)
+        assert state.version == expected.version == 2 + 3 * int(customer[1:]) + (customer == "c5")
+        assert state.tasks == expected.tasks == {f"t-{customer}": "pending"}
+        assert snapshot_version == (expected.version - 1 if customer == "c5" else 0)
+    nobody, version = loaded["nobody"]
+    assert (nobody.version, version, nobody.customer_id) == (0, 0, "nobody")
+
+
+def test_two_hundred_customers_load_in_two_statements(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    customers = [f"k{i}" for i in range(200)]
+    app = LedgerApplication(parse_database_url(pg_url))
+    try:
+        append_ok(app, [e for c in customers for e in _history(c, notes=1)])
+        with traced(monkeypatch) as trace, Connection(app.url) as conn:
+            trace.take()
+            loaded = app.load_customers(conn, customers)
+            trips = trace.take()
+    finally:
+        app.close()
+    assert all(loaded[c][0].version == 3 for c in customers)
+    assert len(trips) == 2, "\n".join(trips)
