@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO
 
-_CHUNK = 1 << 16
+READ_CHUNK = 1 << 16
 _BOM = "\ufeff"
 # Outside strings: what changes the scanner's state. Inside: the end or an escape.
 _STRUCTURAL = re.compile(r'[\[\]{},"]')
@@ -54,7 +54,7 @@ def _skip_whitespace(stream: IO[str]) -> tuple[str, int, str] | None:
     line = 1
     first = True
     while True:
-        chunk = stream.read(_CHUNK)
+        chunk = stream.read(READ_CHUNK)
         if not chunk:
             return None
         if first and chunk.startswith(_BOM):
@@ -84,7 +84,10 @@ def _ndjson_items(stream: IO[str], head: str, line: int) -> Iterator[InputItem]:
 def _chain_lines(first: str, stream: IO[str]) -> Iterator[str]:
     if first:
         yield first
-    yield from stream
+    # Not `yield from stream`: closing this generator would then close the
+    # stream, which is the caller's (stdin, possibly detached by then).
+    for text in stream:  # noqa: UP028
+        yield text
 
 
 def _array_items(stream: IO[str], chunk: str, line: int) -> Iterator[InputItem]:
@@ -169,7 +172,7 @@ def _array_items(stream: IO[str], chunk: str, line: int) -> Iterator[InputItem]:
         if element is not None:
             element.append(chunk[start:])
             start = 0
-        chunk = stream.read(_CHUNK)
+        chunk = stream.read(READ_CHUNK)
         if not chunk:
             raise InputError(f"line {line}: JSON array is not closed with ']'")
 
@@ -182,6 +185,6 @@ def _expect_end(stream: IO[str], rest: str, line: int) -> None:
             line += rest.count("\n", 0, m.start())
             raise InputError(f"line {line}: data after the end of the JSON array")
         line += rest.count("\n")
-        rest = stream.read(_CHUNK)
+        rest = stream.read(READ_CHUNK)
         if not rest:
             return

@@ -92,9 +92,7 @@ def _toml(path: str | Path, text: str) -> list[tuple[str, str]]:
 
 def _csv(path: str | Path, text: str) -> list[tuple[str, str]]:
     reader = csv.DictReader(io.StringIO(text))
-    if reader.fieldnames is None or not {"id", "name"} <= {
-        f.strip() for f in reader.fieldnames
-    }:
+    if reader.fieldnames is None or not {"id", "name"} <= {f.strip() for f in reader.fieldnames}:
         raise ConfigError(f"people file {path}: needs a header line with `id` and `name`")
     pairs = []
     for row in reader:

@@ -192,6 +192,20 @@ def streams_after(
     return [(stream_uuid(r[0]), r[1], r[2], bytes(r[3])) for r in rows]
 
 
+def stream_versions(conn: Queries, stream_ids: Sequence[UUID]) -> dict[UUID, int]:
+    """The latest stored version of each given stream that has events."""
+    versions: dict[UUID, int] = {}
+    for start in range(0, len(stream_ids), 500):
+        chunk = stream_ids[start : start + 500]
+        rows = conn.fetchall(
+            f"SELECT originator_id, MAX(originator_version) FROM {EVENTS_TABLE} "
+            f"WHERE originator_id IN ({','.join('?' * len(chunk))}) GROUP BY originator_id",
+            [s.hex for s in chunk],
+        )
+        versions.update((stream_uuid(r[0]), int(r[1])) for r in rows)
+    return versions
+
+
 def stream_uuid(value: object) -> UUID:
     """A stream id as the store returns it (hex text on SQLite, a uuid on PostgreSQL)."""
     return value if isinstance(value, UUID) else UUID(str(value))

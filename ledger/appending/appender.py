@@ -5,16 +5,26 @@ Both the CLI and any API call this. Each event is checked against its contract,
 then against the rules given the stored state plus the earlier events of the
 same input.
 
-All-or-nothing (the default) runs in one transaction that holds the write lock
-from the start: batches are inserted as they are validated; at the first
-rejection inserting stops, validation goes on so every rejection is reported,
-and the transaction rolls back. With `skip_invalid` each batch commits on its
-own; validation runs outside the lock and a concurrent writer's conflict (same
-customer stream version, event id or claimed subject) is retried, a few times
-optimistically, then under the lock. Under the lock nothing can conflict, so a
-row the store still refuses is that event's fault: the batch is retried one
-event at a time and the refused event becomes a rejection. All-or-nothing finds
-a refused row the same way, under a savepoint, and rejects it.
+Deciding (validation, loading customers' states, the rules, building rows)
+happens outside the events table's write lock wherever it can, so that a slow
+batch does not hold up other writers: the lock is taken only to insert and
+commit. A batch decided so is stored optimistically; if a concurrent writer's
+commit changed what it was decided on (the same customer stream version, event
+id, claimed subject or new data key), the insert fails and the batch is decided
+again, a few times, then under the lock, where nothing can conflict. A rule's
+refusal is trusted only once decided on customers' states read afresh, as a
+cached state may be stale. Keys made or destroyed while deciding are written in
+the transaction of the events they go with (`Keyring.deferring`).
+
+All-or-nothing (the default) decides an input of one batch so. A longer input
+runs in one transaction that holds the write lock from the start: batches are
+inserted as they are validated; at the first rejection inserting stops,
+validation goes on so every rejection is reported, and the transaction rolls
+back. With `skip_invalid` each batch commits on its own, decided outside the
+lock as above. Under the lock a row the store still refuses is that event's
+fault: the batch is retried one event at a time and the refused event becomes
+a rejection. All-or-nothing finds a refused row the same way, under a
+savepoint, and rejects it.
 
 Memory stays flat however long the input: event ids and claimed subjects are
 looked up in the store once inserted, and only the most recently used customers'
@@ -37,8 +47,8 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from itertools import islice
+from contextlib import contextmanager, nullcontext
+from itertools import chain, islice
 from types import TracebackType
 
 import psycopg
@@ -124,6 +134,19 @@ class Appender(Decider):
 
     def append_all_or_nothing(self, items: Iterable[InputItem]) -> AppendReport:
         """Store every event, or none if any is rejected (every rejection is reported)."""
+        it = iter(items)
+        first = list(islice(it, self.batch_size + 1))
+        if len(first) <= self.batch_size:
+            # One batch: decided outside the write lock (see the module docstring).
+            report = self._new_report()
+            if self._commit_optimistically(first, report, whole=True):
+                return report
+            return self._append_locked(first)
+        return self._append_locked(chain(first, it))
+
+    def _append_locked(self, items: Iterable[InputItem]) -> AppendReport:
+        """All-or-nothing under the write lock from the start (longer inputs, and
+        a batch that lost the race too often or has a row the store refuses)."""
         report = self._new_report()
         # Under the write lock nobody else can write, so state loaded from here on is
         # current; drop what an earlier call cached, which may be stale by now.
@@ -145,11 +168,7 @@ class Appender(Decider):
                 if not report.ok:
                     raise _Abort
         except _Abort:
-            report.stored = False
-            report.appended = 0
-            if report.appended_lines is not None:
-                report.appended_lines.clear()
-            report.first_position = report.last_position = None
+            _not_stored(report)
             self._forget_written()
         except BaseException:
             self._forget_written()
@@ -166,30 +185,58 @@ class Appender(Decider):
         return report
 
     def _commit_batch(self, batch: list[InputItem], report: AppendReport) -> None:
+        if not self._commit_optimistically(batch, report, whole=False):
+            self._commit_batch_locked(batch, report)
+
+    def _commit_optimistically(
+        self, batch: list[InputItem], report: AppendReport, *, whole: bool
+    ) -> bool:
+        """Decide `batch` outside the write lock, then store it in a transaction
+        that holds the lock only to insert; retried when a concurrent writer got
+        there first (its commit changed what was decided). `whole`: stored only
+        if nothing is rejected. False when the batch must be decided under the
+        lock instead: still losing the race, or a row the store refused."""
         mark = report._mark()
-        for attempt in range(OPTIMISTIC_ATTEMPTS):
-            decision = self._decide(batch, self._db)
-            try:
-                if decision.rows:
-                    with self.app.ledger_recorder.write_session() as session:
-                        self._insert(session, decision, report)
-            except IntegrityError:
-                # Another writer got there first; forget what we believed and redo.
-                report._undo_to(mark)
-                self._forget_written()
-                time.sleep(random.uniform(0, 0.01 * 2**attempt))
-                continue
-            except Exception as exc:
-                self._forget_written()
-                if not _is_refusal(exc):
-                    raise
-                report._undo_to(mark)
-                break  # under the lock, below, the refused event is found
+        ring = self.app.ledger_mapper.keyring
+        attempt = 0
+        while attempt < OPTIMISTIC_ATTEMPTS:
+            attempt += 1
+            with ring.deferring() if ring is not None else nullcontext():
+                decision = self._decide(batch, self._db)
+                if any(
+                    r.reason_class == "rule" for r in decision.rejections
+                ) and not self._still_current(self._db, decision):
+                    # Refused on a customer's state cached by an earlier append
+                    # and changed since by another writer: decide again afresh.
+                    self._forget_written()
+                    continue
+                if whole and decision.rejections:
+                    self._forget_written()  # their states hold events not stored
+                    report.duplicates += decision.duplicates
+                    report.rejected.extend(decision.rejections)
+                    _not_stored(report)
+                    return True
+                try:
+                    if decision.rows:
+                        with self.app.ledger_recorder.write_session() as session:
+                            if ring is not None:
+                                ring.write_deferred(session)
+                            self._insert(session, decision, report)
+                except IntegrityError:
+                    # Another writer got there first; forget what we believed and redo.
+                    report._undo_to(mark)
+                    self._forget_written()
+                    time.sleep(random.uniform(0, 0.01 * 2**attempt))
+                    continue
+                except Exception as exc:
+                    self._forget_written()
+                    if not _is_refusal(exc):
+                        raise
+                    report._undo_to(mark)
+                    return False  # under the lock the refused event is found
             self._settle(decision, report)
-            return
-        # Still losing the race, or a row refused: decide under the write lock, where
-        # nobody else can write, so this attempt cannot conflict.
-        self._commit_batch_locked(batch, report)
+            return True
+        return False
 
     def _commit_batch_locked(self, batch: list[InputItem], report: AppendReport) -> None:
         mark = report._mark()
@@ -256,6 +303,15 @@ class Appender(Decider):
         report.duplicates += decision.duplicates
         report.rejected.extend(decision.rejections)
         self._settle_customers(decision, self._db)
+
+
+def _not_stored(report: AppendReport) -> None:
+    """All-or-nothing with a rejection: what the report said was stored was not."""
+    report.stored = False
+    report.appended = 0
+    if report.appended_lines is not None:
+        report.appended_lines.clear()
+    report.first_position = report.last_position = None
 
 
 def _is_refusal(exc: BaseException) -> bool:

@@ -10,7 +10,7 @@ import hashlib
 import json
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -45,6 +45,7 @@ from ledger.input import InputItem
 from ledger.keystore.table import KEY_LOOKUP
 from ledger.mapper import subject_of
 from ledger.personal import reveal
+from ledger.reading import stream_versions
 from ledger.rights import RightsPolicy
 from ledger.stores.rows import EventRow
 
@@ -77,6 +78,9 @@ class Decision:
     touched: list[Customer]
     duplicates: int
     rejections: list[Rejection]
+    # The version of each customer whose state came from the cache, as it stood
+    # before this batch: what a concurrent writer may have changed since.
+    cached_versions: dict[str, int] = field(default_factory=dict)
 
 
 class Decider:
@@ -184,7 +188,9 @@ class Decider:
         customer_ids = [e.customer_id for e in events]
         keyring = self.app.ledger_mapper.keyring
         question = keyring.ask(customer_ids) if keyring else None
-        missing = self._uncached(dict.fromkeys([*customer_ids, *named]))
+        wanted = dict.fromkeys([*customer_ids, *named])
+        missing = self._uncached(wanted)
+        cached_versions = {c: self._customer(c).version for c in wanted if c not in missing}
         subjects = [s for s in created.values() if s not in self._claims]
         streams = {c: customer_stream_id(c) for c in missing}
         # Everything this batch needs from the store, in one statement (on
@@ -218,7 +224,7 @@ class Decider:
         now = self.entropy.now()
         out: list[AcceptedEvent] = []
         touched: dict[str, Customer] = {}
-        decision = Decision([], [], [], 0, [])
+        decision = Decision([], [], [], 0, [], cached_versions)
         # Looked up once, not per event.
         customer_of, seen, claims, policy = self._customer, self._seen, self._claims, self.policy
         accepted_items = decision.items
@@ -275,6 +281,16 @@ class Decider:
                     keyring.destroy(store, e.envelope.customer_id)
         decision.touched = list(touched.values())
         return decision
+
+    def _still_current(self, store: Queries, decision: Decision) -> bool:
+        """Whether the customers' states `decision` took from the cache are still
+        the stored ones (no other writer appended to them since)."""
+        versions = decision.cached_versions
+        if not versions:
+            return True
+        streams = {customer_stream_id(c): c for c in versions}
+        stored = stream_versions(store, list(streams))
+        return all(stored.get(s, 0) == versions[c] for s, c in streams.items())
 
     def _to_owner(self, event: InboundEvent) -> InboundEvent:
         """Rules see merged customers as one: an event about a task, order, email,

@@ -50,12 +50,32 @@ class AppendReport:
         """True when nothing was rejected."""
         return not self.rejected
 
-    def _mark(self) -> tuple[int, int, int, int]:
+    def _mark(self) -> _Mark:
         lines = len(self.appended_lines) if self.appended_lines is not None else 0
-        return self.appended, self.duplicates, len(self.rejected), lines
+        return _Mark(
+            self.appended,
+            self.duplicates,
+            len(self.rejected),
+            lines,
+            self.first_position,
+            self.last_position,
+        )
 
-    def _undo_to(self, mark: tuple[int, int, int, int]) -> None:
-        self.appended, self.duplicates = mark[0], mark[1]
-        del self.rejected[mark[2] :]
+    def _undo_to(self, mark: _Mark) -> None:
+        """Back to what it said at `mark`: a transaction since then rolled back
+        (its positions too, or a report could point at rows never stored)."""
+        self.appended, self.duplicates = mark.appended, mark.duplicates
+        del self.rejected[mark.rejected :]
         if self.appended_lines is not None:
-            del self.appended_lines[mark[3] :]
+            del self.appended_lines[mark.lines :]
+        self.first_position, self.last_position = mark.first_position, mark.last_position
+
+
+@dataclass(frozen=True)
+class _Mark:
+    appended: int
+    duplicates: int
+    rejected: int
+    lines: int
+    first_position: int | None
+    last_position: int | None

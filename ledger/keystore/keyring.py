@@ -7,6 +7,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,6 +59,15 @@ class KeyStatus:
     customers: int
     erased: int
     other_master: int
+
+
+@dataclass
+class _Deferred:
+    """Keys made and erased by an append deciding outside the write lock, kept
+    until `Keyring.write_deferred` puts them in the transaction of its events."""
+
+    made: list[tuple[str, bytes, str, str]]  # customer_id, wrapped, master_id, created_at
+    destroyed: list[str]
 
 
 @dataclass(frozen=True)
@@ -312,18 +322,18 @@ class Keyring:
         mine = self._mine()
         now = datetime.now(UTC).isoformat()
         made: dict[str, bytes] = {}
-        for start in range(0, len(new), _INSERT_ROWS):
-            rows: list[Any] = []
-            for customer_id in new[start : start + _INSERT_ROWS]:
-                key = made[customer_id] = random_bytes(32)  # AES-256, as AESGCM.generate_key
-                rows += (customer_id, wrap(self.master, customer_id, key, random_bytes), mine, now)
-            values = ", ".join(["(?, ?, ?, ?)"] * (len(rows) // 4))
-            for (customer_id,) in target.fetchall(
-                f"INSERT INTO {KEYS_TABLE} (customer_id, wrapped, master_id, created_at) "
-                f"VALUES {values} ON CONFLICT (customer_id) DO NOTHING RETURNING customer_id",
-                rows,
-            ):
-                pinned[customer_id] = AESGCM(made[customer_id])
+        rows: list[tuple[str, bytes, str, str]] = []
+        for customer_id in new:
+            key = made[customer_id] = random_bytes(32)  # AES-256, as AESGCM.generate_key
+            rows.append((customer_id, wrap(self.master, customer_id, key, random_bytes), mine, now))
+        deferred = self._deferred
+        if deferred is not None and self.shared:
+            # Written with the events they seal, or not at all (`write_deferred`).
+            deferred.made += rows
+            pinned.update((c, AESGCM(key)) for c, key in made.items())
+            return {c for c in wanted if pinned.get(c) is None}
+        for customer_id in _insert_keys(target, rows):
+            pinned[customer_id] = AESGCM(made[customer_id])
         for customer_id in new:
             if customer_id in pinned:
                 continue
@@ -338,22 +348,54 @@ class Keyring:
     def destroy(self, store: Queries, customer_id: str) -> None:
         """Erase the customer's data key (in `store`'s transaction when the keys live
         in the ledger's database). The row stays as a tombstone."""
-        target: Queries = store if self.shared else self._store()
-        now = datetime.now(UTC).isoformat()
-        if self.store_url.kind == "sqlite":
-            # The freed cell is zeroed, so the key's bytes do not linger in free pages.
-            target.fetchall("PRAGMA secure_delete = ON")
-        target.fetchall(
-            f"INSERT INTO {KEYS_TABLE} (customer_id, wrapped, master_id, created_at, erased_at) "
-            "VALUES (?, NULL, NULL, ?, ?) ON CONFLICT (customer_id) DO UPDATE SET "
-            "wrapped = NULL, master_id = NULL, erased_at = excluded.erased_at "
-            "RETURNING customer_id",
-            (customer_id, now, now),
-        )
+        deferred = self._deferred
+        if deferred is not None and self.shared:
+            deferred.destroyed.append(customer_id)  # with the customer.erased it goes with
+        else:
+            _destroy_key(store if self.shared else self._store(), customer_id)
         self._pinned[customer_id] = None
         with self._lock:
             # Read again once committed (or not, if this transaction rolls back).
             self._cache.pop(customer_id, None)
+
+    @property
+    def _deferred(self) -> _Deferred | None:
+        deferred: _Deferred | None = getattr(self._local, "deferred", None)
+        return deferred
+
+    @contextmanager
+    def deferring(self) -> Iterator[None]:
+        """On this thread, keys made and destroyed (when the keys live in the
+        ledger's database) are kept until `write_deferred`, not written at
+        once: an append deciding outside the write lock may not store its events
+        (a concurrent writer won), and its keys must go with them. What was not
+        written when the block ends is dropped."""
+        self._local.deferred = _Deferred([], [])
+        try:
+            yield
+        finally:
+            self._local.deferred = None
+
+    def write_deferred(self, session: Queries) -> None:
+        """Write the keys made and destroyed in this thread's `deferring` block, in
+        `session`'s transaction (the events'). A key another writer gave the same
+        customer meanwhile raises IntegrityError: events sealed with ours cannot
+        be stored, and the append decides again."""
+        deferred = self._deferred
+        if deferred is None:
+            return
+        made, deferred.made = deferred.made, []
+        destroyed, deferred.destroyed = deferred.destroyed, []
+        stored = set(_insert_keys(session, made))
+        lost = [row[0] for row in made if row[0] not in stored]
+        if lost:
+            # Imported here: a tab read loads this module, not the eventsourcing
+            # library (tests/integration/test_startup.py).
+            from eventsourcing.persistence import IntegrityError
+
+            raise IntegrityError(f"another writer gave customer {lost[0]!r} a data key first")
+        for customer_id in destroyed:
+            _destroy_key(session, customer_id)
 
     def checkpoint(self) -> None:
         """SQLite: move the WAL into the database file and truncate it, so an erased
@@ -428,3 +470,33 @@ def _reads_committed(store: Queries) -> bool:
     """`store` reads only committed rows: a connection outside any transaction (a
     write session sees its own uncommitted writes, keys it made included)."""
     return isinstance(store, Connection) and not store.in_transaction
+
+
+def _insert_keys(target: Queries, rows: list[tuple[str, bytes, str, str]]) -> Iterator[str]:
+    """Insert new key rows (customer_id, wrapped, master_id, created_at), a chunk a
+    statement; yields the customers whose row went in (not those that had one)."""
+    for start in range(0, len(rows), _INSERT_ROWS):
+        chunk = rows[start : start + _INSERT_ROWS]
+        values = ", ".join(["(?, ?, ?, ?)"] * len(chunk))
+        params = [value for row in chunk for value in row]
+        for (customer_id,) in target.fetchall(
+            f"INSERT INTO {KEYS_TABLE} (customer_id, wrapped, master_id, created_at) "
+            f"VALUES {values} ON CONFLICT (customer_id) DO NOTHING RETURNING customer_id",
+            params,
+        ):
+            yield customer_id
+
+
+def _destroy_key(target: Queries, customer_id: str) -> None:
+    """Erase a customer's data key, leaving its row as a tombstone."""
+    now = datetime.now(UTC).isoformat()
+    if target.kind == "sqlite":
+        # The freed cell is zeroed, so the key's bytes do not linger in free pages.
+        target.fetchall("PRAGMA secure_delete = ON")
+    target.fetchall(
+        f"INSERT INTO {KEYS_TABLE} (customer_id, wrapped, master_id, created_at, erased_at) "
+        "VALUES (?, NULL, NULL, ?, ?) ON CONFLICT (customer_id) DO UPDATE SET "
+        "wrapped = NULL, master_id = NULL, erased_at = excluded.erased_at "
+        "RETURNING customer_id",
+        (customer_id, now, now),
+    )

@@ -28,6 +28,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ledger.config import parse_database_url
+from ledger.input import READ_CHUNK
 from ledger.stores.layout import EVENTS_TABLE
 from services.errors import Category, classify
 from tests.cli_runner import LEDGER, run_ledger
@@ -70,8 +71,8 @@ def _created(customer: str) -> dict[str, Any]:
     return event("customer.created", customer, {"card": {"name": customer}})
 
 
-def _note(customer: str) -> dict[str, Any]:
-    return event("note.added", customer, {"note_id": uuid.uuid4().hex, "text": "x"})
+def _note(customer: str, text: str = "x") -> dict[str, Any]:
+    return event("note.added", customer, {"note_id": uuid.uuid4().hex, "text": text})
 
 
 def _store_up(client: httpx.Client) -> float:
@@ -195,7 +196,13 @@ def _wait_for(app_name: str, condition: str, *params: str) -> None:
             ).fetchone()
             if row is not None and row[0] >= 1:
                 return
-            assert time.monotonic() < deadline, f"no session of {app_name} with {condition}"
+            if time.monotonic() > deadline:
+                seen = admin.execute(
+                    "SELECT state, left(query, 80) FROM pg_stat_activity "
+                    "WHERE application_name = %s",
+                    (app_name,),
+                ).fetchall()
+                raise AssertionError(f"no session of {app_name} with {condition}: {seen}")
             time.sleep(0.02)
 
 
@@ -248,13 +255,18 @@ def test_an_import_whose_session_the_server_ends_exits_3(pg_url: str, tmp_path: 
     name = f"outage-cli-{uuid.uuid4().hex[:12]}"
     flag = tmp_path / "go"
     created = json.dumps(_created("c1"))
-    note = json.dumps(_note("c1"))
-    # One event, then the next only once the server has ended the import's session.
+    # More than one batch and more than the reader's first chunk (it waits for
+    # a whole one; an input of one batch is decided before any transaction
+    # opens), then the next event only once the server has ended the import's
+    # session.
+    notes = [json.dumps(_note("c1", text="x" * 4000)) for _ in range(READ_CHUNK // 4000 + 2)]
+    late = json.dumps(_note("c1"))
     feed = (
         "import os, sys, time\n"
-        f"print({created!r}, flush=True)\n"
+        f"print({created!r})\n"
+        f"print(*{notes!r}, sep='\\n', flush=True)\n"
         f"while not os.path.exists({str(flag)!r}): time.sleep(0.02)\n"
-        f"print({note!r})\n"
+        f"print({late!r})\n"
     )
     feeder = subprocess.Popen([sys.executable, "-c", feed], stdout=subprocess.PIPE)
     assert feeder.stdout is not None
@@ -268,8 +280,9 @@ def test_an_import_whose_session_the_server_ends_exits_3(pg_url: str, tmp_path: 
     )
     try:
         # The import's write transaction, waiting for its next event (not one of
-        # the short transactions of its start).
-        _wait_for(name, "state = 'idle in transaction' AND query LIKE %s", "%LOCK TABLE%")
+        # the short transactions of its start): its last statement ended the
+        # savepoint its batch was inserted under.
+        _wait_for(name, "state = 'idle in transaction' AND query LIKE %s", "%ledger_insert%")
         assert _end_sessions(name) >= 1
     finally:
         flag.touch()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from ledger.input import READ_CHUNK
 from tests.cli_runner import LEDGER, run_ledger
 from tests.factories import event, ndjson
 
@@ -70,8 +71,19 @@ def test_lower_case_schema_with_underscores_and_digits_works(pg_url: str) -> Non
 
 def test_an_import_stalled_past_the_idle_limit_says_so_and_stores_nothing(pg_url: str) -> None:
     created = json.dumps(event("customer.created", "c1", {"card": {}}))
-    note = json.dumps(event("note.added", "c1", {"note_id": "n1", "text": "x"}))
-    slow = f"import sys, time; print({created!r}, flush=True); time.sleep(3); print({note!r})"
+    # More than one batch, and more than the first chunk the reader takes (it
+    # waits for a whole chunk): an input of one batch is decided before any
+    # transaction opens; a longer one stores batch by batch in one
+    # transaction, which the stall then leaves idle.
+    notes = [
+        json.dumps(event("note.added", "c1", {"note_id": f"n{i}", "text": "x" * 4000}))
+        for i in range(READ_CHUNK // 4000 + 2)
+    ]
+    late = json.dumps(event("note.added", "c1", {"note_id": "late", "text": "y"}))
+    slow = (
+        f"import sys, time; print({created!r}); print(*{notes!r}, sep='\\n', flush=True); "
+        f"time.sleep(3); print({late!r})"
+    )
     feeder = subprocess.Popen([sys.executable, "-c", slow], stdout=subprocess.PIPE)
     assert feeder.stdout is not None
     result = subprocess.run(
