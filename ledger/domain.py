@@ -273,6 +273,10 @@ _STATEFUL: frozenset[type[Payload]] = frozenset(
     }
 )
 
+# The types whose events change a customer's state beyond its version (sorted,
+# for statements that name them): loading a customer decodes only those.
+STATEFUL_TYPES = tuple(sorted(p.type_name for p in _STATEFUL))
+
 
 # Tested by type (payload classes are not subclassed): an isinstance that fails
 # against pydantic classes costs several times more, and this runs per event.

@@ -37,7 +37,7 @@ def test_states_equal_the_repositorys_snapshots_and_pages_included(
     app.store_snapshot(Connection(app.url), app.customer("c5"))
     append_ok(app, [event("note.added", "c5", {"note_id": "late", "text": "y"})])
     # Pages smaller than a stream, so streams are split across pages.
-    monkeypatch.setattr(ledger.application, "_REPLAY_PAGE", 4)
+    monkeypatch.setattr(ledger.application, "_LOAD_PAGE", 4)
     with Connection(app.url) as conn:
         loaded = app.load_customers(conn, [*customers, "nobody"])
     assert set(loaded) == {*customers, "nobody"}
