@@ -75,7 +75,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -243,20 +243,19 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """User + system CPU of the server process so far (Linux /proc)."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.process)
 
     def log_tail(self, lines: int = 20) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
 @contextmanager
-def server(url: str, access: Path | None, workdir: Path) -> Iterator[Server]:
+def server(url: str, access: Path | None, workdir: Path, workers: int = 1) -> Iterator[Server]:
     """`ledger serve` on a free loopback port against `url`, until the block ends."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    command = [LEDGER, "--db", url, "serve", "--port", str(port)]
+    command = [LEDGER, "--db", url, "serve", "--port", str(port), "--workers", str(workers)]
     if access is not None:
         command += ["--access", str(access)]
     log = workdir / "serve.log"
@@ -283,6 +282,42 @@ def server(url: str, access: Path | None, workdir: Path) -> Iterator[Server]:
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(60)
+
+
+@contextmanager
+def follower(url: str, workdir: Path) -> Iterator[subprocess.Popen[bytes] | None]:
+    """`ledger projections run --all --follow` beside the server, as a deployment
+    runs one (docker-compose.yml's projector): the read models follow the
+    appends, and a read seldom has events of its own to apply."""
+    log = workdir / "follower.log"
+    with log.open("wb") as err:
+        process = subprocess.Popen(
+            [LEDGER, "--db", url, "projections", "run", "--all", "--follow"],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+
+
+def cpu_seconds(process: subprocess.Popen[bytes] | None) -> float:
+    """User + system CPU so far of a child process and its own children (the
+    workers of `serve --workers N`), from Linux /proc; 0 without one."""
+    if process is None:
+        return 0.0
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        pid, ppid = int(stat.parent.name), int(fields[1])
+        if process.pid in (pid, ppid):
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 # -- requests ----------------------------------------------------------------
@@ -466,6 +501,27 @@ async def batch_cost(
         "goal_met": not errors and wide_ms / narrow_ms <= BATCH_RATIO_GOAL,
     }
     return result, pool[:needed]
+
+
+async def warm_up(host: str, port: int, requests: Requests, seeded: Seeded) -> list[str]:
+    """One read of every tab the mix reads, one append and one more read, before
+    the mix's clock starts: a server's first request of each kind imports
+    modules and prepares statements (hundreds of milliseconds once), which
+    no steady load pays. The errors, if any."""
+    reader, writer = await asyncio.open_connection(host, port)
+    customer = seeded.customers[-1]
+    event = interaction(random.Random(0), customer, datetime.now(UTC))
+    sent = [requests.read(customer, tab) for tab, _ in READ_TABS]
+    sent += [requests.append(event), requests.read(customer, "timeline")]
+    errors: list[str] = []
+    try:
+        for request in sent:
+            status, answer, _ = await exchange(reader, writer, request)
+            if status != 200:
+                errors.append(f"warm-up: {status} {answer[:300]!r}")
+    finally:
+        writer.close()
+    return errors
 
 
 # -- (b) the mix -------------------------------------------------------------------
@@ -665,6 +721,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "arrivals": args.arrivals,
         "seed": args.seed,
         "with_key": not args.open,
+        "follower": args.follower,
+        "workers": args.workers,
     }
     with (
         tempfile.TemporaryDirectory(prefix="bench-mixed-") as tmp,
@@ -679,18 +737,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if not args.open:
             access = workdir / "access.toml"
             token = access_key(access)
-        with server(url, access, workdir) as srv, asyncio.Runner(loop_factory=_loop_factory()) as r:
+        with (
+            server(url, access, workdir, args.workers) as srv,
+            follower(url, workdir) if args.follower else nullcontext() as follows,
+            asyncio.Runner(loop_factory=_loop_factory()) as r,
+        ):
             requests = Requests(srv.host, token)
             result["load_before"] = [round(x, 2) for x in os.getloadavg()]
             if args.part in ("all", "batch-cost"):
                 cost, _ = r.run(batch_cost(srv.host, srv.port, requests, seeded, args.repeats, rng))
                 result["batch_cost"] = cost
             if args.part in ("all", "mix"):
+                result["warm_up_errors"] = r.run(warm_up(srv.host, srv.port, requests, seeded))
                 plan = schedule(args, requests, seeded, rng)
                 result["load_before_mix"] = [round(x, 2) for x in os.getloadavg()]
                 server_cpu, client_cpu = srv.cpu_seconds(), time.process_time()
+                follower_cpu = cpu_seconds(follows)
                 mix = r.run(replay(plan, srv.host, srv.port, args))
                 mix["server_cpu_s"] = round(srv.cpu_seconds() - server_cpu, 1)
+                mix["follower_cpu_s"] = round(cpu_seconds(follows) - follower_cpu, 1)
                 mix["client_cpu_s"] = round(time.process_time() - client_cpu, 1)
                 mix["goals"] = mix_goals(mix)
                 result["mix"] = mix
@@ -704,7 +769,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def failed(result: dict[str, Any]) -> bool:
     """Whether any request failed (a non-2xx answer, a transport error, no answer)."""
-    bad = bool(result.get("batch_cost", {}).get("errors"))
+    bad = bool(result.get("batch_cost", {}).get("errors") or result.get("warm_up_errors"))
     mix = result.get("mix")
     if mix is not None:
         bad = bad or mix["unfinished"] > 0
@@ -745,7 +810,7 @@ def human(result: dict[str, Any]) -> str:
             f"{mix['seconds']} s; 2xx {mix['ok_rate']} req/s)",
             f"    connections at most {mix['most_connections']}; last send "
             f"{mix['client_lag_s'] * 1000:.1f} ms late; CPU: server {mix['server_cpu_s']} s, "
-            f"client {mix['client_cpu_s']} s",
+            f"projection follower {mix['follower_cpu_s']} s, client {mix['client_cpu_s']} s",
             "",
             f"    {'kind':<8}{'count':>7}{'errors':>8}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}"
             "   ms, from the scheduled send",
@@ -785,6 +850,13 @@ def main() -> None:
     parser.add_argument("--part", choices=["all", "batch-cost", "mix"], default="all")
     parser.add_argument("--repeats", type=int, default=7, help="(a): batches of each kind")
     parser.add_argument("--open", action="store_true", help="no access file, no key")
+    parser.add_argument("--workers", type=int, default=1, help="`ledger serve --workers`")
+    parser.add_argument(
+        "--no-follower",
+        dest="follower",
+        action="store_false",
+        help="no `ledger projections run --follow` beside the server",
+    )
     parser.add_argument("--max-connections", type=int, default=256, help="(b): client's cap")
     parser.add_argument("--drain", type=float, default=60.0, help="(b): s to wait after sends")
     parser.add_argument("--server-log", type=Path, help="keep `ledger serve`'s stderr there")

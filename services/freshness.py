@@ -3,6 +3,7 @@ to the head as it is now, through `catch_up`."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 from ledger.db import Connection
@@ -27,16 +28,37 @@ def catch_up(conn: Connection, projections: Sequence[Projection]) -> None:
     merges = registry.get("merges")
     if merges not in projections:
         projections = [*projections, merges]
+    if _current(conn, projections):
+        return
+    # One catch-up at a time in a process: readers that find the same events
+    # unapplied would each read and decode them, and all but one would then
+    # find them applied and throw that work away (under a write load, most of
+    # a server's CPU). The others wait, then find them applied, or apply only
+    # what came since. Not forever: past the wait, a reader catches up itself.
+    waited = _catching_up.acquire(timeout=CATCH_UP_WAIT_S)
+    try:
+        if not waited or not _current(conn, projections):
+            from projections.runner import catch_up_live
+
+            catch_up_live(conn, projections)
+    finally:
+        if waited:
+            _catching_up.release()
+
+
+# How long a reader waits for another's catch-up before doing its own.
+CATCH_UP_WAIT_S = 1.0
+_catching_up = threading.Lock()
+
+
+def _current(conn: Connection, projections: Sequence[Projection]) -> bool:
+    """Whether every one of `projections` has applied every stored event."""
     found = tracking.read(conn, [p.name for p in projections])
     head = head_position(conn)
-    current = all(
+    return all(
         (row := found.get(p.name)) is not None
         and row.version == p.version
         and row.stopped is None
         and row.position >= head
         for p in projections
     )
-    if not current:
-        from projections.runner import catch_up_live
-
-        catch_up_live(conn, projections)
