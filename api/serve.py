@@ -34,6 +34,11 @@ from ledger.environment import (
 )
 from services.bootstrap import Services
 
+# Appenders a server keeps open between appends of several events (each holds a
+# database connection): a batch then loads only the customers no earlier
+# request touched (services.appending.KeptAppenders).
+KEPT_APPENDERS = 4
+
 
 def cors_origins(value: str | None) -> list[str]:
     """The origins a comma-separated setting lists, blanks dropped (none: no CORS)."""
@@ -48,7 +53,7 @@ def from_environment() -> FastAPI:
     if access is not None:
         reload_on_sighup(access)
     return create_app(
-        Services(),
+        Services(kept_appenders=KEPT_APPENDERS),
         access=access,
         cors_origins=cors_origins(os.environ.get(CORS_ENV)),
         max_body=int(os.environ.get(MAX_BODY_ENV) or DEFAULT_MAX_BODY),

@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterable, Sequence
+import weakref
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -46,8 +49,78 @@ def append_items(
     from ledger.appending.appender import DEFAULT_BATCH_SIZE, Appender
 
     size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
+    kept = _KEPT.get(app)
+    if kept is not None:
+        with service_errors(), kept.borrow(policy, size) as appender:
+            return append_with(appender, items, skip_invalid=skip_invalid)
     with service_errors(), Appender(app, policy, batch_size=size) as appender:
         return append_with(appender, items, skip_invalid=skip_invalid)
+
+
+class KeptAppenders:
+    """Appenders a long-running process keeps open between appends (`ledger
+    serve`): each keeps its connection and its cache of customers' states, so
+    a request's batch loads only the customers no earlier request touched.
+    At most `idle` are kept while unused; more are opened when requests
+    overlap, and closed after. A kept state that another writer has changed
+    since is found when storing (`ledger.appending.appender`)."""
+
+    def __init__(self, app: LedgerApplication, idle: int) -> None:
+        self._app = app
+        self._most_idle = idle
+        self._idle: list[Appender] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @contextmanager
+    def borrow(self, policy: RightsPolicy, batch_size: int) -> Iterator[Appender]:
+        """An appender for one append under `policy`; kept again afterwards
+        unless the append failed (its state may then be anything)."""
+        from ledger.appending.appender import Appender
+
+        appender: Appender | None = None
+        with self._lock:
+            while self._idle and appender is None:
+                appender = self._idle.pop()
+                if appender.broken:  # the database restarted meanwhile
+                    appender.close()
+                    appender = None
+        if appender is None:
+            appender = Appender(self._app, policy)
+        appender.policy, appender.batch_size = policy, batch_size
+        try:
+            yield appender
+        except BaseException:
+            appender.close()
+            raise
+        with self._lock:
+            if not self._closed and len(self._idle) < self._most_idle:
+                self._idle.append(appender)
+                return
+        appender.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for appender in idle:
+            appender.close()
+
+
+_KEPT: weakref.WeakKeyDictionary[LedgerApplication, KeptAppenders] = weakref.WeakKeyDictionary()
+
+
+def keep_appenders(app: LedgerApplication, idle: int) -> None:
+    """From now on `append_items` on `app` borrows kept appenders (see
+    `KeptAppenders`) until `release_appenders`."""
+    _KEPT[app] = KeptAppenders(app, idle)
+
+
+def release_appenders(app: LedgerApplication) -> None:
+    """Close `app`'s kept appenders (before closing the application)."""
+    kept = _KEPT.pop(app, None)
+    if kept is not None:
+        kept.close()
 
 
 def append_with(

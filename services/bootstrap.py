@@ -43,6 +43,9 @@ class Services:
     _policy: RightsPolicy | None = field(default=None, repr=False)
     people_option: str | None = None
     _people: Directory | None = field(default=None, repr=False)
+    # Appenders kept open between appends, at most this many idle (0: none; a
+    # long-running server keeps some: services.appending.KeptAppenders).
+    kept_appenders: int = 0
 
     @property
     def url(self) -> DatabaseURL:
@@ -57,6 +60,10 @@ class Services:
 
             with service_errors():
                 self._app = LedgerApplication(self.url)
+            if self.kept_appenders:
+                from services.appending import keep_appenders
+
+                keep_appenders(self._app, self.kept_appenders)
         return self._app
 
     def connect(self) -> Connection:
@@ -85,6 +92,9 @@ class Services:
 
     def close(self) -> None:
         if self._app is not None:
+            from services.appending import release_appenders
+
+            release_appenders(self._app)
             self._app.close()
             self._app = None
 

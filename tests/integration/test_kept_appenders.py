@@ -1,0 +1,66 @@
+"""Appenders kept between appends (`ledger serve`): a request's batch finds the
+customers earlier requests loaded, and a state another writer changed since is
+decided again, not stored over."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+
+from ledger.appending.appender import Appender
+from ledger.application import LedgerApplication
+from ledger.input import read_items
+from ledger.rights import ALLOW_ALL
+from services.appending import append_items, keep_appenders, release_appenders
+from tests.factories import append_ok, event, ndjson
+
+
+def _append(app: LedgerApplication, events: list[dict[str, Any]]) -> Any:
+    return append_items(app, ALLOW_ALL, read_items(io.StringIO(ndjson(events))))
+
+
+def _note(customer: str, note_id: str) -> dict[str, Any]:
+    return event("note.added", customer, {"note_id": note_id, "text": "x"})
+
+
+def test_appends_share_a_kept_appender_and_its_customers(
+    app: LedgerApplication, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    customers = [f"c{i}" for i in range(5)]
+    append_ok(app, [event("customer.created", c, {"card": {"name": c}}) for c in customers])
+    keep_appenders(app, 1)
+    loads: list[int] = []
+    load = LedgerApplication.load_customers
+
+    def counting(self: LedgerApplication, store: Any, ids: Any) -> Any:
+        loads.append(len(ids))
+        return load(self, store, ids)
+
+    monkeypatch.setattr(LedgerApplication, "load_customers", counting)
+    opened: list[Appender] = []
+    init = Appender.__init__
+
+    def opening(self: Appender, *args: Any, **kw: Any) -> None:
+        opened.append(self)
+        init(self, *args, **kw)
+
+    monkeypatch.setattr(Appender, "__init__", opening)
+    try:
+        assert _append(app, [_note(c, f"{c}-1") for c in customers]).appended == 5
+        assert _append(app, [_note(c, f"{c}-2") for c in customers]).appended == 5
+        assert loads == [5]  # the second request found them kept
+        # Another writer appends to c0 meanwhile: the kept state of c0 is stale.
+        with Appender(app) as other:
+            assert other.append(read_items(io.StringIO(ndjson([_note("c0", "x")])))).ok
+        report = _append(app, [_note(c, f"{c}-3") for c in customers])
+        assert (report.ok, report.appended) == (True, 5)
+    finally:
+        release_appenders(app)
+    assert len(opened) == 2  # the kept one, and the other writer's
+    # The other writer loaded c0 (1); then the insert conflicted on c0's stream:
+    # what was kept is forgotten, and the batch decided again on stored states.
+    assert loads == [5, 1, 5]
+    assert app.customer("c0").version == 5
+    assert all(app.customer(c).version == 4 for c in customers[1:])
