@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import os
 import random
+import subprocess
 import tempfile
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 
 from ledger.config import parse_database_url
@@ -124,3 +127,20 @@ def write_ndjson(events: Iterator[dict[str, Any]], path: Path) -> int:
             f.write(json.dumps(e) + "\n")
             n += 1
     return n
+
+
+def wait_until_ready(
+    port: int, process: subprocess.Popen[bytes], failure: Callable[[], str]
+) -> None:
+    """Until the `ledger serve` `process` on loopback `port` answers /readyz (at
+    most a minute); raises RuntimeError with `failure()` if it exits or never does."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise RuntimeError(failure())
+        time.sleep(0.1)

@@ -54,7 +54,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import DEFAULT_PG, generate_events, scratch_store
+from bench.common import DEFAULT_PG, generate_events, scratch_store, wait_until_ready
 from ledger.config import parse_database_url
 from ledger.db import Connection
 from ledger.input import read_items
@@ -88,16 +88,7 @@ def server(url: str, workers: int) -> Iterator[str]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("ledger serve did not start")
-            time.sleep(0.1)
+        wait_until_ready(port, process, lambda: "ledger serve did not start")
         yield base
     finally:
         process.send_signal(signal.SIGTERM)

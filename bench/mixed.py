@@ -82,9 +82,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import httpx
-
-from bench.common import DEFAULT_PG, scratch_store
+from bench.common import DEFAULT_PG, scratch_store, wait_until_ready
 from ledger.config import parse_database_url
 from ledger.input import read_items
 from services.appending import append_items
@@ -268,16 +266,9 @@ def server(url: str, access: Path | None, workdir: Path, workers: int = 1) -> It
         )
     running = Server("127.0.0.1", port, process, log)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError(f"ledger serve did not start:\n{running.log_tail()}")
-            time.sleep(0.1)
+        wait_until_ready(
+            port, process, lambda: f"ledger serve did not start:\n{running.log_tail()}"
+        )
         yield running
     finally:
         process.send_signal(signal.SIGTERM)
