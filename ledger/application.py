@@ -21,11 +21,11 @@ from ledger.db import Queries
 from ledger.domain import (
     STATEFUL_TYPES,
     Customer,
-    CustomerEvent,
     CustomerSnapshot,
     customer_stream_id,
 )
 from ledger.errors import DatabaseUnavailable
+from ledger.events.catalogue import recorded_data_unchecked
 from ledger.keystore.keyring import Keyring
 from ledger.mapper import LedgerMapper
 from ledger.printable import first_line as first_line  # re-exported: appending, runner
@@ -153,9 +153,13 @@ class LedgerApplication(Application[UUID]):
                         )
                     customer.version = version
                     continue
-                event = self.mapper.to_domain_event(StoredEvent(stream_id, version, topic, state))
-                assert isinstance(event, CustomerEvent)
-                customers[stream_id] = event.mutate(customers.get(stream_id))
+                customer = customers.get(stream_id)
+                if customer is None:
+                    customer = customers[stream_id] = Customer(
+                        id=stream_id, customer_id=streams[stream_id]
+                    )
+                customer.apply(recorded_data_unchecked(topic, state))
+                customer.version = version
             if len(rows) < _LOAD_PAGE:
                 break
             # Streams come in id order (a uuid orders as its hex text): those

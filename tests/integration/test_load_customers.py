@@ -51,6 +51,47 @@ def test_states_equal_the_repositorys_snapshots_and_pages_included(
     assert (nobody.version, version, nobody.customer_id) == (0, 0, "nobody")
 
 
+def _every_stateful_type(customer: str, other: str) -> list[dict[str, Any]]:
+    """A history with an event of every type that changes a customer's state,
+    personal values (sealed when stored) included."""
+    visit = {"visit_id": f"v-{customer}", "source": "google", "channel": "search", "duration_s": 3}
+    return [
+        event("customer.created", customer, {"card": {"name": "Ann", "phone": "+44 20 7946 0000"}}),
+        event("order.created", customer, {"order_id": f"o-{customer}", "status": "new"}),
+        event("email.sent", customer, {"message_id": f"e-{customer}", "subject": "Hi Ann"}),
+        event("sms.sent", customer, {"message_id": f"s-{customer}", "to": "+447700900123"}),
+        event("segment.joined", customer, {"segment_id": "vip"}),
+        event("segment.joined", customer, {"segment_id": "news"}),
+        event("segment.left", customer, {"segment_id": "news"}),
+        event("chat.started", customer, {"dialog_id": f"d-{customer}", "channel": "website"}),
+        event("chat.status_changed", customer, {"dialog_id": f"d-{customer}", "status": "closed"}),
+        event("task.created", customer, {"task_id": f"t-{customer}", "title": "Call Ann back"}),
+        event("task.completed", customer, {"task_id": f"t-{customer}"}),
+        event("visit.recorded", customer, visit),
+        event("customer.not_duplicate", customer, {"other_customer_id": other, "reason": "ok"}),
+        event("customer.erased", customer, {"reason": "asked", "requested_by": "dpo"}),
+    ]
+
+
+def test_every_stateful_type_folds_as_the_repository_does(app: LedgerApplication) -> None:
+    append_ok(app, [event("customer.created", "bob", {"card": {"name": "Bob"}})])
+    append_ok(app, _every_stateful_type("ann", "bob"))
+    merged = [
+        event("customer.created", "cy", {"card": {"name": "Cy"}}),
+        event("customer.created", "di", {"card": {"name": "Di"}}),
+        event("customer.merged", "cy", {"absorbed": ["di"], "reason": "same person"}),
+        event("customer.absorbed", "di", {"into": "cy", "reason": "same person"}),
+    ]
+    append_ok(app, merged)
+    with Connection(app.url) as conn:
+        loaded = app.load_customers(conn, ["ann", "bob", "cy", "di"])
+    for customer_id, (state, _) in loaded.items():
+        assert vars(state) == vars(app.customer(customer_id)), customer_id
+    ann = loaded["ann"][0]
+    assert ann.erased and ann.segments == {"vip"} and ann.dialogs == {"d-ann": "closed"}
+    assert (loaded["cy"][0].absorbed, loaded["di"][0].merged_into) == ({"di"}, "cy")
+
+
 def test_two_hundred_customers_load_in_two_statements(
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
