@@ -193,6 +193,10 @@ class Lookup:
     where: str = ""
     where_params: tuple[Any, ...] = ()
     distinct: bool = False
+    # "Which of these values have rows" (`distinct`, no blob or text): on
+    # PostgreSQL one index probe a value, for an array of this SQL type, instead
+    # of reading every row of every value (the planner may then scan the table).
+    probe_type: str | None = None
 
 
 LookupRow = tuple[Any, Any, Any]
@@ -211,8 +215,17 @@ def look_up(
     # NULL first, and then cannot match it with a later branch's bytea.
     no_blob, no_text = ("NULL", "NULL") if conn.kind == "sqlite" else ("NULL::bytea", "NULL::text")
     for tag, (lookup, values) in enumerate(questions):
-        distinct = "DISTINCT " if lookup.distinct else ""
         blob, text = lookup.blob or no_blob, lookup.text or no_text
+        if lookup.probe_type is not None and conn.kind == "postgresql":
+            if values:
+                branches.append(
+                    f"SELECT {tag}, CAST(p.v AS TEXT), {blob}, {text} "
+                    f"FROM unnest(?::{lookup.probe_type}[]) AS p(v) WHERE EXISTS "
+                    f"(SELECT 1 FROM {lookup.table} WHERE {lookup.column} = p.v)"
+                )
+                params.append(list(values))
+            continue
+        distinct = "DISTINCT " if lookup.distinct else ""
         for condition, chunk in any_of(conn.kind, lookup.column, values):
             branches.append(
                 f"SELECT {distinct}{tag}, {lookup.key}, {blob}, {text} "

@@ -24,7 +24,13 @@ SUBJECT_OWNERS = Lookup(
 )
 # Customer streams with stored events: (stream id as text, -, -). SQLite stores
 # stream ids as 32-digit hex text, PostgreSQL as uuid (`stream_keys`).
-STREAMS = Lookup(EVENTS_TABLE, "originator_id", "CAST(originator_id AS TEXT)", distinct=True)
+STREAMS = Lookup(
+    EVENTS_TABLE,
+    "originator_id",
+    "CAST(originator_id AS TEXT)",
+    distinct=True,
+    probe_type="uuid",
+)
 
 
 def stream_keys(kind: str, stream_ids: Sequence[UUID]) -> list[Any]:
