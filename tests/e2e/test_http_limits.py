@@ -108,6 +108,7 @@ def test_probes_answer_while_a_big_append_is_validated(sqlite_url: str) -> None:
             outcome["answer"] = client.post("/v1/events", content=body, headers=JSON)
 
         poster = threading.Thread(target=post)
+        began = time.monotonic()
         poster.start()
         slowest: dict[str, float] = {}
         with httpx.Client(base_url=client.base_url, timeout=30) as probe:
@@ -120,8 +121,13 @@ def test_probes_answer_while_a_big_append_is_validated(sqlite_url: str) -> None:
                     slowest[path] = max(slowest.get(path, 0.0), took)
                 time.sleep(0.02)
         poster.join()
+        took_append = time.monotonic() - began
         assert slowest, "the append finished before any probe"
-        assert max(slowest.values()) < 1, slowest
+        # A probe held up behind the validation would take as long as the append
+        # (seconds). Answered beside it, a probe still waits for the interpreter
+        # now and then (a collection after the append, a busy machine's
+        # scheduling: up to 1.35 s seen in CI with the other test worker busy).
+        assert max(slowest.values()) < max(1.0, took_append / 4), (slowest, took_append)
         answer = is_problem(outcome["answer"], 422)
         assert len(answer["errors"]) == MAX_REPORTED_ERRORS
         assert answer["errors_omitted"] == 5 * count - MAX_REPORTED_ERRORS
