@@ -143,22 +143,15 @@ class LedgerApplication(Application[UUID]):
             rows = streams_after(store, after, _LOAD_PAGE, STATEFUL_TYPES)
             for stream_id, version, topic, state in rows:
                 after[stream_id] = version
-                if state is None:
-                    # A note, a call ...: only the version moves, so the event is
-                    # not decoded (most of a stream, and most of loading's cost).
-                    customer = customers.get(stream_id)
-                    if customer is None:
-                        customer = customers[stream_id] = Customer(
-                            id=stream_id, customer_id=streams[stream_id]
-                        )
-                    customer.version = version
-                    continue
                 customer = customers.get(stream_id)
                 if customer is None:
                     customer = customers[stream_id] = Customer(
                         id=stream_id, customer_id=streams[stream_id]
                     )
-                customer.apply(recorded_data_unchecked(topic, state))
+                # No state: a note, a call ... only moves the version, so the event
+                # is not decoded (most of a stream, and most of loading's cost).
+                if state is not None:
+                    customer.apply(recorded_data_unchecked(topic, state))
                 customer.version = version
             if len(rows) < _LOAD_PAGE:
                 break

@@ -19,8 +19,9 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from ledger.db import Connection, Queries
+from ledger.db import Connection, Queries, any_of
 from ledger.keystore.keyring import Keyring
+from ledger.lookups import stream_keys
 from ledger.personal import reveal
 from ledger.stores.layout import EVENTS_TABLE
 
@@ -209,12 +210,11 @@ def streams_after(
 def stream_versions(conn: Queries, stream_ids: Sequence[UUID]) -> dict[UUID, int]:
     """The latest stored version of each given stream that has events."""
     versions: dict[UUID, int] = {}
-    for start in range(0, len(stream_ids), 500):
-        chunk = stream_ids[start : start + 500]
+    for condition, chunk in any_of(conn.kind, "originator_id", stream_keys(conn.kind, stream_ids)):
         rows = conn.fetchall(
             f"SELECT originator_id, MAX(originator_version) FROM {EVENTS_TABLE} "
-            f"WHERE originator_id IN ({','.join('?' * len(chunk))}) GROUP BY originator_id",
-            [s.hex for s in chunk],
+            f"WHERE {condition} GROUP BY originator_id",
+            chunk,
         )
         versions.update((stream_uuid(r[0]), int(r[1])) for r in rows)
     return versions
