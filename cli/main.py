@@ -15,6 +15,8 @@ from ledger.environment import (
     MASTER_KEY_ENV,
     PEOPLE_FILE_ENV,
     RIGHTS_POLICY_ENV,
+    TENANT_ENV,
+    TENANTS_URL_ENV,
 )
 from ledger.printable import printable
 
@@ -65,6 +67,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "serve",
         "Serve the HTTP API (see docs/http.md): append, tabs, task actions, audit, "
         "projection status, health and metrics.",
+    ),
+    "tenants": (
+        "cli.tenants",
+        "tenants",
+        "The tenant directory: which store holds each tenant (shop) of a hosted deployment.",
     ),
     "tab": ("cli.tab", "tab", "Show one TAB of CUSTOMER_ID's interactions (newest first)."),
     "task": (
@@ -134,6 +141,19 @@ class _LedgerGroup(click.Group):
     "default sqlite:///ledger.db]",
 )
 @click.option(
+    "--tenant",
+    "tenant_option",
+    metavar="ID",
+    help=f"Act on this tenant's store, found in the tenant directory, instead of --db "
+    f"[env {TENANT_ENV}].",
+)
+@click.option(
+    "--tenants-db",
+    "tenants_option",
+    metavar="URL",
+    help=f"The tenant directory's database [env {TENANTS_URL_ENV}].",
+)
+@click.option(
     "--rights",
     "rights_option",
     metavar="PATH",
@@ -165,6 +185,8 @@ class _LedgerGroup(click.Group):
 def ledger(
     ctx: click.Context,
     db_option: str | None,
+    tenant_option: str | None,
+    tenants_option: str | None,
     rights_option: str | None,
     people_option: str | None,
     master_key: Path | None,
@@ -180,7 +202,12 @@ def ledger(
     _use_region(region)
 
     obj = CliContext(
-        db_option=db_option, rights_option=rights_option, people_option=people_option, debug=debug
+        db_option=db_option,
+        rights_option=rights_option,
+        people_option=people_option,
+        debug=debug,
+        tenant_option=tenant_option,
+        tenants_option=tenants_option,
     )
     ctx.obj = obj
     ctx.call_on_close(obj.close)

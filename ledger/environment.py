@@ -25,6 +25,8 @@ DEFAULT_REGION_ENV = "LEDGER_DEFAULT_REGION"
 PEOPLE_FILE_ENV = "LEDGER_PEOPLE_FILE"
 PAGE_USER_ENV = "LEDGER_PAGE_USER"
 UNDO_WINDOW_ENV = "LEDGER_UNDO_WINDOW"
+TENANT_ENV = "LEDGER_TENANT"
+TENANTS_URL_ENV = "LEDGER_TENANTS_URL"
 KAFKA_ENV_PREFIX = "LEDGER_KAFKA_"
 
 # name -> what it sets (docs/operations.md has a row for each)
@@ -46,4 +48,6 @@ ENVIRONMENT: dict[str, str] = {
     PEOPLE_FILE_ENV: "the people directory: users' names by id (CSV or TOML)",
     PAGE_USER_ENV: "who acts from the card page when the server runs open (default `local`)",
     UNDO_WINDOW_ENV: "how long a merge can be undone, e.g. 30d or 12h (default: always)",
+    TENANT_ENV: "the tenant a command acts on, resolved through the tenant directory",
+    TENANTS_URL_ENV: "the tenant directory's database: sqlite:///PATH or postgresql://...",
 }

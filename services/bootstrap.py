@@ -15,7 +15,7 @@ from ledger.config import (
     database_url,
 )
 from ledger.db import Connection
-from ledger.environment import PEOPLE_FILE_ENV, RIGHTS_POLICY_ENV
+from ledger.environment import PEOPLE_FILE_ENV, RIGHTS_POLICY_ENV, TENANT_ENV
 from ledger.people import Directory, load_directory
 from ledger.reading import events_table_exists
 from ledger.rights import RightsPolicy, load_policy
@@ -25,6 +25,7 @@ from projections.schema import SchemaMissing, ensure_schema, require_schema, sch
 # (tests/integration/test_startup.py).
 if TYPE_CHECKING:
     from ledger.application import LedgerApplication
+    from ledger.tenants import Tenant
 
 from ledger.errors import MISSING_TABLES
 from services.errors import Category, ServiceError, service_errors
@@ -35,7 +36,9 @@ class Services:
     """The composition root: one configured store and rights policy.
 
     `db_option` / `rights_option` are what the caller was given (a command-line
-    option or a server setting); unset, the environment and defaults apply."""
+    option or a server setting); unset, the environment and defaults apply.
+    `tenant_option` (else LEDGER_TENANT) names the store through the tenant
+    directory (`tenants_option`, else LEDGER_TENANTS_URL) instead of `db_option`."""
 
     db_option: str | None = None
     rights_option: str | None = None
@@ -46,13 +49,39 @@ class Services:
     # Appenders kept open between appends, at most this many idle (0: none; a
     # long-running server keeps some: services.appending.KeptAppenders).
     kept_appenders: int = 0
+    tenant_option: str | None = None
+    tenants_option: str | None = None
+    _tenant: Tenant | None = field(default=None, repr=False)
+
+    @property
+    def tenant(self) -> str | None:
+        """The tenant this composition acts on (None: a single-ledger store)."""
+        return self.tenant_option or os.environ.get(TENANT_ENV) or None
 
     @property
     def url(self) -> DatabaseURL:
+        entry = self.tenant_entry()
+        if entry is not None:
+            return entry.url
         try:
             return database_url(self.db_option)
         except ConfigError as exc:
             raise ServiceError(Category.USAGE, str(exc)) from exc
+
+    def tenant_entry(self) -> Tenant | None:
+        """The directory's entry for `tenant`, looked up once (None without a tenant)."""
+        tenant = self.tenant
+        if tenant is None:
+            return None
+        if self._tenant is None:
+            if self.db_option:
+                raise ServiceError(
+                    Category.USAGE, "--db and --tenant both name the store: give one of them"
+                )
+            from services.tenants import directory, resolve_tenant
+
+            self._tenant = resolve_tenant(directory(self.tenants_option), tenant)
+        return self._tenant
 
     def app(self) -> LedgerApplication:
         if self._app is None:
@@ -72,7 +101,9 @@ class Services:
 
     def policy(self) -> RightsPolicy:
         if self._policy is None:
-            path = self.rights_option or os.environ.get(RIGHTS_POLICY_ENV) or None
+            entry = self.tenant_entry()
+            own = entry.rights if entry is not None else None
+            path = self.rights_option or own or os.environ.get(RIGHTS_POLICY_ENV) or None
             try:
                 self._policy = load_policy(path)
             except ConfigError as exc:
@@ -125,6 +156,10 @@ def migrate(url: DatabaseURL) -> None:
     from relay.tracking import ensure_schema as ensure_relay_schema
 
     with service_errors():
+        if url.kind == "postgresql":
+            # A tenant's schema is made with its store (`ledger tenants add`).
+            with Connection(url) as conn, conn.schema_transaction():
+                conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{url.schema}"')
         LedgerApplication(url, create_tables=True).close()
         with Connection(url) as conn:
             ensure_schema(conn)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import uuid
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -89,6 +89,14 @@ def other_pg_url() -> Iterator[str]:
     """A second ledger in the same database: another fresh schema."""
     with _fresh_pg_schema() as url:
         yield url
+
+
+@pytest.fixture
+def fresh_pg_urls() -> Iterator[Callable[[], str]]:
+    """Makes URLs of fresh PostgreSQL schemas (tenants' stores), all dropped after
+    the test."""
+    with ExitStack() as stack:
+        yield lambda: stack.enter_context(_fresh_pg_schema())
 
 
 @pytest.fixture
