@@ -43,6 +43,11 @@ class IdleTransactionEnded(DatabaseUnavailable):
     """PostgreSQL ended a transaction that waited for its input too long."""
 
 
+class StoreMoved(DatabaseUnavailable):
+    """The store was copied to another server (`ledger tenants move`) and takes no
+    more events: the request should be retried, and will reach the new store."""
+
+
 class StoreReadOnly(StoreError):
     """The store's file (or its directory) cannot be written."""
 
@@ -67,6 +72,9 @@ _SQLITE_LOCKED = 6
 _SQLITE_READONLY = 8
 # PostgreSQL's SQLSTATE for a session ended by idle_in_transaction_session_timeout.
 _IDLE_IN_TRANSACTION_TIMEOUT = "25P03"
+# The SQLSTATE a store frozen by a tenant's move refuses an append with
+# (ledger.stores.copying.freeze).
+MOVED_SQLSTATE = "LDM01"
 
 
 def store_error(exc: BaseException) -> StoreError | None:
@@ -148,6 +156,8 @@ def _postgres_kind(e: BaseException) -> StoreError | None:
             "invalid events for a transaction per batch, or raise ?idle_timeout=SECONDS "
             f"in the URL; default {DEFAULT_IDLE_TIMEOUT})"
         )
+    if sqlstate == MOVED_SQLSTATE:
+        return StoreMoved(f"{first_line(e)}; nothing stored")
     if isinstance(e, errors.DataError):
         # e.g. a NUL character, which PostgreSQL text cannot hold.
         return ValueRefused(f"the database refused a value: {first_line(e)}; nothing stored")

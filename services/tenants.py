@@ -4,6 +4,10 @@ tenant id to its store, for every door that takes `--tenant`."""
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 from ledger.config import ConfigError, DatabaseURL, parse_database_url
 from ledger.environment import TENANTS_URL_ENV
@@ -95,6 +99,142 @@ def remove_tenant(found: TenantDirectory, tenant: str) -> Tenant:
                 raise ServiceError(Category.NOT_FOUND, f"unknown tenant {tenant!r}")
             found.remove(conn, tenant)
     return entry
+
+
+@dataclass(frozen=True)
+class MoveReport:
+    """What `move_tenant` did: where from and to, the events copied while the
+    tenant took appends and during the switch, the other tables copied, and the
+    chain's head both stores agree on."""
+
+    tenant: str
+    source: str
+    destination: str
+    events_before_switch: int
+    events_during_switch: int
+    tables: dict[str, int]
+    head: int
+    chain_hash: str
+    switch_seconds: float
+    skipped: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "tenant": self.tenant,
+            "from": self.source,
+            "to": self.destination,
+            "events_before_switch": self.events_before_switch,
+            "events_during_switch": self.events_during_switch,
+            "tables": self.tables,
+            "head": self.head,
+            "chain_hash": self.chain_hash,
+            "switch_seconds": round(self.switch_seconds, 3),
+            "skipped_tables": self.skipped,
+        }
+
+
+def move_tenant(
+    found: TenantDirectory,
+    tenant: str,
+    to: str,
+    *,
+    on_progress: Callable[[str, int], None] | None = None,
+) -> MoveReport:
+    """Move `tenant`'s store to `to` (PostgreSQL to PostgreSQL), losing nothing.
+
+    1. The destination is migrated, and the events stored so far are copied while
+       the tenant keeps taking appends (a move that stopped half-way resumes: the
+       destination's events must be a prefix of the source's).
+    2. The switch: the directory marks the tenant moving (new requests are refused
+       with a retryable answer), the source's write lock is taken (appends in flight
+       wait), the rest of the events are copied, and the source is frozen: an
+       append that waited fails, retryably, and is never stored there.
+    3. Every other table (data keys, read models and their positions, relay
+       positions, anchors) is copied from one snapshot of the source.
+    4. The destination's hash chain is recomputed and must end on the source's head;
+       only then does the directory name the new store.
+    A failure before the directory switches gives the source back unfrozen."""
+    from ledger.audit.verify import current_anchor, verify_chain
+    from ledger.db import Connection
+    from ledger.reading import head_position
+    from ledger.stores import copying
+
+    progress = on_progress or (lambda _stage, _n: None)
+    entry = resolve_tenant(found, tenant)
+    try:
+        store = tenant_store_url(tenant, to)
+        target = parse_database_url(store)
+    except ConfigError as exc:
+        raise ServiceError(Category.USAGE, str(exc)) from exc
+    source_url = entry.url
+    if source_url.kind != "postgresql" or target.kind != "postgresql":
+        raise ServiceError(
+            Category.USAGE, "ledger tenants move copies PostgreSQL stores to PostgreSQL stores"
+        )
+    if same_store(source_url, target):
+        raise ServiceError(Category.USAGE, f"tenant {tenant!r} is already at {target.display()}")
+    with service_errors(), found.connect() as conn:
+        _refuse_taken([t for t in found.all(conn) if t.tenant != tenant], tenant, target)
+    migrate(target)
+    with (
+        service_errors(),
+        _copy_refused(),
+        Connection(source_url) as src,
+        Connection(target) as dst,
+    ):
+        # Moving back to a store the tenant left: it was frozen then.
+        copying.thaw(dst)
+        before = copying.copy_prefix(src, dst)
+        progress("copy", before)
+        with found.connect() as conn:
+            found.set_state(conn, tenant, TenantState.MOVING)
+        started = time.monotonic()
+        try:
+            with src.transaction():
+                copying.lock_events(src)
+                with dst.transaction():
+                    during = copying.copy_events(src, dst, head_position(dst))
+                copying.freeze(src, target.display())
+            progress("switch", during)
+            tables, skipped = copying.copy_other_tables(src, dst)
+            anchor = current_anchor(src)
+            report = verify_chain(dst, anchor=anchor if anchor.position else None)
+            if report.broken is not None or head_position(dst) != anchor.position:
+                raise ServiceError(
+                    Category.CONFLICT,
+                    f"the copy of tenant {tenant!r} does not verify against the source's "
+                    f"head {anchor}: {report.broken or 'the heads differ'}",
+                )
+            with found.connect() as conn:
+                found.switch(conn, tenant, store)
+        except BaseException:
+            with Connection(source_url) as undo:
+                copying.thaw(undo)
+            with found.connect() as conn:
+                found.set_state(conn, tenant, TenantState.ACTIVE)
+            raise
+    return MoveReport(
+        tenant,
+        source_url.display(),
+        target.display(),
+        before,
+        during,
+        tables,
+        anchor.position,
+        anchor.hash,
+        time.monotonic() - started,
+        skipped,
+    )
+
+
+@contextmanager
+def _copy_refused() -> Iterator[None]:
+    from ledger.stores.copying import CopyRefused
+
+    try:
+        yield
+    except CopyRefused as exc:
+        raise ServiceError(Category.CONFLICT, str(exc)) from exc
 
 
 def _refuse_taken(tenants: list[Tenant], tenant: str, url: DatabaseURL) -> None:

@@ -64,6 +64,7 @@ from ledger.appending.report import AppendReport
 from ledger.application import LedgerApplication
 from ledger.db import Connection
 from ledger.entropy import SYSTEM, Entropy
+from ledger.errors import StoreMoved, store_error
 from ledger.input import InputItem
 from ledger.rights import ALLOW_ALL, RightsPolicy
 from ledger.stores.base import WriteSession
@@ -315,8 +316,12 @@ def _not_stored(report: AppendReport) -> None:
 
 
 def _is_refusal(exc: BaseException) -> bool:
-    """A store error caused by the rows written, not by the connection."""
+    """A store error caused by the rows written, not by the connection (nor by a
+    store frozen because its tenant moved: every row would be refused alike, and
+    the request is to be retried against the new store)."""
     if isinstance(exc, (OperationalError, InterfaceError)):
+        return False
+    if isinstance(store_error(exc), StoreMoved):
         return False
     if isinstance(
         exc, (psycopg.OperationalError, psycopg.InterfaceError, sqlite3.OperationalError)
