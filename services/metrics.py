@@ -13,7 +13,9 @@ import importlib
 import logging
 import os
 import threading
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -22,6 +24,9 @@ from prometheus_client.registry import Collector
 from ledger.appending.report import AppendReport
 from ledger.config import DatabaseURL
 from ledger.db import Connection
+from ledger.printable import first_line
+from ledger.stores.layout import EVENTS_TABLE
+from ledger.tenants import Tenant
 from services.appending import APPEND_OBSERVERS
 
 log = logging.getLogger("ledger.metrics")
@@ -173,7 +178,214 @@ class LagCollector(Collector):
             self._drop()
 
 
+# Per-tenant series are kept to the tenants with the highest values, so a
+# deployment of thousands of tenants exposes a bounded number of series.
+TOP_TENANTS = 10
+# A scrape reads every tenant's store; scrapes closer together than this reuse
+# the last reading.
+TENANTS_READ_INTERVAL_S = 5.0
+
+
+@dataclass(frozen=True)
+class TenantReading:
+    """One tenant's head, slowest projection's and relay's positions (None: none
+    tracked yet) at one time."""
+
+    tenant: str
+    server: str
+    head: int
+    projected: int | None
+    relayed: int | None
+    at: float
+
+    @property
+    def projection_lag(self) -> int:
+        # Positions are assigned max + 1 under the write lock: no holes, so the
+        # difference counts events.
+        return max(0, self.head - (self.projected or 0))
+
+    @property
+    def relay_lag(self) -> int:
+        return 0 if self.relayed is None else max(0, self.head - self.relayed)
+
+
+class TenantsCollector(Collector):
+    """Every tenant's head and lags, read at scrape time with one statement per
+    server, exposed as per-server sums and the top `top` tenants of each kind."""
+
+    def __init__(self, tenants: Callable[[], list[Tenant]], top: int = TOP_TENANTS) -> None:
+        self._tenants = tenants
+        self._top = top
+        self._lock = threading.Lock()
+        self._last: dict[str, TenantReading] = {}
+        self._rates: dict[str, float] = {}
+        self._servers_up: dict[str, bool] = {}
+        self._read_at = 0.0
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            if time.monotonic() - self._read_at >= TENANTS_READ_INTERVAL_S:
+                self._refresh()
+            readings = list(self._last.values())
+            rates = dict(self._rates)
+            servers_up = dict(self._servers_up)
+        yield from self._families(readings, rates, servers_up)
+
+    def _refresh(self) -> None:
+        try:
+            tenants = self._tenants()
+        except Exception as exc:
+            log.warning("metrics: cannot read the tenant directory: %s", first_line(exc))
+            return
+        by_server: dict[str, list[Tenant]] = {}
+        for entry in tenants:
+            by_server.setdefault(entry.server, []).append(entry)
+        fresh: dict[str, TenantReading] = {}
+        for server, entries in by_server.items():
+            try:
+                for reading in read_tenants(entries):
+                    fresh[reading.tenant] = reading
+                self._servers_up[server] = True
+            except Exception as exc:
+                log.warning("metrics: cannot read %s: %s", server, first_line(exc))
+                self._servers_up[server] = False
+        for server in set(self._servers_up) - set(by_server):
+            del self._servers_up[server]
+        rates: dict[str, float] = {}
+        for tenant, now in fresh.items():
+            before = self._last.get(tenant)
+            if before is not None and now.at > before.at:
+                rates[tenant] = max(0.0, (now.head - before.head) / (now.at - before.at))
+        self._last, self._rates = fresh, rates
+        self._read_at = time.monotonic()
+
+    def _families(
+        self,
+        readings: list[TenantReading],
+        rates: dict[str, float],
+        servers_up: dict[str, bool],
+    ) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "ledger_tenant_server_up",
+            "1 when the last scrape could read every tenant's store on this server.",
+            labels=["server"],
+        )
+        count = GaugeMetricFamily("ledger_tenants", "Tenants by server.", labels=["server"])
+        events = GaugeMetricFamily(
+            "ledger_server_events",
+            "Events stored by the server's tenants (rate() of it: the server's append rate).",
+            labels=["server"],
+        )
+        p_lag = GaugeMetricFamily(
+            "ledger_server_projection_lag_events",
+            "Events the server's tenants' slowest projections have not applied, summed.",
+            labels=["server"],
+        )
+        r_lag = GaugeMetricFamily(
+            "ledger_server_relay_lag_events",
+            "Events the server's tenants' relays have not published, summed.",
+            labels=["server"],
+        )
+        totals: dict[str, list[int]] = {s: [0, 0, 0, 0] for s in servers_up}
+        for r in readings:
+            t = totals.setdefault(r.server, [0, 0, 0, 0])
+            t[0] += 1
+            t[1] += r.head
+            t[2] += r.projection_lag
+            t[3] += r.relay_lag
+        for server, (n, head, plag, rlag) in sorted(totals.items()):
+            up.add_metric([server], 1 if servers_up.get(server) else 0)
+            count.add_metric([server], n)
+            events.add_metric([server], head)
+            p_lag.add_metric([server], plag)
+            r_lag.add_metric([server], rlag)
+        yield from (up, count, events, p_lag, r_lag)
+        yield self._top_family(
+            "ledger_tenant_append_rate",
+            f"Events/s appended between the last two readings: the {self._top} busiest tenants.",
+            rates,
+        )
+        yield self._top_family(
+            "ledger_tenant_projection_lag_events",
+            f"Events a tenant's slowest projection has not applied: the {self._top} furthest "
+            "behind.",
+            {r.tenant: r.projection_lag for r in readings},
+        )
+        yield self._top_family(
+            "ledger_tenant_relay_lag_events",
+            f"Events a tenant's relay has not published: the {self._top} furthest behind.",
+            {r.tenant: r.relay_lag for r in readings},
+        )
+        yield self._top_family(
+            "ledger_tenant_head_position",
+            f"Position of a tenant's newest event: the {self._top} largest tenants.",
+            {r.tenant: r.head for r in readings},
+        )
+
+    def _top_family(
+        self, name: str, documentation: str, values: dict[str, float] | dict[str, int]
+    ) -> GaugeMetricFamily:
+        family = GaugeMetricFamily(name, documentation, labels=["tenant"])
+        ranked = sorted(values.items(), key=lambda kv: (-kv[1], kv[0]))
+        for tenant, value in [kv for kv in ranked if kv[1] > 0][: self._top]:
+            family.add_metric([tenant], value)
+        return family
+
+
+def read_tenants(entries: list[Tenant]) -> list[TenantReading]:
+    """The readings of tenants on one server: one statement for all of them on
+    PostgreSQL (each a schema of the same database), one per store on SQLite."""
+    from projections.tracking import TRACKING_TABLE as PROJECTION_TRACKING
+    from relay.tracking import TRACKING_TABLE as RELAY_TRACKING
+
+    def branch(schema: str) -> str:
+        prefix = f'"{schema}".' if schema else ""
+        return (
+            f"SELECT ?, (SELECT MAX(notification_id) FROM {prefix}{EVENTS_TABLE}), "
+            f"(SELECT MIN(position) FROM {prefix}{PROJECTION_TRACKING}), "
+            f"(SELECT MIN(position) FROM {prefix}{RELAY_TRACKING})"
+        )
+
+    rows: list[tuple[object, ...]] = []
+    if entries[0].url.kind == "postgresql":
+        # Schema names are checked plain names (ledger.config): safe to quote.
+        statement = " UNION ALL ".join(branch(e.url.schema) for e in entries)
+        with Connection(entries[0].url) as conn:
+            rows = conn.fetchall(statement, [e.tenant for e in entries])
+    else:
+        for entry in entries:
+            with Connection(entry.url) as conn:
+                rows += conn.fetchall(branch(""), (entry.tenant,))
+    at = time.monotonic()
+    server = {e.tenant: e.server for e in entries}
+    return [
+        TenantReading(
+            str(tenant),
+            server[str(tenant)],
+            int(str(head or 0)),
+            None if projected is None else int(str(projected)),
+            None if relayed is None else int(str(relayed)),
+            at,
+        )
+        for tenant, head, projected, relayed in rows
+    ]
+
+
 _lag_collector: LagCollector | None = None
+_tenants_collector: TenantsCollector | None = None
+
+
+def watch_tenants(tenants: Callable[[], list[Tenant]], top: int = TOP_TENANTS) -> None:
+    """Report every tenant's head and lags (per server, and the top `top` tenants)
+    in this process's registry: a multi-tenant server or worker."""
+    global _tenants_collector
+    if _tenants_collector is not None:
+        REGISTRY.unregister(_tenants_collector)
+    _tenants_collector = TenantsCollector(tenants, top)
+    REGISTRY.register(_tenants_collector)
 
 
 def watch_store(url: DatabaseURL) -> None:
@@ -220,6 +432,8 @@ def scrape_registry() -> CollectorRegistry:
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     if _lag_collector is not None:
         registry.register(_lag_collector)
+    if _tenants_collector is not None:
+        registry.register(_tenants_collector)
     return registry
 
 
