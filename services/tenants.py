@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from ledger.config import ConfigError, DatabaseURL, parse_database_url
-from ledger.environment import TENANTS_URL_ENV
+from ledger.environment import DATABASE_URL_ENV, TENANT_ENV, TENANTS_URL_ENV
 from ledger.tenants import (
     Tenant,
     TenantDirectory,
@@ -45,6 +45,32 @@ def resolve_tenant(found: TenantDirectory, tenant: str) -> Tenant:
     if entry.state is TenantState.MOVING:
         raise tenant_moving(tenant)
     return entry
+
+
+def directory_ready(found: TenantDirectory) -> None:
+    """UNAVAILABLE unless the directory answers (a server's readiness)."""
+    try:
+        with service_errors(), found.connect() as conn:
+            found.ensure(conn)
+            found.get(conn, "")
+    except ServiceError as exc:
+        if exc.category is Category.UNAVAILABLE:
+            raise
+        raise ServiceError(Category.UNAVAILABLE, f"tenant directory: {exc.message}") from exc
+
+
+def serving_directory(
+    db_option: str | None, tenant_option: str | None, tenants_option: str | None
+) -> str | None:
+    """The tenant directory a server serves every tenant of, or None for a server
+    of one store: a directory given (`--tenants-db`, else LEDGER_TENANTS_URL)
+    and no store (`--db`, LEDGER_DATABASE_URL) nor tenant (`--tenant`,
+    LEDGER_TENANT) named."""
+    if db_option or os.environ.get(DATABASE_URL_ENV):
+        return None
+    if tenant_option or os.environ.get(TENANT_ENV):
+        return None
+    return tenants_option or os.environ.get(TENANTS_URL_ENV) or None
 
 
 def tenant_moving(tenant: str) -> ServiceError:
