@@ -44,10 +44,11 @@ class Caller:
             raise Refused(403, f"the key {self.name!r} lacks the scope {scope!r}")
 
 
-def authenticate(request: Request) -> Caller:
+def authenticate(request: Request, *, store: bool = True) -> Caller:
     """The caller of `request` by its `Authorization: Bearer` key, or 401; in
-    open mode (no access file) every caller, as `Caller(None)`. Chooses the
-    tenant the request is for, or refuses it (`api.tenancy.choose_tenant`)."""
+    open mode (no access file) every caller, as `Caller(None)`. For a request
+    that reaches a `store` (all but /metrics), chooses the tenant it is for,
+    or refuses it (`api.tenancy.choose_tenant`)."""
     state = server_state(request)
     if state.access is None:
         key = None
@@ -60,6 +61,8 @@ def authenticate(request: Request) -> Caller:
         if key is None:
             raise Refused(401, "the access key is not valid")
         request.state.key_name = key.name
+    if not store:
+        return Caller(key)
     scope_state = request.scope.setdefault("state", {})
     choose_for_request(scope_state, state, key, header_tenant(request.headers))
     return Caller(key)

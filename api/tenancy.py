@@ -18,7 +18,7 @@ run (`lease`; the request-id middleware releases it when the answer is sent).
 What the directory says of a tenant is trusted for `ttl` seconds, then looked
 up again: a tenant being moved is refused with 503 (retryable), and a tenant
 whose store changed gets a new state (the old one closes when its last request
-ends). A request answered 503 (say, its store went away in a move) makes the
+ends). A request answered 5xx (say, its store went away in a move) makes the
 next one look again at once.
 
 The bound: at most `per_server` tenants' states are open on one database server
@@ -251,7 +251,7 @@ class TenantStores:
         closing = None
         with self._changed:
             entry.leases -= 1
-            if status == 503 and not entry.retired:
+            if status >= 500 and not entry.retired:
                 # Its store may have moved: look in the directory again next time.
                 entry.resolved_at = float("-inf")
             if entry.retired and entry.leases == 0:

@@ -72,5 +72,6 @@ def metrics(request: Request) -> Response:
     from services.metrics import scrape_registry
 
     if server_state(request).protect_metrics:
-        authenticate(request).require("ops")
+        # Whatever the tenant: the process's metrics are no tenant's store.
+        authenticate(request, store=False).require("ops")
     return Response(generate_latest(scrape_registry()), media_type=CONTENT_TYPE_LATEST)

@@ -287,3 +287,52 @@ def test_ledger_serve_with_a_directory_serves_every_tenant(shops: Shops, tmp_pat
         assert process.wait(30) == 0, log.read_text()
     assert "every tenant of" in log.read_text()
     assert "c-cli" in stored_customers(shops.stores["shop-a"])
+
+
+def test_metrics_take_an_operator_key_without_a_tenant(shops: Shops) -> None:
+    app = create_app(
+        Services(),
+        access=load_access(shops.access),
+        tenants_url=shops.directory_url,
+        protect_metrics=True,
+    )
+    with serve_app_in_thread(app) as client:
+        assert client.get("/metrics").status_code == 401
+        # The ops scope decides, not a tenant: the process's metrics are no tenant's.
+        assert client.get("/metrics", headers=shops.auth("ops")).status_code == 403
+    access = shops.access.parent / "ops.toml"
+    token = new_key(access, "metrics", ["ops"], None, all_tenants=True).token
+    app = create_app(
+        Services(),
+        access=load_access(access),
+        tenants_url=shops.directory_url,
+        protect_metrics=True,
+    )
+    with serve_app_in_thread(app) as client:
+        answer = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code == 200 and "ledger_http_requests_total" in answer.text
+
+
+def test_a_server_of_one_tenant_serves_only_that_tenants_keys(shops: Shops) -> None:
+    # `ledger --tenant shop-a serve`: one tenant, served like a single store.
+    one = Services(tenant_option="shop-a", tenants_option=shops.directory_url)
+    app = create_app(one, access=load_access(shops.access))
+    path = "/v1/customers/c1/tabs/timeline"
+    with serve_app_in_thread(app) as client:
+        assert "Alice of A" in names(client.get(path, headers=shops.auth("a")))
+        assert "Alice of A" in names(client.get(path, headers=shops.auth("ops")))
+        other = client.get(path, headers=shops.auth("b"))
+        assert other.status_code == 403 and "Bob" not in other.text
+        elsewhere = client.get(path, headers=shops.auth("ops", "shop-b"))
+        assert elsewhere.status_code == 404 and "Bob" not in elsewhere.text
+        lane = client.post("/v1/events", json=created("c-x", "x"), headers=shops.auth("b"))
+        assert lane.status_code == 403
+
+
+def test_a_single_ledger_refuses_tenant_keys_and_the_header(shops: Shops, pg_url: str) -> None:
+    app = create_app(Services(db_option=pg_url), access=load_access(shops.access))
+    path = "/v1/customers/c1/tabs/timeline"
+    with serve_app_in_thread(app) as client:
+        assert client.get(path, headers=shops.auth("a")).status_code == 403
+        assert client.get(path, headers=shops.auth("ops", "shop-a")).status_code == 400
+        assert client.get(path, headers=shops.auth("ops")).status_code == 404  # no customer
