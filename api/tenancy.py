@@ -258,7 +258,9 @@ class TenantStores:
                 closing = entry.state
             self._changed.notify_all()
         if closing is not None:
-            _close(closing)
+            # Called on the event loop (the middleware): closing waits for the
+            # group committer's thread and closes connections, so elsewhere.
+            threading.Thread(target=_close, args=(closing,), name="tenant-close").start()
 
     def _retire(self, tenant: str) -> None:
         evicted: list[AppState] = []
