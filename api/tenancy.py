@@ -146,6 +146,7 @@ class TenantStores:
     _slots: dict[str, threading.BoundedSemaphore] = field(default_factory=dict)
     _changed: threading.Condition = field(default_factory=threading.Condition)
     _closed: bool = False
+    _ensured: bool = False  # the directory's table made sure of once
 
     def lease_known(self, tenant: str, scope_state: dict[str, Any]) -> AppState | None:
         """The tenant's state if it is open and its entry fresh (no waiting, no
@@ -165,7 +166,8 @@ class TenantStores:
         if known is not None:
             return known
         try:
-            found = resolve_tenant(self.directory, tenant)
+            found = resolve_tenant(self.directory, tenant, ensure=not self._ensured)
+            self._ensured = True
         except ServiceError as exc:
             if exc.category in (Category.NOT_FOUND, Category.UNAVAILABLE):
                 self._retire(tenant)
@@ -181,7 +183,8 @@ class TenantStores:
 
     def check_directory(self) -> None:
         """UNAVAILABLE unless the directory answers (for /readyz)."""
-        directory_ready(self.directory)
+        directory_ready(self.directory, ensure=not self._ensured)
+        self._ensured = True
 
     def close(self) -> None:
         """Close every tenant's state (the server stops)."""

@@ -34,11 +34,14 @@ def directory(option: str | None) -> TenantDirectory:
     return TenantDirectory(_parsed(text))
 
 
-def resolve_tenant(found: TenantDirectory, tenant: str) -> Tenant:
+def resolve_tenant(found: TenantDirectory, tenant: str, *, ensure: bool = True) -> Tenant:
     """The directory's entry for `tenant`: NOT_FOUND if it has none, UNAVAILABLE
-    (retryable) while the tenant is being moved."""
+    (retryable) while the tenant is being moved. `ensure=False` for a caller that
+    made sure of the directory's table already (a server looking tenants up
+    again every few seconds: no DDL lock each time)."""
     with service_errors(), found.connect() as conn:
-        found.ensure(conn)
+        if ensure:
+            found.ensure(conn)
         entry = found.get(conn, tenant)
     if entry is None:
         raise ServiceError(Category.NOT_FOUND, f"unknown tenant {tenant!r}")
@@ -47,11 +50,13 @@ def resolve_tenant(found: TenantDirectory, tenant: str) -> Tenant:
     return entry
 
 
-def directory_ready(found: TenantDirectory) -> None:
-    """UNAVAILABLE unless the directory answers (a server's readiness)."""
+def directory_ready(found: TenantDirectory, *, ensure: bool = True) -> None:
+    """UNAVAILABLE unless the directory answers (a server's readiness); its table
+    made first unless `ensure=False`."""
     try:
         with service_errors(), found.connect() as conn:
-            found.ensure(conn)
+            if ensure:
+                found.ensure(conn)
             found.get(conn, "")
     except ServiceError as exc:
         if exc.category is Category.UNAVAILABLE:
