@@ -395,3 +395,18 @@ def test_in_a_browser_the_card_page_signed_in_with_a_key_of_a_shows_only_a(
         assert "Only in B" not in page.content()
     finally:
         context.close()
+
+
+def test_open_mode_of_many_tenants_names_the_tenant_in_the_header(shops: Shops) -> None:
+    app = create_app(Services(), tenants_url=shops.directory_url)  # no access file
+    path = "/v1/customers/c1/tabs/timeline"
+    with serve_app_in_thread(app) as client:
+        bare = client.get(path)
+        assert bare.status_code == 400 and "X-Ledger-Tenant" in bare.json()["detail"]
+        assert "Bob of B" in names(client.get(path, headers={"X-Ledger-Tenant": "shop-b"}))
+        lane = client.post("/v1/events", json=created("c-open", "Open in A"))
+        assert lane.status_code == 400
+        # The page has no header to send: it serves no tenant in open mode.
+        page = client.get("/customers/c1")
+        assert page.status_code == 400 and "key of one tenant" in page.text
+        assert "Alice" not in page.text and "Bob" not in page.text
