@@ -97,7 +97,9 @@ def serve(
     page_user: str | None,
 ) -> None:
     """Serve the HTTP API (see docs/http.md): append, tabs, task actions, audit,
-    projection status, health and metrics. SIGTERM finishes requests in flight."""
+    projection status, health and metrics. SIGTERM finishes requests in flight.
+    Given a tenant directory (`ledger --tenants-db URL serve`) and no --db nor
+    --tenant, serves every tenant of it (docs/http.md, Tenants)."""
     ctx = cli_context()
     access = access_option or os.environ.get(ACCESS_FILE_ENV) or None
     if access is None and not is_loopback(host):
