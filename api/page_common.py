@@ -96,8 +96,9 @@ class Visit:
         scope_state = self.request.scope.setdefault("state", {})
         if STORE_KEY not in scope_state and TENANT_KEY not in scope_state:
             key = None if self.who.open_mode else self.who.key
-            if self.server.tenants is not None and (key is None or key.tenant is None):
-                raise Refused(400, PAGE_NEEDS_TENANT)
+            refused = page_tenant_refusal(self.server, key)
+            if refused is not None:  # `reader_refusal` answered it with a page already
+                raise Refused(*refused)
             choose_for_request(scope_state, self.server, key, None)
         return app_state(self.request)
 
