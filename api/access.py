@@ -7,6 +7,8 @@ The access file is TOML, one table per key, holding the SHA-256 of the token
     sha256 = "9f86d08..."
     scopes = ["read", "tasks", "act-as"]
     user = "u-42"            # optional: the user `tasks` acts as
+    tenant = "shop-1"        # optional: the one tenant the key is of
+                             # (or `all_tenants = true`: an operator key)
 
 `ledger access new-key` prints a fresh token once and adds its entry. A
 presented token is hashed and compared with every entry's hash in constant
@@ -36,6 +38,7 @@ from typing import Any
 
 from api.scopes import SCOPES
 from ledger.config import ConfigError
+from ledger.tenants import check_tenant_id
 
 log = logging.getLogger("ledger.access")
 
@@ -54,15 +57,23 @@ class AccessKey:
     sha256: str
     scopes: frozenset[str]
     user: str | None = None
+    tenant: str | None = None  # the tenant the key is of (None: no one tenant)
+    all_tenants: bool = False  # an operator key: each request names its tenant
 
     def allows(self, scope: str) -> bool:
         return scope in self.scopes
 
     @property
     def fingerprint(self) -> str:
-        """Tells this key from a later one of the same name (a rotated token),
-        e.g. in a page session, without carrying its hash around."""
-        return hashlib.sha256(b"ledger/access-key:" + self.sha256.encode()).hexdigest()[:16]
+        """Tells this key from a later one of the same name (a rotated token, or
+        the same token given to another tenant), e.g. in a page session, without
+        carrying its hash around."""
+        seed = b"ledger/access-key:" + self.sha256.encode()
+        if self.tenant is not None:
+            seed += b"/tenant:" + self.tenant.encode()
+        if self.all_tenants:
+            seed += b"/all-tenants"
+        return hashlib.sha256(seed).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -204,7 +215,7 @@ def _key(path: Path, name: str, entry: object) -> AccessKey:
     where = f"access file {path}: keys.{name}"
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: must be a table")
-    unknown = set(entry) - {"sha256", "scopes", "user"}
+    unknown = set(entry) - {"sha256", "scopes", "user", "tenant", "all_tenants"}
     if unknown:
         raise ConfigError(f"{where}: unknown field {sorted(unknown)[0]!r}")
     sha = entry.get("sha256")
@@ -219,7 +230,20 @@ def _key(path: Path, name: str, entry: object) -> AccessKey:
     user = entry.get("user")
     if user is not None and (not isinstance(user, str) or not user):
         raise ConfigError(f"{where}: user must be a non-empty string")
-    return AccessKey(name, sha, frozenset(scopes), user)
+    tenant = entry.get("tenant")
+    if tenant is not None:
+        if not isinstance(tenant, str):
+            raise ConfigError(f"{where}: tenant must be a tenant id")
+        try:
+            check_tenant_id(tenant)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    all_tenants = entry.get("all_tenants", False)
+    if not isinstance(all_tenants, bool):
+        raise ConfigError(f"{where}: all_tenants must be true or false")
+    if tenant is not None and all_tenants:
+        raise ConfigError(f"{where}: a key is of one tenant or of all tenants, not both")
+    return AccessKey(name, sha, frozenset(scopes), user, tenant, all_tenants)
 
 
 @dataclass(frozen=True)
@@ -230,10 +254,23 @@ class NewKey:
     entry: str  # the TOML added to the access file
 
 
-def new_key(path: str | Path, name: str, scopes: list[str], user: str | None) -> NewKey:
+def new_key(
+    path: str | Path,
+    name: str,
+    scopes: list[str],
+    user: str | None,
+    *,
+    tenant: str | None = None,
+    all_tenants: bool = False,
+) -> NewKey:
     """Make a fresh token, add its entry (hash only) to the access file, and
-    return both; the token is not kept anywhere."""
+    return both; the token is not kept anywhere. `tenant` makes a key of that
+    tenant, `all_tenants` an operator key (whose requests name their tenant)."""
     path = Path(path)
+    if tenant is not None and all_tenants:
+        raise ConfigError("a key is of one tenant (--tenant) or of all (--all-tenants), not both")
+    if tenant is not None:
+        check_tenant_id(tenant)
     if not _NAME.match(name):
         raise ConfigError(f"key name {name!r}: use 1-64 letters, digits, '.', '_' or '-'")
     bad = sorted(set(scopes) - set(SCOPES))
@@ -253,6 +290,10 @@ def new_key(path: str | Path, name: str, scopes: list[str], user: str | None) ->
     ]
     if user is not None:
         lines.append(f"user = {json.dumps(user, ensure_ascii=True)}")
+    if tenant is not None:
+        lines.append(f"tenant = {json.dumps(tenant)}")
+    if all_tenants:
+        lines.append("all_tenants = true")
     entry = "\n".join(lines) + "\n"
     before = path.read_text(encoding="utf-8") if path.exists() else ""
     separator = (

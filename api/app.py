@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
@@ -33,8 +34,11 @@ from api.pool import ConnectionPool
 from api.problems import PROBLEM_TYPE, add_error_handlers
 from api.segments import RawSegments
 from api.state import DEFAULT_MAX_BODY, DEFAULT_MAX_ITEMS, OPEN_MODE_USER, AppState
+from api.tenancy import DEFAULT_PER_SERVER, NoStorePool, TenantStores
+from ledger.tenants import Tenant
 from services.bootstrap import Services
 from services.errors import ServiceError
+from services.tenants import directory
 
 log = logging.getLogger("ledger.api")
 
@@ -50,22 +54,33 @@ def create_app(
     group_appends: bool = True,
     max_items: int = DEFAULT_MAX_ITEMS,
     page_user: str = OPEN_MODE_USER,
+    tenants_url: str | None = None,
+    tenants_per_server: int = DEFAULT_PER_SERVER,
 ) -> FastAPI:
-    """The API over `services`' store. Without `access` every caller is let in
-    (the caller of this function makes sure that happens on loopback only).
-    An access file is watched: see `LiveAccess`."""
+    """The API over `services`' store, or with `tenants_url` over every tenant
+    of that directory (`api.tenancy`; `services` then gives the rights policy,
+    the people file and the kept appenders of each tenant's). Without `access`
+    every caller is let in (the caller of this function makes sure that
+    happens on loopback only). An access file is watched: see `LiveAccess`."""
     if isinstance(access, AccessFile):
         access = LiveAccess(access)
     state = AppState(
         services=services,
         access=access,
-        pool=ConnectionPool(services.url, pool_size),
+        pool=ConnectionPool(services.url, pool_size) if tenants_url is None else NoStorePool(),
         max_body=max_body,
         protect_metrics=protect_metrics,
         group_appends=group_appends,
         max_items=max_items,
         page_user=page_user,
     )
+    if tenants_url is not None:
+        state.tenants = TenantStores(
+            directory(tenants_url),
+            partial(_tenant_state, state, tenants_url, pool_size),
+            pool_size=pool_size,
+            per_server=tenants_per_server,
+        )
 
     app = LedgerAPI(
         title="Interaction ledger",
@@ -88,7 +103,13 @@ def create_app(
             CORSMiddleware,
             allow_origins=list(cors_origins),
             allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-Id"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Idempotency-Key",
+                "X-Request-Id",
+                "X-Ledger-Tenant",
+            ],
             expose_headers=["X-Request-Id"],
             max_age=600,
         )
@@ -120,6 +141,41 @@ class LedgerAPI(FastAPI):
         await super().__call__(scope, receive, send)
 
 
+def _tenant_state(
+    server: AppState,
+    tenants_url: str,
+    pool_size: int,
+    found: Tenant,
+    slots: threading.BoundedSemaphore,
+) -> AppState:
+    """A tenant's state on a server of many: its own services, pool and group
+    committer; the server's keys, limits and sessions. Its reads share its
+    database server's `slots` and keep one connection idle; it keeps one
+    appender between bulk appends."""
+    template = server.services
+    return AppState(
+        services=Services(
+            # The tenant's own rights policy first (`Services.policy` would
+            # put a deployment-wide option before it).
+            rights_option=found.rights or template.rights_option,
+            people_option=template.people_option,
+            kept_appenders=min(1, template.kept_appenders),
+            tenant_option=found.tenant,
+            tenants_option=tenants_url,
+            _tenant=found,
+        ),
+        access=server.access,
+        pool=ConnectionPool(found.url, pool_size, slots=slots, keep_idle=1),
+        max_body=server.max_body,
+        protect_metrics=server.protect_metrics,
+        group_appends=server.group_appends,
+        max_items=server.max_items,
+        page_user=server.page_user,
+        sessions=server.sessions,
+        server=server,
+    )
+
+
 def _route(router: APIRouter, method: str, path: str) -> APIRoute:
     """The route of `router` for `method` on `path` (what routing puts in the scope)."""
     for route in router.routes:
@@ -134,6 +190,16 @@ async def _lifespan(state: AppState, app: FastAPI) -> AsyncIterator[None]:
     close the pool and the services after."""
     from services.metrics import warm_up, watch_store
 
+    if state.tenants is not None:
+        # Many stores: each tenant's state is made on first use (api.tenancy).
+        await run_in_threadpool(warm_up)
+        try:
+            await run_in_threadpool(state.tenants.check_directory)
+        except ServiceError as exc:
+            log.warning("not ready: %s", exc.message)
+        yield
+        state.tenants.close()
+        return
     watch_store(state.services.url)
     await run_in_threadpool(warm_up)
     try:

@@ -13,7 +13,8 @@ from fastapi import Depends, Request
 
 from api.access import AccessKey
 from api.problems import Refused
-from api.state import app_state
+from api.state import server_state
+from api.tenancy import choose_for_request, header_tenant
 from services.errors import Category, ServiceError
 
 
@@ -43,20 +44,27 @@ class Caller:
             raise Refused(403, f"the key {self.name!r} lacks the scope {scope!r}")
 
 
-def authenticate(request: Request) -> Caller:
+def authenticate(request: Request, *, store: bool = True) -> Caller:
     """The caller of `request` by its `Authorization: Bearer` key, or 401; in
-    open mode (no access file) every caller, as `Caller(None)`."""
-    state = app_state(request)
+    open mode (no access file) every caller, as `Caller(None)`. For a request
+    that reaches a `store` (all but /metrics), chooses the tenant it is for,
+    or refuses it (`api.tenancy.choose_tenant`)."""
+    state = server_state(request)
     if state.access is None:
-        return Caller(None)
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Refused(401, "an access key is required: Authorization: Bearer TOKEN")
-    key = state.access.verify(token.strip())
-    if key is None:
-        raise Refused(401, "the access key is not valid")
-    request.state.key_name = key.name
+        key = None
+    else:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Refused(401, "an access key is required: Authorization: Bearer TOKEN")
+        key = state.access.verify(token.strip())
+        if key is None:
+            raise Refused(401, "the access key is not valid")
+        request.state.key_name = key.name
+    if not store:
+        return Caller(key)
+    scope_state = request.scope.setdefault("state", {})
+    choose_for_request(scope_state, state, key, header_tenant(request.headers))
     return Caller(key)
 
 

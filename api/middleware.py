@@ -11,6 +11,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.problems import STATUS, problem
+from api.state import RELEASE_KEY
 from ledger.printable import printable
 from services.errors import classify
 
@@ -62,6 +63,10 @@ class RequestIdMiddleware:
                 response = problem(STATUS[known.category], known.message, request_id=request_id)
             await response(scope, receive, send_with_id)
         finally:
+            # The tenant's state the request leased (`api.tenancy`), given back.
+            release = scope["state"].pop(RELEASE_KEY, None)
+            if release is not None:
+                release(status)
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path_format", None) or "unmatched"
             method = scope["method"]

@@ -113,7 +113,11 @@ def _security(document: dict[str, Any]) -> None:
             "scheme": "bearer",
             "description": "An access key (`ledger access new-key`) with the operation's "
             "scope; 401 without a valid key, 403 without the scope. A server started "
-            "without an access file (loopback only) needs no key.",
+            "without an access file (loopback only) needs no key. On a server of many "
+            "tenants a key is of one tenant, or of all: an operator key, whose requests "
+            "name their tenant with the `X-Ledger-Tenant` header (400 without it); a "
+            "request naming another tenant than its key's is 403, an unknown tenant 404, "
+            "a tenant being moved 503 (retry).",
         }
     }
     for path, operation in _operations(document):

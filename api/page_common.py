@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -27,7 +28,8 @@ from api.page_session import (
 )
 from api.page_view import Notice, Viewer, render_problem
 from api.problems import RETRY_AFTER_SECONDS, Refused
-from api.state import OPEN_MODE_USER, AppState, app_state
+from api.state import OPEN_MODE_USER, STORE_KEY, TENANT_KEY, AppState, app_state, server_state
+from api.tenancy import choose_for_request, choose_tenant
 from services.errors import ServiceError
 
 # The page's own resources only; no inline script or style is ever needed.
@@ -79,12 +81,35 @@ class Visit:
 
     request: Request
     who: Who
-    state: AppState
+    server: AppState  # the server's state (`api.state.server_state`)
 
     @property
     def sessions(self) -> SessionSigner:
         """The signer of session cookies and CSRF tokens."""
-        return self.state.sessions
+        return self.server.sessions
+
+    @cached_property
+    def state(self) -> AppState:
+        """The state whose store the page reads and writes: the server's single
+        store, or the store of the tenant of the key the visitor signed in with
+        (refused, never another's, when it may have none: `api.tenancy`)."""
+        scope_state = self.request.scope.setdefault("state", {})
+        if STORE_KEY not in scope_state and TENANT_KEY not in scope_state:
+            key = None if self.who.open_mode else self.who.key
+            refused = page_tenant_refusal(self.server, key)
+            if refused is not None:  # `reader_refusal` answered it with a page already
+                raise Refused(*refused)
+            choose_for_request(scope_state, self.server, key, None)
+        return app_state(self.request)
+
+    def tenant_refusal(self) -> Response | None:
+        """None when the visitor's key may read this server's store (or the
+        store of its tenant); else the page that says why not."""
+        refused = page_tenant_refusal(self.server, None if self.who.open_mode else self.who.key)
+        if refused is None:
+            return None
+        status, detail = refused
+        return self.problem("Not allowed" if status == 403 else "No tenant", detail, status)
 
     def viewer(self) -> Viewer:
         """Who looks at the page, as the templates show them."""
@@ -165,7 +190,7 @@ class Visit:
         (no key yet), or 403 (a key without the read scope)."""
         w = self.who
         if w.open_mode:
-            return None
+            return self.tenant_refusal()
         if w.key is None:
             url = self.request.url
             target = url.path + (f"?{url.query}" if url.query else "")
@@ -173,7 +198,7 @@ class Visit:
         if not w.key.allows("read"):
             detail = f"The access key {w.key.name} has no read scope."
             return self.problem("Not allowed", detail, 403)
-        return None
+        return self.tenant_refusal()
 
     def foreign_post(self) -> Response | None:
         """The 403 for a form posted from another origin, else None. SameSite=Strict
@@ -184,7 +209,6 @@ class Visit:
         return self.problem(
             "Form refused", "This form was posted from another site than this one.", 403
         )
-
 
     def form_refusal(self, form: Mapping[str, str]) -> Response | None:
         """None when a card form may be acted on: posted from this site, by a
@@ -203,10 +227,32 @@ class Visit:
         return None
 
 
+# The card page of a server of many tenants shows one tenant's store: the one
+# of the key signed in with. An operator key (or open mode) names no tenant.
+PAGE_NEEDS_TENANT = (
+    "This server serves many tenants: the card page needs a sign-in with an access "
+    "key of one tenant (ledger access new-key --tenant ID)."
+)
+
+
+def page_tenant_refusal(server: AppState, key: AccessKey | None) -> tuple[int, str] | None:
+    """Why `key` (None: open mode) may not use the card page of `server`, as a
+    status and a sentence, or None when it may."""
+    if server.tenants is not None and (key is None or key.tenant is None):
+        return 400, PAGE_NEEDS_TENANT
+    try:
+        choose_tenant(server, key, None, open_mode=key is None)
+    except Refused as exc:
+        return exc.status, exc.detail
+    except ServiceError as exc:
+        return 404, exc.message
+    return None
+
+
 def visit(request: Request) -> Visit:
     """The visit `request` makes: its session (a new one without a valid
     cookie) and the access key it signed in with."""
-    state = app_state(request)
+    state = server_state(request)
     access = state.access
     sessions = state.sessions
     session = sessions.load(request.cookies.get(SESSION_COOKIE)) or sessions.new()

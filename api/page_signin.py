@@ -10,7 +10,7 @@ import re
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from api.page_common import Visit, local_target, read_form, visit
+from api.page_common import Visit, local_target, page_tenant_refusal, read_form, visit
 from api.page_view import render_signin
 
 # The API's bounds for a user id (`as`).
@@ -39,7 +39,7 @@ async def signin(request: Request) -> Response:
     if refused_origin is not None:
         return refused_origin
     next_url = local_target(form.get("next"))
-    access = v.state.access
+    access = v.server.access
     if access is None:
         return RedirectResponse(next_url, status_code=303)
     if not v.csrf_ok(form.get("csrf")):
@@ -49,6 +49,11 @@ async def signin(request: Request) -> Response:
         return _form_again(v, next_url, "That access key is not valid.", 401)
     if not key.allows("read"):
         return _form_again(v, next_url, "That access key cannot read customer cards.", 403)
+    refused = page_tenant_refusal(v.server, key)
+    if refused is not None:
+        # A session belongs to the tenant of the key that signed in: a key of
+        # none (or of all) could show no one store's cards.
+        return _form_again(v, next_url, refused[1], refused[0])
     acting = form.get("act_as", "").strip() or None
     if acting is not None and not _USER_ID.fullmatch(acting):
         # A longer one would also make a cookie the browser drops, signing the

@@ -21,13 +21,27 @@ from services.errors import Category, ServiceError, service_errors
 
 class ConnectionPool:
     """At most `size` connections lent at once; a request that waits longer than
-    `wait_seconds` for one gets an UNAVAILABLE ServiceError (a 503), not a hang."""
+    `wait_seconds` for one gets an UNAVAILABLE ServiceError (a 503), not a hang.
 
-    def __init__(self, url: DatabaseURL, size: int = 8, wait_seconds: float = 10.0) -> None:
+    `slots` shares the bound with other pools (the tenants on one database
+    server, `api.tenancy`): then at most that many are lent by all of them
+    together; `keep_idle` keeps at most that many idle between requests (the
+    rest are closed as they come back)."""
+
+    def __init__(
+        self,
+        url: DatabaseURL,
+        size: int = 8,
+        wait_seconds: float = 10.0,
+        *,
+        slots: threading.BoundedSemaphore | None = None,
+        keep_idle: int | None = None,
+    ) -> None:
         self.url = url
         self._idle: queue.LifoQueue[Connection] = queue.LifoQueue()
-        self._slots = threading.BoundedSemaphore(size)
+        self._slots = slots if slots is not None else threading.BoundedSemaphore(size)
         self._wait = wait_seconds
+        self._keep_idle = keep_idle
         self._closed = False
 
     @contextmanager
@@ -43,16 +57,19 @@ class ConnectionPool:
                 yield conn
             except BaseException as exc:
                 if _keeps(exc):
-                    self._idle.put(conn)
+                    self._give_back(conn)
                 else:
                     conn.close()
                 raise
-            if self._closed:
-                conn.close()
-            else:
-                self._idle.put(conn)
+            self._give_back(conn)
         finally:
             self._slots.release()
+
+    def _give_back(self, conn: Connection) -> None:
+        if self._closed or (self._keep_idle is not None and self._idle.qsize() >= self._keep_idle):
+            conn.close()
+        else:
+            self._idle.put(conn)
 
     def _take_idle(self) -> Connection | None:
         """An idle connection the server has not ended; those it has (after a

@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from api.access import LiveAccess
 from api.app import create_app
 from api.state import DEFAULT_MAX_BODY, DEFAULT_MAX_ITEMS, OPEN_MODE_USER
+from api.tenancy import DEFAULT_PER_SERVER
 from ledger.environment import (
     ACCESS_FILE_ENV,
     CORS_ENV,
@@ -31,8 +32,10 @@ from ledger.environment import (
     POOL_SIZE_ENV,
     PROTECT_METRICS_ENV,
     SESSION_SECRET_ENV,
+    TENANTS_PER_SERVER_ENV,
 )
 from services.bootstrap import Services
+from services.tenants import serving_directory
 
 # Appenders a server keeps open between appends of several events (each holds a
 # database connection): a batch then loads only the customers no earlier
@@ -54,6 +57,8 @@ def from_environment() -> FastAPI:
         reload_on_sighup(access)
     return create_app(
         Services(kept_appenders=KEPT_APPENDERS),
+        tenants_url=serving_directory(None, None, None),
+        tenants_per_server=int(os.environ.get(TENANTS_PER_SERVER_ENV) or DEFAULT_PER_SERVER),
         access=access,
         cors_origins=cors_origins(os.environ.get(CORS_ENV)),
         max_body=int(os.environ.get(MAX_BODY_ENV) or DEFAULT_MAX_BODY),

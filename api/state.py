@@ -1,5 +1,11 @@
 """What every request's handler shares: the application's state (`AppState`),
-built once by `create_app` and found from a request with `app_state`."""
+built once by `create_app` and found from a request with `app_state`.
+
+A server of many tenants (`api.tenancy`) has one `AppState` of its own (the
+access keys, the limits, the page's sessions; found with `server_state`) and
+one per tenant in use, sharing those, each with the tenant's services,
+connection pool and group committer: `app_state` is then the state of the
+tenant the request was authenticated for."""
 
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ from services.bootstrap import Services, prepare_store
 from services.errors import Category, ServiceError
 
 if TYPE_CHECKING:
+    from api.tenancy import TenantStores
     from services.appending import AppendGroups
 
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
@@ -51,6 +58,10 @@ class AppState:
     _ready_lock: threading.Lock = field(default_factory=threading.Lock)
     _groups: AppendGroups | None = None
     _bulk: anyio.CapacityLimiter | None = None
+    # A server of many tenants: its tenants' states (its own holds no store).
+    tenants: TenantStores | None = None
+    # A tenant's state: the server's, whose bulk-append lane it shares.
+    server: AppState | None = None
 
     @property
     def ready(self) -> bool:
@@ -70,7 +81,10 @@ class AppState:
             return self._groups
 
     def bulk_lane(self) -> anyio.CapacityLimiter:
-        """The threads bulk appends run on; made on the event loop, on first use."""
+        """The threads bulk appends run on; made on the event loop, on first use
+        (one lane per server, whatever the tenant)."""
+        if self.server is not None:
+            return self.server.bulk_lane()
         if self._bulk is None:
             self._bulk = anyio.CapacityLimiter(BULK_APPEND_THREADS)
         return self._bulk
@@ -101,7 +115,60 @@ class AppState:
             self._ready = True
 
 
-def app_state(request: Request) -> AppState:
-    """The state of the application `request` came to."""
+# Where a request's scope keeps its tenant (chosen when it is authenticated),
+# the tenant's state it uses and the release of that state (`api.tenancy`).
+TENANT_KEY = "ledger_tenant"
+STORE_KEY = "ledger_store"
+RELEASE_KEY = "ledger_release"
+
+
+def server_state(request: Request) -> AppState:
+    """The state of the server `request` came to: its access keys, limits and
+    sessions, whatever the tenant (on a single store, also that store's)."""
     state: AppState = request.app.state.ledger
     return state
+
+
+def app_state(request: Request) -> AppState:
+    """The state whose store serves `request`: the server's own, or on a
+    server of many tenants the state of the tenant the request was
+    authenticated for (made or looked up again in the directory as needed:
+    this may wait for the directory; on the event loop see `app_state_soon`)."""
+    found = _chosen(request)
+    if found is not None:
+        return found
+    server = server_state(request)
+    if server.tenants is None:
+        return server
+    return server.tenants.lease(_tenant(request), request.scope["state"])
+
+
+async def app_state_soon(request: Request) -> AppState:
+    """`app_state` for a handler on the event loop: a tenant's state known and
+    fresh is taken there; one to look up goes to a worker thread."""
+    found = _chosen(request)
+    if found is not None:
+        return found
+    server = server_state(request)
+    if server.tenants is None:
+        return server
+    known = server.tenants.lease_known(_tenant(request), request.scope["state"])
+    if known is not None:
+        return known
+    from fastapi.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(app_state, request)
+
+
+def _chosen(request: Request) -> AppState | None:
+    state: AppState | None = request.scope.get("state", {}).get(STORE_KEY)
+    return state
+
+
+def _tenant(request: Request) -> str:
+    tenant: str | None = request.scope.get("state", {}).get(TENANT_KEY)
+    if tenant is None:
+        # Every handler that reaches a store authenticates its caller first
+        # (`api.caller`, the page's `Visit.state`), which chooses the tenant.
+        raise RuntimeError("a tenant's store was asked for before its caller was authenticated")
+    return tenant

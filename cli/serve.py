@@ -25,7 +25,10 @@ from ledger.environment import (
     PEOPLE_FILE_ENV,
     PROTECT_METRICS_ENV,
     RIGHTS_POLICY_ENV,
+    TENANT_ENV,
+    TENANTS_URL_ENV,
 )
+from services.errors import ServiceError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -94,7 +97,9 @@ def serve(
     page_user: str | None,
 ) -> None:
     """Serve the HTTP API (see docs/http.md): append, tabs, task actions, audit,
-    projection status, health and metrics. SIGTERM finishes requests in flight."""
+    projection status, health and metrics. SIGTERM finishes requests in flight.
+    Given a tenant directory (`ledger --tenants-db URL serve`) and no --db nor
+    --tenant, serves every tenant of it (docs/http.md, Tenants)."""
     ctx = cli_context()
     access = access_option or os.environ.get(ACCESS_FILE_ENV) or None
     if access is None and not is_loopback(host):
@@ -105,7 +110,9 @@ def serve(
         )
     from api.access import load_access
     from api.serve import run
+    from services.tenants import directory, directory_ready, serving_directory
 
+    tenants_url = serving_directory(ctx.db_option, ctx.tenant_option, ctx.tenants_option)
     if access is not None:
         try:
             keys = load_access(access)
@@ -113,8 +120,29 @@ def serve(
             raise CliError(str(exc), EXIT_USAGE) from exc
         if not keys.keys:
             click.echo(f"warning: {access} has no keys; every request will get 401", err=True)
+        homeless = [k.name for k in keys.keys if k.tenant is None and not k.all_tenants]
+        if tenants_url is not None and homeless:
+            raise CliError(
+                f"{access}: on a server of many tenants every key is of one tenant "
+                f'(tenant = "ID") or of all (all_tenants = true); not so: {", ".join(homeless)}',
+                EXIT_USAGE,
+            )
     # The workers read their configuration from the environment (see api.serve).
-    _ = ctx.url  # a bad URL stops us here, with one line
+    if tenants_url is not None:
+        # Every tenant of the directory; each one's store is found per request.
+        try:
+            directory_ready(directory(tenants_url))  # a bad or unreachable one stops us here
+        except ServiceError as exc:
+            raise CliError(exc.message, EXIT_USAGE) from exc
+        os.environ[TENANTS_URL_ENV] = tenants_url
+        serving = f"every tenant of {directory(tenants_url).url.display()}"
+    else:
+        _ = ctx.url  # a bad URL (or an unknown tenant) stops us here, with one line
+        serving = ctx.url.display()
+        if ctx.tenant_option:  # one tenant, served like a single store
+            os.environ[TENANT_ENV] = ctx.tenant_option
+        if ctx.tenants_option:
+            os.environ[TENANTS_URL_ENV] = ctx.tenants_option
     if ctx.db_option:
         os.environ[DATABASE_URL_ENV] = ctx.db_option
     if ctx.rights_option:
@@ -138,7 +166,7 @@ def serve(
     os.environ[PROTECT_METRICS_ENV] = "1" if protect_metrics else "0"
     os.environ[DEFAULT_REGION_ENV] = _region()  # `ledger --region`, checked
     click.echo(
-        f"serving {ctx.url.display()} on http://{host}:{port} "
+        f"serving {serving} on http://{host}:{port} "
         f"({'access keys from ' + access if access else 'open: no access file'})",
         err=True,
     )
@@ -167,12 +195,25 @@ def access() -> None:
     metavar="PATH",
     help=f"Access file to add the key to [env {ACCESS_FILE_ENV}; default ./access.toml].",
 )
+@click.option(
+    "--tenant",
+    "key_tenant",
+    metavar="ID",
+    help="A key of this tenant only (a server of many tenants serves it that tenant's store).",
+)
+@click.option(
+    "--all-tenants",
+    is_flag=True,
+    help="An operator key of every tenant: each request names its tenant (X-Ledger-Tenant).",
+)
 @FORMAT_OPTION
 def new_key(
     name: str,
     scopes: tuple[str, ...],
     user: str | None,
     access_option: str | None,
+    key_tenant: str | None,
+    all_tenants: bool,
     output_format: str,
 ) -> None:
     """Make a fresh random token for NAME and add its entry (its SHA-256, never
@@ -180,8 +221,10 @@ def new_key(
     from api.access import new_key as make_key
 
     path = access_option or os.environ.get(ACCESS_FILE_ENV) or "access.toml"
+    # `ledger --tenant ID access new-key` makes a key of that tenant too.
+    key_tenant = key_tenant or cli_context().tenant_option
     try:
-        made = make_key(path, name, list(scopes), user)
+        made = make_key(path, name, list(scopes), user, tenant=key_tenant, all_tenants=all_tenants)
     except ConfigError as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
     if output_format == "json":

@@ -27,6 +27,7 @@ PAGE_USER_ENV = "LEDGER_PAGE_USER"
 UNDO_WINDOW_ENV = "LEDGER_UNDO_WINDOW"
 TENANT_ENV = "LEDGER_TENANT"
 TENANTS_URL_ENV = "LEDGER_TENANTS_URL"
+TENANTS_PER_SERVER_ENV = "LEDGER_TENANTS_PER_SERVER"
 KAFKA_ENV_PREFIX = "LEDGER_KAFKA_"
 
 # name -> what it sets (docs/operations.md has a row for each)
@@ -50,4 +51,5 @@ ENVIRONMENT: dict[str, str] = {
     UNDO_WINDOW_ENV: "how long a merge can be undone, e.g. 30d or 12h (default: always)",
     TENANT_ENV: "the tenant a command acts on, resolved through the tenant directory",
     TENANTS_URL_ENV: "the tenant directory's database: sqlite:///PATH or postgresql://...",
+    TENANTS_PER_SERVER_ENV: "tenants' stores a server of many keeps open per database server",
 }

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ledger.config import ConfigError, DatabaseURL, parse_database_url
-from ledger.environment import TENANTS_URL_ENV
+from ledger.environment import DATABASE_URL_ENV, TENANT_ENV, TENANTS_URL_ENV
 from ledger.tenants import (
     Tenant,
     TenantDirectory,
@@ -38,17 +38,48 @@ def directory(option: str | None) -> TenantDirectory:
     return TenantDirectory(_parsed(text))
 
 
-def resolve_tenant(found: TenantDirectory, tenant: str) -> Tenant:
+def resolve_tenant(found: TenantDirectory, tenant: str, *, ensure: bool = True) -> Tenant:
     """The directory's entry for `tenant`: NOT_FOUND if it has none, UNAVAILABLE
-    (retryable) while the tenant is being moved."""
+    (retryable) while the tenant is being moved. `ensure=False` for a caller that
+    made sure of the directory's table already (a server looking tenants up
+    again every few seconds: no DDL lock each time)."""
     with service_errors(), found.connect() as conn:
-        found.ensure(conn)
+        if ensure:
+            found.ensure(conn)
         entry = found.get(conn, tenant)
     if entry is None:
         raise ServiceError(Category.NOT_FOUND, f"unknown tenant {tenant!r}")
     if entry.state is TenantState.MOVING:
         raise tenant_moving(tenant)
     return entry
+
+
+def directory_ready(found: TenantDirectory, *, ensure: bool = True) -> None:
+    """UNAVAILABLE unless the directory answers (a server's readiness); its table
+    made first unless `ensure=False`."""
+    try:
+        with service_errors(), found.connect() as conn:
+            if ensure:
+                found.ensure(conn)
+            found.get(conn, "")
+    except ServiceError as exc:
+        if exc.category is Category.UNAVAILABLE:
+            raise
+        raise ServiceError(Category.UNAVAILABLE, f"tenant directory: {exc.message}") from exc
+
+
+def serving_directory(
+    db_option: str | None, tenant_option: str | None, tenants_option: str | None
+) -> str | None:
+    """The tenant directory a server serves every tenant of, or None for a server
+    of one store: a directory given (`--tenants-db`, else LEDGER_TENANTS_URL)
+    and no store (`--db`, LEDGER_DATABASE_URL) nor tenant (`--tenant`,
+    LEDGER_TENANT) named."""
+    if db_option or os.environ.get(DATABASE_URL_ENV):
+        return None
+    if tenant_option or os.environ.get(TENANT_ENV):
+        return None
+    return tenants_option or os.environ.get(TENANTS_URL_ENV) or None
 
 
 def tenant_moving(tenant: str) -> ServiceError:

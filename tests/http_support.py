@@ -42,6 +42,13 @@ def serve_in_thread(
 ) -> Iterator[httpx.Client]:
     """The app on a real uvicorn server on a free loopback port; yields a client."""
     app = create_app(Services(db_option=db_url, rights_option=rights), access=access, **options)
+    with serve_app_in_thread(app) as client:
+        yield client
+
+
+@contextmanager
+def serve_app_in_thread(app: Any) -> Iterator[httpx.Client]:
+    """`app` on a real uvicorn server on a free loopback port; yields a client."""
     sock = free_socket()
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")

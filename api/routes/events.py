@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from api.caller import Ingest
 from api.models import AppendResult
 from api.problems import MAX_REPORTED_ERRORS, Refused, RejectedEvent, problem_responses
-from api.state import app_state
+from api.state import app_state_soon, server_state
 from ledger.input import InputError, InputItem, read_items
 from services.appending import append_items, rejected_fields
 from services.bootstrap import Services
@@ -60,7 +60,7 @@ async def append_events(
 ) -> Response:
     """Append events: all-or-nothing unless `skip_invalid=true`. Retrying a
     request is safe: an event id stored before counts as a duplicate."""
-    state = app_state(request)
+    state = server_state(request)
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media not in JSON_TYPES + NDJSON_TYPES:
         raise Refused(415, "send application/json (an event or an array) or application/x-ndjson")
@@ -71,6 +71,7 @@ async def append_events(
     else:
         split = partial(body_items, body, ndjson=ndjson, limit=state.max_items)
         items = await anyio.to_thread.run_sync(split, limiter=state.bulk_lane())
+    state = await app_state_soon(request)  # the store: the tenant's, on a server of many
     if not state.ready:
         await run_in_threadpool(state.ensure_ready)
     if isinstance(items, list) and state.group_appends:

@@ -9,7 +9,7 @@ from fastapi.responses import Response
 from api.caller import Operator, authenticate
 from api.models import Health, ProjectionsStatus
 from api.problems import problem_responses
-from api.state import app_state
+from api.state import app_state, server_state
 from services.bootstrap import store_ready
 from services.errors import Category, ServiceError
 from services.operations import projections_status
@@ -45,7 +45,10 @@ async def healthz() -> Health:
 )
 def readyz(request: Request) -> Health:
     """The store answers and the schema is in place."""
-    state = app_state(request)
+    state = server_state(request)
+    if state.tenants is not None:  # many stores: the tenant directory answers
+        state.tenants.check_directory()
+        return Health(status="ready")
     with state.pool.connection() as conn:
         if not store_ready(conn):
             raise ServiceError(Category.UNAVAILABLE, "the ledger's schema is not in place")
@@ -68,6 +71,7 @@ def metrics(request: Request) -> Response:
 
     from services.metrics import scrape_registry
 
-    if app_state(request).protect_metrics:
-        authenticate(request).require("ops")
+    if server_state(request).protect_metrics:
+        # Whatever the tenant: the process's metrics are no tenant's store.
+        authenticate(request, store=False).require("ops")
     return Response(generate_latest(scrape_registry()), media_type=CONTENT_TYPE_LATEST)
