@@ -188,10 +188,11 @@ def _route(router: APIRouter, method: str, path: str) -> APIRoute:
 async def _lifespan(state: AppState, app: FastAPI) -> AsyncIterator[None]:
     """Watch the store for the metrics and check the schema before serving;
     close the pool and the services after."""
-    from services.metrics import warm_up, watch_store
+    from services.metrics import warm_up, watch_store, watch_tenants
 
     if state.tenants is not None:
         # Many stores: each tenant's state is made on first use (api.tenancy).
+        watch_tenants(state.tenants.directory)
         await run_in_threadpool(warm_up)
         try:
             await run_in_threadpool(state.tenants.check_directory)

@@ -26,7 +26,7 @@ from ledger.config import DatabaseURL
 from ledger.db import Connection
 from ledger.printable import first_line
 from ledger.stores.layout import EVENTS_TABLE
-from ledger.tenants import Tenant
+from ledger.tenants import Tenant, TenantDirectory
 from services.appending import APPEND_OBSERVERS
 
 log = logging.getLogger("ledger.metrics")
@@ -214,6 +214,7 @@ class TenantsCollector(Collector):
     server, exposed as per-server sums and the top `top` tenants of each kind."""
 
     def __init__(self, tenants: Callable[[], list[Tenant]], top: int = TOP_TENANTS) -> None:
+        # `tenants`: the directory's entries, read at scrape time.
         self._tenants = tenants
         self._top = top
         self._lock = threading.Lock()
@@ -378,13 +379,16 @@ _lag_collector: LagCollector | None = None
 _tenants_collector: TenantsCollector | None = None
 
 
-def watch_tenants(tenants: Callable[[], list[Tenant]], top: int = TOP_TENANTS) -> None:
-    """Report every tenant's head and lags (per server, and the top `top` tenants)
-    in this process's registry: a multi-tenant server or worker."""
+def watch_tenants(found: TenantDirectory, top: int = TOP_TENANTS) -> None:
+    """Report every tenant of the directory `found` (its head and lags, per server
+    and the top `top` tenants) in this process's registry: a server or worker of
+    many tenants."""
+    from services.tenants import list_tenants
+
     global _tenants_collector
     if _tenants_collector is not None:
         REGISTRY.unregister(_tenants_collector)
-    _tenants_collector = TenantsCollector(tenants, top)
+    _tenants_collector = TenantsCollector(lambda: list_tenants(found), top)
     REGISTRY.register(_tenants_collector)
 
 

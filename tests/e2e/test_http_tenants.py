@@ -315,6 +315,9 @@ def test_metrics_take_an_operator_key_without_a_tenant(shops: Shops) -> None:
     with serve_app_in_thread(app) as client:
         answer = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
         assert answer.status_code == 200 and "ledger_http_requests_total" in answer.text
+        # Every tenant's store, summed per server (docs/http.md, "Metrics").
+        assert 'ledger_tenants{server="postgresql://' in answer.text
+        assert "ledger_server_events{" in answer.text
         refused = client.get(
             "/v1/customers/c1/tabs/timeline",
             headers={"Authorization": f"Bearer {legacy}", "X-Ledger-Tenant": "shop-a"},
