@@ -88,6 +88,7 @@ class Relay:
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
+        self._finishing = threading.Event()
         self._publisher = Publisher(self.kafka, self.config, self._stop)
         self._conn: Connection | None = None
         self._tracker: PositionTracker | None = None
@@ -105,6 +106,13 @@ class Relay:
     def stop(self) -> None:
         """Ask a running `run()` to stop after the batch in hand (thread- and signal-safe)."""
         self._stop.set()
+
+    def finish(self) -> None:
+        """Make a running `run_pass()` end cleanly: read nothing more, wait for the
+        broker to acknowledge what is in flight, then return (thread-safe). The
+        relay is then done: a worker hands its store to another relay with no
+        event sent twice."""
+        self._finishing.set()
 
     @property
     def stopping(self) -> bool:
@@ -201,11 +209,11 @@ class Relay:
 
     def _catch_up(self, db_backoff: Backoff | None) -> bool:
         """Read, publish and await acknowledgements until nothing is left to read:
-        True when caught up, False when stopped. Database failures are waited out
+        True when caught up, False when stopped or finished. Database failures are waited out
         with `db_backoff`, or raised without one."""
         while not self._stop.is_set():
             try:
-                rows = self._read()
+                rows = [] if self._finishing.is_set() else self._read()
             except DATABASE_ERRORS as exc:
                 if db_backoff is None:
                     self._database_lost(exc)
@@ -245,7 +253,7 @@ class Relay:
                     self._set_state("publishing", "", quiet=True)
                 continue
             self._head = self._position
-            return True
+            return not self._finishing.is_set()
         return False
 
     # -- database -----------------------------------------------------------------

@@ -1,0 +1,302 @@
+"""Workers that share a hosted deployment's tenants out among themselves, as
+deployed: real `ledger projections|relay run --follow --tenants all` processes on a
+PostgreSQL tenant directory, a real broker, a real SIGKILL. Each tenant is worked by
+exactly one worker (its advisory lock on the directory's database has one holder),
+a killed worker's tenants are taken over within the documented bound, every
+tenant's read models equal a single-store run's, and the relay publishes every
+tenant's events once each, keyed TENANT/CUSTOMER_ID with a `tenant` header."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from cli.main import ledger
+from ledger.config import parse_database_url
+from ledger.db import Connection
+from ledger.locks import tenant_lock_keys, worker_lock_keys
+from ledger.tenants import TenantDirectory
+from services.operations import rebuild_projections
+from services.tenants import add_tenant
+from services.workers import takeover_bound
+from tests import projection_support, relay_support
+from tests.cli_runner import LEDGER
+from tests.conftest import PG_URL
+from tests.factories import append_to_url as append
+from tests.relay_support import position_of, stored_positions, topic_reader
+
+if TYPE_CHECKING:
+    from tests.kafka_broker import TansuBroker
+
+CLAIM_INTERVAL = 0.5
+TENANTS = ["shop-1", "shop-2", "shop-3"]
+
+
+def add_tenants(directory: str, make_url: Callable[[], str]) -> dict[str, str]:
+    found = TenantDirectory(parse_database_url(directory))
+    return {t: add_tenant(found, t, make_url(), None).db for t in TENANTS}
+
+
+class Worker:
+    """`ledger <command> run --follow --tenants all --format json` in a real process,
+    its notices collected."""
+
+    def __init__(self, directory: str, command: str, *extra: str, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [
+                LEDGER,
+                "--tenants-db",
+                directory,
+                command,
+                "run",
+                "--follow",
+                "--tenants",
+                "all",
+                "--claim-interval",
+                str(CLAIM_INTERVAL),
+                "--format",
+                "json",
+                *extra,
+            ],
+            env={**os.environ, **env},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.notices: list[dict[str, Any]] = []
+        self.errors: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._read_notices, daemon=True),
+            threading.Thread(target=self._read_errors, daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _read_notices(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if line.strip():
+                self.notices.append(json.loads(line))
+
+    def _read_errors(self) -> None:
+        assert self.process.stderr is not None
+        self.errors.extend(self.process.stderr)
+
+    def wait_for(self, event: str, count: int = 1, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while sum(n["event"] == event for n in self.notices) < count:
+            assert self.process.poll() is None, "".join(self.errors)
+            assert time.monotonic() < deadline, (self.notices, "".join(self.errors))
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        """SIGTERM, as a supervisor would: exit 0, having said it stopped."""
+        if self.process.poll() is None:
+            self.process.terminate()
+        code = self.process.wait(30)
+        for reader in self._readers:
+            reader.join(5)
+        assert code == 0, "".join(self.errors)
+        assert self.notices[-1]["event"] == "stopped", self.notices[-3:]
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(10)
+
+
+def holders(directory: str, kind: str) -> dict[str, list[int]]:
+    """tenant -> the backends holding its lock of `kind` on the directory's database."""
+    schema = parse_database_url(directory).schema
+    found: dict[str, list[int]] = {}
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        for tenant in TENANTS:
+            cls, key = tenant_lock_keys(kind, schema, tenant)
+            rows = conn.execute(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND classid::bigint = %s AND objid::bigint = %s AND objsubid = 2",
+                (cls % 2**32, key % 2**32),
+            ).fetchall()
+            found[tenant] = sorted(int(r[0]) for r in rows)
+    return found
+
+
+def live_workers(directory: str, kind: str) -> int:
+    cls, key = worker_lock_keys(kind, parse_database_url(directory).schema)
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND classid::bigint = %s AND objid::bigint = %s AND objsubid = 2",
+            (cls % 2**32, key % 2**32),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def wait_for_owners(
+    directory: str, kind: str, workers: int, timeout: float = 20
+) -> dict[str, list[int]]:
+    """Until every tenant has exactly one owner and `workers` workers own some,
+    as evenly as the shares allow (ceil(tenants / workers) at most each)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = holders(directory, kind)
+        owners = Counter(pids[0] for pids in found.values() if len(pids) == 1)
+        share = -(-len(TENANTS) // workers)
+        if (
+            all(len(pids) == 1 for pids in found.values())
+            and len(owners) == workers
+            and max(owners.values()) <= share
+        ):
+            return found
+        assert time.monotonic() < deadline, found
+        time.sleep(0.05)
+
+
+def test_projection_workers_share_the_tenants_and_take_over_a_killed_ones(
+    pg_url: str, fresh_pg_urls: Callable[[], str]
+) -> None:
+    stores = add_tenants(pg_url, fresh_pg_urls)
+    for seed, url in enumerate(stores.values()):
+        append(url, projection_support.history(customers=3, per_customer=12, seed=seed))
+    env = {"LEDGER_TENANTS_URL": pg_url}
+    first = Worker(pg_url, "projections", env=env)
+    second = Worker(pg_url, "projections", env=env)
+    try:
+        # Two workers, three tenants: two and one, each tenant owned by one.
+        wait_for_owners(pg_url, "projections", workers=2)
+        assert live_workers(pg_url, "projections") == 2
+        for seed, url in enumerate(stores.values()):
+            projection_support.wait_until_caught_up(url)
+            # New events wake the owner (LISTEN on the server, not a poll per tenant).
+            append(url, projection_support.history(3, 6, seed=10 + seed, prefix="d"))
+        for url in stores.values():
+            projection_support.wait_until_caught_up(url)
+            # What the workers made is what a single-store run makes from scratch.
+            live = projection_support.dump(url)
+            with Connection(parse_database_url(url)) as conn:
+                rebuild_projections(conn, ())
+            assert projection_support.dump(url) == live
+
+        first.kill()
+        killed = time.monotonic()
+        owners = wait_for_owners(pg_url, "projections", workers=1, timeout=10)
+        took = time.monotonic() - killed
+        assert took <= takeover_bound(CLAIM_INTERVAL) + 0.5, took
+        assert len({pids[0] for pids in owners.values()}) == 1
+        for seed, url in enumerate(stores.values()):
+            append(url, projection_support.history(3, 4, seed=20 + seed, prefix="e"))
+        for url in stores.values():
+            projection_support.wait_until_caught_up(url)
+    finally:
+        first.kill()
+        second.stop()
+    assert {n["tenant"] for n in second.notices if n["event"] == "claimed"} == set(TENANTS)
+
+
+def test_a_worker_that_loses_the_directory_stops_and_claims_again(
+    pg_url: str, fresh_pg_urls: Callable[[], str]
+) -> None:
+    stores = add_tenants(pg_url, fresh_pg_urls)
+    worker = Worker(pg_url, "projections", env={})
+    try:
+        wait_for_owners(pg_url, "projections", workers=1)
+        worker.wait_for("claimed", len(TENANTS))
+        # Its directory session ends (a failover, an operator): it owns nothing now.
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            pid = holders(pg_url, "projections")[TENANTS[0]][0]
+            conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        worker.wait_for("directory_unavailable", timeout=10)
+        worker.wait_for("claimed", 2 * len(TENANTS), timeout=15)
+        for seed, url in enumerate(stores.values()):
+            append(url, projection_support.history(2, 3, seed=seed))
+        for url in stores.values():
+            projection_support.wait_until_caught_up(url)
+    finally:
+        worker.stop()
+
+
+def test_relay_workers_publish_each_tenants_events_once_in_order_and_take_over(
+    pg_url: str, fresh_pg_urls: Callable[[], str], kafka_broker: TansuBroker
+) -> None:
+    customers = [f"cust-{i}" for i in range(4)]
+    stores = add_tenants(pg_url, fresh_pg_urls)
+    for url in stores.values():
+        append(url, relay_support.history(customers, 30))
+    env = {"LEDGER_KAFKA_BOOTSTRAP": kafka_broker.bootstrap}
+    extra = ("--batch-size", "40")
+    first = Worker(pg_url, "relay", *extra, env=env)
+    second = Worker(pg_url, "relay", *extra, env=env)
+    try:
+        with topic_reader(kafka_broker.bootstrap) as reader:
+            wait_for_owners(pg_url, "relay", workers=2)
+
+            def wanted() -> set[tuple[str, int]]:
+                return {(t, p) for t, url in stores.items() for p in stored_positions(url)}
+
+            def read_all() -> None:
+                want = wanted()
+                reader.read_until(lambda records: want <= {_where(r) for r in records})
+
+            read_all()
+            time.sleep(1.0)  # every acknowledged position recorded (and idle)
+            first.kill()
+            killed = time.monotonic()
+            wait_for_owners(pg_url, "relay", workers=1, timeout=10)
+            took = time.monotonic() - killed
+            assert took <= takeover_bound(CLAIM_INTERVAL) + 0.5, took
+            for url in stores.values():
+                append(url, relay_support.history(customers, 3, start=30))
+            read_all()
+            reader.drain()
+            records = reader.records
+    finally:
+        first.kill()
+        second.stop()
+
+    # Exactly once per tenant: no event of any tenant published twice (handing a
+    # tenant over, at a rebalance or after the kill, repeats nothing that was
+    # recorded), and each tenant's customers in position order.
+    counts = Counter(_where(r) for r in records)
+    assert set(counts) == {(t, p) for t, url in stores.items() for p in stored_positions(url)}
+    assert max(counts.values()) == 1, [k for k, n in counts.items() if n > 1][:10]
+    per_key: dict[bytes, list[int]] = defaultdict(list)
+    for tenant, url in stores.items():
+        customer_of = stored_positions(url)
+        for r in (r for r in records if dict(r.headers)["tenant"] == tenant.encode()):
+            assert r.key == f"{tenant}/{customer_of[position_of(r)]}".encode()
+            per_key[r.key].append(position_of(r))
+    assert len(per_key) == len(TENANTS) * len(customers)
+    for key, positions in per_key.items():
+        assert positions == sorted(positions), key
+
+
+def _where(record: Any) -> tuple[str, int]:
+    return dict(record.headers)["tenant"].decode(), position_of(record)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["projections", "run", "--tenants", "all"], "--tenants needs --follow"),
+        (["--db", "sqlite:///x.db", "relay", "run", "--follow", "--tenants", "all"], "no --db"),
+        (["projections", "run", "--follow", "--tenants", "Shop!"], "bad tenant id"),
+        (["relay", "run", "--follow", "--tenants", "all"], "no tenant directory"),
+    ],
+)
+def test_bad_worker_options_are_usage_errors(
+    args: list[str], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LEDGER_TENANTS_URL", raising=False)
+    result = CliRunner().invoke(ledger, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
