@@ -254,7 +254,9 @@ class TenantWorker:
                     self.notify(WorkerNotice("directory_unavailable", detail=first_line(exc)))
                     self._stop.wait(backoff.next())
                 finally:
-                    self._drop_all()
+                    # Stopping (SIGTERM): each tenant is handed over cleanly, the
+                    # relay's batches in flight acknowledged and recorded first.
+                    self._drop_all(hand_over=True)
                     if claims is not None:
                         claims.close()
                     else:
@@ -363,11 +365,11 @@ class TenantWorker:
                 _close_quietly(job)
         return states
 
-    def _drop_all(self) -> None:
+    def _drop_all(self, *, hand_over: bool = False) -> None:
         with self._lock:
             tenants = list(self._states)
         if tenants:
-            self._stop_work(tenants)
+            self._stop_work(tenants, hand_over=hand_over)
 
     # -- passes -------------------------------------------------------------------
 
@@ -551,7 +553,7 @@ class _ServerWatch(threading.Thread):
         ]
         try:
             rows = conn.execute(sql.SQL(" UNION ALL ").join(parts)).fetchall()
-        except psycopg.errors.UndefinedTable:
+        except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
             # A store without its tables: each pass says what is wrong.
             for tenant in schemas:
                 self.worker.schedule(tenant, None)

@@ -15,6 +15,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -26,6 +27,7 @@ from ledger.config import parse_database_url
 from ledger.db import Connection
 from ledger.locks import tenant_lock_keys, worker_lock_keys
 from ledger.tenants import TenantDirectory
+from relay import relay_status
 from services.operations import rebuild_projections
 from services.tenants import add_tenant
 from services.workers import takeover_bound
@@ -225,6 +227,31 @@ def test_a_worker_that_loses_the_directory_stops_and_claims_again(
         worker.stop()
 
 
+def test_a_sqlite_directory_has_one_worker_and_a_broken_store_stops_only_its_tenant(
+    tmp_path: Path, fresh_pg_urls: Callable[[], str]
+) -> None:
+    directory = f"sqlite:///{tmp_path / 'tenants.db'}"
+    stores = add_tenants(directory, fresh_pg_urls)
+    broken = TENANTS[1]
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA "{parse_database_url(stores[broken]).schema}" CASCADE')
+    worker = Worker(directory, "projections", env={})
+    try:
+        worker.wait_for("claimed", len(TENANTS))
+        worker.wait_for("failed")
+        for seed, (tenant, url) in enumerate(stores.items()):
+            if tenant != broken:
+                append(url, projection_support.history(2, 3, seed=seed))
+                projection_support.wait_until_caught_up(url)
+    finally:
+        worker.stop()
+    failed = [n for n in worker.notices if n["event"] == "failed"]
+    # Reported once (then retried with back-off), and only for its tenant.
+    assert [n["tenant"] for n in failed] == [broken], failed
+    assert "started" in worker.notices[0]["event"]
+    assert "SQLite directory" in worker.notices[0]["detail"]
+
+
 def test_relay_workers_publish_each_tenants_events_once_in_order_and_take_over(
     pg_url: str, fresh_pg_urls: Callable[[], str], kafka_broker: TansuBroker
 ) -> None:
@@ -278,6 +305,57 @@ def test_relay_workers_publish_each_tenants_events_once_in_order_and_take_over(
     assert len(per_key) == len(TENANTS) * len(customers)
     for key, positions in per_key.items():
         assert positions == sorted(positions), key
+
+
+def test_a_relay_worker_killed_mid_batch_loses_nothing_and_keeps_each_customers_order(
+    pg_url: str, fresh_pg_urls: Callable[[], str], kafka_broker: TansuBroker
+) -> None:
+    customers = [f"cust-{i}" for i in range(8)]
+    stores = add_tenants(pg_url, fresh_pg_urls)
+    env = {"LEDGER_KAFKA_BOOTSTRAP": kafka_broker.bootstrap}
+    extra = ("--batch-size", "20")
+    first = Worker(pg_url, "relay", *extra, env=env)
+    second: Worker | None = None
+    try:
+        wait_for_owners(pg_url, "relay", workers=1)
+        second = Worker(pg_url, "relay", *extra, env=env)
+        wait_for_owners(pg_url, "relay", workers=2)
+        # `second` has one tenant (its share of three is two, `first` kept two).
+        with topic_reader(kafka_broker.bootstrap) as reader:
+            for url in stores.values():
+                append(url, relay_support.history(customers, 250))
+            reader.read_until(lambda records: len(records) >= 600)
+            first.kill()
+            killed = time.monotonic()
+            at_kill = {t: tracked(url) for t, url in stores.items()}
+            assert any(at_kill[t] < max(stored_positions(url)) for t, url in stores.items())
+            wait_for_owners(pg_url, "relay", workers=1, timeout=10)
+            took = time.monotonic() - killed
+            assert took <= takeover_bound(CLAIM_INTERVAL) + 0.5, took
+            want = {(t, p) for t, url in stores.items() for p in stored_positions(url)}
+            reader.read_until(lambda records: want <= {_where(r) for r in records}, 60)
+            reader.drain()
+            records = reader.records
+    finally:
+        first.kill()
+        if second is not None:
+            second.stop()
+
+    # At-least-once: what the killed worker sent after its recorded position may
+    # come twice; nothing at or below it does, and first deliveries keep each
+    # tenant's customers in order.
+    counts = Counter(_where(r) for r in records)
+    assert all(p > at_kill[t] for (t, p), n in counts.items() if n > 1)
+    for tenant, url in stores.items():
+        relay_support.assert_delivered_in_order(
+            [r for r in records if dict(r.headers)["tenant"] == tenant.encode()],
+            {p: f"{tenant}/{c}" for p, c in stored_positions(url).items()},
+        )
+
+
+def tracked(url: str) -> int:
+    with Connection(parse_database_url(url)) as conn:
+        return relay_status(conn, relay_support.TOPIC).position
 
 
 def _where(record: Any) -> tuple[str, int]:
