@@ -236,11 +236,15 @@ class TenantWorker:
                     self.directory.ensure(conn)
                     claims = TenantClaims(conn, self.settings.kind)
                     if first:
-                        how = "shared with peers" if claims.shared else "a SQLite directory"
+                        how = (
+                            "tenants shared with its peers"
+                            if claims.shared
+                            else "a SQLite directory: this worker takes every tenant"
+                        )
                         self.notify(
                             WorkerNotice(
                                 "started",
-                                detail=f"{self.settings.kind}, tenants {how}, claiming every "
+                                detail=f"{self.settings.kind}, {how}, claiming every "
                                 f"{self.settings.claim_interval:g} s",
                             )
                         )
@@ -402,6 +406,8 @@ class TenantWorker:
                 if state.job is None:
                     state.job = self.make_job(state.tenant)
                 job = state.job
+                if state.releasing:  # let go of before this pass had its job
+                    job.stop()
             result = job.run_pass()
         except Exception as exc:
             error = exc

@@ -41,6 +41,9 @@ if TYPE_CHECKING:
     from tests.kafka_broker import TansuBroker
 
 CLAIM_INTERVAL = 0.5
+# What a busy test machine (two cores, four test processes) may add to the
+# takeover bound: the time to schedule the survivor's threads, not its rounds.
+SLACK_S = 1.0
 TENANTS = ["shop-1", "shop-2", "shop-3"]
 
 
@@ -193,7 +196,7 @@ def test_projection_workers_share_the_tenants_and_take_over_a_killed_ones(
         killed = time.monotonic()
         owners = wait_for_owners(pg_url, "projections", workers=1, timeout=10)
         took = time.monotonic() - killed
-        assert took <= takeover_bound(CLAIM_INTERVAL) + 0.5, took
+        assert took <= takeover_bound(CLAIM_INTERVAL) + SLACK_S, took
         assert len({pids[0] for pids in owners.values()}) == 1
         for seed, url in enumerate(stores.values()):
             append(url, projection_support.history(3, 4, seed=20 + seed, prefix="e"))
@@ -280,7 +283,7 @@ def test_relay_workers_publish_each_tenants_events_once_in_order_and_take_over(
             killed = time.monotonic()
             wait_for_owners(pg_url, "relay", workers=1, timeout=10)
             took = time.monotonic() - killed
-            assert took <= takeover_bound(CLAIM_INTERVAL) + 0.5, took
+            assert took <= takeover_bound(CLAIM_INTERVAL) + SLACK_S, took
             for url in stores.values():
                 append(url, relay_support.history(customers, 3, start=30))
             read_all()
@@ -313,7 +316,7 @@ def test_a_relay_worker_killed_mid_batch_loses_nothing_and_keeps_each_customers_
     customers = [f"cust-{i}" for i in range(8)]
     stores = add_tenants(pg_url, fresh_pg_urls)
     env = {"LEDGER_KAFKA_BOOTSTRAP": kafka_broker.bootstrap}
-    extra = ("--batch-size", "20")
+    extra = ("--batch-size", "5")  # slow enough to be killed mid-way
     first = Worker(pg_url, "relay", *extra, env=env)
     second: Worker | None = None
     try:
@@ -331,7 +334,7 @@ def test_a_relay_worker_killed_mid_batch_loses_nothing_and_keeps_each_customers_
             assert any(at_kill[t] < max(stored_positions(url)) for t, url in stores.items())
             wait_for_owners(pg_url, "relay", workers=1, timeout=10)
             took = time.monotonic() - killed
-            assert took <= takeover_bound(CLAIM_INTERVAL) + 0.5, took
+            assert took <= takeover_bound(CLAIM_INTERVAL) + SLACK_S, took
             want = {(t, p) for t, url in stores.items() for p in stored_positions(url)}
             reader.read_until(lambda records: want <= {_where(r) for r in records}, 60)
             reader.drain()
