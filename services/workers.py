@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from ledger.config import ConfigError
+from ledger.config import ConfigError, DatabaseURL
 from ledger.tenant_workers import (
     PassResult,
     TenantJob,
@@ -192,6 +192,14 @@ class TenantWorkers:
             self._worker.run()
 
 
+def _close_keyring(url: DatabaseURL) -> None:
+    """A tenant's keyring (its key store connection and cached keys) goes with its
+    job: an idle tenant holds no connection."""
+    from ledger.keystore.keyring import Keyring
+
+    Keyring.close_for(url)
+
+
 class _ProjectionJob:
     def __init__(self, catch_up: CatchUpPass) -> None:
         self._pass = catch_up
@@ -208,6 +216,7 @@ class _ProjectionJob:
 
     def close(self) -> None:
         self._pass.close()
+        _close_keyring(self._pass.url)
 
 
 class _RelayJob:
@@ -234,3 +243,4 @@ class _RelayJob:
 
     def close(self) -> None:
         self._relay.close()
+        _close_keyring(self._relay.url)

@@ -238,10 +238,11 @@ def test_a_sqlite_directory_has_one_worker_and_a_broken_store_stops_only_its_ten
     broken = TENANTS[1]
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA "{parse_database_url(stores[broken]).schema}" CASCADE')
-    worker = Worker(directory, "projections", env={})
+    worker = Worker(directory, "projections", "--idle-close", "1", env={})
     try:
         worker.wait_for("claimed", len(TENANTS))
         worker.wait_for("failed")
+        time.sleep(1.5)  # idle: the tenants' connections closed, made again when woken
         for seed, (tenant, url) in enumerate(stores.items()):
             if tenant != broken:
                 append(url, projection_support.history(2, 3, seed=seed))
