@@ -61,6 +61,10 @@ class RelayConfig:
     # While another relay holds this one's lock (PostgreSQL): wait as a standby
     # (True), or end the pass at once and try again later (a tenant worker).
     standby: bool = True
+    # Connect to Kafka when the relay starts (True), or only once it has events to
+    # send (a tenant worker: a caught-up tenant then costs no producer, whose
+    # idempotent set-up takes about half a second).
+    connect_at_start: bool = True
 
     @property
     def tracking_name(self) -> str:

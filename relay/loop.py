@@ -198,7 +198,7 @@ class Relay:
         if self._conn is None:  # not standing by: another relay holds the lock
             return
         self._tracker = PositionTracker(self.url, self.config.tracking_name)
-        if not self._publisher.connected:
+        if not self._publisher.connected and self.config.connect_at_start:
             self.check_kafka()
         self._set_state(
             "publishing",

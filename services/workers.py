@@ -154,6 +154,7 @@ class TenantWorkers:
 
         config = relay_config(relay_options)
         config.standby = False
+        config.connect_at_start = False
 
         def make(tenant: Tenant) -> TenantJob:
             return _RelayJob(Relay(tenant.url, kafka, replace(config, tenant=tenant.tenant)))
