@@ -357,6 +357,59 @@ def test_a_relay_worker_killed_mid_batch_loses_nothing_and_keeps_each_customers_
         )
 
 
+def test_a_tenants_relay_never_runs_beside_another_relay_of_its_store(
+    pg_url: str, fresh_pg_urls: Callable[[], str], kafka_broker: TansuBroker, tmp_path: Path
+) -> None:
+    """The second guard: a tenant's store lock. A relay of one tenant's store run
+    by hand (`ledger --tenant ID relay run --follow`, or a worker that lost its
+    directory and still publishes) keeps the worker's relay of that tenant off
+    until it stops; then the worker's takes over where it left off."""
+    stores = add_tenants(pg_url, fresh_pg_urls)
+    tenant, url = TENANTS[0], stores[TENANTS[0]]
+    bootstrap = kafka_broker.bootstrap
+    log = tmp_path / "relay.log"
+    by_hand = subprocess.Popen(
+        [LEDGER, "relay", "run", "--follow"],
+        env={**os.environ, "LEDGER_DATABASE_URL": url, "LEDGER_KAFKA_BOOTSTRAP": bootstrap},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"),
+    )
+    worker: Worker | None = None
+    try:
+        with topic_reader(bootstrap) as reader:
+            first = append(url, relay_support.history(["ann", "bob"], 3))
+            assert first.last_position is not None
+            reader.read_positions({first.last_position})
+            worker = Worker(pg_url, "relay", env={"LEDGER_KAFKA_BOOTSTRAP": bootstrap})
+            wait_for_owners(pg_url, "relay", workers=1)
+            worker.wait_for("claimed", len(TENANTS))
+            more = append(url, relay_support.history(["ann", "bob"], 2, start=3))
+            assert more.last_position is not None
+            reader.read_positions({more.last_position})
+            time.sleep(1.0)
+            # Everything so far came from the relay run by hand: no tenant header.
+            assert all("tenant" not in dict(r.headers) for r in reader.records)
+            by_hand.terminate()
+            assert by_hand.wait(15) == 0, log.read_text()
+            last = append(url, relay_support.history(["ann", "bob"], 2, start=5))
+            assert last.last_position is not None
+            reader.read_positions({last.last_position})
+            reader.drain()
+            records = reader.records
+    finally:
+        if by_hand.poll() is None:
+            by_hand.kill()
+        if worker is not None:
+            worker.stop()
+    # Each event once; the worker's relay went on after the one by hand stopped.
+    counts = Counter(position_of(r) for r in records)
+    assert set(counts) == set(stored_positions(url)) and max(counts.values()) == 1
+    tenant_records = [r for r in records if "tenant" in dict(r.headers)]
+    assert tenant_records and all(position_of(r) > more.last_position for r in tenant_records)
+    assert all(r.key.startswith(f"{tenant}/".encode()) for r in tenant_records)
+
+
 def tracked(url: str) -> int:
     with Connection(parse_database_url(url)) as conn:
         return relay_status(conn, relay_support.TOPIC).position
