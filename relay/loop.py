@@ -180,8 +180,9 @@ class Relay:
         if self._tracker is not None:
             if not self._tracker.close():
                 log.warning(
-                    "relay: could not record position %d before stopping; events after "
+                    "%scould not record position %d before stopping; events after "
                     "position %s will be sent again",
+                    self._who,
                     self._position,
                     self._tracker.saved,
                 )
@@ -189,6 +190,12 @@ class Relay:
         if self._conn is not None:
             close_quietly(self._conn)
             self._conn = None
+
+    @property
+    def _who(self) -> str:
+        """What the relay's log lines start with: which tenant's, if a tenant's."""
+        tenant = self.config.tenant
+        return "relay: " if tenant is None else f"relay: tenant {tenant}: "
 
     def _result(self, started: float) -> RelayResult:
         return RelayResult(self._published, self._position, self._head, time.monotonic() - started)
@@ -223,7 +230,7 @@ class Relay:
             if self._conn is None:  # stopped while standing by, or not standing by
                 return False
             if self._state == "database_unavailable":
-                log.info("relay: database is back; resuming from position %d", self._position)
+                log.info("%sdatabase is back; resuming from position %d", self._who, self._position)
                 self._set_state("publishing", "", quiet=True)
                 if db_backoff is not None:
                     db_backoff.reset()
@@ -305,7 +312,7 @@ class Relay:
         while not self._stop.is_set():
             if try_relay_lock(conn, self.config.tracking_name):
                 if announced:
-                    log.info("relay: lock acquired; taking over")
+                    log.info("%slock acquired; taking over", self._who)
                     self._set_state("publishing", "", quiet=True)
                 return True
             if not self.config.standby:
@@ -369,7 +376,7 @@ class Relay:
         batch = self._publisher.await_oldest(flush, self._position)
         if self._state == "kafka_unavailable":
             # Only an acknowledgement proves Kafka is back, not a new connection.
-            log.info("relay: Kafka is back; resuming after position %d", batch.last_position)
+            log.info("%sKafka is back; resuming after position %d", self._who, batch.last_position)
             self._set_state("publishing", "", quiet=True)
             self._kafka_backoff.reset()
         assert self._conn is not None and self._tracker is not None
@@ -389,7 +396,7 @@ class Relay:
         self._report(detail)
         if not quiet:
             level = logging.WARNING if state.endswith("unavailable") else logging.INFO
-            log.log(level, "relay: %s", detail)
+            log.log(level, "%s%s", self._who, detail)
 
     def _report(self, detail: str = "") -> None:
         if self.on_progress is not None:
