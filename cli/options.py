@@ -55,3 +55,50 @@ IDEMPOTENCY_KEY_OPTION = click.option(
     metavar="KEY",
     help="Repeating a command with the same key stores what it does once.",
 )
+
+
+def tenant_worker_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`--tenants`, `--claim-interval`, `--threads`, `--idle-close`: a worker that
+    serves the tenants of the directory (--tenants-db), shared with its peers."""
+    for option in reversed(
+        [
+            click.option(
+                "--tenants",
+                "tenants",
+                metavar="all|ID,ID...",
+                default=None,
+                help="--follow: work the tenants of the tenant directory (--tenants-db), "
+                "all or those listed, shared out among every worker running this command "
+                "on the directory (PostgreSQL advisory locks on the directory's database; "
+                "with a SQLite directory one worker takes every tenant: run one).",
+            ),
+            click.option(
+                "--claim-interval",
+                type=click.FloatRange(0.2, 300),
+                default=5.0,
+                show_default=True,
+                metavar="SECONDS",
+                help="--tenants: how often the worker counts its peers, claims unowned "
+                "tenants and lets go of more than its share. A dead worker's tenants are "
+                "taken over within 2 x this.",
+            ),
+            click.option(
+                "--threads",
+                type=click.IntRange(1, 64),
+                default=4,
+                show_default=True,
+                help="--tenants: how many tenants are worked at once.",
+            ),
+            click.option(
+                "--idle-close",
+                type=click.FloatRange(1, 3600),
+                default=60.0,
+                show_default=True,
+                metavar="SECONDS",
+                help="--tenants: close a tenant's connections (and producer) after this "
+                "long without new events.",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command

@@ -20,10 +20,16 @@ from cli.context import (
     progress_enabled,
     start_metrics,
 )
-from cli.options import MAX_BACKOFF_OPTION, batch_size_option, interval_option
+from cli.options import (
+    MAX_BACKOFF_OPTION,
+    batch_size_option,
+    interval_option,
+    tenant_worker_options,
+)
 from cli.progress import Mode, ReplayProgress
 from cli.readmodels import choose, echo_err
 from cli.tables import Column, echo_table
+from cli.workers import NoticePrinter, check_tenant_mode, run_workers, worker_options
 from ledger.printable import printable
 from ledger.signals import stop_on_signals
 from services.bootstrap import prepare_store
@@ -39,6 +45,7 @@ from services.operations import (
     rebuild_projections,
     reset_projections,
 )
+from services.workers import TenantWorkers
 
 
 @click.group(name="projections")
@@ -61,6 +68,7 @@ def _stop_on_signals() -> Iterator[threading.Event]:
 @batch_size_option(DEFAULT_BATCH_SIZE, "Events per transaction.")
 @interval_option(1.0, "Seconds between polls (SQLite); fallback poll next to LISTEN (PostgreSQL).")
 @MAX_BACKOFF_OPTION
+@tenant_worker_options
 @metrics_options
 @FORMAT_OPTION
 def run(
@@ -70,6 +78,10 @@ def run(
     batch_size: int,
     interval: float,
     max_backoff: float,
+    tenants: str | None,
+    claim_interval: float,
+    threads: int,
+    idle_close: float,
     metrics_port: int | None,
     metrics_host: str,
     output_format: str,
@@ -80,9 +92,26 @@ def run(
     projection's position, so a killed run resumes exactly where it stopped.
     Following uses LISTEN/NOTIFY on PostgreSQL (polling as a fallback) and
     polling on SQLite; when the database goes away it retries with back-off.
+
+    With --tenants, one process keeps the read models of many tenants current,
+    sharing the tenants out with every other `projections run --follow --tenants`
+    on the same directory (docs/scaling.md, "Workers"). Exit codes: 0 stopped by
+    SIGTERM/SIGINT, 2 bad options, 3 the directory cannot be reached at start-up.
     """
     chosen = choose(names, all_, required=False)
     ctx = cli_context()
+    if tenants is not None:
+        check_tenant_mode(ctx, follow, metrics_port)
+        run_workers(
+            TenantWorkers.projections(
+                ctx.tenants_option,
+                chosen,
+                worker_options(tenants, claim_interval, threads, idle_close, interval, max_backoff),
+                NoticePrinter("projections", output_format),
+                batch_size=batch_size,
+            )
+        )
+        return
     start_metrics(ctx.url, metrics_port, metrics_host, follow)
     if follow:
 
@@ -199,8 +228,7 @@ def _progress_mode(output_format: str) -> Mode:
     type=click.IntRange(1, 10_000_000),
     default=DEFAULT_CHECKPOINT_EVENTS,
     show_default=True,
-    help="Events between checkpoints (a killed rebuild resumes from the last one); "
-    "bounds memory.",
+    help="Events between checkpoints (a killed rebuild resumes from the last one); bounds memory.",
 )
 @FORMAT_OPTION
 def rebuild(

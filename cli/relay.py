@@ -22,7 +22,8 @@ from cli.context import (
     progress_enabled,
     start_metrics,
 )
-from cli.options import MAX_BACKOFF_OPTION, batch_size_option
+from cli.options import MAX_BACKOFF_OPTION, batch_size_option, tenant_worker_options
+from cli.workers import NoticePrinter, check_tenant_mode, run_workers, worker_options
 from consumers.kafka_config import DEFAULT_TOPIC, TOPIC_ENV
 from consumers.kafka_connect import KafkaUnavailable
 from consumers.kafka_options import kafka_options, pop_kafka_options
@@ -34,6 +35,7 @@ from services.operations import (
     relay_position,
     reset_relay,
 )
+from services.workers import TenantWorkers
 
 if TYPE_CHECKING:
     from services.operations import RelayProgress
@@ -105,6 +107,7 @@ def relay() -> None:
     "on PostgreSQL new events wake the relay at once and it checks every 1 s anyway].",
 )
 @MAX_BACKOFF_OPTION
+@tenant_worker_options
 @kafka_options
 @metrics_options
 @FORMAT_OPTION
@@ -119,6 +122,10 @@ def run(
     delivery_timeout: float,
     poll_interval: float | None,
     max_backoff: float,
+    tenants: str | None,
+    claim_interval: float,
+    threads: int,
+    idle_close: float,
     metrics_port: int | None,
     metrics_host: str,
     output_format: str,
@@ -132,9 +139,17 @@ def run(
     only once the broker acknowledged everything up to it (at-least-once: after a
     crash or a broker outage some events are sent again, none is skipped).
 
+    With --tenants, one process relays many tenants of the tenant directory to
+    the one topic, sharing the tenants out with every other `relay run --follow
+    --tenants` on the same directory (docs/scaling.md, "Workers"); a tenant's
+    messages are keyed TENANT/CUSTOMER_ID and carry a `tenant` header. A tenant's
+    relay never runs twice: its store's relay lock is taken as well.
+
     Exit codes: 0 done (or stopped by SIGTERM/SIGINT), 1 Kafka refused an event
-    for good, 2 bad options, 3 the database or Kafka cannot be reached at start-up.
-    While running, Kafka and database outages are retried with back-off.
+    for good, 2 bad options, 3 the database or Kafka cannot be reached at start-up
+    (with --tenants: the directory or Kafka; an event Kafka refuses for good then
+    stops only its tenant, retried with back-off). While running, Kafka and
+    database outages are retried with back-off.
     """
     ctx = cli_context()
     settings = pop_kafka_options(kafka)
@@ -149,6 +164,32 @@ def run(
         max_backoff_s=max_backoff,
         poll_interval_s=poll_interval,
     )
+    if tenants is not None:
+        check_tenant_mode(ctx, follow, metrics_port)
+        workers = TenantWorkers.relays(
+            ctx.tenants_option,
+            settings,
+            options,
+            worker_options(
+                tenants,
+                claim_interval,
+                threads,
+                idle_close,
+                poll_interval if poll_interval is not None else 1.0,
+                max_backoff,
+            ),
+            NoticePrinter("relay", output_format),
+        )
+        with _logging_to_stderr():
+            try:
+                run_workers(workers)
+            except KafkaUnavailable as exc:
+                if workers.stopping:
+                    return
+                raise CliError(
+                    f"{exc}; check --bootstrap and the SASL/SSL options", EXIT_UNAVAILABLE
+                ) from None
+        return
     start_metrics(ctx.url, metrics_port, metrics_host, follow)
     reporter = _Reporter(output_format, follow)
     relay_ = RelayRun(ctx.url, settings, options, on_progress=reporter.progress)

@@ -11,11 +11,13 @@ A downstream service writes a handler, a function that takes one `RecordedEvent`
 
 What the base does around the handler:
 
-- events arrive in order per customer (the relay keys them by customer_id) and are
-  handled one at a time;
+- events arrive in order per customer (the relay keys them by customer_id, or by
+  `TENANT/CUSTOMER_ID` for a hosted deployment's tenants) and are handled one at a
+  time; `event.tenant` is the message's `tenant` header (None for a single ledger);
 - an offset is committed only after the handler succeeded for it (or the event was
   dead-lettered), so a crash means redelivery, never loss;
-- redeliveries are skipped by `event_id` through a seen-store (`consumers.seen_store`);
+- redeliveries are skipped by `event_id` (a tenant's as `TENANT/EVENT_ID`) through a
+  seen-store (`consumers.seen_store`);
 - a handler that raises is retried with back-off; after `max_attempts` the event goes
   to the dead-letter topic with the reason in its headers and the stream moves on.
   Raise `DeadLetter` to skip the retries. A message that is not a valid envelope
@@ -264,7 +266,10 @@ class Subscriber:
             self.stats.invalid += 1
             reason = f"not a valid ledger event: {exc}" if str(exc) else "empty message value"
             return self._dead_letter(record, reason, "ContractError", 0)
-        event_id = str(event.event_id)
+        tenant = _tenant_of(record)
+        event.with_tenant(tenant)
+        # Event ids are unique within one ledger: a tenant's are told apart by it.
+        event_id = str(event.event_id) if tenant is None else f"{tenant}/{event.event_id}"
         if self.seen is not None and self.seen.seen(self.group, event_id):
             self.stats.duplicates += 1
             return True
@@ -393,3 +398,11 @@ __all__ = [
     "SubscriberConfig",
     "SubscriberStats",
 ]
+
+
+def _tenant_of(record: Any) -> str | None:
+    """The message's `tenant` header (a hosted deployment's tenant), if it has one."""
+    for name, value in record.headers or ():
+        if name == "tenant" and value:
+            return bytes(value).decode("utf-8", "replace")
+    return None

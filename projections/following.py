@@ -141,3 +141,68 @@ class Follower:
                 return position
             finally:
                 waiter.close()
+
+
+class CatchUpPass:
+    """One store's projections for a worker that serves many stores: each `run()`
+    applies what was stored since the last one (`Runner.catch_up`) and marks the
+    projections as followed, on a connection kept open between passes until
+    `close()`. A failure is raised; the caller closes the pass and retries later."""
+
+    def __init__(
+        self,
+        url: DatabaseURL,
+        projections: Sequence[Projection],
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        prepare: Callable[[Connection], None] | None = None,
+    ) -> None:
+        self.url = url
+        self.projections = list(projections)
+        self.batch_size = batch_size
+        self.prepare = prepare
+        self._stop = threading.Event()
+        self._conn: Connection | None = None
+        self._told: set[str] = set()
+
+    def stop(self) -> None:
+        """Make a running pass end after the batch in hand (thread-safe)."""
+        self._stop.set()
+
+    def finish(self) -> None:
+        """The same as `stop()`: every batch is its own transaction, so ending
+        after one is always clean."""
+        self._stop.set()
+
+    def run(self) -> tuple[int, int, list[str]]:
+        """Catch up once: (events applied, the position reached, the lines of
+        projections that newly stopped at an event they cannot apply)."""
+        if self._conn is None:
+            conn = Connection(self.url)
+            try:
+                if self.prepare is not None:
+                    self.prepare(conn)
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        try:
+            runner = Runner(self._conn, [Target.live(p) for p in self.projections], self.batch_size)
+            applied = runner.catch_up(stop=self._stop)
+            position = runner.position()
+            runner.heartbeat()
+        except BaseException:
+            self.close()
+            raise
+        stopped = [line for name, line in runner.stopped.items() if name not in self._told]
+        self._told.update(runner.stopped)
+        return applied, position, stopped
+
+    def close(self) -> None:
+        """Close the connection (the next `run()` opens another)."""
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # a broken connection may fail to close; it is gone either way
+                pass
+            self._conn = None

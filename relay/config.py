@@ -55,6 +55,16 @@ class RelayConfig:
     batch_bytes: int = DEFAULT_BATCH_BYTES
     # Above batch_bytes: one uncompressed full batch fits in one request.
     max_request_size: int = 2 * 1024 * 1024
+    # The tenant whose store this relay publishes (None: a single-ledger deployment):
+    # its messages are keyed `TENANT/CUSTOMER_ID` and carry a `tenant` header.
+    tenant: str | None = None
+    # While another relay holds this one's lock (PostgreSQL): wait as a standby
+    # (True), or end the pass at once and try again later (a tenant worker).
+    standby: bool = True
+    # Connect to Kafka when the relay starts (True), or only once it has events to
+    # send (a tenant worker: a caught-up tenant then costs no producer, whose
+    # idempotent set-up takes about half a second).
+    connect_at_start: bool = True
 
     @property
     def tracking_name(self) -> str:

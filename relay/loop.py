@@ -88,6 +88,7 @@ class Relay:
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
+        self._finishing = threading.Event()
         self._publisher = Publisher(self.kafka, self.config, self._stop)
         self._conn: Connection | None = None
         self._tracker: PositionTracker | None = None
@@ -106,10 +107,22 @@ class Relay:
         """Ask a running `run()` to stop after the batch in hand (thread- and signal-safe)."""
         self._stop.set()
 
+    def finish(self) -> None:
+        """Make a running `run_pass()` end cleanly: read nothing more, wait for the
+        broker to acknowledge what is in flight, then return (thread-safe). The
+        relay is then done: a worker hands its store to another relay with no
+        event sent twice."""
+        self._finishing.set()
+
     @property
     def stopping(self) -> bool:
         """Whether a stop has been asked for."""
         return self._stop.is_set()
+
+    @property
+    def state(self) -> str:
+        """The relay's state (`RelayProgress.state`; "" before it started)."""
+        return self._state
 
     def check_kafka(self) -> None:
         """Connect to the brokers and create the topic, or raise `KafkaUnavailable`."""
@@ -120,49 +133,11 @@ class Relay:
         as events are appended until `stop()`."""
         started = time.monotonic()
         try:
-            self._open_database()
-            self._tracker = PositionTracker(self.url, self.config.tracking_name)
-            if not self._publisher.connected:
-                self.check_kafka()
+            self._start()
             db_backoff = Backoff(self.config.max_backoff_s)
-            self._set_state(
-                "publishing",
-                f"publishing to {self.config.topic} at {self.kafka.bootstrap} from position "
-                f"{self._position} (head {self._head})",
-            )
             while not self._stop.is_set():
-                try:
-                    rows = self._read()
-                except DATABASE_ERRORS as exc:
-                    self._database_failed(exc, db_backoff)
-                    continue
-                if self._state == "database_unavailable":
-                    log.info("relay: database is back; resuming from position %d", self._position)
-                    self._set_state("publishing", "", quiet=True)
-                    db_backoff.reset()
-                try:
-                    if rows:
-                        self._publisher.send(rows, self._position)
-                    # Several batches in flight: the next ones are read and sent while
-                    # the broker acknowledges the oldest. With nothing left to read,
-                    # everything is flushed.
-                    in_flight = self._publisher.in_flight
-                    while in_flight and (in_flight >= self.config.batches_in_flight or not rows):
-                        self._await_oldest(flush=not rows)
-                        in_flight = self._publisher.in_flight
-                except PublishFailed as exc:
-                    if self._stop.is_set():
-                        break
-                    self._kafka_failed(exc.reason)
-                    continue
-                except DATABASE_ERRORS as exc:
-                    self._database_failed(exc, db_backoff)
-                    continue
-                if rows:
-                    if self._state == "caught_up":
-                        self._set_state("publishing", "", quiet=True)
-                    continue
-                self._head = self._position
+                if not self._catch_up(db_backoff):
+                    break
                 # Logged once: in follow mode every appended event ends in "caught up".
                 self._set_state(
                     "caught_up",
@@ -177,23 +152,116 @@ class Relay:
                     self._wait_for_events()
                 except DATABASE_ERRORS as exc:
                     self._database_failed(exc, db_backoff)
-            return RelayResult(
-                self._published, self._position, self._head, time.monotonic() - started
-            )
+            return self._result(started)
         finally:
-            self._publisher.close(self._position)
-            if self._tracker is not None:
-                if not self._tracker.close():
-                    log.warning(
-                        "relay: could not record position %d before stopping; events after "
-                        "position %s will be sent again",
-                        self._position,
-                        self._tracker.saved,
-                    )
-                self._tracker = None
-            if self._conn is not None:
-                close_quietly(self._conn)
-                self._conn = None
+            self.close()
+
+    def run_pass(self) -> RelayResult:
+        """One pass for a worker that serves many stores: publish what was stored
+        after the acknowledged position, and return once caught up (or stopped).
+        The database connection, the producer and the position tracker stay open
+        for the next pass until `close()`. A database failure is raised (the worker
+        retries the pass later) instead of waited out here; Kafka failures are
+        retried with back-off as by `run()`. With `RelayConfig.standby` off, a pass
+        that finds another relay holding the lock returns at once, publishing
+        nothing (state `waiting_for_lock`)."""
+        started = time.monotonic()
+        if self._tracker is None:
+            self._start()
+            if self._tracker is None:  # another relay holds the lock (or stopped)
+                return self._result(started)
+        if self._catch_up(None):
+            self._set_state("caught_up", f"caught up at position {self._position}", quiet=True)
+        return self._result(started)
+
+    def close(self) -> None:
+        """Record the acknowledged position and close the producer and the connections."""
+        self._publisher.close(self._position)
+        if self._tracker is not None:
+            if not self._tracker.close():
+                log.warning(
+                    "%scould not record position %d before stopping; events after "
+                    "position %s will be sent again",
+                    self._who,
+                    self._position,
+                    self._tracker.saved,
+                )
+            self._tracker = None
+        if self._conn is not None:
+            close_quietly(self._conn)
+            self._conn = None
+
+    @property
+    def _who(self) -> str:
+        """What the relay's log lines start with: which tenant's, if a tenant's."""
+        tenant = self.config.tenant
+        return "relay: " if tenant is None else f"relay: tenant {tenant}: "
+
+    def _result(self, started: float) -> RelayResult:
+        return RelayResult(self._published, self._position, self._head, time.monotonic() - started)
+
+    def _start(self) -> None:
+        self._open_database()
+        if self._conn is None:  # not standing by: another relay holds the lock
+            return
+        self._tracker = PositionTracker(self.url, self.config.tracking_name)
+        if not self._publisher.connected and self.config.connect_at_start:
+            self.check_kafka()
+        self._set_state(
+            "publishing",
+            f"publishing to {self.config.topic} at {self.kafka.bootstrap} from position "
+            f"{self._position} (head {self._head})",
+            quiet=not self.config.standby,
+        )
+
+    def _catch_up(self, db_backoff: Backoff | None) -> bool:
+        """Read, publish and await acknowledgements until nothing is left to read:
+        True when caught up, False when stopped or finished. Database failures are waited out
+        with `db_backoff`, or raised without one."""
+        while not self._stop.is_set():
+            try:
+                rows = [] if self._finishing.is_set() else self._read()
+            except DATABASE_ERRORS as exc:
+                if db_backoff is None:
+                    self._database_lost(exc)
+                    raise
+                self._database_failed(exc, db_backoff)
+                continue
+            if self._conn is None:  # stopped while standing by, or not standing by
+                return False
+            if self._state == "database_unavailable":
+                log.info("%sdatabase is back; resuming from position %d", self._who, self._position)
+                self._set_state("publishing", "", quiet=True)
+                if db_backoff is not None:
+                    db_backoff.reset()
+            try:
+                if rows:
+                    self._publisher.send(rows, self._position)
+                # Several batches in flight: the next ones are read and sent while
+                # the broker acknowledges the oldest. With nothing left to read,
+                # everything is flushed.
+                in_flight = self._publisher.in_flight
+                while in_flight and (in_flight >= self.config.batches_in_flight or not rows):
+                    self._await_oldest(flush=not rows)
+                    in_flight = self._publisher.in_flight
+            except PublishFailed as exc:
+                if self._stop.is_set():
+                    break
+                self._kafka_failed(exc.reason)
+                continue
+            except DATABASE_ERRORS as exc:
+                if db_backoff is None:
+                    self._database_lost(exc)
+                    raise
+                self._database_failed(exc, db_backoff)
+                continue
+            if rows:
+                if self._state == "caught_up":
+                    self._set_state("publishing", "", quiet=True)
+                continue
+            self._head = self._position
+            return not self._finishing.is_set()
+        return False
 
     # -- database -----------------------------------------------------------------
 
@@ -218,7 +286,9 @@ class Relay:
                     f"{self.url.display()} has no ledger tables: run `ledger db migrate` "
                     "(or leave LEDGER_AUTO_MIGRATE on)"
                 ) from None
-            self._acquire_lock(conn)
+            if not self._acquire_lock(conn):
+                conn.close()
+                return
             # On a reconnect, what this process saw acknowledged may be ahead of the
             # (asynchronously) recorded position; another relay that held the lock
             # meanwhile may be ahead of both.
@@ -232,18 +302,26 @@ class Relay:
             raise
         self._conn = conn
 
-    def _acquire_lock(self, conn: Connection) -> None:
+    def _acquire_lock(self, conn: Connection) -> bool:
         """One relay per tracking name at a time on PostgreSQL: two would interleave
-        duplicates of each other's batches. A second one waits as a hot standby."""
+        duplicates of each other's batches. A second one waits as a hot standby
+        (or, with `RelayConfig.standby` off, gives up at once: False)."""
         if conn.kind != "postgresql":
-            return
+            return True
         announced = False
         while not self._stop.is_set():
             if try_relay_lock(conn, self.config.tracking_name):
                 if announced:
-                    log.info("relay: lock acquired; taking over")
+                    log.info("%slock acquired; taking over", self._who)
                     self._set_state("publishing", "", quiet=True)
-                return
+                return True
+            if not self.config.standby:
+                self._set_state(
+                    "waiting_for_lock",
+                    f"another relay holds {self.config.tracking_name!r}; trying again later",
+                    quiet=True,
+                )
+                return False
             if not announced:
                 self._set_state(
                     "waiting_for_lock",
@@ -252,16 +330,21 @@ class Relay:
                 )
                 announced = True
             self._stop.wait(2.0)
+        return False
 
     def _read(self) -> list[StoredRow]:
         if self._conn is None:
             self._open_database()
-            if self._stop.is_set():  # stopped while standing by for the lock
+            if self._conn is None:  # stopped while standing by, or not standing by
                 return []
         assert self._conn is not None
         return read_rows(self._conn, self._publisher.sent, self.config.batch_size)
 
     def _database_failed(self, exc: BaseException, backoff: Backoff) -> None:
+        self._database_lost(exc)
+        self._stop.wait(backoff.next())
+
+    def _database_lost(self, exc: BaseException) -> None:
         self._publisher.forget(self._position)
         reason = first_line(exc)
         self._set_state(
@@ -270,7 +353,6 @@ class Relay:
         if self._conn is not None:
             close_quietly(self._conn)
             self._conn = None
-        self._stop.wait(backoff.next())
 
     def _wait_for_events(self) -> None:
         assert self._conn is not None
@@ -294,7 +376,7 @@ class Relay:
         batch = self._publisher.await_oldest(flush, self._position)
         if self._state == "kafka_unavailable":
             # Only an acknowledgement proves Kafka is back, not a new connection.
-            log.info("relay: Kafka is back; resuming after position %d", batch.last_position)
+            log.info("%sKafka is back; resuming after position %d", self._who, batch.last_position)
             self._set_state("publishing", "", quiet=True)
             self._kafka_backoff.reset()
         assert self._conn is not None and self._tracker is not None
@@ -314,7 +396,7 @@ class Relay:
         self._report(detail)
         if not quiet:
             level = logging.WARNING if state.endswith("unavailable") else logging.INFO
-            log.log(level, "relay: %s", detail)
+            log.log(level, "%s%s", self._who, detail)
 
     def _report(self, detail: str = "") -> None:
         if self.on_progress is not None:

@@ -22,8 +22,13 @@ _FAST_HEAD = re.compile(
 )
 
 
-def build_message(row: StoredRow) -> tuple[bytes, bytes, list[Header]]:
-    """Key, value and headers for one stored row.
+def build_message(row: StoredRow, tenant: bytes | None = None) -> tuple[bytes, bytes, list[Header]]:
+    """Key, value and headers for one stored row; `tenant` is the id of the tenant
+    whose store holds it (None: a single-ledger deployment).
+
+    The key is the customer id, or `TENANT/CUSTOMER_ID` for a tenant's event (one
+    topic carries every tenant; order is per key), and a tenant's messages carry the
+    header `tenant` last. Without a tenant the message is what it always was.
 
     The value is the stored JSON with `position`, `stream_id` and `stream_version`
     spliced in before its closing brace: the stored bytes are already the
@@ -59,6 +64,9 @@ def build_message(row: StoredRow) -> tuple[bytes, bytes, list[Header]]:
     ]
     if stored_version is not None:
         headers.append(("stored_schema_version", b"%d" % stored_version))
+    if tenant is not None:
+        headers.append(("tenant", tenant))
+        return b"%s/%s" % (tenant, customer_id), value, headers
     return customer_id, value, headers
 
 

@@ -143,12 +143,13 @@ class Publisher:
         assert producer is not None
         produce = producer.produce
         topic = self.config.topic
+        tenant = None if self.config.tenant is None else self.config.tenant.encode()
         batch = Batch(self.sent)
         on_delivery = batch.on_delivery
         pending_bytes = 0
         try:
             for row in rows:
-                key, value, headers = build_message(row)
+                key, value, headers = build_message(row, tenant)
                 try:
                     produce(topic, value, key, on_delivery=on_delivery, headers=headers)
                 except BufferError:  # librdkafka's queue is full: wait for room

@@ -31,7 +31,7 @@ from services.errors import Category, ServiceError, service_errors
 
 if TYPE_CHECKING:
     from consumers.kafka_config import KafkaSettings
-    from relay import Relay, RelayProgress, RelayResult
+    from relay import Relay, RelayConfig, RelayProgress, RelayResult
     from relay.tracking import RelayStatus
 
 __all__ = [
@@ -54,6 +54,7 @@ __all__ = [
     "projection_names",
     "projections_status",
     "rebuild_projections",
+    "relay_config",
     "relay_defaults",
     "relay_position",
     "reset_projections",
@@ -242,6 +243,28 @@ class RelayOptions:
     poll_interval_s: float | None = None
 
 
+def relay_config(options: RelayOptions) -> RelayConfig:
+    """The relay's configuration from `options` (imports the relay)."""
+    from relay import RelayConfig
+
+    config = RelayConfig(
+        topic=options.topic,
+        name=options.name,
+        replication_factor=options.replication_factor,
+        delivery_timeout_s=options.delivery_timeout_s,
+        max_backoff_s=options.max_backoff_s,
+    )
+    if options.batch_size is not None:
+        config.batch_size = options.batch_size
+    if options.partitions is not None:
+        config.partitions = options.partitions
+    if options.compression is not None:
+        config.compression = None if options.compression == "none" else options.compression
+    if options.poll_interval_s is not None:
+        config.poll_interval_s = config.sqlite_poll_interval_s = options.poll_interval_s
+    return config
+
+
 class RelayRun:
     """One relay publishing stored events to Kafka, from the tracked position on.
 
@@ -254,23 +277,9 @@ class RelayRun:
         options: RelayOptions,
         on_progress: Callable[[RelayProgress], None] | None = None,
     ) -> None:
-        from relay import Relay, RelayConfig
+        from relay import Relay
 
-        config = RelayConfig(
-            topic=options.topic,
-            name=options.name,
-            replication_factor=options.replication_factor,
-            delivery_timeout_s=options.delivery_timeout_s,
-            max_backoff_s=options.max_backoff_s,
-        )
-        if options.batch_size is not None:
-            config.batch_size = options.batch_size
-        if options.partitions is not None:
-            config.partitions = options.partitions
-        if options.compression is not None:
-            config.compression = None if options.compression == "none" else options.compression
-        if options.poll_interval_s is not None:
-            config.poll_interval_s = config.sqlite_poll_interval_s = options.poll_interval_s
+        config = relay_config(options)
         self.topic = config.topic
         self.tracking_name = config.tracking_name
         self._relay: Relay = Relay(url, kafka, config, on_progress=on_progress)

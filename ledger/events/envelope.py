@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, PrivateAttr
 
 from ledger.events.common import Actor, Contract, CustomerId, Payload, Timestamp
 
@@ -53,3 +53,18 @@ class RecordedEvent(Contract):
     position: int | None = None
     stream_id: UUID | None = None
     stream_version: int | None = None
+    # Not part of the document (nor of its schema): the tenant whose store holds
+    # the event, from a Kafka message's `tenant` header; None for a single ledger.
+    _tenant: str | None = PrivateAttr(default=None)
+
+    @property
+    def tenant(self) -> str | None:
+        """The tenant whose store holds this event (`with_tenant`), None for a
+        single ledger's event."""
+        return self._tenant
+
+    def with_tenant(self, tenant: str | None) -> RecordedEvent:
+        """This event, marked as a tenant's (the subscriber kit does, from the
+        message's `tenant` header)."""
+        self._tenant = tenant
+        return self

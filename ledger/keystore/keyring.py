@@ -117,6 +117,16 @@ class Keyring:
                 ring.close()
             cls._instances.clear()
 
+    @classmethod
+    def close_for(cls, url: DatabaseURL) -> None:
+        """Close the keyring of the ledger at `url`, if one was made: its cached keys
+        and its connection go (both come back on next use). A worker of many
+        tenants does this for a tenant gone idle."""
+        with cls._instances_lock:
+            ring = cls._instances.get(url)
+        if ring is not None:
+            ring.close()
+
     def forget(self) -> None:
         """Drop the cached keys (they are read again when next needed)."""
         with self._lock:

@@ -398,3 +398,30 @@ def test_relay_and_subscriber_carry_an_erasure_and_last_contact_forgets(
         assert seen_types.count("customer.erased") == 1
         assert last_contact_of(conn, "ann") is None
         assert last_contact_of(conn, "bob") is not None
+
+
+def test_the_tenant_of_each_event_is_exposed_and_tenants_are_told_apart(
+    pg_url: str, other_pg_url: str, sqlite_url: str, kafka_broker: TansuBroker
+) -> None:
+    # The same events (same event ids) in two tenants' stores and a single ledger.
+    events = history(["ann", "bob"], 3)
+    for url in (pg_url, other_pg_url, sqlite_url):
+        append(url, events)
+    bootstrap = kafka_broker.bootstrap
+    relay_all(pg_url, bootstrap, tenant="shop-1")
+    relay_all(other_pg_url, bootstrap, tenant="shop-2")
+    relay_all(sqlite_url, bootstrap)
+
+    handled: list[tuple[str | None, str, str]] = []
+
+    def handle(e: RecordedEvent) -> None:
+        handled.append((e.tenant, e.customer_id, str(e.event_id)))
+
+    sub = subscriber(handle, bootstrap, "tenants", seen=InMemorySeenStore())
+    with running(sub):
+        wait_for(lambda: sub.stats.processed == 3 * len(events))
+    # Nothing of one tenant is taken for a redelivery of another's.
+    assert sub.stats.duplicates == 0 and sub.stats.handled == 3 * len(events)
+    ids = sorted(str(e["event_id"]) for e in events)
+    for tenant in ("shop-1", "shop-2", None):
+        assert sorted(i for t, _, i in handled if t == tenant) == ids, tenant

@@ -51,6 +51,17 @@ def test_the_value_is_the_stored_envelope_plus_its_place_in_the_ledger() -> None
     ]
 
 
+def test_a_tenants_message_is_keyed_by_tenant_and_customer_with_a_tenant_header() -> None:
+    plain_key, plain_value, plain_headers = build_message(row(current_layout()))
+    for state in (current_layout(), json.dumps(json.loads(current_layout())).encode()):
+        key, value, headers = build_message(row(state), b"shop-1")
+        assert key == b"shop-1/cust-1"
+        # The value is the single ledger's; the tenant is a header, after the others.
+        assert json.loads(value) == json.loads(plain_value)
+        assert headers == [*plain_headers, ("tenant", b"shop-1")]
+    assert plain_key == b"cust-1" and "tenant" not in dict(plain_headers)
+
+
 def test_both_paths_give_the_same_message() -> None:
     state = current_layout()
     assert _FAST_HEAD.match(state)
