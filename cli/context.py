@@ -50,8 +50,16 @@ def metrics_options(command: Any) -> Any:
     )(command)
 
 
-def start_metrics(url: DatabaseURL, port: int | None, host: str, follow: bool) -> None:
-    """With `--metrics-port`, serve the store's metrics from a daemon thread; it
+def start_metrics(
+    url: DatabaseURL | None,
+    port: int | None,
+    host: str,
+    follow: bool,
+    *,
+    tenants_option: str | None = None,
+) -> None:
+    """With `--metrics-port`, serve the store's metrics (`url`), or every tenant's of
+    the directory (`url` None: a worker of many tenants), from a daemon thread; it
     needs `--follow`, and a port that cannot be bound is a usage error."""
     if port is None:
         return
@@ -59,7 +67,12 @@ def start_metrics(url: DatabaseURL, port: int | None, host: str, follow: bool) -
         raise CliError("--metrics-port needs --follow", EXIT_USAGE)
     from services import metrics  # prometheus-client only for processes that serve metrics
 
-    metrics.watch_store(url)
+    if url is None:
+        from services.tenants import directory
+
+        metrics.watch_tenants(directory(tenants_option))
+    else:
+        metrics.watch_store(url)
     try:
         metrics.serve_metrics(port, host)
     except OSError as exc:

@@ -101,7 +101,7 @@ def run(
     chosen = choose(names, all_, required=False)
     ctx = cli_context()
     if tenants is not None:
-        check_tenant_mode(ctx, follow, metrics_port)
+        check_tenant_mode(ctx, follow, metrics_port, metrics_host)
         run_workers(
             TenantWorkers.projections(
                 ctx.tenants_option,

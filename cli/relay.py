@@ -165,7 +165,7 @@ def run(
         poll_interval_s=poll_interval,
     )
     if tenants is not None:
-        check_tenant_mode(ctx, follow, metrics_port)
+        check_tenant_mode(ctx, follow, metrics_port, metrics_host)
         workers = TenantWorkers.relays(
             ctx.tenants_option,
             settings,

@@ -7,14 +7,17 @@ import sys
 
 import click
 
-from cli.context import EXIT_USAGE, CliContext, CliError, emit_json
+from cli.context import EXIT_USAGE, CliContext, CliError, emit_json, start_metrics
 from ledger.printable import printable
 from ledger.signals import stop_on_signals
 from services.workers import TenantWorkers, WorkerNotice, WorkerOptions
 
 
-def check_tenant_mode(ctx: CliContext, follow: bool, metrics_port: int | None) -> None:
-    """`--tenants` is for a following worker of the directory, not one store."""
+def check_tenant_mode(
+    ctx: CliContext, follow: bool, metrics_port: int | None, metrics_host: str
+) -> None:
+    """`--tenants` is for a following worker of the directory, not one store; its
+    `--metrics-port` serves every tenant's metrics (per server and the top ones)."""
     if not follow:
         raise CliError("--tenants needs --follow", EXIT_USAGE)
     if ctx.db_option or ctx.tenant:
@@ -22,8 +25,7 @@ def check_tenant_mode(ctx: CliContext, follow: bool, metrics_port: int | None) -
             "--tenants works the tenant directory's stores: give no --db or --tenant",
             EXIT_USAGE,
         )
-    if metrics_port is not None:
-        raise CliError("--metrics-port is not available with --tenants yet", EXIT_USAGE)
+    start_metrics(None, metrics_port, metrics_host, follow, tenants_option=ctx.tenants_option)
 
 
 def worker_options(

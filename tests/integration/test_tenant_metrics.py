@@ -116,3 +116,57 @@ def test_a_server_that_cannot_be_read_is_reported_down(
     samples = scrape(registry)
     assert samples["ledger_tenant_server_up"][(broken.server,)] == 0
     assert samples["ledger_tenant_server_up"][(tenants[0].server,)] == 1
+
+
+def test_a_worker_of_many_tenants_serves_their_metrics(
+    pg_url: str, fresh_pg_urls: Callable[[], str]
+) -> None:
+    import socket
+    import subprocess
+    import time
+
+    import httpx
+
+    from tests.cli_runner import LEDGER
+
+    found = directory(pg_url)
+    add_tenant(found, "shop-a", fresh_pg_urls(), None)
+    append(pg_url, "shop-a", "\n".join(demo_ndjson()))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    worker = subprocess.Popen(
+        [
+            LEDGER,
+            "--tenants-db",
+            pg_url,
+            "projections",
+            "run",
+            "--follow",
+            "--tenants",
+            "all",
+            "--claim-interval",
+            "0.5",
+            "--metrics-port",
+            str(port),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+                if 'ledger_tenants{server="postgresql://' in text:
+                    break
+            except httpx.TransportError:
+                pass
+            assert worker.poll() is None, worker.stderr.read() if worker.stderr else ""
+            assert time.monotonic() < deadline, "no tenant metrics"
+            time.sleep(0.2)
+        assert "ledger_server_events{" in text
+    finally:
+        worker.terminate()
+        assert worker.wait(30) == 0
