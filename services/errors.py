@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from ledger.config import ConfigError
 from ledger.errors import (
@@ -75,6 +76,11 @@ class ServiceError(Exception):
         self.errors = list(errors)
         self.code = code or next((e.code for e in self.errors if e.code), None)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Picklable, so a worker process can hand it back whole (Exception's own
+        # pickling passes only the message to __init__).
+        return (_service_error, (self.category, self.message, self.errors, self.code))
+
     @property
     def field(self) -> str | None:
         """The field at fault: the first error's with the rule's code, if any."""
@@ -82,6 +88,12 @@ class ServiceError(Exception):
             if self.code is None or e.code == self.code:
                 return e.field
         return None
+
+
+def _service_error(
+    category: Category, message: str, errors: list[RejectedField], code: str | None
+) -> ServiceError:
+    return ServiceError(category, message, errors, code=code)
 
 
 # Each kind of store error is one category: the adapters (ledger.errors) say what
