@@ -128,6 +128,12 @@ class Services:
             release_appenders(self._app)
             self._app.close()
             self._app = None
+            if self._tenant is not None:
+                # A process serves many tenants over time: a tenant's key store
+                # connection goes with its services (it comes back on next use).
+                from ledger.keystore.keyring import Keyring
+
+                Keyring.close_for(self._tenant.url)
 
 
 def prepare_store(conn: Connection) -> None:
@@ -153,6 +159,7 @@ def migrate(url: DatabaseURL) -> None:
     """Create every table the ledger needs; idempotent and safe to run concurrently."""
     # Imported here: the relay package is not needed by a reader of tabs.
     from ledger.application import LedgerApplication
+    from ledger.keystore.keyring import Keyring
     from relay.tracking import ensure_schema as ensure_relay_schema
 
     with service_errors():
@@ -161,6 +168,9 @@ def migrate(url: DatabaseURL) -> None:
             with Connection(url) as conn, conn.schema_transaction():
                 conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{url.schema}"')
         LedgerApplication(url, create_tables=True).close()
+        # Migrating opened the store's keyring; a process that migrates many
+        # stores (tenants added, moved) must not keep a connection for each.
+        Keyring.close_for(url)
         with Connection(url) as conn:
             ensure_schema(conn)
             ensure_relay_schema(conn)
