@@ -58,7 +58,7 @@ IDEMPOTENCY_KEY_OPTION = click.option(
 
 
 def tenant_worker_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """`--tenants`, `--claim-interval`, `--threads`, `--idle-close`: a worker that
+    """`--tenants`, `--claim-interval`, `--threads`, `--idle-close`, `--open-tenants`: a worker that
     serves the tenants of the directory (--tenants-db), shared with its peers."""
     for option in reversed(
         [
@@ -97,6 +97,15 @@ def tenant_worker_options(command: Callable[..., Any]) -> Callable[..., Any]:
                 metavar="SECONDS",
                 help="--tenants: close a tenant's connections (and producer) after this "
                 "long without new events.",
+            ),
+            click.option(
+                "--open-tenants",
+                type=click.IntRange(1, 10_000),
+                default=16,
+                show_default=True,
+                help="--tenants: keep at most about this many tenants' connections (and "
+                "producers) open between their passes; the least recently worked are "
+                "closed first. Bounds the worker's connections to each server.",
             ),
         ]
     ):

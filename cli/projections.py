@@ -82,6 +82,7 @@ def run(
     claim_interval: float,
     threads: int,
     idle_close: float,
+    open_tenants: int,
     metrics_port: int | None,
     metrics_host: str,
     output_format: str,
@@ -106,7 +107,15 @@ def run(
             TenantWorkers.projections(
                 ctx.tenants_option,
                 chosen,
-                worker_options(tenants, claim_interval, threads, idle_close, interval, max_backoff),
+                worker_options(
+                    tenants,
+                    claim_interval,
+                    threads,
+                    idle_close,
+                    open_tenants,
+                    interval,
+                    max_backoff,
+                ),
                 NoticePrinter("projections", output_format),
                 batch_size=batch_size,
             )

@@ -33,6 +33,7 @@ def worker_options(
     claim_interval: float,
     threads: int,
     idle_close: float,
+    open_tenants: int,
     poll_interval: float,
     max_backoff: float,
 ) -> WorkerOptions:
@@ -43,6 +44,7 @@ def worker_options(
         poll_interval=poll_interval,
         threads=threads,
         idle_close_s=idle_close,
+        open_jobs=open_tenants,
         max_backoff=max_backoff,
     )
 

@@ -157,6 +157,10 @@ class WorkerSettings:
     threads: int = 4
     idle_close_s: float = 60.0
     max_backoff: float = 30.0
+    # Tenants whose job (connections, a relay's producer) stays open between
+    # passes: beyond it the least recently worked are closed, so a worker of many
+    # busy tenants holds a bounded number of connections to each server.
+    open_jobs: int = 16
 
 
 class _State:
@@ -475,10 +479,15 @@ class TenantWorker:
         limit = time.monotonic() - self.settings.idle_close_s
         idle: list[TenantJob] = []
         with self._lock:
-            for state in self._states.values():
-                if state.job is not None and not state.running and state.last_pass < limit:
+            opened = [s for s in self._states.values() if s.job is not None]
+            closable = sorted((s for s in opened if not s.running), key=lambda s: s.last_pass)
+            surplus = len(opened) - self.settings.open_jobs
+            for state in closable:
+                if state.last_pass < limit or surplus > 0:
+                    assert state.job is not None
                     idle.append(state.job)
                     state.job = None
+                    surplus -= 1
         for job in idle:
             _close_quietly(job)
 

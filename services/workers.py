@@ -89,6 +89,7 @@ class WorkerOptions:
     threads: int = DEFAULT_THREADS
     idle_close_s: float = DEFAULT_IDLE_CLOSE
     max_backoff: float = 30.0
+    open_jobs: int = 16
 
 
 class TenantWorkers:
@@ -114,6 +115,7 @@ class TenantWorkers:
             threads=options.threads,
             idle_close_s=options.idle_close_s,
             max_backoff=options.max_backoff,
+            open_jobs=options.open_jobs,
         )
         self._worker = TenantWorker(directory(directory_option), make_job, settings, on_notice)
 
