@@ -178,6 +178,7 @@ class _State:
         self.failing = False
         self.reported = False
         self.releasing = False
+        self.executing = False  # its pass is on a thread now (not only queued)
         self.backoff = Backoff(max_backoff, first=0.5)
 
     @property
@@ -406,12 +407,17 @@ class TenantWorker:
         result: PassResult | None = None
         error: BaseException | None = None
         try:
+            evicted: TenantJob | None = None
             with self._lock:
+                state.executing = True
                 if state.job is None:
+                    evicted = self._evict_for(state)
                     state.job = self.make_job(state.tenant)
                 job = state.job
                 if state.releasing:  # let go of before this pass had its job
                     job.stop()
+            if evicted is not None:
+                _close_quietly(evicted)
             result = job.run_pass()
         except Exception as exc:
             error = exc
@@ -422,6 +428,7 @@ class TenantWorker:
         now = time.monotonic()
         with self._lock:
             state.future = None
+            state.executing = False
             state.last_pass = now
             if result is not None:
                 state.seen_head = max(state.seen_head, state.wanted_head, result.position)
@@ -455,6 +462,22 @@ class TenantWorker:
                 self.notify(WorkerNotice("line", tenant, detail=line))
         if again:
             self._schedule(tenant, None)
+
+    def _evict_for(self, state: _State) -> TenantJob | None:
+        """With `open_jobs` jobs open, take the least recently worked idle one from
+        its tenant to make room for `state`'s (called under the lock; the caller
+        closes it)."""
+        opened = [s for s in self._states.values() if s.job is not None]
+        if len(opened) < self.settings.open_jobs:
+            return None
+        # A queued pass makes its job again when its turn comes; one on a
+        # thread is using its job.
+        idle = [s for s in opened if not s.executing and s is not state]
+        if not idle:
+            return None
+        oldest = min(idle, key=lambda s: s.last_pass)
+        job, oldest.job = oldest.job, None
+        return job
 
     def _retry_due(self) -> None:
         now = time.monotonic()
