@@ -105,6 +105,9 @@ class TenantDirectory:
     def ensure(self, conn: Connection) -> None:
         """Create the directory table if missing (idempotent, safe concurrently)."""
         with conn.schema_transaction():
+            if conn.kind == "postgresql":
+                # Config allows only plain schema names: safe to quote.
+                conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{conn.url.schema}"')
             conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {TENANTS_TABLE} ("
                 "tenant TEXT PRIMARY KEY, db TEXT NOT NULL, state TEXT NOT NULL, "

@@ -108,3 +108,14 @@ def test_tenant_without_a_directory_is_a_usage_error() -> None:
     result = run_ledger("--tenant", "shop-1", "tab", "c", "card", env={"LEDGER_TENANTS_URL": ""})
     assert result.returncode == 2
     assert "no tenant directory: give --tenants-db URL or set LEDGER_TENANTS_URL" in result.stderr
+
+
+def test_a_directory_in_a_schema_not_made_yet_makes_it(tmp_path: Path) -> None:
+    schema = f"dir_{__import__('uuid').uuid4().hex[:10]}"
+    directory_url = f"{PG_URL}?schema={schema}"
+    try:
+        tenants(directory_url, "add", "shop-1", "--db", f"sqlite:///{tmp_path / 's.db'}")
+        assert [i["tenant"] for i in tenants(directory_url, "list")["items"]] == ["shop-1"]  # type: ignore[union-attr]
+    finally:
+        with _pg_admin() as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
