@@ -406,6 +406,14 @@ class TenantWorker:
         tenant = state.tenant.tenant
         result: PassResult | None = None
         error: BaseException | None = None
+        with self._lock:
+            if state.releasing and state.job is None:
+                # Let go of before its pass started: nothing is in flight, and
+                # opening its store now would only hold a connection until the
+                # release gets to it (a worker letting go of a hundred tenants
+                # at start held a hundred).
+                state.future = None
+                return
         try:
             evicted: TenantJob | None = None
             with self._lock:
