@@ -46,6 +46,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -122,8 +123,8 @@ def tenant_events(index: int, count: int, customers: int = 20) -> list[str]:
 # application and pool; a worker's tenant jobs), and a worker's threads: one
 # PostgreSQL server here holds every "server" of the run, and its 100
 # connections are shared by the appenders and the six workers.
-OPEN_TENANTS = 2
-WORKER_THREADS = 2
+OPEN_TENANTS = 1
+WORKER_THREADS = 1
 
 
 def append_share(
@@ -256,10 +257,19 @@ class Workers:
         return kind
 
     def stop(self) -> list[int]:
+        """SIGTERM every worker; one still running after 60 s is killed (its
+        code then is -9, which fails the run)."""
         for _, process in self.running:
             if process.poll() is None:
                 process.terminate()
-        return [process.wait(60) for _, process in self.running]
+        codes = []
+        for _, process in self.running:
+            try:
+                codes.append(process.wait(60))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                codes.append(process.wait(10))
+        return codes
 
 
 def caught_up(dep: Deployment) -> bool:
@@ -280,6 +290,7 @@ def check_tenant(url: str, records: list[Any], tenant: str) -> dict[str, Any]:
     the topic, its chain."""
     from ledger.audit.verify import verify_chain
     from ledger.db import Connection
+    from ledger.keystore.keyring import Keyring
     from services.operations import rebuild_projections
     from tests import projection_support
     from tests.relay_support import position_of, stored_positions
@@ -290,6 +301,9 @@ def check_tenant(url: str, records: list[Any], tenant: str) -> dict[str, Any]:
         chain = verify_chain(conn)
     rebuilt = projection_support.dump(url)
     stored = stored_positions(url)
+    # The checks read sealed values: one keyring (a connection) per tenant,
+    # closed before the next tenant's.
+    Keyring.close_for(parse_database_url(url))
     mine = [r for r in records if dict(r.headers).get("tenant") == tenant.encode()]
     counts = Counter(position_of(r) for r in mine)
     first: dict[bytes, list[int]] = defaultdict(list)
@@ -324,7 +338,7 @@ def soak(
     claim_interval: float = 1.0,
     bootstrap: str | None = None,
     pg_url: str = DEFAULT_PG,
-    catch_up_timeout: float = 120.0,
+    catch_up_timeout: float = 600.0,
     seed: int = 24,
 ) -> dict[str, Any]:
     """The scale run: see the module's docstring, (soak). The result's `ok` says
@@ -430,6 +444,8 @@ def main() -> None:
     parser.add_argument("--bootstrap", default=None)
     parser.add_argument("--format", choices=["human", "json"], default="human")
     args = parser.parse_args()
+    # Stopped by a signal, the run still stops its workers and drops its databases.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.part == "soak":
         result = soak(
             args.servers,
