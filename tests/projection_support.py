@@ -247,14 +247,15 @@ def wait_until_caught_up(url: str, timeout: float = 30) -> dict[str, int]:
             time.sleep(0.05)
 
 
-class FollowerProcess:
-    """`ledger projections run --all --follow` in a real process, its JSON notices collected
-    (the production follower is `projections.following.Follower`)."""
+class NoticeProcess:
+    """A `ledger` command with `--format json` in a real process: its JSON notices
+    (stdout, one a line) and its stderr collected as they come."""
 
-    def __init__(self, url: str, *extra: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
         self.process = subprocess.Popen(
-            [LEDGER, "projections", "run", "--all", "--follow", "--format", "json", *extra],
-            env={**os.environ, "LEDGER_DATABASE_URL": url, **(env or {})},
+            [LEDGER, *args],
+            env={**os.environ, **env},
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -277,6 +278,17 @@ class FollowerProcess:
     def _read_errors(self) -> None:
         assert self.process.stderr is not None
         self.errors.extend(self.process.stderr)
+
+
+class FollowerProcess(NoticeProcess):
+    """`ledger projections run --all --follow` in a real process, its JSON notices collected
+    (the production follower is `projections.following.Follower`)."""
+
+    def __init__(self, url: str, *extra: str, env: dict[str, str] | None = None) -> None:
+        super().__init__(
+            ["projections", "run", "--all", "--follow", "--format", "json", *extra],
+            {"LEDGER_DATABASE_URL": url, **(env or {})},
+        )
 
     def wait_for(self, kind: str, count: int = 1, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout

@@ -8,10 +8,8 @@ tenant's events once each, keyed TENANT/CUSTOMER_ID with a `tenant` header."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -35,6 +33,7 @@ from tests import projection_support, relay_support
 from tests.cli_runner import LEDGER
 from tests.conftest import PG_URL
 from tests.factories import append_to_url as append
+from tests.projection_support import NoticeProcess
 from tests.relay_support import position_of, stored_positions, topic_reader
 
 if TYPE_CHECKING:
@@ -53,14 +52,13 @@ def add_tenants(directory: str, make_url: Callable[[], str]) -> dict[str, str]:
     return {t: add_tenant(found, t, make_url(), None).db for t in TENANTS}
 
 
-class Worker:
+class Worker(NoticeProcess):
     """`ledger <command> run --follow --tenants all --format json` in a real process,
     its notices collected."""
 
     def __init__(self, directory: str, command: str, *extra: str, env: dict[str, str]) -> None:
-        self.process = subprocess.Popen(
+        super().__init__(
             [
-                LEDGER,
                 "--tenants-db",
                 directory,
                 command,
@@ -74,30 +72,8 @@ class Worker:
                 "json",
                 *extra,
             ],
-            env={**os.environ, **env},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+            env,
         )
-        self.notices: list[dict[str, Any]] = []
-        self.errors: list[str] = []
-        self._readers = [
-            threading.Thread(target=self._read_notices, daemon=True),
-            threading.Thread(target=self._read_errors, daemon=True),
-        ]
-        for reader in self._readers:
-            reader.start()
-
-    def _read_notices(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            if line.strip():
-                self.notices.append(json.loads(line))
-
-    def _read_errors(self) -> None:
-        assert self.process.stderr is not None
-        self.errors.extend(self.process.stderr)
 
     def wait_for(self, event: str, count: int = 1, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout
