@@ -222,10 +222,7 @@ class Relay:
             try:
                 rows = [] if self._finishing.is_set() else self._read()
             except DATABASE_ERRORS as exc:
-                if db_backoff is None:
-                    self._database_lost(exc)
-                    raise
-                self._database_failed(exc, db_backoff)
+                self._wait_out(exc, db_backoff)
                 continue
             if self._conn is None:  # stopped while standing by, or not standing by
                 return False
@@ -250,10 +247,7 @@ class Relay:
                 self._kafka_failed(exc.reason)
                 continue
             except DATABASE_ERRORS as exc:
-                if db_backoff is None:
-                    self._database_lost(exc)
-                    raise
-                self._database_failed(exc, db_backoff)
+                self._wait_out(exc, db_backoff)
                 continue
             if rows:
                 if self._state == "caught_up":
@@ -264,6 +258,13 @@ class Relay:
         return False
 
     # -- database -----------------------------------------------------------------
+
+    def _wait_out(self, exc: BaseException, db_backoff: Backoff | None) -> None:
+        """A database failure: waited out with `db_backoff`, or raised without one."""
+        if db_backoff is None:
+            self._database_lost(exc)
+            raise exc
+        self._database_failed(exc, db_backoff)
 
     def _open_database(self) -> None:
         if auto_migrate() and not self._migrated:
