@@ -71,8 +71,8 @@ def freeze(conn: Connection, destination: str) -> None:
         ).format(
             schema=schema,
             function=Identifier(_FREEZE_FUNCTION),
-            message=_literal(message),
-            code=_literal(MOVED_SQLSTATE),
+            message=Literal(message),
+            code=Literal(MOVED_SQLSTATE),
         )
     )
     conn.raw.execute(
@@ -109,16 +109,12 @@ def copy_events(source: Connection, destination: Connection, after: int) -> int:
         columns=columns,
         schema=Identifier(source.url.schema),
         table=Identifier(EVENTS_TABLE),
-        after=_literal(after),
+        after=Literal(after),
     )
     inp = SQL("COPY {}.{} ({}) FROM STDIN (FORMAT BINARY)").format(
         Identifier(destination.url.schema), Identifier(EVENTS_TABLE), columns
     )
-    _forward(source, destination, out, inp)
-    row = destination.fetchone(
-        f"SELECT COUNT(*) FROM {EVENTS_TABLE} WHERE notification_id > ?", (after,)
-    )
-    return int(row[0]) if row else 0
+    return _forward(source, destination, out, inp)
 
 
 def replace_table(source: Connection, destination: Connection, table: str) -> int:
@@ -139,28 +135,17 @@ def replace_table(source: Connection, destination: Connection, table: str) -> in
     inp = SQL("COPY {}.{} ({}) FROM STDIN (FORMAT BINARY)").format(
         Identifier(destination.url.schema), Identifier(table), names
     )
-    _forward(source, destination, out, inp)
-    row = destination.raw.execute(
-        SQL("SELECT COUNT(*) FROM {}.{}").format(
-            Identifier(destination.url.schema), Identifier(table)
-        )
-    ).fetchone()
-    return int(row[0]) if row else 0
+    return _forward(source, destination, out, inp)
 
 
-def _forward(source: Connection, destination: Connection, out: Any, inp: Any) -> None:
-    with (
-        source.raw.cursor() as reading,
-        destination.raw.cursor() as writing,
-        reading.copy(out) as rows_out,
-        writing.copy(inp) as rows_in,
-    ):
-        for block in rows_out:
-            rows_in.write(block)
-
-
-def _literal(value: object) -> Literal:
-    return Literal(value)
+def _forward(source: Connection, destination: Connection, out: Any, inp: Any) -> int:
+    """Stream `out`'s COPY blocks into `inp`; the rows written, as the server
+    counted them (no second scan to count them)."""
+    with source.raw.cursor() as reading, destination.raw.cursor() as writing:
+        with reading.copy(out) as rows_out, writing.copy(inp) as rows_in:
+            for block in rows_out:
+                rows_in.write(block)
+        return int(writing.rowcount)
 
 
 def copy_prefix(source: Connection, destination: Connection) -> int:
