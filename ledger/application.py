@@ -136,9 +136,38 @@ class LedgerApplication(Application[UUID]):
             assert isinstance(snapshot, CustomerSnapshot)
             customers[stream_id] = snapshot.mutate(None)
             started[stream_id] = version
-        # Each stream's events after its snapshot (every event if it has none), a
-        # page at a time in stream order, so a long stream loads in bounded memory.
+        # Each stream's events after its snapshot (every event if it has none).
         after = {stream_id: started.get(stream_id, 0) for stream_id in streams}
+        self._apply_after(store, customers, after, streams)
+        return {
+            customer_id: (
+                customers.get(stream_id) or Customer(id=stream_id, customer_id=customer_id),
+                started.get(stream_id, 0),
+            )
+            for stream_id, customer_id in streams.items()
+        }
+
+    def catch_up_customers(self, store: Queries, customers: Sequence[Customer]) -> None:
+        """Bring customers' states loaded earlier up to what `store` holds now: each
+        applies the stored events after its own version (another writer's since),
+        in one statement a page, where loading them afresh would decode their
+        snapshots and every stateful event again."""
+        for start in range(0, len(customers), _LOAD_CHUNK):
+            chunk = {c.id: c for c in customers[start : start + _LOAD_CHUNK]}
+            after = {stream_id: c.version for stream_id, c in chunk.items()}
+            self._apply_after(store, chunk, after, {})
+
+    def _apply_after(
+        self,
+        store: Queries,
+        customers: dict[UUID, Customer],
+        after: dict[UUID, int],
+        names: dict[UUID, str],
+    ) -> None:
+        """Apply to `customers` (by stream; one made from `names` for a stream
+        without a state yet) their streams' events after the versions in
+        `after`, a page at a time in stream order, so a long stream loads in
+        bounded memory."""
         while after:
             rows = streams_after(store, after, _LOAD_PAGE, STATEFUL_TYPES)
             for stream_id, version, topic, state in rows:
@@ -146,7 +175,7 @@ class LedgerApplication(Application[UUID]):
                 customer = customers.get(stream_id)
                 if customer is None:
                     customer = customers[stream_id] = Customer(
-                        id=stream_id, customer_id=streams[stream_id]
+                        id=stream_id, customer_id=names[stream_id]
                     )
                 # No state: a note, a call ... only moves the version, so the event
                 # is not decoded (most of a stream, and most of loading's cost).
@@ -159,13 +188,6 @@ class LedgerApplication(Application[UUID]):
             # before the last row's are complete.
             last = rows[-1][0].hex
             after = {s: v for s, v in after.items() if s.hex >= last}
-        return {
-            customer_id: (
-                customers.get(stream_id) or Customer(id=stream_id, customer_id=customer_id),
-                started.get(stream_id, 0),
-            )
-            for stream_id, customer_id in streams.items()
-        }
 
     def store_snapshot(self, store: Queries, customer: Customer) -> None:
         """Snapshot the customer through `store`: inside a write session it

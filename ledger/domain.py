@@ -10,7 +10,8 @@ table's claim index, and enforced by that index's uniqueness on insert.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from copy import copy
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -346,6 +347,15 @@ class Customer:
     def exists(self) -> bool:
         return self.version > 0 or bool(self._pending)
 
+    def clone(self) -> Customer:
+        """A copy that events applied to this one later leave as it is: an append
+        that loses the race to insert goes back to it instead of loading the
+        customer again."""
+        twin = copy(self)
+        for name in _CONTAINERS:
+            setattr(twin, name, getattr(self, name).copy())
+        return twin
+
     @property
     def merged(self) -> bool:
         """Whether this customer is part of a standing merge (either side)."""
@@ -620,6 +630,10 @@ class Customer:
 
     def discard_pending(self) -> None:
         self._pending = []
+
+
+# Customer's fields that hold sets, dicts and lists (copied by `Customer.clone`).
+_CONTAINERS = tuple(f.name for f in fields(Customer) if f.default_factory in (set, dict, list))
 
 
 def _check_mergeable(field: str, customer_id: str, customer: Customer | None) -> None:

@@ -22,19 +22,21 @@ SUBJECT_OWNERS = Lookup(
     where="creates_subject = ? AND ",
     where_params=(True,),
 )
-# Customer streams with stored events: (stream id as text, -, -). SQLite stores
-# stream ids as 32-digit hex text, PostgreSQL as uuid (`stream_keys`).
-STREAMS = Lookup(
+# Customer streams with stored events, and the latest version of each: (stream
+# id as text, -, version as text). SQLite stores stream ids as 32-digit hex
+# text, PostgreSQL as uuid (`stream_keys`).
+STREAM_VERSIONS = Lookup(
     EVENTS_TABLE,
     "originator_id",
     "CAST(originator_id AS TEXT)",
-    distinct=True,
+    text="CAST(MAX(originator_version) AS TEXT)",
+    grouped=True,
     probe_type="uuid",
 )
 
 
 def stream_keys(kind: str, stream_ids: Sequence[UUID]) -> list[Any]:
-    """Stream ids as `STREAMS` asks for them on a store of `kind`."""
+    """Stream ids as `STREAM_VERSIONS` asks for them on a store of `kind`."""
     return list(stream_ids) if kind == "postgresql" else [s.hex for s in stream_ids]
 
 
@@ -48,9 +50,9 @@ def owners(rows: list[tuple[Any, Any, Any]]) -> dict[str, str]:
     return {r[0]: r[2] for r in rows}
 
 
-def streams(rows: list[tuple[Any, Any, Any]]) -> set[UUID]:
-    """The answer to STREAMS: the stream ids that have stored events."""
-    return {UUID(r[0]) for r in rows}
+def versions(rows: list[tuple[Any, Any, Any]]) -> dict[UUID, int]:
+    """The answer to STREAM_VERSIONS: the latest version of each stream that has events."""
+    return {UUID(r[0]): int(r[2]) for r in rows}
 
 
 def states_by_event_id(conn: Queries, event_ids: Sequence[str]) -> dict[str, bytes]:

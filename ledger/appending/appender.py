@@ -203,16 +203,16 @@ class Appender(Decider):
         while attempt < OPTIMISTIC_ATTEMPTS:
             attempt += 1
             with ring.deferring() if ring is not None else nullcontext():
-                decision = self._decide(batch, self._db)
+                decision = self._decide(batch, self._db, undoable=True)
                 if any(
                     r.reason_class == "rule" for r in decision.rejections
                 ) and not self._still_current(self._db, decision):
                     # Refused on a customer's state cached by an earlier append
                     # and changed since by another writer: decide again afresh.
-                    self._forget_written()
+                    self._forget_decided(decision)
                     continue
                 if whole and decision.rejections:
-                    self._forget_written()  # their states hold events not stored
+                    self._forget_decided(decision)  # their states hold events not stored
                     report.duplicates += decision.duplicates
                     report.rejected.extend(decision.rejections)
                     _not_stored(report)
@@ -224,9 +224,9 @@ class Appender(Decider):
                                 ring.write_deferred(session)
                             self._insert(session, decision, report)
                 except IntegrityError:
-                    # Another writer got there first; forget what we believed and redo.
+                    # Another writer got there first; forget what we decided and redo.
                     report._undo_to(mark)
-                    self._forget_written()
+                    self._forget_decided(decision)
                     time.sleep(random.uniform(0, 0.01 * 2**attempt))
                     continue
                 except Exception as exc:

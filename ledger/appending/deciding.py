@@ -81,6 +81,8 @@ class Decision:
     # The version of each customer whose state came from the cache, as it stood
     # before this batch: what a concurrent writer may have changed since.
     cached_versions: dict[str, int] = field(default_factory=dict)
+    # Deciding `undoable`: each changed customer's state before this batch.
+    before: dict[str, Customer] = field(default_factory=dict)
 
 
 class Decider:
@@ -154,6 +156,25 @@ class Decider:
         self._seen.clear()
         self._claims.clear()
 
+    def _forget_decided(self, decision: Decision) -> None:
+        """After an `undoable` decision that was not stored (a concurrent writer
+        won, or a rejection voids it): the states it changed go back to what
+        they were before it, and the ids, claims and new keys it made are
+        forgotten. Every kept state is checked against the store before it is
+        used again (`_catch_up`)."""
+        for customer in decision.touched:
+            before = decision.before.get(customer.customer_id)
+            cached = self._customers.get(customer.customer_id)
+            if before is not None and cached is not None and cached.customer is customer:
+                cached.customer = before
+            else:
+                self._customers.pop(customer.customer_id, None)
+        self._seen.clear()
+        self._claims.clear()
+        ring = self.app.ledger_mapper.keyring
+        if ring is not None:
+            ring.release()  # this thread's keys, some made for this decision only
+
     def _forget_written(self) -> None:
         self._customers.clear()
         self._pinned.clear()
@@ -165,9 +186,12 @@ class Decider:
 
     # -- deciding -----------------------------------------------------------------------
 
-    def _decide(self, batch: list[InputItem], store: Queries) -> Decision:
+    def _decide(
+        self, batch: list[InputItem], store: Queries, *, undoable: bool = False
+    ) -> Decision:
         """What `batch` comes to, given what `store` holds (a write session sees its
-        own inserts) and the events of this input not inserted yet."""
+        own inserts) and the events of this input not inserted yet. `undoable`:
+        keep each changed customer's state as it was before (`_forget_decided`)."""
         parsed = [(item, _parse(item)) for item in batch]
         events: list[InboundEvent] = []
         # Each given id as text once (UUID formatting is Python code), and the
@@ -190,18 +214,23 @@ class Decider:
         question = keyring.ask(customer_ids) if keyring else None
         wanted = dict.fromkeys([*customer_ids, *named])
         missing = self._uncached(wanted)
-        cached_versions = {c: self._customer(c).version for c in wanted if c not in missing}
         subjects = [s for s in created.values() if s not in self._claims]
         streams = {c: customer_stream_id(c) for c in missing}
+        # Cached states are checked against the stored versions: another writer
+        # (the server's other appenders, the group writer, another process) may
+        # have appended since, and deciding on a stale state would lose the race
+        # to insert (a wide batch nearly always did, under a mixed load).
+        kept = [self._customers[c].customer for c in wanted if c in self._customers]
         # Everything this batch needs from the store, in one statement (on
         # PostgreSQL each is a round trip, and a group of one-event appends is a
         # batch): keys (when they live in the ledger's database), stored events
-        # under the given ids, owners of the subjects created, and which of the
-        # customers not cached have events.
+        # under the given ids, owners of the subjects created, and the stored
+        # versions of the customers not cached (which have events) and cached.
+        stream_ids = [*streams.values(), *(c.id for c in kept)]
         asked: list[tuple[Lookup, Sequence[Any]]] = [
             (lookups.EVENT_STATES, list(given_ids.values())),
             (lookups.SUBJECT_OWNERS, subjects),
-            (lookups.STREAMS, lookups.stream_keys(store.kind, list(streams.values()))),
+            (lookups.STREAM_VERSIONS, lookups.stream_keys(store.kind, stream_ids)),
         ]
         if question is not None and keyring is not None and keyring.shared:
             asked.append((KEY_LOOKUP, question.missing))
@@ -219,12 +248,16 @@ class Decider:
         )
         stored = self._stored_digests(lookups.states(found[0]))
         self._claims.update(lookups.owners(found[1]))
-        self._load_customers(store, streams, lookups.streams(found[2]))
+        versions = lookups.versions(found[2])
+        self._load_customers(store, streams, set(versions))
+        self._catch_up(store, kept, versions)
+        cached_versions = {c: self._customer(c).version for c in wanted if c not in missing}
         self._load_groups(store, customer_ids)
         now = self.entropy.now()
         out: list[AcceptedEvent] = []
         touched: dict[str, Customer] = {}
         decision = Decision([], [], [], 0, [], cached_versions)
+        before = decision.before if undoable else None
         # Looked up once, not per event.
         customer_of, seen, claims, policy = self._customer, self._seen, self._claims, self.policy
         accepted_items = decision.items
@@ -263,6 +296,8 @@ class Decider:
                 )
                 continue
             event_id = given_id or self.entropy.new_event_id()
+            if before is not None and event.customer_id not in touched:
+                before[event.customer_id] = customer.clone()
             out.append(customer.record(event, event_id, now))
             accepted_items.append(item)
             touched[event.customer_id] = customer
@@ -281,6 +316,24 @@ class Decider:
                     keyring.destroy(store, e.envelope.customer_id)
         decision.touched = list(touched.values())
         return decision
+
+    def _catch_up(self, store: Queries, kept: list[Customer], stored: dict[UUID, int]) -> None:
+        """Bring the cached states of `kept` to their `stored` versions: those
+        behind apply the events since. One ahead of the store holds events that
+        were never stored (it cannot be, as a failed insert drops the states it
+        touched; reloaded all the same)."""
+        behind: list[Customer] = []
+        for customer in kept:
+            version = stored.get(customer.id, 0)
+            if version > customer.version:
+                behind.append(customer)
+            elif version < customer.version:
+                del self._customers[customer.customer_id]
+                self._load_customers(
+                    store, {customer.customer_id: customer.id}, {customer.id} if version else set()
+                )
+        if behind:
+            self.app.catch_up_customers(store, behind)
 
     def _still_current(self, store: Queries, decision: Decision) -> bool:
         """Whether the customers' states `decision` took from the cache are still
@@ -329,8 +382,8 @@ class Decider:
             if missing:
                 streams = {c: customer_stream_id(c) for c in missing}
                 keys = lookups.stream_keys(store.kind, list(streams.values()))
-                found = look_up(store, [(lookups.STREAMS, keys)])
-                self._load_customers(store, streams, lookups.streams(found[0]))
+                found = look_up(store, [(lookups.STREAM_VERSIONS, keys)])
+                self._load_customers(store, streams, set(lookups.versions(found[0])))
             wanted = more
             if not wanted:
                 break

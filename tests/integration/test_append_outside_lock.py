@@ -38,8 +38,10 @@ def _while_deciding(monkeypatch: pytest.MonkeyPatch, meanwhile: Callable[[], Non
     calls: list[int] = []
     ours: list[Decider] = []
 
-    def deciding(self: Decider, batch: list[InputItem], store: Queries) -> Decision:
-        decision = decide(self, batch, store)
+    def deciding(
+        self: Decider, batch: list[InputItem], store: Queries, **options: bool
+    ) -> Decision:
+        decision = decide(self, batch, store, **options)
         if ours and self is not ours[0]:
             return decision  # the other writer's
         ours[:] = [self]
@@ -146,3 +148,40 @@ def test_a_refusal_on_a_stale_cached_state_is_decided_again(app: LedgerApplicati
         again = _append(kept, [event("task.completed", "ann", {"task_id": "t1"})])
     assert [e.code for r in again.rejected for e in r.errors] == ["task_is_completed"]
     assert app.customer("ann").tasks == {"t1": "completed"}
+
+
+def test_a_conflict_puts_back_the_states_the_batch_changed_and_loads_no_one(
+    app: LedgerApplication, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lost decision's states go back to what they were before it, and the
+    next decision applies only what the winner stored: a wide batch that loses
+    a race does not load its customers again."""
+    customers = [f"c{i}" for i in range(4)]
+    append_ok(app, [_created(c) for c in customers])
+    loads: list[list[str]] = []
+    caught_up: list[list[tuple[str, int]]] = []
+    load, catch_up = LedgerApplication.load_customers, LedgerApplication.catch_up_customers
+
+    def counting(self: LedgerApplication, store: Any, ids: Any) -> Any:
+        loads.append(sorted(ids))
+        return load(self, store, ids)
+
+    def catching_up(self: LedgerApplication, store: Any, behind: Any) -> None:
+        caught_up.append([(c.customer_id, c.version) for c in behind])
+        catch_up(self, store, behind)
+
+    with Appender(app) as appender:
+        assert _append(appender, [_note(c, f"{c}-1") for c in customers]).ok  # all four kept
+        monkeypatch.setattr(LedgerApplication, "load_customers", counting)
+        monkeypatch.setattr(LedgerApplication, "catch_up_customers", catching_up)
+        calls = _while_deciding(monkeypatch, lambda: append_ok(app, [_note("c0", "other")]))
+        report = _append(appender, [_note("c0", "mine"), _note("c1", "mine")])
+        assert (report.ok, report.appended) == (True, 2)
+        assert len(calls) == 2  # the insert conflicted on c0's stream, decided again
+        # The other writer loaded c0 on its own; this appender loaded no one, and
+        # brought c0 back from version 2 (as before the lost decision) to 3.
+        assert loads == [["c0"]]
+        assert caught_up == [[("c0", 2)]]
+        assert _append(appender, [_note("c2", "c2-2"), _note("c3", "c3-2")]).ok
+        assert loads == [["c0"]]
+    assert [app.customer(c).version for c in customers] == [4, 3, 3, 3]
