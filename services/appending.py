@@ -61,59 +61,105 @@ class KeptAppenders:
     """Appenders a long-running process keeps open between appends (`ledger
     serve`): each keeps its connection and its cache of customers' states, so
     a request's batch loads only the customers no earlier request touched.
-    At most `idle` are kept while unused; more are opened when requests
-    overlap, and closed after. A kept state that another writer has changed
-    since is found when storing (`ledger.appending.appender`)."""
 
-    def __init__(self, app: LedgerApplication, idle: int) -> None:
+    At most `size` are open. A request that finds them all lent waits for one
+    to come back, up to `BORROW_WAIT_S`, and only then opens one of its own
+    (closed after): the appends are Python work under one interpreter lock, so
+    more of them at once are not faster, and every appender opened under load
+    started with no customer cached and, closed after, left none (under a mixed
+    load most of a wide batch's time went to loading its customers). A kept
+    state that another writer has changed since is brought up to the store's
+    before it is used (`ledger.appending.deciding`)."""
+
+    def __init__(self, app: LedgerApplication, size: int) -> None:
         self._app = app
-        self._most_idle = idle
+        self._size = size
         self._idle: list[Appender] = []
-        self._lock = threading.Lock()
+        self._open = 0  # kept appenders, idle or lent
+        self._changed = threading.Condition()
         self._closed = False
 
     @contextmanager
     def borrow(self, policy: RightsPolicy, batch_size: int) -> Iterator[Appender]:
         """An appender for one append under `policy`; kept again afterwards
         unless the append failed (its state may then be anything)."""
-        from ledger.appending.appender import Appender
-
-        appender: Appender | None = None
-        with self._lock:
-            while self._idle and appender is None:
-                appender = self._idle.pop()
-                if appender.broken:  # the database restarted meanwhile
-                    appender.close()
-                    appender = None
-        if appender is None:
-            appender = Appender(self._app, policy)
-        appender.policy, appender.batch_size = policy, batch_size
+        appender, kept = self._take()
         try:
+            if appender is None:
+                appender = self._new()
+            appender.policy, appender.batch_size = policy, batch_size
             yield appender
         except BaseException:
-            appender.close()
+            if appender is not None:
+                appender.close()
+            self._give(None, kept)
             raise
-        with self._lock:
-            if not self._closed and len(self._idle) < self._most_idle:
+        self._give(appender, kept)
+
+    def _new(self) -> Appender:
+        from ledger.appending.appender import Appender
+
+        return Appender(self._app)
+
+    def _take(self) -> tuple[Appender | None, bool]:
+        """An idle kept appender, or None with leave to open one: kept (True)
+        while fewer than `size` are open, else the caller's own (False)."""
+        deadline = time.monotonic() + BORROW_WAIT_S
+        with self._changed:
+            while True:
+                while self._idle:
+                    appender = self._idle.pop()
+                    if not appender.broken:
+                        return appender, True
+                    appender.close()  # the database restarted meanwhile
+                    self._open -= 1
+                if self._closed:
+                    return None, False
+                if self._open < self._size:
+                    self._open += 1
+                    return None, True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None, False
+                self._changed.wait(left)
+
+    def _give(self, appender: Appender | None, kept: bool) -> None:
+        """Back after an append: kept for the next (None: it failed, and is closed)."""
+        if not kept:
+            if appender is not None:
+                appender.close()
+            return
+        with self._changed:
+            if appender is not None and not self._closed:
                 self._idle.append(appender)
-                return
-        appender.close()
+                appender = None
+            else:
+                self._open -= 1
+            self._changed.notify()
+        if appender is not None:
+            appender.close()
 
     def close(self) -> None:
-        with self._lock:
+        with self._changed:
             self._closed = True
             idle, self._idle = self._idle, []
+            self._open -= len(idle)
+            self._changed.notify_all()
         for appender in idle:
             appender.close()
+
+
+# How long an append waits for a kept appender before it opens its own.
+BORROW_WAIT_S = 1.0
 
 
 _KEPT: weakref.WeakKeyDictionary[LedgerApplication, KeptAppenders] = weakref.WeakKeyDictionary()
 
 
-def keep_appenders(app: LedgerApplication, idle: int) -> None:
-    """From now on `append_items` on `app` borrows kept appenders (see
-    `KeptAppenders`) until `release_appenders`."""
-    _KEPT[app] = KeptAppenders(app, idle)
+def keep_appenders(app: LedgerApplication, size: int) -> None:
+    """From now on `append_items` on `app` borrows kept appenders (at most
+    `size`, see `KeptAppenders`) until `release_appenders`."""
+    _KEPT[app] = KeptAppenders(app, size)
 
 
 def release_appenders(app: LedgerApplication) -> None:

@@ -5,6 +5,8 @@ brought up to the store's before it is decided on, not stored over."""
 from __future__ import annotations
 
 import io
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -13,7 +15,8 @@ from ledger.appending.appender import Appender
 from ledger.application import LedgerApplication
 from ledger.input import read_items
 from ledger.rights import ALLOW_ALL
-from services.appending import append_items, keep_appenders, release_appenders
+from services import appending
+from services.appending import KeptAppenders, append_items, keep_appenders, release_appenders
 from tests.factories import append_ok, event, ndjson
 
 
@@ -74,3 +77,44 @@ def test_appends_share_a_kept_appender_and_its_customers(
     assert app.customer("c0").version == 5
     assert all(app.customer(c).version == 4 for c in customers[1:])
 
+
+def test_a_busy_process_waits_for_its_kept_appender_before_opening_another(
+    app: LedgerApplication, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The appender that comes back (with its customers) serves the waiting
+    append; only past the wait does an append open one of its own, which is
+    closed after and not kept."""
+    kept = KeptAppenders(app, 1)
+    got: list[Appender] = []
+    closed: list[Appender] = []
+    close = Appender.close
+
+    def closing(self: Appender) -> None:
+        closed.append(self)
+        close(self)
+
+    monkeypatch.setattr(Appender, "close", closing)
+
+    def borrow_one() -> None:
+        with kept.borrow(ALLOW_ALL, 10) as appender:
+            got.append(appender)
+
+    try:
+        with kept.borrow(ALLOW_ALL, 10) as first:
+            waiting = threading.Thread(target=borrow_one)
+            waiting.start()
+            time.sleep(0.2)
+            assert got == []  # still waiting for the one kept appender
+        waiting.join(5)
+        assert got == [first]
+        monkeypatch.setattr(appending, "BORROW_WAIT_S", 0.05)
+        with kept.borrow(ALLOW_ALL, 10) as again:
+            assert again is first
+            borrow_one()  # waits 0.05 s, then opens its own
+        own = got[-1]
+        assert own is not first and closed == [own]  # closed after its append
+        with kept.borrow(ALLOW_ALL, 10) as after:
+            assert after is first
+    finally:
+        kept.close()
+    assert closed == [own, first]
