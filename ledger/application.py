@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import cast
 from uuid import UUID
@@ -96,18 +96,25 @@ class LedgerApplication(Application[UUID]):
         return self.load_customers(store, [customer_id])[customer_id]
 
     def load_customers(
-        self, store: Queries, customer_ids: Sequence[str]
+        self,
+        store: Queries,
+        customer_ids: Sequence[str],
+        versions: Mapping[UUID, int] | None = None,
     ) -> dict[str, tuple[Customer, int]]:
         """`load_customer` for many customers in two statements a chunk (their
         latest snapshots, then the events after them), not two or more each: a
-        batch over hundreds of stored customers made a round trip per customer."""
+        batch over hundreds of stored customers made a round trip per customer.
+        `versions`: each stream's stored version, when the caller has asked it
+        (`lookups.STREAM_VERSIONS`); then only the events that change a state
+        are read, not the notes and calls that only move its version."""
         loaded: dict[str, tuple[Customer, int]] = {}
         for start in range(0, len(customer_ids), _LOAD_CHUNK):
-            loaded.update(self._load_chunk(store, customer_ids[start : start + _LOAD_CHUNK]))
+            chunk = customer_ids[start : start + _LOAD_CHUNK]
+            loaded.update(self._load_chunk(store, chunk, versions))
         return loaded
 
     def _load_chunk(
-        self, store: Queries, customer_ids: Sequence[str]
+        self, store: Queries, customer_ids: Sequence[str], versions: Mapping[UUID, int] | None
     ) -> dict[str, tuple[Customer, int]]:
         streams = {customer_stream_id(c): c for c in customer_ids}
         keys = [s.hex for s in streams]
@@ -138,7 +145,15 @@ class LedgerApplication(Application[UUID]):
             started[stream_id] = version
         # Each stream's events after its snapshot (every event if it has none).
         after = {stream_id: started.get(stream_id, 0) for stream_id in streams}
-        self._apply_after(store, customers, after, streams)
+        self._apply_after(store, customers, after, streams, stateful_only=versions is not None)
+        for stream_id, version in (versions or {}).items():
+            if stream_id in streams:
+                customer = customers.get(stream_id)
+                if customer is None:
+                    customer = customers[stream_id] = Customer(
+                        id=stream_id, customer_id=streams[stream_id]
+                    )
+                customer.version = version
         return {
             customer_id: (
                 customers.get(stream_id) or Customer(id=stream_id, customer_id=customer_id),
@@ -147,15 +162,19 @@ class LedgerApplication(Application[UUID]):
             for stream_id, customer_id in streams.items()
         }
 
-    def catch_up_customers(self, store: Queries, customers: Sequence[Customer]) -> None:
-        """Bring customers' states loaded earlier up to what `store` holds now: each
-        applies the stored events after its own version (another writer's since),
-        in one statement a page, where loading them afresh would decode their
-        snapshots and every stateful event again."""
+    def catch_up_customers(
+        self, store: Queries, customers: Sequence[Customer], versions: Mapping[UUID, int]
+    ) -> None:
+        """Bring customers' states loaded earlier up to their stored `versions`:
+        each applies the stored events after its own version (another writer's
+        since), in one statement a page, where loading them afresh would decode
+        their snapshots and every stateful event again."""
         for start in range(0, len(customers), _LOAD_CHUNK):
             chunk = {c.id: c for c in customers[start : start + _LOAD_CHUNK]}
             after = {stream_id: c.version for stream_id, c in chunk.items()}
-            self._apply_after(store, chunk, after, {})
+            self._apply_after(store, chunk, after, {}, stateful_only=True)
+            for stream_id, customer in chunk.items():
+                customer.version = versions[stream_id]
 
     def _apply_after(
         self,
@@ -163,13 +182,16 @@ class LedgerApplication(Application[UUID]):
         customers: dict[UUID, Customer],
         after: dict[UUID, int],
         names: dict[UUID, str],
+        *,
+        stateful_only: bool = False,
     ) -> None:
         """Apply to `customers` (by stream; one made from `names` for a stream
         without a state yet) their streams' events after the versions in
         `after`, a page at a time in stream order, so a long stream loads in
-        bounded memory."""
+        bounded memory. `stateful_only`: the events that only move a version
+        are not read (the caller sets the versions)."""
         while after:
-            rows = streams_after(store, after, _LOAD_PAGE, STATEFUL_TYPES)
+            rows = streams_after(store, after, _LOAD_PAGE, STATEFUL_TYPES, only_types=stateful_only)
             for stream_id, version, topic, state in rows:
                 after[stream_id] = version
                 customer = customers.get(stream_id)

@@ -174,22 +174,35 @@ def positions_between(conn: Queries, first: int, last: int | None) -> list[int]:
 
 
 def streams_after(
-    conn: Queries, after: dict[UUID, int], limit: int, types: Sequence[str]
+    conn: Queries,
+    after: dict[UUID, int],
+    limit: int,
+    types: Sequence[str],
+    *,
+    only_types: bool = False,
 ) -> list[tuple[UUID, int, str, bytes | None]]:
     """Up to `limit` events of the given customers' streams, each after its own
     version in `after`, ordered by stream (a uuid orders as its hex text) then
     version: (stream id, stream version, type, stored state); the state only
-    for events of `types` (None for the others, which are not sent)."""
+    for events of `types` (None for the others, which are not sent), and with
+    `only_types` none of the others at all."""
     if conn.kind == "postgresql":
         # Two arrays, not two parameters a stream: a statement with hundreds of
         # parameters cost PostgreSQL more to parse and plan than to run.
+        wanted = "AND e.topic = ANY(?) " if only_types else ""
         rows = conn.fetchall(
             f"SELECT e.originator_id, e.originator_version, e.topic, "
             "CASE WHEN e.topic = ANY(?) THEN e.state END "
             f"FROM {EVENTS_TABLE} e JOIN unnest(?::uuid[], ?::int[]) AS w(id, after) "
-            "ON e.originator_id = w.id AND e.originator_version > w.after "
+            f"ON e.originator_id = w.id AND e.originator_version > w.after {wanted}"
             "ORDER BY e.originator_id, e.originator_version LIMIT ?",
-            (list(types), list(after), list(after.values()), limit),
+            (
+                list(types),
+                list(after),
+                list(after.values()),
+                *([list(types)] if only_types else []),
+                limit,
+            ),
         )
     else:
         # SQLite stores stream ids as 32-digit hex text.
@@ -198,11 +211,12 @@ def streams_after(
         for stream_id, version in after.items():
             params += (stream_id.hex, version)
         marks = ",".join("?" * len(types)) or "NULL"
+        wanted = f"AND topic IN ({marks}) " if only_types else ""
         rows = conn.fetchall(
             f"SELECT originator_id, originator_version, topic, "
             f"CASE WHEN topic IN ({marks}) THEN state END FROM {EVENTS_TABLE} "
-            f"WHERE {clause} ORDER BY originator_id, originator_version LIMIT ?",
-            [*types, *params, limit],
+            f"WHERE ({clause}) {wanted}ORDER BY originator_id, originator_version LIMIT ?",
+            [*types, *params, *(types if only_types else ()), limit],
         )
     return [(stream_uuid(r[0]), r[1], r[2], None if r[3] is None else bytes(r[3])) for r in rows]
 

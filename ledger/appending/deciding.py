@@ -249,7 +249,7 @@ class Decider:
         stored = self._stored_digests(lookups.states(found[0]))
         self._claims.update(lookups.owners(found[1]))
         versions = lookups.versions(found[2])
-        self._load_customers(store, streams, set(versions))
+        self._load_customers(store, streams, versions)
         self._catch_up(store, kept, versions)
         cached_versions = {c: self._customer(c).version for c in wanted if c not in missing}
         self._load_groups(store, customer_ids)
@@ -329,11 +329,9 @@ class Decider:
                 behind.append(customer)
             elif version < customer.version:
                 del self._customers[customer.customer_id]
-                self._load_customers(
-                    store, {customer.customer_id: customer.id}, {customer.id} if version else set()
-                )
+                self._load_customers(store, {customer.customer_id: customer.id}, stored)
         if behind:
-            self.app.catch_up_customers(store, behind)
+            self.app.catch_up_customers(store, behind, stored)
 
     def _still_current(self, store: Queries, decision: Decision) -> bool:
         """Whether the customers' states `decision` took from the cache are still
@@ -383,7 +381,7 @@ class Decider:
                 streams = {c: customer_stream_id(c) for c in missing}
                 keys = lookups.stream_keys(store.kind, list(streams.values()))
                 found = look_up(store, [(lookups.STREAM_VERSIONS, keys)])
-                self._load_customers(store, streams, set(lookups.versions(found[0])))
+                self._load_customers(store, streams, lookups.versions(found[0]))
             wanted = more
             if not wanted:
                 break
@@ -440,12 +438,13 @@ class Decider:
         return missing
 
     def _load_customers(
-        self, store: Queries, streams: dict[str, UUID], existing: set[UUID]
+        self, store: Queries, streams: dict[str, UUID], versions: dict[UUID, int]
     ) -> None:
         """Load the customers of `streams` (customer -> stream), of which those in
-        `existing` have stored events: a new one (usually most) needs no loading."""
-        stored = [c for c, stream_id in streams.items() if stream_id in existing]
-        loaded = self.app.load_customers(store, stored) if stored else {}
+        `versions` have stored events (up to that version): a new one (usually
+        most) needs no loading."""
+        stored = [c for c, stream_id in streams.items() if stream_id in versions]
+        loaded = self.app.load_customers(store, stored, versions) if stored else {}
         for customer_id, stream_id in streams.items():
             found = loaded.get(customer_id)
             self._customers[customer_id] = (

@@ -37,17 +37,17 @@ def test_appends_share_a_kept_appender_and_its_customers(
     loads: list[int] = []
     load = LedgerApplication.load_customers
 
-    def counting(self: LedgerApplication, store: Any, ids: Any) -> Any:
+    def counting(self: LedgerApplication, store: Any, ids: Any, versions: Any = None) -> Any:
         loads.append(len(ids))
-        return load(self, store, ids)
+        return load(self, store, ids, versions)
 
     monkeypatch.setattr(LedgerApplication, "load_customers", counting)
     caught_up: list[list[str]] = []
     catch_up = LedgerApplication.catch_up_customers
 
-    def catching_up(self: LedgerApplication, store: Any, customers: Any) -> None:
+    def catching_up(self: LedgerApplication, store: Any, customers: Any, versions: Any) -> None:
         caught_up.append([c.customer_id for c in customers])
-        catch_up(self, store, customers)
+        catch_up(self, store, customers, versions)
 
     monkeypatch.setattr(LedgerApplication, "catch_up_customers", catching_up)
     opened: list[Appender] = []
