@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger.db import Connection
+from ledger.stores.layout import EVENTS_TABLE
 from projections.clock import now
 
 TRACKING_TABLE = "projection_tracking"
@@ -102,6 +103,21 @@ def read(conn: Connection, names: Sequence[str]) -> dict[str, Tracked]:
         f"SELECT {_COLUMNS} FROM {TRACKING_TABLE} WHERE name IN ({marks}) ORDER BY name", names
     )
     return {t.name: t for t in map(_tracked, rows)}
+
+
+def read_with_head(conn: Connection, names: Sequence[str]) -> tuple[dict[str, Tracked], int]:
+    """`read`, and the head (the highest position stored; 0 for none), in one
+    statement: every read of a read model asks both first (read-your-writes),
+    and on PostgreSQL each statement is a round trip. The head is 0 when none
+    of `names` has a row."""
+    marks = ", ".join("?" * len(names))
+    rows = conn.fetchall(
+        f"SELECT {_COLUMNS}, (SELECT MAX(notification_id) FROM {EVENTS_TABLE}) "
+        f"FROM {TRACKING_TABLE} WHERE name IN ({marks}) ORDER BY name",
+        names,
+    )
+    head = rows[0][-1] if rows else None
+    return {t.name: t for t in (_tracked(r[:-1]) for r in rows)}, int(head or 0)
 
 
 def lock(conn: Connection, names: Sequence[str]) -> dict[str, Tracked]:

@@ -7,7 +7,6 @@ import threading
 from collections.abc import Sequence
 
 from ledger.db import Connection
-from ledger.reading import head_position
 from projections import tracking
 from projections.base import Projection
 
@@ -53,8 +52,7 @@ _catching_up = threading.Lock()
 
 def _current(conn: Connection, projections: Sequence[Projection]) -> bool:
     """Whether every one of `projections` has applied every stored event."""
-    found = tracking.read(conn, [p.name for p in projections])
-    head = head_position(conn)
+    found, head = tracking.read_with_head(conn, [p.name for p in projections])
     return all(
         (row := found.get(p.name)) is not None
         and row.version == p.version

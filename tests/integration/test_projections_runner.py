@@ -14,6 +14,7 @@ from ledger.domain import customer_stream_id
 from ledger.reading import head_position
 from ledger.stores.layout import EVENT_COLUMNS, EVENTS_TABLE
 from projections import rebuild as replay
+from projections import tracking
 from projections.registry import PROJECTIONS
 from projections.runner import Runner
 from projections.schema import ensure_schema
@@ -175,3 +176,23 @@ def test_run_catches_up_and_status_reports_lag(store_url: str) -> None:
     assert rows["visits"][1:3] == ["0", "30"] and rows["visits"][4] == "behind"
     unknown = ledger_cli("projections", "run", "faxes", db=store_url)
     assert unknown.returncode == 2 and "unknown projection 'faxes'" in unknown.stderr
+
+
+def test_read_with_head_gives_the_tracking_rows_and_the_head_in_one_statement(
+    app: LedgerApplication,
+) -> None:
+    with Connection(app.url) as conn:
+        ensure_schema(conn)
+        found, head = tracking.read_with_head(conn, ["timeline", "tasks"])
+        assert head == 0 and {n: t.position for n, t in found.items()} == {
+            "tasks": 0,
+            "timeline": 0,
+        }
+        assert tracking.read_with_head(conn, ["nothing"]) == ({}, 0)
+        append(app, history(customers=2, per_customer=3, seed=2))
+        Runner(conn, [Target.live(p) for p in PROJECTIONS if p.name == "timeline"]).catch_up()
+        append(app, [event("customer.created", "c-late", {"card": {"name": "Late"}})])
+        found, head = tracking.read_with_head(conn, ["timeline", "tasks", "nothing"])
+        assert head == head_position(conn)
+        assert found == tracking.read(conn, ["timeline", "tasks"])
+        assert found["timeline"].position == head - 1
