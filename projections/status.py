@@ -108,9 +108,14 @@ def _state(row: tracking.Tracked, projection: Projection, head: int, moment: flo
         return "outdated"
     if row.stopped is not None:
         return tracking.STOPPED
-    if row.heartbeat_at is not None and moment - row.heartbeat_at < _FOLLOWER_GRACE:
+    if follower_alive(row, moment):
         return "following"
     return "up to date" if row.position >= head else "behind"
+
+
+def follower_alive(row: tracking.Tracked, moment: float) -> bool:
+    """Whether a follower kept `row` at `moment` (it beat within the grace)."""
+    return row.heartbeat_at is not None and moment - row.heartbeat_at < _FOLLOWER_GRACE
 
 
 def projection_status(
