@@ -14,10 +14,11 @@ from projections.clock import now
 
 
 def catch_up(conn: Connection, projections: Sequence[Projection]) -> None:
-    """Read-your-writes: bring live read models up to the head as it is now.
+    """Read-your-writes: bring live read models up to the head as it is now
+    (beside a live follower: wait for it to get there).
 
-    Most reads find them current already; that is checked here with two small
-    queries, so only a read that has events to apply imports the runner (and,
+    Most reads find them current already; that is checked here with one small
+    query, so only a read that has events to apply imports the runner (and,
     with it, psycopg and the event contracts' validators). Anything unusual (no
     tracking row, another layout version, a stopped projection) is the runner's
     to report or handle.
