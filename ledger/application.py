@@ -96,25 +96,18 @@ class LedgerApplication(Application[UUID]):
         return self.load_customers(store, [customer_id])[customer_id]
 
     def load_customers(
-        self,
-        store: Queries,
-        customer_ids: Sequence[str],
-        versions: Mapping[UUID, int] | None = None,
+        self, store: Queries, customer_ids: Sequence[str]
     ) -> dict[str, tuple[Customer, int]]:
         """`load_customer` for many customers in two statements a chunk (their
         latest snapshots, then the events after them), not two or more each: a
-        batch over hundreds of stored customers made a round trip per customer.
-        `versions`: each stream's stored version, when the caller has asked it
-        (`lookups.STREAM_VERSIONS`); then only the events that change a state
-        are read, not the notes and calls that only move its version."""
+        batch over hundreds of stored customers made a round trip per customer."""
         loaded: dict[str, tuple[Customer, int]] = {}
         for start in range(0, len(customer_ids), _LOAD_CHUNK):
-            chunk = customer_ids[start : start + _LOAD_CHUNK]
-            loaded.update(self._load_chunk(store, chunk, versions))
+            loaded.update(self._load_chunk(store, customer_ids[start : start + _LOAD_CHUNK]))
         return loaded
 
     def _load_chunk(
-        self, store: Queries, customer_ids: Sequence[str], versions: Mapping[UUID, int] | None
+        self, store: Queries, customer_ids: Sequence[str]
     ) -> dict[str, tuple[Customer, int]]:
         streams = {customer_stream_id(c): c for c in customer_ids}
         keys = [s.hex for s in streams]
@@ -145,15 +138,7 @@ class LedgerApplication(Application[UUID]):
             started[stream_id] = version
         # Each stream's events after its snapshot (every event if it has none).
         after = {stream_id: started.get(stream_id, 0) for stream_id in streams}
-        self._apply_after(store, customers, after, streams, stateful_only=versions is not None)
-        for stream_id, version in (versions or {}).items():
-            if stream_id in streams:
-                customer = customers.get(stream_id)
-                if customer is None:
-                    customer = customers[stream_id] = Customer(
-                        id=stream_id, customer_id=streams[stream_id]
-                    )
-                customer.version = version
+        self._apply_after(store, customers, after, streams)
         return {
             customer_id: (
                 customers.get(stream_id) or Customer(id=stream_id, customer_id=customer_id),

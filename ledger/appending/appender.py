@@ -71,6 +71,9 @@ from ledger.stores.base import WriteSession
 
 DEFAULT_BATCH_SIZE = 1000
 OPTIMISTIC_ATTEMPTS = 5
+# After losing a race to insert, how long an appender checks its kept states
+# against the store before deciding on them.
+CONTENDED_S = 60.0
 
 
 class _Abort(Exception):
@@ -94,6 +97,8 @@ class Appender(Decider):
         self.batch_size = batch_size
         self.track_lines = track_lines  # reports say which lines were stored
         self._db = Connection(app.url)
+        # Until when kept states are checked before deciding (`_commit_optimistically`).
+        self._contended_until = 0.0
 
     def close(self) -> None:
         """Close the appender's own connection."""
@@ -203,7 +208,10 @@ class Appender(Decider):
         while attempt < OPTIMISTIC_ATTEMPTS:
             attempt += 1
             with ring.deferring() if ring is not None else nullcontext():
-                decision = self._decide(batch, self._db, undoable=True)
+                # Kept states are checked against the store while other writers
+                # are about (a lost race says so); a lone writer skips the check.
+                contended = attempt > 1 or time.monotonic() < self._contended_until
+                decision = self._decide(batch, self._db, contended=contended)
                 if any(
                     r.reason_class == "rule" for r in decision.rejections
                 ) and not self._still_current(self._db, decision):
@@ -227,6 +235,7 @@ class Appender(Decider):
                     # Another writer got there first; forget what we decided and redo.
                     report._undo_to(mark)
                     self._forget_decided(decision)
+                    self._contended_until = time.monotonic() + CONTENDED_S
                     time.sleep(random.uniform(0, 0.01 * 2**attempt))
                     continue
                 except Exception as exc:

@@ -81,7 +81,7 @@ class Decision:
     # The version of each customer whose state came from the cache, as it stood
     # before this batch: what a concurrent writer may have changed since.
     cached_versions: dict[str, int] = field(default_factory=dict)
-    # Deciding `undoable`: each changed customer's state before this batch.
+    # Deciding `contended`: each changed customer's state before this batch.
     before: dict[str, Customer] = field(default_factory=dict)
 
 
@@ -157,11 +157,10 @@ class Decider:
         self._claims.clear()
 
     def _forget_decided(self, decision: Decision) -> None:
-        """After an `undoable` decision that was not stored (a concurrent writer
-        won, or a rejection voids it): the states it changed go back to what
-        they were before it, and the ids, claims and new keys it made are
-        forgotten. Every kept state is checked against the store before it is
-        used again (`_catch_up`)."""
+        """After a decision that was not stored (a concurrent writer won, or a
+        rejection voids it): the states it changed go back to what they were
+        before it (a `contended` one kept them; else they are dropped, to be
+        loaded again), and the ids, claims and new keys it made are forgotten."""
         for customer in decision.touched:
             before = decision.before.get(customer.customer_id)
             cached = self._customers.get(customer.customer_id)
@@ -187,11 +186,18 @@ class Decider:
     # -- deciding -----------------------------------------------------------------------
 
     def _decide(
-        self, batch: list[InputItem], store: Queries, *, undoable: bool = False
+        self,
+        batch: list[InputItem],
+        store: Queries,
+        *,
+        contended: bool = False,
     ) -> Decision:
         """What `batch` comes to, given what `store` holds (a write session sees its
-        own inserts) and the events of this input not inserted yet. `undoable`:
-        keep each changed customer's state as it was before (`_forget_decided`)."""
+        own inserts) and the events of this input not inserted yet. `contended`
+        (other writers are about): bring cached states up to the stored ones
+        first (`_catch_up`), and keep each changed customer's state as it was
+        before, for `_forget_decided` to put back if the decision loses the race
+        to insert."""
         parsed = [(item, _parse(item)) for item in batch]
         events: list[InboundEvent] = []
         # Each given id as text once (UUID formatting is Python code), and the
@@ -216,21 +222,26 @@ class Decider:
         missing = self._uncached(wanted)
         subjects = [s for s in created.values() if s not in self._claims]
         streams = {c: customer_stream_id(c) for c in missing}
-        # Cached states are checked against the stored versions: another writer
-        # (the server's other appenders, the group writer, another process) may
-        # have appended since, and deciding on a stale state would lose the race
-        # to insert (a wide batch nearly always did, under a mixed load).
-        kept = [self._customers[c].customer for c in wanted if c in self._customers]
+        # Cached states are checked against the stored versions when asked: another
+        # writer (the server's other appenders, the group writer, another process)
+        # may have appended since, and deciding on a stale state would lose the
+        # race to insert (a wide batch nearly always did, under a mixed load).
+        kept = (
+            [self._customers[c].customer for c in wanted if c in self._customers]
+            if contended
+            else []
+        )
         # Everything this batch needs from the store, in one statement (on
         # PostgreSQL each is a round trip, and a group of one-event appends is a
         # batch): keys (when they live in the ledger's database), stored events
-        # under the given ids, owners of the subjects created, and the stored
-        # versions of the customers not cached (which have events) and cached.
-        stream_ids = [*streams.values(), *(c.id for c in kept)]
+        # under the given ids, owners of the subjects created, which of the
+        # customers not cached have events, and the stored versions of the
+        # cached ones to check.
         asked: list[tuple[Lookup, Sequence[Any]]] = [
             (lookups.EVENT_STATES, list(given_ids.values())),
             (lookups.SUBJECT_OWNERS, subjects),
-            (lookups.STREAM_VERSIONS, lookups.stream_keys(store.kind, stream_ids)),
+            (lookups.STREAMS, lookups.stream_keys(store.kind, list(streams.values()))),
+            (lookups.STREAM_VERSIONS, lookups.stream_keys(store.kind, [c.id for c in kept])),
         ]
         if question is not None and keyring is not None and keyring.shared:
             asked.append((KEY_LOOKUP, question.missing))
@@ -241,23 +252,22 @@ class Decider:
         # duplicates below are revealed with them.
         shredded = (
             keyring.answer(
-                store, question, found[3] if len(found) > 3 else None, self.entropy.random_bytes
+                store, question, found[4] if len(found) > 4 else None, self.entropy.random_bytes
             )
             if keyring is not None and question is not None
             else set()
         )
         stored = self._stored_digests(lookups.states(found[0]))
         self._claims.update(lookups.owners(found[1]))
-        versions = lookups.versions(found[2])
-        self._load_customers(store, streams, versions)
-        self._catch_up(store, kept, versions)
+        self._load_customers(store, streams, lookups.streams(found[2]))
+        self._catch_up(store, kept, lookups.versions(found[3]))
         cached_versions = {c: self._customer(c).version for c in wanted if c not in missing}
         self._load_groups(store, customer_ids)
         now = self.entropy.now()
         out: list[AcceptedEvent] = []
         touched: dict[str, Customer] = {}
         decision = Decision([], [], [], 0, [], cached_versions)
-        before = decision.before if undoable else None
+        before = decision.before if contended else None
         # Looked up once, not per event.
         customer_of, seen, claims, policy = self._customer, self._seen, self._claims, self.policy
         accepted_items = decision.items
@@ -329,7 +339,9 @@ class Decider:
                 behind.append(customer)
             elif version < customer.version:
                 del self._customers[customer.customer_id]
-                self._load_customers(store, {customer.customer_id: customer.id}, stored)
+                self._load_customers(
+                    store, {customer.customer_id: customer.id}, {customer.id} if version else set()
+                )
         if behind:
             self.app.catch_up_customers(store, behind, stored)
 
@@ -380,8 +392,8 @@ class Decider:
             if missing:
                 streams = {c: customer_stream_id(c) for c in missing}
                 keys = lookups.stream_keys(store.kind, list(streams.values()))
-                found = look_up(store, [(lookups.STREAM_VERSIONS, keys)])
-                self._load_customers(store, streams, lookups.versions(found[0]))
+                found = look_up(store, [(lookups.STREAMS, keys)])
+                self._load_customers(store, streams, lookups.streams(found[0]))
             wanted = more
             if not wanted:
                 break
@@ -438,13 +450,12 @@ class Decider:
         return missing
 
     def _load_customers(
-        self, store: Queries, streams: dict[str, UUID], versions: dict[UUID, int]
+        self, store: Queries, streams: dict[str, UUID], existing: set[UUID]
     ) -> None:
         """Load the customers of `streams` (customer -> stream), of which those in
-        `versions` have stored events (up to that version): a new one (usually
-        most) needs no loading."""
-        stored = [c for c, stream_id in streams.items() if stream_id in versions]
-        loaded = self.app.load_customers(store, stored, versions) if stored else {}
+        `existing` have stored events: a new one (usually most) needs no loading."""
+        stored = [c for c, stream_id in streams.items() if stream_id in existing]
+        loaded = self.app.load_customers(store, stored) if stored else {}
         for customer_id, stream_id in streams.items():
             found = loaded.get(customer_id)
             self._customers[customer_id] = (

@@ -162,9 +162,9 @@ def test_a_conflict_puts_back_the_states_the_batch_changed_and_loads_no_one(
     caught_up: list[list[tuple[str, int]]] = []
     load, catch_up = LedgerApplication.load_customers, LedgerApplication.catch_up_customers
 
-    def counting(self: LedgerApplication, store: Any, ids: Any, versions: Any = None) -> Any:
+    def counting(self: LedgerApplication, store: Any, ids: Any) -> Any:
         loads.append(sorted(ids))
-        return load(self, store, ids, versions)
+        return load(self, store, ids)
 
     def catching_up(self: LedgerApplication, store: Any, behind: Any, versions: Any) -> None:
         caught_up.append([(c.customer_id, c.version) for c in behind])
@@ -172,6 +172,9 @@ def test_a_conflict_puts_back_the_states_the_batch_changed_and_loads_no_one(
 
     with Appender(app) as appender:
         assert _append(appender, [_note(c, f"{c}-1") for c in customers]).ok  # all four kept
+        # As after a race lost earlier: other writers are about (a lone writer
+        # keeps no states to put back, and reloads those of a lost decision).
+        monkeypatch.setattr(appender, "_contended_until", float("inf"))
         monkeypatch.setattr(LedgerApplication, "load_customers", counting)
         monkeypatch.setattr(LedgerApplication, "catch_up_customers", catching_up)
         calls = _while_deciding(monkeypatch, lambda: append_ok(app, [_note("c0", "other")]))
@@ -185,3 +188,33 @@ def test_a_conflict_puts_back_the_states_the_batch_changed_and_loads_no_one(
         assert _append(appender, [_note("c2", "c2-2"), _note("c3", "c3-2")]).ok
         assert loads == [["c0"]]
     assert [app.customer(c).version for c in customers] == [4, 3, 3, 3]
+
+
+def test_an_appender_checks_its_kept_states_first_once_it_has_lost_a_race(
+    app: LedgerApplication, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lone writer decides on its kept states without asking their stored
+    versions; a lost race shows another writer about, and from then on stale
+    states are brought up to date before deciding, not found by losing again."""
+    append_ok(app, [_created("ann"), _created("bob")])
+    decided: list[Decider] = []
+    decide = Decider._decide
+
+    def counting(
+        self: Decider, batch: list[InputItem], store: Queries, **options: bool
+    ) -> Decision:
+        decided.append(self)
+        return decide(self, batch, store, **options)
+
+    monkeypatch.setattr(Decider, "_decide", counting)
+    with Appender(app) as kept:
+        assert _append(kept, [_note("ann", "a1"), _note("bob", "b1")]).ok  # both kept
+        append_ok(app, [_note("ann", "theirs")])
+        decided.clear()
+        assert _append(kept, [_note("ann", "a2")]).ok
+        assert sum(d is kept for d in decided) == 2  # lost the race once, then caught up
+        append_ok(app, [_note("bob", "theirs")])
+        decided.clear()
+        assert _append(kept, [_note("bob", "b2")]).ok
+        assert sum(d is kept for d in decided) == 1  # checked first: no race lost
+    assert (app.customer("ann").version, app.customer("bob").version) == (4, 4)

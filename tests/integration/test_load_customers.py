@@ -9,11 +9,9 @@ from typing import Any
 import pytest
 
 import ledger.application
-from ledger import lookups
 from ledger.application import LedgerApplication
 from ledger.config import parse_database_url
-from ledger.db import Connection, look_up
-from ledger.domain import customer_stream_id
+from ledger.db import Connection
 from tests.factories import append_ok, event
 from tests.round_trips import traced
 
@@ -29,12 +27,9 @@ def _history(customer: str, notes: int) -> list[dict[str, Any]]:
     ]
 
 
-@pytest.mark.parametrize("versions_known", [False, True])
 def test_states_equal_the_repositorys_snapshots_and_pages_included(
-    app: LedgerApplication, monkeypatch: pytest.MonkeyPatch, versions_known: bool
+    app: LedgerApplication, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With the stored versions known (as an append asks them), only the events
-    that change a state are read; the states and versions are the same."""
     customers = [f"c{i}" for i in range(7)]
     for i, customer in enumerate(customers):
         append_ok(app, _history(customer, notes=i * 3))
@@ -44,15 +39,7 @@ def test_states_equal_the_repositorys_snapshots_and_pages_included(
     # Pages smaller than a stream, so streams are split across pages.
     monkeypatch.setattr(ledger.application, "_LOAD_PAGE", 4)
     with Connection(app.url) as conn:
-        versions = None
-        if versions_known:
-            streams = [customer_stream_id(c) for c in [*customers, "nobody"]]
-            found = look_up(
-                conn, [(lookups.STREAM_VERSIONS, lookups.stream_keys(conn.kind, streams))]
-            )
-            versions = lookups.versions(found[0])
-            assert len(versions) == len(customers)
-        loaded = app.load_customers(conn, [*customers, "nobody"], versions)
+        loaded = app.load_customers(conn, [*customers, "nobody"])
     assert set(loaded) == {*customers, "nobody"}
     for customer in customers:
         state, snapshot_version = loaded[customer]
