@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from typing import TypeGuard
 
 from ledger.db import Connection
 from projections import tracking
@@ -68,13 +69,7 @@ def _current(
     found: dict[str, tracking.Tracked], head: int, projections: Sequence[Projection]
 ) -> bool:
     """Whether every one of `projections` has applied every event up to `head`."""
-    return all(
-        (row := found.get(p.name)) is not None
-        and row.version == p.version
-        and row.stopped is None
-        and row.position >= head
-        for p in projections
-    )
+    return all(_live(row := found.get(p.name), p) and row.position >= head for p in projections)
 
 
 def _followed(found: dict[str, tracking.Tracked], projections: Sequence[Projection]) -> bool:
@@ -83,12 +78,14 @@ def _followed(found: dict[str, tracking.Tracked], projections: Sequence[Projecti
 
     moment = now()
     return all(
-        (row := found.get(p.name)) is not None
-        and row.version == p.version
-        and row.stopped is None
-        and follower_alive(row, moment)
-        for p in projections
+        _live(row := found.get(p.name), p) and follower_alive(row, moment) for p in projections
     )
+
+
+def _live(row: tracking.Tracked | None, projection: Projection) -> TypeGuard[tracking.Tracked]:
+    """Whether `row` tracks `projection` in its layout version, not stopped
+    (anything else is the runner's to handle)."""
+    return row is not None and row.version == projection.version and row.stopped is None
 
 
 def _await_follower(
@@ -99,7 +96,6 @@ def _await_follower(
     deadline = time.monotonic() + FOLLOWER_WAIT_S
     while time.monotonic() < deadline:
         time.sleep(FOLLOWER_POLL_S)
-        found, _ = tracking.read_with_head(conn, names)
-        if _current(found, head, projections):
+        if _current(tracking.read(conn, names), head, projections):
             return True
     return False
