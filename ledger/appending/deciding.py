@@ -329,19 +329,20 @@ class Decider:
 
     def _catch_up(self, store: Queries, kept: list[Customer], stored: dict[UUID, int]) -> None:
         """Bring the cached states of `kept` to their `stored` versions: those
-        behind apply the events since. One ahead of the store holds events that
-        were never stored (it cannot be, as a failed insert drops the states it
-        touched; reloaded all the same)."""
+        behind apply the events since. One ahead of the store would hold events
+        never stored (it cannot be, as a lost decision puts back or drops the
+        states it changed); such a state is loaded again all the same."""
         behind: list[Customer] = []
+        ahead: dict[str, UUID] = {}
         for customer in kept:
             version = stored.get(customer.id, 0)
             if version > customer.version:
                 behind.append(customer)
             elif version < customer.version:
                 del self._customers[customer.customer_id]
-                self._load_customers(
-                    store, {customer.customer_id: customer.id}, {customer.id} if version else set()
-                )
+                ahead[customer.customer_id] = customer.id
+        if ahead:
+            self._load_customers(store, ahead, set(stored))
         if behind:
             self.app.catch_up_customers(store, behind, stored)
 
