@@ -134,30 +134,40 @@ def app_state(request: Request) -> AppState:
     server of many tenants the state of the tenant the request was
     authenticated for (made or looked up again in the directory as needed:
     this may wait for the directory; on the event loop see `app_state_soon`)."""
-    found = _chosen(request)
-    if found is not None:
-        return found
-    server = server_state(request)
-    if server.tenants is None:
-        return server
-    return server.tenants.lease(_tenant(request), request.scope["state"])
+    settled = _settled(request)
+    if settled is not None:
+        return settled
+    return _tenant_stores(request).lease(_tenant(request), request.scope["state"])
 
 
 async def app_state_soon(request: Request) -> AppState:
     """`app_state` for a handler on the event loop: a tenant's state known and
     fresh is taken there; one to look up goes to a worker thread."""
+    settled = _settled(request)
+    if settled is None:
+        settled = _tenant_stores(request).lease_known(_tenant(request), request.scope["state"])
+    if settled is not None:
+        return settled
+    from fastapi.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(app_state, request)
+
+
+def _settled(request: Request) -> AppState | None:
+    """The state that needs no tenant's look-up: the one already chosen for
+    `request`, or the server's own on a single store (None on a server of many
+    tenants, before the request's tenant is leased)."""
     found = _chosen(request)
     if found is not None:
         return found
     server = server_state(request)
-    if server.tenants is None:
-        return server
-    known = server.tenants.lease_known(_tenant(request), request.scope["state"])
-    if known is not None:
-        return known
-    from fastapi.concurrency import run_in_threadpool
+    return server if server.tenants is None else None
 
-    return await run_in_threadpool(app_state, request)
+
+def _tenant_stores(request: Request) -> TenantStores:
+    tenants = server_state(request).tenants
+    assert tenants is not None  # `_settled` answered None
+    return tenants
 
 
 def _chosen(request: Request) -> AppState | None:
