@@ -17,15 +17,16 @@ from eventsourcing.persistence import (
 )
 
 from ledger.config import DatabaseURL
-from ledger.db import Queries
+from ledger.db import Queries, pg_array
 from ledger.domain import (
-    STATEFUL_TYPES,
+    DATA_TYPES,
+    SUBJECT_TYPES,
     Customer,
     CustomerSnapshot,
     customer_stream_id,
 )
 from ledger.errors import DatabaseUnavailable
-from ledger.events.catalogue import recorded_data_unchecked
+from ledger.events.catalogue import recorded_data_unchecked, subject_payload
 from ledger.keystore.keyring import Keyring
 from ledger.mapper import LedgerMapper
 from ledger.printable import first_line as first_line  # re-exported: appending, runner
@@ -110,20 +111,21 @@ class LedgerApplication(Application[UUID]):
         self, store: Queries, customer_ids: Sequence[str]
     ) -> dict[str, tuple[Customer, int]]:
         streams = {customer_stream_id(c): c for c in customer_ids}
-        keys = [s.hex for s in streams]
-        marks = ",".join("?" * len(keys))
         # The latest snapshot of each stream: SQLite takes a bare column's values
         # from the row MAX() picked; PostgreSQL says so with DISTINCT ON.
         if store.kind == "sqlite":
+            keys: list[str] = [s.hex for s in streams]
             latest = (
                 f"SELECT originator_id, MAX(originator_version), topic, state "
-                f"FROM {self._snapshots_table} WHERE originator_id IN ({marks}) "
-                "GROUP BY originator_id"
+                f"FROM {self._snapshots_table} "
+                f"WHERE originator_id IN ({','.join('?' * len(keys))}) GROUP BY originator_id"
             )
         else:
+            keys = [pg_array(streams)]
             latest = (
                 f"SELECT DISTINCT ON (originator_id) originator_id, originator_version, "
-                f"topic, state FROM {self._snapshots_table} WHERE originator_id IN ({marks}) "
+                f"topic, state FROM {self._snapshots_table} "
+                "WHERE originator_id = ANY(?::uuid[]) "
                 "ORDER BY originator_id, originator_version DESC"
             )
         customers: dict[UUID, Customer] = {}
@@ -176,17 +178,22 @@ class LedgerApplication(Application[UUID]):
         bounded memory. `stateful_only`: the events that only move a version
         are not read (the caller sets the versions)."""
         while after:
-            rows = streams_after(store, after, _LOAD_PAGE, STATEFUL_TYPES, only_types=stateful_only)
-            for stream_id, version, topic, state in rows:
+            rows = streams_after(
+                store, after, _LOAD_PAGE, DATA_TYPES, SUBJECT_TYPES, only_types=stateful_only
+            )
+            for stream_id, version, topic, state, subject in rows:
                 after[stream_id] = version
                 customer = customers.get(stream_id)
                 if customer is None:
                     customer = customers[stream_id] = Customer(
                         id=stream_id, customer_id=names[stream_id]
                     )
-                # No state: a note, a call ... only moves the version, so the event
-                # is not decoded (most of a stream, and most of loading's cost).
-                if state is not None:
+                # Neither: a note, a call ... only moves the version, so the event
+                # is not decoded (most of a stream, and most of loading's cost); a
+                # visit, a task ... is applied from its subject column alone.
+                if subject is not None:
+                    customer.apply(subject_payload(topic, subject))
+                elif state is not None:
                     customer.apply(recorded_data_unchecked(topic, state))
                 customer.version = version
             if len(rows) < _LOAD_PAGE:

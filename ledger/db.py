@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import select
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
+from uuid import UUID
 
 from ledger.config import DatabaseURL
 from ledger.errors import DatabaseUnavailable
@@ -165,6 +166,14 @@ def any_of(kind: str, column: str, values: Sequence[Any]) -> Iterator[tuple[str,
         yield f"{column} IN ({','.join('?' * len(chunk))})", chunk
 
 
+def pg_array(values: Iterable[UUID | int]) -> str:
+    """A PostgreSQL array literal of uuids or integers (cast it in the statement:
+    `?::uuid[]`), sent as one text parameter: psycopg adapts a list element by
+    element in Python, which cost a 200-customer batch about a millisecond a
+    statement. Neither a uuid's hex nor an integer needs quoting."""
+    return "{" + ",".join(v.hex if isinstance(v, UUID) else str(int(v)) for v in values) + "}"
+
+
 class Queries(Protocol):
     """Something to run a query through: a `Connection`, or a write session (which
     also sees its own rows before they commit)."""
@@ -232,7 +241,7 @@ def look_up(
                         f"SELECT {tag}, CAST(p.v AS TEXT), {blob}, {text} FROM {unnest} "
                         f"WHERE EXISTS (SELECT 1 FROM {lookup.table} WHERE {lookup.column} = p.v)"
                     )
-                params.append(list(values))
+                params.append(pg_array(values))
             continue
         distinct = "DISTINCT " if lookup.distinct else ""
         grouped = f" GROUP BY {lookup.column}" if lookup.grouped else ""

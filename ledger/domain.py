@@ -13,6 +13,7 @@ from collections.abc import Collection, Mapping
 from copy import copy
 from dataclasses import dataclass, field, fields
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -44,6 +45,9 @@ from ledger.rights import RightsPolicy
 _CUSTOMER_NAMESPACE = uuid5(NAMESPACE_URL, "https://interaction-ledger/customer")
 
 
+# Kept for the customers most recently asked (a uuid5 is a hash and a UUID built
+# in Python, and a batch asks each of its customers' several times).
+@lru_cache(maxsize=1 << 14)
 def customer_stream_id(customer_id: str) -> UUID:
     """The id of the customer's event stream: a UUID derived from the customer id, so it
     needs no lookup."""
@@ -274,9 +278,32 @@ _STATEFUL: frozenset[type[Payload]] = frozenset(
     }
 )
 
-# The types whose events change a customer's state beyond its version (sorted,
-# for statements that name them): loading a customer decodes only those.
-STATEFUL_TYPES = tuple(sorted(p.type_name for p in _STATEFUL))
+# The stateful types whose `apply` reads nothing of their data but its subject
+# id (`subject_field`), which the events table keeps in a column of its own:
+# loading a customer applies them from that column, without decoding the
+# stored event (most of a stream's stateful events). A test
+# (tests/unit/test_domain_rules.py) holds `apply`'s cases to it.
+APPLIED_BY_SUBJECT: frozenset[type[Payload]] = frozenset(
+    {
+        OrderCreated,
+        EmailSent,
+        SmsSent,
+        SegmentJoined,
+        SegmentLeft,
+        ChatStarted,
+        TaskCreated,
+        TaskCompleted,
+        TaskReopened,
+        TaskDeleted,
+        VisitRecorded,
+    }
+)
+
+# The types whose events change a customer's state beyond its version, as
+# loading a customer reads them (sorted, for statements that name them): by
+# their subject column, or by decoding their stored data.
+SUBJECT_TYPES = tuple(sorted(p.type_name for p in APPLIED_BY_SUBJECT))
+DATA_TYPES = tuple(sorted(p.type_name for p in _STATEFUL - APPLIED_BY_SUBJECT))
 
 
 # Tested by type (payload classes are not subclassed): an isinstance that fails

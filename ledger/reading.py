@@ -19,7 +19,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from ledger.db import Connection, Queries, any_of
+from ledger.db import Connection, Queries, any_of, pg_array
 from ledger.keystore.keyring import Keyring
 from ledger.lookups import stream_keys
 from ledger.personal import reveal
@@ -177,30 +177,34 @@ def streams_after(
     conn: Queries,
     after: dict[UUID, int],
     limit: int,
-    types: Sequence[str],
+    data_types: Sequence[str],
+    subject_types: Sequence[str],
     *,
     only_types: bool = False,
-) -> list[tuple[UUID, int, str, bytes | None]]:
+) -> list[tuple[UUID, int, str, bytes | None, str | None]]:
     """Up to `limit` events of the given customers' streams, each after its own
     version in `after`, ordered by stream (a uuid orders as its hex text) then
-    version: (stream id, stream version, type, stored state); the state only
-    for events of `types` (None for the others, which are not sent), and with
-    `only_types` none of the others at all."""
+    version: (stream id, stream version, type, stored state, subject); the state
+    only for events of `data_types`, the subject only for those of
+    `subject_types` (None for the others, as neither is sent), and with
+    `only_types` no event of any other type at all."""
     if conn.kind == "postgresql":
         # Two arrays, not two parameters a stream: a statement with hundreds of
         # parameters cost PostgreSQL more to parse and plan than to run.
-        wanted = "AND e.topic = ANY(?) " if only_types else ""
+        wanted = "AND (e.topic = ANY(?) OR e.topic = ANY(?)) " if only_types else ""
         rows = conn.fetchall(
             f"SELECT e.originator_id, e.originator_version, e.topic, "
-            "CASE WHEN e.topic = ANY(?) THEN e.state END "
+            "CASE WHEN e.topic = ANY(?) THEN e.state END, "
+            "CASE WHEN e.topic = ANY(?) THEN e.subject END "
             f"FROM {EVENTS_TABLE} e JOIN unnest(?::uuid[], ?::int[]) AS w(id, after) "
             f"ON e.originator_id = w.id AND e.originator_version > w.after {wanted}"
             "ORDER BY e.originator_id, e.originator_version LIMIT ?",
             (
-                list(types),
-                list(after),
-                list(after.values()),
-                *([list(types)] if only_types else []),
+                list(data_types),
+                list(subject_types),
+                pg_array(after),
+                pg_array(after.values()),
+                *([list(data_types), list(subject_types)] if only_types else []),
                 limit,
             ),
         )
@@ -210,15 +214,25 @@ def streams_after(
         params: list[object] = []
         for stream_id, version in after.items():
             params += (stream_id.hex, version)
-        marks = ",".join("?" * len(types)) or "NULL"
-        wanted = f"AND topic IN ({marks}) " if only_types else ""
+        data_marks = ",".join("?" * len(data_types)) or "NULL"
+        subject_marks = ",".join("?" * len(subject_types)) or "NULL"
+        wanted = f"AND topic IN ({data_marks},{subject_marks}) " if only_types else ""
         rows = conn.fetchall(
             f"SELECT originator_id, originator_version, topic, "
-            f"CASE WHEN topic IN ({marks}) THEN state END FROM {EVENTS_TABLE} "
+            f"CASE WHEN topic IN ({data_marks}) THEN state END, "
+            f"CASE WHEN topic IN ({subject_marks}) THEN subject END FROM {EVENTS_TABLE} "
             f"WHERE ({clause}) {wanted}ORDER BY originator_id, originator_version LIMIT ?",
-            [*types, *params, *(types if only_types else ()), limit],
+            [
+                *data_types,
+                *subject_types,
+                *params,
+                *((*data_types, *subject_types) if only_types else ()),
+                limit,
+            ],
         )
-    return [(stream_uuid(r[0]), r[1], r[2], None if r[3] is None else bytes(r[3])) for r in rows]
+    return [
+        (stream_uuid(r[0]), r[1], r[2], None if r[3] is None else bytes(r[3]), r[4]) for r in rows
+    ]
 
 
 def stream_versions(conn: Queries, stream_ids: Sequence[UUID]) -> dict[UUID, int]:
