@@ -261,7 +261,8 @@ class Decider:
         self._claims.update(lookups.owners(found[1]))
         self._load_customers(store, streams, lookups.streams(found[2]))
         self._catch_up(store, kept, lookups.versions(found[3]))
-        cached_versions = {c: self._customer(c).version for c in wanted if c not in missing}
+        # `streams` has the missing customers as keys (a set, where `missing` is a list).
+        cached_versions = {c: self._customer(c).version for c in wanted if c not in streams}
         self._load_groups(store, customer_ids)
         now = self.entropy.now()
         out: list[AcceptedEvent] = []
