@@ -97,18 +97,25 @@ class LedgerApplication(Application[UUID]):
         return self.load_customers(store, [customer_id])[customer_id]
 
     def load_customers(
-        self, store: Queries, customer_ids: Sequence[str]
+        self,
+        store: Queries,
+        customer_ids: Sequence[str],
+        versions: Mapping[UUID, int] | None = None,
     ) -> dict[str, tuple[Customer, int]]:
         """`load_customer` for many customers in two statements a chunk (their
         latest snapshots, then the events after them), not two or more each: a
-        batch over hundreds of stored customers made a round trip per customer."""
+        batch over hundreds of stored customers made a round trip per customer.
+        Given their streams' stored `versions` (as `store` sees them), only the
+        events that change a state are read, not those that only move its version
+        (most of them)."""
         loaded: dict[str, tuple[Customer, int]] = {}
         for start in range(0, len(customer_ids), _LOAD_CHUNK):
-            loaded.update(self._load_chunk(store, customer_ids[start : start + _LOAD_CHUNK]))
+            chunk = customer_ids[start : start + _LOAD_CHUNK]
+            loaded.update(self._load_chunk(store, chunk, versions))
         return loaded
 
     def _load_chunk(
-        self, store: Queries, customer_ids: Sequence[str]
+        self, store: Queries, customer_ids: Sequence[str], versions: Mapping[UUID, int] | None
     ) -> dict[str, tuple[Customer, int]]:
         streams = {customer_stream_id(c): c for c in customer_ids}
         # The latest snapshot of each stream: SQLite takes a bare column's values
@@ -140,14 +147,14 @@ class LedgerApplication(Application[UUID]):
             started[stream_id] = version
         # Each stream's events after its snapshot (every event if it has none).
         after = {stream_id: started.get(stream_id, 0) for stream_id in streams}
-        self._apply_after(store, customers, after, streams)
-        return {
-            customer_id: (
-                customers.get(stream_id) or Customer(id=stream_id, customer_id=customer_id),
-                started.get(stream_id, 0),
-            )
-            for stream_id, customer_id in streams.items()
-        }
+        self._apply_after(store, customers, after, streams, stateful_only=versions is not None)
+        loaded: dict[str, tuple[Customer, int]] = {}
+        for stream_id, customer_id in streams.items():
+            customer = customers.get(stream_id) or Customer(id=stream_id, customer_id=customer_id)
+            if versions is not None:
+                customer.version = max(customer.version, versions.get(stream_id, 0))
+            loaded[customer_id] = (customer, started.get(stream_id, 0))
+        return loaded
 
     def catch_up_customers(
         self, store: Queries, customers: Sequence[Customer], versions: Mapping[UUID, int]

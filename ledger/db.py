@@ -201,12 +201,11 @@ class Lookup:
     text: str | None = None
     where: str = ""
     where_params: tuple[Any, ...] = ()
-    distinct: bool = False
     # One row a value that has rows, whose `text` aggregates over them (MAX ...).
     grouped: bool = False
-    # "Which of these values have rows" (`distinct` or `grouped`, no blob): on
-    # PostgreSQL one index probe a value, for an array of this SQL type, instead
-    # of reading every row of every value (the planner may then scan the table).
+    # With `grouped` (no blob): on PostgreSQL one index probe a value, for an
+    # array of this SQL type, instead of reading every row of every value (the
+    # planner may then scan the table).
     probe_type: str | None = None
 
 
@@ -228,26 +227,20 @@ def look_up(
     for tag, (lookup, values) in enumerate(questions):
         blob, text = lookup.blob or no_blob, lookup.text or no_text
         if lookup.probe_type is not None and conn.kind == "postgresql":
+            assert lookup.grouped, "a probe answers one row a value"
             if values:
-                unnest = f"unnest(?::{lookup.probe_type}[]) AS p(v)"
-                if lookup.grouped:
-                    branches.append(
-                        f"SELECT {tag}, CAST(p.v AS TEXT), {blob}, g.t FROM {unnest} "
-                        f"CROSS JOIN LATERAL (SELECT {text} FROM {lookup.table} "
-                        f"WHERE {lookup.column} = p.v) AS g(t) WHERE g.t IS NOT NULL"
-                    )
-                else:
-                    branches.append(
-                        f"SELECT {tag}, CAST(p.v AS TEXT), {blob}, {text} FROM {unnest} "
-                        f"WHERE EXISTS (SELECT 1 FROM {lookup.table} WHERE {lookup.column} = p.v)"
-                    )
+                branches.append(
+                    f"SELECT {tag}, CAST(p.v AS TEXT), {blob}, g.t "
+                    f"FROM unnest(?::{lookup.probe_type}[]) AS p(v) "
+                    f"CROSS JOIN LATERAL (SELECT {text} FROM {lookup.table} "
+                    f"WHERE {lookup.column} = p.v) AS g(t) WHERE g.t IS NOT NULL"
+                )
                 params.append(pg_array(values))
             continue
-        distinct = "DISTINCT " if lookup.distinct else ""
         grouped = f" GROUP BY {lookup.column}" if lookup.grouped else ""
         for condition, chunk in any_of(conn.kind, lookup.column, values):
             branches.append(
-                f"SELECT {distinct}{tag}, {lookup.key}, {blob}, {text} "
+                f"SELECT {tag}, {lookup.key}, {blob}, {text} "
                 f"FROM {lookup.table} WHERE {lookup.where}{condition}{grouped}"
             )
             params += [*lookup.where_params, *chunk]

@@ -22,17 +22,9 @@ SUBJECT_OWNERS = Lookup(
     where="creates_subject = ? AND ",
     where_params=(True,),
 )
-# Customer streams with stored events: (stream id as text, -, -). SQLite stores
-# stream ids as 32-digit hex text, PostgreSQL as uuid (`stream_keys`).
-STREAMS = Lookup(
-    EVENTS_TABLE,
-    "originator_id",
-    "CAST(originator_id AS TEXT)",
-    distinct=True,
-    probe_type="uuid",
-)
-# The same, with the latest version of each: (stream id as text, -, version as
-# text). A probe costs PostgreSQL about four times STREAMS' (MAX, per stream).
+# Customer streams with stored events, with the latest version of each: (stream
+# id as text, -, version as text). SQLite stores stream ids as 32-digit hex
+# text, PostgreSQL as uuid (`stream_keys`).
 STREAM_VERSIONS = Lookup(
     EVENTS_TABLE,
     "originator_id",
@@ -44,7 +36,7 @@ STREAM_VERSIONS = Lookup(
 
 
 def stream_keys(kind: str, stream_ids: Sequence[UUID]) -> list[Any]:
-    """Stream ids as `STREAMS` and `STREAM_VERSIONS` ask for them on a store of `kind`."""
+    """Stream ids as `STREAM_VERSIONS` asks for them on a store of `kind`."""
     return list(stream_ids) if kind == "postgresql" else [s.hex for s in stream_ids]
 
 
@@ -56,11 +48,6 @@ def states(rows: list[tuple[Any, Any, Any]]) -> dict[str, bytes]:
 def owners(rows: list[tuple[Any, Any, Any]]) -> dict[str, str]:
     """The answer to SUBJECT_OWNERS: the creating customer by subject."""
     return {r[0]: r[2] for r in rows}
-
-
-def streams(rows: list[tuple[Any, Any, Any]]) -> set[UUID]:
-    """The answer to STREAMS: the stream ids that have stored events."""
-    return {UUID(r[0]) for r in rows}
 
 
 def versions(rows: list[tuple[Any, Any, Any]]) -> dict[UUID, int]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -240,7 +240,7 @@ class Decider:
         asked: list[tuple[Lookup, Sequence[Any]]] = [
             (lookups.EVENT_STATES, list(given_ids.values())),
             (lookups.SUBJECT_OWNERS, subjects),
-            (lookups.STREAMS, lookups.stream_keys(store.kind, list(streams.values()))),
+            (lookups.STREAM_VERSIONS, lookups.stream_keys(store.kind, list(streams.values()))),
             (lookups.STREAM_VERSIONS, lookups.stream_keys(store.kind, [c.id for c in kept])),
         ]
         if question is not None and keyring is not None and keyring.shared:
@@ -259,7 +259,7 @@ class Decider:
         )
         stored = self._stored_digests(lookups.states(found[0]))
         self._claims.update(lookups.owners(found[1]))
-        self._load_customers(store, streams, lookups.streams(found[2]))
+        self._load_customers(store, streams, lookups.versions(found[2]))
         self._catch_up(store, kept, lookups.versions(found[3]))
         # `streams` has the missing customers as keys (a set, where `missing` is a list).
         cached_versions = {c: self._customer(c).version for c in wanted if c not in streams}
@@ -343,7 +343,7 @@ class Decider:
                 del self._customers[customer.customer_id]
                 ahead[customer.customer_id] = customer.id
         if ahead:
-            self._load_customers(store, ahead, set(stored))
+            self._load_customers(store, ahead, stored)
         if behind:
             self.app.catch_up_customers(store, behind, stored)
 
@@ -394,8 +394,8 @@ class Decider:
             if missing:
                 streams = {c: customer_stream_id(c) for c in missing}
                 keys = lookups.stream_keys(store.kind, list(streams.values()))
-                found = look_up(store, [(lookups.STREAMS, keys)])
-                self._load_customers(store, streams, lookups.streams(found[0]))
+                found = look_up(store, [(lookups.STREAM_VERSIONS, keys)])
+                self._load_customers(store, streams, lookups.versions(found[0]))
             wanted = more
             if not wanted:
                 break
@@ -452,12 +452,13 @@ class Decider:
         return missing
 
     def _load_customers(
-        self, store: Queries, streams: dict[str, UUID], existing: set[UUID]
+        self, store: Queries, streams: dict[str, UUID], versions: Mapping[UUID, int]
     ) -> None:
         """Load the customers of `streams` (customer -> stream), of which those in
-        `existing` have stored events: a new one (usually most) needs no loading."""
-        stored = [c for c, stream_id in streams.items() if stream_id in existing]
-        loaded = self.app.load_customers(store, stored) if stored else {}
+        `versions` have stored events, up to the version given: a new one (usually
+        most) needs no loading."""
+        stored = [c for c, stream_id in streams.items() if stream_id in versions]
+        loaded = self.app.load_customers(store, stored, versions) if stored else {}
         for customer_id, stream_id in streams.items():
             found = loaded.get(customer_id)
             self._customers[customer_id] = (

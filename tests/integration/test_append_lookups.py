@@ -37,26 +37,24 @@ def test_lookups_of_more_values_than_one_in_list_find_exactly_the_stored_ones(
     streams += [customer_stream_id("c-2"), customer_stream_id("c-1")]
     with Connection(app.url) as conn:
         # Asked together in one statement, as an append asks them.
-        states, owners, found, versions = look_up(
+        states, owners, versions = look_up(
             conn,
             [
                 (lookups.EVENT_STATES, asked),
                 (lookups.SUBJECT_OWNERS, subjects),
-                (lookups.STREAMS, lookups.stream_keys(conn.kind, streams)),
                 (lookups.STREAM_VERSIONS, lookups.stream_keys(conn.kind, streams)),
             ],
         )
         assert set(lookups.states(states)) == set(ids)
         assert lookups.owners(owners) == {"order:o-1": "c-1"}
-        assert lookups.streams(found) == {
-            customer_stream_id("c-1"),
-            customer_stream_id("c-2"),
-        }
         assert lookups.versions(versions) == {
             customer_stream_id("c-1"): 2,
             customer_stream_id("c-2"): 1,
         }
-        assert look_up(conn, [(lookups.STREAMS, []), (lookups.STREAM_VERSIONS, [])]) == [[], []]
+        assert look_up(conn, [(lookups.EVENT_STATES, []), (lookups.STREAM_VERSIONS, [])]) == [
+            [],
+            [],
+        ]
 
 
 def test_many_new_customers_in_one_batch_each_get_their_own_key(app: LedgerApplication) -> None:

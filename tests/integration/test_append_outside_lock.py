@@ -163,9 +163,9 @@ def test_a_conflict_puts_back_the_states_the_batch_changed_and_loads_no_one(
     caught_up: list[list[tuple[str, int]]] = []
     load, catch_up = LedgerApplication.load_customers, LedgerApplication.catch_up_customers
 
-    def counting(self: LedgerApplication, store: Any, ids: Any) -> Any:
+    def counting(self: LedgerApplication, store: Any, ids: Any, *more: Any) -> Any:
         loads.append(sorted(ids))
-        return load(self, store, ids)
+        return load(self, store, ids, *more)
 
     def catching_up(self: LedgerApplication, store: Any, behind: Any, versions: Any) -> None:
         caught_up.append([(c.customer_id, c.version) for c in behind])

@@ -37,9 +37,9 @@ def test_appends_share_a_kept_appender_and_its_customers(
     loads: list[int] = []
     load = LedgerApplication.load_customers
 
-    def counting(self: LedgerApplication, store: Any, ids: Any) -> Any:
+    def counting(self: LedgerApplication, store: Any, ids: Any, *more: Any) -> Any:
         loads.append(len(ids))
-        return load(self, store, ids)
+        return load(self, store, ids, *more)
 
     monkeypatch.setattr(LedgerApplication, "load_customers", counting)
     caught_up: list[list[str]] = []

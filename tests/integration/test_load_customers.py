@@ -12,6 +12,8 @@ import ledger.application
 from ledger.application import LedgerApplication
 from ledger.config import parse_database_url
 from ledger.db import Connection
+from ledger.domain import customer_stream_id
+from ledger.reading import stream_versions
 from tests.factories import append_ok, event
 from tests.round_trips import traced
 
@@ -107,3 +109,31 @@ def test_two_hundred_customers_load_in_two_statements(
         app.close()
     assert all(loaded[c][0].version == 3 for c in customers)
     assert len(trips) == 2, "\n".join(trips)
+
+
+def test_given_the_stored_versions_only_stateful_events_are_read(
+    app: LedgerApplication, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    customers = [f"v{i}" for i in range(5)]
+    for i, customer in enumerate(customers):
+        # Notes last: only the version says they are there.
+        append_ok(app, _history(customer, notes=i + 1))
+    app.store_snapshot(Connection(app.url), app.customer("v3"))
+    append_ok(app, [event("task.completed", "v3", {"task_id": "t-v3"})])
+    read: list[str] = []
+    streams_after = ledger.application.streams_after
+
+    def reading(*args: Any, **kw: Any) -> Any:
+        rows = streams_after(*args, **kw)
+        read.extend(topic for _, _, topic, _, _ in rows)
+        return rows
+
+    monkeypatch.setattr(ledger.application, "streams_after", reading)
+    with Connection(app.url) as conn:
+        versions = stream_versions(conn, [customer_stream_id(c) for c in customers])
+        loaded = app.load_customers(conn, customers, versions)
+    assert read and "note.added" not in read
+    for customer in customers:
+        state, _ = loaded[customer]
+        assert vars(state) == vars(app.customer(customer)), customer
+    assert loaded["v3"][0].tasks == {"t-v3": "completed"}
