@@ -29,14 +29,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import psycopg
-from psycopg import sql
 
 from ledger.claims import TenantClaims
 from ledger.db import Connection
 from ledger.errors import is_unavailable
 from ledger.printable import first_line
-from ledger.stores.layout import EVENTS_TABLE, NOTIFY_CHANNEL
-from ledger.tenants import Tenant, TenantDirectory
+from ledger.stores.layout import NOTIFY_CHANNEL
+from ledger.tenants import Tenant, TenantDirectory, heads_statement
 from ledger.waiting import Backoff
 
 log = logging.getLogger("ledger.workers")
@@ -591,14 +590,9 @@ class _ServerWatch(threading.Thread):
             schemas = dict(self._schemas)
         if not schemas:
             return
-        parts = [
-            sql.SQL("SELECT {}::text, (SELECT max(notification_id) FROM {}.{})").format(
-                sql.Literal(tenant), sql.Identifier(schema), sql.Identifier(EVENTS_TABLE)
-            )
-            for tenant, schema in schemas.items()
-        ]
+        statement, params = heads_statement(schemas)
         try:
-            rows = conn.execute(sql.SQL(" UNION ALL ").join(parts)).fetchall()
+            rows = conn.execute(statement.replace("?", "%s"), params).fetchall()
         except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
             # A store without its tables: each pass says what is wrong.
             for tenant in schemas:

@@ -11,7 +11,7 @@ relay position. The directory only says where.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +19,7 @@ from enum import StrEnum
 
 from ledger.config import ConfigError, DatabaseURL, parse_database_url
 from ledger.db import Connection
+from ledger.stores.layout import EVENTS_TABLE
 
 TENANTS_TABLE = "ledger_tenants"
 
@@ -162,3 +163,21 @@ def _tenant(row: tuple[object, ...]) -> Tenant:
         None if rights is None else str(rights),
         str(added_at),
     )
+
+
+def heads_statement(schemas: Mapping[str, str | None], *trackers: str) -> tuple[str, list[str]]:
+    """One statement (`?` placeholders) that reads, a row a tenant, the tenant,
+    its newest event's position (NULL: none yet), then the least `position` of
+    each tracking table in `trackers` (how far its slowest reader got; NULL: no
+    row). `schemas` maps each tenant to its PostgreSQL schema, all on one
+    server (a statement for all of them: the workers' wake-up and the tenants'
+    metrics ask it for hundreds at once), or to None for the one tenant of the
+    store the statement runs against (SQLite)."""
+    branches: list[str] = []
+    for schema in schemas.values():
+        # Schema names are checked plain names (ledger.config): safe to quote.
+        prefix = f'"{schema}".' if schema else ""
+        columns = [f"(SELECT MAX(notification_id) FROM {prefix}{EVENTS_TABLE})"]
+        columns += [f"(SELECT MIN(position) FROM {prefix}{table})" for table in trackers]
+        branches.append(f"SELECT CAST(? AS TEXT), {', '.join(columns)}")
+    return " UNION ALL ".join(branches), list(schemas)

@@ -26,7 +26,7 @@ from ledger.config import DatabaseURL
 from ledger.db import Connection
 from ledger.printable import first_line
 from ledger.stores.layout import EVENTS_TABLE
-from ledger.tenants import Tenant, TenantDirectory
+from ledger.tenants import Tenant, TenantDirectory, heads_statement
 from services.appending import APPEND_OBSERVERS
 
 log = logging.getLogger("ledger.metrics")
@@ -128,7 +128,6 @@ class LagCollector(Collector):
         # Imported here: this module is imported by every process that serves
         # metrics, and the first scrape pays for these once.
         from ledger.reading import count_after, head_position, recorded_at_after
-        from ledger.stores.layout import EVENTS_TABLE
         from projections import registry
         from projections.clock import now
         from projections.status import projection_status
@@ -342,24 +341,17 @@ def read_tenants(entries: list[Tenant]) -> list[TenantReading]:
     from projections.tracking import TRACKING_TABLE as PROJECTION_TRACKING
     from relay.tracking import TRACKING_TABLE as RELAY_TRACKING
 
-    def branch(schema: str) -> str:
-        prefix = f'"{schema}".' if schema else ""
-        return (
-            f"SELECT ?, (SELECT MAX(notification_id) FROM {prefix}{EVENTS_TABLE}), "
-            f"(SELECT MIN(position) FROM {prefix}{PROJECTION_TRACKING}), "
-            f"(SELECT MIN(position) FROM {prefix}{RELAY_TRACKING})"
-        )
-
+    trackers = (PROJECTION_TRACKING, RELAY_TRACKING)
     rows: list[tuple[object, ...]] = []
     if entries[0].url.kind == "postgresql":
-        # Schema names are checked plain names (ledger.config): safe to quote.
-        statement = " UNION ALL ".join(branch(e.url.schema) for e in entries)
+        statement, params = heads_statement({e.tenant: e.url.schema for e in entries}, *trackers)
         with Connection(entries[0].url) as conn:
-            rows = conn.fetchall(statement, [e.tenant for e in entries])
+            rows = conn.fetchall(statement, params)
     else:
         for entry in entries:
+            statement, params = heads_statement({entry.tenant: None}, *trackers)
             with Connection(entry.url) as conn:
-                rows += conn.fetchall(branch(""), (entry.tenant,))
+                rows += conn.fetchall(statement, params)
     at = time.monotonic()
     server = {e.tenant: e.server for e in entries}
     return [
