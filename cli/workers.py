@@ -10,7 +10,7 @@ import click
 from cli.context import EXIT_USAGE, CliContext, CliError, emit_json, start_metrics
 from ledger.printable import printable
 from ledger.signals import stop_on_signals
-from services.workers import TenantWorkers, WorkerNotice, WorkerOptions
+from services.workers import TenantWorkers, WorkerNotice, WorkerOptions, WorkerTuning
 
 
 def check_tenant_mode(
@@ -38,15 +38,15 @@ def worker_options(
     max_backoff: float,
 ) -> WorkerOptions:
     """The worker's options from the command line."""
-    return WorkerOptions(
-        selection=tenants,
+    tuning = WorkerTuning(
         claim_interval=claim_interval,
         poll_interval=poll_interval,
         threads=threads,
         idle_close_s=idle_close,
-        open_jobs=open_tenants,
         max_backoff=max_backoff,
+        open_jobs=open_tenants,
     )
+    return WorkerOptions(selection=tenants, tuning=tuning)
 
 
 class NoticePrinter:

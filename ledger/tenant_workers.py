@@ -144,13 +144,11 @@ class WorkerNotice:
         return d
 
 
-@dataclass
-class WorkerSettings:
-    """How a worker runs. `kind` ("projections" or "relay") names its claims;
-    `selection` the tenants it may work (None: every tenant in the directory)."""
+@dataclass(frozen=True)
+class WorkerTuning:
+    """How a worker paces itself: the one place its defaults are written (the
+    command line's options show them)."""
 
-    kind: str
-    selection: frozenset[str] | None = None
     claim_interval: float = 5.0
     poll_interval: float = 1.0
     threads: int = 4
@@ -160,6 +158,16 @@ class WorkerSettings:
     # passes: beyond it the least recently worked are closed, so a worker of many
     # busy tenants holds a bounded number of connections to each server.
     open_jobs: int = 16
+
+
+@dataclass
+class WorkerSettings:
+    """How a worker runs. `kind` ("projections" or "relay") names its claims;
+    `selection` the tenants it may work (None: every tenant in the directory)."""
+
+    kind: str
+    selection: frozenset[str] | None = None
+    tuning: WorkerTuning = field(default_factory=WorkerTuning)
 
 
 class _State:
@@ -204,7 +212,7 @@ class TenantWorker:
         self._lock = threading.Lock()
         self._states: dict[str, _State] = {}
         self._watches: dict[str, _ServerWatch] = {}
-        self._pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="tenant-pass")
+        self._pool = ThreadPoolExecutor(settings.tuning.threads, thread_name_prefix="tenant-pass")
         self._peers = 1
 
     def stop(self) -> None:
@@ -224,7 +232,7 @@ class TenantWorker:
         """Work until `stop()`. The directory unreachable at the start is raised
         (`DatabaseUnavailable`); later it is retried with back-off, every tenant's
         work stopped meanwhile."""
-        backoff = Backoff(self.settings.max_backoff, first=0.5)
+        backoff = Backoff(self.settings.tuning.max_backoff, first=0.5)
         first = True
         try:
             while not self._stop.is_set():
@@ -249,7 +257,7 @@ class TenantWorker:
                             WorkerNotice(
                                 "started",
                                 detail=f"{self.settings.kind}, {how}, claiming every "
-                                f"{self.settings.claim_interval:g} s",
+                                f"{self.settings.tuning.claim_interval:g} s",
                             )
                         )
                     first = False
@@ -286,10 +294,10 @@ class TenantWorker:
             now = time.monotonic()
             if now >= next_round:
                 self._round(claims)
-                next_round = time.monotonic() + self.settings.claim_interval
+                next_round = time.monotonic() + self.settings.tuning.claim_interval
             if now >= next_poll:
                 self._poll_sqlite()
-                next_poll = now + self.settings.poll_interval
+                next_poll = now + self.settings.tuning.poll_interval
             self._retry_due()
             self._close_idle()
             self._stop.wait(_TICK_S)
@@ -310,7 +318,7 @@ class TenantWorker:
             self._claim(entries[tenant], len(claims.owned), result.peers)
 
     def _claim(self, tenant: Tenant, owned: int, peers: int) -> None:
-        state = _State(tenant, self.settings.max_backoff)
+        state = _State(tenant, self.settings.tuning.max_backoff)
         with self._lock:
             self._states[tenant.tenant] = state
         self.notify(WorkerNotice("claimed", tenant.tenant, owned=owned, peers=peers))
@@ -475,7 +483,7 @@ class TenantWorker:
         its tenant to make room for `state`'s (called under the lock; the caller
         closes it)."""
         opened = [s for s in self._states.values() if s.job is not None]
-        if len(opened) < self.settings.open_jobs:
+        if len(opened) < self.settings.tuning.open_jobs:
             return None
         # A queued pass makes its job again when its turn comes; one on a
         # thread is using its job.
@@ -506,12 +514,12 @@ class TenantWorker:
             self._schedule(t, None)
 
     def _close_idle(self) -> None:
-        limit = time.monotonic() - self.settings.idle_close_s
+        limit = time.monotonic() - self.settings.tuning.idle_close_s
         idle: list[TenantJob] = []
         with self._lock:
             opened = [s for s in self._states.values() if s.job is not None]
             closable = sorted((s for s in opened if not s.running), key=lambda s: s.last_pass)
-            surplus = len(opened) - self.settings.open_jobs
+            surplus = len(opened) - self.settings.tuning.open_jobs
             for state in closable:
                 if state.last_pass < limit or surplus > 0:
                     assert state.job is not None
@@ -549,7 +557,7 @@ class _ServerWatch(threading.Thread):
         self.join(5)
 
     def run(self) -> None:
-        backoff = Backoff(self.worker.settings.max_backoff, first=0.5)
+        backoff = Backoff(self.worker.settings.tuning.max_backoff, first=0.5)
         while not self._done():
             try:
                 with psycopg.connect(self.url.conninfo(), autocommit=True) as conn:
@@ -571,7 +579,7 @@ class _ServerWatch(threading.Thread):
         return self._closed.is_set() or self.worker.stopping
 
     def _wait(self, conn: psycopg.Connection[Any]) -> None:
-        deadline = time.monotonic() + self.worker.settings.poll_interval
+        deadline = time.monotonic() + self.worker.settings.tuning.poll_interval
         while not self._done():
             left = deadline - time.monotonic()
             if left <= 0:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from ledger.config import ConfigError, DatabaseURL
@@ -24,6 +24,7 @@ from ledger.tenant_workers import (
     TenantWorker,
     WorkerNotice,
     WorkerSettings,
+    WorkerTuning,
 )
 from ledger.tenants import Tenant, check_tenant_id
 from projections import registry
@@ -38,19 +39,14 @@ if TYPE_CHECKING:
     from services.operations import RelayOptions
 
 __all__ = [
-    "DEFAULT_CLAIM_INTERVAL",
-    "DEFAULT_IDLE_CLOSE",
-    "DEFAULT_THREADS",
     "TenantWorkers",
     "WorkerNotice",
     "WorkerOptions",
+    "WorkerTuning",
     "parse_selection",
     "takeover_bound",
 ]
 
-DEFAULT_CLAIM_INTERVAL = 5.0
-DEFAULT_THREADS = 4
-DEFAULT_IDLE_CLOSE = 60.0
 # A tenant's relay that found another relay holding its store's lock tries again
 # after this many seconds.
 LOCK_RETRY_S = 2.0
@@ -81,15 +77,11 @@ def takeover_bound(claim_interval: float) -> float:
 
 @dataclass(frozen=True)
 class WorkerOptions:
-    """How a tenant worker runs (see `ledger.tenant_workers.WorkerSettings`)."""
+    """How a tenant worker runs: the tenants it may work, as the command line
+    names them ("all" or ids), and its pace."""
 
     selection: str = "all"
-    claim_interval: float = DEFAULT_CLAIM_INTERVAL
-    poll_interval: float = 1.0
-    threads: int = DEFAULT_THREADS
-    idle_close_s: float = DEFAULT_IDLE_CLOSE
-    max_backoff: float = 30.0
-    open_jobs: int = 16
+    tuning: WorkerTuning = field(default_factory=WorkerTuning)
 
 
 class TenantWorkers:
@@ -107,16 +99,7 @@ class TenantWorkers:
     ) -> None:
         # Run before the first round (the relay: Kafka reachable, the topic made).
         self._check = check
-        settings = WorkerSettings(
-            kind=kind,
-            selection=parse_selection(options.selection),
-            claim_interval=options.claim_interval,
-            poll_interval=options.poll_interval,
-            threads=options.threads,
-            idle_close_s=options.idle_close_s,
-            max_backoff=options.max_backoff,
-            open_jobs=options.open_jobs,
-        )
+        settings = WorkerSettings(kind, parse_selection(options.selection), options.tuning)
         self._worker = TenantWorker(directory(directory_option), make_job, settings, on_notice)
 
     @classmethod

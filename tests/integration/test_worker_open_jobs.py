@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ledger.config import parse_database_url
 from ledger.db import Connection
-from ledger.tenant_workers import PassResult, TenantJob, TenantWorker, WorkerSettings
+from ledger.tenant_workers import PassResult, TenantJob, TenantWorker, WorkerSettings, WorkerTuning
 from ledger.tenants import Tenant, TenantDirectory
 
 
@@ -55,7 +55,9 @@ def test_a_worker_of_many_busy_tenants_keeps_only_open_jobs_open(tmp_path: Path)
         return CountingJob()
 
     # Every tenant is polled (SQLite) every 20 ms: all twelve are busy.
-    settings = WorkerSettings("projections", poll_interval=0.02, threads=2, open_jobs=3)
+    settings = WorkerSettings(
+        "projections", tuning=WorkerTuning(poll_interval=0.02, threads=2, open_jobs=3)
+    )
     worker = TenantWorker(found, make, settings, lambda _notice: None)
     running = threading.Thread(target=worker.run)
     running.start()
@@ -68,5 +70,5 @@ def test_a_worker_of_many_busy_tenants_keeps_only_open_jobs_open(tmp_path: Path)
         worker.stop()
         running.join(30)
     # The bound, plus a job each running pass opened before closing another's.
-    assert CountingJob.most_open <= settings.open_jobs + settings.threads
+    assert CountingJob.most_open <= settings.tuning.open_jobs + settings.tuning.threads
     assert CountingJob.open_now == 0  # stopping closes every job
