@@ -72,7 +72,8 @@ from ledger.stores.base import WriteSession
 DEFAULT_BATCH_SIZE = 1000
 OPTIMISTIC_ATTEMPTS = 5
 # After losing a race to insert, how long an appender checks its kept states
-# against the store before deciding on them.
+# against the store before deciding on them; after an event id or subject it
+# left to the store's indexes turned out taken, how long it asks for them first.
 CONTENDED_S = 60.0
 
 
@@ -97,8 +98,10 @@ class Appender(Decider):
         self.batch_size = batch_size
         self.track_lines = track_lines  # reports say which lines were stored
         self._db = Connection(app.url)
-        # Until when kept states are checked before deciding (`_commit_optimistically`).
+        # Until when kept states are checked before deciding, and until when the
+        # store is asked for given ids and created subjects (`_commit_optimistically`).
         self._contended_until = 0.0
+        self._verify_until = 0.0
 
     def close(self) -> None:
         """Close the appender's own connection."""
@@ -210,8 +213,12 @@ class Appender(Decider):
             with ring.deferring() if ring is not None else nullcontext():
                 # Kept states are checked against the store while other writers
                 # are about (a lost race says so); a lone writer skips the check.
-                contended = attempt > 1 or time.monotonic() < self._contended_until
-                decision = self._decide(batch, self._db, contended=contended)
+                # Unless a taken one turned up lately, new ids and subjects are
+                # left to the store's unique indexes (a duplicate fails the insert).
+                now = time.monotonic()
+                contended = attempt > 1 or now < self._contended_until
+                trust = not contended and now >= self._verify_until
+                decision = self._decide(batch, self._db, contended=contended, trust_indexes=trust)
                 if any(
                     r.reason_class == "rule" for r in decision.rejections
                 ) and not self._still_current(self._db, decision):
@@ -232,11 +239,16 @@ class Appender(Decider):
                                 ring.write_deferred(session)
                             self._insert(session, decision, report)
                 except IntegrityError:
-                    # Another writer got there first; forget what we decided and redo.
+                    # Another writer got there first, or (unverified) an event id
+                    # or subject was taken; forget what we decided and redo, asking.
                     report._undo_to(mark)
                     self._forget_decided(decision)
                     self._contended_until = time.monotonic() + CONTENDED_S
-                    time.sleep(random.uniform(0, 0.01 * 2**attempt))
+                    if decision.unverified:
+                        # A taken id or subject as likely as a race: ask at once.
+                        self._verify_until = self._contended_until
+                    else:
+                        time.sleep(random.uniform(0, 0.01 * 2**attempt))
                     continue
                 except Exception as exc:
                     self._forget_written()

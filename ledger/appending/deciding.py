@@ -83,6 +83,9 @@ class Decision:
     cached_versions: dict[str, int] = field(default_factory=dict)
     # Deciding `contended`: each changed customer's state before this batch.
     before: dict[str, Customer] = field(default_factory=dict)
+    # Decided without asking the store for its event ids and claimed subjects
+    # (`trust_indexes`): a failed insert may only mean that one was taken.
+    unverified: bool = False
 
 
 class Decider:
@@ -191,13 +194,18 @@ class Decider:
         store: Queries,
         *,
         contended: bool = False,
+        trust_indexes: bool = False,
     ) -> Decision:
         """What `batch` comes to, given what `store` holds (a write session sees its
         own inserts) and the events of this input not inserted yet. `contended`
         (other writers are about): bring cached states up to the stored ones
         first (`_catch_up`), and keep each changed customer's state as it was
         before, for `_forget_decided` to put back if the decision loses the race
-        to insert."""
+        to insert. `trust_indexes`: when the store need not be asked anything
+        else (every customer's state and key at hand), do not ask it for the
+        given event ids and created subjects either, and leave a stored one to
+        its unique index, which then fails the insert (`Decision.unverified`):
+        a statement less for the usual batch, whose ids and subjects are new."""
         parsed = [(item, _parse(item)) for item in batch]
         events: list[InboundEvent] = []
         # Each given id as text once (UUID formatting is Python code), and the
@@ -237,9 +245,15 @@ class Decider:
         # under the given ids, owners of the subjects created, which of the
         # customers not cached have events, and the stored versions of the
         # cached ones to check.
+        unverified = (
+            trust_indexes
+            and not streams
+            and not kept
+            and (question is None or not question.missing)
+        )
         asked: list[tuple[Lookup, Sequence[Any]]] = [
-            (lookups.EVENT_STATES, list(given_ids.values())),
-            (lookups.SUBJECT_OWNERS, subjects),
+            (lookups.EVENT_STATES, [] if unverified else list(given_ids.values())),
+            (lookups.SUBJECT_OWNERS, [] if unverified else subjects),
             (lookups.STREAM_VERSIONS, lookups.stream_keys(store.kind, list(streams.values()))),
             (lookups.STREAM_VERSIONS, lookups.stream_keys(store.kind, [c.id for c in kept])),
         ]
@@ -267,7 +281,7 @@ class Decider:
         now = self.entropy.now()
         out: list[AcceptedEvent] = []
         touched: dict[str, Customer] = {}
-        decision = Decision([], [], [], 0, [], cached_versions)
+        decision = Decision([], [], [], 0, [], cached_versions, unverified=unverified)
         before = decision.before if contended else None
         # Looked up once, not per event.
         customer_of, seen, claims, policy = self._customer, self._seen, self._claims, self.policy
