@@ -26,7 +26,8 @@ from ledger.domain import (
     customer_stream_id,
 )
 from ledger.errors import DatabaseUnavailable
-from ledger.events.catalogue import recorded_data_unchecked, subject_payload
+from ledger.events import PAYLOADS
+from ledger.events.catalogue import recorded_data_unchecked
 from ledger.keystore.keyring import Keyring
 from ledger.mapper import LedgerMapper
 from ledger.printable import first_line as first_line  # re-exported: appending, runner
@@ -199,7 +200,8 @@ class LedgerApplication(Application[UUID]):
                 # is not decoded (most of a stream, and most of loading's cost); a
                 # visit, a task ... is applied from its subject column alone.
                 if subject is not None:
-                    customer.apply(subject_payload(topic, subject))
+                    # `kind:id`: a kind holds no colon; an id may.
+                    customer.apply_subject(PAYLOADS[topic], subject.partition(":")[2])
                 elif state is not None:
                     customer.apply(recorded_data_unchecked(topic, state))
                 customer.version = version

@@ -278,11 +278,10 @@ _STATEFUL: frozenset[type[Payload]] = frozenset(
     }
 )
 
-# The stateful types whose `apply` reads nothing of their data but its subject
-# id (`subject_field`), which the events table keeps in a column of its own:
-# loading a customer applies them from that column, without decoding the
-# stored event (most of a stream's stateful events). A test
-# (tests/unit/test_domain_rules.py) holds `apply`'s cases to it.
+# The stateful types whose events change nothing but what their subject id
+# says (`Customer.apply_subject`); the events table keeps that id in a column
+# of its own, so loading a customer applies them without decoding the stored
+# event (most of a stream's stateful events).
 APPLIED_BY_SUBJECT: frozenset[type[Payload]] = frozenset(
     {
         OrderCreated,
@@ -598,27 +597,17 @@ class Customer:
 
     def apply(self, data: Payload) -> None:
         """Change the state as the accepted event `data` says."""
-        if type(data) not in _STATEFUL:
+        kind = type(data)
+        if kind not in _STATEFUL:
             return  # a note, a call, ...: nothing below keeps it (see _STATEFUL)
+        if kind in APPLIED_BY_SUBJECT:
+            subject_id = data.subject_id()
+            assert subject_id is not None
+            self.apply_subject(kind, subject_id)
+            return
         match data:
-            case OrderCreated():
-                self.orders.add(data.order_id)
-            case EmailSent():
-                self.emails.add(data.message_id)
-            case SmsSent():
-                self.sms.add(data.message_id)
-            case SegmentJoined():
-                self.segments.add(data.segment_id)
-            case SegmentLeft():
-                self.segments.discard(data.segment_id)
-            case ChatStarted():
-                self.dialogs[data.dialog_id] = "new"
             case ChatStatusChanged():
                 self.dialogs[data.dialog_id] = data.status
-            case TaskCreated() | TaskCompleted() | TaskReopened() | TaskDeleted():
-                self.tasks[data.task_id] = _TASK_TO[type(data)]
-            case VisitRecorded():
-                self.visits.add(data.visit_id)
             case CustomerErased():
                 self.erased = True
             case CustomerMerged():
@@ -633,6 +622,30 @@ class Customer:
                 self.not_duplicates.discard(data.other_customer_id)
             case CustomerNotDuplicate():
                 self.not_duplicates.add(data.other_customer_id)
+
+    def apply_subject(self, kind: type[Payload], subject_id: str) -> None:
+        """Change the state as an event of `kind`, one of `APPLIED_BY_SUBJECT`,
+        about the subject `subject_id` says: all such an event changes. Loading
+        a customer calls it with the events table's subject column, without
+        decoding the event."""
+        if kind is VisitRecorded:
+            self.visits.add(subject_id)
+        elif kind in _TASK_TO:
+            self.tasks[subject_id] = _TASK_TO[kind]
+        elif kind is SmsSent:
+            self.sms.add(subject_id)
+        elif kind is OrderCreated:
+            self.orders.add(subject_id)
+        elif kind is EmailSent:
+            self.emails.add(subject_id)
+        elif kind is SegmentJoined:
+            self.segments.add(subject_id)
+        elif kind is SegmentLeft:
+            self.segments.discard(subject_id)
+        elif kind is ChatStarted:
+            self.dialogs[subject_id] = "new"
+        else:
+            raise ValueError(f"{kind.__name__} is not applied by its subject alone")
 
     def record(self, event: InboundEvent, event_id: str, recorded_at: datetime) -> AcceptedEvent:
         """Accept a checked event: apply it and keep it for the next save."""

@@ -337,24 +337,6 @@ def recorded_data_unchecked(event_type: str, state: bytes) -> Payload:
     return _constructed(PAYLOADS[event_type], data)
 
 
-def subject_payload(event_type: str, subject: str) -> Payload:
-    """A payload of `event_type` holding its subject's id alone, taken from the
-    events table's `subject` column (`kind:id`, see `ledger.mapper.subject_of`):
-    for `Customer.apply` of a type it applies by its subject alone
-    (`ledger.domain.APPLIED_BY_SUBJECT`). Reading any other field of it raises
-    AttributeError."""
-    model = PAYLOADS[event_type]
-    assert model.subject_field is not None, event_type
-    _, _, subject_id = subject.partition(":")  # a kind holds no colon; an id may
-    instance = model.__new__(model)
-    setattr_ = object.__setattr__  # the models are frozen
-    setattr_(instance, "__dict__", {model.subject_field: subject_id})
-    setattr_(instance, "__pydantic_fields_set__", {model.subject_field})
-    setattr_(instance, "__pydantic_extra__", None)
-    setattr_(instance, "__pydantic_private__", None)
-    return instance
-
-
 # How the ledger writes an envelope's last key (`ledger.mapper.stored_state`).
 _DATA_KEY = b',"data":'
 

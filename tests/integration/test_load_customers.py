@@ -56,7 +56,12 @@ def test_states_equal_the_repositorys_snapshots_and_pages_included(
 def _every_stateful_type(customer: str, other: str) -> list[dict[str, Any]]:
     """A history with an event of every type that changes a customer's state,
     personal values (sealed when stored) included."""
-    visit = {"visit_id": f"v-{customer}", "source": "google", "channel": "search", "duration_s": 3}
+    visit = {
+        "visit_id": f"v:{customer}:1",
+        "source": "google",
+        "channel": "search",
+        "duration_s": 3,
+    }
     return [
         event("customer.created", customer, {"card": {"name": "Ann", "phone": "+44 20 7946 0000"}}),
         event("order.created", customer, {"order_id": f"o-{customer}", "status": "new"}),

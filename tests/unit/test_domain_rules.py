@@ -12,6 +12,7 @@ import pytest
 
 from ledger.domain import Customer, RuleViolation, customer_stream_id
 from ledger.events import InboundEvent, parse_inbound
+from ledger.events.customer import CustomerErased
 from ledger.rights import ALLOW_ALL, RightsPolicy
 from tests.factories import event
 
@@ -268,55 +269,21 @@ def _case_types(method: Any) -> set[str]:
 def test_the_types_skipping_the_rules_and_the_state_are_those_no_case_names() -> None:
     """`check` and `apply` skip their match for types outside `_RULED` and
     `_STATEFUL`: a case for another type would never run."""
-    from ledger.domain import _MERGE_EVENTS, _RULED, _STATEFUL
+    from ledger.domain import _MERGE_EVENTS, _RULED, _STATEFUL, APPLIED_BY_SUBJECT
 
     ruled = {t.__name__ for t in _RULED}
     assert _case_types(Customer.check) | {t.__name__ for t in _MERGE_EVENTS} == ruled
-    assert _case_types(Customer.apply) == {t.__name__ for t in _STATEFUL}
-
-
-def test_the_types_applied_by_subject_read_nothing_of_their_data_but_its_id() -> None:
-    """Loading a customer applies these from the events table's subject column,
-    as a payload holding the subject id alone: their cases in `apply` (guards
-    included) may read no other field of the data."""
-    import ast
-    import inspect
-    import textwrap
-
-    from ledger.domain import _STATEFUL, APPLIED_BY_SUBJECT
-
-    assert APPLIED_BY_SUBJECT <= _STATEFUL
-    by_name = {t.__name__: t for t in APPLIED_BY_SUBJECT}
-    tree = ast.parse(textwrap.dedent(inspect.getsource(Customer.apply)))
-    checked: set[str] = set()
-    for case in (node for node in ast.walk(tree) if isinstance(node, ast.match_case)):
-        named = {
-            node.cls.id
-            for node in ast.walk(case.pattern)
-            if isinstance(node, ast.MatchClass) and isinstance(node.cls, ast.Name)
-        }
-        parts: list[ast.AST] = [*case.body, *([case.guard] if case.guard else [])]
-        read = {
-            node.attr
-            for part in parts
-            for node in ast.walk(part)
-            if isinstance(node, ast.Attribute)
-            and isinstance(node.value, ast.Name)
-            and node.value.id == "data"
-        }
-        for name in named & set(by_name):
-            assert read <= {by_name[name].subject_field}, (name, read)
-            checked.add(name)
-    assert checked == set(by_name)
+    by_subject = {t.__name__ for t in APPLIED_BY_SUBJECT}
+    assert _case_types(Customer.apply) == {t.__name__ for t in _STATEFUL} - by_subject
 
 
 STREAM = customer_stream_id("c")
 
 
-def test_a_payload_made_from_the_subject_column_applies_as_the_whole_one() -> None:
+def test_a_type_applied_by_its_subject_changes_as_its_whole_event_would() -> None:
+    """Loading a customer applies these from the subject column alone
+    (`apply_subject`), the append from the whole payload (`apply`): the same."""
     from ledger.domain import APPLIED_BY_SUBJECT
-    from ledger.events.catalogue import subject_payload
-    from ledger.mapper import subject_of
 
     def state(c: Customer) -> dict[str, Any]:
         return {k: v for k, v in vars(c).items() if k != "_pending"}
@@ -324,13 +291,13 @@ def test_a_payload_made_from_the_subject_column_applies_as_the_whole_one() -> No
     for model in APPLIED_BY_SUBJECT:
         assert model.subject_field is not None
         data = model.model_construct(**{model.subject_field: "id:with:colons"})
-        subject = subject_of(model.type_name, data)
-        assert subject is not None
         # Each in a segment, so that leaving it changes the state too.
         before, whole, alone = (
             Customer(id=STREAM, customer_id="c", segments={"id:with:colons"}) for _ in range(3)
         )
         whole.apply(data)
-        alone.apply(subject_payload(model.type_name, subject))
+        alone.apply_subject(model, "id:with:colons")
         assert state(alone) == state(whole), model
         assert state(whole) != state(before) or model.type_name == "segment.joined", model
+    with pytest.raises(ValueError, match="not applied by its subject"):
+        Customer(id=STREAM, customer_id="c").apply_subject(CustomerErased, "x")
