@@ -258,26 +258,6 @@ _RULED: frozenset[type[Payload]] = frozenset(
         *_MERGE_EVENTS,
     }
 )
-_STATEFUL: frozenset[type[Payload]] = frozenset(
-    {
-        OrderCreated,
-        EmailSent,
-        SmsSent,
-        SegmentJoined,
-        SegmentLeft,
-        ChatStarted,
-        ChatStatusChanged,
-        TaskCreated,
-        TaskCompleted,
-        TaskReopened,
-        TaskDeleted,
-        VisitRecorded,
-        CustomerErased,
-        *_MERGE_EVENTS,
-        CustomerNotDuplicate,
-    }
-)
-
 # The stateful types whose events change nothing but what their subject id
 # says (`Customer.apply_subject`); the events table keeps that id in a column
 # of its own, so loading a customer applies them without decoding the stored
@@ -297,6 +277,12 @@ APPLIED_BY_SUBJECT: frozenset[type[Payload]] = frozenset(
         VisitRecorded,
     }
 )
+_STATEFUL: frozenset[type[Payload]] = APPLIED_BY_SUBJECT | {
+    ChatStatusChanged,
+    CustomerErased,
+    *_MERGE_EVENTS,
+    CustomerNotDuplicate,
+}
 
 # The types whose events change a customer's state beyond its version, as
 # loading a customer reads them (sorted, for statements that name them): by

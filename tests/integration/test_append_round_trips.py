@@ -37,11 +37,19 @@ WARM = _notes(KNOWN, 0, 8)
 
 
 def _batch_trips(
-    pg_url: str, monkeypatch: pytest.MonkeyPatch, events: list[dict[str, Any]]
+    pg_url: str, monkeypatch: pytest.MonkeyPatch, *batches: list[dict[str, Any]]
 ) -> tuple[AppendReport, list[str]]:
-    """The round trips of appending `events` as one batch through an Appender that
-    stored a batch (`WARM`) of the same customers before, as the group writer
-    keeps its Appender across groups."""
+    """The report and round trips of appending the last of `batches`, each one
+    batch, through an Appender that stored a batch (`WARM`) of the same
+    customers and the batches before it, as the group writer keeps its
+    Appender across groups."""
+    return _batches_trips(pg_url, monkeypatch, *batches)[-1]
+
+
+def _batches_trips(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch, *batches: list[dict[str, Any]]
+) -> list[tuple[AppendReport, list[str]]]:
+    """`_batch_trips` of each of `batches`."""
     append_to_url(pg_url, [event("customer.created", c, {"card": {"name": c}}) for c in KNOWN])
     with traced(monkeypatch) as trace:
         app = LedgerApplication(parse_database_url(pg_url))
@@ -49,8 +57,7 @@ def _batch_trips(
             with Appender(app) as appender:
                 assert _append(appender, WARM).appended == len(WARM)
                 trace.take()
-                report = _append(appender, events)
-                return report, trace.take()
+                return [(_append(appender, batch), trace.take()) for batch in batches]
         finally:
             app.close()
 
@@ -86,22 +93,15 @@ def test_new_customers_and_claims_add_only_their_key_insert(
 def test_a_stored_duplicate_fails_the_first_insert_then_the_store_is_asked_first(
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    append_to_url(pg_url, [event("customer.created", c, {"card": {"name": c}}) for c in KNOWN])
-    with traced(monkeypatch) as trace:
-        app = LedgerApplication(parse_database_url(pg_url))
-        try:
-            with Appender(app) as appender:
-                assert _append(appender, WARM).appended == len(WARM)
-                trace.take()
-                # Three stored again (a producer's retry), one new: the unique
-                # index refuses the insert, and the batch is decided again asking.
-                first = _append(appender, [*WARM[:3], *_notes(["c0"], 300, 1)])
-                failed = trace.take()
-                # From then on the store is asked first: no insert fails.
-                second = _append(appender, [*WARM[3:5], *_notes(["c1"], 400, 2)])
-                asked = trace.take()
-        finally:
-            app.close()
+    (first, failed), (second, asked) = _batches_trips(
+        pg_url,
+        monkeypatch,
+        # Three stored again (a producer's retry), one new: the unique index
+        # refuses the insert, and the batch is decided again asking the store.
+        [*WARM[:3], *_notes(["c0"], 300, 1)],
+        # From then on the store is asked first: no insert fails.
+        [*WARM[3:5], *_notes(["c1"], 400, 2)],
+    )
     assert (first.appended, first.duplicates, first.ok) == (1, 3, True)
     assert sum("ROLLBACK" in t for t in failed) == 1, "\n".join(failed)
     assert (second.appended, second.duplicates, second.ok) == (2, 2, True)
