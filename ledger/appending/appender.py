@@ -234,7 +234,8 @@ class Appender(Decider):
                     return True
                 try:
                     if decision.rows:
-                        with self.app.ledger_recorder.write_session() as session:
+                        recorder = self.app.ledger_recorder
+                        with recorder.write_session(on_known_head=True) as session:
                             if ring is not None:
                                 ring.write_deferred(session)
                             self._insert(session, decision, report)

@@ -58,9 +58,12 @@ def insert_savepoint(execute: Callable[[str], object]) -> Iterator[None]:
 class LedgerRecorder(Protocol):
     """What the append path needs from a recorder of either store."""
 
-    def write_session(self) -> AbstractContextManager[WriteSession]:
+    def write_session(self, *, on_known_head: bool = False) -> AbstractContextManager[WriteSession]:
         """A transaction holding the events table's write lock, committed when the
-        block ends and rolled back if it raises."""
+        block ends and rolled back if it raises. `on_known_head`: the caller
+        retries an `IntegrityError`, so a store may number the rows from the
+        head it last wrote without asking, and let its indexes refuse them if
+        another writer moved it (PostgreSQL: a round trip less)."""
         ...
 
     def max_notification_id(self) -> int | None:

@@ -12,6 +12,8 @@ subscriptions) work on this table unchanged.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -19,7 +21,12 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
+from eventsourcing.persistence import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    StoredEvent,
+)
 from eventsourcing.postgres import (
     PostgresApplicationRecorder,
     PostgresDatastore,
@@ -85,6 +92,10 @@ def typed_stream_id(row: Sequence[Any], oid_is_uuid: bool) -> Sequence[Any]:
     return (row[0], UUID(str(oid)) if oid_is_uuid else str(oid), *row[2:])
 
 
+# After a session on a known head failed (another writer moved it), how long
+# sessions ask for the head instead.
+KNOWN_HEAD_PAUSE_S = 60.0
+
 # Up to this many rows go in with one multi-row INSERT (sent with the COMMIT, one
 # round trip); more with binary COPY (two round trips, less work per row).
 INSERT_ROWS_MAX = 100
@@ -96,6 +107,11 @@ class _Statements:
     `sql` objects for every session showed in the group writer's CPU profile."""
 
     opening: str
+    # The same statements without the head query, one each (a pipeline takes
+    # no multi-statement text): what a session on a known head sends.
+    opening_parts: tuple[str, ...]
+    # Fails (unique_violation) unless the last position is the one formatted in.
+    head_guard: str
     insert_head: str  # "INSERT INTO ... VALUES ", completed by `insert`
     copy: Composed
     types: list[str]
@@ -123,12 +139,15 @@ class _Statements:
         # NOTIFY followers wait for, the session's search_path (for its own
         # queries; LOCAL: undone at the end) and the chain's head, which the lock
         # keeps current.
+        parts = [
+            SQL("BEGIN"),
+            *recorder.lock_table_statements,
+            SQL("NOTIFY {}").format(Identifier(recorder.channel_name)),
+            SQL("SET LOCAL search_path TO {}").format(Identifier(schema)),
+        ]
         opening = SQL("; ").join(
             [
-                SQL("BEGIN"),
-                *recorder.lock_table_statements,
-                SQL("NOTIFY {}").format(Identifier(recorder.channel_name)),
-                SQL("SET LOCAL search_path TO {}").format(Identifier(schema)),
+                *parts,
                 SQL(
                     "SELECT notification_id, chain_hash FROM {}.{} "
                     "ORDER BY notification_id DESC LIMIT 1"
@@ -147,8 +166,15 @@ class _Statements:
             Identifier(table),
             SQL(", ").join(map(Identifier, EVENT_COLUMNS)),
         )
+        head_guard = SQL(
+            "DO $$BEGIN IF (SELECT COALESCE(MAX(notification_id), 0) FROM {}.{}) <> {{}} "
+            "THEN RAISE unique_violation USING MESSAGE = "
+            "'another writer moved the head of the events'; END IF; END$$"
+        ).format(Identifier(schema), Identifier(table))
         return cls(
             opening.as_string(conn),
+            tuple(SQL("{}").format(part).as_string(conn) for part in parts),
+            head_guard.as_string(conn),
             insert_head.as_string(conn),
             copy_statement(schema, table),
             copy_types(recorder.datastore.originator_id_type),
@@ -167,7 +193,12 @@ class PostgresWriteSession:
     kind = "postgresql"
 
     def __init__(
-        self, cursor: Cursor[Any], statements: _Statements, head: tuple[int, str] | None
+        self,
+        cursor: Cursor[Any],
+        statements: _Statements,
+        head: tuple[int, str] | None,
+        *,
+        opened: bool = True,
     ) -> None:
         self._cursor = cursor
         self._sql = statements
@@ -176,10 +207,37 @@ class PostgresWriteSession:
         self._held: list[Sequence[Any]] | None = None  # rows of the next INSERT
         self._savepoints = 0
         self._raw: RawCursor[Any] | None = None
+        # Not opened: `head` is the one this recorder last committed, and the
+        # transaction's opening goes with the insert and the COMMIT, one round
+        # trip in all (`LedgerPostgresApplicationRecorder.write_session`).
+        self._opened = opened
+        self._assumed = self.head  # the head assumed (not opened), checked at the commit
+
+    @property
+    def head(self) -> tuple[int, str]:
+        """The last position and chain hash written so far (or found)."""
+        return self._last_position, self._last_hash
+
+    def _open(self) -> None:
+        """Open the transaction now (a statement needs it before the commit), on
+        the head it finds, which must be the one assumed if rows are held."""
+        if self._opened:
+            return
+        self._opened = True
+        self._cursor.execute(self._sql.opening)
+        while self._cursor.nextset():
+            pass
+        found = self._cursor.fetchone()
+        head = (found[0], found[1]) if found else (0, GENESIS_HASH)
+        if self._held is not None and head != self._assumed:
+            raise IntegrityError("another writer moved the events' head meanwhile")
+        if self._held is None:
+            self._last_position, self._last_hash = head
 
     def fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """A query inside the transaction (`?` placeholders), after sending any
         held-back insert, so it sees every row inserted so far."""
+        self._open()
         self._send_held()
         with self._cursor.connection.cursor(row_factory=tuple_row) as cursor:
             cursor.execute(statement.replace("?", "%s"), params)
@@ -189,6 +247,7 @@ class PostgresWriteSession:
     def savepoint(self) -> Iterator[None]:
         """Inserts inside it are undone if it raises; the transaction goes on. Nothing
         is held back inside one, so a refused row fails here and not at the commit."""
+        self._open()
         self._send_held()
         self._savepoints += 1
         try:
@@ -205,6 +264,8 @@ class PostgresWriteSession:
         """Number `rows` after the last position, chain them to the last hash and write
         them (up to INSERT_ROWS_MAX held back for one INSERT, more by COPY); their
         positions."""
+        if self._held is not None or len(rows) > INSERT_ROWS_MAX:
+            self._open()
         self._send_held()
         chained = chained_rows(rows, self._last_position, self._last_hash)
         if not chained:
@@ -234,13 +295,24 @@ class PostgresWriteSession:
         return self._raw
 
     def commit(self) -> None:
-        """Commit, sending any held-back insert in the same round trip as the COMMIT."""
+        """Commit, sending any held-back insert in the same round trip as the COMMIT
+        (and, not opened yet, the transaction's opening too: the insert's rows are
+        numbered from the head assumed, and the unique index on positions refuses
+        them if another writer has moved it since)."""
         conn = self._cursor.connection
         if self._held is None:
-            conn.commit()
+            if self._opened:
+                conn.commit()
             return
         rows, self._held = self._held, None
         with conn.pipeline():
+            if not self._opened:
+                for statement in self._sql.opening_parts:
+                    self._cursor.execute(statement)
+                # Under the lock: the head is still the one assumed, or nothing
+                # is written (the positions' unique index alone would let rows
+                # through after a gap in another writer's positions).
+                self._cursor.execute(self._sql.head_guard.format(int(self._assumed[0])))
             self._insert_held(rows)
             self._cursor.execute("COMMIT")
 
@@ -253,6 +325,11 @@ class LedgerPostgresApplicationRecorder(PostgresApplicationRecorder):
         super().__init__(datastore, events_table_name=events_table_name)
         self.sql_create_statements = self._ledger_create_statements()
         self._statements: _Statements | None = None
+        # The head after this recorder's last commit (None: unknown, or taken by
+        # a session on it), and until when sessions ask for it after one failed.
+        self._known_head: tuple[int, str] | None = None
+        self._known_head_after = 0.0
+        self._known_head_lock = threading.Lock()
 
     def _ledger_create_statements(self) -> list[Composed]:
         schema = Identifier(self.datastore.schema)
@@ -373,26 +450,49 @@ class LedgerPostgresApplicationRecorder(PostgresApplicationRecorder):
             yield conn
 
     @contextmanager
-    def write_session(self) -> Iterator[PostgresWriteSession]:
+    def write_session(self, *, on_known_head: bool = False) -> Iterator[PostgresWriteSession]:
         """One transaction holding the events table's lock (which also NOTIFYs
-        followers), committed when the block ends and rolled back when it raises."""
+        followers), committed when the block ends and rolled back when it raises.
+
+        `on_known_head` (a caller that retries an `IntegrityError`): when this
+        recorder committed the last events it knows of and no such session
+        failed lately, the session numbers and chains its rows from that head
+        without asking, and opens with the commit, in one round trip instead of
+        two. If another writer (another process) moved the head meanwhile, the
+        unique index on positions refuses the insert: `IntegrityError`, and for
+        `KNOWN_HEAD_PAUSE_S` sessions ask again."""
+        known = self._take_known_head() if on_known_head else None
         with self.live_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
             if self._statements is None:
                 self._statements = _Statements.of(conn, self)
             try:
-                curs.execute(self._statements.opening)
-                while curs.nextset():
-                    pass  # to the last statement's result: the head
-                head = curs.fetchone()
-                session = PostgresWriteSession(
-                    curs, self._statements, (head[0], head[1]) if head else None
-                )
+                if known is not None:
+                    session = PostgresWriteSession(curs, self._statements, known, opened=False)
+                else:
+                    curs.execute(self._statements.opening)
+                    while curs.nextset():
+                        pass  # to the last statement's result: the head
+                    head = curs.fetchone()
+                    session = PostgresWriteSession(
+                        curs, self._statements, (head[0], head[1]) if head else None
+                    )
                 yield session
                 session.commit()
             except BaseException:
                 with suppress(psycopg.Error):  # a broken connection: the pool drops it
                     conn.rollback()
+                if known is not None:
+                    self._known_head_after = time.monotonic() + KNOWN_HEAD_PAUSE_S
                 raise
+        with self._known_head_lock:
+            self._known_head = session.head
+
+    def _take_known_head(self) -> tuple[int, str] | None:
+        """The head this recorder committed last, for one session at a time
+        (another one meanwhile asks), unless such a session failed lately."""
+        with self._known_head_lock:
+            known, self._known_head = self._known_head, None
+        return known if time.monotonic() >= self._known_head_after else None
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(

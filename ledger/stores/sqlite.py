@@ -124,9 +124,10 @@ class LedgerSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         ]
 
     @contextmanager
-    def write_session(self) -> Iterator[SQLiteWriteSession]:
+    def write_session(self, *, on_known_head: bool = False) -> Iterator[SQLiteWriteSession]:
         """One `BEGIN IMMEDIATE` transaction: committed when the block ends, rolled back
-        (and the error translated to the library's) when it raises."""
+        (and the error translated to the library's) when it raises. `on_known_head`
+        changes nothing here: the head is read in process, without a round trip."""
         with self.datastore.get_connection(commit=True) as conn:
             assert isinstance(conn, SQLiteConnection)
             cursor = conn.cursor()

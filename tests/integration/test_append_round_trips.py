@@ -6,6 +6,8 @@ in a benchmark."""
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -13,10 +15,13 @@ import pytest
 from ledger.appending.appender import Appender
 from ledger.appending.report import AppendReport
 from ledger.application import LedgerApplication
+from ledger.audit.verify import verify_chain
 from ledger.config import parse_database_url
+from ledger.db import Connection
 from ledger.input import read_items
+from ledger.stores.layout import EVENTS_TABLE
 from services.appending import append_with
-from tests.factories import append_to_url, event, ndjson
+from tests.factories import append_ok, append_to_url, event, ndjson
 from tests.round_trips import traced
 
 
@@ -62,17 +67,17 @@ def _batches_trips(
             app.close()
 
 
-def test_new_events_of_known_customers_take_two_round_trips(
+def test_new_events_of_known_customers_take_one_round_trip(
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     report, trips = _batch_trips(pg_url, monkeypatch, _notes(KNOWN, 100, 32))
     assert report.appended == 32 and report.ok
     # No lookup (states and keys at hand; new ids and claims are left to the
-    # unique indexes): the transaction's opening (lock, notify, chain head), the
-    # insert with the commit.
-    assert len(trips) == 2, "\n".join(trips)
-    assert "LOCK TABLE" in trips[0]
-    assert "INSERT INTO" in trips[-1] and "COMMIT" in trips[-1]
+    # unique indexes), and no question for the head this Appender's recorder
+    # wrote last: the transaction's opening (lock, notify), the insert and the
+    # commit, pipelined.
+    assert len(trips) == 1, "\n".join(trips)
+    assert "LOCK TABLE" in trips[0] and "INSERT INTO" in trips[0] and "COMMIT" in trips[0]
 
 
 def test_new_customers_and_claims_add_only_their_key_insert(
@@ -107,3 +112,75 @@ def test_a_stored_duplicate_fails_the_first_insert_then_the_store_is_asked_first
     assert (second.appended, second.duplicates, second.ok) == (2, 2, True)
     # The lookup (stored ids, claims), the opening, the insert with the commit.
     assert len(asked) == 3 and "event_id = ANY" in asked[0], "\n".join(asked)
+
+
+def test_a_head_moved_by_another_writer_fails_the_one_round_trip_and_nothing_is_lost(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session on the head this process wrote last is refused by the positions'
+    unique index when another process wrote since: the batch is decided again
+    and stored after the other's events, the chain intact, and sessions ask for
+    the head for a while."""
+    append_to_url(pg_url, [event("customer.created", c, {"card": {"name": c}}) for c in KNOWN])
+    with traced(monkeypatch) as trace:
+        app = LedgerApplication(parse_database_url(pg_url))
+        try:
+            with Appender(app) as appender:
+                assert _append(appender, WARM).appended == len(WARM)
+                # Another process (its own recorder) appends meanwhile.
+                append_to_url(pg_url, _notes(["c2"], 500, 3))
+                trace.take()
+                report = _append(appender, _notes(KNOWN, 600, 4))
+                trips = trace.take()
+                # After a failed insert the next batch asks first: the lookup,
+                # the opening with the head, the insert with the commit.
+                assert _append(appender, _notes(KNOWN, 700, 2)).appended == 2
+                after = trace.take()
+            # (Inside: a connection opened once the trace is closed would hang.)
+            with Connection(app.url) as conn:
+                stored = conn.fetchall(f"SELECT notification_id FROM {EVENTS_TABLE}")
+                verified = verify_chain(conn)
+        finally:
+            app.close()
+    assert (report.appended, report.ok) == (4, True)
+    assert any("ROLLBACK" in t for t in trips), "\n".join(trips)
+    assert len(after) == 3 and "ROLLBACK" not in "".join(after), "\n".join(after)
+    assert "LOCK TABLE" in after[1] and "INSERT" not in after[1], "\n".join(after)
+    positions = sorted(r[0] for r in stored)
+    assert positions == list(range(1, len(KNOWN) + len(WARM) + 3 + 4 + 2 + 1))
+    assert verified.broken is None and verified.last_position == positions[-1]
+
+
+def test_a_head_moved_past_a_gap_is_refused_too(pg_url: str) -> None:
+    """Positions are never skipped by the ledger, but a session on a known head
+    does not rely on it: another writer's rows after a gap leave the next
+    position free, and the head check still refuses the assumed head."""
+    append_to_url(pg_url, [event("customer.created", c, {"card": {"name": c}}) for c in KNOWN])
+    app = LedgerApplication(parse_database_url(pg_url))
+    other = LedgerApplication(parse_database_url(pg_url))
+    recorder: Any = other.ledger_recorder
+    original = recorder.write_session
+
+    @contextmanager
+    def gapped(**options: Any) -> Iterator[Any]:
+        with original() as session:
+            session._last_position += 5  # the other writer leaves a gap
+            yield session
+
+    recorder.write_session = gapped
+    try:
+        with Appender(app) as appender:
+            assert _append(appender, WARM).appended == len(WARM)
+            # A customer of its own: only the positions can collide.
+            append_ok(other, [event("customer.created", "c9", {"card": {"name": "c9"}})])
+            report = _append(appender, _notes(KNOWN, 900, 3))
+        with Connection(app.url) as conn:
+            rows = conn.fetchall(f"SELECT notification_id FROM {EVENTS_TABLE}")
+            verified = verify_chain(conn)
+    finally:
+        app.close()
+        other.close()
+    assert (report.appended, report.ok) == (3, True)
+    head = len(KNOWN) + len(WARM)
+    assert sorted(r[0] for r in rows)[head:] == [head + 6, head + 7, head + 8, head + 9]
+    assert verified.broken is None

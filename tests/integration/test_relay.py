@@ -70,7 +70,8 @@ def positions_with_a_hole(app: LedgerApplication, gap: int) -> Iterator[None]:
     original = recorder.write_session
 
     @contextmanager
-    def gapped() -> Iterator[Any]:
+    def gapped(**options: Any) -> Iterator[Any]:
+        # A session that reads the head (the gap is added to it), whatever asked.
         with original() as session:
             session._last_position += gap
             yield session
