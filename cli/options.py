@@ -3,7 +3,9 @@ help read the same everywhere."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import click
@@ -57,9 +59,36 @@ IDEMPOTENCY_KEY_OPTION = click.option(
 )
 
 
+@dataclass(frozen=True)
+class TenantWorkerArgs:
+    """What `tenant_worker_options` read, handed to the command as one argument,
+    `worker_args` (`cli.workers.worker_options` makes the worker's options of it)."""
+
+    tenants: str | None  # None: not a tenant worker
+    claim_interval: float
+    threads: int
+    idle_close: float
+    open_tenants: int
+
+
 def tenant_worker_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """`--tenants`, `--claim-interval`, `--threads`, `--idle-close`, `--open-tenants`: a worker that
-    serves the tenants of the directory (--tenants-db), shared with its peers."""
+    serves the tenants of the directory (--tenants-db), shared with its peers. The
+    command takes them as one argument, `worker_args: TenantWorkerArgs`."""
+
+    @functools.wraps(command)
+    def gathered(
+        *args: Any,
+        tenants: str | None,
+        claim_interval: float,
+        threads: int,
+        idle_close: float,
+        open_tenants: int,
+        **kwargs: Any,
+    ) -> Any:
+        gathered_args = TenantWorkerArgs(tenants, claim_interval, threads, idle_close, open_tenants)
+        return command(*args, worker_args=gathered_args, **kwargs)
+
     for option in reversed(
         [
             click.option(
@@ -109,5 +138,5 @@ def tenant_worker_options(command: Callable[..., Any]) -> Callable[..., Any]:
             ),
         ]
     ):
-        command = option(command)
-    return command
+        gathered = option(gathered)
+    return gathered

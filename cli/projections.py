@@ -22,6 +22,7 @@ from cli.context import (
 )
 from cli.options import (
     MAX_BACKOFF_OPTION,
+    TenantWorkerArgs,
     batch_size_option,
     interval_option,
     tenant_worker_options,
@@ -78,11 +79,7 @@ def run(
     batch_size: int,
     interval: float,
     max_backoff: float,
-    tenants: str | None,
-    claim_interval: float,
-    threads: int,
-    idle_close: float,
-    open_tenants: int,
+    worker_args: TenantWorkerArgs,
     metrics_port: int | None,
     metrics_host: str,
     output_format: str,
@@ -101,21 +98,13 @@ def run(
     """
     chosen = choose(names, all_, required=False)
     ctx = cli_context()
-    if tenants is not None:
+    if worker_args.tenants is not None:
         check_tenant_mode(ctx, follow, metrics_port, metrics_host)
         run_workers(
             TenantWorkers.projections(
                 ctx.tenants_option,
                 chosen,
-                worker_options(
-                    tenants,
-                    claim_interval,
-                    threads,
-                    idle_close,
-                    open_tenants,
-                    interval,
-                    max_backoff,
-                ),
+                worker_options(worker_args, interval, max_backoff),
                 NoticePrinter("projections", output_format),
                 batch_size=batch_size,
             )

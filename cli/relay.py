@@ -22,7 +22,12 @@ from cli.context import (
     progress_enabled,
     start_metrics,
 )
-from cli.options import MAX_BACKOFF_OPTION, batch_size_option, tenant_worker_options
+from cli.options import (
+    MAX_BACKOFF_OPTION,
+    TenantWorkerArgs,
+    batch_size_option,
+    tenant_worker_options,
+)
 from cli.workers import NoticePrinter, check_tenant_mode, run_workers, worker_options
 from consumers.kafka_config import DEFAULT_TOPIC, TOPIC_ENV
 from consumers.kafka_connect import KafkaUnavailable
@@ -122,11 +127,7 @@ def run(
     delivery_timeout: float,
     poll_interval: float | None,
     max_backoff: float,
-    tenants: str | None,
-    claim_interval: float,
-    threads: int,
-    idle_close: float,
-    open_tenants: int,
+    worker_args: TenantWorkerArgs,
     metrics_port: int | None,
     metrics_host: str,
     output_format: str,
@@ -165,20 +166,14 @@ def run(
         max_backoff_s=max_backoff,
         poll_interval_s=poll_interval,
     )
-    if tenants is not None:
+    if worker_args.tenants is not None:
         check_tenant_mode(ctx, follow, metrics_port, metrics_host)
         workers = TenantWorkers.relays(
             ctx.tenants_option,
             settings,
             options,
             worker_options(
-                tenants,
-                claim_interval,
-                threads,
-                idle_close,
-                open_tenants,
-                poll_interval if poll_interval is not None else 1.0,
-                max_backoff,
+                worker_args, poll_interval if poll_interval is not None else 1.0, max_backoff
             ),
             NoticePrinter("relay", output_format),
         )

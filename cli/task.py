@@ -57,8 +57,6 @@ def _act(
         click.echo(printable(f"task {task_id}: {item['status']}; {user} may now: {actions}{note}"))
 
 
-
-
 def _simple(action: str, verb: str) -> click.Command:
     @click.command(name=action, help=f"{verb} TASK_ID of CUSTOMER_ID as USER.")
     @click.argument("customer_id")

@@ -8,6 +8,7 @@ import sys
 import click
 
 from cli.context import EXIT_USAGE, CliContext, CliError, emit_json, start_metrics
+from cli.options import TenantWorkerArgs
 from ledger.printable import printable
 from ledger.signals import stop_on_signals
 from services.workers import TenantWorkers, WorkerNotice, WorkerOptions, WorkerTuning
@@ -29,24 +30,19 @@ def check_tenant_mode(
 
 
 def worker_options(
-    tenants: str,
-    claim_interval: float,
-    threads: int,
-    idle_close: float,
-    open_tenants: int,
-    poll_interval: float,
-    max_backoff: float,
+    workers: TenantWorkerArgs, poll_interval: float, max_backoff: float
 ) -> WorkerOptions:
     """The worker's options from the command line."""
+    assert workers.tenants is not None
     tuning = WorkerTuning(
-        claim_interval=claim_interval,
+        claim_interval=workers.claim_interval,
         poll_interval=poll_interval,
-        threads=threads,
-        idle_close_s=idle_close,
+        threads=workers.threads,
+        idle_close_s=workers.idle_close,
         max_backoff=max_backoff,
-        open_jobs=open_tenants,
+        open_jobs=workers.open_tenants,
     )
-    return WorkerOptions(selection=tenants, tuning=tuning)
+    return WorkerOptions(selection=workers.tenants, tuning=tuning)
 
 
 class NoticePrinter:
