@@ -6,7 +6,7 @@ in a benchmark."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -55,6 +55,18 @@ def _batches_trips(
     pg_url: str, monkeypatch: pytest.MonkeyPatch, *batches: list[dict[str, Any]]
 ) -> list[tuple[AppendReport, list[str]]]:
     """`_batch_trips` of each of `batches`."""
+    return _steps_trips(pg_url, monkeypatch, *batches)
+
+
+Step = list[dict[str, Any]] | Callable[[LedgerApplication], Any]
+
+
+def _steps_trips(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch, *steps: Step
+) -> list[tuple[Any, list[str]]]:
+    """Each step's result and round trips after the warm-up: a batch appended
+    (its report), or a function of the application run (what it returns; a
+    connection opened once the trace is closed would hang, so checks run here)."""
     append_to_url(pg_url, [event("customer.created", c, {"card": {"name": c}}) for c in KNOWN])
     with traced(monkeypatch) as trace:
         app = LedgerApplication(parse_database_url(pg_url))
@@ -62,7 +74,10 @@ def _batches_trips(
             with Appender(app) as appender:
                 assert _append(appender, WARM).appended == len(WARM)
                 trace.take()
-                return [(_append(appender, batch), trace.take()) for batch in batches]
+                return [
+                    (_append(appender, s) if isinstance(s, list) else s(app), trace.take())
+                    for s in steps
+                ]
         finally:
             app.close()
 
@@ -117,31 +132,28 @@ def test_a_stored_duplicate_fails_the_first_insert_then_the_store_is_asked_first
 def test_a_head_moved_by_another_writer_fails_the_one_round_trip_and_nothing_is_lost(
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A session on the head this process wrote last is refused by the positions'
-    unique index when another process wrote since: the batch is decided again
-    and stored after the other's events, the chain intact, and sessions ask for
-    the head for a while."""
-    append_to_url(pg_url, [event("customer.created", c, {"card": {"name": c}}) for c in KNOWN])
-    with traced(monkeypatch) as trace:
-        app = LedgerApplication(parse_database_url(pg_url))
-        try:
-            with Appender(app) as appender:
-                assert _append(appender, WARM).appended == len(WARM)
-                # Another process (its own recorder) appends meanwhile.
-                append_to_url(pg_url, _notes(["c2"], 500, 3))
-                trace.take()
-                report = _append(appender, _notes(KNOWN, 600, 4))
-                trips = trace.take()
-                # After a failed insert the next batch asks first: the lookup,
-                # the opening with the head, the insert with the commit.
-                assert _append(appender, _notes(KNOWN, 700, 2)).appended == 2
-                after = trace.take()
-            # (Inside: a connection opened once the trace is closed would hang.)
-            with Connection(app.url) as conn:
-                stored = conn.fetchall(f"SELECT notification_id FROM {EVENTS_TABLE}")
-                verified = verify_chain(conn)
-        finally:
-            app.close()
+    """A session on the head this process wrote last is refused (its head check
+    under the lock) when another process wrote since: the batch is decided
+    again and stored after the other's events, the chain intact, and sessions
+    ask for the head for a while."""
+
+    def checked(app: LedgerApplication) -> tuple[list[tuple[Any, ...]], Any]:
+        with Connection(app.url) as conn:
+            stored = conn.fetchall(f"SELECT notification_id FROM {EVENTS_TABLE}")
+            return stored, verify_chain(conn)
+
+    _, (report, trips), (again, after), ((stored, verified), _) = _steps_trips(
+        pg_url,
+        monkeypatch,
+        # Another process (its own recorder) appends meanwhile.
+        lambda _: append_to_url(pg_url, _notes(["c2"], 500, 3)),
+        _notes(KNOWN, 600, 4),
+        # After a failed insert the next batch asks first: the lookup, the
+        # opening with the head, the insert with the commit.
+        _notes(KNOWN, 700, 2),
+        checked,
+    )
+    assert again.appended == 2
     assert (report.appended, report.ok) == (4, True)
     assert any("ROLLBACK" in t for t in trips), "\n".join(trips)
     assert len(after) == 3 and "ROLLBACK" not in "".join(after), "\n".join(after)
