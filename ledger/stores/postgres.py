@@ -193,25 +193,23 @@ class PostgresWriteSession:
     kind = "postgresql"
 
     def __init__(
-        self,
-        cursor: Cursor[Any],
-        statements: _Statements,
-        head: tuple[int, str] | None,
-        *,
-        opened: bool = True,
+        self, cursor: Cursor[Any], statements: _Statements, known_head: tuple[int, str] | None
     ) -> None:
         self._cursor = cursor
         self._sql = statements
         self._oid_is_uuid = statements.types[1] == "uuid"
-        self._last_position, self._last_hash = head if head else (0, GENESIS_HASH)
+        self._last_position, self._last_hash = known_head or (0, GENESIS_HASH)
         self._held: list[Sequence[Any]] | None = None  # rows of the next INSERT
         self._savepoints = 0
         self._raw: RawCursor[Any] | None = None
-        # Not opened: `head` is the one this recorder last committed, and the
+        # With a `known_head` (the one this recorder last committed), the
         # transaction's opening goes with the insert and the COMMIT, one round
-        # trip in all (`LedgerPostgresApplicationRecorder.write_session`).
-        self._opened = opened
-        self._assumed = self.head  # the head assumed (not opened), checked at the commit
+        # trip in all (`LedgerPostgresApplicationRecorder.write_session`); without
+        # one it opens now and reads the head.
+        self._opened = False
+        self._assumed = self.head  # the head assumed, checked at the commit
+        if known_head is None:
+            self._open()
 
     @property
     def head(self) -> tuple[int, str]:
@@ -226,7 +224,7 @@ class PostgresWriteSession:
         self._opened = True
         self._cursor.execute(self._sql.opening)
         while self._cursor.nextset():
-            pass
+            pass  # to the last statement's result: the head
         found = self._cursor.fetchone()
         head = (found[0], found[1]) if found else (0, GENESIS_HASH)
         if self._held is not None and head != self._assumed:
@@ -297,8 +295,8 @@ class PostgresWriteSession:
     def commit(self) -> None:
         """Commit, sending any held-back insert in the same round trip as the COMMIT
         (and, not opened yet, the transaction's opening too: the insert's rows are
-        numbered from the head assumed, and the unique index on positions refuses
-        them if another writer has moved it since)."""
+        numbered from the head assumed, and a check under the lock refuses them
+        if another writer has moved it since)."""
         conn = self._cursor.connection
         if self._held is None:
             if self._opened:
@@ -458,24 +456,15 @@ class LedgerPostgresApplicationRecorder(PostgresApplicationRecorder):
         recorder committed the last events it knows of and no such session
         failed lately, the session numbers and chains its rows from that head
         without asking, and opens with the commit, in one round trip instead of
-        two. If another writer (another process) moved the head meanwhile, the
-        unique index on positions refuses the insert: `IntegrityError`, and for
+        two. If another writer (another process) moved the head meanwhile, a
+        check under the lock refuses the insert: `IntegrityError`, and for
         `KNOWN_HEAD_PAUSE_S` sessions ask again."""
         known = self._take_known_head() if on_known_head else None
         with self.live_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
             if self._statements is None:
                 self._statements = _Statements.of(conn, self)
             try:
-                if known is not None:
-                    session = PostgresWriteSession(curs, self._statements, known, opened=False)
-                else:
-                    curs.execute(self._statements.opening)
-                    while curs.nextset():
-                        pass  # to the last statement's result: the head
-                    head = curs.fetchone()
-                    session = PostgresWriteSession(
-                        curs, self._statements, (head[0], head[1]) if head else None
-                    )
+                session = PostgresWriteSession(curs, self._statements, known)
                 yield session
                 session.commit()
             except BaseException:
