@@ -242,9 +242,9 @@ class Decider:
         # Everything this batch needs from the store, in one statement (on
         # PostgreSQL each is a round trip, and a group of one-event appends is a
         # batch): keys (when they live in the ledger's database), stored events
-        # under the given ids, owners of the subjects created, which of the
-        # customers not cached have events, and the stored versions of the
-        # cached ones to check.
+        # under the given ids, owners of the subjects created, and the stored
+        # versions of the customers not cached (which of them have events) and
+        # of the cached ones to check.
         unverified = (
             trust_indexes
             and not streams
@@ -254,8 +254,10 @@ class Decider:
         asked: list[tuple[Lookup, Sequence[Any]]] = [
             (lookups.EVENT_STATES, [] if unverified else list(given_ids.values())),
             (lookups.SUBJECT_OWNERS, [] if unverified else subjects),
-            (lookups.STREAM_VERSIONS, lookups.stream_keys(store.kind, list(streams.values()))),
-            (lookups.STREAM_VERSIONS, lookups.stream_keys(store.kind, [c.id for c in kept])),
+            (
+                lookups.STREAM_VERSIONS,
+                lookups.stream_keys(store.kind, [*streams.values(), *(c.id for c in kept)]),
+            ),
         ]
         if question is not None and keyring is not None and keyring.shared:
             asked.append((KEY_LOOKUP, question.missing))
@@ -266,15 +268,16 @@ class Decider:
         # duplicates below are revealed with them.
         shredded = (
             keyring.answer(
-                store, question, found[4] if len(found) > 4 else None, self.entropy.random_bytes
+                store, question, found[3] if len(found) > 3 else None, self.entropy.random_bytes
             )
             if keyring is not None and question is not None
             else set()
         )
         stored = self._stored_digests(lookups.states(found[0]))
         self._claims.update(lookups.owners(found[1]))
-        self._load_customers(store, streams, lookups.versions(found[2]))
-        self._catch_up(store, kept, lookups.versions(found[3]))
+        versions = lookups.versions(found[2])
+        self._load_customers(store, streams, versions)
+        self._catch_up(store, kept, versions)
         # `streams` has the missing customers as keys (a set, where `missing` is a list).
         cached_versions = {c: self._customer(c).version for c in wanted if c not in streams}
         self._load_groups(store, customer_ids)
