@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import gc
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from ledger import lookups
 from ledger.application import LedgerApplication
-from ledger.db import Connection, look_up
+from ledger.config import parse_database_url
+from ledger.db import Connection, look_up, pg_text_array
 from ledger.domain import customer_stream_id
 from ledger.reading import read_events
 from tests.factories import append_events as append
@@ -33,6 +37,8 @@ def test_lookups_of_more_values_than_one_in_list_find_exactly_the_stored_ones(
     # The stored ones at both ends and in the middle of a long list.
     asked = [ids[0], *unknown[:600], ids[1], *unknown[600:], ids[2]]
     subjects = [f"order:x-{n}" for n in range(700)] + ["order:o-1"]
+    # Texts an array literal would misread unquoted or unescaped (PostgreSQL).
+    subjects += ['order:"q"', "order:b\\s", "order:{x,y}", "NULL", "", " order:o-1"]
     streams = [customer_stream_id(f"nobody-{n}") for n in range(700)]
     streams += [customer_stream_id("c-2"), customer_stream_id("c-1")]
     with Connection(app.url) as conn:
@@ -55,6 +61,19 @@ def test_lookups_of_more_values_than_one_in_list_find_exactly_the_stored_ones(
             [],
             [],
         ]
+
+
+# The schema (pg_url) is only read here: one for every example is enough.
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"))))
+def test_a_text_array_literal_reads_back_as_the_texts_given(pg_url: str, texts: list[str]) -> None:
+    """PostgreSQL text holds no NUL (and UTF-8 no lone surrogate); every other
+    character, in any place, reads back."""
+    with Connection(parse_database_url(pg_url)) as conn:
+        [(read,)] = conn.fetchall("SELECT ?::text[]", [pg_text_array(texts)])
+    assert read == texts
 
 
 def test_many_new_customers_in_one_batch_each_get_their_own_key(app: LedgerApplication) -> None:
