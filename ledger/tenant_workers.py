@@ -26,9 +26,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
-
-import psycopg
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from ledger.claims import TenantClaims
 from ledger.db import Connection
@@ -37,6 +35,9 @@ from ledger.printable import first_line
 from ledger.stores.layout import NOTIFY_CHANNEL
 from ledger.tenants import Tenant, TenantDirectory, heads_statement
 from ledger.waiting import Backoff
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger("ledger.workers")
 
@@ -557,6 +558,10 @@ class _ServerWatch(threading.Thread):
         self.join(5)
 
     def run(self) -> None:
+        # Here, not at the top: `relay status` and the other worker commands on a
+        # SQLite store never load the PostgreSQL driver.
+        import psycopg
+
         backoff = Backoff(self.worker.settings.tuning.max_backoff, first=0.5)
         while not self._done():
             try:
@@ -594,6 +599,8 @@ class _ServerWatch(threading.Thread):
                 return
 
     def _probe(self, conn: psycopg.Connection[Any]) -> None:
+        import psycopg
+
         with self._lock:
             schemas = dict(self._schemas)
         if not schemas:

@@ -7,8 +7,6 @@ import threading
 import time
 from typing import Any, Protocol
 
-import psycopg
-
 from ledger.config import DatabaseURL
 from ledger.db import Connection
 from ledger.errors import DatabaseUnavailable
@@ -72,6 +70,9 @@ class ListenWaiter:
     @classmethod
     def connect(cls, url: DatabaseURL, stop: threading.Event) -> ListenWaiter:
         """A waiter on a connection of its own (closed with the waiter)."""
+        # Here, not at the top: followers of a SQLite store never load the driver.
+        import psycopg
+
         try:
             raw = psycopg.connect(url.conninfo(), autocommit=True)
         except psycopg.Error as exc:

@@ -51,7 +51,6 @@ from contextlib import contextmanager, nullcontext
 from itertools import chain, islice
 from types import TracebackType
 
-import psycopg
 from eventsourcing.persistence import (
     IntegrityError,
     InterfaceError,
@@ -345,6 +344,10 @@ def _is_refusal(exc: BaseException) -> bool:
         return False
     if isinstance(store_error(exc), StoreMoved):
         return False
+    # Here, not at the top: an append to SQLite never loads the PostgreSQL driver
+    # (a fifth of `ledger append`'s start), and this runs only on a failure.
+    import psycopg
+
     if isinstance(
         exc, (psycopg.OperationalError, psycopg.InterfaceError, sqlite3.OperationalError)
     ):

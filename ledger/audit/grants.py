@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from psycopg import sql
-
 from ledger.audit.common import AuditError
 from ledger.audit.views import AUDIT_VIEWS, ensure_audit_views
 from ledger.db import Connection
@@ -51,6 +49,9 @@ def grant_auditor(conn: Connection, role: str) -> GrantReport:
             f"role {role!r} is a superuser, which bypasses every privilege: "
             "use a plain LOGIN role for auditors"
         )
+    # Here, not at the top: the audit commands on SQLite never load the PostgreSQL driver.
+    from psycopg import sql
+
     schema = conn.url.schema
     ensure_audit_views(conn)
     objects = (EVENTS_TABLE, *AUDIT_VIEWS)

@@ -114,3 +114,27 @@ def test_each_summary_is_its_commands_own(name: str) -> None:
     for width in (30, 45, 80, 1000):
         stub = click.Command(name, help=summary)
         assert stub.get_short_help_str(width) == command.get_short_help_str(width), width
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("append", "{events}"),
+        ("audit", "history", "--customer", "c1"),
+        ("audit", "verify"),
+        ("projections", "status"),
+        ("customers", "duplicates", "c1"),
+    ],
+    ids=["append", "audit history", "audit verify", "projections status", "duplicates"],
+)
+def test_commands_on_sqlite_never_load_the_postgresql_driver(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """psycopg costs about 0.2 s of a command's start, and a SQLite store never
+    needs it."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    append_to_url(url, [event("customer.created", "c1", {"card": {"name": "Ann"}})])
+    events = tmp_path / "events.ndjson"
+    events.write_text(json.dumps(event("note.added", "c1", {"note_id": "n1", "text": "x"})) + "\n")
+    _, modules = _imported(*(a.format(events=events) for a in args), db=url)
+    assert _offending(modules, ("psycopg",)) == []
