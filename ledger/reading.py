@@ -19,9 +19,9 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from ledger.db import Connection, Queries, any_of, pg_array
+from ledger.db import Connection, Queries, look_up, pg_array
 from ledger.keystore.keyring import Keyring
-from ledger.lookups import stream_keys
+from ledger.lookups import STREAM_VERSIONS, stream_keys, versions
 from ledger.personal import reveal
 from ledger.stores.layout import EVENTS_TABLE
 
@@ -242,16 +242,9 @@ def streams_after(
 
 
 def stream_versions(conn: Queries, stream_ids: Sequence[UUID]) -> dict[UUID, int]:
-    """The latest stored version of each given stream that has events."""
-    versions: dict[UUID, int] = {}
-    for condition, chunk in any_of(conn.kind, "originator_id", stream_keys(conn.kind, stream_ids)):
-        rows = conn.fetchall(
-            f"SELECT originator_id, MAX(originator_version) FROM {EVENTS_TABLE} "
-            f"WHERE {condition} GROUP BY originator_id",
-            chunk,
-        )
-        versions.update((stream_uuid(r[0]), int(r[1])) for r in rows)
-    return versions
+    """The latest stored version of each given stream that has events: the
+    `STREAM_VERSIONS` lookup asked alone (on PostgreSQL an index probe a stream)."""
+    return versions(look_up(conn, [(STREAM_VERSIONS, stream_keys(conn.kind, stream_ids))])[0])
 
 
 def stream_uuid(value: object) -> UUID:

@@ -410,9 +410,8 @@ class Decider:
             missing = self._uncached(dict.fromkeys(more))
             if missing:
                 streams = {c: customer_stream_id(c) for c in missing}
-                keys = lookups.stream_keys(store.kind, list(streams.values()))
-                found = look_up(store, [(lookups.STREAM_VERSIONS, keys)])
-                self._load_customers(store, streams, lookups.versions(found[0]))
+                stored = stream_versions(store, list(streams.values()))
+                self._load_customers(store, streams, stored)
             wanted = more
             if not wanted:
                 break
