@@ -75,6 +75,10 @@ def tenant_worker_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """`--tenants`, `--claim-interval`, `--threads`, `--idle-close`, `--open-tenants`: a worker that
     serves the tenants of the directory (--tenants-db), shared with its peers. The
     command takes them as one argument, `worker_args: TenantWorkerArgs`."""
+    # Here, not at the top: only the commands that run tenant workers load them.
+    from services.workers import WorkerTuning
+
+    defaults = WorkerTuning()
 
     @functools.wraps(command)
     def gathered(
@@ -104,7 +108,7 @@ def tenant_worker_options(command: Callable[..., Any]) -> Callable[..., Any]:
             click.option(
                 "--claim-interval",
                 type=click.FloatRange(0.2, 300),
-                default=5.0,
+                default=defaults.claim_interval,
                 show_default=True,
                 metavar="SECONDS",
                 help="--tenants: how often the worker counts its peers, claims unowned "
@@ -114,14 +118,14 @@ def tenant_worker_options(command: Callable[..., Any]) -> Callable[..., Any]:
             click.option(
                 "--threads",
                 type=click.IntRange(1, 64),
-                default=4,
+                default=defaults.threads,
                 show_default=True,
                 help="--tenants: how many tenants are worked at once.",
             ),
             click.option(
                 "--idle-close",
                 type=click.FloatRange(1, 3600),
-                default=60.0,
+                default=defaults.idle_close_s,
                 show_default=True,
                 metavar="SECONDS",
                 help="--tenants: close a tenant's connections (and producer) after this "
@@ -130,7 +134,7 @@ def tenant_worker_options(command: Callable[..., Any]) -> Callable[..., Any]:
             click.option(
                 "--open-tenants",
                 type=click.IntRange(1, 10_000),
-                default=16,
+                default=defaults.open_jobs,
                 show_default=True,
                 help="--tenants: keep at most about this many tenants' connections (and "
                 "producers) open between their passes; the least recently worked are "
