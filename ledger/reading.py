@@ -19,7 +19,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from ledger.db import Connection, Queries, look_up, pg_array
+from ledger.db import Connection, Queries, look_up, pg_array, pg_text_array
 from ledger.keystore.keyring import Keyring
 from ledger.lookups import STREAM_VERSIONS, stream_keys, versions
 from ledger.personal import reveal
@@ -194,22 +194,22 @@ def streams_after(
         # stream's own index range (LATERAL), not a join the planner may make a
         # scan of the whole table: with a few hundred streams over a table of
         # tens of thousands of events it did, and took four times as long.
-        wanted = "AND e.topic = ANY(?) " if only_types else ""
+        wanted = "AND e.topic = ANY(?::text[]) " if only_types else ""
         rows = conn.fetchall(
             "SELECT w.id, e.originator_version, e.topic, "
-            "CASE WHEN e.topic = ANY(?) THEN e.state END, "
-            "CASE WHEN e.topic = ANY(?) THEN e.subject END "
+            "CASE WHEN e.topic = ANY(?::text[]) THEN e.state END, "
+            "CASE WHEN e.topic = ANY(?::text[]) THEN e.subject END "
             "FROM unnest(?::uuid[], ?::int[]) AS w(id, after) CROSS JOIN LATERAL ("
             f"SELECT e.originator_version, e.topic, e.state, e.subject FROM {EVENTS_TABLE} e "
             f"WHERE e.originator_id = w.id AND e.originator_version > w.after {wanted}"
             "ORDER BY e.originator_version LIMIT ?) AS e "
             "ORDER BY w.id, e.originator_version LIMIT ?",
             (
-                list(data_types),
-                list(subject_types),
+                pg_text_array(data_types),
+                pg_text_array(subject_types),
                 pg_array(after),
                 pg_array(after.values()),
-                *([[*data_types, *subject_types]] if only_types else []),
+                *([pg_text_array([*data_types, *subject_types])] if only_types else []),
                 limit,
                 limit,
             ),
