@@ -21,6 +21,7 @@ from fastapi import FastAPI
 
 from api.access import LiveAccess
 from api.app import create_app
+from api.loglines import BatchedLines
 from api.state import DEFAULT_MAX_BODY, DEFAULT_MAX_ITEMS, OPEN_MODE_USER
 from api.tenancy import DEFAULT_PER_SERVER
 from ledger.environment import (
@@ -86,8 +87,9 @@ def reload_on_sighup(access: LiveAccess) -> None:
 
 
 def configure_logging() -> None:
-    """The ledger's and uvicorn's log lines go to stderr, timestamped, at INFO."""
-    handler = logging.StreamHandler(sys.stderr)
+    """The ledger's and uvicorn's log lines go to stderr, timestamped, at INFO
+    (in batches: `api.loglines`)."""
+    handler = BatchedLines(sys.stderr)
     handler.setFormatter(_Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     for name in ("ledger", "uvicorn.error"):
         logger = logging.getLogger(name)

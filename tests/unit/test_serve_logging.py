@@ -1,10 +1,16 @@
 """`ledger serve`'s log lines: its formatter makes the time text once a second,
-and must write what logging's own Formatter writes."""
+and must write what logging's own Formatter writes; its handler writes the
+lines in batches (`api.loglines`)."""
 
 from __future__ import annotations
 
+import io
 import logging
+import subprocess
+import sys
+import time
 
+from api.loglines import BatchedLines
 from api.serve import _Formatter
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -18,3 +24,63 @@ def test_lines_are_those_of_logging_s_formatter() -> None:
         assert ours.format(record) == theirs.format(record)
     record = logging.LogRecord("ledger.api", logging.INFO, "", 0, "x", (), None)
     assert ours.formatTime(record, "%Y") == theirs.formatTime(record, "%Y")
+
+
+class _Stream(io.StringIO):
+    """A stream that counts its writes."""
+
+    writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def _logger(handler: logging.Handler) -> logging.Logger:
+    logger = logging.getLogger(f"test.batched.{id(handler)}")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return logger
+
+
+def test_lines_are_written_together_soon_after_and_in_order() -> None:
+    stream = _Stream()
+    handler = BatchedLines(stream, every_s=0.2)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    log = _logger(handler)
+    for i in range(100):
+        log.info("request %d", i)
+    assert stream.getvalue() == ""  # not one write per line on the caller's thread
+    deadline = time.monotonic() + 10
+    while not stream.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert stream.getvalue() == "".join(f"INFO request {i}\n" for i in range(100))
+    assert stream.writes == 1
+
+
+def test_a_warning_is_written_at_once_after_the_lines_before_it() -> None:
+    stream = _Stream()
+    handler = BatchedLines(stream, every_s=60)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    log = _logger(handler)
+    log.info("first")
+    log.warning("then this")
+    assert stream.getvalue() == "INFO first\nWARNING then this\n"
+    log.info("last")
+    handler.flush()  # what logging.shutdown does at exit
+    assert stream.getvalue().endswith("WARNING then this\nINFO last\n")
+
+
+def test_a_server_writes_its_last_lines_when_it_exits() -> None:
+    script = (
+        "import logging, sys\n"
+        "from api.loglines import BatchedLines\n"
+        "handler = BatchedLines(sys.stderr, every_s=60)\n"
+        "log = logging.getLogger('x'); log.addHandler(handler); log.setLevel(logging.INFO)\n"
+        "for i in range(3): log.info('line %d', i)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and done.stderr == "line 0\nline 1\nline 2\n", done.stderr
