@@ -52,6 +52,7 @@ def cors_origins(value: str | None) -> list[str]:
 def from_environment() -> FastAPI:
     """uvicorn's app factory: the app as the `LEDGER_*` variables configure it, so
     every worker process builds the same one."""
+    configure_logging()
     access_path = os.environ.get(ACCESS_FILE_ENV) or None
     access = LiveAccess.load(access_path) if access_path else None
     if access is not None:
@@ -88,7 +89,10 @@ def reload_on_sighup(access: LiveAccess) -> None:
 
 def configure_logging() -> None:
     """The ledger's and uvicorn's log lines go to stderr, timestamped, at INFO
-    (in batches: `api.loglines`)."""
+    (in batches: `api.loglines`). Once a process: each worker of `--workers`,
+    a process of its own, configures its logging as the first process did."""
+    if any(isinstance(h, BatchedLines) for h in logging.getLogger("ledger").handlers):
+        return
     handler = BatchedLines(sys.stderr)
     handler.setFormatter(_Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     for name in ("ledger", "uvicorn.error"):

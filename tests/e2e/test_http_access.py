@@ -305,6 +305,9 @@ def test_several_workers_serve_and_count_together(sqlite_url: str, tmp_path: Pat
                 assert appended == ["ledger_events_appended_total 20.0"], appended
                 assert "ledger_head_position 21.0" in text
         assert server.terminate() == 0
+        log = server.log()
+    # Each worker, a process of its own, logs a line per request as one server does.
+    assert log.count("POST /v1/events 200") == 20, log
 
 
 def test_an_unreachable_database_is_503_not_500() -> None:
