@@ -13,6 +13,7 @@ import base64
 import hashlib
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -47,12 +48,22 @@ def master_key_path(url: DatabaseURL) -> tuple[Path | None, bool]:
 
 
 def new_master_key_file(path: Path) -> bytes:
-    """Write a fresh master key to `path` (owner-only), refusing to overwrite one."""
+    """Write a fresh master key to `path` (owner-only), refusing to overwrite one
+    (FileExistsError). The key is written whole, and to disk, under a name of its
+    own, then linked in as `path`: a process that finds `path` reads a whole key
+    (several server workers start on a new embedded store at once)."""
     key = AESGCM.generate_key(bit_length=256)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(base64.b64encode(key).decode() + "\n")
+    fd, written = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # owner-only
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(base64.b64encode(key).decode() + "\n")
+            f.flush()
+            # Data keys are wrapped by it as soon as it is returned: on disk first.
+            os.fsync(f.fileno())
+        os.link(written, path)
+    finally:
+        os.unlink(written)
     return key
 
 
@@ -91,7 +102,10 @@ def load_master(url: DatabaseURL) -> bytes:
             "(`ledger keys init` creates one); personal data cannot be read or written without it"
         )
     if embedded and not path.exists():
-        key = new_master_key_file(path)
+        try:
+            key = new_master_key_file(path)
+        except FileExistsError:
+            return read_master_key_file(path)  # another process made it meanwhile
         print(
             f"warning: generated the master key {path} beside the database; move it off "
             f"this disk and point {MASTER_KEY_ENV} at it (see docs/privacy.md)",
