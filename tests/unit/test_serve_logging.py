@@ -84,3 +84,15 @@ def test_a_server_writes_its_last_lines_when_it_exits() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0 and done.stderr == "line 0\nline 1\nline 2\n", done.stderr
+
+
+def test_a_line_that_cannot_be_formatted_spares_the_others() -> None:
+    stream = _Stream()
+    handler = BatchedLines(stream, every_s=60)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log = _logger(handler)
+    log.info("before")
+    log.info("%d requests", "not a number")  # logging reports it on stderr
+    log.info("after")
+    handler.flush()
+    assert stream.getvalue() == "before\nafter\n"
