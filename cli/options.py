@@ -10,6 +10,8 @@ from typing import Any
 
 import click
 
+from ledger.backoff import MAX_BACKOFF_S
+
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
@@ -40,7 +42,7 @@ def interval_option(default: float | None, help: str) -> Decorator:
 MAX_BACKOFF_OPTION = click.option(
     "--max-backoff",
     type=click.FloatRange(0.1, 3600),
-    default=30.0,
+    default=MAX_BACKOFF_S,
     show_default=True,
     metavar="SECONDS",
     help="Longest wait between reconnection attempts.",

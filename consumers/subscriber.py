@@ -40,9 +40,9 @@ from consumers.kafka_config import DEFAULT_DLQ_TOPIC, DEFAULT_TOPIC, KafkaSettin
 from consumers.kafka_connect import KafkaUnavailable, connect_or_fail
 from consumers.kafka_topics import ensure_topic
 from consumers.seen_store import SeenStore
+from ledger.backoff import Backoff
 from ledger.events import ContractError, RecordedEvent, parse_recorded_json
 from ledger.signals import stop_on_signals
-from ledger.waiting import Backoff
 
 log = logging.getLogger("ledger.subscriber")
 

@@ -28,13 +28,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from ledger.backoff import MAX_BACKOFF_S, Backoff
 from ledger.claims import TenantClaims
 from ledger.db import Connection
 from ledger.errors import is_unavailable
 from ledger.printable import first_line
 from ledger.stores.layout import NOTIFY_CHANNEL
 from ledger.tenants import Tenant, TenantDirectory, heads_statement
-from ledger.waiting import Backoff
 
 if TYPE_CHECKING:
     import psycopg
@@ -154,7 +154,7 @@ class WorkerTuning:
     poll_interval: float = 1.0
     threads: int = 4
     idle_close_s: float = 60.0
-    max_backoff: float = 30.0
+    max_backoff: float = MAX_BACKOFF_S
     # Tenants whose job (connections, a relay's producer) stays open between
     # passes: beyond it the least recently worked are closed, so a worker of many
     # busy tenants holds a bounded number of connections to each server.

@@ -1,5 +1,5 @@
-"""Waiting for new events, and waiting out failures: shared by every follower of the
-events table (the projection runner, the relay) and by the subscriber kit."""
+"""Waiting for new events: shared by every follower of the events table (the
+projection runner, the relay). Waiting out failures is `ledger.backoff`."""
 
 from __future__ import annotations
 
@@ -11,23 +11,6 @@ from ledger.config import DatabaseURL
 from ledger.db import Connection
 from ledger.errors import DatabaseUnavailable
 from ledger.stores.layout import NOTIFY_CHANNEL
-
-
-class Backoff:
-    """Delays that double from `first` up to `maximum`, until `reset()`."""
-
-    def __init__(self, maximum: float, first: float = 0.25) -> None:
-        self.first = first
-        self.maximum = maximum
-        self.current = first
-
-    def next(self) -> float:
-        delay = self.current
-        self.current = min(self.maximum, self.current * 2)
-        return delay
-
-    def reset(self) -> None:
-        self.current = self.first
 
 
 class Waiter(Protocol):

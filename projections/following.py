@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ledger.application import first_line
+from ledger.backoff import MAX_BACKOFF_S, Backoff
 from ledger.config import DatabaseURL
 from ledger.db import Connection
 from ledger.errors import is_unavailable
-from ledger.waiting import Backoff, ListenWaiter, PollWaiter, Waiter
+from ledger.waiting import ListenWaiter, PollWaiter, Waiter
 from projections.base import Projection
 from projections.runner import DEFAULT_BATCH_SIZE, Runner
 from projections.targets import Target
@@ -66,7 +67,7 @@ class Follower:
         batch_size: int = DEFAULT_BATCH_SIZE,
         interval: float = 1.0,
         initial_backoff: float = 0.5,
-        max_backoff: float = 30.0,
+        max_backoff: float = MAX_BACKOFF_S,
         prepare: Callable[[Connection], None] | None = None,
     ) -> None:
         self.url = url

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from consumers.kafka_config import DEFAULT_TOPIC
+from ledger.backoff import MAX_BACKOFF_S
 
 DEFAULT_BATCH_SIZE = 1000
 DEFAULT_PARTITIONS = 6
@@ -49,7 +50,7 @@ class RelayConfig:
     poll_interval_s: float = 1.0
     sqlite_poll_interval_s: float = 0.02
     delivery_timeout_s: float = 30.0
-    max_backoff_s: float = 30.0
+    max_backoff_s: float = MAX_BACKOFF_S
     linger_ms: int = DEFAULT_LINGER_MS
     compression: str | None = DEFAULT_COMPRESSION  # None: uncompressed
     batch_bytes: int = DEFAULT_BATCH_BYTES

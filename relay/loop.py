@@ -20,11 +20,12 @@ import psycopg
 
 from consumers.kafka_config import KafkaSettings
 from ledger.application import LedgerApplication, first_line
+from ledger.backoff import Backoff
 from ledger.config import DatabaseURL, auto_migrate
 from ledger.db import Connection
 from ledger.errors import DatabaseUnavailable
 from ledger.reading import StoredRow, head_position, read_rows
-from ledger.waiting import Backoff, PollWaiter, Waiter, waiter_on
+from ledger.waiting import PollWaiter, Waiter, waiter_on
 from relay.config import RelayConfig
 from relay.errors import DATABASE_ERRORS, close_quietly
 from relay.position import PositionTracker

@@ -6,9 +6,9 @@ import logging
 import threading
 import time
 
+from ledger.backoff import Backoff
 from ledger.config import DatabaseURL
 from ledger.db import Connection
-from ledger.waiting import Backoff
 from relay.errors import DATABASE_ERRORS, close_quietly, describe
 from relay.tracking import save_position
 

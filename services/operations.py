@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ledger.backoff import MAX_BACKOFF_S
 from ledger.config import DatabaseURL, auto_migrate
 from ledger.db import Connection
 from ledger.reading import head_position
@@ -132,7 +133,7 @@ def follow_projections(
     on_notice: Callable[[FollowNotice], None],
     batch_size: int = DEFAULT_BATCH_SIZE,
     interval: float = 1.0,
-    max_backoff: float = 30.0,
+    max_backoff: float = MAX_BACKOFF_S,
 ) -> None:
     """Catch up, then keep applying new events until `stop` is set: woken by
     LISTEN/NOTIFY on PostgreSQL (polling every `interval` s as a fallback),
@@ -239,7 +240,7 @@ class RelayOptions:
     replication_factor: int = -1
     compression: str | None = None
     delivery_timeout_s: float = 30.0
-    max_backoff_s: float = 30.0
+    max_backoff_s: float = MAX_BACKOFF_S
     poll_interval_s: float | None = None
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 import time
 
+from ledger.backoff import Backoff
 from ledger.config import parse_database_url
 from ledger.db import Connection
 from ledger.stores.layout import NOTIFY_CHANNEL
-from ledger.waiting import Backoff, ListenWaiter, PollWaiter, waiter_on
+from ledger.waiting import ListenWaiter, PollWaiter, waiter_on
 
 
 def test_backoff_doubles_up_to_its_maximum_and_resets() -> None:

@@ -1,7 +1,7 @@
 """`--max-backoff`, shared by `projections run` and `relay run` with their
-single-store mode (cli.options.MAX_BACKOFF_OPTION), writes its default out:
-with `--tenants` it must be the tenant workers' own. (Their other options take
-their defaults from `WorkerTuning` itself.)"""
+single-store mode (cli.options.MAX_BACKOFF_OPTION): with `--tenants` its
+default must be the tenant workers' own (both are `ledger.backoff.MAX_BACKOFF_S`;
+their other options take their defaults from `WorkerTuning` itself)."""
 
 from __future__ import annotations
 
