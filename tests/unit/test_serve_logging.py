@@ -36,19 +36,22 @@ class _Stream(io.StringIO):
         return super().write(text)
 
 
-def _logger(handler: logging.Handler) -> logging.Logger:
+def _batched(
+    every_s: float, fmt: str = "%(levelname)s %(message)s"
+) -> tuple[_Stream, BatchedLines, logging.Logger]:
+    """A logger of its own writing through a `BatchedLines` to a counting stream."""
+    stream = _Stream()
+    handler = BatchedLines(stream, every_s=every_s)
+    handler.setFormatter(logging.Formatter(fmt))
     logger = logging.getLogger(f"test.batched.{id(handler)}")
     logger.handlers[:] = [handler]
     logger.setLevel(logging.INFO)
     logger.propagate = False
-    return logger
+    return stream, handler, logger
 
 
 def test_lines_are_written_together_soon_after_and_in_order() -> None:
-    stream = _Stream()
-    handler = BatchedLines(stream, every_s=0.2)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    log = _logger(handler)
+    stream, _, log = _batched(every_s=0.2)
     for i in range(100):
         log.info("request %d", i)
     assert stream.getvalue() == ""  # not one write per line on the caller's thread
@@ -60,10 +63,7 @@ def test_lines_are_written_together_soon_after_and_in_order() -> None:
 
 
 def test_a_warning_is_written_at_once_after_the_lines_before_it() -> None:
-    stream = _Stream()
-    handler = BatchedLines(stream, every_s=60)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    log = _logger(handler)
+    stream, handler, log = _batched(every_s=60)
     log.info("first")
     log.warning("then this")
     assert stream.getvalue() == "INFO first\nWARNING then this\n"
@@ -87,10 +87,7 @@ def test_a_server_writes_its_last_lines_when_it_exits() -> None:
 
 
 def test_a_line_that_cannot_be_formatted_spares_the_others() -> None:
-    stream = _Stream()
-    handler = BatchedLines(stream, every_s=60)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    log = _logger(handler)
+    stream, handler, log = _batched(every_s=60, fmt="%(message)s")
     log.info("before")
     log.info("%d requests", "not a number")  # logging reports it on stderr
     log.info("after")
