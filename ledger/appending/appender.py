@@ -74,6 +74,9 @@ OPTIMISTIC_ATTEMPTS = 5
 # against the store before deciding on them; after an event id or subject it
 # left to the store's indexes turned out taken, how long it asks for them first.
 CONTENDED_S = 60.0
+# The jitter of a retry after a lost race: a generator of its own, so appends
+# neither draw from nor disturb the process's `random` (a caller's seeded runs).
+_JITTER = random.Random()
 
 
 class _Abort(Exception):
@@ -248,7 +251,7 @@ class Appender(Decider):
                         # A taken id or subject as likely as a race: ask at once.
                         self._verify_until = self._contended_until
                     else:
-                        time.sleep(random.uniform(0, 0.01 * 2**attempt))
+                        time.sleep(_JITTER.uniform(0, 0.01 * 2**attempt))
                     continue
                 except Exception as exc:
                     self._forget_written()

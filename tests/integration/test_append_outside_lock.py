@@ -6,6 +6,7 @@ made first, a customer's cached state gone stale."""
 from __future__ import annotations
 
 import io
+import random
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -83,10 +84,12 @@ def test_a_stream_version_taken_meanwhile_is_decided_again(
 ) -> None:
     append_ok(app, [_created("ann")])
     calls = _while_deciding(monkeypatch, lambda: append_ok(app, [_note("ann", "other")]))
+    seeded = random.getstate()
     with Appender(app) as appender:
         report = _append(appender, [_note("ann", "mine")], skip_invalid=skip_invalid)
     assert (report.ok, report.appended) == (True, 1)
     assert len(calls) == 2  # decided again after the insert conflicted
+    assert random.getstate() == seeded  # the retry's jitter has a generator of its own
     # Both stored, one after the other, and the report names ours alone.
     assert app.customer("ann").version == 3
     with Connection(app.url) as conn:
