@@ -3,7 +3,7 @@
 Every request logs a line. Written one by one, each line is a `write` on the
 server's event loop, and a write gives up the interpreter lock: with the group
 writer busy, the loop then waited for the lock to come back, once a request
-(issue 22: with new request ids, a fifth of a one-event append's server time).
+(issue 22: with new request ids, a tenth of a one-event append's server time).
 `BatchedLines` keeps the records and a thread of its own formats and writes
 them together, at most `every_s` later (formatting there too took another
 tenth off the loop's time a request; a record's time is taken when it is
