@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -36,6 +36,11 @@ from ledger.keystore.table import (
     ensure_store_format,
     keystore_url,
 )
+
+if TYPE_CHECKING:
+    # Not at run time: a tab read loads this module, not the eventsourcing
+    # library that ledger.stores needs (tests/integration/test_startup.py).
+    from ledger.stores.base import WriteSession
 
 # How long unwrapped keys are kept: a busy customer's key is unwrapped once per
 # this interval, not per event, and an erasure by another process reaches this
@@ -386,24 +391,26 @@ class Keyring:
         finally:
             self._local.deferred = None
 
-    def write_deferred(self, session: Queries) -> None:
+    def write_deferred(self, session: WriteSession) -> None:
         """Write the keys made and destroyed in this thread's `deferring` block, in
         `session`'s transaction (the events'). A key another writer gave the same
-        customer meanwhile raises IntegrityError: events sealed with ours cannot
-        be stored, and the append decides again."""
+        customer meanwhile fails the session (IntegrityError, from the primary
+        key, at the latest when it commits): events sealed with ours cannot be
+        stored, and the append decides again. The new keys go in with
+        `session.write`, which PostgreSQL sends with the commit."""
         deferred = self._deferred
         if deferred is None:
             return
         made, deferred.made = deferred.made, []
         destroyed, deferred.destroyed = deferred.destroyed, []
-        stored = set(_insert_keys(session, made))
-        lost = [row[0] for row in made if row[0] not in stored]
-        if lost:
-            # Imported here: a tab read loads this module, not the eventsourcing
-            # library (tests/integration/test_startup.py).
-            from eventsourcing.persistence import IntegrityError
-
-            raise IntegrityError(f"another writer gave customer {lost[0]!r} a data key first")
+        for start in range(0, len(made), _INSERT_ROWS):
+            chunk = made[start : start + _INSERT_ROWS]
+            values = ", ".join(["(?, ?, ?, ?)"] * len(chunk))
+            session.write(
+                f"INSERT INTO {KEYS_TABLE} (customer_id, wrapped, master_id, created_at) "
+                f"VALUES {values}",
+                [value for row in chunk for value in row],
+            )
         for customer_id in destroyed:
             _destroy_key(session, customer_id)
 

@@ -36,6 +36,13 @@ class WriteSession(Protocol):
         names), so it sees the rows inserted so far, before they commit."""
         ...
 
+    def write(self, statement: str, params: Sequence[Any] = ()) -> None:
+        """A statement inside this transaction whose result nobody reads (`?`
+        placeholders, unqualified table names). A store may send it later, before
+        the session's next statement or with the commit (PostgreSQL: in the
+        commit's round trip); its failure then fails that, inside the session."""
+        ...
+
     def savepoint(self) -> AbstractContextManager[None]:
         """Inserts inside it are undone if it raises; the transaction goes on."""
         ...

@@ -107,11 +107,12 @@ class _Statements:
     `sql` objects for every session showed in the group writer's CPU profile."""
 
     opening: str
-    # The same statements without the head query, one each (a pipeline takes
-    # no multi-statement text): what a session on a known head sends.
-    opening_parts: tuple[str, ...]
-    # Fails (unique_violation) unless the last position is the one formatted in.
-    head_guard: str
+    # What a session on a known head sends after BEGIN, with its insert and the
+    # COMMIT (a pipeline takes no multi-statement text): the same statements
+    # without the head query, in one DO block, which fails (unique_violation)
+    # unless the last position is the one formatted in. One statement instead
+    # of five: each costs the group writer its own Python in psycopg.
+    known_head_opening: str
     insert_head: str  # "INSERT INTO ... VALUES ", completed by `insert`
     copy: Composed
     types: list[str]
@@ -166,15 +167,22 @@ class _Statements:
             Identifier(table),
             SQL(", ").join(map(Identifier, EVENT_COLUMNS)),
         )
+        # Under the lock: the head is still the one assumed, or nothing is
+        # written (the positions' unique index alone would let rows through
+        # after a gap in another writer's positions). SET LOCAL in a DO block
+        # lasts to the transaction's end, as outside one. (Schema names are
+        # checked in ledger.config: no `$` can end the block early.)
         head_guard = SQL(
-            "DO $$BEGIN IF (SELECT COALESCE(MAX(notification_id), 0) FROM {}.{}) <> {{}} "
+            "IF (SELECT COALESCE(MAX(notification_id), 0) FROM {}.{}) <> {{}} "
             "THEN RAISE unique_violation USING MESSAGE = "
-            "'another writer moved the head of the events'; END IF; END$$"
+            "'another writer moved the head of the events'; END IF"
         ).format(Identifier(schema), Identifier(table))
+        known_head_opening = SQL("DO $$BEGIN {}; END$$").format(
+            SQL("; ").join([*parts[1:], head_guard])
+        )
         return cls(
             opening.as_string(conn),
-            tuple(SQL("{}").format(part).as_string(conn) for part in parts),
-            head_guard.as_string(conn),
+            known_head_opening.as_string(conn),
             insert_head.as_string(conn),
             copy_statement(schema, table),
             copy_types(recorder.datastore.originator_id_type),
@@ -200,6 +208,8 @@ class PostgresWriteSession:
         self._oid_is_uuid = statements.types[1] == "uuid"
         self._last_position, self._last_hash = known_head or (0, GENESIS_HASH)
         self._held: list[Sequence[Any]] | None = None  # rows of the next INSERT
+        # Statements whose results nobody reads (`write`), sent before the held rows.
+        self._writes: list[tuple[str, Sequence[Any]]] = []
         self._savepoints = 0
         self._raw: RawCursor[Any] | None = None
         # With a `known_head` (the one this recorder last committed), the
@@ -241,6 +251,15 @@ class PostgresWriteSession:
             cursor.execute(statement.replace("?", "%s"), params)
             return cursor.fetchall()
 
+    def write(self, statement: str, params: Sequence[Any] = ()) -> None:
+        """A statement whose result is not read (`?` placeholders), held back like
+        a small insert: sent before the session's next statement, or with the
+        COMMIT (so the keys a group of one-event appends makes for new customers
+        cost no round trips of their own); inside a savepoint, at once."""
+        self._writes.append((statement.replace("?", "%s"), params))
+        if self._savepoints:
+            self._send_held()
+
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         """Inserts inside it are undone if it raises; the transaction goes on. Nothing
@@ -264,7 +283,7 @@ class PostgresWriteSession:
         positions."""
         if self._held is not None or len(rows) > INSERT_ROWS_MAX:
             self._open()
-        self._send_held()
+            self._send_held()
         chained = chained_rows(rows, self._last_position, self._last_hash)
         if not chained:
             return []
@@ -278,6 +297,11 @@ class PostgresWriteSession:
         return [r[0] for r in chained]
 
     def _send_held(self) -> None:
+        """Send what is held back, in order: the writes, then the rows (the
+        transaction is open, or they go in a pipeline with its opening)."""
+        writes, self._writes = self._writes, []
+        for statement, params in writes:
+            self._cursor.execute(statement, params)
         if self._held is not None:
             rows, self._held = self._held, None
             self._insert_held(rows)
@@ -293,25 +317,20 @@ class PostgresWriteSession:
         return self._raw
 
     def commit(self) -> None:
-        """Commit, sending any held-back insert in the same round trip as the COMMIT
-        (and, not opened yet, the transaction's opening too: the insert's rows are
-        numbered from the head assumed, and a check under the lock refuses them
-        if another writer has moved it since)."""
+        """Commit, sending any held-back writes and insert in the same round trip
+        as the COMMIT (and, not opened yet, the transaction's opening too: the
+        insert's rows are numbered from the head assumed, and a check under the
+        lock refuses them if another writer has moved it since)."""
         conn = self._cursor.connection
-        if self._held is None:
+        if self._held is None and not self._writes:
             if self._opened:
                 conn.commit()
             return
-        rows, self._held = self._held, None
         with conn.pipeline():
             if not self._opened:
-                for statement in self._sql.opening_parts:
-                    self._cursor.execute(statement)
-                # Under the lock: the head is still the one assumed, or nothing
-                # is written (the positions' unique index alone would let rows
-                # through after a gap in another writer's positions).
-                self._cursor.execute(self._sql.head_guard.format(int(self._assumed[0])))
-            self._insert_held(rows)
+                self._cursor.execute("BEGIN")
+                self._cursor.execute(self._sql.known_head_opening.format(int(self._assumed[0])))
+            self._send_held()
             self._cursor.execute("COMMIT")
 
 

@@ -60,6 +60,10 @@ class SQLiteWriteSession:
         self._cursor.execute(statement, params)
         return [tuple(r) for r in self._cursor.fetchall()]
 
+    def write(self, statement: str, params: Sequence[Any] = ()) -> None:
+        """A statement whose result is not read: run now (no round trips to save)."""
+        self._cursor.execute(statement, params)
+
     def savepoint(self) -> AbstractContextManager[None]:
         """Inserts inside it are undone if it raises; the transaction goes on."""
         return insert_savepoint(self._cursor.execute)
