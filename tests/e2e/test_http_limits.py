@@ -126,8 +126,10 @@ def test_probes_answer_while_a_big_append_is_validated(sqlite_url: str) -> None:
         # A probe held up behind the validation would take as long as the append
         # (seconds). Answered beside it, a probe still waits for the interpreter
         # now and then (a collection after the append, a busy machine's
-        # scheduling: up to 1.35 s seen in CI with the other test worker busy).
-        assert max(slowest.values()) < max(1.0, took_append / 4), (slowest, took_append)
+        # scheduling: up to 1.35 s seen in CI with the other test worker busy,
+        # and /readyz, whose store query hands the interpreter over each call,
+        # 2.6 s of an 8.8 s append in a full run on a loaded machine).
+        assert max(slowest.values()) < max(1.0, took_append / 2), (slowest, took_append)
         answer = is_problem(outcome["answer"], 422)
         assert len(answer["errors"]) == MAX_REPORTED_ERRORS
         assert answer["errors_omitted"] == 5 * count - MAX_REPORTED_ERRORS
