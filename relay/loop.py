@@ -9,14 +9,11 @@ database's write lock.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-import psycopg
 
 from consumers.kafka_config import KafkaSettings
 from ledger.application import LedgerApplication, first_line
@@ -27,7 +24,7 @@ from ledger.errors import DatabaseUnavailable
 from ledger.reading import StoredRow, head_position, read_rows
 from ledger.waiting import PollWaiter, Waiter, waiter_on
 from relay.config import RelayConfig
-from relay.errors import DATABASE_ERRORS, close_quietly
+from relay.errors import close_quietly, database_errors, missing_table
 from relay.position import PositionTracker
 from relay.publisher import Publisher, PublishFailed
 from relay.tracking import ensure_schema, load_tracking, try_relay_lock
@@ -151,7 +148,7 @@ class Relay:
                     break
                 try:
                     self._wait_for_events()
-                except DATABASE_ERRORS as exc:
+                except database_errors() as exc:
                     self._database_failed(exc, db_backoff)
             return self._result(started)
         finally:
@@ -222,7 +219,7 @@ class Relay:
         while not self._stop.is_set():
             try:
                 rows = [] if self._finishing.is_set() else self._read()
-            except DATABASE_ERRORS as exc:
+            except database_errors() as exc:
                 self._wait_out(exc, db_backoff)
                 continue
             if self._conn is None:  # stopped while standing by, or not standing by
@@ -247,7 +244,7 @@ class Relay:
                     break
                 self._kafka_failed(exc.reason)
                 continue
-            except DATABASE_ERRORS as exc:
+            except database_errors() as exc:
                 self._wait_out(exc, db_backoff)
                 continue
             if rows:
@@ -279,10 +276,8 @@ class Relay:
             try:
                 head_position(conn)
                 load_tracking(conn, self.config.tracking_name)
-            except (psycopg.errors.UndefinedTable, sqlite3.OperationalError) as exc:
-                if "no such table" not in str(exc) and not isinstance(
-                    exc, psycopg.errors.UndefinedTable
-                ):
+            except database_errors() as exc:
+                if not missing_table(exc):
                     raise
                 raise DatabaseUnavailable(
                     f"{self.url.display()} has no ledger tables: run `ledger db migrate` "

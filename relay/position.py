@@ -9,7 +9,7 @@ import time
 from ledger.backoff import Backoff
 from ledger.config import DatabaseURL
 from ledger.db import Connection
-from relay.errors import DATABASE_ERRORS, close_quietly, describe
+from relay.errors import close_quietly, database_errors, describe
 from relay.tracking import save_position
 
 log = logging.getLogger("ledger.relay")
@@ -66,7 +66,7 @@ class PositionTracker:
                     if conn is None:
                         conn = Connection(self.url)
                     save_position(conn, self.name, position)
-                except DATABASE_ERRORS as exc:
+                except database_errors() as exc:
                     if conn is not None:
                         close_quietly(conn)
                         conn = None

@@ -159,3 +159,18 @@ def test_refused_login_is_one_line_and_exit_3(
     assert "SASL_PLAINTEXT, SASL SCRAM-SHA-256 as relay" in line, line
     assert "SASL authentication failed" in line, line
     assert "wrong" not in line
+
+
+def test_a_store_without_the_ledgers_tables_is_one_line_and_exit_3(
+    store_url: str, kafka_broker: TansuBroker
+) -> None:
+    # Migrations off: the relay finds no events table, on either store, and says
+    # what to run (psycopg's and SQLite's "missing table" errors told apart
+    # without importing psycopg on SQLite).
+    env = {"LEDGER_KAFKA_BOOTSTRAP": kafka_broker.bootstrap, "LEDGER_AUTO_MIGRATE": "0"}
+    result = run_ledger("relay", "run", db=store_url, env=env)
+    assert result.returncode == 3, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "has no ledger tables: run `ledger db migrate`" in errors[0], (
+        result.stderr
+    )

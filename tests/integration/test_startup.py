@@ -124,8 +124,18 @@ def test_each_summary_is_its_commands_own(name: str) -> None:
         ("audit", "verify"),
         ("projections", "status"),
         ("customers", "duplicates", "c1"),
+        ("relay", "status"),
+        ("relay", "reset", "--to", "0", "--yes"),
     ],
-    ids=["append", "audit history", "audit verify", "projections status", "duplicates"],
+    ids=[
+        "append",
+        "audit history",
+        "audit verify",
+        "projections status",
+        "duplicates",
+        "relay status",
+        "relay reset",
+    ],
 )
 def test_commands_on_sqlite_never_load_the_postgresql_driver(
     tmp_path: Path, args: tuple[str, ...]
