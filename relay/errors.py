@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import re
 import sqlite3
-import sys
 
 from ledger.db import Connection
-from ledger.errors import DatabaseUnavailable
+from ledger.errors import DatabaseUnavailable, loaded
 
 
 class RelayFatal(RuntimeError):
@@ -16,22 +15,10 @@ class RelayFatal(RuntimeError):
 
 def database_errors() -> tuple[type[BaseException], ...]:
     """The database's errors, retried with back-off (reconnecting). psycopg's
-    only once psycopg is loaded: a process that never loaded it (on SQLite)
-    cannot meet them, and importing it costs a relay command on SQLite a
-    tenth of its start. (An `except` clause evaluates this only when an
-    exception reaches it.)"""
-    psycopg = sys.modules.get("psycopg")
-    if psycopg is None:
-        return (sqlite3.Error, DatabaseUnavailable)
-    return (psycopg.Error, sqlite3.Error, DatabaseUnavailable)
-
-
-def missing_table(exc: BaseException) -> bool:
-    """`exc` says a table is missing (the ledger's schema is not in place)."""
-    if isinstance(exc, sqlite3.OperationalError):
-        return "no such table" in str(exc)
-    psycopg = sys.modules.get("psycopg")
-    return psycopg is not None and isinstance(exc, psycopg.errors.UndefinedTable)
+    only once psycopg is loaded (`ledger.errors.loaded`): importing it costs a
+    relay command on SQLite a tenth of its start. (An `except` clause
+    evaluates this only when an exception reaches it.)"""
+    return (*loaded("psycopg", "Error"), sqlite3.Error, DatabaseUnavailable)
 
 
 def describe(exc: BaseException | None) -> str:

@@ -20,11 +20,11 @@ from ledger.application import LedgerApplication, first_line
 from ledger.backoff import Backoff
 from ledger.config import DatabaseURL, auto_migrate
 from ledger.db import Connection
-from ledger.errors import DatabaseUnavailable
+from ledger.errors import DatabaseUnavailable, TablesMissing, store_error
 from ledger.reading import StoredRow, head_position, read_rows
 from ledger.waiting import PollWaiter, Waiter, waiter_on
 from relay.config import RelayConfig
-from relay.errors import close_quietly, database_errors, missing_table
+from relay.errors import close_quietly, database_errors
 from relay.position import PositionTracker
 from relay.publisher import Publisher, PublishFailed
 from relay.tracking import ensure_schema, load_tracking, try_relay_lock
@@ -277,7 +277,7 @@ class Relay:
                 head_position(conn)
                 load_tracking(conn, self.config.tracking_name)
             except database_errors() as exc:
-                if not missing_table(exc):
+                if not isinstance(store_error(exc), TablesMissing):
                     raise
                 raise DatabaseUnavailable(
                     f"{self.url.display()} has no ledger tables: run `ledger db migrate` "
