@@ -403,14 +403,8 @@ class Keyring:
             return
         made, deferred.made = deferred.made, []
         destroyed, deferred.destroyed = deferred.destroyed, []
-        for start in range(0, len(made), _INSERT_ROWS):
-            chunk = made[start : start + _INSERT_ROWS]
-            values = ", ".join(["(?, ?, ?, ?)"] * len(chunk))
-            session.write(
-                f"INSERT INTO {KEYS_TABLE} (customer_id, wrapped, master_id, created_at) "
-                f"VALUES {values}",
-                [value for row in chunk for value in row],
-            )
+        for statement, params in _key_inserts(made):
+            session.write(statement, params)
         for customer_id in destroyed:
             _destroy_key(session, customer_id)
 
@@ -489,18 +483,27 @@ def _reads_committed(store: Queries) -> bool:
     return isinstance(store, Connection) and not store.in_transaction
 
 
-def _insert_keys(target: Queries, rows: list[tuple[str, bytes, str, str]]) -> Iterator[str]:
-    """Insert new key rows (customer_id, wrapped, master_id, created_at), a chunk a
-    statement; yields the customers whose row went in (not those that had one)."""
+def _key_inserts(
+    rows: list[tuple[str, bytes, str, str]], tail: str = ""
+) -> Iterator[tuple[str, list[Any]]]:
+    """INSERTs of new key rows (customer_id, wrapped, master_id, created_at), a
+    chunk a statement, each ending with `tail`; with their parameters."""
     for start in range(0, len(rows), _INSERT_ROWS):
         chunk = rows[start : start + _INSERT_ROWS]
         values = ", ".join(["(?, ?, ?, ?)"] * len(chunk))
-        params = [value for row in chunk for value in row]
-        for (customer_id,) in target.fetchall(
+        yield (
             f"INSERT INTO {KEYS_TABLE} (customer_id, wrapped, master_id, created_at) "
-            f"VALUES {values} ON CONFLICT (customer_id) DO NOTHING RETURNING customer_id",
-            params,
-        ):
+            f"VALUES {values}{tail}",
+            [value for row in chunk for value in row],
+        )
+
+
+def _insert_keys(target: Queries, rows: list[tuple[str, bytes, str, str]]) -> Iterator[str]:
+    """Insert new key rows; yields the customers whose row went in (not those
+    that had one)."""
+    tail = " ON CONFLICT (customer_id) DO NOTHING RETURNING customer_id"
+    for statement, params in _key_inserts(rows, tail):
+        for (customer_id,) in target.fetchall(statement, params):
             yield customer_id
 
 
