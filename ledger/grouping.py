@@ -48,8 +48,11 @@ class _Waiting:
     loop: asyncio.AbstractEventLoop | None = None
 
 
-class AppendGroups:
-    """Stores one-event appends from many threads in shared transactions."""
+class GroupStore:
+    """Stores one group of one-event appends in one transaction and answers each
+    with its own outcome: what the group committer does per group, in its
+    thread (`AppendGroups`) or in a writer process of its own
+    (`services.writer_process`)."""
 
     def __init__(
         self,
@@ -57,9 +60,6 @@ class AppendGroups:
         policy: Callable[[], RightsPolicy],
         append: Callable[..., AppendReport],
         opener: Callable[..., Appender] = Appender,
-        *,
-        window_s: float = DEFAULT_WINDOW_S,
-        max_events: int = DEFAULT_MAX_EVENTS,
     ) -> None:
         self._app = app
         self._policy = policy
@@ -69,72 +69,14 @@ class AppendGroups:
         # Kept across groups: its connection and its cache of customers' state
         # (refreshed under the write lock when stale) save round trips per group.
         self._appender: Appender | None = None
-        self._window_s = window_s
-        self._max_events = max_events
-        self._queue: queue.Queue[_Waiting | None] = queue.Queue()
         self._conn: Connection | None = None
-        self._thread = threading.Thread(target=self._run, name="append-groups", daemon=True)
-        self._thread.start()
         self.groups = 0  # transactions committed (for tests and benchmarks)
 
-    def append_one(self, raw: str, *, skip_invalid: bool = False) -> AppendReport:
-        """Store one event (its JSON text) and return its own report, as
-        `append_items` would for it alone. Blocks until its group committed."""
-        return self.submit(raw, skip_invalid=skip_invalid).result()
-
-    def submit(self, raw: str, *, skip_invalid: bool = False) -> Future[AppendReport]:
-        """`append_one` without blocking: the future gets the event's own report
-        once its group committed. An event loop awaits it (`asyncio.wrap_future`)
-        without holding a worker thread per waiting caller."""
-        outcome: Future[AppendReport] = Future()
-        self._queue.put(_Waiting(raw, skip_invalid, outcome))
-        return outcome
-
-    def submit_on_loop(
-        self, raw: str, loop: asyncio.AbstractEventLoop, *, skip_invalid: bool = False
-    ) -> asyncio.Future[AppendReport]:
-        """`submit` for a caller on the event loop `loop` (called there): an
-        asyncio future, set on `loop` once the event's group committed. A caller
-        that stops waiting (cancels it) leaves the event to be stored all the
-        same, as a retry with its event id would find."""
-        outcome: asyncio.Future[AppendReport] = loop.create_future()
-        self._queue.put(_Waiting(raw, skip_invalid, outcome, loop))
-        return outcome
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(30)
-        self._drop_connection()
-
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            group = [first]
-            deadline = time.monotonic() + self._window_s
-            while len(group) < self._max_events:
-                try:
-                    # Whatever is already waiting joins at once; the window only
-                    # holds a lone event back briefly for company.
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    left = deadline - time.monotonic()
-                    if len(group) > 1 or left <= 0:
-                        break
-                    try:
-                        nxt = self._queue.get(timeout=left)
-                    except queue.Empty:
-                        break
-                if nxt is None:
-                    self._queue.put(None)  # stop after this group
-                    break
-                group.append(nxt)
-            self._store(group)
-
-    def _store(self, group: list[_Waiting]) -> None:
+    def store(self, pending: Sequence[tuple[str, bool]]) -> list[Outcome]:
+        """Each (event's JSON text, skip_invalid) stored in one transaction: its
+        report, as `append_items` would give for it alone, or the group's failure."""
         try:
-            items = [InputItem(index, w.raw) for index, w in enumerate(group)]
+            items = [InputItem(index, raw) for index, (raw, _) in enumerate(pending)]
             if self._appender is not None and self._appender.broken:
                 # Its connection did not survive a database restart: a group
                 # stored through it would fail although the database is back.
@@ -142,19 +84,21 @@ class AppendGroups:
             if self._appender is None:
                 self._appender = self._open(self._app, self._policy(), track_lines=True)
             report = self._append(self._appender, items, skip_invalid=True)
-            outcomes = self._split(group, report)
-        except BaseException as exc:  # every caller gets the failure; the thread lives on
+            outcomes = self._split(pending, report)
+        except BaseException as exc:  # every caller gets the failure; the writer lives on
             self._drop_connection()
             if isinstance(exc, StopIteration):
                 # An asyncio future refuses StopIteration, and its awaiting
                 # request would then wait forever: hand over a failure it takes.
                 exc = RuntimeError(f"append group failed: {exc!r}")
-            _settle(group, [exc] * len(group))
-            return
+            return [exc] * len(pending)
         self.groups += 1
-        _settle(group, outcomes)
+        return list(outcomes)
 
-    def _split(self, group: list[_Waiting], report: AppendReport) -> list[AppendReport]:
+    def close(self) -> None:
+        self._drop_connection()
+
+    def _split(self, pending: Sequence[tuple[str, bool]], report: AppendReport) -> list[Outcome]:
         """Each request's own outcome from the group's report: rejected, stored
         (at its own position), or not stored although accepted (a duplicate: its
         event id stored before or earlier in the group, or a repeated erasure)."""
@@ -163,11 +107,11 @@ class AppendGroups:
         if stored_lines is None:
             raise RuntimeError("the group's Appender does not track the lines it stores")
         positions = dict(zip(stored_lines, self._positions(report), strict=True))
-        outcomes = []
-        for i, w in enumerate(group):
+        outcomes: list[Outcome] = []
+        for i, (_, skip_invalid) in enumerate(pending):
             rejection = rejected.get(i)
             if rejection is not None:
-                outcomes.append(_rejected(rejection, w.skip_invalid))
+                outcomes.append(_rejected(rejection, skip_invalid))
             elif i in positions:
                 position = positions[i]
                 outcomes.append(
@@ -206,6 +150,87 @@ class AppendGroups:
                 self._conn.close()
             finally:
                 self._conn = None
+
+
+class AppendGroups:
+    """Stores one-event appends from many threads in shared transactions."""
+
+    def __init__(
+        self,
+        app: LedgerApplication,
+        policy: Callable[[], RightsPolicy],
+        append: Callable[..., AppendReport],
+        opener: Callable[..., Appender] = Appender,
+        *,
+        window_s: float = DEFAULT_WINDOW_S,
+        max_events: int = DEFAULT_MAX_EVENTS,
+    ) -> None:
+        self._writer = GroupStore(app, policy, append, opener)
+        self._window_s = window_s
+        self._max_events = max_events
+        self._queue: queue.Queue[_Waiting | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="append-groups", daemon=True)
+        self._thread.start()
+
+    @property
+    def groups(self) -> int:
+        """Transactions committed (for tests and benchmarks)."""
+        return self._writer.groups
+
+    def append_one(self, raw: str, *, skip_invalid: bool = False) -> AppendReport:
+        """Store one event (its JSON text) and return its own report, as
+        `append_items` would for it alone. Blocks until its group committed."""
+        return self.submit(raw, skip_invalid=skip_invalid).result()
+
+    def submit(self, raw: str, *, skip_invalid: bool = False) -> Future[AppendReport]:
+        """`append_one` without blocking: the future gets the event's own report
+        once its group committed. An event loop awaits it (`asyncio.wrap_future`)
+        without holding a worker thread per waiting caller."""
+        outcome: Future[AppendReport] = Future()
+        self._queue.put(_Waiting(raw, skip_invalid, outcome))
+        return outcome
+
+    def submit_on_loop(
+        self, raw: str, loop: asyncio.AbstractEventLoop, *, skip_invalid: bool = False
+    ) -> asyncio.Future[AppendReport]:
+        """`submit` for a caller on the event loop `loop` (called there): an
+        asyncio future, set on `loop` once the event's group committed. A caller
+        that stops waiting (cancels it) leaves the event to be stored all the
+        same, as a retry with its event id would find."""
+        outcome: asyncio.Future[AppendReport] = loop.create_future()
+        self._queue.put(_Waiting(raw, skip_invalid, outcome, loop))
+        return outcome
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(30)
+        self._writer.close()
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            group = [first]
+            deadline = time.monotonic() + self._window_s
+            while len(group) < self._max_events:
+                try:
+                    # Whatever is already waiting joins at once; the window only
+                    # holds a lone event back briefly for company.
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    left = deadline - time.monotonic()
+                    if len(group) > 1 or left <= 0:
+                        break
+                    try:
+                        nxt = self._queue.get(timeout=left)
+                    except queue.Empty:
+                        break
+                if nxt is None:
+                    self._queue.put(None)  # stop after this group
+                    break
+                group.append(nxt)
+            _settle(group, self._writer.store([(w.raw, w.skip_invalid) for w in group]))
 
 
 Outcome = AppendReport | BaseException
