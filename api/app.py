@@ -35,6 +35,7 @@ from api.problems import PROBLEM_TYPE, add_error_handlers
 from api.segments import RawSegments
 from api.state import DEFAULT_MAX_BODY, DEFAULT_MAX_ITEMS, OPEN_MODE_USER, AppState
 from api.tenancy import DEFAULT_PER_SERVER, NoStorePool, TenantStores
+from ledger.environment import APPEND_WRITERS
 from ledger.tenants import Tenant
 from services.bootstrap import Services
 from services.errors import ServiceError
@@ -52,6 +53,7 @@ def create_app(
     pool_size: int = 8,
     protect_metrics: bool = False,
     group_appends: bool = True,
+    append_writer: str = "thread",
     max_items: int = DEFAULT_MAX_ITEMS,
     page_user: str = OPEN_MODE_USER,
     tenants_url: str | None = None,
@@ -62,6 +64,8 @@ def create_app(
     the people file and the kept appenders of each tenant's). Without `access`
     every caller is let in (the caller of this function makes sure that
     happens on loopback only). An access file is watched: see `LiveAccess`."""
+    if append_writer not in APPEND_WRITERS:
+        raise ValueError(f"append_writer: one of {APPEND_WRITERS}, not {append_writer!r}")
     if isinstance(access, AccessFile):
         access = LiveAccess(access)
     state = AppState(
@@ -71,6 +75,7 @@ def create_app(
         max_body=max_body,
         protect_metrics=protect_metrics,
         group_appends=group_appends,
+        append_writer=append_writer,
         max_items=max_items,
         page_user=page_user,
     )
@@ -169,6 +174,7 @@ def _tenant_state(
         max_body=server.max_body,
         protect_metrics=server.protect_metrics,
         group_appends=server.group_appends,
+        append_writer=server.append_writer,
         max_items=server.max_items,
         page_user=server.page_user,
         sessions=server.sessions,
@@ -198,8 +204,11 @@ async def _lifespan(state: AppState, app: FastAPI) -> AsyncIterator[None]:
             await run_in_threadpool(state.tenants.check_directory)
         except ServiceError as exc:
             log.warning("not ready: %s", exc.message)
+        if state.append_writer == "process" and state.group_appends:
+            await run_in_threadpool(state.writer_process)  # not on the first append
         yield
         state.tenants.close()
+        state.close_writer()
         return
     watch_store(state.services.url)
     await run_in_threadpool(warm_up)
@@ -208,6 +217,11 @@ async def _lifespan(state: AppState, app: FastAPI) -> AsyncIterator[None]:
     except ServiceError as exc:
         # Serve anyway: /readyz answers 503 until the schema is in place.
         log.warning("not ready: %s", exc.message)
+    if state.append_writer == "process" and state.group_appends:
+        try:  # the writer starts now, not on the first append
+            await run_in_threadpool(state.groups)
+        except ServiceError as exc:  # then on the first append, which says why
+            log.warning("the append writer did not start: %s", exc.message)
     yield
     state.close()
     state.services.close()

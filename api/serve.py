@@ -26,6 +26,7 @@ from api.state import DEFAULT_MAX_BODY, DEFAULT_MAX_ITEMS, OPEN_MODE_USER
 from api.tenancy import DEFAULT_PER_SERVER
 from ledger.environment import (
     ACCESS_FILE_ENV,
+    APPEND_WRITER_ENV,
     CORS_ENV,
     MAX_BODY_ENV,
     MAX_ITEMS_ENV,
@@ -68,6 +69,7 @@ def from_environment() -> FastAPI:
         pool_size=int(os.environ.get(POOL_SIZE_ENV) or 8),
         protect_metrics=os.environ.get(PROTECT_METRICS_ENV, "0") in ("1", "true", "yes"),
         page_user=os.environ.get(PAGE_USER_ENV) or OPEN_MODE_USER,
+        append_writer=os.environ.get(APPEND_WRITER_ENV) or "thread",
     )
 
 

@@ -22,6 +22,7 @@ from api.pool import ConnectionPool
 from services.appending import append_groups
 from services.bootstrap import Services, prepare_store
 from services.errors import Category, ServiceError
+from services.writer_process import ProcessGroups, StoreOptions, WriterProcess
 
 if TYPE_CHECKING:
     from api.tenancy import TenantStores
@@ -51,12 +52,16 @@ class AppState:
     max_body: int
     protect_metrics: bool
     group_appends: bool = True
+    # Where grouped appends are stored: "thread" (a thread of this process) or
+    # "process" (a writer process of the server's own: services.writer_process).
+    append_writer: str = "thread"
     max_items: int = DEFAULT_MAX_ITEMS
     page_user: str = OPEN_MODE_USER  # who acts from the page in open mode
     sessions: SessionSigner = field(default_factory=SessionSigner)
     _ready: bool = False
     _ready_lock: threading.Lock = field(default_factory=threading.Lock)
-    _groups: AppendGroups | None = None
+    _groups: AppendGroups | ProcessGroups | None = None
+    _writer: WriterProcess | None = None
     _bulk: anyio.CapacityLimiter | None = None
     # A server of many tenants: its tenants' states (its own holds no store).
     tenants: TenantStores | None = None
@@ -69,16 +74,30 @@ class AppState:
         return self._ready
 
     @property
-    def running_groups(self) -> AppendGroups | None:
+    def running_groups(self) -> AppendGroups | ProcessGroups | None:
         """The group committer if started (starting it opens a connection)."""
         return self._groups
 
-    def groups(self) -> AppendGroups:
+    def groups(self) -> AppendGroups | ProcessGroups:
         """The group committer of one-event appends, started on first use."""
         with self._ready_lock:
             if self._groups is None:
-                self._groups = append_groups(self.services.app(), self.services.policy)
+                if self.append_writer == "process":
+                    store = StoreOptions.of(self.services)
+                    self._groups = ProcessGroups(self.writer_process(store), store)
+                else:
+                    self._groups = append_groups(self.services.app(), self.services.policy)
             return self._groups
+
+    def writer_process(self, store: StoreOptions | None = None) -> WriterProcess:
+        """The server's writer process (every tenant's), started if it is not
+        running (a new one opens `store` at once)."""
+        if self.server is not None:
+            return self.server.writer_process(store)
+        if self._writer is None:
+            self._writer = WriterProcess()
+        self._writer.start(store)
+        return self._writer
 
     def bulk_lane(self) -> anyio.CapacityLimiter:
         """The threads bulk appends run on; made on the event loop, on first use
@@ -95,7 +114,15 @@ class AppState:
             if self._groups is not None:
                 self._groups.close()
                 self._groups = None
+        self.close_writer()
         self.pool.close()
+
+    def close_writer(self) -> None:
+        """Stop the server's writer process, if it runs (after its last group)."""
+        with self._ready_lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
 
     def ensure_ready(self) -> None:
         """The schema in place (created on first use unless LEDGER_AUTO_MIGRATE=0);

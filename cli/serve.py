@@ -16,6 +16,8 @@ from cli.context import EXIT_USAGE, FORMAT_OPTION, CliError, cli_context, emit_j
 from ledger.config import ConfigError
 from ledger.environment import (
     ACCESS_FILE_ENV,
+    APPEND_WRITER_ENV,
+    APPEND_WRITERS,
     CORS_ENV,
     DATABASE_URL_ENV,
     DEFAULT_REGION_ENV,
@@ -85,6 +87,13 @@ def is_loopback(host: str) -> bool:
     help=f"Without an access file: the user who acts from the card page [env {PAGE_USER_ENV}; "
     "default local].",
 )
+@click.option(
+    "--append-writer",
+    type=click.Choice(APPEND_WRITERS),
+    help=f"Where one-event appends are stored [env {APPEND_WRITER_ENV}; default thread]: "
+    "a thread of the server, or a process of its own, which stores more of them a second "
+    "on a machine of several cores and costs an interpreter more (docs/http.md).",
+)
 def serve(
     host: str,
     port: int,
@@ -95,6 +104,7 @@ def serve(
     max_items: int,
     protect_metrics: bool,
     page_user: str | None,
+    append_writer: str | None,
 ) -> None:
     """Serve the HTTP API (see docs/http.md): append, tabs, task actions, audit,
     projection status, health and metrics. SIGTERM finishes requests in flight.
@@ -164,6 +174,12 @@ def serve(
     os.environ[MAX_BODY_ENV] = str(max_body)
     os.environ[MAX_ITEMS_ENV] = str(max_items)
     os.environ[PROTECT_METRICS_ENV] = "1" if protect_metrics else "0"
+    writer = append_writer or os.environ.get(APPEND_WRITER_ENV) or "thread"
+    if writer not in APPEND_WRITERS:
+        raise CliError(
+            f"{APPEND_WRITER_ENV}={writer!r}: give one of {', '.join(APPEND_WRITERS)}", EXIT_USAGE
+        )
+    os.environ[APPEND_WRITER_ENV] = writer
     os.environ[DEFAULT_REGION_ENV] = _region()  # `ledger --region`, checked
     click.echo(
         f"serving {serving} on http://{host}:{port} "

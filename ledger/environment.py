@@ -19,6 +19,9 @@ CORS_ENV = "LEDGER_CORS_ORIGINS"
 MAX_BODY_ENV = "LEDGER_MAX_BODY"
 MAX_ITEMS_ENV = "LEDGER_MAX_ITEMS"
 POOL_SIZE_ENV = "LEDGER_POOL_SIZE"
+APPEND_WRITER_ENV = "LEDGER_APPEND_WRITER"
+# Its values: where `ledger serve` stores one-event appends.
+APPEND_WRITERS = ("thread", "process")
 PROTECT_METRICS_ENV = "LEDGER_PROTECT_METRICS"
 SESSION_SECRET_ENV = "LEDGER_SESSION_SECRET"
 DEFAULT_REGION_ENV = "LEDGER_DEFAULT_REGION"
@@ -43,6 +46,7 @@ ENVIRONMENT: dict[str, str] = {
     MAX_BODY_ENV: "the largest API request body, in bytes",
     MAX_ITEMS_ENV: "the most events one API request may carry",
     POOL_SIZE_ENV: "database connections per API process",
+    APPEND_WRITER_ENV: "where the API stores one-event appends: `thread` (default) or `process`",
     PROTECT_METRICS_ENV: "1: /metrics needs a key with the ops scope",
     SESSION_SECRET_ENV: "the card page's cookie-signing secret (share it between processes)",
     DEFAULT_REGION_ENV: "the country of phone numbers without a country code (default DE)",

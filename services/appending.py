@@ -179,14 +179,14 @@ def append_with(
         with service_errors():
             report = appender.append(items, skip_invalid=skip_invalid)
     except InputError as exc:
-        _observe(None, time.perf_counter() - started)
+        observe_append(None, time.perf_counter() - started)
         raise ServiceError(Category.REJECTED, f"input: {exc}; nothing stored") from exc
     except UnicodeDecodeError as exc:
-        _observe(None, time.perf_counter() - started)
+        observe_append(None, time.perf_counter() - started)
         raise ServiceError(
             Category.REJECTED, f"input is not UTF-8 text: {exc.reason}; nothing stored"
         ) from exc
-    _observe(report, time.perf_counter() - started)
+    observe_append(report, time.perf_counter() - started)
     return report
 
 
@@ -205,7 +205,9 @@ def append_groups(app: LedgerApplication, policy: Callable[[], RightsPolicy]) ->
 APPEND_OBSERVERS: list[Callable[[AppendReport | None, float], None]] = []
 
 
-def _observe(report: AppendReport | None, seconds: float) -> None:
+def observe_append(report: AppendReport | None, seconds: float) -> None:
+    """Tell the observers of one append (a writer process's appends are told
+    again in the server that exposes the metrics: services.writer_process)."""
     for observer in APPEND_OBSERVERS:
         observer(report, seconds)
 

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -174,6 +175,36 @@ def test_an_append_through_the_lane_lands_in_its_tenants_store(
     in_a, in_b = (stored_customers(shops.stores[t]) for t in ("shop-a", "shop-b"))
     assert {"c1", "c-new"} <= in_a and "c-ops" not in in_a and "c-b" not in in_a
     assert {"c1", "c-b", "c-ops"} <= in_b and "c-new" not in in_b
+
+
+def test_a_writer_process_stores_each_tenants_appends_in_its_own_store(shops: Shops) -> None:
+    # One writer process for the server; each tenant's events through its own store.
+    app = create_app(
+        Services(),
+        access=load_access(shops.access),
+        tenants_url=shops.directory_url,
+        append_writer="process",
+    )
+    customers = {"a": [f"c-wa{i}" for i in range(10)], "b": [f"c-wb{i}" for i in range(10)]}
+    answers: list[httpx.Response] = []
+    with serve_app_in_thread(app) as served:
+
+        def post(key: str) -> None:
+            with httpx.Client(base_url=str(served.base_url), timeout=60) as client:
+                for customer in customers[key]:
+                    body = created(customer, f"{customer} of {key}")
+                    answers.append(client.post("/v1/events", json=body, headers=shops.auth(key)))
+
+        threads = [threading.Thread(target=post, args=(key,)) for key in customers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    assert len(answers) == 20
+    assert all(a.status_code == 200 and a.json()["appended"] == 1 for a in answers)
+    in_a, in_b = (stored_customers(shops.stores[t]) for t in ("shop-a", "shop-b"))
+    assert set(customers["a"]) <= in_a and not set(customers["b"]) & in_a
+    assert set(customers["b"]) <= in_b and not set(customers["a"]) & in_b
 
 
 def stored_customers(url: str) -> set[str]:
