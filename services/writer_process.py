@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 import pickle
 import signal
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
     from ledger.grouping import GroupStore
     from ledger.tenants import Tenant
     from services.bootstrap import Services
+
+log = logging.getLogger("ledger.writer")
 
 # multiprocessing.Connection's frame: a 4-byte big-endian length, then the bytes.
 _HEADER = struct.Struct("!i")
@@ -285,6 +288,11 @@ class WriterProcess:
         if process is not None:
             process.join(1)
             code = process.exitcode
+        log.warning(
+            "the append writer process stopped (exit code %s); %d waiting appends answered 503",
+            code,
+            len(self._waiting),
+        )
         self._fail_waiting(f"the append writer process stopped (exit code {code})")
 
     def _unwatch(self) -> None:

@@ -171,6 +171,7 @@ def test_a_killed_writer_loses_nothing_and_the_next_append_starts_another(
         [again] = _wait_for(lambda: _writers(server.process.pid))
         assert again != writer
         assert server.terminate() == 0
+        assert "the append writer process stopped (exit code -9)" in server.log()
     # Every event stored exactly once (a retried event that had been stored
     # counted as a duplicate), every customer's notes in the order sent.
     stored = _stored(store_url)
