@@ -5,6 +5,7 @@ service calls made in process.
                                    [--requests 2000] [--clients 4] [--bodies 20]
                                    [--workers 1] [--repeats 3] [--single-only]
                                    [--single-client raw|httpx|both]
+                                   [--append-writer thread|process]
 
 (a) Tabs: a store with one customer of `--events` events (and small customers
     around it). The timeline tab (first page, 50 items) of that customer and of
@@ -24,7 +25,8 @@ service calls made in process.
     httpx clients, once with a raw-socket keep-alive client (a tenth of the
     client CPU per request, the cores being shared with the server); each pair
     `--repeats` times, interleaved, the ratio the median of the pairs' ratios
-    (`--single-client raw`: the raw-socket pairs only).
+    (`--single-client raw`: the raw-socket pairs only). `--append-writer`
+    chooses where the server stores them (`ledger serve --append-writer`).
     Goals: (issue 13) >= 10,000 events/s on PostgreSQL and >= 0.5 of one
     request; (issue 22) one-event POSTs >= 0.35 of the endpoint that stores
     nothing, raw-socket clients (`raw_single_vs_trivial`).
@@ -68,8 +70,9 @@ SMALL = "cust-1"
 
 
 @contextmanager
-def server(url: str, workers: int) -> Iterator[str]:
-    """`ledger serve` on `url`; or, with url "trivial", bench.trivial_api (the ceiling)."""
+def server(url: str, workers: int, writer: str = "thread") -> Iterator[str]:
+    """`ledger serve` on `url` (one-event appends stored by `writer`); or, with
+    url "trivial", bench.trivial_api (the ceiling)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -78,6 +81,7 @@ def server(url: str, workers: int) -> Iterator[str]:
         command += ["--port", str(port), "--no-access-log", "--log-level", "warning"]
     else:
         command = [LEDGER, "--db", url, "serve", "--port", str(port), "--workers", str(workers)]
+        command += ["--append-writer", writer]
         # (c) sends all of --single-events in one request, which may pass the default cap.
         command += ["--max-items", "1000000"]
     process = subprocess.Popen(
@@ -333,7 +337,10 @@ def single_appends(store: str, args: argparse.Namespace, result: dict[str, Any])
         # of a pair meet the same load; the ratio is the median of the pairs'.
         rates, ceilings, ratios = [], [], []
         for _ in range(args.repeats):
-            with scratch_store(store, args.pg_url) as url, server(url, args.workers) as base:
+            with (
+                scratch_store(store, args.pg_url) as url,
+                server(url, args.workers, args.append_writer) as base,
+            ):
                 rates.append(http_single_appends(base, single, args.single_clients, kinds[client]))
             with server("trivial", 1) as base:
                 ceilings.append(
@@ -363,6 +370,12 @@ def main() -> None:
     parser.add_argument("--single-events", type=int, default=10_000, help="(c): events")
     parser.add_argument("--single-clients", type=int, default=32, help="(c): client processes")
     parser.add_argument("--single-only", action="store_true", help="run (c) only")
+    parser.add_argument(
+        "--append-writer",
+        choices=["thread", "process"],
+        default="thread",
+        help="(c): `ledger serve --append-writer` for the one-event appends",
+    )
     parser.add_argument(
         "--single-client", choices=["raw", "httpx", "both"], default="both", help="(c): clients"
     )
