@@ -168,3 +168,19 @@ def serve_process(
         if process.poll() is None:
             process.kill()
             process.wait(30)
+
+
+def writer_processes(server_pid: int) -> list[int]:
+    """The append writer processes of a server (`--append-writer process`): its
+    live children started by multiprocessing's spawn, not its resource tracker."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except (OSError, NotADirectoryError):
+            continue
+        state, parent = stat.rsplit(")", 1)[1].split()[:2]
+        if int(parent) == server_pid and b"multiprocessing.spawn" in command and state != "Z":
+            found.append(int(entry.name))
+    return found

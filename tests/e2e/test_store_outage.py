@@ -34,7 +34,7 @@ from services.errors import Category, classify
 from tests.cli_runner import LEDGER, run_ledger
 from tests.conftest import PG_URL
 from tests.factories import event
-from tests.http_support import serve_in_thread
+from tests.http_support import serve_in_thread, writer_processes
 
 
 @pytest.fixture
@@ -141,6 +141,52 @@ def test_every_request_after_the_servers_sessions_end_succeeds(pg_url: str, app_
         stored = [item["event_id"] for item in timeline["items"]]
         sent = [json.loads(a.request.content)["event_id"] for a in ones]
         assert [stored.count(e) for e in sent] == [1] * len(sent)
+
+
+def test_a_writer_process_stores_one_event_appends_again_after_its_sessions_end(
+    pg_url: str, app_name: str
+) -> None:
+    # The writer process inherits the server's environment: its sessions carry
+    # the same application name, and end with the server's.
+    with serve_in_thread(pg_url, append_writer="process") as client:
+        assert client.post("/v1/events", json=_created("c0")).status_code == 200
+        assert client.post("/v1/events", json=_note("c0")).status_code == 200
+        [writer] = writer_processes(os.getpid())
+        for _ in range(2):
+            before = _database_ports(writer)
+            assert before
+            _end_sessions(app_name)
+            ones = [client.post("/v1/events", json=_note("c0")) for _ in range(8)]
+            assert _statuses(ones) == [200] * 8, [a.text for a in ones if a.status_code != 200]
+            assert all(a.json()["appended"] == 1 for a in ones)
+            # Its sessions were ended, and it stored through new ones.
+            assert _database_ports(writer).isdisjoint(before)
+        timeline = client.get("/v1/customers/c0/tabs/timeline", params={"limit": 1000}).json()
+    assert len(timeline["items"]) == 2 + 16
+
+
+ESTABLISHED = "01"  # /proc/net/tcp's state column
+
+
+def _database_ports(pid: int) -> set[int]:
+    """The local ports of `pid`'s open TCP connections to PostgreSQL's port (one
+    the server ended stays in its table, closing, until the process drops it)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    port = f"{parse_database_url(PG_URL).port:04X}"
+    ports = set()
+    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
+        if inode in inodes and remote.endswith(f":{port}") and state == ESTABLISHED:
+            ports.add(int(local.split(":")[1], 16))
+    return ports
 
 
 def _busy(answer: httpx.Response) -> None:
