@@ -25,7 +25,7 @@ from bench.common import DEFAULT_PG, scratch_store
 from bench.http import bodies
 from ledger.application import LedgerApplication
 from ledger.config import parse_database_url
-from ledger.grouping import AppendGroups
+from ledger.grouping import AppendGroups, GroupStore
 from ledger.input import read_items
 from ledger.rights import ALLOW_ALL
 from services.appending import append_items, append_with
@@ -39,7 +39,7 @@ def grouped(url: str, lines: list[str], threads: int) -> tuple[float, float]:
         customer = json.loads(line)["customer_id"]
         shares[owners.setdefault(customer, len(owners) % threads)].append(line)
     app = LedgerApplication(parse_database_url(url))
-    groups = AppendGroups(app, lambda: ALLOW_ALL, append_with)
+    groups = AppendGroups(GroupStore(app, lambda: ALLOW_ALL, append_with))
     start = threading.Barrier(threads + 1)
 
     def run(share: list[str]) -> None:

@@ -153,19 +153,17 @@ class GroupStore:
 
 
 class AppendGroups:
-    """Stores one-event appends from many threads in shared transactions."""
+    """Stores one-event appends from many threads in shared transactions: each
+    group through `writer`, in a thread of its own."""
 
     def __init__(
         self,
-        app: LedgerApplication,
-        policy: Callable[[], RightsPolicy],
-        append: Callable[..., AppendReport],
-        opener: Callable[..., Appender] = Appender,
+        writer: GroupStore,
         *,
         window_s: float = DEFAULT_WINDOW_S,
         max_events: int = DEFAULT_MAX_EVENTS,
     ) -> None:
-        self._writer = GroupStore(app, policy, append, opener)
+        self._writer = writer
         self._window_s = window_s
         self._max_events = max_events
         self._queue: queue.Queue[_Waiting | None] = queue.Queue()

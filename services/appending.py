@@ -194,9 +194,9 @@ def append_groups(app: LedgerApplication, policy: Callable[[], RightsPolicy]) ->
     """A group committer (`ledger.grouping`): one-event appends from many
     threads stored in shared transactions, each answered with its own report,
     as `append_items` would for it alone. Its thread starts now; `close()` it."""
-    from ledger.grouping import AppendGroups
+    from ledger.grouping import AppendGroups, GroupStore
 
-    return AppendGroups(app, policy, append_with)
+    return AppendGroups(GroupStore(app, policy, append_with))
 
 
 # Called after each append with its report (None: the input was unreadable) and

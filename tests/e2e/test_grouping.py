@@ -11,7 +11,7 @@ from ledger.appending.report import AppendReport
 from ledger.application import LedgerApplication
 from ledger.config import parse_database_url
 from ledger.db import Connection
-from ledger.grouping import AppendGroups
+from ledger.grouping import AppendGroups, GroupStore
 from ledger.reading import iter_rows
 from ledger.rights import ALLOW_ALL
 from services.appending import append_with
@@ -37,7 +37,7 @@ def _append_together(
     call arrives within it, so they share groups): the outcomes in call order and
     the number of groups committed."""
     app = LedgerApplication(parse_database_url(store_url))
-    groups = AppendGroups(app, lambda: ALLOW_ALL, append_with, window_s=0.5)
+    groups = AppendGroups(GroupStore(app, lambda: ALLOW_ALL, append_with), window_s=0.5)
     start = threading.Barrier(len(calls))
 
     def call(c: tuple[str, bool]) -> AppendReport:
