@@ -170,9 +170,10 @@ def serve_process(
             process.wait(30)
 
 
-def writer_processes(server_pid: int) -> list[int]:
-    """The append writer processes of a server (`--append-writer process`): its
-    live children started by multiprocessing's spawn, not its resource tracker."""
+def spawned_children(server_pid: int) -> list[int]:
+    """A process's live children started by multiprocessing's spawn (not its
+    resource tracker): a server's append writer (`--append-writer process`);
+    under `--workers N`, uvicorn's workers, each with its own writer."""
     found = []
     for entry in Path("/proc").iterdir():
         try:

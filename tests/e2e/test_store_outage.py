@@ -34,7 +34,7 @@ from services.errors import Category, classify
 from tests.cli_runner import LEDGER, run_ledger
 from tests.conftest import PG_URL
 from tests.factories import event
-from tests.http_support import serve_in_thread, writer_processes
+from tests.http_support import serve_in_thread, spawned_children
 
 
 @pytest.fixture
@@ -151,7 +151,7 @@ def test_a_writer_process_stores_one_event_appends_again_after_its_sessions_end(
     with serve_in_thread(pg_url, append_writer="process") as client:
         assert client.post("/v1/events", json=_created("c0")).status_code == 200
         assert client.post("/v1/events", json=_note("c0")).status_code == 200
-        [writer] = writer_processes(os.getpid())
+        [writer] = spawned_children(os.getpid())
         for _ in range(2):
             before = _database_ports(writer)
             assert before
