@@ -144,7 +144,8 @@ def _postgres_kind(e: BaseException) -> StoreError | None:
     errors = sys.modules.get("psycopg.errors")
     if errors is None:
         return None
-    if isinstance(e, errors.UndefinedTable):
+    # A schema-qualified name in a schema not made yet (`ledger db migrate` makes it).
+    if isinstance(e, (errors.UndefinedTable, errors.InvalidSchemaName)):
         return TablesMissing(f"{first_line(e)}: {MISSING_TABLES}")
     sqlstate = getattr(e, "sqlstate", None)
     if isinstance(e, errors.IdleInTransactionSessionTimeout) or (

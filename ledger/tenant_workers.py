@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from ledger.backoff import MAX_BACKOFF_S, Backoff
 from ledger.claims import TenantClaims
 from ledger.db import Connection
-from ledger.errors import is_unavailable
+from ledger.errors import TablesMissing, is_unavailable, store_error
 from ledger.printable import first_line
 from ledger.stores.layout import NOTIFY_CHANNEL
 from ledger.tenants import Tenant, TenantDirectory, heads_statement
@@ -608,7 +608,9 @@ class _ServerWatch(threading.Thread):
         statement, params = heads_statement(schemas)
         try:
             rows = conn.execute(statement.replace("?", "%s"), params).fetchall()
-        except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+        except psycopg.Error as exc:
+            if not isinstance(store_error(exc), TablesMissing):
+                raise
             # A store without its tables: each pass says what is wrong.
             for tenant in schemas:
                 self.worker.schedule(tenant, None)

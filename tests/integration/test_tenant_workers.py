@@ -33,6 +33,7 @@ from tests import projection_support, relay_support
 from tests.cli_runner import LEDGER
 from tests.conftest import PG_URL
 from tests.factories import append_to_url as append
+from tests.factories import event
 from tests.projection_support import NoticeProcess
 from tests.relay_support import position_of, stored_positions, topic_reader
 
@@ -418,3 +419,35 @@ def test_bad_worker_options_are_usage_errors(
     result = CliRunner().invoke(ledger, args)
     assert result.exit_code == 2, result.output
     assert message in result.output
+
+
+class _Scheduled:
+    """The worker a server watch schedules tenants on: records (tenant, head)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int | None]] = []
+
+    def schedule(self, tenant: str, head: int | None) -> None:
+        self.calls.append((tenant, head))
+
+
+def test_a_server_watch_schedules_a_store_without_its_tables_for_a_pass(pg_url: str) -> None:
+    # The watch asks every tenant's head on the server in one statement; a
+    # tenant whose schema is not made yet fails it, and then every tenant gets
+    # a pass of its own, which says what is wrong (ledger.errors: TablesMissing).
+    from ledger.tenant_workers import _ServerWatch
+    from ledger.tenants import Tenant
+
+    append(pg_url, [event("customer.created", "c1", {"card": {"name": "Ann"}})])
+    ready = Tenant("ready", pg_url)
+    missing_url = pg_url.rsplit("schema=", 1)[0] + "schema=t_not_made_yet"
+    worker = _Scheduled()
+    watch = _ServerWatch(worker, ready)  # type: ignore[arg-type]
+    watch.add(ready)
+    with psycopg.connect(parse_database_url(pg_url).conninfo(), autocommit=True) as conn:
+        watch._probe(conn)
+        assert worker.calls == [("ready", 1)]
+        watch.add(Tenant("missing", missing_url))
+        worker.calls.clear()
+        watch._probe(conn)
+    assert sorted(worker.calls) == [("missing", None), ("ready", None)]
