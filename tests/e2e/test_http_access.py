@@ -17,7 +17,7 @@ from api.access import load_access, token_hash
 from api.scopes import SCOPES
 from tests.cli_runner import run_ledger
 from tests.factories import append_to_url, event, ndjson
-from tests.http_support import make_keys, serve_in_thread, serve_process, spawned_children
+from tests.http_support import make_keys, serve_in_thread, serve_process, spawned_children, wait_for
 
 
 def created(customer: str = "c1") -> dict[str, Any]:
@@ -298,7 +298,7 @@ def test_several_workers_serve_and_count_together(
         if writer == "process":  # each worker starts a writer process of its own
             workers = spawned_children(server.process.pid)  # uvicorn's
             assert len(workers) == 2
-            writers = _wait_for(lambda: _each_ones(workers))
+            writers = wait_for(lambda: _each_ones(workers))
             assert [len(w) for w in writers] == [1, 1]
         with httpx.Client(base_url=server.base) as client:
             for i in range(20):
@@ -323,14 +323,6 @@ def _each_ones(workers: list[int]) -> list[list[int]]:
     """Each worker's writer processes, once every worker has started one."""
     found = [spawned_children(w) for w in workers]
     return found if all(found) else []
-
-
-def _wait_for(check: Any, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-    return found
 
 
 def test_an_unreachable_database_is_503_not_500() -> None:

@@ -22,7 +22,7 @@ from ledger.db import Connection
 from ledger.reading import iter_rows
 from tests.cli_runner import run_ledger
 from tests.factories import event
-from tests.http_support import serve_in_thread, serve_process, spawned_children
+from tests.http_support import serve_in_thread, serve_process, spawned_children, wait_for
 
 
 def _note(customer: str, i: int, **extra: Any) -> dict[str, Any]:
@@ -42,14 +42,6 @@ def _count(text: str, name: str) -> float:
         for sample in family.samples
         if sample.name == name
     )
-
-
-def _wait_for(check: Any, timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-    return found
 
 
 def _gone(pid: int) -> bool:
@@ -134,7 +126,7 @@ def test_a_killed_writer_loses_nothing_and_the_next_append_starts_another(
             f"{server.base}/v1/events",
             json=[event("customer.created", f"c{k}", {"card": {"name": "Ann"}}) for k in range(4)],
         ).raise_for_status()
-        [writer] = _wait_for(lambda: spawned_children(server.process.pid))
+        [writer] = wait_for(lambda: spawned_children(server.process.pid))
         notes = [[_note(f"c{k}", i) for i in range(60)] for k in range(4)]
         codes: Counter[int] = Counter()
         failures: list[str] = []
@@ -146,11 +138,11 @@ def test_a_killed_writer_loses_nothing_and_the_next_append_starts_another(
         ]
         for c in clients:
             c.start()
-        _wait_for(lambda: sum(codes.values()) >= 40)
+        wait_for(lambda: sum(codes.values()) >= 40)
         os.kill(writer, signal.SIGKILL)
         for c in clients:
             c.join(120)
-        [again] = _wait_for(lambda: spawned_children(server.process.pid))
+        [again] = wait_for(lambda: spawned_children(server.process.pid))
         assert again != writer
         assert server.terminate() == 0
         assert "the append writer process stopped (exit code -9)" in server.log()
@@ -167,17 +159,17 @@ def test_a_killed_writer_loses_nothing_and_the_next_append_starts_another(
 def test_the_writer_stops_with_its_server(sqlite_url: str, tmp_path: Path) -> None:
     # SIGTERM: the server lets the writer finish, then stops it, and exits 0.
     with serve_process(sqlite_url, tmp_path, "--append-writer", "process") as server:
-        [writer] = _wait_for(lambda: spawned_children(server.process.pid))
+        [writer] = wait_for(lambda: spawned_children(server.process.pid))
         note = event("customer.created", "c1", {"card": {"name": "Ann"}})
         assert httpx.post(f"{server.base}/v1/events", json=note).status_code == 200
         assert server.terminate() == 0
-        assert _wait_for(lambda: _gone(writer), 10)
+        assert wait_for(lambda: _gone(writer), 10)
     # Killed: its writer finds the pipe closed and exits by itself.
     with serve_process(sqlite_url, tmp_path, "--append-writer", "process") as server:
-        [writer] = _wait_for(lambda: spawned_children(server.process.pid))
+        [writer] = wait_for(lambda: spawned_children(server.process.pid))
         server.process.kill()
         server.process.wait(10)
-        assert _wait_for(lambda: _gone(writer), 10)
+        assert wait_for(lambda: _gone(writer), 10)
     assert list(_stored(sqlite_url)) == [note["event_id"]]
 
 
