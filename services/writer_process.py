@@ -77,6 +77,18 @@ class StoreOptions:
             services.tenant_entry(),
         )
 
+    def services(self) -> Services:
+        """A `Services` of the same store (in the writer)."""
+        from services.bootstrap import Services
+
+        return Services(
+            db_option=self.db_option,
+            rights_option=self.rights_option,
+            tenant_option=self.tenant_option,
+            tenants_option=self.tenants_option,
+            _tenant=self.tenant,
+        )
+
 
 # Messages down the pipe (each frame a list of them): ("append", token, store,
 # raw, skip_invalid), ("open", store) and ("close", store); up: ("done", [(token, outcome)...],
@@ -137,10 +149,7 @@ class WriterProcess:
         outcome: asyncio.Future[AppendReport] = loop.create_future()
         token = next(self._tokens)
         self._waiting[token] = outcome
-        if not self._batch:
-            # Everything submitted in this turn of the loop goes in one frame.
-            loop.call_soon(self._send_batch)
-        self._batch.append(("append", token, store, raw, skip_invalid))
+        self._queue_message(("append", token, store, raw, skip_invalid))
         return outcome
 
     def forget(self, store: StoreOptions) -> None:
@@ -203,6 +212,7 @@ class WriterProcess:
         if self._conn is None:
             return
         if not self._batch and self._loop is not None:
+            # Everything queued in this turn of the loop goes in one frame.
             self._loop.call_soon(self._send_batch)
         self._batch.append(message)
 
@@ -442,15 +452,8 @@ class _Writer:
         if found is None:
             from ledger.grouping import GroupStore
             from services.appending import append_with
-            from services.bootstrap import Services
 
-            services = Services(
-                db_option=store.db_option,
-                rights_option=store.rights_option,
-                tenant_option=store.tenant_option,
-                tenants_option=store.tenants_option,
-                _tenant=store.tenant,
-            )
+            services = store.services()
             found = services, GroupStore(services.app(), services.policy, append_with)
             self._stores[store] = found
         return found[1]
