@@ -204,7 +204,7 @@ async def _lifespan(state: AppState, app: FastAPI) -> AsyncIterator[None]:
             await run_in_threadpool(state.tenants.check_directory)
         except ServiceError as exc:
             log.warning("not ready: %s", exc.message)
-        if state.append_writer == "process" and state.group_appends:
+        if state.uses_writer_process:
             await run_in_threadpool(state.writer_process)  # not on the first append
         yield
         state.tenants.close()
@@ -217,7 +217,7 @@ async def _lifespan(state: AppState, app: FastAPI) -> AsyncIterator[None]:
     except ServiceError as exc:
         # Serve anyway: /readyz answers 503 until the schema is in place.
         log.warning("not ready: %s", exc.message)
-    if state.append_writer == "process" and state.group_appends:
+    if state.uses_writer_process:
         try:  # the writer starts now, not on the first append
             await run_in_threadpool(state.groups)
         except ServiceError as exc:  # then on the first append, which says why

@@ -74,6 +74,11 @@ class AppState:
         return self._ready
 
     @property
+    def uses_writer_process(self) -> bool:
+        """One-event appends are grouped, in a writer process (started with the server)."""
+        return self.group_appends and self.append_writer == "process"
+
+    @property
     def running_groups(self) -> AppendGroups | ProcessGroups | None:
         """The group committer if started (starting it opens a connection)."""
         return self._groups
