@@ -35,7 +35,7 @@ from api.problems import PROBLEM_TYPE, add_error_handlers
 from api.segments import RawSegments
 from api.state import DEFAULT_MAX_BODY, DEFAULT_MAX_ITEMS, OPEN_MODE_USER, AppState
 from api.tenancy import DEFAULT_PER_SERVER, NoStorePool, TenantStores
-from ledger.environment import APPEND_WRITERS
+from ledger.environment import APPEND_WRITERS, DEFAULT_API_POOL_SIZE, DEFAULT_APPEND_WRITER
 from ledger.tenants import Tenant
 from services.bootstrap import Services
 from services.errors import ServiceError
@@ -50,10 +50,10 @@ def create_app(
     access: AccessFile | LiveAccess | None = None,
     cors_origins: Sequence[str] = (),
     max_body: int = DEFAULT_MAX_BODY,
-    pool_size: int = 8,
+    pool_size: int = DEFAULT_API_POOL_SIZE,
     protect_metrics: bool = False,
     group_appends: bool = True,
-    append_writer: str = "thread",
+    append_writer: str = DEFAULT_APPEND_WRITER,
     max_items: int = DEFAULT_MAX_ITEMS,
     page_user: str = OPEN_MODE_USER,
     tenants_url: str | None = None,

@@ -28,6 +28,8 @@ from ledger.environment import (
     ACCESS_FILE_ENV,
     APPEND_WRITER_ENV,
     CORS_ENV,
+    DEFAULT_API_POOL_SIZE,
+    DEFAULT_APPEND_WRITER,
     MAX_BODY_ENV,
     MAX_ITEMS_ENV,
     PAGE_USER_ENV,
@@ -66,10 +68,10 @@ def from_environment() -> FastAPI:
         cors_origins=cors_origins(os.environ.get(CORS_ENV)),
         max_body=int(os.environ.get(MAX_BODY_ENV) or DEFAULT_MAX_BODY),
         max_items=int(os.environ.get(MAX_ITEMS_ENV) or DEFAULT_MAX_ITEMS),
-        pool_size=int(os.environ.get(POOL_SIZE_ENV) or 8),
+        pool_size=int(os.environ.get(POOL_SIZE_ENV) or DEFAULT_API_POOL_SIZE),
         protect_metrics=os.environ.get(PROTECT_METRICS_ENV, "0") in ("1", "true", "yes"),
         page_user=os.environ.get(PAGE_USER_ENV) or OPEN_MODE_USER,
-        append_writer=os.environ.get(APPEND_WRITER_ENV) or "thread",
+        append_writer=os.environ.get(APPEND_WRITER_ENV) or DEFAULT_APPEND_WRITER,
     )
 
 

@@ -19,6 +19,7 @@ from fastapi import Request
 from api.access import LiveAccess
 from api.page_session import SessionSigner
 from api.pool import ConnectionPool
+from ledger.environment import DEFAULT_APPEND_WRITER
 from services.appending import append_groups
 from services.bootstrap import Services, prepare_store
 from services.errors import Category, ServiceError
@@ -54,7 +55,7 @@ class AppState:
     group_appends: bool = True
     # Where grouped appends are stored: "thread" (a thread of this process) or
     # "process" (a writer process of the server's own: services.writer_process).
-    append_writer: str = "thread"
+    append_writer: str = DEFAULT_APPEND_WRITER
     max_items: int = DEFAULT_MAX_ITEMS
     page_user: str = OPEN_MODE_USER  # who acts from the page in open mode
     sessions: SessionSigner = field(default_factory=SessionSigner)

@@ -45,6 +45,7 @@ from api.problems import Refused
 from api.state import RELEASE_KEY, STORE_KEY, TENANT_KEY, AppState
 from ledger.config import ConfigError, parse_database_url
 from ledger.db import Connection
+from ledger.environment import DEFAULT_API_POOL_SIZE
 from ledger.tenants import Tenant, TenantDirectory, check_tenant_id
 from services.errors import Category, ServiceError
 from services.tenants import directory_ready, resolve_tenant
@@ -137,7 +138,7 @@ class TenantStores:
 
     directory: TenantDirectory
     make_state: Callable[[Tenant, threading.BoundedSemaphore], AppState]
-    pool_size: int = 8
+    pool_size: int = DEFAULT_API_POOL_SIZE
     per_server: int = DEFAULT_PER_SERVER
     ttl: float = DEFAULT_TTL
     wait_seconds: float = 10.0

@@ -20,6 +20,7 @@ from ledger.environment import (
     APPEND_WRITERS,
     CORS_ENV,
     DATABASE_URL_ENV,
+    DEFAULT_APPEND_WRITER,
     DEFAULT_REGION_ENV,
     MAX_BODY_ENV,
     MAX_ITEMS_ENV,
@@ -90,7 +91,8 @@ def is_loopback(host: str) -> bool:
 @click.option(
     "--append-writer",
     type=click.Choice(APPEND_WRITERS),
-    help=f"Where one-event appends are stored [env {APPEND_WRITER_ENV}; default thread]: "
+    help=f"Where one-event appends are stored [env {APPEND_WRITER_ENV}; "
+    f"default {DEFAULT_APPEND_WRITER}]: "
     "a thread of the server, or a process of its own, which stores more of them a second "
     "on a machine of several cores and costs an interpreter more (docs/http.md).",
 )
@@ -174,7 +176,7 @@ def serve(
     os.environ[MAX_BODY_ENV] = str(max_body)
     os.environ[MAX_ITEMS_ENV] = str(max_items)
     os.environ[PROTECT_METRICS_ENV] = "1" if protect_metrics else "0"
-    writer = append_writer or os.environ.get(APPEND_WRITER_ENV) or "thread"
+    writer = append_writer or os.environ.get(APPEND_WRITER_ENV) or DEFAULT_APPEND_WRITER
     if writer not in APPEND_WRITERS:
         raise CliError(
             f"{APPEND_WRITER_ENV}={writer!r}: give one of {', '.join(APPEND_WRITERS)}", EXIT_USAGE

@@ -19,9 +19,11 @@ CORS_ENV = "LEDGER_CORS_ORIGINS"
 MAX_BODY_ENV = "LEDGER_MAX_BODY"
 MAX_ITEMS_ENV = "LEDGER_MAX_ITEMS"
 POOL_SIZE_ENV = "LEDGER_POOL_SIZE"
+DEFAULT_API_POOL_SIZE = 8  # database connections per API process
 APPEND_WRITER_ENV = "LEDGER_APPEND_WRITER"
-# Its values: where `ledger serve` stores one-event appends.
+# Its values: where `ledger serve` stores one-event appends; the first is the default.
 APPEND_WRITERS = ("thread", "process")
+DEFAULT_APPEND_WRITER = APPEND_WRITERS[0]
 PROTECT_METRICS_ENV = "LEDGER_PROTECT_METRICS"
 SESSION_SECRET_ENV = "LEDGER_SESSION_SECRET"
 DEFAULT_REGION_ENV = "LEDGER_DEFAULT_REGION"

@@ -91,8 +91,8 @@ class StoreOptions:
 
 
 # Messages down the pipe (each frame a list of them): ("append", token, store,
-# raw, skip_invalid), ("open", store) and ("close", store); up: ("done", [(token, outcome)...],
-# groups committed, [(report, seconds)...] observed).
+# raw, skip_invalid), ("open", store) and ("close", store); up, one kind only:
+# ([(token, outcome)...], groups committed, [(report, seconds)...] observed).
 
 
 class WriterProcess:
@@ -270,7 +270,7 @@ class WriterProcess:
     def _take(self, frame: bytes) -> None:
         from services.appending import observe_append
 
-        _, outcomes, groups, observed = pickle.loads(frame)
+        outcomes, groups, observed = pickle.loads(frame)
         self.groups += groups
         for report, seconds in observed:
             observe_append(report, seconds)
@@ -444,7 +444,7 @@ class _Writer:
                 ]
         observed, self._observed = self._observed, []
         self._conn.send_bytes(
-            pickle.dumps(("done", answered, committed, observed), pickle.HIGHEST_PROTOCOL)
+            pickle.dumps((answered, committed, observed), pickle.HIGHEST_PROTOCOL)
         )
 
     def _writer(self, store: StoreOptions) -> GroupStore:
