@@ -295,13 +295,14 @@ class RelayRun:
         return self._relay.stopping
 
     def run(self, follow: bool = False) -> RelayResult:
-        """Connect to Kafka (raising `KafkaUnavailable` if it cannot), then publish
-        every event after the tracked position; with `follow`, keep going until
-        stopped. An event Kafka refuses for good is a REJECTED error."""
+        """Open the store, then connect to Kafka (raising `KafkaUnavailable` if
+        it cannot), then publish every event after the tracked position; with
+        `follow`, keep going until stopped. An event Kafka refuses for good is
+        a REJECTED error. The store comes first: a store the relay cannot read
+        fails the run before the topic is created."""
         from relay import RelayFatal
 
         try:
-            self._relay.check_kafka()
             return self._relay.run(follow=follow)
         except RelayFatal as exc:
             raise ServiceError(Category.REJECTED, str(exc)) from None

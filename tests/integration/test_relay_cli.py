@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -167,10 +168,18 @@ def test_a_store_without_the_ledgers_tables_is_one_line_and_exit_3(
     # Migrations off: the relay finds no events table, on either store, and says
     # what to run (psycopg's and SQLite's "missing table" errors told apart
     # without importing psycopg on SQLite).
-    env = {"LEDGER_KAFKA_BOOTSTRAP": kafka_broker.bootstrap, "LEDGER_AUTO_MIGRATE": "0"}
+    topic = f"no-tables-{uuid.uuid4().hex[:8]}"
+    env = {
+        "LEDGER_KAFKA_BOOTSTRAP": kafka_broker.bootstrap,
+        "LEDGER_AUTO_MIGRATE": "0",
+        "LEDGER_KAFKA_TOPIC": topic,
+    }
     result = run_ledger("relay", "run", db=store_url, env=env)
     assert result.returncode == 3, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "has no ledger tables: run `ledger db migrate`" in errors[0], (
         result.stderr
     )
+    # Failed before it touched the broker: no topic left behind for a relay that never ran.
+    assert topic not in kafka_broker.list_topics()
+    assert "created Kafka topic" not in result.stderr
