@@ -10,10 +10,12 @@ master key is named in one line instead of failing as tampering.
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -23,6 +25,12 @@ from ledger.environment import MASTER_KEY_ENV
 from ledger.keystore.errors import KeystoreError
 
 _master_override: Path | None = None
+
+# What os.link raises on a filesystem without hard links (FAT, some network and
+# FUSE mounts).
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS})
+# How long a starter waits for a key file another process is still writing.
+_WHOLE_WAIT_S = 2.0
 
 
 def override_master_key_path(path: Path | None) -> bool:
@@ -51,20 +59,47 @@ def new_master_key_file(path: Path) -> bytes:
     """Write a fresh master key to `path` (owner-only), refusing to overwrite one
     (FileExistsError). The key is written whole, and to disk, under a name of its
     own, then linked in as `path`: a process that finds `path` reads a whole key
-    (several server workers start on a new embedded store at once)."""
+    (several server workers start on a new embedded store at once). Where the
+    filesystem has no hard links, `path` is claimed (O_EXCL) and written in
+    place instead; `load_master` then waits for the key to be whole."""
     key = AESGCM.generate_key(bit_length=256)
+    line = base64.b64encode(key).decode() + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, written = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # owner-only
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(base64.b64encode(key).decode() + "\n")
-            f.flush()
-            # Data keys are wrapped by it as soon as it is returned: on disk first.
-            os.fsync(f.fileno())
-        os.link(written, path)
+        _write_synced(fd, line)
+        try:
+            os.link(written, path)
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            if exc.errno not in _NO_HARD_LINKS:
+                raise
+            _write_synced(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), line)
     finally:
         os.unlink(written)
     return key
+
+
+def _write_synced(fd: int, line: str) -> None:
+    with os.fdopen(fd, "w") as f:
+        f.write(line)
+        f.flush()
+        # Data keys are wrapped by it as soon as it is returned: on disk first.
+        os.fsync(f.fileno())
+
+
+def _wait_until_whole(path: Path) -> None:
+    """Wait (a little) while `path` is a key file another process is still writing
+    in place: empty, or without the line end written last."""
+    deadline = time.monotonic() + _WHOLE_WAIT_S
+    while time.monotonic() < deadline:
+        try:
+            if path.read_bytes().endswith(b"\n"):
+                return
+        except OSError:
+            return  # read_master_key_file says why
+        time.sleep(0.01)
 
 
 def read_master_key_file(path: Path) -> bytes:
@@ -105,6 +140,7 @@ def load_master(url: DatabaseURL) -> bytes:
         try:
             key = new_master_key_file(path)
         except FileExistsError:
+            _wait_until_whole(path)
             return read_master_key_file(path)  # another process made it meanwhile
         print(
             f"warning: generated the master key {path} beside the database; move it off "
@@ -112,4 +148,6 @@ def load_master(url: DatabaseURL) -> bytes:
             file=sys.stderr,
         )
         return key
+    if embedded:
+        _wait_until_whole(path)
     return read_master_key_file(path)

@@ -3,6 +3,7 @@ start on a new store at the same moment (`ledger serve --workers N`)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import threading
@@ -12,11 +13,25 @@ import pytest
 
 from ledger.config import DatabaseURL, parse_database_url
 from ledger.environment import MASTER_KEY_ENV
+from ledger.keystore import master
 from ledger.keystore.master import load_master, new_master_key_file, read_master_key_file
 
 
+@pytest.fixture(params=["hard links", "no hard links"])
+def links(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test on a filesystem with hard links (this one) and on one without
+    (FAT, some network and FUSE mounts: os.link fails as there)."""
+    if request.param == "no hard links":
+
+        def refuse(src: str, dst: str) -> None:
+            raise PermissionError(errno.EPERM, "Operation not permitted", src, None, dst)
+
+        monkeypatch.setattr(master.os, "link", refuse)
+    return str(request.param)
+
+
 def test_starters_at_once_on_a_new_store_all_get_the_one_key_written(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, links: str
 ) -> None:
     monkeypatch.delenv(MASTER_KEY_ENV, raising=False)  # the embedded default, beside the store
     for attempt in range(20):
@@ -30,7 +45,9 @@ def test_starters_at_once_on_a_new_store_all_get_the_one_key_written(
     )  # no file left half-way
 
 
-def test_a_new_key_file_is_the_owners_only_and_never_overwritten(tmp_path: Path) -> None:
+def test_a_new_key_file_is_the_owners_only_and_never_overwritten(
+    tmp_path: Path, links: str
+) -> None:
     path = tmp_path / "master.key"
     key = new_master_key_file(path)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
@@ -59,3 +76,22 @@ def _start_at_once(url: DatabaseURL, starters: int) -> tuple[list[bytes], list[B
     for t in threads:
         t.join()
     return keys, failures
+
+
+def test_a_starter_waits_for_a_key_file_another_is_still_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without hard links the file is claimed first and written after: a starter
+    # that finds it empty in between waits for the key instead of failing.
+    monkeypatch.delenv(MASTER_KEY_ENV, raising=False)
+    url = parse_database_url(f"sqlite:///{tmp_path}/store.db")
+    path = Path(url.path + ".master-key")
+    path.touch(mode=0o600)
+    other = tmp_path / "other.key"
+    key = new_master_key_file(other)
+    writer = threading.Timer(0.2, lambda: path.write_bytes(other.read_bytes()))
+    writer.start()
+    try:
+        assert load_master(url) == key
+    finally:
+        writer.join()
