@@ -169,6 +169,11 @@ class Keyring:
         if self._conn is None:
             conn = Connection(self.store_url)
             try:
+                if self.shared:
+                    # The ledger's own database: its format is checked on this
+                    # connection, before the key table is made (a connection less
+                    # for every command).
+                    ensure_store_format(conn)
                 ensure_keys_table(conn)
             except BaseException:
                 conn.close()
@@ -183,8 +188,9 @@ class Keyring:
         with self._lock:
             if self._ready:
                 return self
-            with Connection(self.url) as conn:
-                ensure_store_format(conn)
+            if not self.shared:  # else checked as the key store's connection opens
+                with Connection(self.url) as conn:
+                    ensure_store_format(conn)
             # Made here, before any write transaction, like the key table (the
             # search's read model needs it inside the projections' transaction).
             ensure_index_key(self._store(), self.master)

@@ -148,3 +148,35 @@ def test_commands_on_sqlite_never_load_the_postgresql_driver(
     events.write_text(json.dumps(event("note.added", "c1", {"note_id": "n1", "text": "x"})) + "\n")
     _, modules = _imported(*(a.format(events=events) for a in args), db=url)
     assert _offending(modules, ("psycopg",)) == []
+
+
+# Runs the real `ledger` entry point, counting the PostgreSQL connections it opens
+# (psycopg.connect and the pools' Connection.connect are one method).
+_COUNTING_PROBE = """
+import atexit, sys
+import psycopg
+opened = []
+_connect = psycopg.Connection.connect.__func__
+def connect(cls, *args, **kwargs):
+    opened.append(1)
+    return _connect(cls, *args, **kwargs)
+psycopg.Connection.connect = classmethod(connect)
+psycopg.connect = psycopg.Connection.connect
+atexit.register(lambda: print(len(opened), file=sys.stderr))
+from cli.main import main
+sys.argv = ["ledger", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_tab_read_on_postgresql_opens_two_connections(pg_url: str) -> None:
+    """Each connection is a round trip more before the first row, and a server
+    process: a read needs its own and the key table's, which also checks the
+    store's format."""
+    append_to_url(pg_url, [event("customer.created", "c1", {"card": {"name": "Ann"}})])
+    command = [sys.executable, "-c", _COUNTING_PROBE, "--db", pg_url, "tab", "c1", "card"]
+    for _ in range(2):  # the first read brings the read model up to date
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        assert result.returncode == 0, result.stderr
+        assert "Ann" in result.stdout
+    assert int(result.stderr.strip().splitlines()[-1]) == 2
