@@ -6,12 +6,14 @@ absorbed id are accepted and keep that id."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 
+from api.state import app_state
 from ledger.db import Connection
 from services.merging import resolve
 
@@ -56,3 +58,19 @@ def merged_redirect(request: Request, conn: Connection, customer_id: str) -> Res
     query = request.url.query
     location = f"{path}?{query}" if query else path
     return Response(status_code=MOVED, headers={"Location": location})
+
+
+def customer_view(
+    request: Request, customer_id: str, read: Callable[[Connection], str]
+) -> Response:
+    """A GET of one of `customer_id`'s views: the 308 to the priority customer's
+    view when it is merged into one, else `read`'s JSON text, read on one of the
+    store's connections."""
+    state = app_state(request)
+    state.ensure_ready()
+    with state.pool.connection() as conn:
+        moved = merged_redirect(request, conn, customer_id)
+        if moved is not None:
+            return moved
+        body = read(conn)
+    return Response(body, media_type="application/json")

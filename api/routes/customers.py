@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from api.caller import Eraser, Reader
 from api.models import CustomerSearchAnswer, EraseBody, Erased, Id, UserQuery
 from api.problems import problem_responses
-from api.redirects import MOVED_RESPONSE, merged_redirect
+from api.redirects import MOVED_RESPONSE, customer_view
 from api.state import app_state
 from ledger.kinds import KINDS
 from services.customers import SEARCH_LIMIT, SEARCH_MAX_LIMIT, erase_customer, find_customers
@@ -111,13 +111,9 @@ def get_tab(
         names={"as": "as"},
         people=state.services.people(),
     )
-    state.ensure_ready()
-    with state.pool.connection() as conn:
-        moved = merged_redirect(request, conn, customer_id)
-        if moved is not None:
-            return moved
-        answer = tab_answer(conn, tab_req)
-    return Response(answer.model_dump_json(), media_type="application/json")
+    return customer_view(
+        request, customer_id, lambda conn: tab_answer(conn, tab_req).model_dump_json()
+    )
 
 
 Limit = Annotated[
@@ -146,14 +142,13 @@ def get_order(
     """One order as it is now (number, status, total, created, last change) and a
     page of its changes (`field`, `old`, `new`, `occurred_at`, `actor`), newest
     first. 404 when the customer has no such order."""
-    state = app_state(request)
-    state.ensure_ready()
-    with state.pool.connection() as conn:
-        moved = merged_redirect(request, conn, customer_id)
-        if moved is not None:
-            return moved
-        answer = order_history(conn, customer_id, order_id, limit=limit, cursor=cursor)
-    return Response(answer.model_dump_json(), media_type="application/json")
+    return customer_view(
+        request,
+        customer_id,
+        lambda conn: order_history(
+            conn, customer_id, order_id, limit=limit, cursor=cursor
+        ).model_dump_json(),
+    )
 
 
 @router.get(
@@ -174,14 +169,13 @@ def get_dialogue(
     a page of its messages in the order they were sent (`message_id`, `direction`,
     `author`, `sent_at`, `text`; an erased customer's texts read "[erased]"). 404
     when the customer has no such dialogue."""
-    state = app_state(request)
-    state.ensure_ready()
-    with state.pool.connection() as conn:
-        moved = merged_redirect(request, conn, customer_id)
-        if moved is not None:
-            return moved
-        answer = dialogue(conn, customer_id, dialog_id, limit=limit, cursor=cursor)
-    return Response(answer.model_dump_json(), media_type="application/json")
+    return customer_view(
+        request,
+        customer_id,
+        lambda conn: dialogue(
+            conn, customer_id, dialog_id, limit=limit, cursor=cursor
+        ).model_dump_json(),
+    )
 
 
 @router.post(

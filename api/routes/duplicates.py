@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from api.caller import Merger, Reader, marking_user
 from api.models import DuplicatesAnswer, Id, NotDuplicateAnswer, NotDuplicateBody, UserQuery
 from api.problems import problem_responses
-from api.redirects import MOVED_RESPONSE, merged_redirect
+from api.redirects import MOVED_RESPONSE, customer_view
 from api.state import app_state
 from services.duplicates import MarkRequest, find_duplicates, mark_not_duplicate
 
@@ -31,14 +31,11 @@ def get_duplicates(request: Request, caller: Reader, customer_id: Id) -> Respons
     case), compared by blind index, each reason's value masked; pairs marked "not
     a duplicate" and erased customers are not listed. 404 `customer_missing` for a
     customer without events."""
-    state = app_state(request)
-    state.ensure_ready()
-    with state.pool.connection() as conn:
-        moved = merged_redirect(request, conn, customer_id)
-        if moved is not None:
-            return moved
-        answer = find_duplicates(conn, customer_id)
-    return Response(json.dumps(answer.as_json(), ensure_ascii=False), media_type="application/json")
+    return customer_view(
+        request,
+        customer_id,
+        lambda conn: json.dumps(find_duplicates(conn, customer_id).as_json(), ensure_ascii=False),
+    )
 
 
 @router.post(
