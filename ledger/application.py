@@ -25,7 +25,7 @@ from ledger.domain import (
     CustomerSnapshot,
     customer_stream_id,
 )
-from ledger.errors import DatabaseUnavailable
+from ledger.errors import cannot_open
 from ledger.events import PAYLOADS
 from ledger.events.catalogue import recorded_data_unchecked
 from ledger.keystore.keyring import Keyring
@@ -60,9 +60,7 @@ class LedgerApplication(Application[UUID]):
         try:
             super().__init__(env=env)
         except (OperationalError, PersistenceError, OSError) as exc:
-            raise DatabaseUnavailable(
-                f"cannot open database {url.display()}: {first_line(exc)}"
-            ) from exc
+            raise cannot_open(url, exc) from exc
 
     def construct_mapper(self) -> Mapper[UUID]:
         # The transcoder is unused: the mapper writes pydantic JSON itself.

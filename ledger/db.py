@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 from ledger.config import DatabaseURL
-from ledger.errors import DatabaseUnavailable
+from ledger.errors import cannot_open
 from ledger.locks import DDL_LOCK_KEY
 
 if TYPE_CHECKING:
@@ -277,7 +277,7 @@ def _open_sqlite(url: DatabaseURL) -> sqlite3.Connection:
         )
         raw.execute("PRAGMA journal_mode=WAL")
     except sqlite3.Error as exc:
-        raise DatabaseUnavailable(f"cannot open database {url.display()}: {exc}") from exc
+        raise cannot_open(url, exc) from exc
     return raw
 
 
@@ -294,4 +294,4 @@ def _open_postgresql(url: DatabaseURL) -> psycopg.Connection[tuple[Any, ...]]:
             options=f'-c search_path="{url.schema}"',
         )
     except psycopg.Error as exc:
-        raise DatabaseUnavailable(f"cannot open database {url.display()}: {exc}") from exc
+        raise cannot_open(url, exc) from exc

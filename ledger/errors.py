@@ -18,9 +18,9 @@ import sqlite3
 import sys
 from collections.abc import Iterator
 
-from ledger.config import DEFAULT_IDLE_TIMEOUT, DEFAULT_LOCK_TIMEOUT
+from ledger.config import DEFAULT_IDLE_TIMEOUT, DEFAULT_LOCK_TIMEOUT, DatabaseURL
 from ledger.environment import DATABASE_URL_ENV
-from ledger.printable import first_line
+from ledger.printable import first_line, one_line
 
 
 class StoreError(Exception):
@@ -29,6 +29,13 @@ class StoreError(Exception):
 
 class DatabaseUnavailable(StoreError):
     """The database cannot be reached or opened, or ended the session."""
+
+
+def cannot_open(url: DatabaseURL, exc: BaseException) -> DatabaseUnavailable:
+    """The database at `url` cannot be opened: its URL (without the password) and
+    the driver's whole reason on one line (psycopg's ends with a hint on a line
+    of its own: "Is the server running on that host...")."""
+    return DatabaseUnavailable(f"cannot open database {url.display()}: {one_line(exc)}")
 
 
 class PoolExhausted(DatabaseUnavailable):

@@ -35,6 +35,17 @@ def spreadsheet_cell(value: str) -> str:
     return value
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception as one line for the user, all of it: its lines (a driver's
+    reason, then its hint) as sentences of one line."""
+    lines = [" ".join(line.split()) for line in str(exc).splitlines()]
+    parts = [line for line in lines if line]
+    if not parts:
+        return type(exc).__name__
+    ended = [p if p.endswith((".", ":", ";", ",", "?", "!")) else p + "." for p in parts[:-1]]
+    return " ".join([*ended, parts[-1]])
+
+
 def first_line(exc: BaseException) -> str:
     """An exception as one line for the user (drivers often add SQL context lines)."""
     text = str(exc).strip() or type(exc).__name__

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from ledger.config import DatabaseURL
 from ledger.db import Connection
-from ledger.errors import DatabaseUnavailable
+from ledger.errors import cannot_open
 from ledger.stores.layout import NOTIFY_CHANNEL
 
 
@@ -59,7 +59,7 @@ class ListenWaiter:
         try:
             raw = psycopg.connect(url.conninfo(), autocommit=True)
         except psycopg.Error as exc:
-            raise DatabaseUnavailable(f"cannot open database {url.display()}: {exc}") from exc
+            raise cannot_open(url, exc) from exc
         return cls(raw, stop, owned=True)
 
     def wait(self, timeout: float) -> None:

@@ -61,7 +61,11 @@ def test_bad_configuration_and_unreachable_database_are_one_line(tmp_path: Path)
         (
             ["--db", "postgresql://postgres@127.0.0.1:1/x?connect_timeout=1", "append", "-"],
             3,
-            "error: cannot open database postgresql://postgres@127.0.0.1:1/x",
+            # libpq's reason and its hint, as sentences of one line (no escaped line breaks).
+            "error: cannot open database postgresql://postgres@127.0.0.1:1/x?schema=public: "
+            'connection failed: connection to server at "127.0.0.1", port 1 failed: '
+            "Connection refused. Is the server running on that host and accepting TCP/IP "
+            "connections?",
         ),
         (
             ["--db", f"sqlite:///{tmp_path}/no/such/dir/x.db", "append", "-"],
@@ -92,6 +96,7 @@ def test_bad_configuration_and_unreachable_database_are_one_line(tmp_path: Path)
         assert message in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "\\x0" not in result.stderr, result.stderr
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
