@@ -31,6 +31,8 @@ _master_override: Path | None = None
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS})
 # How long a starter waits for a key file another process is still writing.
 _WHOLE_WAIT_S = 2.0
+# A whole key's text: 32 bytes in base64.
+_KEY_TEXT_LENGTH = 44
 
 
 def override_master_key_path(path: Path | None) -> bool:
@@ -91,11 +93,12 @@ def _write_synced(fd: int, line: str) -> None:
 
 def _wait_until_whole(path: Path) -> None:
     """Wait (a little) while `path` is a key file another process is still writing
-    in place: empty, or without the line end written last."""
+    in place: shorter than a key (a whole one, with or without its line end, is
+    read at once)."""
     deadline = time.monotonic() + _WHOLE_WAIT_S
     while time.monotonic() < deadline:
         try:
-            if path.read_bytes().endswith(b"\n"):
+            if len(path.read_bytes().strip()) >= _KEY_TEXT_LENGTH:
                 return
         except OSError:
             return  # read_master_key_file says why

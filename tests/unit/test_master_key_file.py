@@ -7,6 +7,7 @@ import errno
 import os
 import stat
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,18 @@ def test_a_starter_waits_for_a_key_file_another_is_still_writing(
         assert load_master(url) == key
     finally:
         writer.join()
+
+
+def test_a_whole_key_without_its_line_end_is_read_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An embedded store's key file rewritten by hand (`echo -n`) is no key
+    # still being written: nothing waits for a line end that never comes.
+    monkeypatch.delenv(MASTER_KEY_ENV, raising=False)
+    url = parse_database_url(f"sqlite:///{tmp_path}/store.db")
+    key = new_master_key_file(tmp_path / "other.key")
+    path = Path(url.path + ".master-key")
+    path.write_bytes((tmp_path / "other.key").read_bytes().strip())
+    started = time.monotonic()
+    assert load_master(url) == key
+    assert time.monotonic() - started < 1
