@@ -77,7 +77,12 @@ def new_master_key_file(path: Path) -> bytes:
         except OSError as exc:
             if exc.errno not in _NO_HARD_LINKS:
                 raise
-            _write_synced(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), line)
+            claimed = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                _write_synced(claimed, line)
+            except BaseException:
+                os.unlink(path)  # no part of a key left behind (a full disk)
+                raise
     finally:
         os.unlink(written)
     return key

@@ -111,3 +111,29 @@ def test_a_whole_key_without_its_line_end_is_read_at_once(
     started = time.monotonic()
     assert load_master(url) == key
     assert time.monotonic() - started < 1
+
+
+def test_a_key_that_cannot_be_written_in_place_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without hard links the key is written into the claimed file itself: a full
+    # disk then must not leave part of a key that later starts would read.
+    def refuse(src: str, dst: str) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted", src, None, dst)
+
+    monkeypatch.setattr(master.os, "link", refuse)
+    written = master._write_synced
+    calls = []
+
+    def full_disk_in_place(fd: int, line: str) -> None:
+        calls.append(fd)
+        if len(calls) == 2:  # the first is the private copy, the second `path`
+            os.close(fd)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written(fd, line)
+
+    monkeypatch.setattr(master, "_write_synced", full_disk_in_place)
+    path = tmp_path / "master.key"
+    with pytest.raises(OSError, match="No space left"):
+        new_master_key_file(path)
+    assert list(tmp_path.iterdir()) == []
