@@ -59,6 +59,7 @@ import httpx
 from bench.common import DEFAULT_PG, generate_events, scratch_store, wait_until_ready
 from ledger.config import parse_database_url
 from ledger.db import Connection
+from ledger.environment import APPEND_WRITERS, DEFAULT_APPEND_WRITER
 from ledger.input import read_items
 from services.appending import append_items
 from services.bootstrap import Services, prepare_store
@@ -70,7 +71,7 @@ SMALL = "cust-1"
 
 
 @contextmanager
-def server(url: str, workers: int, writer: str = "thread") -> Iterator[str]:
+def server(url: str, workers: int, writer: str = DEFAULT_APPEND_WRITER) -> Iterator[str]:
     """`ledger serve` on `url` (one-event appends stored by `writer`); or, with
     url "trivial", bench.trivial_api (the ceiling)."""
     with socket.socket() as s:
@@ -372,8 +373,8 @@ def main() -> None:
     parser.add_argument("--single-only", action="store_true", help="run (c) only")
     parser.add_argument(
         "--append-writer",
-        choices=["thread", "process"],
-        default="thread",
+        choices=APPEND_WRITERS,
+        default=DEFAULT_APPEND_WRITER,
         help="(c): `ledger serve --append-writer` for the one-event appends",
     )
     parser.add_argument(

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ledger.appending.report import AppendReport as AppendReport
     from ledger.application import LedgerApplication
     from ledger.grouping import AppendGroups as AppendGroups
+    from ledger.grouping import GroupStore
 
 from services.errors import Category, RejectedField, ServiceError, service_errors
 
@@ -194,9 +195,18 @@ def append_groups(app: LedgerApplication, policy: Callable[[], RightsPolicy]) ->
     """A group committer (`ledger.grouping`): one-event appends from many
     threads stored in shared transactions, each answered with its own report,
     as `append_items` would for it alone. Its thread starts now; `close()` it."""
-    from ledger.grouping import AppendGroups, GroupStore
+    from ledger.grouping import AppendGroups
 
-    return AppendGroups(GroupStore(app, policy, append_with))
+    return AppendGroups(group_store(app, policy))
+
+
+def group_store(app: LedgerApplication, policy: Callable[[], RightsPolicy]) -> GroupStore:
+    """What stores each group of one-event appends, as `append_items` would
+    store each event alone: in the group committer's thread (`append_groups`)
+    or in a writer process (`services.writer_process`)."""
+    from ledger.grouping import GroupStore
+
+    return GroupStore(app, policy, append_with)
 
 
 # Called after each append with its report (None: the input was unreadable) and

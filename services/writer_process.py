@@ -450,11 +450,10 @@ class _Writer:
     def _writer(self, store: StoreOptions) -> GroupStore:
         found = self._stores.get(store)
         if found is None:
-            from ledger.grouping import GroupStore
-            from services.appending import append_with
+            from services.appending import group_store
 
             services = store.services()
-            found = services, GroupStore(services.app(), services.policy, append_with)
+            found = services, group_store(services.app(), services.policy)
             self._stores[store] = found
         return found[1]
 
