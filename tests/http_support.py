@@ -10,11 +10,11 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import uvicorn
@@ -23,8 +23,6 @@ from api.access import AccessFile, load_access, new_key
 from api.app import create_app
 from services.bootstrap import Services
 from tests.cli_runner import LEDGER
-
-T = TypeVar("T")
 
 
 def free_socket() -> socket.socket:
@@ -186,14 +184,4 @@ def spawned_children(server_pid: int) -> list[int]:
         state, parent = stat.rsplit(")", 1)[1].split()[:2]
         if int(parent) == server_pid and b"multiprocessing.spawn" in command and state != "Z":
             found.append(int(entry.name))
-    return found
-
-
-def wait_for(check: Callable[[], T], timeout: float = 30) -> T:
-    """`check()`'s first truthy answer, asked every 20 ms (an AssertionError
-    after `timeout` seconds)."""
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, f"timed out after {timeout} s"
-        time.sleep(0.02)
     return found

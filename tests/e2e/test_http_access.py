@@ -17,7 +17,8 @@ from api.access import load_access, token_hash
 from api.scopes import SCOPES
 from tests.cli_runner import run_ledger
 from tests.factories import append_to_url, event, ndjson
-from tests.http_support import make_keys, serve_in_thread, serve_process, spawned_children, wait_for
+from tests.http_support import make_keys, serve_in_thread, serve_process, spawned_children
+from tests.waiting import wait_for
 
 
 def created(customer: str = "c1") -> dict[str, Any]:

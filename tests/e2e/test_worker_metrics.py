@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
-from collections.abc import Callable
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -16,6 +14,7 @@ from tests.cli_runner import LEDGER, run_ledger
 from tests.factories import append_to_url, event
 from tests.http_support import free_socket
 from tests.kafka_broker import TansuBroker
+from tests.waiting import wait_for
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -24,14 +23,6 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for family in text_string_to_metric_families(text)
         for s in family.samples
     }
-
-
-def wait_for(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -69,13 +60,15 @@ def test_projection_follower_reports_head_and_lag(store_url: str) -> None:
     process, port = run_worker(store_url, "projections", "run")
     try:
         lag = ("ledger_projection_lag_events", (("name", "timeline"),))
-        wait_for(lambda: scrape(port).get(lag) == 0, "the follower to catch up")
+        wait_for(lambda: scrape(port).get(lag) == 0, 60, "the follower to catch up", every=0.1)
         append_to_url(store_url, notes)
         wait_for(
             lambda: (
                 scrape(port).get(("ledger_head_position", ())) == 6 and scrape(port).get(lag) == 0
             ),
+            60,
             "the new head to be applied",
+            every=0.1,
         )
         assert scrape(port)[("ledger_store_up", ())] == 1
     finally:
@@ -88,7 +81,7 @@ def test_relay_reports_its_lag(sqlite_url: str, kafka_broker: TansuBroker) -> No
     process, port = run_worker(sqlite_url, "relay", "run", env=env)
     try:
         lag = ("ledger_relay_lag_events", (("name", "ledger.events"),))
-        wait_for(lambda: scrape(port).get(lag) == 0, "the relay to publish")
+        wait_for(lambda: scrape(port).get(lag) == 0, 60, "the relay to publish", every=0.1)
         assert scrape(port)[("ledger_relay_lag_seconds", (("name", "ledger.events"),))] == 0
     finally:
         stop(process)

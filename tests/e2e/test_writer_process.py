@@ -22,7 +22,8 @@ from ledger.db import Connection
 from ledger.reading import iter_rows
 from tests.cli_runner import run_ledger
 from tests.factories import event
-from tests.http_support import serve_in_thread, serve_process, spawned_children, wait_for
+from tests.http_support import serve_in_thread, serve_process, spawned_children
+from tests.waiting import wait_for
 
 
 def _note(customer: str, i: int, **extra: Any) -> dict[str, Any]:

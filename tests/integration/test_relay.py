@@ -5,8 +5,7 @@ from __future__ import annotations
 import io
 import json
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from uuid import uuid4
@@ -43,6 +42,7 @@ from tests.relay_support import (
     stored_positions,
     topic_reader,
 )
+from tests.waiting import wait_for
 
 if TYPE_CHECKING:
     from tests.kafka_broker import TansuBroker
@@ -224,16 +224,16 @@ def test_second_relay_stands_by_until_the_first_stops(
     second = make_relay(pg_url, kafka_broker.bootstrap)
     second.on_progress = lambda p: states.append(p.state)
     with following(first):
-        wait_for(lambda: relay_position(pg_url) == 3)
+        wait_for(lambda: relay_position(pg_url) == 3, 15, every=0.05)
         # A running relay keeps its position in memory: moving it underneath is refused.
         reset = run_ledger("relay", "reset", "--to", "0", "--yes", db=pg_url)
         assert reset.returncode == 1 and "is running" in reset.stderr, reset.stderr
         with following(second):
-            wait_for(lambda: "waiting_for_lock" in states)
+            wait_for(lambda: "waiting_for_lock" in states, 15, every=0.05)
             first.stop()
-            wait_for(lambda: "caught_up" in states, timeout_s=10)
+            wait_for(lambda: "caught_up" in states, 10, every=0.05)
             append(pg_url, history(["ann"], 1, start=2))
-            wait_for(lambda: relay_position(pg_url) == 4)
+            wait_for(lambda: relay_position(pg_url) == 4, 15, every=0.05)
 
 
 def test_one_relay_per_name_and_ledger_not_per_database(pg_url: str, other_pg_url: str) -> None:
@@ -252,10 +252,3 @@ def relay_position(url: str) -> int:
     with Connection(parse_database_url(url)) as conn:
         ensure_schema(conn)  # the relay under test may not have got that far yet
         return relay_status(conn, TOPIC).position
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)

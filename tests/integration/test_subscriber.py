@@ -35,6 +35,7 @@ from tests.background import running_in_thread
 from tests.factories import append_to_url as append
 from tests.factories import event
 from tests.relay_support import TOPIC, history, stored_positions, topic_reader
+from tests.waiting import wait_for
 
 if TYPE_CHECKING:
     from tests.kafka_broker import TansuBroker
@@ -70,13 +71,6 @@ def running(sub: Subscriber) -> Iterator[None]:
         yield
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
-
 def committed_total(bootstrap: str, group: str, topic: str = TOPIC) -> int:
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     try:
@@ -106,7 +100,7 @@ def test_every_event_once_in_order_despite_redelivery(
     seen = PostgresSeenStore(pg_url)
     sub = subscriber(handle, bootstrap, "ordered", seen=seen)
     with running(sub):
-        wait_for(lambda: sub.stats.processed == 2 * len(stored))
+        wait_for(lambda: sub.stats.processed == 2 * len(stored), every=0.05)
     seen.close()
 
     assert sub.stats.handled == len(stored) and sub.stats.duplicates == len(stored)
@@ -160,7 +154,7 @@ def test_failures_and_foreign_messages_go_to_the_dead_letter_topic(
         retry_backoff_s=0.01,
     )
     with running(sub):
-        wait_for(lambda: sub.stats.processed == 6)
+        wait_for(lambda: sub.stats.processed == 6, every=0.05)
     assert (sub.stats.handled, sub.stats.dead_lettered, sub.stats.invalid) == (1, 5, 3)
     assert calls[poison_id] == 3 and calls[refused_id] == 1
     assert committed_total(kafka_broker.bootstrap, "dlq-test") == 6
@@ -269,7 +263,7 @@ def test_example_service_stops_cleanly_on_sigterm(
     try:
         # Offsets are committed only after the handler succeeded: once they cover
         # every message, the table must be complete.
-        wait_for(lambda: committed_total(kafka_broker.bootstrap, "lc") == total)
+        wait_for(lambda: committed_total(kafka_broker.bootstrap, "lc") == total, every=0.05)
         with Connection(parse_database_url(pg_url)) as conn:
             for customer, expected in EXPECTED.items():
                 assert without_event_id(last_contact_of(conn, customer)) == expected
@@ -394,7 +388,7 @@ def test_relay_and_subscriber_carry_an_erasure_and_last_contact_forgets(
 
         sub = subscriber(handle, bootstrap, "forget")
         with running(sub):
-            wait_for(lambda: sub.stats.handled == 5)
+            wait_for(lambda: sub.stats.handled == 5, every=0.05)
         assert seen_types.count("customer.erased") == 1
         assert last_contact_of(conn, "ann") is None
         assert last_contact_of(conn, "bob") is not None
@@ -419,7 +413,7 @@ def test_the_tenant_of_each_event_is_exposed_and_tenants_are_told_apart(
 
     sub = subscriber(handle, bootstrap, "tenants", seen=InMemorySeenStore())
     with running(sub):
-        wait_for(lambda: sub.stats.processed == 3 * len(events))
+        wait_for(lambda: sub.stats.processed == 3 * len(events), every=0.05)
     # Nothing of one tenant is taken for a redelivery of another's.
     assert sub.stats.duplicates == 0 and sub.stats.handled == 3 * len(events)
     ids = sorted(str(e["event_id"]) for e in events)
