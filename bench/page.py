@@ -173,9 +173,7 @@ def run(url: str, count: int, runs: int, http: bool = True) -> None:
                 for customer in (SMALL, BIG):
                     for tab in TABS:
                         p50, p99, size = timed(client, f"/customers/{customer}?tab={tab}", runs)
-                        a50, a99, _ = timed(
-                            client, f"/v1/customers/{customer}/tabs/{tab}", runs
-                        )
+                        a50, a99, _ = timed(client, f"/v1/customers/{customer}/tabs/{tab}", runs)
                         print(
                             f"  {customer:<9} {tab:<9} {p50:>7.1f} / {p99:>7.1f} "
                             f"{a50:>7.1f} / {a99:>7.1f} {size / 1024:>8.0f}",
