@@ -1,8 +1,9 @@
 """One-line human summaries of events: the one formatter every door shows.
 
 Each line names its subject in words: the task's title, the email's subject, the
-order's number and total, the chat's channel, the file's name. Events that carry
-only their subject's id (`task.completed`, `email.opened`, ...) get those words
+SMS's text, the order's number and total, the chat's channel, the file's name.
+Events that carry only their subject's id (`task.completed`, `email.opened`,
+`sms.delivered`, ...) get those words
 from `subject`: the facts earlier events of the subject taught (`learn`), which
 the timeline's read model keeps per subject, so its summaries are written once
 and a read stays one query. Without them the id stands in.
@@ -221,6 +222,7 @@ FACTS: dict[str, tuple[str, ...]] = {
     "email": ("subject",),
     "order": ("number", "total", "currency", "status"),
     "dialog": ("channel",),
+    "sms": ("text", "to"),
 }
 
 
@@ -234,6 +236,9 @@ def learn(event_type: str, data: Data, facts: Facts) -> dict[str, Any] | None:
             return {"subject": data["subject"]}
         case "chat.started":
             return {"channel": data["channel"]}
+        case "sms.sent":
+            sms = {f: data.get(f) for f in FACTS["sms"]}
+            return sms if any(sms.values()) else None
         case "order.created":
             return {f: data.get(f) for f in FACTS["order"]}
         case "task.edited" | "order.changed":
@@ -254,6 +259,13 @@ def _task(d: Data, facts: Facts) -> str:
 def _email(d: Data, facts: Facts) -> str:
     subject = facts.get("subject")
     return f"Email {_quoted(subject)}" if subject else f"Email {d['message_id']}"
+
+
+def _sms(d: Data, facts: Facts) -> str:
+    # Its text says which SMS it was; without one, where it went.
+    if facts.get("text"):
+        return f"SMS {_quoted(facts['text'])}"
+    return f"SMS to {facts['to']}" if facts.get("to") else f"SMS {d['message_id']}"
 
 
 def money(total: object, currency: object) -> str:
@@ -343,7 +355,7 @@ _SUMMARIES: dict[str, Callable[[Data, Facts], str]] = {
     ),
     "customer.not_duplicate": lambda d, f: (
         f"{'No longer marked' if d.get('withdrawn') else 'Marked'} not a duplicate of "
-        f"{d['other_customer_id']} ({d['reason']})"
+        f"{customer_ref(d['other_customer_id'])} ({d['reason']})"
     ),
     "customer.merged": lambda d, f: (
         f"Merged with {', '.join(customer_ref(c) for c in d['absorbed'])} ({d['reason']})"
@@ -366,8 +378,8 @@ _SUMMARIES: dict[str, Callable[[Data, Facts], str]] = {
     "email.clicked": lambda d, f: f"{_email(d, f)}: link clicked ({d['url']})",
     "email.bounced": lambda d, f: f"{_email(d, f)} bounced{_suffix(': ', d.get('reason'))}",
     "sms.sent": _sms_sent,
-    "sms.delivered": lambda d, f: f"SMS {d['message_id']} delivered",
-    "sms.failed": lambda d, f: f"SMS {d['message_id']} failed{_suffix(': ', d.get('reason'))}",
+    "sms.delivered": lambda d, f: f"{_sms(d, f)} delivered",
+    "sms.failed": lambda d, f: f"{_sms(d, f)} failed{_suffix(': ', d.get('reason'))}",
     "call.logged": _call,
     "chat.started": lambda d, f: f"Chat started on {channel_text(d['channel'])}",
     "chat.message": _chat_message,

@@ -45,7 +45,8 @@ TIMELINE = TableSpec(
 )
 
 # What the timeline knows about each subject (a task's title, an email's subject,
-# an order's number and total, a dialogue's channel: `ledger.summaries.FACTS`), so
+# an SMS's text, an order's number and total, a dialogue's channel:
+# `ledger.summaries.FACTS`), so
 # the summary of an event that names only its subject's id can name it in words.
 # `facts` is a JSON object, sealed when it holds a personal value.
 SUBJECTS = TableSpec(
@@ -58,8 +59,9 @@ SUBJECTS = TableSpec(
 # item carries its event's data.
 DEFAULT_LIMIT = 50
 
-# Subject kinds whose facts are personal values (a task's title, an email's subject).
-_PERSONAL_FACTS = frozenset({"task", "email"})
+# Subject kinds whose facts are personal values (a task's title, an email's
+# subject, an SMS's text and number).
+_PERSONAL_FACTS = frozenset({"task", "email", "sms"})
 
 
 class _SubjectRows(EntityWriter):
@@ -168,8 +170,9 @@ class TimelineProjection(Projection):
 
     name = "timeline"
     # 2: summaries name their subjects (titles, subjects, numbers) and format
-    # field changes in words.
-    version = 2
+    # field changes in words. 3: an SMS's delivery and failure name it by its
+    # text, and a "not a duplicate" mark names the other customer.
+    version = 3
     tables = (TIMELINE, SUBJECTS)
     types = EveryEventType()
 

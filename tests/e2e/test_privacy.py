@@ -67,6 +67,9 @@ def story(customer: str, mark: str) -> list[dict[str, Any]]:
             {"message_id": f"{customer}-s1", "to": f"+1{mark}", "text": f"sms {mark}"},
             6,
         ),
+        # Its summary names the SMS by the text sent: a personal value the
+        # timeline keeps about the SMS (sealed like the text itself).
+        ev("sms.delivered", {"message_id": f"{customer}-s1"}, 6),
         ev(
             "call.logged",
             {
@@ -197,6 +200,7 @@ def test_personal_values_are_stored_encrypted_and_read_normally(url: str) -> Non
         f"{SECRET}@example.com",
         f"{SECRET} street 1",
         f"sms {SECRET}",
+        f"SMS “sms {SECRET}” delivered",
         f"ring {SECRET}",
         f"note {SECRET}",
         f"https://l/{SECRET}",

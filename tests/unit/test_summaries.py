@@ -10,6 +10,7 @@ import pytest
 from ledger.events import EVENT_TYPES, parse_inbound
 from ledger.summaries import (
     channel_text,
+    customers_in,
     duration_text,
     field_label,
     learn,
@@ -25,6 +26,7 @@ from tests.factories import event
 CHANGE = {"field": "phone", "old": None, "new": "+49"}
 TASK = {"title": "Call back about the invoice"}
 EMAIL = {"subject": "Your invoice"}
+SMS = {"text": "Your parcel arrives tomorrow", "to": "+49 30 1234567"}
 ORDER = {"number": "A-17", "total": "12.50", "currency": "EUR", "status": "new"}
 
 # (type, data, facts known about its subject, the line)
@@ -123,7 +125,20 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
         "Email “Your invoice” bounced: full",
     ),
     ("sms.sent", {"message_id": "s1", "to": "+49 1", "text": "hi"}, {}, "SMS sent to +49 1: hi"),
+    ("sms.delivered", {"message_id": "s1"}, SMS, "SMS “Your parcel arrives tomorrow” delivered"),
+    (
+        "sms.delivered",
+        {"message_id": "s1"},
+        {"text": None, "to": "+49 1"},
+        "SMS to +49 1 delivered",
+    ),
     ("sms.delivered", {"message_id": "s1"}, {}, "SMS s1 delivered"),
+    (
+        "sms.failed",
+        {"message_id": "s1", "reason": "unreachable"},
+        SMS,
+        "SMS “Your parcel arrives tomorrow” failed: unreachable",
+    ),
     ("sms.failed", {"message_id": "s1"}, {}, "SMS s1 failed"),
     (
         "call.logged",
@@ -232,6 +247,17 @@ def test_a_subject_is_named_by_what_earlier_events_taught() -> None:
     assert learn("task.edited", other, facts) is None
     order = learn("order.created", {"order_id": "o", "status": "new", "total": "1.00"}, {})
     assert order == {"number": None, "total": "1.00", "currency": None, "status": "new"}
+    sms = learn("sms.sent", {"message_id": "s1", "to": "+49 1", "text": "Hi"}, {}) or {}
+    assert summarize("sms.delivered", {"message_id": "s1"}, sms) == "SMS “Hi” delivered"
+    # An SMS sent with neither number nor text teaches nothing: its id stands in.
+    assert learn("sms.sent", {"message_id": "s1"}, {}) is None
+
+
+def test_the_other_customer_of_a_not_duplicate_mark_is_named_when_read() -> None:
+    line = summarize("customer.not_duplicate", {"other_customer_id": "c-2", "reason": "sisters"})
+    assert customers_in(line) == ["c-2"]
+    named = name_customers_in(line, {"c-2": "Olga Petrova"})
+    assert named == "Marked not a duplicate of Olga Petrova (sisters)"
 
 
 @pytest.mark.parametrize(
