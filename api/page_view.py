@@ -34,6 +34,34 @@ TAB_LABELS: dict[str, str] = {
     "orders": "Orders",
     "card": "Card changes",
 }
+# Timeline kind -> how the page names it: the filter's choices (plural) and a
+# row's kind (singular). The filter's values stay the kinds the API takes.
+KIND_LABELS: dict[str, str] = {
+    "calls": "Calls",
+    "emails": "Emails",
+    "sms": "SMS",
+    "chats": "Chats",
+    "visits": "Visits",
+    "orders": "Orders",
+    "segments": "Segments",
+    "tasks": "Tasks",
+    "notes": "Notes",
+    "files": "Files",
+    "card": "Card changes",
+}
+KIND_ITEM_LABELS: dict[str, str] = {
+    "calls": "Call",
+    "emails": "Email",
+    "sms": "SMS",
+    "chats": "Chat",
+    "visits": "Visit",
+    "orders": "Order",
+    "segments": "Segment",
+    "tasks": "Task",
+    "notes": "Note",
+    "files": "File",
+    "card": "Card",
+}
 ACTION_LABELS: dict[str, str] = {
     "edit": "Edit",
     "complete": "Complete",
@@ -261,6 +289,8 @@ def render_card(page: CardPage) -> str:
         page=page,
         viewer=page.viewer,
         kinds=KINDS,
+        kind_labels=KIND_LABELS,
+        kind_item_labels=KIND_ITEM_LABELS,
         zones=COMMON_ZONES,
         action_labels=ACTION_LABELS,
         actor_name=actor_name,

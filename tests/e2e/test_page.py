@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from api.page_view import KIND_ITEM_LABELS
 from ledger.summaries import channel_text, duration_text, field_label, utm_text, words
 from tests.cli_runner import run_ledger
 from tests.page_support import (
@@ -134,7 +135,7 @@ def test_every_tab_shows_what_ledger_tab_returns(open_server: Server, watched: W
     timeline = answers["timeline"]["items"]
     row = cells(page, "tbody tr")
     assert row["What"] == timeline[0]["summary"]
-    assert row["Kind"] == timeline[0]["kind"]
+    assert row["Kind"] == KIND_ITEM_LABELS[timeline[0]["kind"]]
     first = page.locator("tbody tr").first
     assert first.get_attribute("data-event-id") == timeline[0]["event_id"]
     # Times are in the viewer's zone: September in Berlin is UTC+2.
@@ -208,7 +209,12 @@ def test_kind_filter_shows_only_that_kind(open_server: Server, watched: Watched)
     page.click("form.filter button[type=submit]")
     expect(page.locator("tbody tr")).to_have_count(len(emails))
     kinds = page.locator("tbody tr td[data-label=Kind]").all_inner_texts()
-    assert set(kinds) == {"emails"}
+    assert set(kinds) == {"Email"}
+    # The choices read as words; what they send stays the API's kinds.
+    expect(page.locator("label.check", has=page.locator("input[value=sms]"))).to_have_text("SMS")
+    expect(page.locator("label.check", has=page.locator("input[value=card]"))).to_have_text(
+        "Card changes"
+    )
 
 
 @pytest.mark.parametrize("customer", ["cust-1001", "cust-1002"])
@@ -522,9 +528,7 @@ def test_editing_a_task(secured_server: Server, watched: Watched) -> None:
     page.fill("#edit-title", "Call back <tomorrow>")
     page.select_option("#edit-assignee", "u-42")  # picked by name from a list
     page.click("#edit-form button[type=submit]")
-    expect(page.locator(".notice")).to_have_text(
-        "Task saved: title changed, assigned to u-42."
-    )
+    expect(page.locator(".notice")).to_have_text("Task saved: title changed, assigned to u-42.")
     row = page.locator(f"tr[data-task-id='{task['task_id']}']")
     expect(row.locator("td[data-label=Task]")).to_have_text("Call back <tomorrow>")
     stored = stored_task(db, "cust-1006", task["task_id"])

@@ -59,7 +59,7 @@ def test_adding_a_note_shows_it_at_once_on_the_card(server: Server, watched: Wat
     expect(first.locator("td[data-label=What]")).to_contain_text(
         "Asked for a <b>callback</b> on Friday"
     )
-    expect(first.locator("td[data-label=Kind]")).to_have_text("notes")
+    expect(first.locator("td[data-label=Kind]")).to_have_text("Note")
     stored = tab_json(server.db, "cust-1002", "timeline", "--limit", "1")["items"][0]
     assert stored["type"] == "note.added" and stored["actor"]["id"] == "local"
     page.reload()  # the notice is shown once, and nothing is posted again

@@ -8,7 +8,17 @@ import pytest
 from api.page_common import local_target as _local_target
 from api.page_session import SESSION_MAX_AGE, SessionSigner
 from api.page_time import BadFormValue, Clock, UnknownZone, zone
-from api.page_view import CardPage, View, Viewer, edit_changes, plain_text, safe_link
+from api.page_view import (
+    KIND_ITEM_LABELS,
+    KIND_LABELS,
+    CardPage,
+    View,
+    Viewer,
+    edit_changes,
+    plain_text,
+    safe_link,
+)
+from ledger.kinds import KINDS
 
 
 def test_a_session_survives_the_round_trip_and_nothing_else_does() -> None:
@@ -129,3 +139,8 @@ def test_every_tab_links_its_older_page_and_back_to_the_newest() -> None:
     assert {t.name: t.href for t in second.tabs}["orders"] == "/customers/c?tab=orders"
     tabs = {t.name: t.count for t in first.tabs}
     assert tabs["visits"] == "250" and tabs["timeline"] == "10,000+"
+
+
+def test_every_timeline_kind_has_its_words_on_the_page() -> None:
+    assert list(KIND_LABELS) == list(KINDS) and list(KIND_ITEM_LABELS) == list(KINDS)
+    assert (KIND_LABELS["sms"], KIND_ITEM_LABELS["emails"]) == ("SMS", "Email")
