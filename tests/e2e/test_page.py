@@ -24,6 +24,7 @@ from tests.page_support import (
     Server,
     Watched,
     append,
+    axe_violations,
     ledger_server,
     load_demo,
     no_horizontal_overflow,
@@ -580,6 +581,40 @@ def test_the_root_is_the_customer_search(
         assert watched.errors == []
     finally:
         context.close()
+
+
+def test_every_page_leads_back_to_the_customer_search(
+    open_server: Server, watched: Watched
+) -> None:
+    page = watched.page
+    for path in ("", "/duplicates", "/orders/cust-1001-o1", "/chats/cust-1001-d0"):
+        page.goto(card(open_server) + path)
+        expect(page.locator("#find-customer")).to_have_text("Find a customer")
+    page.click("#find-customer")
+    expect(page.locator("h1")).to_have_text("Customers")
+    # The search itself offers no link to itself.
+    expect(page.locator("#find-customer")).to_have_count(0)
+    page.get_by_label("Name, phone, e-mail or customer id").fill("Anna Petrova")
+    page.get_by_role("button", name="Search").click()
+    page.get_by_role("link", name="Anna Petrova").click()
+    expect(page.locator("#customer-name")).to_have_text("Anna Petrova")
+    assert watched.errors == [] and watched.dialogs == []
+
+
+def test_every_page_meets_wcag_21_aa(open_server: Server, watched: Watched) -> None:
+    """axe-core finds nothing on any tab, the pages a tab leads to, or the search."""
+    page = watched.page
+    paths = [f"/customers/{CUSTOMER}?tab={tab}" for tab in TABS] + [
+        f"/customers/{CUSTOMER}/orders/cust-1001-o1",
+        f"/customers/{CUSTOMER}/chats/cust-1001-d0",
+        f"/customers/{CUSTOMER}/duplicates",
+        "/customers?q=Anna",
+    ]
+    found = {}
+    for path in paths:
+        page.goto(open_server.url(path))
+        found[path] = axe_violations(page)
+    assert found == {path: [] for path in paths}
 
 
 def test_demo_says_how_to_see_the_card(tmp_path: Path, open_server: Server) -> None:
