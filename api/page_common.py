@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.access import AccessKey
-from api.caller import Caller, acting_user
+from api.caller import Caller, acting_user, marking_user
 from api.page_session import (
     FLASH_COOKIE,
     FLASH_MAX_AGE,
@@ -62,6 +62,21 @@ class Who:
         requested = self.open_user if self.open_mode else self.session.acting_user
         try:
             return acting_user(Caller(self.key), requested)
+        except (Refused, ServiceError):
+            return None
+
+    @property
+    def merging_user(self) -> str | None:
+        """Whom merges, their undoing and "not a duplicate" marks are recorded
+        for, by the HTTP API's own rule for them (scope `merge`; the key's user,
+        or with `act-as` the user named at sign-in); None when this visitor
+        cannot merge. A key for task actions alone does not merge customers."""
+        caller = Caller(self.key)
+        if not caller.allows("merge"):
+            return None
+        requested = self.open_user if self.open_mode else self.session.acting_user
+        try:
+            return marking_user(caller, requested)
         except (Refused, ServiceError):
             return None
 
@@ -116,6 +131,7 @@ class Visit:
         return Viewer(
             label=self.who.label,
             can_act=self.who.acting_user is not None,
+            can_merge=self.who.merging_user is not None,
             signed_in=self.who.key is not None,
             csrf=self.sessions.csrf(self.who.session),
         )

@@ -15,8 +15,8 @@ from fastapi.responses import Response
 from api.models import Id
 from api.page_common import read_form, run_in_thread, visit
 from api.page_flash import refusal_notice
-from api.page_merging import absorbed_redirect
-from api.page_tasks import NOT_ACTING, PAGE_SOURCE
+from api.page_merging import NOT_MERGING, absorbed_redirect
+from api.page_tasks import PAGE_SOURCE
 from api.page_view import Notice, customer_path, plain_text, render_not_found, render_view
 from api.problems import STATUS
 from services.duplicates import MarkRequest, find_duplicates, mark_not_duplicate
@@ -77,9 +77,9 @@ def _mark(request: Request, customer_id: str, form: Mapping[str, str]) -> Respon
     if refused is not None:
         return refused
     back = f"{customer_path(customer_id)}/duplicates"
-    user = v.who.acting_user
+    user = v.who.merging_user
     if user is None:
-        return v.redirect_with(back, NOT_ACTING)
+        return v.redirect_with(back, NOT_MERGING)
     other, reason = form.get("other", ""), form.get("reason", "").strip()
     if not other or not reason:
         return v.redirect_with(back, Notice("Say why they are two people.", "error"))

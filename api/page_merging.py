@@ -21,7 +21,7 @@ from fastapi.responses import RedirectResponse, Response
 from api.models import Id
 from api.page_common import Visit, read_form, run_in_thread, visit
 from api.page_flash import merge_refusal
-from api.page_tasks import NOT_ACTING, PAGE_SOURCE
+from api.page_tasks import PAGE_SOURCE
 from api.page_time import Clock
 from api.page_view import Notice, customer_path, plain_text, render_not_found, render_view
 from api.problems import STATUS
@@ -42,6 +42,9 @@ from services.merging import (
 from services.tabs import require_customer
 
 router = APIRouter(include_in_schema=False)
+
+# A visitor whose key has no scope `merge` (a key for task actions alone included).
+NOT_MERGING = Notice("Your access key may read these cards but not merge them.", "error")
 
 KEEP = "keep."  # a form field `keep.<card field>` names the customer whose value stays
 REASON_CHARS = 1000  # the merge reason's input limit
@@ -309,9 +312,9 @@ def _merge(request: Request, customer_id: str, form: Mapping[str, str]) -> Respo
         response = RedirectResponse(back, status_code=303)
         v.set_session(response, v.who.session)
         return response
-    user = v.who.acting_user
+    user = v.who.merging_user
     if user is None:
-        return v.redirect_with(back, NOT_ACTING)
+        return v.redirect_with(back, NOT_MERGING)
     reason = plain_text(form.get("reason", "")).strip()[:REASON_CHARS]
     names: dict[str, str | None] = {}
     try:
@@ -354,9 +357,9 @@ def _unmerge(request: Request, customer_id: str, form: Mapping[str, str]) -> Res
     if refused is not None:
         return refused
     back = customer_path(customer_id)
-    user = v.who.acting_user
+    user = v.who.merging_user
     if user is None:
-        return v.redirect_with(back, NOT_ACTING)
+        return v.redirect_with(back, NOT_MERGING)
     released = form.get("customer_id", "")
     if not _ID.fullmatch(released):
         return v.redirect_with(back, Notice("Choose a merge to undo.", "error"))

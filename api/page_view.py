@@ -194,6 +194,8 @@ class Viewer:
     can_act: bool  # holds a scope for task actions
     signed_in: bool
     csrf: str
+    # Holds the scope `merge`: merges, their undoing, "not a duplicate" marks.
+    can_merge: bool = False
 
 
 @dataclass(frozen=True)

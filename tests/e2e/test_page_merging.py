@@ -19,6 +19,7 @@ from tests.page_support import (
     ARTIFACTS,
     DESKTOP,
     PHONE,
+    Key,
     Server,
     Watched,
     append,
@@ -26,16 +27,14 @@ from tests.page_support import (
     ledger_server,
     load_demo,
     no_horizontal_overflow,
+    tab_json,
+    write_access_file,
 )
 
 SAME_PERSON = "They are the same person"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("merging")
-    db = f"sqlite:///{tmp / 'ledger.db'}"
-    load_demo(db)
+def add_web_shop_customer(db: str) -> None:
     # cust-1002 (Ben Okafor) is "Ben.Okafor@Example.com": the web shop made this
     # one with the address in small letters, another phone and a task.
     append(
@@ -59,6 +58,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             ),
         ],
     )
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("merging")
+    db = f"sqlite:///{tmp / 'ledger.db'}"
+    load_demo(db)
+    add_web_shop_customer(db)
     with ledger_server(db, tmp) as server:
         yield server
 
@@ -179,9 +186,7 @@ def test_merging_a_duplicate_and_undoing_it(server: Server, watched: Watched) ->
     assert watched.errors == []
 
 
-def test_customers_sharing_no_contact_need_a_confirmation(
-    server: Server, watched: Watched
-) -> None:
+def test_customers_sharing_no_contact_need_a_confirmation(server: Server, watched: Watched) -> None:
     page = watched.page
     page.goto(server.url("/customers/cust-1004/merge?absorb=cust-1005"))
     expect(page.locator("h1")).to_have_text("Merge Emma Schulz into Diego Alvarez")
@@ -199,7 +204,7 @@ def test_customers_sharing_no_contact_need_a_confirmation(
     page.get_by_role("button", name="Merge", exact=True).click()
     assert page.url == server.url("/customers/cust-1004/merge?absorb=cust-1005")
     expect(page.locator(".notice[role=alert]")).to_have_text(
-        "They share no phone number or e-mail address: tick \"They are the same person\" "
+        'They share no phone number or e-mail address: tick "They are the same person" '
         "to merge anyway."
     )
     page.get_by_label(SAME_PERSON).check()
@@ -244,6 +249,89 @@ def test_merge_and_undo_posts_need_the_pages_token(server: Server, watched: Watc
     expect(page.locator("#merged-here")).to_have_count(0)
     page.goto(server.url("/customers/cust-1001"))
     expect(page.locator("h1")).to_have_text("Anna Petrova")  # not merged away
+
+
+# Merging is the scope `merge`, on the page as in the API; task actions are `tasks`.
+AGENT = Key("agent", "agent-token-1", ("read", "tasks"), "u-7")
+MERGER = Key("merger", "merger-token-2", ("read", "merge"), "u-5")
+NOT_MERGING = "Your access key may read these cards but not merge them."
+
+
+@pytest.fixture(scope="module")
+def secured_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("merging-secured")
+    db = f"sqlite:///{tmp / 'ledger.db'}"
+    load_demo(db)
+    add_web_shop_customer(db)
+    access = write_access_file(tmp / "access.toml", [AGENT, MERGER])
+    with ledger_server(db, tmp, access=access) as server:
+        yield server
+
+
+def signed_in(browser: Browser, server: Server, key: Key) -> tuple[Watched, Page]:
+    watched = Watched(browser.new_context(viewport=DESKTOP).new_page())
+    page = watched.page
+    page.goto(server.url("/signin"))
+    page.fill("#key", key.token)
+    page.click("button[type=submit]")
+    expect(page.locator("h1")).to_have_text("Customers")
+    return watched, page
+
+
+def test_a_key_for_task_actions_alone_does_not_merge(
+    secured_server: Server, browser: Browser
+) -> None:
+    watched, page = signed_in(browser, secured_server, AGENT)
+    try:
+        page.goto(secured_server.url("/customers/cust-1002/duplicates"))
+        expect(page.locator("li.duplicate[data-customer-id=web-88]")).to_be_visible()
+        expect(page.locator(".review-merge")).to_have_count(0)
+        expect(page.locator("details.not-duplicate")).to_have_count(0)
+        page.goto(secured_server.url("/customers/cust-1002/merge?absorb=web-88"))
+        expect(page.get_by_text(NOT_MERGING)).to_be_visible()
+        expect(page.locator("#merge-form")).to_have_count(0)
+        # A form posted all the same, with the page's own token: refused in a
+        # sentence, and nothing stored.
+        token = page.locator("input[name=csrf]").first.get_attribute("value")
+        assert token
+        for path, form in (
+            ("merge", {"absorb": "web-88", "reason": "same", "confirm": "yes"}),
+            ("not-duplicates", {"other": "web-88", "reason": "two people"}),
+            ("unmerge", {"customer_id": "web-88", "reason": "two people"}),
+        ):
+            answer = page.request.post(
+                secured_server.url(f"/customers/cust-1002/{path}"), form={**form, "csrf": token}
+            )
+            assert NOT_MERGING in answer.text(), path  # the page it lands on says why
+        page.goto(secured_server.url("/customers/cust-1002"))
+        expect(page.locator("#merged-here")).to_have_count(0)
+        kinds = {i["type"] for i in tab_json(secured_server.db, "cust-1002", "timeline")["items"]}
+        assert not kinds & {"customer.merged", "customer.not_duplicate"}
+        assert watched.errors == []
+    finally:
+        page.context.close()
+
+
+def test_a_key_with_the_merge_scope_merges_without_the_tasks_scope(
+    secured_server: Server, browser: Browser
+) -> None:
+    watched, page = signed_in(browser, secured_server, MERGER)
+    try:
+        page.goto(secured_server.url("/customers/cust-1002/duplicates"))
+        page.locator(".review-merge").first.click()
+        expect(page.locator("#merge-form")).to_be_visible()
+        page.fill("#merge-reason", "the web shop's copy")
+        page.click("#merge-button")
+        expect(page.locator(".notice").first).to_have_text("Merged B. Okafor into this card.")
+        newest = tab_json(secured_server.db, "cust-1002", "timeline", "--limit", "2")["items"]
+        merged = {i["type"]: i for i in newest}["customer.merged"]
+        assert merged["actor"]["id"] == "u-5"  # the key's own user
+        # Task actions stay `tasks`: this key reads the tasks but changes none.
+        page.goto(secured_server.url("/customers/cust-1002?tab=tasks"))
+        expect(page.locator("button[data-action=complete]")).to_have_count(0)
+        assert watched.errors == []
+    finally:
+        page.context.close()
 
 
 def test_the_preview_fits_a_phone(server: Server, browser: Browser) -> None:
