@@ -21,6 +21,7 @@ from api.page_view import Notice, customer_path, plain_text, render_not_found, r
 from api.problems import STATUS
 from services.duplicates import MarkRequest, find_duplicates, mark_not_duplicate
 from services.errors import ServiceError
+from services.merging import customer_name
 from services.tabs import card_header
 
 router = APIRouter(include_in_schema=False)
@@ -90,6 +91,8 @@ def _mark(request: Request, customer_id: str, form: Mapping[str, str]) -> Respon
             v.state.services.policy(),
             MarkRequest(customer_id, other, user, reason, source=PAGE_SOURCE),
         )
+        with v.state.pool.connection() as conn:
+            shown = customer_name(conn, other) or other
     except ServiceError as exc:
         if exc.code == "right_missing":
             notice = Notice("You are not allowed to mark customers as not duplicates.", "error")
@@ -98,4 +101,4 @@ def _mark(request: Request, customer_id: str, form: Mapping[str, str]) -> Respon
         else:
             notice = refusal_notice(exc)
         return v.redirect_with(back, notice)
-    return v.redirect_with(back, Notice(f"Marked {plain_text(other)} as not a duplicate."))
+    return v.redirect_with(back, Notice(f"Marked {plain_text(shown)} as not a duplicate."))

@@ -21,6 +21,7 @@ from api.page_view import Notice, View, edit_changes, task_of
 from ledger.db import Connection
 from ledger.rights import RightsPolicy
 from services.errors import Category, ServiceError
+from services.people import display_name
 from services.tabs import tab_answer, tab_request
 from services.tasks import FieldChange, TaskActionRequest, task_action
 
@@ -54,14 +55,14 @@ def task_button_sync(
     if user is None:
         return v.redirect_with(back, NOT_ACTING)
     try:
-        changes = _act(v, view, task_id, action, user, form, clock)
+        changes, people = _act(v, view, task_id, action, user, form, clock)
     except BadFormValue as exc:
         return v.redirect_with(back, Notice(f"{exc}.", "error"))
     except ServiceError as exc:
         # The rule's code, said as a plain sentence, on the card the user came from.
         return v.redirect_with(back, refusal_notice(exc, action))
     if action == "edit":
-        return v.redirect_with(back, saved(changes or [], {}))
+        return v.redirect_with(back, saved(changes or [], people))
     return v.redirect_with(back, Notice(DONE.get(action, "Done.")))
 
 
@@ -73,9 +74,9 @@ def _act(
     user: str,
     form: Mapping[str, str],
     clock: Clock,
-) -> list[dict[str, Any]] | None:
+) -> tuple[list[dict[str, Any]] | None, dict[str, str]]:
     """Take `action` on the task as `user`; an edit's changes (one that
-    changes nothing stores nothing)."""
+    changes nothing stores nothing), and the names of the people they assign."""
     state = v.state
     policy = state.services.policy()
     state.ensure_ready()
@@ -84,7 +85,7 @@ def _act(
         if action == "edit":
             changes = _edit_changes(conn, view.customer_id, task_id, user, form, clock, policy)
             if not changes:
-                return []
+                return [], {}
         task_action(
             state.services.app(),
             conn,
@@ -98,7 +99,11 @@ def _act(
                 source=PAGE_SOURCE,
             ),
         )
-    return [{"field": c.field, "new": c.new} for c in changes] if action == "edit" else None
+        assigned = [str(c.new) for c in changes if c.field == "assignee_id" and c.new]
+        people = {a: display_name(conn, a, state.services.people()) for a in assigned}
+    if action != "edit":
+        return None, {}
+    return [{"field": c.field, "new": c.new} for c in changes], people
 
 
 def _edit_changes(

@@ -87,7 +87,8 @@ def test_finding_duplicates_and_marking_one_not_a_duplicate(
         "li.duplicate[data-customer-id=shop-4711] input[name=reason]", "Her mother, same flat"
     )
     page.locator("li.duplicate[data-customer-id=shop-4711] button[type=submit]").click()
-    expect(page.locator(".notice")).to_have_text("Marked shop-4711 as not a duplicate.")
+    # By the other card's name, not its id.
+    expect(page.locator(".notice")).to_have_text("Marked A. Petrova as not a duplicate.")
     assert page.url == server.url("/customers/cust-1001/duplicates")
     expect(rows).to_have_count(1)
     expect(page.locator("li.duplicate[data-customer-id=shop-4711]")).to_have_count(0)

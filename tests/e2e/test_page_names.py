@@ -88,6 +88,22 @@ def test_a_page_users_action_shows_by_name(server: Server, watched: Watched) -> 
     assert not watched.errors and not watched.dialogs
 
 
+def test_an_edit_says_whom_it_assigned_by_name(server: Server, watched: Watched) -> None:
+    page = watched.page
+    page.goto(card(server, "tab=tasks"))
+    editable = page.locator("tr[data-task-id]").filter(
+        has=page.get_by_role("link", name=re.compile("^Edit"))
+    )
+    current = editable.first.locator("td[data-label=Assignee]").inner_text().strip()
+    # One of the demo's agents (whom `ledger tab` names too), not the current one.
+    user, name = ("u-2", "Ivan Novak") if current == "Maria Lopez" else ("u-1", "Maria Lopez")
+    editable.first.get_by_role("link", name=re.compile("^Edit")).click()
+    page.select_option("#edit-assignee", user)
+    page.click("#edit-form button[type=submit]")
+    expect(page.locator(".notice")).to_have_text(f"Task saved: assigned to {name}.")
+    assert not watched.errors
+
+
 def test_names_not_ids(server: Server, watched: Watched) -> None:
     page = watched.page
     page.goto(card(server, "tab=tasks"))
