@@ -20,6 +20,7 @@ from api.page_time import Clock, UnknownZone, zone
 from api.page_view import customer_path, plain_text, render_not_found, render_view
 from api.problems import STATUS
 from ledger.db import Connection
+from ledger.people import Directory
 from ledger.personal import ERASED
 from services.errors import Category, ServiceError
 from services.subjects import dialogue, order_history
@@ -33,9 +34,10 @@ def _show(
     customer_id: str,
     kind: str,
     subject_id: str,
-    read: Callable[[Connection, str | None], Any],
+    read: Callable[[Connection, str | None, Directory], Any],
 ) -> Response:
-    """Read one subject's page of `read` and render `kind`'s template."""
+    """Read one subject's page of `read` (given the cursor and the people
+    directory) and render `kind`'s template."""
     v = visit(request)
     refusal = v.reader_refusal()
     if refusal is not None:
@@ -56,7 +58,7 @@ def _show(
             header = card_header(conn, customer_id)
             if header.counts["timeline"] == 0:
                 return v.html(render_not_found(customer_id=customer_id, viewer=v.viewer()), 404)
-            answer = read(conn, cursor).model_dump(mode="json")
+            answer = read(conn, cursor, v.state.services.people()).model_dump(mode="json")
     except ServiceError as exc:
         title = "Cannot show this page"
         if exc.category == Category.NOT_FOUND:
@@ -109,7 +111,9 @@ def order_page(request: Request, customer_id: Id, order_id: Id) -> Response:
         customer_id,
         "order",
         order_id,
-        lambda conn, cursor: order_history(conn, customer_id, order_id, cursor=cursor),
+        lambda conn, cursor, people: order_history(
+            conn, customer_id, order_id, cursor=cursor, people=people
+        ),
     )
 
 
@@ -123,5 +127,7 @@ def dialogue_page(request: Request, customer_id: Id, dialog_id: Id) -> Response:
         customer_id,
         "dialogue",
         dialog_id,
-        lambda conn, cursor: dialogue(conn, customer_id, dialog_id, cursor=cursor),
+        lambda conn, cursor, people: dialogue(
+            conn, customer_id, dialog_id, cursor=cursor, people=people
+        ),
     )

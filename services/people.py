@@ -68,20 +68,25 @@ def _name_customers(conn: Connection, items: list[dict[str, Any]]) -> None:
 
 
 def name_people(
-    conn: Connection, items: list[dict[str, Any]], directory: Directory = EMPTY
+    conn: Connection,
+    items: list[dict[str, Any]],
+    directory: Directory = EMPTY,
+    *,
+    actor: str = "actor",
 ) -> None:
     """Give the people that tab items name their names, in place: an item's
-    `actor.name` (kept when no one knows a better one), beside an
-    `assignee_id` an `assignee_name` (None when unknown), and the people a
-    timeline `summary` holds (by name, else by id), and the customers it
-    holds (a merge's) by their card's name."""
+    `actor.name` (kept when no one knows a better one; `actor` names that
+    member, a message's `author` say), beside an `assignee_id` an
+    `assignee_name` (None when unknown), and the people a timeline `summary`
+    holds (by name, else by id), and the customers it holds (a merge's) by
+    their card's name."""
     _name_customers(conn, items)
     refs: list[str] = []
     for item in items:
         summary = item.get("summary")
         if isinstance(summary, str):
             refs += people_in(summary)
-        key = _actor_key(item.get("actor"))
+        key = _actor_key(item.get(actor))
         if key is not None:
             refs.append(key)
         assignee = item.get("assignee_id")
@@ -97,10 +102,10 @@ def name_people(
         summary = item.get("summary")
         if isinstance(summary, str):
             item["summary"] = name_people_in(summary, names)
-        key = _actor_key(item.get("actor"))
+        key = _actor_key(item.get(actor))
         if key is not None:
-            actor = item["actor"]
-            item["actor"] = {**actor, "name": names[key] or actor.get("name")}
+            person = item[actor]
+            item[actor] = {**person, "name": names[key] or person.get("name")}
         if "assignee_id" in item:
             assignee = item["assignee_id"]
             item["assignee_name"] = names[assignee] if isinstance(assignee, str) else None

@@ -1,17 +1,20 @@
 """The views of one thing on a customer's card: an order with its change history
 (`order_history`), a dialogue with its messages (`dialogue`). Each is brought up
-to date with every event stored before the call (read-your-writes), like a tab."""
+to date with every event stored before the call (read-your-writes), like a tab,
+and names the people in it as the tabs do (`services.people.name_people`)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from ledger.db import Connection
+from ledger.people import EMPTY, Directory
 from projections import chats, orders, registry
 from projections.paging import DEFAULT_LIMIT, BadCursor, Page
 from projections.sealing import revealing
 from services.errors import Category, ServiceError, service_errors
 from services.freshness import catch_up
+from services.people import name_people
 
 if TYPE_CHECKING:
     from projections.models import Dialogue, OrderHistory
@@ -42,6 +45,7 @@ def order_history(
     *,
     limit: int | None = None,
     cursor: str | None = None,
+    people: Directory = EMPTY,
 ) -> OrderHistory:
     """The customer's order as it is now and one page of its changes (field, old,
     new, who, when), newest first. NOT_FOUND when the customer has no such order."""
@@ -49,7 +53,7 @@ def order_history(
 
     page = _page(limit, cursor)
     with service_errors():
-        catch_up(conn, [registry.get("orders")])
+        catch_up(conn, [registry.get("orders"), registry.get("people")])
         try:
             found = orders.order_history(revealing(conn), customer_id, order_id, page)
         except BadCursor as exc:
@@ -58,6 +62,9 @@ def order_history(
         raise ServiceError(
             Category.NOT_FOUND, f"customer {customer_id!r} has no order {order_id!r}"
         )
+    # The order's last change is by whoever made its newest change.
+    name_people(conn, [found], people, actor="changed_by")
+    name_people(conn, found["items"], people)
     return OrderHistory.model_validate(found)
 
 
@@ -68,6 +75,7 @@ def dialogue(
     *,
     limit: int | None = None,
     cursor: str | None = None,
+    people: Directory = EMPTY,
 ) -> Dialogue:
     """The customer's dialogue (channel, status, start, message count, the
     producer's url) and one page of its messages in the order they were sent;
@@ -76,7 +84,7 @@ def dialogue(
 
     page = _page(limit, cursor)
     with service_errors():
-        catch_up(conn, [registry.get("chats")])
+        catch_up(conn, [registry.get("chats"), registry.get("people")])
         try:
             found = chats.dialogue(revealing(conn), customer_id, dialog_id, page)
         except BadCursor as exc:
@@ -85,4 +93,5 @@ def dialogue(
         raise ServiceError(
             Category.NOT_FOUND, f"customer {customer_id!r} has no dialogue {dialog_id!r}"
         )
+    name_people(conn, found["items"], people, actor="author")
     return Dialogue.model_validate(found)

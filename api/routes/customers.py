@@ -142,11 +142,12 @@ def get_order(
     """One order as it is now (number, status, total, created, last change) and a
     page of its changes (`field`, `old`, `new`, `occurred_at`, `actor`), newest
     first. 404 when the customer has no such order."""
+    people = app_state(request).services.people()
     return customer_view(
         request,
         customer_id,
         lambda conn: order_history(
-            conn, customer_id, order_id, limit=limit, cursor=cursor
+            conn, customer_id, order_id, limit=limit, cursor=cursor, people=people
         ).model_dump_json(),
     )
 
@@ -169,11 +170,12 @@ def get_dialogue(
     a page of its messages in the order they were sent (`message_id`, `direction`,
     `author`, `sent_at`, `text`; an erased customer's texts read "[erased]"). 404
     when the customer has no such dialogue."""
+    people = app_state(request).services.people()
     return customer_view(
         request,
         customer_id,
         lambda conn: dialogue(
-            conn, customer_id, dialog_id, limit=limit, cursor=cursor
+            conn, customer_id, dialog_id, limit=limit, cursor=cursor, people=people
         ).model_dump_json(),
     )
 

@@ -14,12 +14,14 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.cli_runner import run_ledger
+from tests.factories import event
 from tests.page_support import (
     ARTIFACTS,
     DESKTOP,
     PHONE,
     Server,
     Watched,
+    append,
     ledger_server,
     load_demo,
     no_horizontal_overflow,
@@ -101,6 +103,48 @@ def test_an_edit_says_whom_it_assigned_by_name(server: Server, watched: Watched)
     page.select_option("#edit-assignee", user)
     page.click("#edit-form button[type=submit]")
     expect(page.locator(".notice")).to_have_text(f"Task saved: assigned to {name}.")
+    assert not watched.errors
+
+
+def test_a_dialogue_and_an_order_name_their_people(server: Server, watched: Watched) -> None:
+    lena = {"kind": "user", "id": PAGE_USER}  # sent without a name: the directory knows it
+    gateway = {"kind": "system", "id": "chat-gateway", "name": "Chat gateway"}
+    append(
+        server.db,
+        [
+            event(
+                "chat.started",
+                "cust-1002",
+                {"dialog_id": "names-d1", "channel": "whatsapp"},
+                actor=gateway,
+            ),
+            event(
+                "chat.message",
+                "cust-1002",
+                {
+                    "dialog_id": "names-d1",
+                    "message_id": "names-m1",
+                    "direction": "outbound",
+                    "text": "Hello",
+                },
+                actor=lena,
+            ),
+            event(
+                "order.created", "cust-1002", {"order_id": "names-o1", "status": "new"}, actor=lena
+            ),
+        ],
+    )
+    page = watched.page
+    page.goto(server.url("/customers/cust-1002/chats/names-d1"))
+    expect(page.locator("h1")).to_have_text("Dialogue on WhatsApp")  # as the tabs spell it
+    expect(page.locator("#messages .author")).to_have_text("Lena Vogt")
+    answer = api(server, "/v1/customers/cust-1002/chats/names-d1")
+    assert answer["items"][0]["author"] == {**lena, "name": "Lena Vogt"}
+    page.goto(server.url("/customers/cust-1002/orders/names-o1"))
+    expect(page.locator("td[data-label=By]").first).to_have_text("Lena Vogt")
+    expect(page.get_by_text(re.compile("by Lena Vogt$"))).to_be_visible()  # the last change
+    order = api(server, "/v1/customers/cust-1002/orders/names-o1")
+    assert order["changed_by"]["name"] == "Lena Vogt"
     assert not watched.errors
 
 
