@@ -80,12 +80,15 @@ def saved(changes: Sequence[Mapping[str, Any]], people: Mapping[str, str]) -> No
     return Notice("Task saved: " + ", ".join(said) + ".")
 
 
+# A choice of what to keep made on a preview the cards have changed since.
+_STALE_PREVIEW = "The cards changed while you chose: review the merge again."
+
 # A merge's or an undo's refusals, in words; `{name}`: the customer merged in
 # (or released), `{priority}`: the customer whose card is kept.
 _MERGE_SENTENCES: dict[str, str] = {
     "confirmation_needed": (
-        "They share no phone number or e-mail address: tick \"They are the same "
-        "person\" to merge anyway."
+        'They share no phone number or e-mail address: tick "They are the same '
+        'person" to merge anyway.'
     ),
     "same_customer": "A customer cannot be merged into their own card.",
     "listed_twice": "A customer cannot be merged in twice at once.",
@@ -98,6 +101,12 @@ _MERGE_SENTENCES: dict[str, str] = {
     "customer_missing": "There is no such customer.",
     "not_merged": "{name} is not merged into this card (any more).",
     "undo_window_passed": "This merge is too old to be undone.",
+    "customer_erased": (
+        "A customer whose personal data was erased cannot be merged, nor a merge with them undone."
+    ),
+    "keep_unknown": _STALE_PREVIEW,
+    "keep_outside": _STALE_PREVIEW,
+    "keep_missing": _STALE_PREVIEW,
 }
 
 

@@ -122,5 +122,6 @@ def _edit_changes(
         raise ServiceError(
             Category.NOT_FOUND,
             f"task {task_id!r} does not exist for customer {customer_id!r}",
+            code="task_missing",
         )
     return tuple(FieldChange(c["field"], c["new"]) for c in edit_changes(task, form, clock))

@@ -184,12 +184,16 @@ def _card(
     unknown = sorted(set(request.keep) - set(fields))
     if unknown:
         raise ServiceError(
-            Category.USAGE, f"keep: no card of this merge has the field {unknown[0]!r}"
+            Category.USAGE,
+            f"keep: no card of this merge has the field {unknown[0]!r}",
+            code="keep_unknown",
         )
     for name, owner in request.keep.items():
         if owner not in everyone:
             raise ServiceError(
-                Category.USAGE, f"keep: customer {owner!r} is not part of this merge ({name})"
+                Category.USAGE,
+                f"keep: customer {owner!r} is not part of this merge ({name})",
+                code="keep_outside",
             )
     card: dict[str, Any] = {}
     conflicts: list[Conflict] = []
@@ -209,7 +213,11 @@ def _card(
         conflicts.append(Conflict(name, values))
         owner = request.keep.get(name, request.customer_id)
         if owner not in values:
-            raise ServiceError(Category.USAGE, f"keep: customer {owner!r} has no {name} to keep")
+            raise ServiceError(
+                Category.USAGE,
+                f"keep: customer {owner!r} has no {name} to keep",
+                code="keep_missing",
+            )
         card[name] = kept[name] = values[owner]
         owners[name] = owner
     return card, tuple(conflicts), kept, owners

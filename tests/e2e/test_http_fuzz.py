@@ -264,7 +264,7 @@ def _merge_refusal(merging: bool, status: int, problem: dict[str, Any]) -> bool:
         return code in (_MERGE_CONFLICTS if merging else _UNMERGE_CONFLICTS)
     if status == 400 and code == "reason_missing":
         return True
-    return merging and status == 400 and str(problem.get("detail", "")).startswith("keep:")
+    return merging and status == 400 and code in ("keep_unknown", "keep_outside", "keep_missing")
 
 
 def _only_rules_refused(body: Any, errors: list[dict[str, Any]]) -> bool:

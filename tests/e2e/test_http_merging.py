@@ -241,9 +241,9 @@ def test_merges_the_rules_refuse_store_nothing(store_url: str) -> None:
         problem(post(P, {"absorb": ["nobody"]}), 404, "customer_missing")
         problem(post("nobody", {"absorb": [A]}), 404, "customer_missing")
         problem(post(P, {"absorb": [A, A]}), 409, "listed_twice")
-        keep = problem(post(P, {"absorb": [A], "keep": {"shoe_size": A}}), 400, None)
+        keep = problem(post(P, {"absorb": [A], "keep": {"shoe_size": A}}), 400, "keep_unknown")
         assert "shoe_size" in keep["detail"]
-        problem(post(P, {"absorb": [A], "keep": {"name": S}}), 400, None)
+        problem(post(P, {"absorb": [A], "keep": {"name": S}}), 400, "keep_outside")
         no_user = client.post(path(P, "/merge"), json={"absorb": [A], "reason": "x"})
         problem(no_user, 400, None)
         assert merge_events(client, P) == [] and merge_events(client, A) == []

@@ -49,6 +49,14 @@ def test_refusals_are_sentences_with_names_not_codes() -> None:
     assert said("undo_window_passed", undo=True) == "This merge is too old to be undone."
     assert said("reason_missing", Category.USAGE, undo=True) == "Say why the merge is undone."
     assert said(None, Category.UNAVAILABLE).startswith("The ledger cannot be reached")
+    assert said("customer_erased") == (
+        "A customer whose personal data was erased cannot be merged, nor a merge with them undone."
+    )
+    # A choice of what to keep that the cards no longer allow (a stale preview).
+    for code in ("keep_unknown", "keep_outside", "keep_missing"):
+        assert said(code, Category.USAGE) == (
+            "The cards changed while you chose: review the merge again."
+        )
     for code in ("same_customer", "holds_merged", "listed_twice", "not_merged"):
         assert "_" not in said(code)
 
