@@ -20,7 +20,14 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from api.page_time import COMMON_ZONES, Clock, local_input, local_moment
 from ledger.kinds import KINDS
-from ledger.summaries import channel_text, duration_text, field_label, utm_text, words
+from ledger.summaries import (
+    channel_text,
+    duration_text,
+    field_label,
+    moment_in,
+    utm_text,
+    words,
+)
 from ledger.summaries import value_text as summary_value
 
 # Tab name -> label, in the order the seed's block shows them.
@@ -145,9 +152,12 @@ def value_text(value: object) -> str:
     return "—" if value is None else plain_text(value)
 
 
-def change_value(field: str, value: object) -> str:
+def change_value(field: str, value: object, clock: Clock | None = None) -> str:
     """One side of a field change as every door words it (`ledger.summaries`:
-    "—" for none, statuses as words, no quotes), as plain text."""
+    "—" for none, statuses as words, no quotes), as plain text; a timestamp
+    in the viewer's zone, as the page's other times (`clock`; else UTC)."""
+    if clock is not None and isinstance(value, str) and moment_in(value) is not None:
+        return clock.show(value)
     return plain_text(summary_value(field, value))
 
 

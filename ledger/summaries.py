@@ -128,16 +128,22 @@ def _clip(text: str, chars: int = _VALUE_CHARS) -> str:
     return text if len(text) <= chars else text[: chars - 1] + "…"
 
 
-def _moment(text: str) -> str | None:
+def moment_in(text: str) -> datetime | None:
+    """The moment a value written as an RFC 3339 timestamp with its zone holds
+    (`2026-10-02T09:30:00+02:00`), None for any other text: a value a door
+    may show in its viewer's zone."""
     if len(text) < 16 or text[4] != "-" or "T" not in text:
         return None
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
         return None
-    if when.tzinfo is None:
-        return None
-    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return when if when.tzinfo is not None else None
+
+
+def _moment(text: str) -> str | None:
+    when = moment_in(text)
+    return None if when is None else when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def person_ref(user_id: str) -> str:

@@ -14,8 +14,10 @@ from api.page_view import (
     CardPage,
     View,
     Viewer,
+    change_value,
     edit_changes,
     plain_text,
+    render_card,
     safe_link,
 )
 from ledger.kinds import KINDS
@@ -144,3 +146,29 @@ def test_every_tab_links_its_older_page_and_back_to_the_newest() -> None:
 def test_every_timeline_kind_has_its_words_on_the_page() -> None:
     assert list(KIND_LABELS) == list(KINDS) and list(KIND_ITEM_LABELS) == list(KINDS)
     assert (KIND_LABELS["sms"], KIND_ITEM_LABELS["emails"]) == ("SMS", "Email")
+
+
+def test_a_changed_time_shows_in_the_viewers_zone() -> None:
+    berlin = Clock(*zone("Europe/Berlin"))
+    assert change_value("next_call_at", "2026-10-02T07:30:00Z", berlin) == "2026-10-02 09:30"
+    assert change_value("next_call_at", "2026-10-02T07:30:00Z") == "2026-10-02 07:30 UTC"
+    assert change_value("note", "2026-10-02 is a Friday", berlin) == "2026-10-02 is a Friday"
+    change = {
+        "field": "next_call_at",
+        "old": None,
+        "new": "2026-10-02T07:30:00Z",
+        "occurred_at": "2026-10-01T10:00:00Z",
+        "actor": {"kind": "user", "id": "u-1", "name": "Maria"},
+    }
+    page = CardPage(
+        view=View("c", "card", "Europe/Berlin"),
+        viewer=Viewer(None, False, False, "csrf"),
+        clock=berlin,
+        name=None,
+        last_email=None,
+        counts={"card": 1, "timeline": 1},
+        count_cap=10_000,
+        answer={"items": [change], "next_cursor": None},
+    )
+    html = render_card(page)
+    assert '<td data-label="New">2026-10-02 09:30</td>' in html
