@@ -9,7 +9,9 @@ web-shop customer with Ben Okafor's e-mail address in other letters."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
@@ -60,13 +62,21 @@ def add_web_shop_customer(db: str) -> None:
     )
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("merging")
+@contextmanager
+def demo_with_web_shop(tmp: Path, keys: Sequence[Key] = ()) -> Iterator[Server]:
+    """`ledger serve` on the demo data and the web shop's customer; open, or
+    with an access file of `keys`."""
     db = f"sqlite:///{tmp / 'ledger.db'}"
     load_demo(db)
     add_web_shop_customer(db)
-    with ledger_server(db, tmp) as server:
+    access = write_access_file(tmp / "access.toml", list(keys)) if keys else None
+    with ledger_server(db, tmp, access=access) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with demo_with_web_shop(tmp_path_factory.mktemp("merging")) as server:
         yield server
 
 
@@ -259,12 +269,7 @@ NOT_MERGING = "Your access key may read these cards but not merge them."
 
 @pytest.fixture(scope="module")
 def secured_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("merging-secured")
-    db = f"sqlite:///{tmp / 'ledger.db'}"
-    load_demo(db)
-    add_web_shop_customer(db)
-    access = write_access_file(tmp / "access.toml", [AGENT, MERGER])
-    with ledger_server(db, tmp, access=access) as server:
+    with demo_with_web_shop(tmp_path_factory.mktemp("merging-secured"), [AGENT, MERGER]) as server:
         yield server
 
 
