@@ -95,6 +95,19 @@ def shared_with(conn: Connection, customer_id: str) -> list[tuple[str, str, str]
     return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
 
 
+def marked_with(conn: Connection, customer_ids: Sequence[str]) -> set[str]:
+    """The customers marked "not a duplicate" of any of `customer_ids`."""
+    if not customer_ids:
+        return set()
+    marks, holes = NOT_DUPLICATES.name, ", ".join("?" * len(customer_ids))
+    rows = conn.fetchall(
+        f"SELECT other_customer_id FROM {marks} WHERE customer_id IN ({holes}) "
+        f"UNION SELECT customer_id FROM {marks} WHERE other_customer_id IN ({holes})",
+        (*customer_ids, *customer_ids),
+    )
+    return {str(r[0]) for r in rows}
+
+
 def shared_pairs(conn: Connection, limit: int) -> list[tuple[str, str, str, str]]:
     """Up to `limit` (customer, other customer, kind, HMAC) with customer < other,
     for every phone or e-mail blind index two customers share, marked pairs left

@@ -14,7 +14,7 @@ from ledger.normalise import default_region, email_key, phone_key
 from ledger.rights import RightsPolicy
 from projections import registry
 from projections.card import card_text
-from projections.duplicates import shared_pairs, shared_with
+from projections.duplicates import marked_with, shared_pairs, shared_with
 from projections.merges import members, merged_into
 from projections.tabs import customer_exists
 from services.appending import append_items, refusal, user_events
@@ -141,17 +141,41 @@ def duplicate_count(conn: Connection, customer_id: str) -> int:
         return len({other for other, _ in _shared(conn, customer_id)})
 
 
+class _Marks:
+    """Whether two customers are marked "not a duplicate", each with the
+    customers merged into it: a mark between any of one and any of the other
+    keeps them apart, as the rules see a merge as one customer."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._members: dict[str, tuple[str, ...]] = {}
+        self._marked: dict[str, set[str]] = {}
+
+    def members(self, customer_id: str) -> tuple[str, ...]:
+        if customer_id not in self._members:
+            self._members[customer_id] = members(self._conn, customer_id)
+        return self._members[customer_id]
+
+    def apart(self, a: str, b: str) -> bool:
+        if a not in self._marked:
+            self._marked[a] = marked_with(self._conn, self.members(a))
+        return not self._marked[a].isdisjoint(self.members(b))
+
+
 def _shared(conn: Connection, customer_id: str) -> list[tuple[str, str]]:
     """(other customer, kind) for each phone or e-mail the customer's card (with
     the cards merged into it) shares with another customer, that customer shown
-    as the one it is merged into, if any; customers of the same merge are one."""
-    group = members(conn, customer_id)
+    as the one it is merged into, if any; customers of the same merge are one,
+    and so are their marks."""
+    marks = _Marks(conn)
+    group = marks.members(customer_id)
     found: list[tuple[str, str]] = []
     for member in group:
         for other, kind, _ in shared_with(conn, member):
             shown = merged_into(conn, other) or other
-            if shown not in group and (shown, kind) not in found:
-                found.append((shown, kind))
+            if shown in group or (shown, kind) in found or marks.apart(customer_id, shown):
+                continue
+            found.append((shown, kind))
     return sorted(found)
 
 
@@ -177,12 +201,13 @@ def duplicate_groups(conn: Connection, *, limit: int = GROUPS_LIMIT) -> dict[str
                 c = parent[c]
             return c
 
-        # Customers of one merge are one customer: its priority.
+        # Customers of one merge are one customer (its priority), marks included.
         into = {c: merged_into(conn, c) or c for p in pairs[:MAX_PAIRS] for c in p[:2]}
+        marks = _Marks(conn)
         pairs = [
             (into[a], into[b], kind, hmac)
             for a, b, kind, hmac in pairs[:MAX_PAIRS]
-            if into[a] != into[b]
+            if into[a] != into[b] and not marks.apart(into[a], into[b])
         ]
         for a, b, _, _ in pairs:
             ra, rb = root(a), root(b)

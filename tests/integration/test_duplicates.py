@@ -27,6 +27,7 @@ from services.duplicates import (
     mask_phone,
 )
 from services.errors import Category, ServiceError
+from services.merging import MergeRequest, merge_customers
 from tests.cli_runner import ledger_cli
 from tests.factories import append_ok, event
 
@@ -118,6 +119,24 @@ def test_a_mark_hides_the_pair_and_a_withdrawal_brings_it_back(stored: LedgerApp
     with pytest.raises(ServiceError) as twice:
         mark(stored, "c-1", "c-2", withdraw=True)
     assert twice.value.code == "mark_missing"
+
+
+def test_a_mark_on_a_merged_card_keeps_the_whole_merge_apart(stored: LedgerApplication) -> None:
+    """c-2 (c-1's phone) is merged into c-4: c-4's card lists c-1 through c-2.
+    Marked on c-4's card, the pair is c-4 and c-1, and it hides c-1 from the
+    whole merge, and the merge from c-1, as the rules see one customer."""
+    with Connection(stored.url) as conn:
+        prepare_store(conn)
+        merge = MergeRequest("c-4", ("c-2",), "u-1", "same person", confirm=True)
+        merge_customers(stored, conn, ALLOW_ALL, merge)
+    assert candidates(stored, "c-4") == {"c-1": ["phone"]}
+    mark(stored, "c-4", "c-1")
+    assert candidates(stored, "c-4") == {}
+    assert candidates(stored, "c-1") == {"c-3": ["email"]}
+    with Connection(stored.url) as conn:
+        prepare_store(conn)
+        [group] = duplicate_groups(conn)["groups"]
+    assert [c["customer_id"] for c in group["customers"]] == ["c-1", "c-3"]
 
 
 def test_the_rules_refuse_itself_an_unknown_and_an_erased_customer(
