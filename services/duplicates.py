@@ -120,14 +120,16 @@ def find_duplicates(conn: Connection, customer_id: str) -> Duplicates:
                 f"customer {customer_id!r} does not exist",
                 code="customer_missing",
             )
-        kinds: dict[str, list[str]] = {}
-        for other, kind in _shared(conn, customer_id):
-            kinds.setdefault(other, []).append(kind)
+        # Each candidate's shared kinds, each with the card of this merge that
+        # holds the shared value (whose value the reason masks).
+        kinds: dict[str, dict[str, str]] = {}
+        for other, kind, holder in _shared(conn, customer_id):
+            kinds.setdefault(other, {})[kind] = holder
         items = tuple(
             Candidate(
                 other,
                 card_text(conn, other, "name"),
-                tuple(_reason(conn, customer_id, k) for k in sorted(set(ks), key=_field_order)),
+                tuple(_reason(conn, ks[k], k) for k in sorted(ks, key=_field_order)),
             )
             for other, ks in kinds.items()
         )
@@ -138,7 +140,7 @@ def duplicate_count(conn: Connection, customer_id: str) -> int:
     """How many possible duplicates the customer has (the card's notice)."""
     with service_errors():
         _current(conn)
-        return len({other for other, _ in _shared(conn, customer_id)})
+        return len({other for other, _, _ in _shared(conn, customer_id)})
 
 
 class _Marks:
@@ -162,21 +164,21 @@ class _Marks:
         return not self._marked[a].isdisjoint(self.members(b))
 
 
-def _shared(conn: Connection, customer_id: str) -> list[tuple[str, str]]:
-    """(other customer, kind) for each phone or e-mail the customer's card (with
-    the cards merged into it) shares with another customer, that customer shown
-    as the one it is merged into, if any; customers of the same merge are one,
-    and so are their marks."""
+def _shared(conn: Connection, customer_id: str) -> list[tuple[str, str, str]]:
+    """(other customer, kind, holder) for each phone or e-mail the customer's
+    card, or a card merged into it (the holder), shares with another customer,
+    that customer shown as the one it is merged into, if any; customers of the
+    same merge are one, and so are their marks."""
     marks = _Marks(conn)
     group = marks.members(customer_id)
-    found: list[tuple[str, str]] = []
+    found: dict[tuple[str, str], str] = {}
     for member in group:
         for other, kind, _ in shared_with(conn, member):
             shown = merged_into(conn, other) or other
             if shown in group or (shown, kind) in found or marks.apart(customer_id, shown):
                 continue
-            found.append((shown, kind))
-    return sorted(found)
+            found[shown, kind] = member
+    return sorted((shown, kind, holder) for (shown, kind), holder in found.items())
 
 
 def _field_order(kind: str) -> int:

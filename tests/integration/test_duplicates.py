@@ -130,6 +130,12 @@ def test_a_mark_on_a_merged_card_keeps_the_whole_merge_apart(stored: LedgerAppli
         merge = MergeRequest("c-4", ("c-2",), "u-1", "same person", confirm=True)
         merge_customers(stored, conn, ALLOW_ALL, merge)
     assert candidates(stored, "c-4") == {"c-1": ["phone"]}
+    # The reason masks the phone shared (c-2's), not the card's own (c-4's).
+    with Connection(stored.url) as conn:
+        [found] = find_duplicates(conn, "c-4").as_json()["items"]
+    shared = mask_phone(CARDS["c-2"]["phone"])
+    assert shared != mask_phone(CARDS["c-4"]["phone"])
+    assert found["reasons"] == [{"field": "phone", "value": shared}]
     mark(stored, "c-4", "c-1")
     assert candidates(stored, "c-4") == {}
     assert candidates(stored, "c-1") == {"c-3": ["email"]}
