@@ -86,13 +86,15 @@ def _mark(request: Request, customer_id: str, form: Mapping[str, str]) -> Respon
         return v.redirect_with(back, Notice("Say why they are two people.", "error"))
     try:
         v.state.ensure_ready()
+        # Named before the mark, as a merge names its customers: a failed look-up
+        # then stores nothing rather than report a stored mark as refused.
+        with v.state.pool.connection() as conn:
+            shown = customer_name(conn, other) or other
         mark_not_duplicate(
             v.state.services.app(),
             v.state.services.policy(),
             MarkRequest(customer_id, other, user, reason, source=PAGE_SOURCE),
         )
-        with v.state.pool.connection() as conn:
-            shown = customer_name(conn, other) or other
     except ServiceError as exc:
         if exc.code == "right_missing":
             notice = Notice("You are not allowed to mark customers as not duplicates.", "error")

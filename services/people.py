@@ -72,11 +72,11 @@ def name_people(
     items: list[dict[str, Any]],
     directory: Directory = EMPTY,
     *,
-    actor: str = "actor",
+    actors: tuple[str, ...] = ("actor",),
 ) -> None:
     """Give the people that tab items name their names, in place: an item's
-    `actor.name` (kept when no one knows a better one; `actor` names that
-    member, a message's `author` say), beside an `assignee_id` an
+    `actor.name` (kept when no one knows a better one; `actors` names the
+    members that hold people, a message's `author` say), beside an `assignee_id` an
     `assignee_name` (None when unknown), and the people a timeline `summary`
     holds (by name, else by id), and the customers it holds (a merge's) by
     their card's name."""
@@ -86,9 +86,7 @@ def name_people(
         summary = item.get("summary")
         if isinstance(summary, str):
             refs += people_in(summary)
-        key = _actor_key(item.get(actor))
-        if key is not None:
-            refs.append(key)
+        refs += [k for a in actors if (k := _actor_key(item.get(a))) is not None]
         assignee = item.get("assignee_id")
         if isinstance(assignee, str):
             refs.append(assignee)
@@ -102,10 +100,11 @@ def name_people(
         summary = item.get("summary")
         if isinstance(summary, str):
             item["summary"] = name_people_in(summary, names)
-        key = _actor_key(item.get(actor))
-        if key is not None:
-            person = item[actor]
-            item[actor] = {**person, "name": names[key] or person.get("name")}
+        for actor in actors:
+            key = _actor_key(item.get(actor))
+            if key is not None:
+                person = item[actor]
+                item[actor] = {**person, "name": names[key] or person.get("name")}
         if "assignee_id" in item:
             assignee = item["assignee_id"]
             item["assignee_name"] = names[assignee] if isinstance(assignee, str) else None

@@ -62,9 +62,8 @@ def order_history(
         raise ServiceError(
             Category.NOT_FOUND, f"customer {customer_id!r} has no order {order_id!r}"
         )
-    # The order's last change is by whoever made its newest change.
-    name_people(conn, [found], people, actor="changed_by")
-    name_people(conn, found["items"], people)
+    # The order's last change, and each change, by name: one look-up for all.
+    name_people(conn, [found, *found["items"]], people, actors=("changed_by", "actor"))
     return OrderHistory.model_validate(found)
 
 
@@ -93,5 +92,5 @@ def dialogue(
         raise ServiceError(
             Category.NOT_FOUND, f"customer {customer_id!r} has no dialogue {dialog_id!r}"
         )
-    name_people(conn, found["items"], people, actor="author")
+    name_people(conn, found["items"], people, actors=("author",))
     return Dialogue.model_validate(found)
